@@ -1,0 +1,61 @@
+/// The one error type users see. Each case names what went wrong and where: the node, the op,
+/// the shapes, and the Swift source location of the DSL call that made the node.
+public enum LatheError: Error, Equatable, CustomStringConvertible {
+    /// An op was given operands whose shapes (or count) it cannot take. Thrown while the graph is built.
+    case shapeMismatch(op: String, shapes: [[Int]], reason: String, location: SourceLocation)
+    /// An op's attribute is out of range (a negative stride, an axis past the rank, ...).
+    case invalidAttribute(op: String, reason: String, location: SourceLocation)
+    /// The graph breaks an IR rule (found by the verifier).
+    case invalidGraph(node: String, reason: String)
+    /// A tensor whose scalar count does not match its shape.
+    case invalidTensor(shape: [Int], scalarCount: Int)
+    /// Two graph inputs, or two outputs, with one name.
+    case duplicateName(String)
+    /// Run-time input checks.
+    case missingInput(name: String)
+    case unknownInput(name: String, known: [String])
+    case inputShapeMismatch(name: String, expected: [Int], got: [Int])
+    case inputSizeMismatch(name: String, expectedCount: Int, got: Int)
+    case wrongInputCount(expected: Int, got: Int)
+    case unknownOutput(name: String, known: [String])
+    /// A value used as an output that does not belong to the graph being compiled.
+    case foreignValue(String)
+    /// An op or case that this build of Lathe cannot lower.
+    case unsupported(String)
+    /// LLVM refused the module or the JIT failed; the text is LLVM's.
+    case backend(String)
+
+    public var description: String {
+        switch self {
+        case let .shapeMismatch(op, shapes, reason, location):
+            let shown = shapes.map { "\($0)" }.joined(separator: ", ")
+            return "\(location): shape error in \(op): \(reason) (operand shapes: \(shown))"
+        case let .invalidAttribute(op, reason, location):
+            return "\(location): invalid attribute of \(op): \(reason)"
+        case let .invalidGraph(node, reason):
+            return "invalid graph at \(node): \(reason)"
+        case let .invalidTensor(shape, count):
+            return "a tensor of shape \(shape) needs \(shape.reduce(1, *)) scalars, got \(count)"
+        case let .duplicateName(name):
+            return "the name '\(name)' is used twice"
+        case let .missingInput(name):
+            return "missing input '\(name)'"
+        case let .unknownInput(name, known):
+            return "unknown input '\(name)'; the model's inputs are \(known)"
+        case let .inputShapeMismatch(name, expected, got):
+            return "input '\(name)' has shape \(got), the model expects \(expected)"
+        case let .inputSizeMismatch(name, expected, got):
+            return "input '\(name)' has \(got) scalars, the model expects \(expected)"
+        case let .wrongInputCount(expected, got):
+            return "the model takes \(expected) inputs, got \(got)"
+        case let .unknownOutput(name, known):
+            return "unknown output '\(name)'; the model's outputs are \(known)"
+        case let .foreignValue(what):
+            return "\(what) belongs to another graph"
+        case let .unsupported(what):
+            return "unsupported: \(what)"
+        case let .backend(text):
+            return "LLVM: \(text)"
+        }
+    }
+}

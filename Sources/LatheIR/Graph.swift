@@ -1,0 +1,105 @@
+/// An SSA value: the result of the node with the same index.
+public struct ValueID: Hashable, Comparable, Sendable, CustomStringConvertible {
+    public let index: Int
+    public init(_ index: Int) { self.index = index }
+    public static func < (a: ValueID, b: ValueID) -> Bool { a.index < b.index }
+    public var description: String { "%\(index)" }
+}
+
+public struct Node: Sendable {
+    public let id: ValueID
+    public let op: Op
+    public let operands: [ValueID]
+    public let type: TensorType
+    /// A readable name, unique in the graph: the user's, or the op's name and a number.
+    public let name: String
+    /// The DSL call (or importer) that made the node.
+    public let location: SourceLocation
+}
+
+/// A dataflow graph in SSA form: nodes in a topological order (an operand is always an earlier
+/// node), every shape static and checked when the node is added.
+public final class Graph {
+    public private(set) var nodes: [Node] = []
+    public private(set) var constants: [HostTensor] = []
+    private var usedNames: Set<String> = []
+    private var inputNames: Set<String> = []
+    /// Seeds the weight initialisers of layers built on this graph, so one seed gives one model.
+    public var random: SeededGenerator
+
+    public init(seed: UInt64 = 0) {
+        random = SeededGenerator(seed: seed)
+    }
+
+    public subscript(_ value: ValueID) -> Node { nodes[value.index] }
+
+    public func contains(_ value: ValueID) -> Bool { value.index >= 0 && value.index < nodes.count }
+
+    /// The graph inputs in the order they were declared.
+    public var inputs: [Node] { nodes.filter { if case .input = $0.op { return true } else { return false } } }
+
+    public func addInput(name: String, shape: [Int], location: SourceLocation = .unknown) throws -> ValueID {
+        guard shape.allSatisfy({ $0 > 0 }) else {
+            throw LatheError.invalidAttribute(op: "input", reason: "input '\(name)' has shape \(shape); every dimension must be positive", location: location)
+        }
+        guard !inputNames.contains(name) else { throw LatheError.duplicateName(name) }
+        inputNames.insert(name)
+        return append(.input(name: name), [], TensorType(.float32, shape), name: name, location: location)
+    }
+
+    public func addConstant(_ tensor: HostTensor, name: String? = nil, location: SourceLocation = .unknown) -> ValueID {
+        constants.append(tensor)
+        return append(.constant(slot: constants.count - 1), [], TensorType(.float32, tensor.shape), name: name, location: location)
+    }
+
+    /// Adds a computing node after checking its operands against the op's shape rule.
+    @discardableResult
+    public func addNode(_ op: Op, _ operands: [ValueID], name: String? = nil, location: SourceLocation = .unknown) throws -> ValueID {
+        switch op {
+        case .input, .constant:
+            throw LatheError.invalidAttribute(op: op.name, reason: "use addInput or addConstant", location: location)
+        default: break
+        }
+        for v in operands where !contains(v) { throw LatheError.foreignValue("operand \(v) of \(op.name)") }
+        let types = operands.map { self[$0].type }
+        let type: TensorType
+        do throws(OpRuleFailure) {
+            type = try op.inferType(types)
+        } catch {
+            let described = describeOperands(op, operands, location)
+            if error.isAttribute {
+                throw LatheError.invalidAttribute(op: described, reason: error.reason, location: location)
+            }
+            throw LatheError.shapeMismatch(op: described, shapes: types.map(\.shape), reason: error.reason, location: location)
+        }
+        return append(op, operands, type, name: name, location: location)
+    }
+
+    /// Replaces the data of a constant (same shape), e.g. to load trained weights.
+    public func setConstant(slot: Int, to tensor: HostTensor) throws {
+        guard constants.indices.contains(slot), constants[slot].shape == tensor.shape else {
+            throw LatheError.invalidTensor(shape: tensor.shape, scalarCount: tensor.count)
+        }
+        constants[slot] = tensor
+    }
+
+    private func append(_ op: Op, _ operands: [ValueID], _ type: TensorType, name: String?, location: SourceLocation) -> ValueID {
+        let id = ValueID(nodes.count)
+        var unique = name ?? "\(op.name)_\(id.index)"
+        if usedNames.contains(unique) { unique += "_\(id.index)" }
+        usedNames.insert(unique)
+        nodes.append(Node(id: id, op: op, operands: operands, type: type, name: unique, location: location))
+        return id
+    }
+
+    /// "conv2d" plus where its operands came from, when the node's own location is unknown
+    /// (a Swift operator cannot capture #line).
+    private func describeOperands(_ op: Op, _ operands: [ValueID], _ location: SourceLocation) -> String {
+        guard !location.isKnown else { return op.name }
+        let origins = operands.map { v -> String in
+            let n = self[v]
+            return n.location.isKnown ? "\(n.name) from \(n.location)" : n.name
+        }
+        return "\(op.name) of \(origins.joined(separator: ", "))"
+    }
+}

@@ -1,0 +1,75 @@
+/// The reference interpreter: every op in plain Swift, straightforward loops, no fusion and no
+/// tricks. It is the oracle that every compiled kernel is tested against.
+public enum Interpreter {
+    /// Runs the graph and returns the tensors of `outputs`, in order.
+    public static func run(_ graph: Graph, outputs: [ValueID], feeds: [String: HostTensor]) throws -> [HostTensor] {
+        try checkFeeds(graph.inputs.map { InputSpec(name: $0.name, shape: $0.type.shape) }, feeds)
+        for v in outputs where !graph.contains(v) { throw LatheError.foreignValue("output \(v)") }
+        var needed = [Bool](repeating: false, count: graph.nodes.count)
+        for v in outputs { needed[v.index] = true }
+        for node in graph.nodes.reversed() where needed[node.id.index] {
+            for operand in node.operands { needed[operand.index] = true }
+        }
+        var values = [HostTensor?](repeating: nil, count: graph.nodes.count)
+        for node in graph.nodes where needed[node.id.index] {
+            let operands = node.operands.map { values[$0.index]! }
+            values[node.id.index] = try evaluate(node, operands, graph: graph, feeds: feeds)
+        }
+        return outputs.map { values[$0.index]! }
+    }
+
+    static func evaluate(_ node: Node, _ x: [HostTensor], graph: Graph, feeds: [String: HostTensor]) throws -> HostTensor {
+        let shape = node.type.shape
+        switch node.op {
+        case let .input(name): return feeds[name]!
+        case let .constant(slot): return graph.constants[slot]
+        case .unary, .binary:
+            return elementwise(node.op.formula!, x, shape: shape, strides: x.map { broadcastStrides(of: $0.shape, to: shape) })
+        case .batchNorm:
+            let params = channelStrides(rank: shape.count)
+            return elementwise(node.op.formula!, x, shape: shape, strides: [contiguousStrides(shape)] + Array(repeating: params, count: 4))
+        case .matmul: return matmul(x[0], x[1], shape: shape)
+        case .dense: return dense(x, shape: shape)
+        case let .conv2d(a): return conv2d(x, a, shape: shape)
+        case let .pool2d(a): return pool2d(x[0], a, shape: shape)
+        case .globalAveragePool:
+            return reduce(x[0], .mean, axes: Array(2..<x[0].shape.count), shape: shape)
+        case .reshape, .flatten, .dropout:
+            return try HostTensor(shape: shape, scalars: x[0].scalars)
+        case let .transpose(perm):
+            let inStrides = contiguousStrides(x[0].shape)
+            return gather(x[0], shape: shape, strides: perm.map { inStrides[$0] }, base: 0)
+        case let .slice(starts, _, steps):
+            let inStrides = contiguousStrides(x[0].shape)
+            let base = zip(starts, inStrides).map(*).reduce(0, +)
+            return gather(x[0], shape: shape, strides: zip(steps, inStrides).map(*), base: base)
+        case let .concat(axis): return concat(x, axis: axis, shape: shape)
+        case let .softmax(axis): return softmax(x[0], axis: axis, log: false)
+        case let .logSoftmax(axis): return softmax(x[0], axis: axis, log: true)
+        case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
+        }
+    }
+}
+
+public struct InputSpec: Hashable, Sendable {
+    public let name: String
+    public let shape: [Int]
+    public init(name: String, shape: [Int]) {
+        self.name = name
+        self.shape = shape
+    }
+}
+
+/// Checks a set of named feeds against a model's inputs: every input given once, no stranger,
+/// shapes equal.
+public func checkFeeds(_ specs: [InputSpec], _ feeds: [String: HostTensor]) throws {
+    for name in feeds.keys.sorted() where !specs.contains(where: { $0.name == name }) {
+        throw LatheError.unknownInput(name: name, known: specs.map(\.name))
+    }
+    for spec in specs {
+        guard let feed = feeds[spec.name] else { throw LatheError.missingInput(name: spec.name) }
+        guard feed.shape == spec.shape else {
+            throw LatheError.inputShapeMismatch(name: spec.name, expected: spec.shape, got: feed.shape)
+        }
+    }
+}

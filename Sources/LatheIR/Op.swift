@@ -1,0 +1,86 @@
+/// Every op of the IR, with its attributes. What each op means (its shape rule, fusion class
+/// and formula) is declared once, in OpTable.swift; the interpreter and the code generator
+/// each hold one switch over this enum, so the compiler points at every place a new op needs.
+public enum Op: Hashable, Sendable {
+    /// A graph input, fed at run time under `name`.
+    case input(name: String)
+    /// Constant data; the tensor is `Graph.constants[slot]`.
+    case constant(slot: Int)
+    /// One operand, one scalar formula (NumPy semantics).
+    case unary(UnaryFn)
+    /// Two operands with NumPy broadcasting.
+    case binary(BinaryFn)
+    /// Batched matrix product, batch dimensions broadcast: [..., M, K] x [..., K, N].
+    case matmul
+    /// x[M, K] * w[K, N] (+ b[N]): a fully connected layer (Keras weight layout).
+    case dense
+    /// NCHW convolution; weights [OC, IC/groups, KH, KW], optional bias [OC].
+    case conv2d(Conv2DAttributes)
+    /// Inference BatchNorm over axis 1: operands x, scale, bias, mean, variance.
+    case batchNorm(epsilon: Float)
+    case pool2d(Pool2DAttributes)
+    /// Mean over H and W of NCHW, keeping them as 1x1.
+    case globalAveragePool
+    case reshape(shape: [Int])
+    /// [d0, ..., dn] to [d0*...*d(axis-1), d(axis)*...*dn].
+    case flatten(axis: Int)
+    case transpose(perm: [Int])
+    case concat(axis: Int)
+    /// Per-axis [start, end) with a positive step; every axis listed, already clamped.
+    case slice(starts: [Int], ends: [Int], steps: [Int])
+    case softmax(axis: Int)
+    case logSoftmax(axis: Int)
+    case reduce(ReduceKind, axes: [Int], keepDims: Bool)
+    /// Identity when compiled for inference.
+    case dropout(rate: Float)
+}
+
+public enum UnaryFn: Hashable, Sendable {
+    case neg, abs, exp, log, sqrt, reciprocal
+    case relu, sigmoid, tanh, gelu
+    case leakyRelu(alpha: Float)
+    case clip(min: Float, max: Float)
+}
+
+public enum BinaryFn: String, Hashable, Sendable, CaseIterable {
+    case add, sub, mul, div, max, min, pow
+}
+
+public enum ReduceKind: String, Hashable, Sendable, CaseIterable {
+    case sum, mean, max
+}
+
+public enum PoolKind: String, Hashable, Sendable {
+    case max, average
+}
+
+public struct Conv2DAttributes: Hashable, Sendable {
+    public var strides: [Int]      // [sh, sw]
+    public var pads: [Int]         // [top, left, bottom, right] (ONNX order)
+    public var dilations: [Int]    // [dh, dw]
+    public var groups: Int
+
+    public init(strides: [Int] = [1, 1], pads: [Int] = [0, 0, 0, 0], dilations: [Int] = [1, 1], groups: Int = 1) {
+        self.strides = strides
+        self.pads = pads
+        self.dilations = dilations
+        self.groups = groups
+    }
+}
+
+public struct Pool2DAttributes: Hashable, Sendable {
+    public var kind: PoolKind
+    public var kernel: [Int]       // [kh, kw]
+    public var strides: [Int]
+    public var pads: [Int]         // [top, left, bottom, right]
+    /// Average pooling only: whether padded cells count in the divisor (ONNX's count_include_pad).
+    public var countIncludePad: Bool
+
+    public init(kind: PoolKind, kernel: [Int], strides: [Int], pads: [Int] = [0, 0, 0, 0], countIncludePad: Bool = false) {
+        self.kind = kind
+        self.kernel = kernel
+        self.strides = strides
+        self.pads = pads
+        self.countIncludePad = countIncludePad
+    }
+}

@@ -1,0 +1,161 @@
+/// The op table: for every op, its printed name, operand count, fusion class, scalar formula
+/// (elementwise ops) and shape rule. Everything else (interpreter, codegen, printer) reads
+/// these; nothing else restates them.
+
+/// TVM's OpPatternKind lattice: what fusion may do with an op.
+public enum FusionClass: Int, Comparable, Sendable {
+    case elementwise, broadcast, injective, reduction, contraction, opaque
+    public static func < (a: FusionClass, b: FusionClass) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// Why an op rejected its operands or attributes; the graph adds the node and the location.
+public struct OpRuleFailure: Error {
+    public var reason: String
+    public var isAttribute: Bool
+    static func shape(_ reason: String) -> OpRuleFailure { OpRuleFailure(reason: reason, isAttribute: false) }
+    static func attribute(_ reason: String) -> OpRuleFailure { OpRuleFailure(reason: reason, isAttribute: true) }
+}
+
+extension UnaryFn {
+    public var name: String {
+        switch self {
+        case .neg: return "neg"
+        case .abs: return "abs"
+        case .exp: return "exp"
+        case .log: return "log"
+        case .sqrt: return "sqrt"
+        case .reciprocal: return "reciprocal"
+        case .relu: return "relu"
+        case .sigmoid: return "sigmoid"
+        case .tanh: return "tanh"
+        case .gelu: return "gelu"
+        case .leakyRelu: return "leaky_relu"
+        case .clip: return "clip"
+        }
+    }
+
+    /// The formula over operand 0.
+    public var formula: ScalarExpr {
+        let x = ScalarExpr.arg(0)
+        switch self {
+        case .neg: return -x
+        case .abs: return .unary(.abs, x)
+        case .exp: return .exp(x)
+        case .log: return .unary(.log, x)
+        case .sqrt: return .unary(.sqrt, x)
+        case .reciprocal: return .const(1) / x
+        case .relu: return .max(x, .const(0))
+        case .sigmoid: return .const(1) / (.const(1) + .exp(-x))
+        case .tanh: return .unary(.tanh, x)
+        case .gelu: return .const(0.5) * x * (.const(1) + .unary(.erf, x * .const(0.70710678118654752)))
+        case let .leakyRelu(alpha): return .max(x, .const(0)) + .const(alpha) * .min(x, .const(0))
+        case let .clip(lo, hi): return .min(.max(x, .const(lo)), .const(hi))
+        }
+    }
+}
+
+extension BinaryFn {
+    public var formula: ScalarExpr {
+        let scalar: ScalarBinary
+        switch self {
+        case .add: scalar = .add
+        case .sub: scalar = .sub
+        case .mul: scalar = .mul
+        case .div: scalar = .div
+        case .max: scalar = .max
+        case .min: scalar = .min
+        case .pow: scalar = .pow
+        }
+        return .binary(scalar, .arg(0), .arg(1))
+    }
+}
+
+/// BatchNorm's formula over (x, scale, bias, mean, variance), each parameter broadcast along axis 1.
+public func batchNormFormula(epsilon: Float) -> ScalarExpr {
+    let (x, scale, bias, mean, variance) = (ScalarExpr.arg(0), ScalarExpr.arg(1), ScalarExpr.arg(2), ScalarExpr.arg(3), ScalarExpr.arg(4))
+    return (x - mean) * (scale / .unary(.sqrt, variance + .const(epsilon))) + bias
+}
+
+extension Op {
+    public var name: String {
+        switch self {
+        case .input: return "input"
+        case .constant: return "constant"
+        case let .unary(fn): return fn.name
+        case let .binary(fn): return fn.rawValue
+        case .matmul: return "matmul"
+        case .dense: return "dense"
+        case .conv2d: return "conv2d"
+        case .batchNorm: return "batch_norm"
+        case let .pool2d(a): return a.kind == .max ? "max_pool2d" : "avg_pool2d"
+        case .globalAveragePool: return "global_avg_pool"
+        case .reshape: return "reshape"
+        case .flatten: return "flatten"
+        case .transpose: return "transpose"
+        case .concat: return "concat"
+        case .slice: return "slice"
+        case .softmax: return "softmax"
+        case .logSoftmax: return "log_softmax"
+        case let .reduce(kind, _, _): return "reduce_\(kind.rawValue)"
+        case .dropout: return "dropout"
+        }
+    }
+
+    public var fusionClass: FusionClass {
+        switch self {
+        case .input, .constant: return .opaque
+        case .unary: return .elementwise
+        case .binary, .batchNorm: return .broadcast
+        case .reshape, .flatten, .transpose, .concat, .slice, .dropout: return .injective
+        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .reduce: return .reduction
+        case .matmul, .dense, .conv2d: return .contraction
+        }
+    }
+
+    /// The elementwise formula, for ops that are one.
+    public var formula: ScalarExpr? {
+        switch self {
+        case let .unary(fn): return fn.formula
+        case let .binary(fn): return fn.formula
+        case let .batchNorm(eps): return batchNormFormula(epsilon: eps)
+        default: return nil
+        }
+    }
+
+    /// The operand counts the op accepts.
+    public var arity: ClosedRange<Int> {
+        switch self {
+        case .input, .constant: return 0...0
+        case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
+             .dropout, .pool2d, .globalAveragePool: return 1...1
+        case .binary, .matmul: return 2...2
+        case .dense, .conv2d: return 2...3
+        case .batchNorm: return 5...5
+        case .concat: return 1...Int.max
+        }
+    }
+
+    /// Attributes as printed in the IR text, empty for ops without any.
+    public var attributeText: String {
+        func list(_ v: [Int]) -> String { "[" + v.map(String.init).joined(separator: ",") + "]" }
+        switch self {
+        case let .input(name): return "name=\"\(name)\""
+        case let .constant(slot): return "slot=\(slot)"
+        case let .unary(.leakyRelu(alpha)): return "alpha=\(alpha)"
+        case let .unary(.clip(lo, hi)): return "min=\(lo), max=\(hi)"
+        case let .conv2d(a):
+            return "strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
+        case let .batchNorm(eps): return "epsilon=\(eps)"
+        case let .pool2d(a):
+            let include = a.kind == .average ? ", count_include_pad=\(a.countIncludePad)" : ""
+            return "kernel=\(list(a.kernel)), strides=\(list(a.strides)), pads=\(list(a.pads))\(include)"
+        case let .reshape(shape): return "shape=\(list(shape))"
+        case let .flatten(axis), let .concat(axis), let .softmax(axis), let .logSoftmax(axis): return "axis=\(axis)"
+        case let .transpose(perm): return "perm=\(list(perm))"
+        case let .slice(starts, ends, steps): return "starts=\(list(starts)), ends=\(list(ends)), steps=\(list(steps))"
+        case let .reduce(_, axes, keep): return "axes=\(list(axes)), keep_dims=\(keep)"
+        case let .dropout(rate): return "rate=\(rate)"
+        default: return ""
+        }
+    }
+}

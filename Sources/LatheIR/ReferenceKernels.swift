@@ -1,0 +1,179 @@
+import Foundation
+
+/// The interpreter's kernels. Accumulations run in Double so that the oracle is more exact
+/// than what it checks.
+extension Interpreter {
+    static func elementwise(_ formula: ScalarExpr, _ x: [HostTensor], shape: [Int], strides: [[Int]]) -> HostTensor {
+        let f = formula.makeEvaluator()
+        var out = HostTensor(shape: shape)
+        var args = [Float](repeating: 0, count: x.count)
+        var i = 0
+        forEachOffset(shape: shape, strides: strides) { offsets in
+            for k in x.indices { args[k] = x[k].scalars[offsets[k]] }
+            out.scalars[i] = f(args)
+            i += 1
+        }
+        return out
+    }
+
+    static func gather(_ x: HostTensor, shape: [Int], strides: [Int], base: Int) -> HostTensor {
+        var out = HostTensor(shape: shape)
+        var i = 0
+        forEachOffset(shape: shape, strides: [strides], bases: [base]) { offsets in
+            out.scalars[i] = x.scalars[offsets[0]]
+            i += 1
+        }
+        return out
+    }
+
+    static func matmul(_ a: HostTensor, _ b: HostTensor, shape: [Int]) -> HostTensor {
+        let a2 = a.shape.count == 1 ? [1] + a.shape : a.shape
+        let b2 = b.shape.count == 1 ? b.shape + [1] : b.shape
+        let (m, k, n) = (a2[a2.count - 2], a2[a2.count - 1], b2[b2.count - 1])
+        let batch = (try? broadcastShapes(Array(a2.dropLast(2)), Array(b2.dropLast(2)))) ?? []
+        let aStrides = broadcastStrides(of: Array(a2.dropLast(2)), to: batch).map { $0 * m * k }
+        let bStrides = broadcastStrides(of: Array(b2.dropLast(2)), to: batch).map { $0 * k * n }
+        var out = HostTensor(shape: shape)
+        var c = 0
+        forEachOffset(shape: batch, strides: [aStrides, bStrides]) { offsets in
+            for i in 0..<m {
+                for j in 0..<n {
+                    var sum = 0.0
+                    for p in 0..<k { sum += Double(a.scalars[offsets[0] + i * k + p]) * Double(b.scalars[offsets[1] + p * n + j]) }
+                    out.scalars[c + i * n + j] = Float(sum)
+                }
+            }
+            c += m * n
+        }
+        return out
+    }
+
+    static func dense(_ x: [HostTensor], shape: [Int]) -> HostTensor {
+        var out = matmul(x[0], x[1], shape: shape)
+        if x.count == 3 {
+            let n = shape[1]
+            for i in out.scalars.indices { out.scalars[i] += x[2].scalars[i % n] }
+        }
+        return out
+    }
+
+    static func conv2d(_ x: [HostTensor], _ a: Conv2DAttributes, shape: [Int]) -> HostTensor {
+        let (input, w) = (x[0].scalars, x[1].scalars)
+        let (n, c, h, wd) = (x[0].shape[0], x[0].shape[1], x[0].shape[2], x[0].shape[3])
+        let (oc, icg, kh, kw) = (x[1].shape[0], x[1].shape[1], x[1].shape[2], x[1].shape[3])
+        let (oh, ow) = (shape[2], shape[3])
+        let ocg = oc / a.groups
+        var out = HostTensor(shape: shape)
+        for b in 0..<n {
+            for o in 0..<oc {
+                let g = o / ocg
+                for y in 0..<oh {
+                    for xo in 0..<ow {
+                        var sum = x.count == 3 ? Double(x[2].scalars[o]) : 0
+                        for ci in 0..<icg {
+                            let ch = g * icg + ci
+                            for ky in 0..<kh {
+                                let iy = y * a.strides[0] - a.pads[0] + ky * a.dilations[0]
+                                guard iy >= 0, iy < h else { continue }
+                                for kx in 0..<kw {
+                                    let ix = xo * a.strides[1] - a.pads[1] + kx * a.dilations[1]
+                                    guard ix >= 0, ix < wd else { continue }
+                                    sum += Double(input[((b * c + ch) * h + iy) * wd + ix]) * Double(w[((o * icg + ci) * kh + ky) * kw + kx])
+                                }
+                            }
+                        }
+                        out.scalars[((b * oc + o) * oh + y) * ow + xo] = Float(sum)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    static func pool2d(_ x: HostTensor, _ a: Pool2DAttributes, shape: [Int]) -> HostTensor {
+        let (h, w) = (x.shape[2], x.shape[3])
+        let (oh, ow) = (shape[2], shape[3])
+        var out = HostTensor(shape: shape)
+        for plane in 0..<(shape[0] * shape[1]) {
+            for y in 0..<oh {
+                for xo in 0..<ow {
+                    var best = -Float.infinity
+                    var sum = 0.0
+                    var count = 0
+                    for ky in 0..<a.kernel[0] {
+                        for kx in 0..<a.kernel[1] {
+                            let iy = y * a.strides[0] - a.pads[0] + ky
+                            let ix = xo * a.strides[1] - a.pads[1] + kx
+                            guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                            let v = x.scalars[(plane * h + iy) * w + ix]
+                            best = v.isNaN || best.isNaN ? .nan : max(best, v)
+                            sum += Double(v)
+                            count += 1
+                        }
+                    }
+                    let divisor = a.countIncludePad ? a.kernel[0] * a.kernel[1] : count
+                    out.scalars[(plane * oh + y) * ow + xo] = a.kind == .max ? best : Float(sum / Double(divisor))
+                }
+            }
+        }
+        return out
+    }
+
+    static func reduce(_ x: HostTensor, _ kind: ReduceKind, axes: [Int], shape: [Int]) -> HostTensor {
+        // Accumulate into an output laid out with reduced axes of stride 0.
+        var keptShape = x.shape
+        for axis in axes { keptShape[axis] = 1 }
+        let outStrides = broadcastStrides(of: keptShape, to: x.shape)
+        let count = keptShape.reduce(1, *)
+        var acc = [Double](repeating: kind == .max ? -.infinity : 0, count: count)
+        var i = 0
+        forEachOffset(shape: x.shape, strides: [outStrides]) { offsets in
+            let v = Double(x.scalars[i])
+            switch kind {
+            case .sum, .mean: acc[offsets[0]] += v
+            case .max: acc[offsets[0]] = v.isNaN || acc[offsets[0]].isNaN ? .nan : max(acc[offsets[0]], v)
+            }
+            i += 1
+        }
+        let reducedCount = Double(x.count / max(count, 1))
+        var out = HostTensor(shape: shape)
+        for j in 0..<count { out.scalars[j] = Float(kind == .mean ? acc[j] / reducedCount : acc[j]) }
+        return out
+    }
+
+    static func softmax(_ x: HostTensor, axis: Int, log: Bool) -> HostTensor {
+        let length = x.shape[axis]
+        let inner = x.shape.dropFirst(axis + 1).reduce(1, *)
+        let outer = x.shape.prefix(axis).reduce(1, *)
+        var out = HostTensor(shape: x.shape)
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let base = o * length * inner + i
+                var m = -Float.infinity
+                for j in 0..<length { m = max(m, x.scalars[base + j * inner]) }
+                var sum = 0.0
+                for j in 0..<length { sum += Foundation.exp(Double(x.scalars[base + j * inner] - m)) }
+                for j in 0..<length {
+                    let shifted = Double(x.scalars[base + j * inner] - m)
+                    out.scalars[base + j * inner] = Float(log ? shifted - Foundation.log(sum) : Foundation.exp(shifted) / sum)
+                }
+            }
+        }
+        return out
+    }
+
+    static func concat(_ x: [HostTensor], axis: Int, shape: [Int]) -> HostTensor {
+        var out = HostTensor(shape: shape)
+        let outer = shape.prefix(axis).reduce(1, *)
+        let inner = shape.dropFirst(axis + 1).reduce(1, *)
+        var offset = 0
+        for t in x {
+            let chunk = t.shape[axis] * inner
+            for o in 0..<outer {
+                for j in 0..<chunk { out.scalars[o * shape[axis] * inner + offset + j] = t.scalars[o * chunk + j] }
+            }
+            offset += chunk
+        }
+        return out
+    }
+}

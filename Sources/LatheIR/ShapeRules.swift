@@ -1,0 +1,161 @@
+/// The shape rule of every op: operand types in, result type out, or the reason they do not fit.
+extension Op {
+    public func inferType(_ operands: [TensorType]) throws(OpRuleFailure) -> TensorType {
+        guard arity.contains(operands.count) else {
+            throw .shape("takes \(arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound)...\(arity.upperBound)") operands, got \(operands.count)")
+        }
+        for t in operands where t.dtype != .float32 {
+            throw .shape("operands must be f32, got \(t)")
+        }
+        let shapes = operands.map(\.shape)
+        switch self {
+        case .input, .constant:
+            throw .shape("inputs and constants carry their own type")
+        case .unary, .dropout:
+            if case let .dropout(rate) = self, !(0..<1).contains(rate) { throw .attribute("rate \(rate) is not in [0, 1)") }
+            return operands[0]
+        case .binary:
+            return TensorType(.float32, try broadcastShapes(shapes[0], shapes[1]))
+        case .matmul:
+            return TensorType(.float32, try matmulShape(shapes[0], shapes[1]))
+        case .dense:
+            let (x, w) = (shapes[0], shapes[1])
+            guard x.count == 2, w.count == 2 else { throw .shape("dense takes x [M, K] and w [K, N]") }
+            guard x[1] == w[0] else { throw .shape("x has \(x[1]) features but w expects \(w[0])") }
+            if shapes.count == 3, shapes[2] != [w[1]] { throw .shape("bias must be [\(w[1])]") }
+            return TensorType(.float32, [x[0], w[1]])
+        case let .conv2d(a):
+            return TensorType(.float32, try conv2dShape(shapes, a))
+        case .batchNorm:
+            let x = shapes[0]
+            guard x.count >= 2 else { throw .shape("batch norm needs [N, C, ...]") }
+            for p in shapes.dropFirst() where p != [x[1]] { throw .shape("scale, bias, mean and variance must be [\(x[1])]") }
+            return operands[0]
+        case let .pool2d(a):
+            return TensorType(.float32, try pool2dShape(shapes[0], a))
+        case .globalAveragePool:
+            guard shapes[0].count >= 3 else { throw .shape("global average pool needs [N, C, spatial...]") }
+            return TensorType(.float32, Array(shapes[0].prefix(2)) + Array(repeating: 1, count: shapes[0].count - 2))
+        case let .reshape(target):
+            guard target.allSatisfy({ $0 >= 0 }) else { throw .attribute("shape \(target) has a negative dimension") }
+            guard target.reduce(1, *) == operands[0].count else {
+                throw .shape("cannot reshape \(operands[0].count) elements to \(target)")
+            }
+            return TensorType(.float32, target)
+        case let .flatten(axis):
+            let x = shapes[0]
+            guard (0...x.count).contains(axis) else { throw .attribute("axis \(axis) is out of 0...\(x.count)") }
+            return TensorType(.float32, [x.prefix(axis).reduce(1, *), x.dropFirst(axis).reduce(1, *)])
+        case let .transpose(perm):
+            guard perm.sorted() == Array(0..<shapes[0].count) else {
+                throw .attribute("perm \(perm) is not a permutation of the \(shapes[0].count) axes")
+            }
+            return TensorType(.float32, perm.map { shapes[0][$0] })
+        case let .concat(axis):
+            return TensorType(.float32, try concatShape(shapes, axis: axis))
+        case let .slice(starts, ends, steps):
+            let x = shapes[0]
+            guard starts.count == x.count, ends.count == x.count, steps.count == x.count else {
+                throw .attribute("starts, ends and steps must each list all \(x.count) axes")
+            }
+            var out: [Int] = []
+            for axis in x.indices {
+                guard steps[axis] > 0 else { throw .attribute("step \(steps[axis]) on axis \(axis) must be positive") }
+                guard 0 <= starts[axis], starts[axis] <= ends[axis], ends[axis] <= x[axis] else {
+                    throw .attribute("range \(starts[axis])..<\(ends[axis]) on axis \(axis) is outside 0...\(x[axis])")
+                }
+                out.append((ends[axis] - starts[axis] + steps[axis] - 1) / steps[axis])
+            }
+            return TensorType(.float32, out)
+        case let .softmax(axis), let .logSoftmax(axis):
+            guard (0..<shapes[0].count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(shapes[0].count)") }
+            return operands[0]
+        case let .reduce(_, axes, keepDims):
+            let x = shapes[0]
+            guard Set(axes).count == axes.count, axes.allSatisfy({ (0..<x.count).contains($0) }) else {
+                throw .attribute("axes \(axes) must be distinct axes of rank \(x.count)")
+            }
+            var out: [Int] = []
+            for (axis, d) in x.enumerated() {
+                if !axes.contains(axis) { out.append(d) } else if keepDims { out.append(1) }
+            }
+            return TensorType(.float32, out)
+        }
+    }
+}
+
+/// NumPy broadcasting: align from the right; each pair of dimensions is equal or one is 1.
+public func broadcastShapes(_ a: [Int], _ b: [Int]) throws(OpRuleFailure) -> [Int] {
+    let rank = max(a.count, b.count)
+    let pa = Array(repeating: 1, count: rank - a.count) + a
+    let pb = Array(repeating: 1, count: rank - b.count) + b
+    var out: [Int] = []
+    for (x, y) in zip(pa, pb) {
+        if x == y || y == 1 { out.append(x) } else if x == 1 { out.append(y) } else {
+            throw .shape("shapes \(a) and \(b) do not broadcast")
+        }
+    }
+    return out
+}
+
+/// NumPy matmul: rank-1 operands gain and then lose a unit axis; batch axes broadcast.
+public func matmulShape(_ a: [Int], _ b: [Int]) throws(OpRuleFailure) -> [Int] {
+    guard !a.isEmpty, !b.isEmpty else { throw .shape("matmul operands must have rank 1 or more") }
+    let a2 = a.count == 1 ? [1] + a : a
+    let b2 = b.count == 1 ? b + [1] : b
+    let (m, k) = (a2[a2.count - 2], a2[a2.count - 1])
+    let (k2, n) = (b2[b2.count - 2], b2[b2.count - 1])
+    guard k == k2 else { throw .shape("inner dimensions differ: \(k) and \(k2)") }
+    var out = try broadcastShapes(Array(a2.dropLast(2)), Array(b2.dropLast(2)))
+    if a.count > 1 { out.append(m) }
+    if b.count > 1 { out.append(n) }
+    return out
+}
+
+func conv2dShape(_ shapes: [[Int]], _ a: Conv2DAttributes) throws(OpRuleFailure) -> [Int] {
+    let (x, w) = (shapes[0], shapes[1])
+    guard a.strides.count == 2, a.dilations.count == 2, a.pads.count == 4,
+          a.strides.allSatisfy({ $0 > 0 }), a.dilations.allSatisfy({ $0 > 0 }), a.pads.allSatisfy({ $0 >= 0 }), a.groups > 0 else {
+        throw .attribute("strides and dilations must be 2 positive numbers, pads 4 non-negative ones, groups positive")
+    }
+    guard x.count == 4 else { throw .shape("input must be NCHW (rank 4), got rank \(x.count)") }
+    guard w.count == 4 else { throw .shape("weights must be [OC, IC/groups, KH, KW], got rank \(w.count)") }
+    guard x[1] % a.groups == 0, w[0] % a.groups == 0 else { throw .shape("channels \(x[1]) and \(w[0]) must divide by groups \(a.groups)") }
+    guard w[1] == x[1] / a.groups else {
+        throw .shape("input has \(x[1]) channels; weights expect \(w[1] * a.groups) (\(w[1]) per group)")
+    }
+    if shapes.count == 3, shapes[2] != [w[0]] { throw .shape("bias must be [\(w[0])]") }
+    let oh = (x[2] + a.pads[0] + a.pads[2] - a.dilations[0] * (w[2] - 1) - 1) / a.strides[0] + 1
+    let ow = (x[3] + a.pads[1] + a.pads[3] - a.dilations[1] * (w[3] - 1) - 1) / a.strides[1] + 1
+    guard oh > 0, ow > 0 else { throw .shape("the \(w[2])x\(w[3]) kernel does not fit the \(x[2])x\(x[3]) input") }
+    return [x[0], w[0], oh, ow]
+}
+
+func pool2dShape(_ x: [Int], _ a: Pool2DAttributes) throws(OpRuleFailure) -> [Int] {
+    guard a.kernel.count == 2, a.strides.count == 2, a.pads.count == 4, a.kernel.allSatisfy({ $0 > 0 }),
+          a.strides.allSatisfy({ $0 > 0 }), a.pads.allSatisfy({ $0 >= 0 }) else {
+        throw .attribute("kernel and strides must be 2 positive numbers, pads 4 non-negative ones")
+    }
+    guard a.pads[0] < a.kernel[0], a.pads[2] < a.kernel[0], a.pads[1] < a.kernel[1], a.pads[3] < a.kernel[1] else {
+        throw .attribute("pads \(a.pads) must be smaller than the kernel \(a.kernel)")
+    }
+    guard x.count == 4 else { throw .shape("input must be NCHW (rank 4), got rank \(x.count)") }
+    let oh = (x[2] + a.pads[0] + a.pads[2] - a.kernel[0]) / a.strides[0] + 1
+    let ow = (x[3] + a.pads[1] + a.pads[3] - a.kernel[1]) / a.strides[1] + 1
+    guard oh > 0, ow > 0 else { throw .shape("the \(a.kernel[0])x\(a.kernel[1]) window does not fit the \(x[2])x\(x[3]) input") }
+    return [x[0], x[1], oh, ow]
+}
+
+func concatShape(_ shapes: [[Int]], axis: Int) throws(OpRuleFailure) -> [Int] {
+    let first = shapes[0]
+    guard (0..<first.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(first.count)") }
+    var out = first
+    for s in shapes.dropFirst() {
+        guard s.count == first.count else { throw .shape("all operands must have rank \(first.count)") }
+        for d in s.indices where d != axis && s[d] != first[d] {
+            throw .shape("operands differ on axis \(d), which is not the concat axis \(axis)")
+        }
+        out[axis] += s[axis]
+    }
+    return out
+}

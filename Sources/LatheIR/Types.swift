@@ -1,0 +1,109 @@
+/// Element types. Tensors flowing between kernels are float32; int64 is for shapes and
+/// indices carried as constants.
+public enum DType: String, Hashable, Sendable {
+    case float32 = "f32"
+    case int64 = "i64"
+
+    public var byteSize: Int {
+        switch self {
+        case .float32: return 4
+        case .int64: return 8
+        }
+    }
+}
+
+/// A static tensor type: element type and shape (row-major, every dimension known).
+public struct TensorType: Hashable, Sendable, CustomStringConvertible {
+    public var dtype: DType
+    public var shape: [Int]
+
+    public init(_ dtype: DType = .float32, _ shape: [Int]) {
+        self.dtype = dtype
+        self.shape = shape
+    }
+
+    public var rank: Int { shape.count }
+    public var count: Int { shape.reduce(1, *) }
+    public var byteCount: Int { count * dtype.byteSize }
+    public var description: String { "\(dtype.rawValue)\(shape)" }
+}
+
+/// Row-major strides of a shape, in elements.
+public func contiguousStrides(_ shape: [Int]) -> [Int] {
+    var strides = [Int](repeating: 1, count: shape.count)
+    var running = 1
+    for axis in stride(from: shape.count - 1, through: 0, by: -1) {
+        strides[axis] = running
+        running *= shape[axis]
+    }
+    return strides
+}
+
+/// Where in the user's Swift code a node was made: the DSL call's `#fileID` and `#line`.
+public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
+    public var fileID: String
+    public var line: Int
+
+    public init(fileID: String, line: Int) {
+        self.fileID = fileID
+        self.line = line
+    }
+
+    public static let unknown = SourceLocation(fileID: "<unknown>", line: 0)
+    public var isKnown: Bool { line > 0 }
+    public var description: String { "\(fileID):\(line)" }
+}
+
+/// A dense float32 tensor in host memory: what users pass in and get back, and what the
+/// reference interpreter computes on.
+public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
+    public let shape: [Int]
+    public var scalars: [Float]
+
+    /// Throws when the number of scalars does not match the shape.
+    public init(shape: [Int], scalars: [Float]) throws {
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == scalars.count else {
+            throw LatheError.invalidTensor(shape: shape, scalarCount: scalars.count)
+        }
+        self.shape = shape
+        self.scalars = scalars
+    }
+
+    public init(shape: [Int], repeating value: Float = 0) {
+        self.shape = shape
+        self.scalars = [Float](repeating: value, count: shape.reduce(1, *))
+    }
+
+    /// Uniform values in [low, high) from a seeded generator: the same seed gives the same tensor.
+    public static func random(shape: [Int], seed: UInt64, in range: ClosedRange<Float> = -1...1) -> HostTensor {
+        var rng = SeededGenerator(seed: seed)
+        var t = HostTensor(shape: shape)
+        for i in t.scalars.indices { t.scalars[i] = Float.random(in: range, using: &rng) }
+        return t
+    }
+
+    public var count: Int { scalars.count }
+
+    /// A position-weighted sum: equal tensors give equal checksums, and a swap of two
+    /// elements changes it (a plain sum would not notice).
+    public var checksum: Double {
+        var total = 0.0
+        for (i, v) in scalars.enumerated() { total += Double(v) * Double(i % 97 + 1) }
+        return total
+    }
+
+    public var description: String { "HostTensor(\(shape), \(scalars.prefix(8))\(count > 8 ? "..." : ""))" }
+}
+
+/// SplitMix64: a small, fast, seedable generator so that weights and test data are reproducible.
+public struct SeededGenerator: RandomNumberGenerator, Sendable {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed &+ 0x9E37_79B9_7F4A_7C15 }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
