@@ -1,0 +1,86 @@
+import CLLVM
+
+/// A row-major matrix operand: element (i, j) at base[offset + i * rowStride + j].
+struct MatrixView {
+    var base: LLVMValue
+    var offset: LLVMValue
+    var rowStride: Int
+}
+
+/// What the GEMM adds to each result before storing it.
+enum GemmBias {
+    case none
+    /// One value per row of C (a convolution's per-channel bias).
+    case perRow(LLVMValue, offset: LLVMValue)
+    /// One value per column of C (a dense layer's bias).
+    case perColumn(LLVMValue, offset: LLVMValue)
+}
+
+extension IRBuilder {
+    /// Rows of the register block, and vectors across it: 6 x 2 vectors keeps 12 accumulators,
+    /// two B vectors and one broadcast A value in 15 of the 16 AVX2 registers (the textbook
+    /// 6x16 kernel); with AVX-512 the same shape covers 6x32.
+    static let gemmRows = 6
+    static let gemmVectors = 2
+
+    /// C[M, N] = A[M, K] * B[K, N] (+ bias), register-blocked: each block of rows x columns keeps
+    /// its sums in registers through the whole K loop, one broadcast of A feeding a row of FMAs.
+    /// Edges use smaller blocks: single vectors, then scalars, and single rows.
+    func gemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias) {
+        let rows = IRBuilder.gemmRows
+        let fullRows = m / rows * rows
+        let width = vectorWidth
+        let blockColumns = IRBuilder.gemmVectors * width
+        let fullBlocks = n / blockColumns * blockColumns
+        let vectorEnd = fullBlocks + (n - fullBlocks) / width * width
+
+        func columns(row: LLVMValue, count: Int) {
+            loop(0, fullBlocks, step: blockColumns) { j in
+                gemmBlock(row: row, rows: count, column: j, vectors: IRBuilder.gemmVectors, lanes: width, k: k, a: a, b: b, c: c, bias: bias)
+            }
+            loop(fullBlocks, vectorEnd, step: width) { j in
+                gemmBlock(row: row, rows: count, column: j, vectors: 1, lanes: width, k: k, a: a, b: b, c: c, bias: bias)
+            }
+            loop(vectorEnd, n) { j in
+                gemmBlock(row: row, rows: count, column: j, vectors: 1, lanes: 1, k: k, a: a, b: b, c: c, bias: bias)
+            }
+        }
+        loop(0, fullRows, step: rows) { i in columns(row: i, count: rows) }
+        loop(fullRows, m) { i in columns(row: i, count: 1) }
+    }
+
+    private func gemmBlock(row: LLVMValue, rows: Int, column: LLVMValue, vectors: Int, lanes: Int, k: Int,
+                           a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias) {
+        let vectorType = floatType(lanes: lanes)
+        let zero = float(0, lanes: lanes)
+        let accumulators = (0..<rows * vectors).map { _ in variable(zero) }
+        let aRow = (0..<rows).map { r in offset(a.offset, iadd(row, int(r)), times: a.rowStride) }
+        let bColumn = iadd(b.offset, column)
+        loop(0, k) { p in
+            let bRow = offset(bColumn, p, times: b.rowStride)
+            let bValues = (0..<vectors).map { v in load(b.base, iadd(bRow, int(v * lanes)), lanes: lanes) }
+            for r in 0..<rows {
+                let aValue = splat(load(a.base, iadd(aRow[r], p)), lanes: lanes)
+                for v in 0..<vectors {
+                    let slot = accumulators[r * vectors + v]
+                    write(fma(aValue, bValues[v], read(slot, type: vectorType)), slot)
+                }
+            }
+        }
+        for r in 0..<rows {
+            let cRow = offset(c.offset, iadd(row, int(r)), times: c.rowStride)
+            for v in 0..<vectors {
+                var sum = read(accumulators[r * vectors + v], type: vectorType)
+                let columnOffset = iadd(column, int(v * lanes))
+                switch bias {
+                case .none: break
+                case let .perRow(base, offset):
+                    sum = add(sum, splat(load(base, iadd(offset, iadd(row, int(r)))), lanes: lanes))
+                case let .perColumn(base, offset):
+                    sum = add(sum, load(base, iadd(offset, columnOffset), lanes: lanes))
+                }
+                store(sum, c.base, iadd(cRow, columnOffset))
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+import CLLVM
+
+public typealias LLVMValue = LLVMValueRef
+public typealias LLVMType = LLVMTypeRef
+
+/// A thin Swift layer over LLVM's C IRBuilder: types, constants, float math that works the
+/// same on scalars and on vectors, pointers and counted loops. Every kernel emitter writes
+/// through it, so the C API's ceremony lives in this one file.
+final class IRBuilder {
+    let context: LLVMContextRef
+    let module: LLVMModuleRef
+    let builder: LLVMBuilderRef
+    /// Floats per vector register on the host (8 for AVX2, 16 for AVX-512).
+    let vectorWidth: Int
+
+    let f32: LLVMType
+    let i1: LLVMType
+    let i32: LLVMType
+    let i64: LLVMType
+    let void: LLVMType
+    let floatPointer: LLVMType
+
+    init(context: LLVMContextRef, module: LLVMModuleRef, vectorWidth: Int) {
+        self.context = context
+        self.module = module
+        self.vectorWidth = vectorWidth
+        builder = LLVMCreateBuilderInContext(context)
+        f32 = LLVMFloatTypeInContext(context)
+        i1 = LLVMInt1TypeInContext(context)
+        i32 = LLVMInt32TypeInContext(context)
+        i64 = LLVMInt64TypeInContext(context)
+        void = LLVMVoidTypeInContext(context)
+        floatPointer = LLVMPointerType(f32, 0)
+    }
+
+    deinit { LLVMDisposeBuilder(builder) }
+
+    // MARK: types and constants
+
+    /// Float vector of `lanes` lanes; one lane is the plain scalar type.
+    func floatType(lanes: Int) -> LLVMType { lanes == 1 ? f32 : LLVMVectorType(f32, UInt32(lanes)) }
+
+    func lanes(of value: LLVMValue) -> Int {
+        let type = LLVMTypeOf(value)
+        return LLVMGetTypeKind(type) == LLVMVectorTypeKind ? Int(LLVMGetVectorSize(type)) : 1
+    }
+
+    func int(_ v: Int) -> LLVMValue { LLVMConstInt(i64, UInt64(bitPattern: Int64(v)), 1) }
+
+    func float(_ v: Float, lanes: Int = 1) -> LLVMValue {
+        let scalar = LLVMConstReal(f32, Double(v))!
+        guard lanes > 1 else { return scalar }
+        var elements = [LLVMValue?](repeating: scalar, count: lanes)
+        return LLVMConstVector(&elements, UInt32(lanes))
+    }
+
+    /// A constant shaped like `like` (scalar or vector).
+    func float(_ v: Float, like: LLVMValue) -> LLVMValue { float(v, lanes: lanes(of: like)) }
+
+    func splat(_ scalar: LLVMValue, lanes: Int) -> LLVMValue {
+        guard lanes > 1 else { return scalar }
+        let vectorType = floatType(lanes: lanes)
+        let one = LLVMBuildInsertElement(builder, LLVMGetUndef(vectorType), scalar, LLVMConstInt(i32, 0, 0), "")
+        var zeros = [LLVMValue?](repeating: LLVMConstInt(i32, 0, 0), count: lanes)
+        return LLVMBuildShuffleVector(builder, one, LLVMGetUndef(vectorType), LLVMConstVector(&zeros, UInt32(lanes)), "splat")
+    }
+
+    // MARK: float arithmetic (scalar or vector alike)
+
+    func add(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildFAdd(builder, a, b, "") }
+    func sub(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildFSub(builder, a, b, "") }
+    func mul(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildFMul(builder, a, b, "") }
+    func div(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildFDiv(builder, a, b, "") }
+    func neg(_ a: LLVMValue) -> LLVMValue { LLVMBuildFNeg(builder, a, "") }
+    func fma(_ a: LLVMValue, _ b: LLVMValue, _ c: LLVMValue) -> LLVMValue { intrinsic("llvm.fma", a, b, c) }
+
+    func compare(_ predicate: LLVMRealPredicate, _ a: LLVMValue, _ b: LLVMValue) -> LLVMValue {
+        LLVMBuildFCmp(builder, predicate, a, b, "")
+    }
+
+    func select(_ condition: LLVMValue, _ a: LLVMValue, _ b: LLVMValue) -> LLVMValue {
+        LLVMBuildSelect(builder, condition, a, b, "")
+    }
+
+    /// NaN-propagating maximum and minimum (NumPy's), without relying on llvm.maximum,
+    /// which older x86 back ends cannot lower for vectors.
+    func maximum(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue {
+        let larger = select(compare(LLVMRealOGT, a, b), a, b)
+        return select(compare(LLVMRealUNO, a, a), a, larger)
+    }
+
+    func minimum(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue {
+        let smaller = select(compare(LLVMRealOLT, a, b), a, b)
+        return select(compare(LLVMRealUNO, a, a), a, smaller)
+    }
+
+    /// Calls an overloaded intrinsic on operands of one float type, e.g. llvm.fma.v8f32.
+    func intrinsic(_ name: String, _ operands: LLVMValue...) -> LLVMValue {
+        var type: LLVMType? = LLVMTypeOf(operands[0])
+        let id = LLVMLookupIntrinsicID(name, name.utf8.count)
+        let function = LLVMGetIntrinsicDeclaration(module, id, &type, 1)
+        var parameterTypes = [LLVMType?](repeating: type, count: operands.count)
+        let functionType = LLVMFunctionType(type, &parameterTypes, UInt32(operands.count), 0)
+        var args = operands.map { Optional($0) }
+        return LLVMBuildCall2(builder, functionType, function, &args, UInt32(args.count), "")
+    }
+
+    // MARK: integers
+
+    func iadd(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildAdd(builder, a, b, "") }
+    func imul(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildMul(builder, a, b, "") }
+    /// a + b * scale, folding the constant cases so the IR stays readable.
+    func offset(_ base: LLVMValue, _ index: LLVMValue, times scale: Int) -> LLVMValue {
+        if scale == 0 { return base }
+        return iadd(base, scale == 1 ? index : imul(index, int(scale)))
+    }
+
+    // MARK: memory
+
+    func pointer(_ base: LLVMValue, _ index: LLVMValue) -> LLVMValue {
+        var indices: [LLVMValue?] = [index]
+        return LLVMBuildInBoundsGEP2(builder, f32, base, &indices, 1, "")
+    }
+
+    func load(_ base: LLVMValue, _ index: LLVMValue, lanes: Int = 1) -> LLVMValue {
+        let type = floatType(lanes: lanes)
+        let address = lanes == 1 ? pointer(base, index) : LLVMBuildPointerCast(builder, pointer(base, index), LLVMPointerType(type, 0), "")
+        let load = LLVMBuildLoad2(builder, type, address, "")!
+        LLVMSetAlignment(load, 4)
+        return load
+    }
+
+    func store(_ value: LLVMValue, _ base: LLVMValue, _ index: LLVMValue) {
+        let lanes = lanes(of: value)
+        let address = lanes == 1 ? pointer(base, index) : LLVMBuildPointerCast(builder, pointer(base, index), LLVMPointerType(floatType(lanes: lanes), 0), "")
+        LLVMSetAlignment(LLVMBuildStore(builder, value, address), 4)
+    }
+
+    /// A stack slot for a loop-carried value; O3's SROA turns it back into registers.
+    func variable(_ initial: LLVMValue) -> LLVMValue {
+        let current = LLVMGetInsertBlock(builder)
+        let function = LLVMGetBasicBlockParent(current)
+        let entry = LLVMGetEntryBasicBlock(function)
+        let slotBuilder = LLVMCreateBuilderInContext(context)
+        defer { LLVMDisposeBuilder(slotBuilder) }
+        if let first = LLVMGetFirstInstruction(entry) { LLVMPositionBuilderBefore(slotBuilder, first) } else { LLVMPositionBuilderAtEnd(slotBuilder, entry) }
+        let slot = LLVMBuildAlloca(slotBuilder, LLVMTypeOf(initial), "")!
+        LLVMBuildStore(builder, initial, slot)
+        return slot
+    }
+
+    func read(_ slot: LLVMValue, type: LLVMType) -> LLVMValue { LLVMBuildLoad2(builder, type, slot, "") }
+    func write(_ value: LLVMValue, _ slot: LLVMValue) { LLVMBuildStore(builder, value, slot) }
+
+    // MARK: control flow
+
+    /// for i in stride(from: start, to: end, by: step) { body(i) }, with static bounds.
+    /// Emits nothing when the range is empty, and no loop at all for a single trip.
+    func loop(_ start: Int, _ end: Int, step: Int = 1, _ body: (LLVMValue) -> Void) {
+        guard end > start else { return }
+        if start + step >= end { body(int(start)); return }
+        let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
+        let preheader = LLVMGetInsertBlock(builder)
+        let header = LLVMAppendBasicBlockInContext(context, function, "loop")
+        let exit = LLVMAppendBasicBlockInContext(context, function, "loop.exit")
+        LLVMBuildBr(builder, header)
+        LLVMPositionBuilderAtEnd(builder, header)
+        let i = LLVMBuildPhi(builder, i64, "i")!
+        body(i)
+        let next = LLVMBuildNSWAdd(builder, i, int(step), "")!
+        let latch = LLVMGetInsertBlock(builder)
+        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, next, int(end), ""), header, exit)
+        var values: [LLVMValue?] = [int(start), next]
+        var blocks: [LLVMBasicBlockRef?] = [preheader, latch]
+        LLVMAddIncoming(i, &values, &blocks, 2)
+        LLVMPositionBuilderAtEnd(builder, exit)
+    }
+
+    // MARK: functions
+
+    /// Declares `void name(float*...)` with internal linkage and noalias pointers, and
+    /// positions the builder in its entry block.
+    func beginFunction(_ name: String, pointerCount: Int, exported: Bool = false) -> LLVMValue {
+        var parameters = [LLVMType?](repeating: floatPointer, count: pointerCount)
+        let type = LLVMFunctionType(void, &parameters, UInt32(pointerCount), 0)
+        let function = LLVMAddFunction(module, name, type)!
+        if !exported { LLVMSetLinkage(function, LLVMInternalLinkage) }
+        let noalias = LLVMGetEnumAttributeKindForName("noalias", 7)
+        for p in 0..<pointerCount {
+            LLVMAddAttributeAtIndex(function, UInt32(p + 1), LLVMCreateEnumAttribute(context, noalias, 0))
+        }
+        LLVMPositionBuilderAtEnd(builder, LLVMAppendBasicBlockInContext(context, function, "entry"))
+        return function
+    }
+
+    func endFunction() { LLVMBuildRetVoid(builder) }
+
+    func call(_ function: LLVMValue, _ arguments: [LLVMValue]) {
+        var parameters = [LLVMType?](repeating: floatPointer, count: arguments.count)
+        let type = LLVMFunctionType(void, &parameters, UInt32(arguments.count), 0)
+        var args = arguments.map { Optional($0) }
+        LLVMBuildCall2(builder, type, function, &args, UInt32(args.count), "")
+    }
+}

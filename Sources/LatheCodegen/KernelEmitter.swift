@@ -1,0 +1,104 @@
+import CLLVM
+import LatheIR
+
+/// Lowers one kernel to one LLVM function `void kN_op(float* result, float* operands..., float* scratch)`.
+/// The one switch over ops in the code generator.
+extension IRBuilder {
+    func emitKernel(_ kernel: Kernel) throws -> LLVMValue {
+        let pointerCount = 1 + kernel.operands.count + (kernel.scratch == nil ? 0 : 1)
+        let function = beginFunction(kernel.name, pointerCount: pointerCount)
+        let out = LLVMGetParam(function, 0)!
+        let x = kernel.operands.indices.map { LLVMGetParam(function, UInt32($0 + 1))! }
+        let scratch = kernel.scratch == nil ? nil : LLVMGetParam(function, UInt32(pointerCount - 1))
+        let shape = kernel.result.type.shape
+        let shapes = kernel.operands.map(\.type.shape)
+        let dense = StridedView(base: out, strides: contiguousStrides(shape))
+        func contiguous(_ k: Int) -> StridedView { StridedView(base: x[k], strides: contiguousStrides(shapes[k])) }
+        func copy() {
+            elementwise(shape: [kernel.result.type.count], output: StridedView(base: out, strides: [1]),
+                        inputs: [StridedView(base: x[0], strides: [1])]) { v, _ in v[0] }
+        }
+
+        switch kernel.work {
+        case .copy:
+            copy()
+        case let .node(op):
+            switch op {
+            case .input, .constant:
+                throw LatheError.unsupported("\(op.name) is not a kernel")
+            case .unary, .binary:
+                let formula = op.formula!
+                elementwise(shape: shape, output: dense,
+                            inputs: x.indices.map { StridedView(base: x[$0], strides: broadcastStrides(of: shapes[$0], to: shape)) }) { v, _ in
+                    emit(formula, v)
+                }
+            case .batchNorm:
+                let formula = op.formula!
+                let channel = channelStrides(rank: shape.count)
+                elementwise(shape: shape, output: dense,
+                            inputs: [contiguous(0)] + (1..<5).map { StridedView(base: x[$0], strides: channel) }) { v, _ in
+                    emit(formula, v)
+                }
+            case .reshape, .flatten, .dropout:
+                copy()
+            case let .transpose(perm):
+                let inStrides = contiguousStrides(shapes[0])
+                elementwise(shape: shape, output: dense, inputs: [StridedView(base: x[0], strides: perm.map { inStrides[$0] })]) { v, _ in v[0] }
+            case let .slice(starts, _, steps):
+                let inStrides = contiguousStrides(shapes[0])
+                let view = StridedView(base: x[0], offset: zip(starts, inStrides).map(*).reduce(0, +), strides: zip(steps, inStrides).map(*))
+                elementwise(shape: shape, output: dense, inputs: [view]) { v, _ in v[0] }
+            case let .concat(axis):
+                let outStrides = contiguousStrides(shape)
+                var start = 0
+                for k in x.indices {
+                    elementwise(shape: shapes[k], output: StridedView(base: out, offset: start * outStrides[axis], strides: outStrides),
+                                inputs: [contiguous(k)]) { v, _ in v[0] }
+                    start += shapes[k][axis]
+                }
+            case .matmul:
+                batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1])
+            case .dense:
+                let (m, k, n) = (shapes[0][0], shapes[0][1], shapes[1][1])
+                gemm(m: m, n: n, k: k, a: MatrixView(base: x[0], offset: int(0), rowStride: k),
+                     b: MatrixView(base: x[1], offset: int(0), rowStride: n),
+                     c: MatrixView(base: out, offset: int(0), rowStride: n),
+                     bias: x.count == 3 ? .perColumn(x[2], offset: int(0)) : .none)
+            case let .conv2d(a):
+                guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
+                    throw LatheError.unsupported("conv2d with shapes \(shapes)")
+                }
+                convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch)
+            case let .pool2d(a):
+                pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape)
+            case .globalAveragePool:
+                reduce(.mean, axes: Array(2..<shapes[0].count), output: out, input: x[0], inShape: shapes[0])
+            case let .reduce(kind, axes, _):
+                reduce(kind, axes: axes, output: out, input: x[0], inShape: shapes[0])
+            case let .softmax(axis):
+                softmax(axis: axis, log: false, output: out, input: x[0], shape: shape)
+            case let .logSoftmax(axis):
+                softmax(axis: axis, log: true, output: out, input: x[0], shape: shape)
+            }
+        }
+        endFunction()
+        return function
+    }
+
+    /// NumPy matmul: a GEMM per batch index, batch axes broadcast by stride 0.
+    private func batchedMatmul(out: LLVMValue, a: LLVMValue, b: LLVMValue, aShape: [Int], bShape: [Int]) {
+        let a2 = aShape.count == 1 ? [1] + aShape : aShape
+        let b2 = bShape.count == 1 ? bShape + [1] : bShape
+        let (m, k, n) = (a2[a2.count - 2], a2[a2.count - 1], b2[b2.count - 1])
+        let aBatch = Array(a2.dropLast(2)), bBatch = Array(b2.dropLast(2))
+        let batch = (try? broadcastShapes(aBatch, bBatch)) ?? []
+        let views = [StridedView(base: out, strides: contiguousStrides(batch).map { $0 * m * n }),
+                     StridedView(base: a, strides: broadcastStrides(of: aBatch, to: batch).map { $0 * m * k }),
+                     StridedView(base: b, strides: broadcastStrides(of: bBatch, to: batch).map { $0 * k * n })]
+        forEachOffset(shape: batch, views: views) { offsets in
+            gemm(m: m, n: n, k: k, a: MatrixView(base: a, offset: offsets[1], rowStride: k),
+                 b: MatrixView(base: b, offset: offsets[2], rowStride: n),
+                 c: MatrixView(base: out, offset: offsets[0], rowStride: n), bias: .none)
+        }
+    }
+}

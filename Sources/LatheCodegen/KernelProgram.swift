@@ -1,0 +1,160 @@
+import LatheIR
+import LathePasses
+
+/// Where a buffer lives when the compiled function runs.
+public enum BufferLocation: Hashable, Sendable, CustomStringConvertible {
+    /// Byte offset in the per-model arena of intermediates.
+    case arena(Int)
+    /// Byte offset in the weights region (constants, filled once at compile time).
+    case weights(Int)
+    /// The caller's input and output buffers, by position.
+    case input(Int)
+    case output(Int)
+
+    public var description: String {
+        switch self {
+        case let .arena(o): return "arena+\(o)"
+        case let .weights(o): return "weights+\(o)"
+        case let .input(i): return "input[\(i)]"
+        case let .output(i): return "output[\(i)]"
+        }
+    }
+}
+
+public struct KernelBuffer: Hashable, Sendable {
+    public var location: BufferLocation
+    public var type: TensorType
+}
+
+/// What a kernel computes: one graph node, or a plain copy (an output that is also an input,
+/// a constant, or another output).
+public enum KernelWork: Hashable, Sendable {
+    case node(Op)
+    case copy
+}
+
+public struct Kernel: Sendable {
+    public let name: String
+    public let work: KernelWork
+    /// The graph node the kernel computes (for a copy, the value copied).
+    public let node: ValueID
+    public let operands: [KernelBuffer]
+    public let result: KernelBuffer
+    /// Working memory for the kernel alone (e.g. a convolution's unfolded input).
+    public let scratch: KernelBuffer?
+}
+
+/// The ordered kernels of a model with every buffer placed: what the code generator emits,
+/// and what the memory planner, profiler and `lathe inspect` read.
+public struct KernelProgram: Sendable {
+    public let kernels: [Kernel]
+    public let inputs: [InputSpec]
+    public let outputs: [(name: String, type: TensorType)]
+    public let arenaBytes: Int
+    public let lowerBoundBytes: Int
+    public let naiveBytes: Int
+    public let weightsBytes: Int
+    /// Constant slot and the byte offset it is copied to in the weights region.
+    public let weightPlacements: [(slot: Int, offset: Int)]
+}
+
+extension KernelProgram {
+    /// Orders the nodes that the outputs need into kernels and places every buffer.
+    public static func build(_ graph: Graph, outputs: [(name: String, value: ValueID)]) throws -> KernelProgram {
+        var names = Set<String>()
+        for (name, value) in outputs {
+            guard names.insert(name).inserted else { throw LatheError.duplicateName(name) }
+            guard graph.contains(value) else { throw LatheError.foreignValue("output '\(name)'") }
+        }
+        var needed = [Bool](repeating: false, count: graph.nodes.count)
+        for (_, v) in outputs { needed[v.index] = true }
+        for node in graph.nodes.reversed() where needed[node.id.index] {
+            for operand in node.operands { needed[operand.index] = true }
+        }
+
+        var location: [ValueID: BufferLocation] = [:]
+        let inputNodes = graph.inputs
+        for (i, node) in inputNodes.enumerated() { location[node.id] = .input(i) }
+
+        var weightPlacements: [(Int, Int)] = []
+        var weightsBytes = 0
+        for node in graph.nodes where needed[node.id.index] {
+            if case let .constant(slot) = node.op {
+                location[node.id] = .weights(weightsBytes)
+                weightPlacements.append((slot, weightsBytes))
+                weightsBytes += MemoryPlanner.align(node.type.byteCount)
+            }
+        }
+
+        // The first output naming a computed value is written in place; other outputs copy.
+        var writesOutput: [ValueID: Int] = [:]
+        var copies: [(value: ValueID, output: Int)] = []
+        for (i, (_, v)) in outputs.enumerated() {
+            switch graph[v].op {
+            case .input, .constant: copies.append((v, i))
+            default:
+                if writesOutput[v] == nil { writesOutput[v] = i } else { copies.append((v, i)) }
+            }
+        }
+
+        let computed = graph.nodes.filter { node in
+            guard needed[node.id.index] else { return false }
+            switch node.op {
+            case .input, .constant: return false
+            default: return true
+            }
+        }
+        var step: [ValueID: Int] = [:]
+        for (s, node) in computed.enumerated() { step[node.id] = s }
+        let lastStep = computed.count + copies.count - 1
+        var lastUse: [ValueID: Int] = [:]
+        for node in computed { for operand in node.operands { lastUse[operand] = step[node.id] } }
+        for c in copies { lastUse[c.value] = lastStep }
+
+        // Arena requests: computed values that are not written to an output, and scratch.
+        var requests: [BufferRequest] = []
+        var requestOwner: [(value: ValueID?, scratchOf: ValueID?)] = []
+        for node in computed {
+            let s = step[node.id]!
+            if writesOutput[node.id] == nil {
+                requests.append(BufferRequest(bytes: node.type.byteCount, firstUse: s, lastUse: max(s, lastUse[node.id] ?? s)))
+                requestOwner.append((node.id, nil))
+            }
+            let scratch = scratchBytes(node, graph)
+            if scratch > 0 {
+                requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))
+                requestOwner.append((nil, node.id))
+            }
+        }
+        let plan = MemoryPlanner.plan(requests)
+        var scratchLocation: [ValueID: KernelBuffer] = [:]
+        for (i, owner) in requestOwner.enumerated() {
+            if let v = owner.value { location[v] = .arena(plan.offsets[i]) }
+            if let v = owner.scratchOf {
+                scratchLocation[v] = KernelBuffer(location: .arena(plan.offsets[i]), type: TensorType(.float32, [requests[i].bytes / 4]))
+            }
+        }
+        for (v, i) in writesOutput { location[v] = .output(i) }
+
+        func buffer(_ v: ValueID) -> KernelBuffer { KernelBuffer(location: location[v]!, type: graph[v].type) }
+        var kernels: [Kernel] = computed.map { node in
+            Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
+                   operands: node.operands.map(buffer), result: buffer(node.id), scratch: scratchLocation[node.id])
+        }
+        for (c, copy) in copies.enumerated() {
+            kernels.append(Kernel(name: "k\(computed.count + c)_copy", work: .copy, node: copy.value, operands: [buffer(copy.value)],
+                                  result: KernelBuffer(location: .output(copy.output), type: graph[copy.value].type), scratch: nil))
+        }
+        return KernelProgram(kernels: kernels,
+                             inputs: inputNodes.map { InputSpec(name: $0.name, shape: $0.type.shape) },
+                             outputs: outputs.map { ($0.name, graph[$0.value].type) },
+                             arenaBytes: plan.arenaBytes, lowerBoundBytes: plan.lowerBoundBytes, naiveBytes: plan.naiveBytes,
+                             weightsBytes: weightsBytes, weightPlacements: weightPlacements)
+    }
+
+    /// A convolution unfolds its input (im2col) into scratch unless it is a plain 1x1.
+    static func scratchBytes(_ node: Node, _ graph: Graph) -> Int {
+        guard case let .conv2d(a) = node.op, let geometry = ConvGeometry(node, graph, a), geometry.needsUnfold else { return 0 }
+        return geometry.unfoldedRows * geometry.outputPlane * 4
+    }
+}

@@ -1,0 +1,103 @@
+import CLLVM
+import LatheIR
+
+/// Reductions, pooling and softmax.
+extension IRBuilder {
+    /// Fills the output with the identity, then walks the input in its own order and folds each
+    /// element into its output cell (the output seen with stride 0 on the reduced axes), so the
+    /// input is read contiguously and the loop vectorizes whenever the last axis is kept.
+    func reduce(_ kind: ReduceKind, axes: [Int], output: LLVMValue, input: LLVMValue, inShape: [Int]) {
+        var kept = inShape
+        for axis in axes { kept[axis] = 1 }
+        let count = kept.reduce(1, *)
+        let identity: Float = kind == .max ? -.infinity : 0
+        elementwise(shape: [count], output: StridedView(base: output, strides: [1]), inputs: []) { _, lanes in float(identity, lanes: lanes) }
+        let cell = StridedView(base: output, strides: broadcastStrides(of: kept, to: inShape))
+        elementwise(shape: inShape, output: cell, inputs: [cell, StridedView(base: input, strides: contiguousStrides(inShape))]) { v, _ in
+            kind == .max ? maximum(v[1], v[0]) : add(v[0], v[1])
+        }
+        if kind == .mean {
+            let scale = Float(1) / Float(inShape.reduce(1, *) / max(count, 1))
+            let all = StridedView(base: output, strides: [1])
+            elementwise(shape: [count], output: all, inputs: [all]) { v, _ in mul(v[0], float(scale, like: v[0])) }
+        }
+    }
+
+    /// Max or average over each window. The window is unrolled; a tap is bounds-checked only
+    /// where the padding can reach it.
+    func pool2d(_ a: Pool2DAttributes, output: LLVMValue, input: LLVMValue, inShape: [Int], outShape: [Int]) {
+        let (h, w, oh, ow) = (inShape[2], inShape[3], outShape[2], outShape[3])
+        let padded = a.pads.contains { $0 > 0 }
+        loop(0, inShape[0] * inShape[1]) { plane in
+            let inPlane = imul(plane, int(h * w))
+            let outPlane = imul(plane, int(oh * ow))
+            loop(0, oh) { oy in
+                loop(0, ow) { ox in
+                    let baseY = iadd(imul(oy, int(a.strides[0])), int(-a.pads[0]))
+                    let baseX = iadd(imul(ox, int(a.strides[1])), int(-a.pads[1]))
+                    var acc = float(a.kind == .max ? -.infinity : 0)
+                    var count: LLVMValue = float(0)
+                    for ky in 0..<a.kernel[0] {
+                        for kx in 0..<a.kernel[1] {
+                            let iy = iadd(baseY, int(ky)), ix = iadd(baseX, int(kx))
+                            var index = iadd(inPlane, iadd(imul(iy, int(w)), ix))
+                            var value: LLVMValue
+                            if padded {
+                                let valid = inBounds(iy, h, ix, w)
+                                index = LLVMBuildSelect(builder, valid, index, inPlane, "")
+                                value = select(valid, load(input, index), float(a.kind == .max ? -.infinity : 0))
+                                count = add(count, LLVMBuildUIToFP(builder, valid, f32, ""))
+                            } else {
+                                value = load(input, index)
+                            }
+                            acc = a.kind == .max ? maximum(value, acc) : add(acc, value)
+                        }
+                    }
+                    if a.kind == .average {
+                        let divisor = padded && !a.countIncludePad ? count : float(Float(a.kernel[0] * a.kernel[1]))
+                        acc = div(acc, divisor)
+                    }
+                    store(acc, output, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
+                }
+            }
+        }
+    }
+
+    private func inBounds(_ y: LLVMValue, _ h: Int, _ x: LLVMValue, _ w: Int) -> LLVMValue {
+        // Unsigned compare: a negative index wraps to a huge one and fails the same test.
+        let yOK = LLVMBuildICmp(builder, LLVMIntULT, y, int(h), "")!
+        let xOK = LLVMBuildICmp(builder, LLVMIntULT, x, int(w), "")!
+        return LLVMBuildAnd(builder, yOK, xOK, "")
+    }
+
+    /// Softmax along one axis, numerically stable: subtract the row's max before exp.
+    /// log-softmax is x - max - log(sum(exp(x - max))).
+    func softmax(axis: Int, log: Bool, output: LLVMValue, input: LLVMValue, shape: [Int]) {
+        let length = shape[axis]
+        let inner = shape.dropFirst(axis + 1).reduce(1, *)
+        let outer = shape.prefix(axis).reduce(1, *)
+        loop(0, outer) { o in
+            loop(0, inner) { i in
+                let base = iadd(imul(o, int(length * inner)), i)
+                let at = { (j: LLVMValue) in self.offset(base, j, times: inner) }
+                let largest = variable(float(-.infinity))
+                loop(0, length) { j in write(maximum(load(input, at(j)), read(largest, type: f32)), largest) }
+                let m = read(largest, type: f32)
+                let sum = variable(float(0))
+                loop(0, length) { j in
+                    let e = exp(sub(load(input, at(j)), m))
+                    if !log { store(e, output, at(j)) }
+                    write(add(read(sum, type: f32), e), sum)
+                }
+                let total = read(sum, type: f32)
+                if log {
+                    let shift = add(m, intrinsic("llvm.log", total))
+                    loop(0, length) { j in store(sub(load(input, at(j)), shift), output, at(j)) }
+                } else {
+                    let scale = div(float(1), total)
+                    loop(0, length) { j in store(mul(load(output, at(j)), scale), output, at(j)) }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import CLLVM
+
+/// A tensor seen through strides: element (i0, i1, ...) lives at base[offset + sum(i_d * strides[d])].
+/// Broadcasting is stride 0, a transpose permutes strides, a slice scales them.
+struct StridedView {
+    var base: LLVMValue
+    var offset: Int = 0
+    var strides: [Int]
+}
+
+/// Merges adjacent axes that every view walks contiguously, so that an elementwise op over
+/// [64, 32, 26, 26] becomes one loop of 1,384,448 and vectorizes cleanly.
+func coalesce(shape: [Int], strides: [[Int]]) -> (shape: [Int], strides: [[Int]]) {
+    guard !shape.isEmpty else { return ([1], strides.map { _ in [0] }) }
+    var outShape = [shape[0]]
+    var outStrides = strides.map { [$0[0]] }
+    for axis in 1..<shape.count {
+        let mergeable = strides.allSatisfy { $0[axis - 1] == $0[axis] * shape[axis] }
+        if mergeable {
+            outShape[outShape.count - 1] *= shape[axis]
+            for s in strides.indices { outStrides[s][outStrides[s].count - 1] = strides[s][axis] }
+        } else {
+            outShape.append(shape[axis])
+            for s in strides.indices { outStrides[s].append(strides[s][axis]) }
+        }
+    }
+    return (outShape, outStrides)
+}
+
+extension IRBuilder {
+    /// Loops over every index of `shape` and hands `body` the element offset of each view.
+    func forEachOffset(shape: [Int], views: [StridedView], _ body: ([LLVMValue]) -> Void) {
+        let (loopShape, strides) = coalesce(shape: shape, strides: views.map(\.strides))
+        func level(_ axis: Int, _ offsets: [LLVMValue]) {
+            if axis == loopShape.count { body(offsets); return }
+            loop(0, loopShape[axis]) { i in
+                level(axis + 1, offsets.indices.map { offset(offsets[$0], i, times: strides[$0][axis]) })
+            }
+        }
+        level(0, views.map { int($0.offset) })
+    }
+
+    /// out[index] = compute(inputs[index]...) over `shape`. The innermost loop runs on full
+    /// vectors when the output is contiguous there and every input is contiguous or broadcast,
+    /// with a scalar loop for the remainder; otherwise it is scalar. `compute` receives values
+    /// of one type, scalar or vector of the given lanes, and must return the same type.
+    func elementwise(shape: [Int], output: StridedView, inputs: [StridedView], _ compute: ([LLVMValue], Int) -> LLVMValue) {
+        let views = [output] + inputs
+        let (loopShape, strides) = coalesce(shape: shape, strides: views.map(\.strides))
+        let inner = loopShape.count - 1
+        let innerStrides = strides.map { $0[inner] }
+        let vectorizable = innerStrides[0] == 1 && innerStrides.dropFirst().allSatisfy { $0 == 0 || $0 == 1 }
+        let width = vectorizable ? vectorWidth : 1
+
+        func emitElement(_ offsets: [LLVMValue], lanes: Int) {
+            let values = inputs.indices.map { k -> LLVMValue in
+                let at = offsets[k + 1]
+                if innerStrides[k + 1] == 0 && lanes > 1 { return splat(load(inputs[k].base, at), lanes: lanes) }
+                return load(inputs[k].base, at, lanes: lanes)
+            }
+            store(compute(values, lanes), output.base, offsets[0])
+        }
+
+        func level(_ axis: Int, _ offsets: [LLVMValue]) {
+            let step = { (i: LLVMValue) in offsets.indices.map { self.offset(offsets[$0], i, times: strides[$0][axis]) } }
+            if axis < inner {
+                loop(0, loopShape[axis]) { i in level(axis + 1, step(i)) }
+                return
+            }
+            let n = loopShape[axis]
+            let vectorEnd = n / width * width
+            if width > 1 { loop(0, vectorEnd, step: width) { i in emitElement(step(i), lanes: width) } }
+            loop(width > 1 ? vectorEnd : 0, n) { i in emitElement(step(i), lanes: 1) }
+        }
+        level(0, views.map { int($0.offset) })
+    }
+}
