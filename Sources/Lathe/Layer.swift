@@ -1,0 +1,75 @@
+/// A layer maps a tensor to a tensor, creating its weights on the first call, when it learns
+/// the input's shape. Layers are classes: they keep their weights, so one layer object applied
+/// to two graphs (batch 1 and batch 64, say) computes with the same weights.
+public protocol Layer: AnyObject {
+    func callAsFunction(_ x: Tensor) throws -> Tensor
+}
+
+/// The activation a layer applies to its output.
+public enum Activation: Hashable, Sendable {
+    case linear, relu, sigmoid, tanh, gelu, softmax
+    case leakyRelu(alpha: Float)
+    /// ReLU capped at 6 (MobileNet's).
+    case relu6
+
+    func apply(_ x: Tensor, _ location: SourceLocation) throws -> Tensor {
+        switch self {
+        case .linear: return x
+        case .relu: return try x.apply(.unary(.relu), [], location)
+        case .sigmoid: return try x.apply(.unary(.sigmoid), [], location)
+        case .tanh: return try x.apply(.unary(.tanh), [], location)
+        case .gelu: return try x.apply(.unary(.gelu), [], location)
+        case let .leakyRelu(alpha): return try x.apply(.unary(.leakyRelu(alpha: alpha)), [], location)
+        case .relu6: return try x.apply(.unary(.clip(min: 0, max: 6)), [], location)
+        case .softmax: return try x.apply(.softmax(axis: x.rank - 1), [], location)
+        }
+    }
+
+    /// He initialisation suits ReLU-like activations; Glorot suits the rest.
+    var prefersHeInit: Bool {
+        switch self {
+        case .relu, .leakyRelu, .relu6, .gelu: return true
+        default: return false
+        }
+    }
+}
+
+/// Seeded weight initialisers, drawn from the graph's generator.
+enum Initializer {
+    /// Uniform in ±sqrt(6 / fanIn) (He) or ±sqrt(6 / (fanIn + fanOut)) (Glorot).
+    static func weights(shape: [Int], fanIn: Int, fanOut: Int, he: Bool, using rng: inout SeededGenerator) -> HostTensor {
+        let limit = he ? (6 / Float(fanIn)).squareRoot() : (6 / Float(fanIn + fanOut)).squareRoot()
+        var t = HostTensor(shape: shape)
+        for i in t.scalars.indices { t.scalars[i] = Float.random(in: -limit...limit, using: &rng) }
+        return t
+    }
+}
+
+/// Checks that a given weight has the shape the layer needs.
+func checkWeight(_ given: HostTensor, _ expected: [Int], _ what: String, _ layer: String, _ location: SourceLocation) throws {
+    guard given.shape == expected else {
+        throw LatheError.shapeMismatch(op: layer, shapes: [given.shape, expected], reason: "the given \(what) has shape \(given.shape), the layer needs \(expected)", location: location)
+    }
+}
+
+/// Layers applied in order.
+public final class Sequential: Layer {
+    public let layers: [any Layer]
+
+    public init(@LayerBuilder _ content: () -> [any Layer]) { layers = content() }
+    public init(_ layers: [any Layer]) { self.layers = layers }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try layers.reduce(x) { try $1($0) }
+    }
+}
+
+@resultBuilder
+public enum LayerBuilder {
+    public static func buildExpression(_ layer: any Layer) -> [any Layer] { [layer] }
+    public static func buildBlock(_ parts: [any Layer]...) -> [any Layer] { parts.flatMap { $0 } }
+    public static func buildOptional(_ part: [any Layer]?) -> [any Layer] { part ?? [] }
+    public static func buildEither(first: [any Layer]) -> [any Layer] { first }
+    public static func buildEither(second: [any Layer]) -> [any Layer] { second }
+    public static func buildArray(_ parts: [[any Layer]]) -> [any Layer] { parts.flatMap { $0 } }
+}

@@ -1,0 +1,226 @@
+/// Keras-style layers. Each records where it was created (#fileID, #line), and the nodes it
+/// makes carry that location, so a shape error points at the layer in the user's model.
+
+/// A fully connected layer: y = activation(x W + b), W [inFeatures, units].
+public final class Dense: Layer {
+    public let units: Int
+    public let activation: Activation
+    public let useBias: Bool
+    public private(set) var weight: HostTensor?
+    public private(set) var bias: HostTensor?
+    let location: SourceLocation
+
+    public init(_ units: Int, activation: Activation = .linear, useBias: Bool = true, weight: HostTensor? = nil, bias: HostTensor? = nil,
+                fileID: String = #fileID, line: Int = #line) {
+        self.units = units
+        self.activation = activation
+        self.useBias = useBias || bias != nil
+        self.weight = weight
+        self.bias = bias
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard x.rank == 2 else {
+            throw LatheError.shapeMismatch(op: "dense", shapes: [x.shape], reason: "Dense takes [batch, features]; flatten the input first", location: location)
+        }
+        let features = x.shape[1]
+        if let weight { try checkWeight(weight, [features, units], "weight", "dense", location) } else {
+            weight = Initializer.weights(shape: [features, units], fanIn: features, fanOut: units, he: activation.prefersHeInit, using: &x.graph.random)
+        }
+        if useBias, bias == nil { bias = HostTensor(shape: [units]) }
+        if let bias { try checkWeight(bias, [units], "bias", "dense", location) }
+        let g = x.graph
+        let w = g.constant(weight!, fileID: location.fileID, line: location.line)
+        let b = bias.map { g.constant($0, fileID: location.fileID, line: location.line) }
+        let y = try x.apply(.dense, [w] + (b.map { [$0] } ?? []), location)
+        return try activation.apply(y, location)
+    }
+}
+
+/// Zero padding for a convolution or pooling window.
+public enum Padding: Hashable, Sendable {
+    /// No padding.
+    case valid
+    /// Enough padding that the output is ceil(input / stride); the odd cell goes at the end.
+    case same
+    /// [top, left, bottom, right].
+    case explicit([Int])
+
+    func pads(input: [Int], kernel: [Int], strides: [Int], dilations: [Int]) -> [Int] {
+        switch self {
+        case .valid: return [0, 0, 0, 0]
+        case let .explicit(p): return p
+        case .same:
+            let total = (0..<2).map { i -> Int in
+                let out = (input[i] + strides[i] - 1) / strides[i]
+                return max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i], 0)
+            }
+            return [total[0] / 2, total[1] / 2, total[0] - total[0] / 2, total[1] - total[1] / 2]
+        }
+    }
+}
+
+/// A 2-D convolution over NCHW input: `filters` output channels, a kernel x kernel window.
+public final class Conv2D: Layer {
+    public let filters: Int
+    public let kernel: [Int]
+    public let strides: [Int]
+    public let padding: Padding
+    public let dilations: [Int]
+    public let groups: Int
+    public let activation: Activation
+    public let useBias: Bool
+    public private(set) var weight: HostTensor?
+    public private(set) var bias: HostTensor?
+    let location: SourceLocation
+
+    public init(_ filters: Int, kernel: Int, stride: Int = 1, padding: Padding = .valid, dilation: Int = 1, groups: Int = 1,
+                activation: Activation = .linear, useBias: Bool = true, weight: HostTensor? = nil, bias: HostTensor? = nil,
+                fileID: String = #fileID, line: Int = #line) {
+        self.filters = filters
+        self.kernel = [kernel, kernel]
+        self.strides = [stride, stride]
+        self.padding = padding
+        self.dilations = [dilation, dilation]
+        self.groups = groups
+        self.activation = activation
+        self.useBias = useBias || bias != nil
+        self.weight = weight
+        self.bias = bias
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard x.rank == 4, groups > 0, x.shape[1] % groups == 0 else {
+            throw LatheError.shapeMismatch(op: "conv2d", shapes: [x.shape], reason: "Conv2D takes NCHW input whose channels divide by groups (\(groups))", location: location)
+        }
+        let inPerGroup = x.shape[1] / groups
+        let shape = [filters, inPerGroup] + kernel
+        if let weight { try checkWeight(weight, shape, "weight", "conv2d", location) } else {
+            let fanIn = inPerGroup * kernel[0] * kernel[1]
+            weight = Initializer.weights(shape: shape, fanIn: fanIn, fanOut: filters * kernel[0] * kernel[1] / groups,
+                                         he: activation.prefersHeInit, using: &x.graph.random)
+        }
+        if useBias, bias == nil { bias = HostTensor(shape: [filters]) }
+        if let bias { try checkWeight(bias, [filters], "bias", "conv2d", location) }
+        let g = x.graph
+        let w = g.constant(weight!, fileID: location.fileID, line: location.line)
+        let b = bias.map { g.constant($0, fileID: location.fileID, line: location.line) }
+        let pads = padding.pads(input: Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: dilations)
+        let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: groups)
+        let y = try x.apply(.conv2d(attributes), [w] + (b.map { [$0] } ?? []), location)
+        return try activation.apply(y, location)
+    }
+}
+
+/// Max pooling over pool x pool windows, `stride` apart (the pool size by default).
+public final class MaxPool2D: Layer {
+    let attributes: (kernel: [Int], strides: [Int], padding: Padding)
+    let location: SourceLocation
+
+    public init(_ pool: Int, stride: Int? = nil, padding: Padding = .valid, fileID: String = #fileID, line: Int = #line) {
+        attributes = ([pool, pool], [stride ?? pool, stride ?? pool], padding)
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try poolLayer(x, .max, attributes, location)
+    }
+}
+
+/// Average pooling; padded cells do not count in the mean.
+public final class AvgPool2D: Layer {
+    let attributes: (kernel: [Int], strides: [Int], padding: Padding)
+    let location: SourceLocation
+
+    public init(_ pool: Int, stride: Int? = nil, padding: Padding = .valid, fileID: String = #fileID, line: Int = #line) {
+        attributes = ([pool, pool], [stride ?? pool, stride ?? pool], padding)
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try poolLayer(x, .average, attributes, location)
+    }
+}
+
+private func poolLayer(_ x: Tensor, _ kind: PoolKind, _ a: (kernel: [Int], strides: [Int], padding: Padding), _ location: SourceLocation) throws -> Tensor {
+    guard x.rank == 4 else {
+        throw LatheError.shapeMismatch(op: kind == .max ? "max_pool2d" : "avg_pool2d", shapes: [x.shape], reason: "pooling takes NCHW input", location: location)
+    }
+    let pads = a.padding.pads(input: Array(x.shape[2...]), kernel: a.kernel, strides: a.strides, dilations: [1, 1])
+    return try x.apply(.pool2d(Pool2DAttributes(kind: kind, kernel: a.kernel, strides: a.strides, pads: pads)), [], location)
+}
+
+public final class GlobalAveragePooling2D: Layer {
+    let location: SourceLocation
+    public init(fileID: String = #fileID, line: Int = #line) { location = SourceLocation(fileID: fileID, line: line) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try x.apply(.flatten(axis: 1), [], location: location, after: .globalAveragePool)
+    }
+}
+
+/// [N, d1, d2, ...] to [N, d1*d2*...].
+public final class Flatten: Layer {
+    let location: SourceLocation
+    public init(fileID: String = #fileID, line: Int = #line) { location = SourceLocation(fileID: fileID, line: line) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.apply(.flatten(axis: 1), [], location) }
+}
+
+/// Randomly zeroes inputs while training; the identity when compiled for inference.
+public final class Dropout: Layer {
+    public let rate: Float
+    let location: SourceLocation
+    public init(_ rate: Float, fileID: String = #fileID, line: Int = #line) {
+        self.rate = rate
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.apply(.dropout(rate: rate), [], location) }
+}
+
+/// Inference BatchNorm over the channel axis (1), with learned scale and bias and running
+/// statistics; new layers start as the identity (scale 1, bias 0, mean 0, variance 1).
+public final class BatchNorm: Layer {
+    public let epsilon: Float
+    public private(set) var parameters: (scale: HostTensor, bias: HostTensor, mean: HostTensor, variance: HostTensor)?
+    let location: SourceLocation
+
+    public init(epsilon: Float = 1e-3, scale: HostTensor? = nil, bias: HostTensor? = nil, mean: HostTensor? = nil, variance: HostTensor? = nil,
+                fileID: String = #fileID, line: Int = #line) {
+        self.epsilon = epsilon
+        location = SourceLocation(fileID: fileID, line: line)
+        if let scale, let bias, let mean, let variance { parameters = (scale, bias, mean, variance) }
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard x.rank >= 2 else {
+            throw LatheError.shapeMismatch(op: "batch_norm", shapes: [x.shape], reason: "BatchNorm takes [N, C, ...]", location: location)
+        }
+        let c = x.shape[1]
+        if parameters == nil {
+            parameters = (HostTensor(shape: [c], repeating: 1), HostTensor(shape: [c]), HostTensor(shape: [c]), HostTensor(shape: [c], repeating: 1))
+        }
+        let p = parameters!
+        let g = x.graph
+        let operands = [p.scale, p.bias, p.mean, p.variance].map { g.constant($0, fileID: location.fileID, line: location.line) }
+        return try x.apply(.batchNorm(epsilon: epsilon), operands, location)
+    }
+}
+
+/// An activation as a layer of its own.
+public final class ActivationLayer: Layer {
+    public let activation: Activation
+    let location: SourceLocation
+    public init(_ activation: Activation, fileID: String = #fileID, line: Int = #line) {
+        self.activation = activation
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try activation.apply(x, location) }
+}
+
+extension Tensor {
+    /// Applies `first`, then `op` to its result: for layers that make two nodes.
+    func apply(_ op: Op, _ others: [Tensor], location: SourceLocation, after first: Op) throws -> Tensor {
+        try apply(first, [], location).apply(op, others, location)
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import LatheCodegen
+import LatheIR
+
+/// A model compiled to native code, ready to run. It owns its machine code, its weights and
+/// one arena for intermediates, all made at compile time: a run allocates nothing. Runs on one
+/// model are serialized; compile the graph again for concurrent runs.
+public final class CompiledModel: @unchecked Sendable {
+    public let program: KernelProgram
+    public let target: HostTarget
+    /// Wall time of the whole compile: passes, codegen, LLVM O3, JIT.
+    public let compileSeconds: Double
+    /// The optimized LLVM IR, when asked for in CompileOptions.
+    public let llvmIR: String?
+
+    private let jit: JITSession
+    private let entry: EntryFunction
+    private let weights: UnsafeMutableRawPointer
+    private let arena: UnsafeMutableRawPointer
+    private let inputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
+    private let outputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
+    private let lock = NSLock()
+
+    init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: [Float], target: HostTarget,
+         compileSeconds: Double, llvmIR: String?) {
+        self.program = program
+        self.jit = jit
+        self.entry = entry
+        self.target = target
+        self.compileSeconds = compileSeconds
+        self.llvmIR = llvmIR
+        let alignment = 64
+        let weightsRegion = UnsafeMutableRawPointer.allocate(byteCount: max(program.weightsBytes, alignment), alignment: alignment)
+        weights.withUnsafeBytes { bytes in
+            if let source = bytes.baseAddress { weightsRegion.copyMemory(from: source, byteCount: bytes.count) }
+        }
+        self.weights = weightsRegion
+        arena = UnsafeMutableRawPointer.allocate(byteCount: max(program.arenaBytes, alignment), alignment: alignment)
+        inputTable = .allocate(capacity: max(program.inputs.count, 1))
+        outputTable = .allocate(capacity: max(program.outputs.count, 1))
+    }
+
+    deinit {
+        weights.deallocate()
+        arena.deallocate()
+        inputTable.deallocate()
+        outputTable.deallocate()
+    }
+
+    public var inputs: [InputSpec] { program.inputs }
+    public var outputNames: [String] { program.outputs.map(\.name) }
+    public func outputType(_ name: String) -> TensorType? { program.outputs.first { $0.name == name }?.type }
+
+    /// Runs on named host tensors and returns the named outputs.
+    public func run(_ feeds: [String: HostTensor]) throws -> [String: HostTensor] {
+        try checkFeeds(program.inputs, feeds)
+        let outputBuffers = program.outputs.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.type.count) }
+        defer { outputBuffers.forEach { $0.deallocate() } }
+        try withBuffers(program.inputs.map { feeds[$0.name]!.scalars }) { inputBuffers in
+            try run(inputs: inputBuffers, outputs: outputBuffers)
+        }
+        var results: [String: HostTensor] = [:]
+        for (output, buffer) in zip(program.outputs, outputBuffers) {
+            results[output.name] = try HostTensor(shape: output.type.shape, scalars: Array(buffer))
+        }
+        return results
+    }
+
+    /// The allocation-free path: the caller's buffers, in the order of `inputs` and `outputNames`,
+    /// each exactly the size of its tensor.
+    public func run(inputs: [UnsafeBufferPointer<Float>], outputs: [UnsafeMutableBufferPointer<Float>]) throws {
+        guard inputs.count == program.inputs.count else { throw LatheError.wrongInputCount(expected: program.inputs.count, got: inputs.count) }
+        guard outputs.count == program.outputs.count else {
+            throw LatheError.unknownOutput(name: "(\(outputs.count) output buffers)", known: program.outputs.map(\.name))
+        }
+        for (spec, buffer) in zip(program.inputs, inputs) {
+            let expected = spec.shape.reduce(1, *)
+            guard buffer.count == expected, buffer.baseAddress != nil else {
+                throw LatheError.inputSizeMismatch(name: spec.name, expectedCount: expected, got: buffer.count)
+            }
+        }
+        for (output, buffer) in zip(program.outputs, outputs) {
+            guard buffer.count == output.type.count, buffer.baseAddress != nil else {
+                throw LatheError.inputSizeMismatch(name: "output \(output.name)", expectedCount: output.type.count, got: buffer.count)
+            }
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        for (i, buffer) in inputs.enumerated() { inputTable[i] = UnsafeMutablePointer(mutating: buffer.baseAddress) }
+        for (i, buffer) in outputs.enumerated() { outputTable[i] = buffer.baseAddress }
+        entry(arena.assumingMemoryBound(to: Float.self), weights.assumingMemoryBound(to: Float.self), inputTable, outputTable)
+    }
+}
+
+private func withBuffers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
+    var buffers: [UnsafeBufferPointer<Float>] = []
+    func nest(_ i: Int) throws -> R {
+        if i == arrays.count { return try body(buffers) }
+        return try arrays[i].withUnsafeBufferPointer { buffer in
+            buffers.append(buffer)
+            return try nest(i + 1)
+        }
+    }
+    return try nest(0)
+}

@@ -1,0 +1,64 @@
+import CLLVM
+import Foundation
+import LatheCodegen
+import LatheIR
+import LathePasses
+
+/// Compile options a user may set.
+public struct CompileOptions: Sendable {
+    /// Keep the optimized LLVM IR text on the compiled model (for `lathe compile --emit llvm`).
+    public var keepLLVMIR: Bool = false
+    public init(keepLLVMIR: Bool = false) { self.keepLLVMIR = keepLLVMIR }
+}
+
+/// Graph -> passes -> kernel program -> LLVM IR -> O3 for the host -> ORC JIT.
+public enum Compiler {
+    public static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions = CompileOptions()) throws -> CompiledModel {
+        let start = ContinuousClock.now
+        try Pipeline.run(graph, outputs: outputs.map(\.value))
+        let program = try KernelProgram.build(graph, outputs: outputs)
+        let target = HostTarget.detect()
+
+        let threadSafeContext = LLVMOrcCreateNewThreadSafeContext()!
+        // Ownership of the context is shared with the module handed to the JIT (LLVM-NOTES pitfall 2).
+        defer { LLVMOrcDisposeThreadSafeContext(threadSafeContext) }
+        let context = LLVMOrcThreadSafeContextGetContext(threadSafeContext)!
+        let module = LLVMModuleCreateWithNameInContext("lathe", context)!
+        var llvmIR: String?
+        do {
+            let machine = try target.makeTargetMachine()
+            defer { LLVMDisposeTargetMachine(machine) }
+            let layout = LLVMCreateTargetDataLayout(machine)
+            LLVMSetModuleDataLayout(module, layout)
+            LLVMDisposeTargetData(layout)
+            LLVMSetTarget(module, target.triple)
+            try ModuleEmitter.emit(program, into: module, context: context, target: CodegenTarget(vectorWidth: target.vectorWidth))
+            try verify(module, "emitted")
+            let passOptions = LLVMCreatePassBuilderOptions()
+            defer { LLVMDisposePassBuilderOptions(passOptions) }
+            try check(LLVMRunPasses(module, "default<O3>", machine, passOptions), "optimizing")
+            if options.keepLLVMIR { llvmIR = takeMessage(LLVMPrintModuleToString(module)) }
+        } catch {
+            LLVMDisposeModule(module)
+            throw error
+        }
+        let jit = try JITSession(module: module, context: threadSafeContext, target: target)
+        let entry = try jit.lookup(ModuleEmitter.entryName)
+        var weights = [Float](repeating: 0, count: program.weightsBytes / 4)
+        for (slot, offset) in program.weightPlacements {
+            let data = graph.constants[slot].scalars
+            weights.replaceSubrange((offset / 4)..<(offset / 4 + data.count), with: data)
+        }
+        let elapsed = ContinuousClock.now - start
+        return CompiledModel(program: program, jit: jit, entry: entry, weights: weights, target: target,
+                             compileSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
+                             llvmIR: llvmIR)
+    }
+
+    private static func verify(_ module: LLVMModuleRef, _ stage: String) throws {
+        var message: UnsafeMutablePointer<CChar>?
+        let failed = LLVMVerifyModule(module, LLVMReturnStatusAction, &message) != 0
+        let text = takeMessage(message)
+        if failed { throw LatheError.backend("the \(stage) module is invalid: \(text)") }
+    }
+}

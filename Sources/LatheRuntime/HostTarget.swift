@@ -1,0 +1,71 @@
+import CLLVM
+
+private let nativeTargetInitialized: Void = {
+    LLVMInitializeNativeTarget()
+    LLVMInitializeNativeAsmPrinter()
+    LLVMInitializeNativeAsmParser()
+}()
+
+/// The machine Lathe compiles for: the host CPU as LLVM sees it at run time.
+public struct HostTarget: Sendable, CustomStringConvertible {
+    public let triple: String
+    public let cpuName: String
+    /// LLVM's feature string, e.g. "+avx2,+fma,-avx512f,...".
+    public let features: String
+    /// Floats per vector register, from the features: 16 with AVX-512, 8 with AVX, 4 with SSE or NEON.
+    public let vectorWidth: Int
+
+    public static func detect() -> HostTarget {
+        _ = nativeTargetInitialized
+        let triple = takeMessage(LLVMGetDefaultTargetTriple())
+        let cpu = takeMessage(LLVMGetHostCPUName())
+        let features = takeMessage(LLVMGetHostCPUFeatures())
+        return HostTarget(triple: triple, cpuName: cpu, features: features, vectorWidth: vectorWidth(features: features, triple: triple))
+    }
+
+    public static func vectorWidth(features: String, triple: String) -> Int {
+        let enabled = Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })
+        if enabled.contains("avx512f") { return 16 }
+        if enabled.contains("avx") { return 8 }
+        return 4   // SSE2 (every x86-64) or NEON (every AArch64)
+    }
+
+    /// The enabled features among those that decide code generation, for display.
+    public var keyFeatures: [String] {
+        let enabled = Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })
+        return ["sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon"].filter(enabled.contains)
+    }
+
+    public var description: String { "\(cpuName) (\(triple); \(keyFeatures.joined(separator: ", ")); \(vectorWidth) floats per vector)" }
+
+    /// A new TargetMachine for the host at the highest optimization level. The caller owns it.
+    func makeTargetMachine() throws -> LLVMTargetMachineRef {
+        var target: LLVMTargetRef?
+        var error: UnsafeMutablePointer<CChar>?
+        guard LLVMGetTargetFromTriple(triple, &target, &error) == 0, let target else {
+            throw LatheError.backend(error.map(takeMessage) ?? "no target for \(triple)")
+        }
+        guard let machine = LLVMCreateTargetMachine(target, triple, cpuName, features, LLVMCodeGenLevelAggressive,
+                                                    LLVMRelocDefault, LLVMCodeModelJITDefault) else {
+            throw LatheError.backend("cannot create a target machine for \(cpuName)")
+        }
+        return machine
+    }
+}
+
+import LatheIR
+
+/// Copies an LLVM-owned C string and frees it.
+func takeMessage(_ message: UnsafeMutablePointer<CChar>?) -> String {
+    guard let message else { return "" }
+    defer { LLVMDisposeMessage(message) }
+    return String(cString: message)
+}
+
+/// Turns an LLVMErrorRef into a LatheError, consuming it.
+func check(_ error: LLVMErrorRef?, _ what: String) throws {
+    guard let error else { return }
+    let message = LLVMGetErrorMessage(error)
+    defer { LLVMDisposeErrorMessage(message) }
+    throw LatheError.backend("\(what): \(message.map { String(cString: $0) } ?? "unknown error")")
+}
