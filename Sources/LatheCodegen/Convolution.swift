@@ -46,8 +46,8 @@ struct ConvGeometry {
 extension IRBuilder {
     /// conv2d = (unfold, GEMM) for each image and group.
     func convolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?) {
-        loop(0, g.batch) { image in
-            loop(0, g.groups) { group in
+        loop(0, g.batch, unroll: false) { image in
+            loop(0, g.groups, unroll: false) { group in
                 let imageChannel = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
                 let inputOffset = imul(imageChannel, int(g.inputPlane))
                 let b: MatrixView
@@ -78,7 +78,7 @@ extension IRBuilder {
                 float(0, lanes: lanes)
             }
         }
-        loop(0, g.groupChannels) { c in
+        loop(0, g.groupChannels, unroll: false) { c in
             let channelInput = pointer(input, imul(c, int(g.inputPlane)))
             for ky in 0..<g.kernelH {
                 let rowsY = ConvGeometry.validRange(count: g.outH, size: g.height, stride: a.strides[0], pad: a.pads[0], tap: ky * a.dilations[0])

@@ -35,7 +35,7 @@ extension IRBuilder {
         let vectorEnd = fullBlocks + (n - fullBlocks) / width * width
 
         func columns(row: LLVMValue, count: Int) {
-            loop(0, fullBlocks, step: blockColumns) { j in
+            loop(0, fullBlocks, step: blockColumns, unroll: false) { j in
                 gemmBlock(row: row, rows: count, column: j, vectors: IRBuilder.gemmVectors, lanes: width, k: k, a: a, b: b, c: c, bias: bias)
             }
             loop(fullBlocks, vectorEnd, step: width) { j in
@@ -45,8 +45,8 @@ extension IRBuilder {
                 gemmBlock(row: row, rows: count, column: j, vectors: 1, lanes: 1, k: k, a: a, b: b, c: c, bias: bias)
             }
         }
-        loop(0, fullRows, step: rows) { i in columns(row: i, count: rows) }
-        loop(fullRows, m) { i in columns(row: i, count: 1) }
+        loop(0, fullRows, step: rows, unroll: false) { i in columns(row: i, count: rows) }
+        loop(fullRows, m, unroll: false) { i in columns(row: i, count: 1) }
     }
 
     private func gemmBlock(row: LLVMValue, rows: Int, column: LLVMValue, vectors: Int, lanes: Int, k: Int,

@@ -156,7 +156,10 @@ final class IRBuilder {
 
     /// for i in stride(from: start, to: end, by: step) { body(i) }, with static bounds.
     /// Emits nothing when the range is empty, and no loop at all for a single trip.
-    func loop(_ start: Int, _ end: Int, step: Int = 1, _ body: (LLVMValue) -> Void) {
+    /// `unroll: false` marks an outer loop that LLVM must not unroll: fully unrolled outer
+    /// loops gain no speed here and make basic blocks so large that instruction scheduling
+    /// turns quadratic (seconds of JIT time for a small CNN).
+    func loop(_ start: Int, _ end: Int, step: Int = 1, unroll: Bool = true, _ body: (LLVMValue) -> Void) {
         guard end > start else { return }
         if start + step >= end { body(int(start)); return }
         let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
@@ -169,11 +172,23 @@ final class IRBuilder {
         body(i)
         let next = LLVMBuildNSWAdd(builder, i, int(step), "")!
         let latch = LLVMGetInsertBlock(builder)
-        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, next, int(end), ""), header, exit)
+        let branch = LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, next, int(end), ""), header, exit)!
+        if !unroll { disableUnrolling(branch) }
         var values: [LLVMValue?] = [int(start), next]
         var blocks: [LLVMBasicBlockRef?] = [preheader, latch]
         LLVMAddIncoming(i, &values, &blocks, 2)
         LLVMPositionBuilderAtEnd(builder, exit)
+    }
+
+    /// Attaches `!llvm.loop !{self, !{"llvm.loop.unroll.disable"}}` to a loop's latch branch.
+    private func disableUnrolling(_ branch: LLVMValue) {
+        let placeholder = LLVMTemporaryMDNode(context, nil, 0)
+        let option = "llvm.loop.unroll.disable"
+        var optionOperands: [LLVMMetadataRef?] = [LLVMMDStringInContext2(context, option, option.utf8.count)]
+        var operands: [LLVMMetadataRef?] = [placeholder, LLVMMDNodeInContext2(context, &optionOperands, 1)]
+        let loopID = LLVMMDNodeInContext2(context, &operands, 2)
+        LLVMMetadataReplaceAllUsesWith(placeholder, loopID)   // makes the node refer to itself, as a loop ID must
+        LLVMSetMetadata(branch, LLVMGetMDKindIDInContext(context, "llvm.loop", 9), LLVMMetadataAsValue(context, loopID))
     }
 
     // MARK: functions

@@ -28,10 +28,10 @@ extension IRBuilder {
     func pool2d(_ a: Pool2DAttributes, output: LLVMValue, input: LLVMValue, inShape: [Int], outShape: [Int]) {
         let (h, w, oh, ow) = (inShape[2], inShape[3], outShape[2], outShape[3])
         let padded = a.pads.contains { $0 > 0 }
-        loop(0, inShape[0] * inShape[1]) { plane in
+        loop(0, inShape[0] * inShape[1], unroll: false) { plane in
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
-            loop(0, oh) { oy in
+            loop(0, oh, unroll: false) { oy in
                 loop(0, ow) { ox in
                     let baseY = iadd(imul(oy, int(a.strides[0])), int(-a.pads[0]))
                     let baseX = iadd(imul(ox, int(a.strides[1])), int(-a.pads[1]))
@@ -76,8 +76,8 @@ extension IRBuilder {
         let length = shape[axis]
         let inner = shape.dropFirst(axis + 1).reduce(1, *)
         let outer = shape.prefix(axis).reduce(1, *)
-        loop(0, outer) { o in
-            loop(0, inner) { i in
+        loop(0, outer, unroll: false) { o in
+            loop(0, inner, unroll: false) { i in
                 let base = iadd(imul(o, int(length * inner)), i)
                 let at = { (j: LLVMValue) in self.offset(base, j, times: inner) }
                 let largest = variable(float(-.infinity))

@@ -33,7 +33,7 @@ extension IRBuilder {
         let (loopShape, strides) = coalesce(shape: shape, strides: views.map(\.strides))
         func level(_ axis: Int, _ offsets: [LLVMValue]) {
             if axis == loopShape.count { body(offsets); return }
-            loop(0, loopShape[axis]) { i in
+            loop(0, loopShape[axis], unroll: axis == loopShape.count - 1) { i in
                 level(axis + 1, offsets.indices.map { offset(offsets[$0], i, times: strides[$0][axis]) })
             }
         }
@@ -64,7 +64,7 @@ extension IRBuilder {
         func level(_ axis: Int, _ offsets: [LLVMValue]) {
             let step = { (i: LLVMValue) in offsets.indices.map { self.offset(offsets[$0], i, times: strides[$0][axis]) } }
             if axis < inner {
-                loop(0, loopShape[axis]) { i in level(axis + 1, step(i)) }
+                loop(0, loopShape[axis], unroll: false) { i in level(axis + 1, step(i)) }
                 return
             }
             let n = loopShape[axis]
