@@ -18,8 +18,9 @@ public struct Tensor: CustomStringConvertible {
     public var name: String { graph[id].name }
     public var description: String { "Tensor(\(id) \(graph[id].op.name) : \(type))" }
 
-    /// Adds `op` over this tensor and `others`; the one place DSL calls turn into nodes.
-    func apply(_ op: Op, _ others: [Tensor] = [], name: String? = nil, _ location: SourceLocation) throws -> Tensor {
+    /// Adds `op` over this tensor and `others`: the one place DSL calls turn into nodes, and the
+    /// way to reach an IR op that has no method of its own.
+    public func apply(_ op: Op, _ others: [Tensor] = [], name: String? = nil, _ location: SourceLocation) throws -> Tensor {
         for other in others where other.graph !== graph {
             throw LatheError.foreignValue("an operand of \(op.name) at \(location)")
         }

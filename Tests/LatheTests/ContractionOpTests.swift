@@ -1,0 +1,49 @@
+import Lathe
+import Testing
+
+let matmulCases: [OpCase] = [
+    ([5, 7], [7, 19]), ([1, 1], [1, 33]), ([13], [13, 5]), ([4, 9], [9]), ([3, 1, 9, 13], [2, 13, 6]),
+    ([2, 17, 23], [23, 41]), ([7, 64], [64, 17]), ([6, 16], [16, 16]), ([13, 100], [100, 3]),
+].map { a, b in
+    OpCase("matmul \(a) x \(b)", [Operand(shape: a), Operand(shape: b)]) { x in try x[0].matmul(x[1]) }
+}
+
+let denseCases: [OpCase] = [(1, 10, 64, true), (7, 33, 19, true), (13, 5, 3, false), (64, 784, 128, true), (6, 17, 1, true)].map { m, k, n, bias in
+    OpCase("dense \(m)x\(k) x \(k)x\(n)\(bias ? " + bias" : "")",
+           [Operand(shape: [m, k]), Operand(shape: [k, n])] + (bias ? [Operand(shape: [n])] : [])) { x in
+        try x[0].dense(weight: x[1], bias: x.count == 3 ? x[2] : nil)
+    }
+}
+
+struct ConvSetup: Sendable {
+    var input: [Int], weight: [Int]
+    var strides = [1, 1], pads = [0, 0, 0, 0], dilations = [1, 1], groups = 1, bias = true
+}
+
+let convCases: [OpCase] = [
+    ConvSetup(input: [1, 1, 28, 28], weight: [32, 1, 3, 3]),
+    ConvSetup(input: [2, 3, 11, 13], weight: [5, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1]),
+    ConvSetup(input: [1, 4, 12, 10], weight: [7, 4, 3, 3], dilations: [2, 2], bias: false),
+    ConvSetup(input: [1, 6, 9, 9], weight: [6, 1, 3, 3], pads: [1, 1, 1, 1], groups: 6),
+    ConvSetup(input: [2, 8, 7, 7], weight: [12, 4, 1, 1], groups: 2),
+    ConvSetup(input: [1, 16, 9, 11], weight: [17, 16, 1, 1]),
+    ConvSetup(input: [1, 3, 17, 15], weight: [9, 3, 5, 5], strides: [2, 1], pads: [2, 1, 0, 2]),
+    ConvSetup(input: [3, 2, 6, 5], weight: [4, 2, 2, 3], strides: [1, 2], pads: [0, 1, 1, 0]),
+].map { s in
+    OpCase("conv2d \(s.input) w\(s.weight) s\(s.strides) p\(s.pads) d\(s.dilations) g\(s.groups)",
+           [Operand(shape: s.input), Operand(shape: s.weight)] + (s.bias ? [Operand(shape: [s.weight[0]])] : [])) { x in
+        try x[0].conv2d(weight: x[1], bias: x.count == 3 ? x[2] : nil, strides: s.strides, pads: s.pads, dilations: s.dilations, groups: s.groups)
+    }
+}
+
+@Suite("Contractions: JIT against the interpreter")
+struct ContractionOpTests {
+    @Test(arguments: matmulCases)
+    func matmul(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+
+    @Test(arguments: denseCases)
+    func dense(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+
+    @Test(arguments: convCases)
+    func conv2d(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+}

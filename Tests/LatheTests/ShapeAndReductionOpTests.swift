@@ -1,0 +1,54 @@
+import Lathe
+import Testing
+
+let poolCases: [OpCase] = [
+    ([1, 32, 26, 26], PoolKind.max, [2, 2], [2, 2], [0, 0, 0, 0], false),
+    ([2, 3, 7, 9], .max, [3, 3], [1, 1], [1, 1, 1, 1], false),
+    ([2, 3, 7, 9], .average, [3, 3], [1, 1], [1, 1, 1, 1], false),
+    ([1, 5, 11, 10], .average, [3, 3], [2, 2], [1, 1, 1, 1], true),
+    ([1, 4, 13, 13], .average, [2, 2], [2, 2], [0, 0, 0, 0], false),
+    ([3, 2, 9, 5], .max, [3, 2], [2, 1], [1, 0, 1, 1], false),
+].map { shape, kind, kernel, strides, pads, include in
+    OpCase("\(kind) pool \(shape) k\(kernel) s\(strides) p\(pads)\(include ? " include-pad" : "")", [Operand(shape: shape)]) { x in
+        try x[0].apply(.pool2d(Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include)), [], .unknown)
+    }
+}
+
+let shapeCases: [OpCase] = [
+    OpCase("global avg pool [2,3,7,5]", [Operand(shape: [2, 3, 7, 5])]) { x in try x[0].globalAvgPool() },
+    OpCase("global avg pool [1,17,9,9]", [Operand(shape: [1, 17, 9, 9])]) { x in try x[0].globalAvgPool() },
+    OpCase("reshape [6,35] -> [5,42]", [Operand(shape: [6, 35])]) { x in try x[0].reshaped([5, -1]) },
+    OpCase("flatten axis 0", [Operand(shape: [2, 3, 5])]) { x in try x[0].flattened(axis: 0) },
+    OpCase("flatten axis 2", [Operand(shape: [2, 3, 5, 7])]) { x in try x[0].flattened(axis: 2) },
+    OpCase("transpose [1,0]", [Operand(shape: [9, 17])]) { x in try x[0].transposed() },
+    OpCase("transpose [0,2,3,1]", [Operand(shape: [2, 3, 5, 7])]) { x in try x[0].transposed([0, 2, 3, 1]) },
+    OpCase("transpose [2,0,1]", [Operand(shape: [3, 11, 4])]) { x in try x[0].transposed([2, 0, 1]) },
+    OpCase("concat axis 0", [Operand(shape: [2, 9]), Operand(shape: [5, 9])]) { x in try concat(x, axis: 0) },
+    OpCase("concat axis 1 of 3", [Operand(shape: [2, 3, 5]), Operand(shape: [2, 1, 5]), Operand(shape: [2, 7, 5])]) { x in try concat(x, axis: 1) },
+    OpCase("concat axis -1", [Operand(shape: [3, 4, 9]), Operand(shape: [3, 4, 17])]) { x in try concat(x, axis: -1) },
+    OpCase("slice steps", [Operand(shape: [7, 20])]) { x in try x[0].sliced(axes: [0, 1], starts: [1, 2], ends: [6, 19], steps: [2, 3]) },
+    OpCase("slice negative", [Operand(shape: [4, 5, 33])]) { x in try x[0].sliced(axes: [2], starts: [-20], ends: [100]) },
+    OpCase("softmax last axis", [Operand(shape: [5, 10], range: -20...20)]) { x in try x[0].softmax() },
+    OpCase("softmax axis 1 of 3", [Operand(shape: [2, 7, 9])]) { x in try x[0].softmax(axis: 1) },
+    OpCase("softmax axis 0", [Operand(shape: [13, 3])]) { x in try x[0].softmax(axis: 0) },
+    OpCase("log softmax last axis", [Operand(shape: [4, 33], range: -20...20)]) { x in try x[0].logSoftmax() },
+    OpCase("log softmax axis 1", [Operand(shape: [3, 5, 2])]) { x in try x[0].logSoftmax(axis: 1) },
+] + reductionCases
+
+let reductionCases: [OpCase] = ReduceKind.allCases.flatMap { kind in
+    [([5, 17], [1], false), ([5, 17], [0], true), ([2, 3, 9, 4], [1, 3], false), ([2, 3, 9, 4], [0, 1, 2, 3], true), ([6, 11, 7], [2], true), ([33], [0], false)]
+        .map { shape, axes, keep in
+            OpCase("reduce_\(kind.rawValue) \(shape) axes \(axes) keep \(keep)", [Operand(shape: shape)]) { x in
+                try x[0].apply(.reduce(kind, axes: axes, keepDims: keep), [], .unknown)
+            }
+        }
+}
+
+@Suite("Pooling, shape ops, softmax and reductions: JIT against the interpreter")
+struct ShapeAndReductionOpTests {
+    @Test(arguments: poolCases)
+    func pool(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+
+    @Test(arguments: shapeCases)
+    func shapeOrReduction(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+}
