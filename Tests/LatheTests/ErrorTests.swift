@@ -1,0 +1,117 @@
+import Lathe
+import Testing
+
+@Suite("Errors: typed, with the op, the shapes and the caller's file:line")
+struct ErrorTests {
+    @Test func methodShapeErrorNamesOpShapesAndLine() throws {
+        let g = Graph()
+        let a = try g.input("a", shape: [2, 3])
+        let b = try g.input("b", shape: [4, 5])
+        let line = #line + 1
+        let error = #expect(throws: LatheError.self) { try a.matmul(b) }
+        guard case let .shapeMismatch(op, shapes, _, location) = error else {
+            Issue.record("expected a shape mismatch, got \(String(describing: error))")
+            return
+        }
+        #expect(op == "matmul")
+        #expect(shapes == [[2, 3], [4, 5]])
+        #expect(location == SourceLocation(fileID: #fileID, line: line))
+        let text = error!.description
+        #expect(text.contains("LatheTests/ErrorTests.swift:\(line)"))
+        #expect(text.contains("[2, 3]") && text.contains("[4, 5]") && text.contains("matmul"))
+    }
+
+    /// A layer's error points at the line where the user created the layer.
+    @Test func layerShapeErrorPointsAtTheLayer() throws {
+        let g = Graph()
+        let x = try g.input("x", shape: [1, 3, 8, 8])
+        let line = #line + 1
+        let conv = Conv2D(8, kernel: 3, weight: HostTensor(shape: [8, 4, 3, 3]))
+        let error = #expect(throws: LatheError.self) { try conv(x) }
+        #expect(error?.description.contains("ErrorTests.swift:\(line)") == true)
+        #expect(error?.description.contains("[8, 4, 3, 3]") == true)
+    }
+
+    @Test func kernelTooLargeForInput() throws {
+        let g = Graph()
+        let x = try g.input("x", shape: [1, 1, 4, 4])
+        let w = try g.input("w", shape: [2, 1, 5, 5])
+        let line = #line + 1
+        let error = #expect(throws: LatheError.self) { try x.conv2d(weight: w) }
+        #expect(error?.description.contains("ErrorTests.swift:\(line): shape error in conv2d") == true)
+    }
+
+    /// Operators cannot capture #line, so their errors say where the operands were made.
+    @Test func operatorErrorNamesOperandOrigins() throws {
+        let g = Graph()
+        let line = #line + 1
+        let a = try g.input("a", shape: [3]), b = try g.input("b", shape: [4])
+        let error = #expect(throws: LatheError.self) { try a + b }
+        let text = error?.description ?? ""
+        #expect(text.contains("add of a from LatheTests/ErrorTests.swift:\(line), b from LatheTests/ErrorTests.swift:\(line)"))
+        #expect(text.contains("do not broadcast"))
+    }
+
+    @Test func invalidAttributes() throws {
+        let g = Graph()
+        let x = try g.input("x", shape: [2, 3])
+        #expect(throws: LatheError.self) { try x.transposed([0, 0]) }
+        #expect(throws: LatheError.self) { try x.softmax(axis: 2) }
+        #expect(throws: LatheError.self) { try x.reshaped([4, -1]) }
+        #expect(throws: LatheError.self) { try x.dropout(rate: 1.5) }
+        #expect(throws: LatheError.duplicateName("x")) { try g.input("x", shape: [1]) }
+        #expect(throws: LatheError.self) { try g.input("bad", shape: [0, 2]) }
+    }
+
+    @Test func valuesOfAnotherGraphAreRejected() throws {
+        let g1 = Graph(), g2 = Graph()
+        let a = try g1.input("a", shape: [3]), b = try g2.input("b", shape: [3])
+        #expect(throws: LatheError.self) { try a.adding(b) }
+        #expect(throws: LatheError.self) { try g2.compile(outputs: ["a": a]) }
+    }
+
+    @Test func runTimeInputChecks() throws {
+        let g = Graph()
+        let x = try g.input("x", shape: [2, 3])
+        let model = try g.compile(outputs: ["y": try x.relu()])
+        #expect(throws: LatheError.inputShapeMismatch(name: "x", expected: [2, 3], got: [3, 2])) {
+            try model.run(["x": HostTensor(shape: [3, 2])])
+        }
+        #expect(throws: LatheError.missingInput(name: "x")) { try model.run([:]) }
+        #expect(throws: LatheError.unknownInput(name: "z", known: ["x"])) {
+            try model.run(["x": HostTensor(shape: [2, 3]), "z": HostTensor(shape: [1])])
+        }
+        let small = [Float](repeating: 0, count: 5)
+        var out = [Float](repeating: 0, count: 6)
+        try small.withUnsafeBufferPointer { input in
+            try out.withUnsafeMutableBufferPointer { output in
+                #expect(throws: LatheError.inputSizeMismatch(name: "x", expectedCount: 6, got: 5)) {
+                    try model.run(inputs: [input], outputs: [output])
+                }
+                #expect(throws: LatheError.wrongInputCount(expected: 1, got: 2)) {
+                    try model.run(inputs: [input, input], outputs: [output])
+                }
+            }
+        }
+        #expect(throws: LatheError.invalidTensor(shape: [2, 2], scalarCount: 3)) { try HostTensor(shape: [2, 2], scalars: [1, 2, 3]) }
+    }
+
+    @Test func duplicateOutputNames() throws {
+        let g = Graph()
+        let x = try g.input("x", shape: [2])
+        #expect(throws: LatheError.duplicateName("y")) { try g.compile(outputs: [("y", x), ("y", x)]) }
+    }
+
+    /// Outputs that are inputs, or repeat, are copied; the arena path stays correct.
+    @Test func outputsThatAreInputsOrRepeat() throws {
+        let g = Graph()
+        let x = try g.input("x", shape: [3])
+        let y = try x.exp()
+        let model = try g.compile(outputs: [("x", x), ("y", y), ("y2", y)])
+        let xs = try HostTensor(shape: [3], scalars: [0, 1, -1])
+        let out = try model.run(["x": xs])
+        #expect(out["x"] == xs)
+        #expect(out["y"] == out["y2"])
+        #expect(abs(out["y"]!.scalars[1] - 2.7182817) < 1e-6)
+    }
+}
