@@ -34,6 +34,7 @@ let package = Package(
         ]),
         .testTarget(name: "LatheIRTests", dependencies: ["LatheIR", "LathePasses"]),
         .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheCodegen", "LatheRuntime"]),
+        .testTarget(name: "LatheCLITests", dependencies: ["lathe"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -12,17 +12,20 @@ public enum Activation: Hashable, Sendable {
     /// ReLU capped at 6 (MobileNet's).
     case relu6
 
-    func apply(_ x: Tensor, _ location: SourceLocation) throws -> Tensor {
+    /// Applies the activation; its node is named after the layer ("dense2.relu") when there is one.
+    func apply(_ x: Tensor, _ location: SourceLocation, layer: String?) throws -> Tensor {
+        let op: Op
         switch self {
         case .linear: return x
-        case .relu: return try x.apply(.unary(.relu), [], location)
-        case .sigmoid: return try x.apply(.unary(.sigmoid), [], location)
-        case .tanh: return try x.apply(.unary(.tanh), [], location)
-        case .gelu: return try x.apply(.unary(.gelu), [], location)
-        case let .leakyRelu(alpha): return try x.apply(.unary(.leakyRelu(alpha: alpha)), [], location)
-        case .relu6: return try x.apply(.unary(.clip(min: 0, max: 6)), [], location)
-        case .softmax: return try x.apply(.softmax(axis: x.rank - 1), [], location)
+        case .relu: op = .unary(.relu)
+        case .sigmoid: op = .unary(.sigmoid)
+        case .tanh: op = .unary(.tanh)
+        case .gelu: op = .unary(.gelu)
+        case let .leakyRelu(alpha): op = .unary(.leakyRelu(alpha: alpha))
+        case .relu6: op = .unary(.clip(min: 0, max: 6))
+        case .softmax: op = .softmax(axis: x.rank - 1)
         }
+        return try x.apply(op, [], name: layer.map { "\($0).\(op.name)" }, location)
     }
 
     /// He initialisation suits ReLU-like activations; Glorot suits the rest.

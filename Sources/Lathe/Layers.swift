@@ -31,10 +31,11 @@ public final class Dense: Layer {
         if useBias, bias == nil { bias = HostTensor(shape: [units]) }
         if let bias { try checkWeight(bias, [units], "bias", "dense", location) }
         let g = x.graph
-        let w = g.constant(weight!, fileID: location.fileID, line: location.line)
-        let b = bias.map { g.constant($0, fileID: location.fileID, line: location.line) }
-        let y = try x.apply(.dense, [w] + (b.map { [$0] } ?? []), location)
-        return try activation.apply(y, location)
+        let name = g.freshName("dense")
+        let w = g.constant(weight!, name: "\(name).weight", fileID: location.fileID, line: location.line)
+        let b = bias.map { g.constant($0, name: "\(name).bias", fileID: location.fileID, line: location.line) }
+        let y = try x.apply(.dense, [w] + (b.map { [$0] } ?? []), name: name, location)
+        return try activation.apply(y, location, layer: name)
     }
 }
 
@@ -105,12 +106,13 @@ public final class Conv2D: Layer {
         if useBias, bias == nil { bias = HostTensor(shape: [filters]) }
         if let bias { try checkWeight(bias, [filters], "bias", "conv2d", location) }
         let g = x.graph
-        let w = g.constant(weight!, fileID: location.fileID, line: location.line)
-        let b = bias.map { g.constant($0, fileID: location.fileID, line: location.line) }
+        let name = g.freshName("conv")
+        let w = g.constant(weight!, name: "\(name).weight", fileID: location.fileID, line: location.line)
+        let b = bias.map { g.constant($0, name: "\(name).bias", fileID: location.fileID, line: location.line) }
         let pads = padding.pads(input: Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: dilations)
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: groups)
-        let y = try x.apply(.conv2d(attributes), [w] + (b.map { [$0] } ?? []), location)
-        return try activation.apply(y, location)
+        let y = try x.apply(.conv2d(attributes), [w] + (b.map { [$0] } ?? []), name: name, location)
+        return try activation.apply(y, location, layer: name)
     }
 }
 
@@ -149,14 +151,16 @@ private func poolLayer(_ x: Tensor, _ kind: PoolKind, _ a: (kernel: [Int], strid
         throw LatheError.shapeMismatch(op: kind == .max ? "max_pool2d" : "avg_pool2d", shapes: [x.shape], reason: "pooling takes NCHW input", location: location)
     }
     let pads = a.padding.pads(input: Array(x.shape[2...]), kernel: a.kernel, strides: a.strides, dilations: [1, 1])
-    return try x.apply(.pool2d(Pool2DAttributes(kind: kind, kernel: a.kernel, strides: a.strides, pads: pads)), [], location)
+    let name = x.graph.freshName(kind == .max ? "maxpool" : "avgpool")
+    return try x.apply(.pool2d(Pool2DAttributes(kind: kind, kernel: a.kernel, strides: a.strides, pads: pads)), [], name: name, location)
 }
 
 public final class GlobalAveragePooling2D: Layer {
     let location: SourceLocation
     public init(fileID: String = #fileID, line: Int = #line) { location = SourceLocation(fileID: fileID, line: line) }
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try x.apply(.flatten(axis: 1), [], location: location, after: .globalAveragePool)
+        let name = x.graph.freshName("gap")
+        return try x.apply(.globalAveragePool, [], name: name, location).apply(.flatten(axis: 1), [], name: "\(name).flatten", location)
     }
 }
 
@@ -164,7 +168,7 @@ public final class GlobalAveragePooling2D: Layer {
 public final class Flatten: Layer {
     let location: SourceLocation
     public init(fileID: String = #fileID, line: Int = #line) { location = SourceLocation(fileID: fileID, line: line) }
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.apply(.flatten(axis: 1), [], location) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.apply(.flatten(axis: 1), [], name: x.graph.freshName("flatten"), location) }
 }
 
 /// Randomly zeroes inputs while training; the identity when compiled for inference.
@@ -175,7 +179,7 @@ public final class Dropout: Layer {
         self.rate = rate
         location = SourceLocation(fileID: fileID, line: line)
     }
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.apply(.dropout(rate: rate), [], location) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.apply(.dropout(rate: rate), [], name: x.graph.freshName("dropout"), location) }
 }
 
 /// Inference BatchNorm over the channel axis (1), with learned scale and bias and running
@@ -202,8 +206,11 @@ public final class BatchNorm: Layer {
         }
         let p = parameters!
         let g = x.graph
-        let operands = [p.scale, p.bias, p.mean, p.variance].map { g.constant($0, fileID: location.fileID, line: location.line) }
-        return try x.apply(.batchNorm(epsilon: epsilon), operands, location)
+        let name = g.freshName("batchnorm")
+        let operands = zip([p.scale, p.bias, p.mean, p.variance], ["scale", "bias", "mean", "variance"]).map {
+            g.constant($0, name: "\(name).\($1)", fileID: location.fileID, line: location.line)
+        }
+        return try x.apply(.batchNorm(epsilon: epsilon), operands, name: name, location)
     }
 }
 
@@ -215,12 +222,5 @@ public final class ActivationLayer: Layer {
         self.activation = activation
         location = SourceLocation(fileID: fileID, line: line)
     }
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try activation.apply(x, location) }
-}
-
-extension Tensor {
-    /// Applies `first`, then `op` to its result: for layers that make two nodes.
-    func apply(_ op: Op, _ others: [Tensor], location: SourceLocation, after first: Op) throws -> Tensor {
-        try apply(first, [], location).apply(op, others, location)
-    }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try activation.apply(x, location, layer: nil) }
 }

@@ -24,6 +24,7 @@ public final class Graph {
     public private(set) var constants: [HostTensor] = []
     private var usedNames: Set<String> = []
     private var inputNames: Set<String> = []
+    private var nameCounters: [String: Int] = [:]
     /// Seeds the weight initialisers of layers built on this graph, so one seed gives one model.
     public var random: SeededGenerator
 
@@ -73,6 +74,19 @@ public final class Graph {
             throw LatheError.shapeMismatch(op: described, shapes: types.map(\.shape), reason: error.reason, location: location)
         }
         return append(op, operands, type, name: name, location: location)
+    }
+
+    /// "dense1", "dense2", ...: a new name for the next layer of a kind, so that a layer's
+    /// nodes print as dense2, dense2.weight, dense2.relu.
+    public func freshName(_ base: String) -> String {
+        var n = nameCounters[base, default: 0]
+        var name: String
+        repeat {
+            n += 1
+            name = "\(base)\(n)"
+        } while usedNames.contains(name)
+        nameCounters[base] = n
+        return name
     }
 
     /// Replaces the data of a constant (same shape), e.g. to load trained weights.

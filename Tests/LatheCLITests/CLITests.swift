@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+
+/// Runs the built `lathe` executable and returns its exit status, standard output and error.
+func lathe(_ arguments: String...) throws -> (status: Int32, out: String, err: String) {
+    let process = Process()
+    process.executableURL = try latheExecutable()
+    process.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    process.standardOutput = out
+    process.standardError = err
+    try process.run()
+    let outData = out.fileHandleForReading.readDataToEndOfFile()
+    let errData = err.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: outData, as: UTF8.self), String(decoding: errData, as: UTF8.self))
+}
+
+/// The products folder holds both the test bundle and the executable.
+func latheExecutable() throws -> URL {
+    var folder = Bundle.main.bundleURL
+    for _ in 0..<3 {
+        let candidate = folder.appendingPathComponent("lathe")
+        if FileManager.default.isExecutableFile(atPath: candidate.path) { return candidate }
+        folder = folder.deletingLastPathComponent()
+    }
+    throw CocoaError(.fileNoSuchFile, userInfo: [NSFilePathErrorKey: "lathe next to \(Bundle.main.bundleURL.path)"])
+}
+
+@Suite("The lathe tool: exact output")
+struct CLITests {
+    @Test func dumpSimpleNN() throws {
+        let result = try lathe("dump", "simple-nn")
+        #expect(result.status == 0)
+        #expect(result.out == """
+            %0 = input {name="x"} : f32[256, 10]  # x  (Lathe/ExampleModels.swift:23)
+            %1 = constant {slot=0} : f32[10, 64]  # dense1.weight  (Lathe/ExampleModels.swift:25)
+            %2 = constant {slot=1} : f32[64]  # dense1.bias  (Lathe/ExampleModels.swift:25)
+            %3 = dense(%0, %1, %2) : f32[256, 64]  # dense1  (Lathe/ExampleModels.swift:25)
+            %4 = relu(%3) : f32[256, 64]  # dense1.relu  (Lathe/ExampleModels.swift:25)
+            %5 = constant {slot=2} : f32[64, 1]  # dense2.weight  (Lathe/ExampleModels.swift:26)
+            %6 = constant {slot=3} : f32[1]  # dense2.bias  (Lathe/ExampleModels.swift:26)
+            %7 = dense(%4, %5, %6) : f32[256, 1]  # dense2  (Lathe/ExampleModels.swift:26)
+            output "y" = %7
+
+            """)
+    }
+
+    @Test func dumpMnistCNNShowsEveryLayer() throws {
+        let result = try lathe("dump", "mnist-cnn", "--batch", "64")
+        #expect(result.status == 0)
+        let lines = result.out.split(separator: "\n")
+        #expect(lines.count == 21)
+        #expect(lines[0].hasPrefix("%0  = input {name=\"image\"} : f32[64, 1, 28, 28]"))
+        #expect(lines[3].hasPrefix("%3  = conv2d(%0, %1, %2) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1} : f32[64, 32, 26, 26]  # conv1"))
+        #expect(lines[19].hasPrefix("%19 = softmax(%18) {axis=1} : f32[64, 10]  # dense2.softmax"))
+        #expect(lines[20] == "output \"probs\" = %19")
+    }
+
+    /// The checksum of a seeded run is fixed: the same seed, weights and input every time.
+    @Test func runPrintsShapeAndChecksum() throws {
+        let first = try lathe("run", "mnist-cnn", "--seed", "4")
+        #expect(first.status == 0)
+        #expect(first.out.hasPrefix("probs: f32[1, 10] checksum "))
+        #expect(try lathe("run", "mnist-cnn", "--seed", "4").out == first.out)
+        #expect(try lathe("run", "mnist-cnn", "--seed", "5").out != first.out)
+    }
+
+    @Test func unknownModelIsAUsageError() throws {
+        let result = try lathe("run", "resnet9000")
+        #expect(result.status == 64)
+        #expect(result.err.contains("unknown model 'resnet9000'; built-in models: simple-nn, mnist-mlp, mnist-cnn"))
+    }
+
+    @Test func demoReportsCompileAndRunTimes() throws {
+        let result = try lathe("demo", "--iterations", "2")
+        #expect(result.status == 0)
+        #expect(result.out.contains("mnist-cnn batch 1:"))
+        #expect(result.out.contains("mnist-cnn batch 64:"))
+        #expect(result.out.contains("compile "))
+        #expect(result.out.contains("run median "))
+    }
+}
