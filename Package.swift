@@ -29,11 +29,12 @@ let package = Package(
                 swiftSettings: [.define("LLVM_\(llvmMajor)")]),
         .target(name: "LatheRuntime", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "CLLVM"]),
         .target(name: "Lathe", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "LatheRuntime"]),
+        .target(name: "LatheExamples", dependencies: ["Lathe"], path: "examples/Models"),
         .executableTarget(name: "lathe", dependencies: [
-            "Lathe", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Lathe", "LatheExamples", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatheIRTests", dependencies: ["LatheIR", "LathePasses"]),
-        .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheCodegen", "LatheRuntime"]),
+        .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheExamples", "LatheCodegen", "LatheRuntime"]),
         .testTarget(name: "LatheCLITests", dependencies: ["lathe"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Lathe
+import LatheExamples
 
 @main
 struct LatheCommand: ParsableCommand {

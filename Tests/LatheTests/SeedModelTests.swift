@@ -1,4 +1,5 @@
 import Lathe
+import LatheExamples
 import Testing
 
 @Suite("Seed models end to end: compiled against the interpreter")
