@@ -42,6 +42,24 @@ public struct Kernel: Sendable {
     public let result: KernelBuffer
     /// Working memory for the kernel alone (e.g. a convolution's unfolded input).
     public let scratch: KernelBuffer?
+
+    /// Floating-point operations of one run: exact multiply-adds (two each) for contractions,
+    /// one per output element (per input element for reductions) otherwise.
+    public var flops: Int {
+        let shapes = operands.map(\.type.shape)
+        switch work {
+        case .copy: return 0
+        case let .node(op):
+            switch op {
+            case .dense: return 2 * result.type.count * shapes[0][1]
+            case .matmul: return 2 * result.type.count * (shapes[0].last ?? 1)
+            case .conv2d: return 2 * result.type.count * shapes[1].dropFirst().reduce(1, *)
+            case let .pool2d(a): return result.type.count * a.kernel.reduce(1, *)
+            case .reduce, .globalAveragePool, .softmax, .logSoftmax: return operands[0].type.count
+            default: return result.type.count
+            }
+        }
+    }
 }
 
 /// The ordered kernels of a model with every buffer placed: what the code generator emits,
@@ -56,6 +74,8 @@ public struct KernelProgram: Sendable {
     public let weightsBytes: Int
     /// Constant slot and the byte offset it is copied to in the weights region.
     public let weightPlacements: [(slot: Int, offset: Int)]
+
+    public var flops: Int { kernels.reduce(0) { $0 + $1.flops } }
 }
 
 extension KernelProgram {

@@ -71,27 +71,26 @@ struct Demo: ParsableCommand {
     var iterations: Int = 50
 
     func run() throws {
-        let host = HostTarget.detect()
-        print("host: \(host)")
+        print("host: \(HostTarget.detect())")
         for batch in [1, 64] {
             let (graph, outputs) = try Examples.mnistCNN.graph(batch: batch)
             let model = try graph.compile(outputs: outputs)
             let feeds = randomFeeds(model, seed: 1)
-            let interpreted = try graph.interpret(outputs: outputs, feeds: feeds)["probs"]!
-            _ = try model.run(feeds)
+            let reference = try graph.interpret(outputs: outputs, feeds: feeds)["probs"]!
+            var probs = try model.run(feeds)["probs"]!
             var times: [Double] = []
-            var probs = interpreted
             for _ in 0..<max(iterations, 1) {
                 let start = ContinuousClock.now
                 probs = try model.run(feeds)["probs"]!
                 times.append(seconds(ContinuousClock.now - start))
             }
             times.sort()
-            let error = zip(probs.scalars, interpreted.scalars).map { abs($0 - $1) }.max() ?? 0
-            let top = (0..<10).max { probs.scalars[$0] < probs.scalars[$1] }!
-            print("mnist-cnn batch \(batch): \(model.program.kernels.count) kernels, arena \(model.program.arenaBytes / 1024) KiB, weights \(model.program.weightsBytes / 1024) KiB")
-            print(String(format: "  compile %.1f ms; run median %.3f ms, min %.3f ms (%d runs); image 0 -> class %d (p=%.3f); max |JIT - interpreter| %.2e",
-                         model.compileSeconds * 1000, times[times.count / 2] * 1000, times[0] * 1000, times.count, top, probs.scalars[top], error))
+            let median = times[times.count / 2]
+            let difference = zip(probs.scalars, reference.scalars).map { abs($0 - $1) }.max() ?? 0
+            let program = model.program
+            print("mnist-cnn batch \(batch): \(program.kernels.count) kernels, \(String(format: "%.1f", Double(program.flops) / 1e6)) MFLOP a run, arena \(program.arenaBytes / 1024) KiB, weights \(program.weightsBytes / 1024) KiB")
+            print(String(format: "  compile %.1f ms; run median %.3f ms, min %.3f ms over %d runs (%.1f GFLOP/s, 1 thread); max |JIT - interpreter| %.1e",
+                         model.compileSeconds * 1000, median * 1000, times[0] * 1000, times.count, Double(program.flops) / median / 1e9, difference))
         }
     }
 }
