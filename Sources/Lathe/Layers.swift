@@ -21,6 +21,7 @@ public final class Dense: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard units > 0 else { throw LatheError.invalidAttribute(op: "dense", reason: "units must be positive, got \(units)", location: location) }
         guard x.rank == 2 else {
             throw LatheError.shapeMismatch(op: "dense", shapes: [x.shape], reason: "Dense takes [batch, features]; flatten the input first", location: location)
         }
@@ -53,6 +54,8 @@ public enum Padding: Hashable, Sendable {
         case .valid: return [0, 0, 0, 0]
         case let .explicit(p): return p
         case .same:
+            // Bad strides are reported by the op's shape rule; here they only must not trap.
+            guard strides.allSatisfy({ $0 > 0 }) else { return [0, 0, 0, 0] }
             let total = (0..<2).map { i -> Int in
                 let out = (input[i] + strides[i] - 1) / strides[i]
                 return max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i], 0)
@@ -93,7 +96,10 @@ public final class Conv2D: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        guard x.rank == 4, groups > 0, x.shape[1] % groups == 0 else {
+        guard filters > 0, groups > 0, filters % groups == 0, (kernel + strides + dilations).allSatisfy({ $0 > 0 }) else {
+            throw LatheError.invalidAttribute(op: "conv2d", reason: "filters, kernel, stride, dilation and groups must be positive, and filters (\(filters)) must divide by groups (\(groups))", location: location)
+        }
+        guard x.rank == 4, x.shape[1] % groups == 0 else {
             throw LatheError.shapeMismatch(op: "conv2d", shapes: [x.shape], reason: "Conv2D takes NCHW input whose channels divide by groups (\(groups))", location: location)
         }
         let inPerGroup = x.shape[1] / groups
@@ -189,10 +195,14 @@ public final class BatchNorm: Layer {
     public private(set) var parameters: (scale: HostTensor, bias: HostTensor, mean: HostTensor, variance: HostTensor)?
     let location: SourceLocation
 
+    private let given: [HostTensor?]
+
+    /// Give all four of scale, bias, mean and variance, or none.
     public init(epsilon: Float = 1e-3, scale: HostTensor? = nil, bias: HostTensor? = nil, mean: HostTensor? = nil, variance: HostTensor? = nil,
                 fileID: String = #fileID, line: Int = #line) {
         self.epsilon = epsilon
         location = SourceLocation(fileID: fileID, line: line)
+        given = [scale, bias, mean, variance]
         if let scale, let bias, let mean, let variance { parameters = (scale, bias, mean, variance) }
     }
 
@@ -201,10 +211,17 @@ public final class BatchNorm: Layer {
             throw LatheError.shapeMismatch(op: "batch_norm", shapes: [x.shape], reason: "BatchNorm takes [N, C, ...]", location: location)
         }
         let c = x.shape[1]
+        let count = given.compactMap { $0 }.count
+        guard count == 0 || count == 4 else {
+            throw LatheError.invalidAttribute(op: "batch_norm", reason: "give all of scale, bias, mean and variance, or none (got \(count))", location: location)
+        }
         if parameters == nil {
             parameters = (HostTensor(shape: [c], repeating: 1), HostTensor(shape: [c]), HostTensor(shape: [c]), HostTensor(shape: [c], repeating: 1))
         }
         let p = parameters!
+        for (tensor, what) in zip([p.scale, p.bias, p.mean, p.variance], ["scale", "bias", "mean", "variance"]) {
+            try checkWeight(tensor, [c], what, "batch_norm", location)
+        }
         let g = x.graph
         let name = g.freshName("batchnorm")
         let operands = zip([p.scale, p.bias, p.mean, p.variance], ["scale", "bias", "mean", "variance"]).map {

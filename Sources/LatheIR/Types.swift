@@ -69,9 +69,10 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
         self.scalars = scalars
     }
 
+    /// A tensor of one value. A negative dimension counts as 0 (an empty tensor), never a trap.
     public init(shape: [Int], repeating value: Float = 0) {
-        self.shape = shape
-        self.scalars = [Float](repeating: value, count: shape.reduce(1, *))
+        self.shape = shape.map { max($0, 0) }
+        self.scalars = [Float](repeating: value, count: self.shape.reduce(1, *))
     }
 
     /// Uniform values in [low, high) from a seeded generator: the same seed gives the same tensor.

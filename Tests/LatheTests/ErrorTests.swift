@@ -115,3 +115,24 @@ struct ErrorTests {
         #expect(abs(out["y"]!.scalars[1] - 2.7182817) < 1e-6)
     }
 }
+
+@Suite("Layer configuration errors")
+struct LayerConfigurationTests {
+    @Test func badLayerSettingsThrowInsteadOfTrapping() throws {
+        let g = Graph()
+        let image = try g.input("image", shape: [1, 3, 8, 8])
+        let flat = try g.input("flat", shape: [2, 5])
+        #expect(throws: LatheError.self) { try Dense(0)(flat) }
+        #expect(throws: LatheError.self) { try Conv2D(4, kernel: 0)(image) }
+        #expect(throws: LatheError.self) { try Conv2D(4, kernel: 3, stride: 0, padding: .same)(image) }
+        #expect(throws: LatheError.self) { try Conv2D(5, kernel: 3, groups: 3)(image) }
+        #expect(throws: LatheError.self) { try MaxPool2D(0)(image) }
+        #expect(throws: LatheError.self) { try MaxPool2D(2, stride: 0, padding: .same)(image) }
+        #expect(throws: LatheError.self) { try BatchNorm(scale: HostTensor(shape: [3]))(image) }
+        #expect(throws: LatheError.self) {
+            let p = HostTensor(shape: [4])
+            return try BatchNorm(scale: p, bias: p, mean: p, variance: p)(image)
+        }
+        #expect(HostTensor(shape: [-2, 3]).count == 0)
+    }
+}
