@@ -48,6 +48,35 @@ enum Initializer {
     }
 }
 
+/// The weight and optional bias of a Dense or Conv2D layer: taken as given (and checked), or
+/// made on first use, the weight by a seeded initialiser and the bias as zeros.
+public struct WeightAndBias {
+    public private(set) var weight: HostTensor?
+    public private(set) var bias: HostTensor?
+    public let useBias: Bool
+
+    init(weight: HostTensor?, bias: HostTensor?, useBias: Bool) {
+        self.weight = weight
+        self.bias = bias
+        self.useBias = useBias || bias != nil
+    }
+
+    mutating func prepare(weightShape: [Int], biasShape: [Int], fanIn: Int, fanOut: Int, he: Bool, graph: Graph, op: String, _ location: SourceLocation) throws {
+        if let weight { try checkWeight(weight, weightShape, "weight", op, location) } else {
+            weight = Initializer.weights(shape: weightShape, fanIn: fanIn, fanOut: fanOut, he: he, using: &graph.random)
+        }
+        if useBias, bias == nil { bias = HostTensor(shape: biasShape) }
+        if let bias { try checkWeight(bias, biasShape, "bias", op, location) }
+    }
+
+    /// The weight and bias as constants of `graph`, named after the layer.
+    func constants(in graph: Graph, layer: String, _ location: SourceLocation) -> [Tensor] {
+        [(weight, "weight"), (bias, "bias")].compactMap { tensor, role in
+            tensor.map { graph.constant($0, name: "\(layer).\(role)", fileID: location.fileID, line: location.line) }
+        }
+    }
+}
+
 /// Checks that a given weight has the shape the layer needs.
 func checkWeight(_ given: HostTensor, _ expected: [Int], _ what: String, _ layer: String, _ location: SourceLocation) throws {
     guard given.shape == expected else {

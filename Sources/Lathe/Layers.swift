@@ -5,18 +5,14 @@
 public final class Dense: Layer {
     public let units: Int
     public let activation: Activation
-    public let useBias: Bool
-    public private(set) var weight: HostTensor?
-    public private(set) var bias: HostTensor?
+    public private(set) var parameters: WeightAndBias
     let location: SourceLocation
 
     public init(_ units: Int, activation: Activation = .linear, useBias: Bool = true, weight: HostTensor? = nil, bias: HostTensor? = nil,
                 fileID: String = #fileID, line: Int = #line) {
         self.units = units
         self.activation = activation
-        self.useBias = useBias || bias != nil
-        self.weight = weight
-        self.bias = bias
+        parameters = WeightAndBias(weight: weight, bias: bias, useBias: useBias)
         location = SourceLocation(fileID: fileID, line: line)
     }
 
@@ -26,16 +22,10 @@ public final class Dense: Layer {
             throw LatheError.shapeMismatch(op: "dense", shapes: [x.shape], reason: "Dense takes [batch, features]; flatten the input first", location: location)
         }
         let features = x.shape[1]
-        if let weight { try checkWeight(weight, [features, units], "weight", "dense", location) } else {
-            weight = Initializer.weights(shape: [features, units], fanIn: features, fanOut: units, he: activation.prefersHeInit, using: &x.graph.random)
-        }
-        if useBias, bias == nil { bias = HostTensor(shape: [units]) }
-        if let bias { try checkWeight(bias, [units], "bias", "dense", location) }
-        let g = x.graph
-        let name = g.freshName("dense")
-        let w = g.constant(weight!, name: "\(name).weight", fileID: location.fileID, line: location.line)
-        let b = bias.map { g.constant($0, name: "\(name).bias", fileID: location.fileID, line: location.line) }
-        let y = try x.apply(.dense, [w] + (b.map { [$0] } ?? []), name: name, location)
+        try parameters.prepare(weightShape: [features, units], biasShape: [units], fanIn: features, fanOut: units, he: activation.prefersHeInit,
+                               graph: x.graph, op: "dense", location)
+        let name = x.graph.freshName("dense")
+        let y = try x.apply(.dense, parameters.constants(in: x.graph, layer: name, location), name: name, location)
         return try activation.apply(y, location, layer: name)
     }
 }
@@ -74,9 +64,7 @@ public final class Conv2D: Layer {
     public let dilations: [Int]
     public let groups: Int
     public let activation: Activation
-    public let useBias: Bool
-    public private(set) var weight: HostTensor?
-    public private(set) var bias: HostTensor?
+    public private(set) var parameters: WeightAndBias
     let location: SourceLocation
 
     public init(_ filters: Int, kernel: Int, stride: Int = 1, padding: Padding = .valid, dilation: Int = 1, groups: Int = 1,
@@ -89,9 +77,7 @@ public final class Conv2D: Layer {
         self.dilations = [dilation, dilation]
         self.groups = groups
         self.activation = activation
-        self.useBias = useBias || bias != nil
-        self.weight = weight
-        self.bias = bias
+        parameters = WeightAndBias(weight: weight, bias: bias, useBias: useBias)
         location = SourceLocation(fileID: fileID, line: line)
     }
 
@@ -103,62 +89,55 @@ public final class Conv2D: Layer {
             throw LatheError.shapeMismatch(op: "conv2d", shapes: [x.shape], reason: "Conv2D takes NCHW input whose channels divide by groups (\(groups))", location: location)
         }
         let inPerGroup = x.shape[1] / groups
-        let shape = [filters, inPerGroup] + kernel
-        if let weight { try checkWeight(weight, shape, "weight", "conv2d", location) } else {
-            let fanIn = inPerGroup * kernel[0] * kernel[1]
-            weight = Initializer.weights(shape: shape, fanIn: fanIn, fanOut: filters * kernel[0] * kernel[1] / groups,
-                                         he: activation.prefersHeInit, using: &x.graph.random)
-        }
-        if useBias, bias == nil { bias = HostTensor(shape: [filters]) }
-        if let bias { try checkWeight(bias, [filters], "bias", "conv2d", location) }
-        let g = x.graph
-        let name = g.freshName("conv")
-        let w = g.constant(weight!, name: "\(name).weight", fileID: location.fileID, line: location.line)
-        let b = bias.map { g.constant($0, name: "\(name).bias", fileID: location.fileID, line: location.line) }
+        let window = kernel[0] * kernel[1]
+        try parameters.prepare(weightShape: [filters, inPerGroup] + kernel, biasShape: [filters], fanIn: inPerGroup * window, fanOut: filters / groups * window,
+                               he: activation.prefersHeInit, graph: x.graph, op: "conv2d", location)
+        let name = x.graph.freshName("conv")
         let pads = padding.pads(input: Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: dilations)
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: groups)
-        let y = try x.apply(.conv2d(attributes), [w] + (b.map { [$0] } ?? []), name: name, location)
+        let y = try x.apply(.conv2d(attributes), parameters.constants(in: x.graph, layer: name, location), name: name, location)
         return try activation.apply(y, location, layer: name)
     }
 }
 
-/// Max pooling over pool x pool windows, `stride` apart (the pool size by default).
-public final class MaxPool2D: Layer {
-    let attributes: (kernel: [Int], strides: [Int], padding: Padding)
+/// Pooling over pool x pool windows, `stride` apart (the pool size by default).
+public class Pool2D: Layer {
+    public let kind: PoolKind
+    public let kernel: [Int]
+    public let strides: [Int]
+    public let padding: Padding
     let location: SourceLocation
 
-    public init(_ pool: Int, stride: Int? = nil, padding: Padding = .valid, fileID: String = #fileID, line: Int = #line) {
-        attributes = ([pool, pool], [stride ?? pool, stride ?? pool], padding)
+    public init(_ kind: PoolKind, _ pool: Int, stride: Int? = nil, padding: Padding = .valid, fileID: String = #fileID, line: Int = #line) {
+        self.kind = kind
+        kernel = [pool, pool]
+        strides = [stride ?? pool, stride ?? pool]
+        self.padding = padding
         location = SourceLocation(fileID: fileID, line: line)
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try poolLayer(x, .max, attributes, location)
+        guard x.rank == 4 else {
+            throw LatheError.shapeMismatch(op: kind == .max ? "max_pool2d" : "avg_pool2d", shapes: [x.shape], reason: "pooling takes NCHW input", location: location)
+        }
+        let pads = padding.pads(input: Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: [1, 1])
+        let name = x.graph.freshName(kind == .max ? "maxpool" : "avgpool")
+        return try x.apply(.pool2d(Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads)), [], name: name, location)
+    }
+}
+
+/// Max pooling (Keras' MaxPooling2D).
+public final class MaxPool2D: Pool2D {
+    public init(_ pool: Int, stride: Int? = nil, padding: Padding = .valid, fileID: String = #fileID, line: Int = #line) {
+        super.init(.max, pool, stride: stride, padding: padding, fileID: fileID, line: line)
     }
 }
 
 /// Average pooling; padded cells do not count in the mean.
-public final class AvgPool2D: Layer {
-    let attributes: (kernel: [Int], strides: [Int], padding: Padding)
-    let location: SourceLocation
-
+public final class AvgPool2D: Pool2D {
     public init(_ pool: Int, stride: Int? = nil, padding: Padding = .valid, fileID: String = #fileID, line: Int = #line) {
-        attributes = ([pool, pool], [stride ?? pool, stride ?? pool], padding)
-        location = SourceLocation(fileID: fileID, line: line)
+        super.init(.average, pool, stride: stride, padding: padding, fileID: fileID, line: line)
     }
-
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try poolLayer(x, .average, attributes, location)
-    }
-}
-
-private func poolLayer(_ x: Tensor, _ kind: PoolKind, _ a: (kernel: [Int], strides: [Int], padding: Padding), _ location: SourceLocation) throws -> Tensor {
-    guard x.rank == 4 else {
-        throw LatheError.shapeMismatch(op: kind == .max ? "max_pool2d" : "avg_pool2d", shapes: [x.shape], reason: "pooling takes NCHW input", location: location)
-    }
-    let pads = a.padding.pads(input: Array(x.shape[2...]), kernel: a.kernel, strides: a.strides, dilations: [1, 1])
-    let name = x.graph.freshName(kind == .max ? "maxpool" : "avgpool")
-    return try x.apply(.pool2d(Pool2DAttributes(kind: kind, kernel: a.kernel, strides: a.strides, pads: pads)), [], name: name, location)
 }
 
 public final class GlobalAveragePooling2D: Layer {
