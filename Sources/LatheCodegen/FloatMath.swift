@@ -20,6 +20,8 @@ extension IRBuilder {
             case .sqrt: return intrinsic("llvm.sqrt", x)
             case .tanh: return tanh(x)
             case .erf: return erf(x)
+            case .floor: return intrinsic("llvm.floor", x)
+            case .ceil: return intrinsic("llvm.ceil", x)
             }
         case let .binary(fn, a, b):
             let (x, y) = (emit(a, arguments), emit(b, arguments))

@@ -79,6 +79,8 @@ extension IRBuilder {
                 softmax(axis: axis, log: false, output: out, input: x[0], shape: shape)
             case let .logSoftmax(axis):
                 softmax(axis: axis, log: true, output: out, input: x[0], shape: shape)
+            case let .lrn(size, alpha, beta, bias):
+                localResponseNorm(size: size, alpha: alpha, beta: beta, bias: bias, output: out, input: x[0], shape: shape)
             }
         }
         endFunction()

@@ -47,6 +47,7 @@ public enum Interpreter {
         case let .softmax(axis): return softmax(x[0], axis: axis, log: false)
         case let .logSoftmax(axis): return softmax(x[0], axis: axis, log: true)
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
+        case let .lrn(size, alpha, beta, bias): return lrn(x[0], size: size, alpha: alpha, beta: beta, bias: bias)
         }
     }
 }

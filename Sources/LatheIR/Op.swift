@@ -33,13 +33,19 @@ public enum Op: Hashable, Sendable {
     case reduce(ReduceKind, axes: [Int], keepDims: Bool)
     /// Identity when compiled for inference.
     case dropout(rate: Float)
+    /// Local response normalization across channels (axis 1):
+    /// y = x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta.
+    case lrn(size: Int, alpha: Float, beta: Float, bias: Float)
 }
 
 public enum UnaryFn: Hashable, Sendable {
-    case neg, abs, exp, log, sqrt, reciprocal
-    case relu, sigmoid, tanh, gelu
+    case neg, abs, exp, log, sqrt, reciprocal, erf, floor, ceil
+    case relu, sigmoid, tanh, gelu, softplus, softsign, hardSwish
     case leakyRelu(alpha: Float)
     case clip(min: Float, max: Float)
+    case elu(alpha: Float)
+    case selu(alpha: Float, gamma: Float)
+    case hardSigmoid(alpha: Float, beta: Float)
 }
 
 public enum BinaryFn: String, Hashable, Sendable, CaseIterable {

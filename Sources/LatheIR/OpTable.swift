@@ -31,6 +31,15 @@ extension UnaryFn {
         case .gelu: return "gelu"
         case .leakyRelu: return "leaky_relu"
         case .clip: return "clip"
+        case .erf: return "erf"
+        case .floor: return "floor"
+        case .ceil: return "ceil"
+        case .softplus: return "softplus"
+        case .softsign: return "softsign"
+        case .hardSwish: return "hard_swish"
+        case .elu: return "elu"
+        case .selu: return "selu"
+        case .hardSigmoid: return "hard_sigmoid"
         }
     }
 
@@ -50,6 +59,17 @@ extension UnaryFn {
         case .gelu: return .const(0.5) * x * (.const(1) + .unary(.erf, x * .const(0.70710678118654752)))
         case let .leakyRelu(alpha): return .max(x, .const(0)) + .const(alpha) * .min(x, .const(0))
         case let .clip(lo, hi): return .min(.max(x, .const(lo)), .const(hi))
+        case .erf: return .unary(.erf, x)
+        case .floor: return .unary(.floor, x)
+        case .ceil: return .unary(.ceil, x)
+        // log(1 + exp(x)) written as max(x, 0) + log(1 + exp(-|x|)), which cannot overflow.
+        case .softplus: return .max(x, .const(0)) + .unary(.log, .const(1) + .exp(-.unary(.abs, x)))
+        case .softsign: return x / (.const(1) + .unary(.abs, x))
+        case .hardSwish: return x * .max(.const(0), .min(.const(1), x * .const(1.0 / 6) + .const(0.5)))
+        case let .elu(alpha): return .max(x, .const(0)) + .const(alpha) * (.exp(.min(x, .const(0))) - .const(1))
+        case let .selu(alpha, gamma):
+            return .const(gamma) * (.max(x, .const(0)) + .const(alpha) * (.exp(.min(x, .const(0))) - .const(1)))
+        case let .hardSigmoid(alpha, beta): return .max(.const(0), .min(.const(1), .const(alpha) * x + .const(beta)))
         }
     }
 }
@@ -98,6 +118,7 @@ extension Op {
         case .logSoftmax: return "log_softmax"
         case let .reduce(kind, _, _): return "reduce_\(kind.rawValue)"
         case .dropout: return "dropout"
+        case .lrn: return "lrn"
         }
     }
 
@@ -107,7 +128,7 @@ extension Op {
         case .unary: return .elementwise
         case .binary, .batchNorm: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout: return .injective
-        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .reduce: return .reduction
+        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .reduce, .lrn: return .reduction
         case .matmul, .dense, .conv2d: return .contraction
         }
     }
@@ -127,7 +148,7 @@ extension Op {
         switch self {
         case .input, .constant: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
-             .dropout, .pool2d, .globalAveragePool: return 1...1
+             .dropout, .pool2d, .globalAveragePool, .lrn: return 1...1
         case .binary, .matmul: return 2...2
         case .dense, .conv2d: return 2...3
         case .batchNorm: return 5...5
@@ -143,6 +164,10 @@ extension Op {
         case let .constant(slot): return "slot=\(slot)"
         case let .unary(.leakyRelu(alpha)): return "alpha=\(alpha)"
         case let .unary(.clip(lo, hi)): return "min=\(lo), max=\(hi)"
+        case let .unary(.elu(alpha)): return "alpha=\(alpha)"
+        case let .unary(.selu(alpha, gamma)): return "alpha=\(alpha), gamma=\(gamma)"
+        case let .unary(.hardSigmoid(alpha, beta)): return "alpha=\(alpha), beta=\(beta)"
+        case let .lrn(size, alpha, beta, bias): return "size=\(size), alpha=\(alpha), beta=\(beta), bias=\(bias)"
         case let .conv2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .batchNorm(eps): return "epsilon=\(eps)"

@@ -162,6 +162,27 @@ extension Interpreter {
         return out
     }
 
+    static func lrn(_ x: HostTensor, size: Int, alpha: Float, beta: Float, bias: Float) -> HostTensor {
+        let channels = x.shape[1]
+        let plane = x.shape.dropFirst(2).reduce(1, *)
+        var out = HostTensor(shape: x.shape)
+        let before = (size - 1) / 2, after = size - 1 - before
+        for n in 0..<x.shape[0] {
+            for c in 0..<channels {
+                for p in 0..<plane {
+                    var sum = 0.0
+                    for k in max(0, c - before)...min(channels - 1, c + after) {
+                        let v = Double(x.scalars[(n * channels + k) * plane + p])
+                        sum += v * v
+                    }
+                    let i = (n * channels + c) * plane + p
+                    out.scalars[i] = Float(Double(x.scalars[i]) / Foundation.pow(Double(bias) + Double(alpha) / Double(size) * sum, Double(beta)))
+                }
+            }
+        }
+        return out
+    }
+
     static func concat(_ x: [HostTensor], axis: Int, shape: [Int]) -> HostTensor {
         var out = HostTensor(shape: shape)
         let outer = shape.prefix(axis).reduce(1, *)

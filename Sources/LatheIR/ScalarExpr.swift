@@ -48,7 +48,7 @@ public indirect enum ScalarExpr: Hashable, Sendable {
 }
 
 public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
-    case neg, abs, exp, log, sqrt, tanh, erf
+    case neg, abs, exp, log, sqrt, tanh, erf, floor, ceil
 
     /// The reference semantics, from the C library.
     public var reference: (Float) -> Float {
@@ -60,6 +60,8 @@ public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
         case .sqrt: return { $0.squareRoot() }
         case .tanh: return { Foundation.tanh($0) }
         case .erf: return { Foundation.erf($0) }
+        case .floor: return { $0.rounded(.down) }
+        case .ceil: return { $0.rounded(.up) }
         }
     }
 }

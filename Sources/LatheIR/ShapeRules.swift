@@ -67,6 +67,10 @@ extension Op {
                 out.append((ends[axis] - starts[axis] + steps[axis] - 1) / steps[axis])
             }
             return TensorType(.float32, out)
+        case let .lrn(size, _, _, _):
+            guard size > 0 else { throw .attribute("size \(size) must be positive") }
+            guard shapes[0].count >= 2 else { throw .shape("LRN needs [N, C, ...]") }
+            return operands[0]
         case let .softmax(axis), let .logSoftmax(axis):
             guard (0..<shapes[0].count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(shapes[0].count)") }
             return operands[0]

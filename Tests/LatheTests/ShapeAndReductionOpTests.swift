@@ -33,6 +33,8 @@ let shapeCases: [OpCase] = [
     OpCase("softmax axis 0", [Operand(shape: [13, 3])]) { x in try x[0].softmax(axis: 0) },
     OpCase("log softmax last axis", [Operand(shape: [4, 33], range: -20...20)]) { x in try x[0].logSoftmax() },
     OpCase("log softmax axis 1", [Operand(shape: [3, 5, 2])]) { x in try x[0].logSoftmax(axis: 1) },
+    OpCase("lrn size 5", [Operand(shape: [2, 7, 3, 5])]) { x in try x[0].apply(.lrn(size: 5, alpha: 1e-4, beta: 0.75, bias: 1), [], .unknown) },
+    OpCase("lrn size 4 large alpha", [Operand(shape: [1, 6, 9])]) { x in try x[0].apply(.lrn(size: 4, alpha: 0.5, beta: 0.6, bias: 2), [], .unknown) },
 ] + reductionCases
 
 let reductionCases: [OpCase] = ReduceKind.allCases.flatMap { kind in
