@@ -19,6 +19,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
     ],
     targets: [
         .target(name: "CLLVM", path: "Sources/CLLVM/\(llvmMajor)",
@@ -29,13 +30,15 @@ let package = Package(
                 swiftSettings: [.define("LLVM_\(llvmMajor)")]),
         .target(name: "LatheRuntime", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "CLLVM"]),
         .target(name: "Lathe", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "LatheRuntime"]),
+        .target(name: "LatheONNX", dependencies: ["LatheIR", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "LatheExamples", dependencies: ["Lathe"], path: "examples/Models"),
         .executableTarget(name: "lathe", dependencies: [
-            "Lathe", "LatheExamples", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Lathe", "LatheExamples", "LatheONNX", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatheIRTests", dependencies: ["LatheIR", "LathePasses"]),
         .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheExamples", "LatheCodegen", "LatheRuntime"]),
         .testTarget(name: "LatheCLITests", dependencies: ["lathe"]),
+        .testTarget(name: "LatheONNXTests", dependencies: ["Lathe", "LatheONNX"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -24,6 +24,10 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
     case unsupported(String)
     /// LLVM refused the module or the JIT failed; the text is LLVM's.
     case backend(String)
+    /// A model file that cannot be read: not a model, truncated, or inconsistent.
+    case malformedModel(String)
+    /// Every op of a model that Lathe cannot import, all at once.
+    case unsupportedOps([UnsupportedOp])
 
     public var description: String {
         switch self {
@@ -56,6 +60,32 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
             return "unsupported: \(what)"
         case let .backend(text):
             return "LLVM: \(text)"
+        case let .malformedModel(reason):
+            return "malformed model: \(reason)"
+        case let .unsupportedOps(ops):
+            let total = ops.reduce(0) { $0 + $1.count }
+            return "\(total) node\(total == 1 ? "" : "s") of \(ops.count) unsupported op type\(ops.count == 1 ? "" : "s"):\n"
+                + ops.map { "  \($0)" }.joined(separator: "\n")
         }
+    }
+}
+
+/// An op type a model uses and Lathe cannot import: how often, and the first nodes that use it.
+public struct UnsupportedOp: Equatable, Sendable, CustomStringConvertible {
+    public var opType: String
+    public var count: Int
+    public var nodes: [String]
+    public var reason: String?
+
+    public init(opType: String, count: Int, nodes: [String], reason: String? = nil) {
+        self.opType = opType
+        self.count = count
+        self.nodes = nodes
+        self.reason = reason
+    }
+
+    public var description: String {
+        let shown = nodes.prefix(3).map { "'\($0)'" }.joined(separator: ", ") + (nodes.count > 3 ? ", ..." : "")
+        return "\(opType) x\(count) (\(shown))" + (reason.map { ": \($0)" } ?? "")
     }
 }

@@ -1,0 +1,117 @@
+import LatheIR
+
+/// A value while importing: a node of the graph being built, or a tensor known at import time.
+enum ImportedValue {
+    case node(ValueID)
+    case constant(ConstantTensor)
+}
+
+/// The state of one import: the graph, the ONNX names defined so far, and the node being read.
+final class ImportContext {
+    let graph = Graph()
+    let opset: Int
+    let fileName: String
+    private var values: [String: ImportedValue] = [:]
+    /// Constants already added to the graph, so each initializer becomes one constant node.
+    private var materialized: [String: ValueID] = [:]
+
+    private(set) var node = Onnx_NodeProto()
+    private(set) var location = SourceLocation.unknown
+
+    init(opset: Int, fileName: String) {
+        self.opset = opset
+        self.fileName = fileName
+    }
+
+    func begin(_ node: Onnx_NodeProto, index: Int) {
+        self.node = node
+        location = SourceLocation(fileID: "\(fileName)[\(node.displayName)]", line: index + 1)
+    }
+
+    func define(_ name: String, _ value: ImportedValue) { values[name] = value }
+
+    func value(_ name: String) throws -> ImportedValue {
+        guard let value = values[name] else {
+            throw LatheError.malformedModel("node '\(node.displayName)' (\(node.opType)) reads '\(name)', which nothing before it defines")
+        }
+        return value
+    }
+
+    /// Operand i, or nil when the node leaves it out (absent or named "").
+    func input(_ i: Int) throws -> ImportedValue? {
+        guard i < node.input.count, !node.input[i].isEmpty else { return nil }
+        return try value(node.input[i])
+    }
+
+    func required(_ i: Int) throws -> ImportedValue {
+        guard let v = try input(i) else { throw fail("needs operand \(i + 1)") }
+        return v
+    }
+
+    /// Operand i when it must be known at import time (a shape, axes, pads...).
+    func constantInput(_ i: Int, _ what: String) throws -> ConstantTensor? {
+        switch try input(i) {
+        case nil: return nil
+        case let .constant(c)?: return c
+        case .node?: throw unsupported("its \(what) (operand \(i + 1)) must be a constant, not computed at run time")
+        }
+    }
+
+    func shape(_ v: ImportedValue) -> [Int] {
+        switch v {
+        case let .node(id): return graph[id].type.shape
+        case let .constant(c): return c.shape
+        }
+    }
+
+    /// The value as a graph node, adding a constant node the first time a constant is used.
+    func materialize(_ v: ImportedValue) -> ValueID {
+        switch v {
+        case let .node(id): return id
+        case let .constant(c):
+            if let name = c.origin, let id = materialized[name] { return id }
+            let id = graph.addConstant(c.hostTensor, name: c.origin, location: location)
+            if let name = c.origin { materialized[name] = id }
+            return id
+        }
+    }
+
+    /// Adds `op` over the operands. When every operand is a constant the result is computed now,
+    /// by the reference interpreter, and stays a constant: weight transposes, BatchNorm
+    /// parameter arithmetic and the like never reach the compiled model.
+    func apply(_ op: Op, _ operands: [ImportedValue], name suffix: String? = nil) throws -> ImportedValue {
+        let name = node.output.first.map { output in suffix.map { "\(output)/\($0)" } ?? output }
+        if operands.allSatisfy({ if case .constant = $0 { return true } else { return false } }) {
+            let scratch = Graph()
+            let ids = operands.map { v -> ValueID in
+                guard case let .constant(c) = v else { return ValueID(0) }
+                return scratch.addConstant(c.hostTensor)
+            }
+            let result = try scratch.addNode(op, ids, location: location)
+            let tensor = try Interpreter.run(scratch, outputs: [result], feeds: [:])[0]
+            return .constant(ConstantTensor(shape: tensor.shape, floats: tensor.scalars))
+        }
+        let ids = operands.map(materialize)
+        return .node(try graph.addNode(op, ids, name: name, location: location))
+    }
+
+    /// A scalar float constant.
+    func scalar(_ v: Float) -> ImportedValue { .constant(ConstantTensor(shape: [], floats: [v])) }
+
+    /// An error about the current node that is the model's fault.
+    func fail(_ reason: String) -> LatheError {
+        .malformedModel("\(location): \(node.opType) node '\(node.displayName)' \(reason)")
+    }
+
+    /// An error about the current node that is Lathe's limit.
+    func unsupported(_ reason: String) -> LatheError {
+        .unsupported("\(location): \(node.opType) node '\(node.displayName)': \(reason)")
+    }
+
+    /// Normalizes a possibly negative axis for a rank, or fails.
+    func axis(_ axis: Int, rank: Int) throws -> Int {
+        let a = axis < 0 ? axis + rank : axis
+        guard (0..<max(rank, 1)).contains(a) else { throw fail("has axis \(axis), out of range for rank \(rank)") }
+        return a
+    }
+}

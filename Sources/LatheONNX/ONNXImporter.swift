@@ -1,0 +1,104 @@
+import Foundation
+import LatheIR
+import SwiftProtobuf
+
+/// A model read from an ONNX file: the graph and its named outputs.
+public struct ImportedModel {
+    public let graph: Graph
+    public let outputs: [(name: String, value: ValueID)]
+    /// The default-domain opset the model was written for.
+    public let opset: Int
+    public let producer: String
+}
+
+/// Reads ONNX models (protobuf, opsets 7 to 21) into the graph IR. Initializers become
+/// constants, and computations over constants (shape subgraphs, weight transposes) are done at
+/// import. Every op type that cannot be imported is listed in one error.
+public enum ONNXImporter {
+    public static let supportedOpsets = 7...21
+
+    /// `dimensions` gives values to symbolic input dimensions ("batch": 8); others default to 1.
+    public static func load(contentsOf url: URL, dimensions: [String: Int] = [:]) throws -> ImportedModel {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw LatheError.malformedModel("cannot read \(url.path): \(error.localizedDescription)")
+        }
+        return try load(data, fileName: url.lastPathComponent, dimensions: dimensions)
+    }
+
+    public static func load(_ data: Data, fileName: String = "model.onnx", dimensions: [String: Int] = [:]) throws -> ImportedModel {
+        let model: Onnx_ModelProto
+        do { model = try Onnx_ModelProto(serializedBytes: data) } catch {
+            throw LatheError.malformedModel("\(fileName) is not an ONNX model (\(error))")
+        }
+        guard model.hasGraph, !model.graph.output.isEmpty else {
+            throw LatheError.malformedModel("\(fileName) holds no graph with outputs; is it an ONNX model?")
+        }
+        let opset = model.opsetImport.first { $0.domain.isEmpty || $0.domain == "ai.onnx" }.map { Int($0.version) } ?? 1
+        guard supportedOpsets.contains(opset) else {
+            throw LatheError.unsupported("\(fileName) uses opset \(opset); Lathe reads opsets \(supportedOpsets.lowerBound) to \(supportedOpsets.upperBound)")
+        }
+        try checkSupported(model.graph)
+
+        let context = ImportContext(opset: opset, fileName: fileName)
+        var initialized: Set<String> = []
+        for tensor in model.graph.initializer {
+            var constant = try ConstantTensor(tensor, name: tensor.name)
+            constant.origin = tensor.name
+            context.define(tensor.name, .constant(constant))
+            initialized.insert(tensor.name)
+        }
+        for input in model.graph.input where !initialized.contains(input.name) {
+            context.define(input.name, .node(try addInput(input, to: context.graph, dimensions: dimensions, fileName: fileName)))
+        }
+        for (index, node) in model.graph.node.enumerated() {
+            context.begin(node, index: index)
+            let results = try OpHandlers.table[node.opType]!(context)
+            for (i, name) in node.output.enumerated() where !name.isEmpty {
+                guard i < results.count else {
+                    throw context.unsupported("output \(i + 1) ('\(name)') is not computed by Lathe")
+                }
+                context.define(name, results[i])
+            }
+        }
+        let outputs = try model.graph.output.map { output -> (name: String, value: ValueID) in
+            (output.name, context.materialize(try context.value(output.name)))
+        }
+        return ImportedModel(graph: context.graph, outputs: outputs, opset: opset, producer: model.producerName)
+    }
+
+    /// Lists every node whose op type (or domain) Lathe does not import, grouped by op type.
+    static func checkSupported(_ graph: Onnx_GraphProto) throws {
+        var missing: [String: UnsupportedOp] = [:]
+        var order: [String] = []
+        for node in graph.node {
+            let known = (node.domain.isEmpty || node.domain == "ai.onnx") && OpHandlers.table[node.opType] != nil
+            guard !known else { continue }
+            let key = node.domain.isEmpty ? node.opType : "\(node.domain).\(node.opType)"
+            if missing[key] == nil {
+                order.append(key)
+                missing[key] = UnsupportedOp(opType: key, count: 0, nodes: [])
+            }
+            missing[key]!.count += 1
+            missing[key]!.nodes.append(node.displayName)
+        }
+        if !order.isEmpty { throw LatheError.unsupportedOps(order.map { missing[$0]! }) }
+    }
+
+    static func addInput(_ input: Onnx_ValueInfoProto, to graph: Graph, dimensions: [String: Int], fileName: String) throws -> ValueID {
+        guard case let .tensorType(tensor)? = input.type.value else {
+            throw LatheError.unsupported("input '\(input.name)' of \(fileName) is not a tensor")
+        }
+        guard ConstantTensor.isFloat(tensor.elemType) else {
+            throw LatheError.unsupported("input '\(input.name)' of \(fileName) has element type \(tensor.elemType); Lathe takes float inputs")
+        }
+        let shape = tensor.shape.dim.map { dim -> Int in
+            switch dim.value {
+            case let .dimValue(v)?: return Int(v)
+            case let .dimParam(name)?: return dimensions[name] ?? 1
+            case nil: return 1
+            }
+        }
+        return try graph.addInput(name: input.name, shape: shape, location: SourceLocation(fileID: fileName, line: 0))
+    }
+}

@@ -1,0 +1,95 @@
+import LatheIR
+
+extension OpHandlers {
+    /// Unary ops that are one IR formula, with their ONNX attributes and defaults.
+    static let unaryOps: [String: (Onnx_NodeProto) -> UnaryFn] = [
+        "Relu": { _ in .relu }, "Sigmoid": { _ in .sigmoid }, "Tanh": { _ in .tanh }, "Exp": { _ in .exp },
+        "Log": { _ in .log }, "Sqrt": { _ in .sqrt }, "Abs": { _ in .abs }, "Neg": { _ in .neg },
+        "Reciprocal": { _ in .reciprocal }, "Erf": { _ in .erf }, "Floor": { _ in .floor }, "Ceil": { _ in .ceil },
+        "Softplus": { _ in .softplus }, "Softsign": { _ in .softsign }, "HardSwish": { _ in .hardSwish },
+        "LeakyRelu": { .leakyRelu(alpha: $0.float("alpha", 0.01)) },
+        "Elu": { .elu(alpha: $0.float("alpha", 1)) },
+        "Selu": { .selu(alpha: $0.float("alpha", 1.67326319217681884765625), gamma: $0.float("gamma", 1.05070102214813232421875)) },
+        "HardSigmoid": { .hardSigmoid(alpha: $0.float("alpha", 0.2), beta: $0.float("beta", 0.5)) },
+    ]
+
+    static let binaryOps: [String: BinaryFn] = ["Add": .add, "Sub": .sub, "Mul": .mul, "Div": .div, "Pow": .pow]
+
+    static let elementwise: [String: Handler] = {
+        var table: [String: Handler] = [:]
+        for (name, fn) in unaryOps {
+            table[name] = { c in [try c.apply(.unary(fn(c.node)), [try c.required(0)])] }
+        }
+        for (name, fn) in binaryOps {
+            table[name] = { c in
+                let (a, b) = (try c.required(0), try c.required(1))
+                if let folded = try foldIntegers(fn, a, b, c) { return [folded] }
+                return [try c.apply(.binary(fn), [a, b])]
+            }
+        }
+        table["Gelu"] = { c in
+            guard c.node.string("approximate", "none") == "none" else { throw c.unsupported("approximate=tanh is not supported") }
+            return [try c.apply(.unary(.gelu), [try c.required(0)])]
+        }
+        table["Clip"] = { c in
+            var lo = -Float.infinity, hi = Float.infinity
+            if c.opset < 11 {
+                lo = c.node.float("min", lo)
+                hi = c.node.float("max", hi)
+            } else {
+                if let m = try c.constantInput(1, "minimum") { lo = m.floats.first ?? lo }
+                if let m = try c.constantInput(2, "maximum") { hi = m.floats.first ?? hi }
+            }
+            return [try c.apply(.unary(.clip(min: lo, max: hi)), [try c.required(0)])]
+        }
+        table["Max"] = { c in [try variadic(.max, c)] }
+        table["Min"] = { c in [try variadic(.min, c)] }
+        table["Sum"] = { c in [try variadic(.add, c)] }
+        table["Mean"] = { c in
+            let sum = try variadic(.add, c)
+            return [try c.apply(.binary(.mul), [sum, c.scalar(1 / Float(c.node.input.count))], name: "mean")]
+        }
+        table["PRelu"] = { c in
+            // max(x, 0) + slope * min(x, 0)
+            let (x, slope) = (try c.required(0), try c.required(1))
+            let positive = try c.apply(.binary(.max), [x, c.scalar(0)], name: "positive")
+            let negative = try c.apply(.binary(.min), [x, c.scalar(0)], name: "negative")
+            let scaled = try c.apply(.binary(.mul), [slope, negative], name: "scaled")
+            return [try c.apply(.binary(.add), [positive, scaled])]
+        }
+        return table
+    }()
+
+    /// Folds a variadic op (Sum, Max, Min) left to right.
+    static func variadic(_ fn: BinaryFn, _ c: ImportContext) throws -> ImportedValue {
+        var result = try c.required(0)
+        for i in 1..<max(c.node.input.count, 1) {
+            result = try c.apply(.binary(fn), [result, try c.required(i)], name: i + 1 < c.node.input.count ? "\(i)" : nil)
+        }
+        return result
+    }
+
+    /// Integer arithmetic over constants (shape computations), exactly, with broadcasting.
+    static func foldIntegers(_ fn: BinaryFn, _ a: ImportedValue, _ b: ImportedValue, _ c: ImportContext) throws -> ImportedValue? {
+        guard case let .constant(x) = a, case let .constant(y) = b, x.isInteger, y.isInteger else { return nil }
+        let shape: [Int]
+        do throws(OpRuleFailure) { shape = try broadcastShapes(x.shape, y.shape) } catch { throw c.fail(error.reason) }
+        let (xs, ys) = (x.ints, y.ints)
+        var out: [Int64] = []
+        forEachOffset(shape: shape, strides: [broadcastStrides(of: x.shape, to: shape), broadcastStrides(of: y.shape, to: shape)]) { o in
+            let (p, q) = (xs[o[0]], ys[o[1]])
+            switch fn {
+            case .add: out.append(p &+ q)
+            case .sub: out.append(p &- q)
+            case .mul: out.append(p &* q)
+            case .div: out.append(q == 0 ? 0 : p / q)
+            case .max: out.append(max(p, q))
+            case .min: out.append(min(p, q))
+            case .pow: out.append(Int64(pow(Double(p), Double(q))))
+            }
+        }
+        return .constant(ConstantTensor(shape: shape, ints: out))
+    }
+}
+
+import Foundation

@@ -1,0 +1,141 @@
+import LatheIR
+
+extension OpHandlers {
+    static let neuralNetwork: [String: Handler] = [
+        "Conv": conv,
+        "MaxPool": { c in [try pool(.max, c)] },
+        "AveragePool": { c in [try pool(.average, c)] },
+        "GlobalAveragePool": { c in [try c.apply(.globalAveragePool, [try c.required(0)])] },
+        "GlobalMaxPool": { c in
+            let x = try c.required(0)
+            return [try c.apply(.reduce(.max, axes: Array(2..<max(c.shape(x).count, 2)), keepDims: true), [x])]
+        },
+        "BatchNormalization": { c in
+            if c.node.int("training_mode", 0) != 0 { throw c.unsupported("training_mode=1 is not supported; export the model for inference") }
+            let operands = try (0..<5).map { try c.required($0) }
+            return [try c.apply(.batchNorm(epsilon: c.node.float("epsilon", 1e-5)), operands)]
+        },
+        "LRN": { c in
+            guard let size = c.node.attribute("size").map({ Int($0.i) }) else { throw c.fail("has no size") }
+            let op = Op.lrn(size: size, alpha: c.node.float("alpha", 1e-4), beta: c.node.float("beta", 0.75), bias: c.node.float("bias", 1))
+            return [try c.apply(op, [try c.required(0)])]
+        },
+        "MatMul": { c in [try c.apply(.matmul, [try c.required(0), try c.required(1)])] },
+        "Gemm": gemm,
+        "Softmax": { c in [try softmax(log: false, c)] },
+        "LogSoftmax": { c in [try softmax(log: true, c)] },
+        "LayerNormalization": layerNorm,
+    ]
+
+    /// ONNX's auto_pad: explicit pads, or SAME_UPPER/SAME_LOWER padding that gives
+    /// ceil(input / stride) outputs, or none (VALID).
+    static func pads(_ c: ImportContext, input: [Int], kernel: [Int], strides: [Int], dilations: [Int]) throws -> [Int] {
+        let rank = kernel.count
+        switch c.node.string("auto_pad", "NOTSET") {
+        case "NOTSET": return c.node.ints("pads") ?? Array(repeating: 0, count: 2 * rank)
+        case "VALID": return Array(repeating: 0, count: 2 * rank)
+        case let mode where mode == "SAME_UPPER" || mode == "SAME_LOWER":
+            var begin: [Int] = [], end: [Int] = []
+            for i in 0..<rank {
+                let out = (input[i] + strides[i] - 1) / strides[i]
+                let total = max((out - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - input[i], 0)
+                let small = total / 2
+                begin.append(mode == "SAME_UPPER" ? small : total - small)
+                end.append(total - begin[i])
+            }
+            return begin + end
+        case let mode: throw c.fail("has unknown auto_pad '\(mode)'")
+        }
+    }
+
+    static func conv(_ c: ImportContext) throws -> [ImportedValue] {
+        let (x, w) = (try c.required(0), try c.required(1))
+        let (xs, ws) = (c.shape(x), c.shape(w))
+        guard xs.count == 4, ws.count == 4 else { throw c.unsupported("only 2-D convolutions are supported (input rank \(xs.count))") }
+        let kernel = c.node.ints("kernel_shape") ?? Array(ws[2...])
+        guard kernel == Array(ws[2...]) else { throw c.fail("kernel_shape \(kernel) differs from the weights' \(Array(ws[2...]))") }
+        let strides = c.node.ints("strides") ?? [1, 1], dilations = c.node.ints("dilations") ?? [1, 1]
+        let pads = try pads(c, input: Array(xs[2...]), kernel: kernel, strides: strides, dilations: dilations)
+        let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1))
+        return [try c.apply(.conv2d(attributes), [x, w] + (try c.input(2).map { [$0] } ?? []))]
+    }
+
+    static func pool(_ kind: PoolKind, _ c: ImportContext) throws -> ImportedValue {
+        let x = try c.required(0)
+        let shape = c.shape(x)
+        guard shape.count == 4 else { throw c.unsupported("only 2-D pooling is supported (input rank \(shape.count))") }
+        guard let kernel = c.node.ints("kernel_shape"), kernel.count == 2 else { throw c.fail("needs a 2-D kernel_shape") }
+        if c.node.output.count > 1, !c.node.output[1].isEmpty { throw c.unsupported("the Indices output is not supported") }
+        if let d = c.node.ints("dilations"), d.contains(where: { $0 != 1 }) { throw c.unsupported("dilated pooling is not supported") }
+        let strides = c.node.ints("strides") ?? [1, 1]
+        var pads = try pads(c, input: Array(shape[2...]), kernel: kernel, strides: strides, dilations: [1, 1])
+        if c.node.int("ceil_mode", 0) != 0 {
+            // Ceil mode adds windows at the end; padding them reproduces it, except that a window
+            // starting wholly in the end padding is dropped (as ONNX Runtime and PyTorch do).
+            for i in 0..<2 {
+                let span = shape[2 + i] + pads[i] + pads[i + 2] - kernel[i]
+                var out = (span + strides[i] - 1) / strides[i] + 1
+                if (out - 1) * strides[i] >= shape[2 + i] + pads[i] { out -= 1 }
+                pads[i + 2] += max(0, (out - 1) * strides[i] - span)
+            }
+        }
+        let include = c.node.int("count_include_pad", 0) != 0
+        return try c.apply(.pool2d(Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include)), [x])
+    }
+
+    /// Gemm: Y = alpha * A' B' + beta * C, with A' and B' optionally transposed. A bias that is
+    /// one row becomes the dense kernel's bias.
+    static func gemm(_ c: ImportContext) throws -> [ImportedValue] {
+        var a = try c.required(0), b = try c.required(1)
+        if c.node.int("transA", 0) != 0 { a = try c.apply(.transpose(perm: [1, 0]), [a], name: "a_t") }
+        if c.node.int("transB", 0) != 0 { b = try c.apply(.transpose(perm: [1, 0]), [b], name: "b_t") }
+        let alpha = c.node.float("alpha", 1), beta = c.node.float("beta", 1)
+        if alpha != 1 { b = try c.apply(.binary(.mul), [b, c.scalar(alpha)], name: "alpha") }
+        guard var bias = try c.input(2), beta != 0 else { return [try c.apply(.dense, [a, b])] }
+        if beta != 1 { bias = try c.apply(.binary(.mul), [bias, c.scalar(beta)], name: "beta") }
+        let n = c.shape(b).last ?? 0
+        let biasShape = c.shape(bias)
+        if biasShape.reduce(1, *) == n, biasShape.last == n || biasShape == [1] && n == 1 {
+            if biasShape != [n] { bias = try c.apply(.reshape(shape: [n]), [bias], name: "bias") }
+            return [try c.apply(.dense, [a, b, bias])]
+        }
+        let product = try c.apply(.dense, [a, b], name: "product")
+        return [try c.apply(.binary(.add), [product, bias])]
+    }
+
+    /// Before opset 13, softmax flattens the input to 2-D at `axis` (default 1) and normalizes
+    /// each row; from 13 on it normalizes along `axis` (default -1).
+    static func softmax(log: Bool, _ c: ImportContext) throws -> ImportedValue {
+        let x = try c.required(0)
+        let shape = c.shape(x)
+        if c.opset >= 13 {
+            let axis = try c.axis(c.node.int("axis", -1), rank: shape.count)
+            return try c.apply(log ? .logSoftmax(axis: axis) : .softmax(axis: axis), [x])
+        }
+        let axis = try c.axis(c.node.int("axis", 1), rank: shape.count)
+        guard axis != shape.count - 1 else { return try c.apply(log ? .logSoftmax(axis: axis) : .softmax(axis: axis), [x]) }
+        let rows = [shape.prefix(axis).reduce(1, *), shape.dropFirst(axis).reduce(1, *)]
+        let flat = try c.apply(.reshape(shape: rows), [x], name: "rows")
+        let normalized = try c.apply(log ? .logSoftmax(axis: 1) : .softmax(axis: 1), [flat], name: "softmax")
+        return try c.apply(.reshape(shape: shape), [normalized])
+    }
+
+    /// LayerNormalization over the axes from `axis` on: (x - mean) / sqrt(var + eps) * scale + bias,
+    /// written with reductions and elementwise ops (a fusion pass makes it one kernel).
+    static func layerNorm(_ c: ImportContext) throws -> [ImportedValue] {
+        if c.node.output.dropFirst().contains(where: { !$0.isEmpty }) { throw c.unsupported("the Mean and InvStdDev outputs are not supported") }
+        let x = try c.required(0), scale = try c.required(1)
+        let rank = c.shape(x).count
+        let axes = Array(try c.axis(c.node.int("axis", -1), rank: rank)..<rank)
+        let mean = try c.apply(.reduce(.mean, axes: axes, keepDims: true), [x], name: "mean")
+        let centered = try c.apply(.binary(.sub), [x, mean], name: "centered")
+        let squared = try c.apply(.binary(.mul), [centered, centered], name: "squared")
+        let variance = try c.apply(.reduce(.mean, axes: axes, keepDims: true), [squared], name: "variance")
+        let shifted = try c.apply(.binary(.add), [variance, c.scalar(c.node.float("epsilon", 1e-5))], name: "variance_eps")
+        let deviation = try c.apply(.unary(.sqrt), [shifted], name: "deviation")
+        let normalized = try c.apply(.binary(.div), [centered, deviation], name: "normalized")
+        guard let bias = try c.input(2) else { return [try c.apply(.binary(.mul), [normalized, scale])] }
+        let scaled = try c.apply(.binary(.mul), [normalized, scale], name: "scaled")
+        return [try c.apply(.binary(.add), [scaled, bias])]
+    }
+}

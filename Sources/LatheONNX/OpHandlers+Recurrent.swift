@@ -1,0 +1,94 @@
+import LatheIR
+
+extension OpHandlers {
+    static let recurrent: [String: Handler] = ["LSTM": lstm]
+
+    /// ONNX LSTM (gates in the order input, output, forget, cell), unrolled over its static
+    /// sequence length into matrix products and elementwise ops:
+    ///   gates_t = x_t W^T + h_{t-1} R^T + Wb + Rb
+    ///   c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g);   h_t = sigmoid(o) * tanh(c_t)
+    /// The input projection of all time steps is one product.
+    static func lstm(_ c: ImportContext) throws -> [ImportedValue] {
+        let n = c.node
+        if n.int("layout", 0) != 0 { throw c.unsupported("layout=1 is not supported") }
+        if n.attribute("clip") != nil || n.int("input_forget", 0) != 0 { throw c.unsupported("clip and input_forget are not supported") }
+        if let activations = n.attribute("activations"), activations.strings.map({ String(decoding: $0, as: UTF8.self) }) != ["Sigmoid", "Tanh", "Tanh"]
+            && !activations.strings.isEmpty {
+            throw c.unsupported("only the default activations (Sigmoid, Tanh, Tanh) are supported")
+        }
+        if try c.input(7) != nil { throw c.unsupported("peephole weights are not supported") }
+        let x = try c.required(0), w = try c.required(1), r = try c.required(2)
+        let (xs, ws) = (c.shape(x), c.shape(w))
+        guard xs.count == 3, ws.count == 3 else { throw c.fail("needs X [T, B, I] and W [D, 4H, I]") }
+        let (steps, batch, features) = (xs[0], xs[1], xs[2])
+        let hidden = n.int("hidden_size", ws[1] / 4)
+        guard ws[1] == 4 * hidden else { throw c.fail("has W with \(ws[1]) rows for hidden_size \(hidden)") }
+        if let lengths = try c.constantInput(4, "sequence_lens"), lengths.intValues.contains(where: { $0 != steps }) {
+            throw c.unsupported("sequences shorter than the input are not supported")
+        }
+        let direction = n.string("direction", "forward")
+        let directions = direction == "bidirectional" ? 2 : 1
+        guard ws[0] == directions else { throw c.fail("has \(ws[0]) weight sets for direction \(direction)") }
+
+        func pick(_ v: ImportedValue, _ d: Int, _ what: String) throws -> ImportedValue {
+            var shape = c.shape(v)
+            var (s, e) = (Array(repeating: 0, count: shape.count), shape)
+            (s[0], e[0]) = (d, d + 1)
+            let one = try c.apply(.slice(starts: s, ends: e, steps: Array(repeating: 1, count: shape.count)), [v], name: "\(what)\(d)")
+            shape.removeFirst()
+            return try reshape(one, to: shape, c)
+        }
+        func columns(_ v: ImportedValue, _ k: Int, _ name: String) throws -> ImportedValue {
+            try c.apply(.slice(starts: [0, k * hidden], ends: [batch, (k + 1) * hidden], steps: [1, 1]), [v], name: name)
+        }
+
+        let flatX = try reshape(x, to: [steps * batch, features], c)
+        var outputs: [[ImportedValue]] = []
+        var finalH: [ImportedValue] = [], finalC: [ImportedValue] = []
+        for d in 0..<directions {
+            let wT = try c.apply(.transpose(perm: [1, 0]), [try pick(w, d, "w")], name: "wT\(d)")
+            let rT = try c.apply(.transpose(perm: [1, 0]), [try pick(r, d, "r")], name: "rT\(d)")
+            var bias: ImportedValue = .constant(ConstantTensor(shape: [4 * hidden], floats: Array(repeating: 0, count: 4 * hidden)))
+            if let b = try c.input(3) {
+                let both = try pick(b, d, "b")
+                let wb = try c.apply(.slice(starts: [0], ends: [4 * hidden], steps: [1]), [both], name: "wb\(d)")
+                let rb = try c.apply(.slice(starts: [4 * hidden], ends: [8 * hidden], steps: [1]), [both], name: "rb\(d)")
+                bias = try c.apply(.binary(.add), [wb, rb], name: "bias\(d)")
+            }
+            let zeros = ImportedValue.constant(ConstantTensor(shape: [batch, hidden], floats: Array(repeating: 0, count: batch * hidden)))
+            var h = try c.input(5).map { try pick($0, d, "h0_") } ?? zeros
+            var cell = try c.input(6).map { try pick($0, d, "c0_") } ?? zeros
+            let projected = try c.apply(.dense, [flatX, wT, bias], name: "xw\(d)")
+            var perStep = [ImportedValue?](repeating: nil, count: steps)
+            for t in (d == 0 && direction != "reverse") ? Array(0..<steps) : Array((0..<steps).reversed()) {
+                let tag = "d\(d)t\(t)"
+                let xw = try c.apply(.slice(starts: [t * batch, 0], ends: [(t + 1) * batch, 4 * hidden], steps: [1, 1]), [projected], name: "\(tag)/xw")
+                let hr = try c.apply(.matmul, [h, rT], name: "\(tag)/hr")
+                let gates = try c.apply(.binary(.add), [xw, hr], name: "\(tag)/gates")
+                let i = try c.apply(.unary(.sigmoid), [try columns(gates, 0, "\(tag)/i_in")], name: "\(tag)/i")
+                let o = try c.apply(.unary(.sigmoid), [try columns(gates, 1, "\(tag)/o_in")], name: "\(tag)/o")
+                let f = try c.apply(.unary(.sigmoid), [try columns(gates, 2, "\(tag)/f_in")], name: "\(tag)/f")
+                let g = try c.apply(.unary(.tanh), [try columns(gates, 3, "\(tag)/g_in")], name: "\(tag)/g")
+                let kept = try c.apply(.binary(.mul), [f, cell], name: "\(tag)/kept")
+                let added = try c.apply(.binary(.mul), [i, g], name: "\(tag)/added")
+                cell = try c.apply(.binary(.add), [kept, added], name: "\(tag)/c")
+                h = try c.apply(.binary(.mul), [o, try c.apply(.unary(.tanh), [cell], name: "\(tag)/tanh_c")], name: "\(tag)/h")
+                perStep[t] = h
+            }
+            outputs.append(perStep.compactMap { $0 })
+            finalH.append(h)
+            finalC.append(cell)
+        }
+        func stack(_ parts: [ImportedValue], _ name: String) throws -> ImportedValue {
+            let expanded = try parts.map { try reshape($0, to: [1, batch, hidden], c) }
+            return expanded.count == 1 ? expanded[0] : try c.apply(.concat(axis: 0), expanded, name: name)
+        }
+        // Y [T, D, B, H]: each step's directions side by side.
+        let stepsStacked = try (0..<steps).map { t -> ImportedValue in
+            let perDirection = try stack(outputs.map { $0[t] }, "y\(t)")
+            return try reshape(perDirection, to: [1, directions, batch, hidden], c)
+        }
+        let y = stepsStacked.count == 1 ? stepsStacked[0] : try c.apply(.concat(axis: 0), stepsStacked, name: "y")
+        return [y, try stack(finalH, "y_h"), try stack(finalC, "y_c")]
+    }
+}

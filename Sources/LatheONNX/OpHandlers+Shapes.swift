@@ -1,0 +1,267 @@
+import LatheIR
+
+extension OpHandlers {
+    static let shapes: [String: Handler] = [
+        "Identity": { c in [try c.required(0)] },
+        "Dropout": { c in
+            if c.node.output.count > 1, !c.node.output[1].isEmpty { throw c.unsupported("the mask output is not supported") }
+            if let training = try c.constantInput(2, "training_mode"), training.ints.first ?? 0 != 0 {
+                throw c.unsupported("training_mode=true is not supported")
+            }
+            return [try c.required(0)]
+        },
+        "Reshape": { c in
+            let x = try c.required(0)
+            guard let target = try c.constantInput(1, "shape") ?? c.node.ints("shape").map({ ConstantTensor(shape: [$0.count], ints: $0.map(Int64.init)) }) else {
+                throw c.fail("has no shape")
+            }
+            return [try reshape(x, to: try resolveShape(target.intValues, of: c.shape(x), allowZero: c.node.int("allowzero", 0) != 0, c), c)]
+        },
+        "Flatten": { c in
+            let x = try c.required(0)
+            let shape = c.shape(x)
+            let axis = c.node.int("axis", 1) < 0 ? c.node.int("axis", 1) + shape.count : c.node.int("axis", 1)
+            guard (0...shape.count).contains(axis) else { throw c.fail("has axis \(c.node.int("axis", 1)) out of range") }
+            return [try reshape(x, to: [shape.prefix(axis).reduce(1, *), shape.dropFirst(axis).reduce(1, *)], c)]
+        },
+        "Squeeze": { c in
+            let x = try c.required(0)
+            let shape = c.shape(x)
+            let axes = try (axesOperand(c, inputIndex: 1, since: 13) ?? shape.indices.filter { shape[$0] == 1 }).map { try c.axis($0, rank: shape.count) }
+            for a in axes where shape[a] != 1 { throw c.fail("squeezes axis \(a) of size \(shape[a])") }
+            return [try reshape(x, to: shape.indices.filter { !axes.contains($0) }.map { shape[$0] }, c)]
+        },
+        "Unsqueeze": { c in
+            let x = try c.required(0)
+            var shape = c.shape(x)
+            guard let raw = try axesOperand(c, inputIndex: 1, since: 13) else { throw c.fail("has no axes") }
+            let rank = shape.count + raw.count
+            for a in try raw.map({ try c.axis($0, rank: rank) }).sorted() { shape.insert(1, at: a) }
+            return [try reshape(x, to: shape, c)]
+        },
+        "Transpose": { c in
+            let x = try c.required(0)
+            let perm = c.node.ints("perm") ?? Array((0..<c.shape(x).count).reversed())
+            if case let .constant(k) = x, k.isInteger { return [.constant(k.gathered(transpose: perm))] }
+            return [try c.apply(.transpose(perm: perm), [x])]
+        },
+        "Concat": { c in
+            let parts = try (0..<c.node.input.count).compactMap { try c.input($0) }
+            guard let first = parts.first else { throw c.fail("has no operands") }
+            let axis = try c.axis(c.node.int("axis", 0), rank: c.shape(first).count)
+            let constants = parts.compactMap { if case let .constant(k) = $0, k.isInteger { return k } else { return nil } }
+            if constants.count == parts.count, axis == 0, constants.allSatisfy({ $0.shape.count == 1 }) {
+                return [.constant(ConstantTensor(shape: [constants.reduce(0) { $0 + $1.count }], ints: constants.flatMap(\.ints)))]
+            }
+            return [try c.apply(.concat(axis: axis), parts)]
+        },
+        "Slice": slice,
+        "Shape": { c in
+            let shape = c.shape(try c.required(0))
+            let rank = shape.count
+            func clamp(_ v: Int) -> Int { min(max(v < 0 ? v + rank : v, 0), rank) }
+            let start = clamp(c.node.int("start", 0)), end = max(start, clamp(c.node.int("end", rank)))
+            return [.constant(ConstantTensor(shape: [end - start], ints: shape[start..<end].map(Int64.init)))]
+        },
+        "Size": { c in [.constant(ConstantTensor(shape: [], ints: [Int64(c.shape(try c.required(0)).reduce(1, *))]))] },
+        "Constant": { c in
+            let n = c.node
+            var value: ConstantTensor
+            if let t = n.attribute("value") { value = try ConstantTensor(t.t, name: n.displayName) }
+            else if let f = n.attribute("value_float") { value = ConstantTensor(shape: [], floats: [f.f]) }
+            else if let f = n.attribute("value_floats") { value = ConstantTensor(shape: [f.floats.count], floats: f.floats) }
+            else if let i = n.attribute("value_int") { value = ConstantTensor(shape: [], ints: [i.i]) }
+            else if let i = n.attribute("value_ints") { value = ConstantTensor(shape: [i.ints.count], ints: i.ints) }
+            else { throw c.unsupported("only tensor, float and int values are supported") }
+            value.origin = n.output.first
+            return [.constant(value)]
+        },
+        "ConstantOfShape": { c in
+            guard let shape = try c.constantInput(0, "shape") else { throw c.fail("has no shape") }
+            let dims = shape.intValues
+            guard dims.allSatisfy({ $0 >= 0 }) else { throw c.fail("has a negative dimension in \(dims)") }
+            let count = dims.reduce(1, *)
+            guard let t = c.node.attribute("value") else { return [.constant(ConstantTensor(shape: dims, floats: Array(repeating: 0, count: count)))] }
+            let fill = try ConstantTensor(t.t, name: c.node.displayName)
+            if fill.isInteger { return [.constant(ConstantTensor(shape: dims, ints: Array(repeating: fill.ints.first ?? 0, count: count)))] }
+            return [.constant(ConstantTensor(shape: dims, floats: Array(repeating: fill.floats.first ?? 0, count: count)))]
+        },
+        "Range": { c in
+            guard let start = try c.constantInput(0, "start"), let limit = try c.constantInput(1, "limit"), let delta = try c.constantInput(2, "delta") else {
+                throw c.fail("needs start, limit and delta")
+            }
+            let (s, l, d) = (Double(start.floats.first ?? 0), Double(limit.floats.first ?? 0), Double(delta.floats.first ?? 1))
+            guard d != 0 else { throw c.fail("has delta 0") }
+            let count = max(Int(((l - s) / d).rounded(.up)), 0)
+            if start.isInteger { return [.constant(ConstantTensor(shape: [count], ints: (0..<count).map { Int64(s) + Int64($0) * Int64(d) }))] }
+            return [.constant(ConstantTensor(shape: [count], floats: (0..<count).map { Float(s + Double($0) * d) }))]
+        },
+        "Cast": { c in
+            let x = try c.required(0)
+            let to = Int32(c.node.int("to", 1))
+            switch x {
+            case let .constant(k):
+                var cast = ConstantTensor.isFloat(to) ? ConstantTensor(shape: k.shape, floats: k.floats)
+                                                      : ConstantTensor(shape: k.shape, ints: k.floats.map { $0.isFinite ? Int64($0.rounded(.towardZero)) : 0 })
+                if to == ONNXDataType.bool.rawValue { cast = ConstantTensor(shape: k.shape, ints: k.floats.map { $0 != 0 ? 1 : 0 }) }
+                return [.constant(cast)]
+            case .node:
+                guard ConstantTensor.isFloat(to) else { throw c.unsupported("casting a computed tensor to type \(to) is not supported") }
+                return [x]
+            }
+        },
+        "Gather": gather,
+        "Expand": { c in
+            let x = try c.required(0)
+            guard let target = try c.constantInput(1, "shape") else { throw c.fail("has no shape") }
+            let shape: [Int]
+            do throws(OpRuleFailure) { shape = try broadcastShapes(c.shape(x), target.intValues) } catch { throw c.fail(error.reason) }
+            if case let .constant(k) = x, k.isInteger {
+                return [.constant(k.gathered(shape: shape, strides: broadcastStrides(of: k.shape, to: shape), base: 0))]
+            }
+            let zeros = ImportedValue.constant(ConstantTensor(shape: shape, floats: Array(repeating: 0, count: shape.reduce(1, *))))
+            return [try c.apply(.binary(.add), [x, zeros])]
+        },
+        "ReduceSum": { c in [try reduce(.sum, c, axesInputSince: 13)] },
+        "ReduceMean": { c in [try reduce(.mean, c, axesInputSince: 18)] },
+        "ReduceMax": { c in [try reduce(.max, c, axesInputSince: 18)] },
+    ]
+
+    /// Axes from an attribute (before `since`) or from operand `inputIndex` (from `since` on).
+    static func axesOperand(_ c: ImportContext, inputIndex: Int, since: Int) throws -> [Int]? {
+        if c.opset < since { return c.node.ints("axes") }
+        return try c.constantInput(inputIndex, "axes")?.intValues
+    }
+
+    /// ONNX Reshape's target: 0 copies the input's dimension (unless allowzero), -1 is inferred.
+    static func resolveShape(_ target: [Int], of input: [Int], allowZero: Bool, _ c: ImportContext) throws -> [Int] {
+        var shape = target
+        for (i, d) in target.enumerated() where d == 0 && !allowZero {
+            guard i < input.count else { throw c.fail("copies dimension \(i), which the input \(input) does not have") }
+            shape[i] = input[i]
+        }
+        let count = input.reduce(1, *)
+        if let unknown = shape.firstIndex(of: -1) {
+            let known = shape.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(1, *)
+            guard known > 0, count % known == 0 else { throw c.fail("cannot reshape \(input) to \(target)") }
+            shape[unknown] = count / known
+        }
+        return shape
+    }
+
+    /// A reshape that keeps constants constant (integer ones included).
+    static func reshape(_ x: ImportedValue, to shape: [Int], _ c: ImportContext) throws -> ImportedValue {
+        if case let .constant(k) = x {
+            guard shape.reduce(1, *) == k.count, shape.allSatisfy({ $0 >= 0 }) else { throw c.fail("cannot reshape \(k.shape) to \(shape)") }
+            return .constant(k.reshaped(shape))
+        }
+        return try c.apply(.reshape(shape: shape), [x])
+    }
+
+    static func reduce(_ kind: ReduceKind, _ c: ImportContext, axesInputSince: Int) throws -> ImportedValue {
+        let x = try c.required(0)
+        let rank = c.shape(x).count
+        var axes = try (axesOperand(c, inputIndex: 1, since: axesInputSince) ?? []).map { try c.axis($0, rank: rank) }
+        if axes.isEmpty {
+            if c.node.int("noop_with_empty_axes", 0) != 0 { return x }
+            axes = Array(0..<rank)
+        }
+        return try c.apply(.reduce(kind, axes: axes.sorted(), keepDims: c.node.int("keepdims", 1) != 0), [x])
+    }
+
+    /// Slice with per-axis starts, ends and positive steps, clamped as ONNX says.
+    static func slice(_ c: ImportContext) throws -> [ImportedValue] {
+        let x = try c.required(0)
+        let shape = c.shape(x)
+        let starts: [Int], ends: [Int], axesGiven: [Int]?, stepsGiven: [Int]?
+        if c.opset < 10 {
+            starts = c.node.ints("starts") ?? []
+            ends = c.node.ints("ends") ?? []
+            axesGiven = c.node.ints("axes")
+            stepsGiven = nil
+        } else {
+            starts = try c.constantInput(1, "starts")?.intValues ?? []
+            ends = try c.constantInput(2, "ends")?.intValues ?? []
+            axesGiven = try c.constantInput(3, "axes")?.intValues
+            stepsGiven = try c.constantInput(4, "steps")?.intValues
+        }
+        let axes = try (axesGiven ?? Array(0..<starts.count)).map { try c.axis($0, rank: shape.count) }
+        let steps = stepsGiven ?? Array(repeating: 1, count: starts.count)
+        guard starts.count == ends.count, axes.count == starts.count, steps.count == starts.count else {
+            throw c.fail("has starts, ends, axes and steps of different lengths")
+        }
+        var (s, e, st) = (Array(repeating: 0, count: shape.count), shape, Array(repeating: 1, count: shape.count))
+        for (k, axis) in axes.enumerated() {
+            guard steps[k] > 0 else { throw c.unsupported("negative or zero steps are not supported") }
+            let d = shape[axis]
+            func clamp(_ v: Int) -> Int { min(max(v < 0 ? v + d : v, 0), d) }
+            (s[axis], e[axis], st[axis]) = (clamp(starts[k]), max(clamp(starts[k]), clamp(ends[k])), steps[k])
+        }
+        if case let .constant(k) = x, k.isInteger {
+            let strides = contiguousStrides(shape)
+            let outShape = shape.indices.map { (e[$0] - s[$0] + st[$0] - 1) / st[$0] }
+            return [.constant(k.gathered(shape: outShape, strides: zip(st, strides).map(*), base: zip(s, strides).map(*).reduce(0, +)))]
+        }
+        return [try c.apply(.slice(starts: s, ends: e, steps: st), [x])]
+    }
+
+    /// Gather with constant indices: a constant result when the data is constant too, else one
+    /// slice per index, joined and reshaped to data[:axis] + indices + data[axis+1:].
+    static func gather(_ c: ImportContext) throws -> [ImportedValue] {
+        let data = try c.required(0)
+        guard let indices = try c.constantInput(1, "indices") else { throw c.fail("has no indices") }
+        let shape = c.shape(data)
+        let axis = try c.axis(c.node.int("axis", 0), rank: shape.count)
+        let picks = try indices.intValues.map { i -> Int in
+            let j = i < 0 ? i + shape[axis] : i
+            guard (0..<shape[axis]).contains(j) else { throw c.fail("has index \(i) out of range for axis size \(shape[axis])") }
+            return j
+        }
+        let outShape = Array(shape[..<axis]) + indices.shape + Array(shape[(axis + 1)...])
+        if case let .constant(k) = data {
+            let strides = contiguousStrides(shape)
+            let parts = picks.map { k.gathered(shape: Array(shape[..<axis]) + [1] + Array(shape[(axis + 1)...]), strides: strides, base: $0 * strides[axis]) }
+            return [.constant(ConstantTensor.concatenated(parts, axis: axis).reshaped(outShape))]
+        }
+        let slices = try picks.enumerated().map { n, j -> ImportedValue in
+            var (s, e) = (Array(repeating: 0, count: shape.count), shape)
+            (s[axis], e[axis]) = (j, j + 1)
+            return try c.apply(.slice(starts: s, ends: e, steps: Array(repeating: 1, count: shape.count)), [data], name: "index\(n)")
+        }
+        let joined = slices.count == 1 ? slices[0] : try c.apply(.concat(axis: axis), slices, name: "joined")
+        return [try reshape(joined, to: outShape, c)]
+    }
+}
+
+extension ConstantTensor {
+    /// Elements read through strides from `base`: the constant form of a slice, transpose or broadcast.
+    func gathered(shape: [Int], strides: [Int], base: Int) -> ConstantTensor {
+        var offsets: [Int] = []
+        forEachOffset(shape: shape, strides: [strides], bases: [base]) { offsets.append($0[0]) }
+        switch elements {
+        case let .int(v): return ConstantTensor(shape: shape, ints: offsets.map { v[$0] })
+        case let .float(v): return ConstantTensor(shape: shape, floats: offsets.map { v[$0] })
+        }
+    }
+
+    func gathered(transpose perm: [Int]) -> ConstantTensor {
+        let strides = contiguousStrides(shape)
+        return gathered(shape: perm.map { shape[$0] }, strides: perm.map { strides[$0] }, base: 0)
+    }
+
+    /// Joins constants of one kind along an axis.
+    static func concatenated(_ parts: [ConstantTensor], axis: Int) -> ConstantTensor {
+        guard var shape = parts.first?.shape else { return ConstantTensor(shape: [0], floats: []) }
+        shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
+        let outer = shape.prefix(axis).reduce(1, *)
+        let integer = parts.allSatisfy(\.isInteger)
+        var ints: [Int64] = [], floats: [Float] = []
+        for o in 0..<outer {
+            for p in parts {
+                let chunk = p.count / max(outer, 1)
+                if integer { ints += p.ints[(o * chunk)..<((o + 1) * chunk)] } else { floats += p.floats[(o * chunk)..<((o + 1) * chunk)] }
+            }
+        }
+        return integer ? ConstantTensor(shape: shape, ints: ints) : ConstantTensor(shape: shape, floats: floats)
+    }
+}

@@ -1,0 +1,13 @@
+import LatheIR
+
+/// How each ONNX op type becomes IR: one entry per op type, grouped by kind in the
+/// OpHandlers+*.swift files. A handler reads the current node from the context and returns
+/// the node's outputs in order.
+enum OpHandlers {
+    typealias Handler = (ImportContext) throws -> [ImportedValue]
+
+    static let table: [String: Handler] = elementwise
+        .merging(neuralNetwork) { a, _ in a }
+        .merging(shapes) { a, _ in a }
+        .merging(recurrent) { a, _ in a }
+}
