@@ -26,6 +26,8 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
     case backend(String)
     /// A model file that cannot be read: not a model, truncated, or inconsistent.
     case malformedModel(String)
+    /// A data file (e.g. .npy) that cannot be read.
+    case malformedFile(String)
     /// Every op of a model that Lathe cannot import, all at once.
     case unsupportedOps([UnsupportedOp])
 
@@ -62,6 +64,8 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
             return "LLVM: \(text)"
         case let .malformedModel(reason):
             return "malformed model: \(reason)"
+        case let .malformedFile(reason):
+            return "malformed file: \(reason)"
         case let .unsupportedOps(ops):
             let total = ops.reduce(0) { $0 + $1.count }
             return "\(total) node\(total == 1 ? "" : "s") of \(ops.count) unsupported op type\(ops.count == 1 ? "" : "s"):\n"

@@ -4,11 +4,13 @@ extension OpHandlers {
     static let shapes: [String: Handler] = [
         "Identity": { c in [try c.required(0)] },
         "Dropout": { c in
-            if c.node.output.count > 1, !c.node.output[1].isEmpty { throw c.unsupported("the mask output is not supported") }
             if let training = try c.constantInput(2, "training_mode"), training.ints.first ?? 0 != 0 {
                 throw c.unsupported("training_mode=true is not supported")
             }
-            return [try c.required(0)]
+            // For inference the output is the input and the mask keeps everything.
+            let x = try c.required(0)
+            let shape = c.shape(x)
+            return [x, .constant(ConstantTensor(shape: shape, ints: Array(repeating: 1, count: shape.reduce(1, *))))]
         },
         "Reshape": { c in
             let x = try c.required(0)

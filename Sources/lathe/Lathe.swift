@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Lathe
 import LatheExamples
+import LatheONNX
 
 @main
 struct LatheCommand: ParsableCommand {
@@ -11,23 +12,41 @@ struct LatheCommand: ParsableCommand {
         subcommands: [Dump.self, Run.self, Demo.self, Models.self])
 }
 
-/// Options shared by the commands that take a built-in model.
+/// Options shared by the commands that take a model: a built-in name or an .onnx file.
 struct ModelOptions: ParsableArguments {
-    @Argument(help: "A built-in model: \(Examples.all.map(\.name).joined(separator: ", ")).")
+    @Argument(help: "A built-in model (\(Examples.all.map(\.name).joined(separator: ", "))) or an .onnx file.")
     var model: String
 
-    @Option(help: "Batch size (default: the model's own).")
+    @Option(help: "Batch size of a built-in model (default: the model's own).")
     var batch: Int?
 
-    @Option(help: "Seed of the weights and of the random input.")
+    @Option(help: "Seed of a built-in model's weights and of the random input.")
     var seed: UInt64 = 0
 
-    func build() throws -> (graph: Graph, outputs: [(name: String, value: Tensor)]) {
+    @Option(name: .customLong("dim"), help: "A value for a symbolic input dimension of an ONNX model, NAME=VALUE (default 1).")
+    var dimensions: [String] = []
+
+    func build() throws -> (graph: Graph, outputs: [(name: String, value: ValueID)]) {
+        if model.hasSuffix(".onnx") || FileManager.default.fileExists(atPath: model) {
+            let imported = try ONNXImporter.load(contentsOf: URL(fileURLWithPath: model), dimensions: try parsedDimensions())
+            return (imported.graph, imported.outputs)
+        }
         guard let example = Examples.named(model) else {
-            throw ValidationError("unknown model '\(model)'; built-in models: \(Examples.all.map(\.name).joined(separator: ", "))")
+            throw ValidationError("unknown model '\(model)'; built-in models: \(Examples.all.map(\.name).joined(separator: ", ")), or give an .onnx file")
         }
         if let batch, batch <= 0 { throw ValidationError("--batch must be positive") }
-        return try example.graph(batch: batch, seed: seed)
+        let (graph, outputs) = try example.graph(batch: batch, seed: seed)
+        return (graph, outputs.map { ($0.name, $0.value.id) })
+    }
+
+    private func parsedDimensions() throws -> [String: Int] {
+        var result: [String: Int] = [:]
+        for item in dimensions {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let value = Int(parts[1]), value > 0 else { throw ValidationError("--dim takes NAME=VALUE with a positive VALUE, got '\(item)'") }
+            result[String(parts[0])] = value
+        }
+        return result
     }
 }
 
@@ -44,24 +63,51 @@ struct Dump: ParsableCommand {
 
     func run() throws {
         let (graph, outputs) = try options.build()
-        print(graph.text(outputs: outputs.map { ($0.name, $0.value.id) }), terminator: "")
+        print(graph.text(outputs: outputs), terminator: "")
     }
 }
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Compile a model and run it once on seeded random input.")
+    static let configuration = CommandConfiguration(
+        abstract: "Compile a model and run it once.",
+        discussion: "Inputs come from .npy files (--input NAME=FILE.npy) or, for those not given, seeded uniform [0, 1) values. Each output's shape and checksum is printed, and with --output-dir written to DIR/NAME.npy.")
     @OptionGroup var options: ModelOptions
 
+    @Option(name: .customLong("input"), help: "An input from an .npy file, NAME=FILE.npy; repeat for several.")
+    var inputs: [String] = []
+
+    @Option(help: "Write each output to DIR/NAME.npy.")
+    var outputDir: String?
+
+    @Option(help: "Threads to run on (Lathe runs kernels on 1 thread for now).")
+    var threads: Int = 1
+
     func run() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let (graph, outputs) = try options.build()
-        let model = try graph.compile(outputs: outputs)
-        let feeds = randomFeeds(model, seed: options.seed)
+        let model = try Compiler.compile(graph, outputs: outputs)
+        var feeds = randomFeeds(model, seed: options.seed)
+        for item in inputs {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw ValidationError("--input takes NAME=FILE.npy, got '\(item)'") }
+            feeds[String(parts[0])] = try HostTensor(npyFile: URL(fileURLWithPath: String(parts[1])))
+        }
         let results = try model.run(feeds)
+        if let outputDir { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) }
         for name in model.outputNames {
             let t = results[name]!
             print("\(name): f32\(t.shape) checksum \(String(format: "%.6f", t.checksum))")
+            if let outputDir {
+                try t.npyData.write(to: URL(fileURLWithPath: outputDir).appendingPathComponent(fileName(forOutput: name) + ".npy"))
+            }
         }
     }
+}
+
+/// An output's name made safe as a file name: characters other than letters, digits, '.', '_'
+/// and '-' become '_'.
+func fileName(forOutput name: String) -> String {
+    String(name.map { $0.isASCII && ($0.isLetter || $0.isNumber || "._-".contains($0)) ? $0 : "_" })
 }
 
 struct Demo: ParsableCommand {
