@@ -31,14 +31,15 @@ let package = Package(
         .target(name: "LatheRuntime", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "CLLVM"]),
         .target(name: "Lathe", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "LatheRuntime"]),
         .target(name: "LatheONNX", dependencies: ["LatheIR", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "LatheConformance", dependencies: ["Lathe", "LatheONNX"]),
         .target(name: "LatheExamples", dependencies: ["Lathe"], path: "examples/Models"),
         .executableTarget(name: "lathe", dependencies: [
-            "Lathe", "LatheExamples", "LatheONNX", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Lathe", "LatheExamples", "LatheONNX", "LatheConformance", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatheIRTests", dependencies: ["LatheIR", "LathePasses"]),
         .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheExamples", "LatheCodegen", "LatheRuntime"]),
         .testTarget(name: "LatheCLITests", dependencies: ["lathe"]),
-        .testTarget(name: "LatheONNXTests", dependencies: ["Lathe", "LatheONNX"]),
+        .testTarget(name: "LatheONNXTests", dependencies: ["Lathe", "LatheONNX", "LatheConformance"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -40,7 +40,7 @@ public enum Op: Hashable, Sendable {
 
 public enum UnaryFn: Hashable, Sendable {
     case neg, abs, exp, log, sqrt, reciprocal, erf, floor, ceil
-    case relu, sigmoid, tanh, gelu, softplus, softsign, hardSwish
+    case relu, sigmoid, tanh, gelu, geluTanh, softplus, softsign, hardSwish
     case leakyRelu(alpha: Float)
     case clip(min: Float, max: Float)
     case elu(alpha: Float)

@@ -29,6 +29,7 @@ extension UnaryFn {
         case .sigmoid: return "sigmoid"
         case .tanh: return "tanh"
         case .gelu: return "gelu"
+        case .geluTanh: return "gelu_tanh"
         case .leakyRelu: return "leaky_relu"
         case .clip: return "clip"
         case .erf: return "erf"
@@ -57,6 +58,8 @@ extension UnaryFn {
         case .sigmoid: return .const(1) / (.const(1) + .exp(-x))
         case .tanh: return .unary(.tanh, x)
         case .gelu: return .const(0.5) * x * (.const(1) + .unary(.erf, x * .const(0.70710678118654752)))
+        case .geluTanh:
+            return .const(0.5) * x * (.const(1) + .unary(.tanh, .const(0.79788456080286536) * (x + .const(0.044715) * x * x * x)))
         case let .leakyRelu(alpha): return .max(x, .const(0)) + .const(alpha) * .min(x, .const(0))
         case let .clip(lo, hi): return .min(.max(x, .const(lo)), .const(hi))
         case .erf: return .unary(.erf, x)

@@ -15,7 +15,11 @@ public struct ImportedModel {
 /// constants, and computations over constants (shape subgraphs, weight transposes) are done at
 /// import. Every op type that cannot be imported is listed in one error.
 public enum ONNXImporter {
-    public static let supportedOpsets = 7...21
+    /// Semantics follow opset 21. Opsets 22 to 28 (onnx 1.23) changed the ops Lathe reads only
+    /// by admitting more element types (checked against onnx.defs: same attributes, defaults
+    /// and operands; Range's stash_type and Cast's round_mode concern types Lathe does not
+    /// compute in), so their models are read the same way.
+    public static let supportedOpsets = 7...28
 
     /// `dimensions` gives values to symbolic input dimensions ("batch": 8); others default to 1.
     public static func load(contentsOf url: URL, dimensions: [String: Int] = [:]) throws -> ImportedModel {
@@ -65,6 +69,33 @@ public enum ONNXImporter {
             (output.name, context.materialize(try context.value(output.name)))
         }
         return ImportedModel(graph: context.graph, outputs: outputs, opset: opset, producer: model.producerName)
+    }
+
+    /// The ONNX op types (default domain) the importer reads.
+    public static var supportedOpTypes: Set<String> { Set(OpHandlers.table.keys) }
+
+    /// Reads a serialized TensorProto (as in ONNX's test data) as a float tensor.
+    public static func readTensor(_ data: Data, name: String = "tensor") throws -> HostTensor {
+        let proto: Onnx_TensorProto
+        do { proto = try Onnx_TensorProto(serializedBytes: data) } catch {
+            throw LatheError.malformedFile("\(name) is not a TensorProto (\(error))")
+        }
+        return try ConstantTensor(proto, name: name).hostTensor
+    }
+
+    /// What a model uses, read without importing it (for test suites and reports): its op types,
+    /// and whether every graph input and output is a float tensor (Lathe computes in float32).
+    public static func summary(_ data: Data) throws -> (opTypes: [String], floatInputsAndOutputs: Bool) {
+        let model: Onnx_ModelProto
+        do { model = try Onnx_ModelProto(serializedBytes: data) } catch { throw LatheError.malformedModel("not an ONNX model (\(error))") }
+        let ops = model.graph.node.map { $0.domain.isEmpty || $0.domain == "ai.onnx" ? $0.opType : "\($0.domain).\($0.opType)" }
+        let initialized = Set(model.graph.initializer.map(\.name))
+        let io = model.graph.input.filter { !initialized.contains($0.name) } + model.graph.output
+        let allFloat = io.allSatisfy { info in
+            if case let .tensorType(t)? = info.type.value { return t.elemType == ONNXDataType.float.rawValue }
+            return false
+        }
+        return (ops, allFloat)
     }
 
     /// Lists every node whose op type (or domain) Lathe does not import, grouped by op type.

@@ -28,19 +28,26 @@ extension OpHandlers {
             }
         }
         table["Gelu"] = { c in
-            guard c.node.string("approximate", "none") == "none" else { throw c.unsupported("approximate=tanh is not supported") }
-            return [try c.apply(.unary(.gelu), [try c.required(0)])]
+            switch c.node.string("approximate", "none") {
+            case "none": return [try c.apply(.unary(.gelu), [try c.required(0)])]
+            case "tanh": return [try c.apply(.unary(.geluTanh), [try c.required(0)])]
+            case let other: throw c.fail("has unknown approximate '\(other)'")
+            }
         }
         table["Clip"] = { c in
-            var lo = -Float.infinity, hi = Float.infinity
+            let x = try c.required(0)
             if c.opset < 11 {
-                lo = c.node.float("min", lo)
-                hi = c.node.float("max", hi)
-            } else {
-                if let m = try c.constantInput(1, "minimum") { lo = m.floats.first ?? lo }
-                if let m = try c.constantInput(2, "maximum") { hi = m.floats.first ?? hi }
+                return [try c.apply(.unary(.clip(min: c.node.float("min", -.infinity), max: c.node.float("max", .infinity))), [x])]
             }
-            return [try c.apply(.unary(.clip(min: lo, max: hi)), [try c.required(0)])]
+            let (lo, hi) = (try c.input(1), try c.input(2))
+            if case let .constant(a)? = lo, case let .constant(b)? = hi, a.count == 1, b.count == 1 {
+                return [try c.apply(.unary(.clip(min: a.floats[0], max: b.floats[0])), [x])]
+            }
+            // Bounds computed at run time (or only one given): max with the lower, min with the upper.
+            var y = x
+            if let lo { y = try c.apply(.binary(.max), [y, lo], name: hi == nil ? nil : "lower") }
+            if let hi { y = try c.apply(.binary(.min), [y, hi]) }
+            return [y]
         }
         table["Max"] = { c in [try variadic(.max, c)] }
         table["Min"] = { c in [try variadic(.min, c)] }

@@ -48,27 +48,51 @@ extension OpHandlers {
         }
     }
 
+    /// 2-D convolution, and 1-D as 2-D over a height of 1.
     static func conv(_ c: ImportContext) throws -> [ImportedValue] {
-        let (x, w) = (try c.required(0), try c.required(1))
+        var (x, w) = (try c.required(0), try c.required(1))
         let (xs, ws) = (c.shape(x), c.shape(w))
-        guard xs.count == 4, ws.count == 4 else { throw c.unsupported("only 2-D convolutions are supported (input rank \(xs.count))") }
+        let spatial = xs.count - 2
+        guard (1...2).contains(spatial), ws.count == xs.count else {
+            throw c.unsupported("only 1-D and 2-D convolutions are supported (input rank \(xs.count))")
+        }
         let kernel = c.node.ints("kernel_shape") ?? Array(ws[2...])
         guard kernel == Array(ws[2...]) else { throw c.fail("kernel_shape \(kernel) differs from the weights' \(Array(ws[2...]))") }
-        let strides = c.node.ints("strides") ?? [1, 1], dilations = c.node.ints("dilations") ?? [1, 1]
-        let pads = try pads(c, input: Array(xs[2...]), kernel: kernel, strides: strides, dilations: dilations)
+        var strides = c.node.ints("strides") ?? Array(repeating: 1, count: spatial)
+        var dilations = c.node.ints("dilations") ?? Array(repeating: 1, count: spatial)
+        var pads = try pads(c, input: Array(xs[2...]), kernel: kernel, strides: strides, dilations: dilations)
+        guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial else {
+            throw c.fail("has strides, dilations or pads of the wrong length")
+        }
+        if spatial == 1 {
+            x = try reshape(x, to: [xs[0], xs[1], 1, xs[2]], c)
+            w = try reshape(w, to: [ws[0], ws[1], 1, ws[2]], c)
+            (strides, dilations, pads) = ([1] + strides, [1] + dilations, [0, pads[0], 0, pads[1]])
+        }
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1))
-        return [try c.apply(.conv2d(attributes), [x, w] + (try c.input(2).map { [$0] } ?? []))]
+        let y = try c.apply(.conv2d(attributes), [x, w] + (try c.input(2).map { [$0] } ?? []), name: spatial == 1 ? "2d" : nil)
+        guard spatial == 1 else { return [y] }
+        let ys = c.shape(y)
+        return [try reshape(y, to: [ys[0], ys[1], ys[3]], c)]
     }
 
+    /// 2-D pooling, and 1-D as 2-D over a height of 1.
     static func pool(_ kind: PoolKind, _ c: ImportContext) throws -> ImportedValue {
-        let x = try c.required(0)
-        let shape = c.shape(x)
-        guard shape.count == 4 else { throw c.unsupported("only 2-D pooling is supported (input rank \(shape.count))") }
-        guard let kernel = c.node.ints("kernel_shape"), kernel.count == 2 else { throw c.fail("needs a 2-D kernel_shape") }
+        var x = try c.required(0)
+        let original = c.shape(x)
+        let spatial = original.count - 2
+        guard (1...2).contains(spatial) else { throw c.unsupported("only 1-D and 2-D pooling are supported (input rank \(original.count))") }
+        guard var kernel = c.node.ints("kernel_shape"), kernel.count == spatial else { throw c.fail("needs a kernel_shape of \(spatial) sizes") }
         if c.node.output.count > 1, !c.node.output[1].isEmpty { throw c.unsupported("the Indices output is not supported") }
         if let d = c.node.ints("dilations"), d.contains(where: { $0 != 1 }) { throw c.unsupported("dilated pooling is not supported") }
-        let strides = c.node.ints("strides") ?? [1, 1]
-        var pads = try pads(c, input: Array(shape[2...]), kernel: kernel, strides: strides, dilations: [1, 1])
+        var strides = c.node.ints("strides") ?? Array(repeating: 1, count: spatial)
+        var pads = try pads(c, input: Array(original[2...]), kernel: kernel, strides: strides, dilations: Array(repeating: 1, count: spatial))
+        guard strides.count == spatial, pads.count == 2 * spatial else { throw c.fail("has strides or pads of the wrong length") }
+        if spatial == 1 {
+            x = try reshape(x, to: [original[0], original[1], 1, original[2]], c)
+            (kernel, strides, pads) = ([1] + kernel, [1] + strides, [0, pads[0], 0, pads[1]])
+        }
+        let shape = c.shape(x)
         if c.node.int("ceil_mode", 0) != 0 {
             // Ceil mode adds windows at the end; padding them reproduces it, except that a window
             // starting wholly in the end padding is dropped (as ONNX Runtime and PyTorch do).
@@ -80,7 +104,11 @@ extension OpHandlers {
             }
         }
         let include = c.node.int("count_include_pad", 0) != 0
-        return try c.apply(.pool2d(Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include)), [x])
+        let attributes = Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include)
+        let y = try c.apply(.pool2d(attributes), [x], name: spatial == 1 ? "2d" : nil)
+        guard spatial == 1 else { return y }
+        let ys = c.shape(y)
+        return try reshape(y, to: [ys[0], ys[1], ys[3]], c)
     }
 
     /// Gemm: Y = alpha * A' B' + beta * C, with A' and B' optionally transposed. A bias that is
@@ -121,9 +149,9 @@ extension OpHandlers {
     }
 
     /// LayerNormalization over the axes from `axis` on: (x - mean) / sqrt(var + eps) * scale + bias,
-    /// written with reductions and elementwise ops (a fusion pass makes it one kernel).
+    /// written with reductions and elementwise ops (a fusion pass makes it one kernel). The
+    /// optional outputs are the mean and 1 / sqrt(var + eps).
     static func layerNorm(_ c: ImportContext) throws -> [ImportedValue] {
-        if c.node.output.dropFirst().contains(where: { !$0.isEmpty }) { throw c.unsupported("the Mean and InvStdDev outputs are not supported") }
         let x = try c.required(0), scale = try c.required(1)
         let rank = c.shape(x).count
         let axes = Array(try c.axis(c.node.int("axis", -1), rank: rank)..<rank)
@@ -134,8 +162,9 @@ extension OpHandlers {
         let shifted = try c.apply(.binary(.add), [variance, c.scalar(c.node.float("epsilon", 1e-5))], name: "variance_eps")
         let deviation = try c.apply(.unary(.sqrt), [shifted], name: "deviation")
         let normalized = try c.apply(.binary(.div), [centered, deviation], name: "normalized")
-        guard let bias = try c.input(2) else { return [try c.apply(.binary(.mul), [normalized, scale])] }
+        let extra = c.node.output.dropFirst().contains { !$0.isEmpty } ? [mean, try c.apply(.unary(.reciprocal), [deviation], name: "inv_std")] : []
+        guard let bias = try c.input(2) else { return [try c.apply(.binary(.mul), [normalized, scale])] + extra }
         let scaled = try c.apply(.binary(.mul), [normalized, scale], name: "scaled")
-        return [try c.apply(.binary(.add), [scaled, bias])]
+        return [try c.apply(.binary(.add), [scaled, bias])] + extra
     }
 }

@@ -75,12 +75,12 @@ public final class CompiledModel: @unchecked Sendable {
         }
         for (spec, buffer) in zip(program.inputs, inputs) {
             let expected = spec.shape.reduce(1, *)
-            guard buffer.count == expected, buffer.baseAddress != nil else {
+            guard buffer.count == expected, buffer.baseAddress != nil || expected == 0 else {
                 throw LatheError.inputSizeMismatch(name: spec.name, expectedCount: expected, got: buffer.count)
             }
         }
         for (output, buffer) in zip(program.outputs, outputs) {
-            guard buffer.count == output.type.count, buffer.baseAddress != nil else {
+            guard buffer.count == output.type.count, buffer.baseAddress != nil || output.type.count == 0 else {
                 throw LatheError.inputSizeMismatch(name: "output \(output.name)", expectedCount: output.type.count, got: buffer.count)
             }
         }

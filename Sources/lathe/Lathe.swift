@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Lathe
 import LatheExamples
+import LatheConformance
 import LatheONNX
 
 @main
@@ -9,7 +10,7 @@ struct LatheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lathe",
         abstract: "Compile neural networks to native code, and see what the compiler did.",
-        subcommands: [Dump.self, Run.self, Demo.self, Models.self])
+        subcommands: [Dump.self, Run.self, Demo.self, Models.self, Conformance.self])
 }
 
 /// Options shared by the commands that take a model: a built-in name or an .onnx file.
@@ -101,6 +102,28 @@ struct Run: ParsableCommand {
                 try t.npyData.write(to: URL(fileURLWithPath: outputDir).appendingPathComponent(fileName(forOutput: name) + ".npy"))
             }
         }
+    }
+}
+
+struct Conformance: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run ONNX's operator conformance suite (a folder of node test cases) and report the counts.")
+
+    @Argument(help: "The folder of cases, e.g. ../shared/onnx-node-tests/node.")
+    var directory: String
+
+    @Option(help: "Only the cases whose name contains this text.")
+    var filter: String?
+
+    @Option(help: "Write the Markdown report here.")
+    var report: String?
+
+    func run() throws {
+        let results = NodeTestSuite.run(directory: URL(fileURLWithPath: directory), matching: filter)
+        guard !results.isEmpty else { throw ValidationError("no test cases in \(directory)") }
+        let text = NodeTestSuite.report(results)
+        if let report { try text.write(toFile: report, atomically: true, encoding: .utf8) }
+        print(text.split(separator: "\n").prefix(3).joined(separator: "\n"))
     }
 }
 

@@ -60,7 +60,7 @@ struct ErrorTests {
         #expect(throws: LatheError.self) { try x.reshaped([4, -1]) }
         #expect(throws: LatheError.self) { try x.dropout(rate: 1.5) }
         #expect(throws: LatheError.duplicateName("x")) { try g.input("x", shape: [1]) }
-        #expect(throws: LatheError.self) { try g.input("bad", shape: [0, 2]) }
+        #expect(throws: LatheError.self) { try g.input("bad", shape: [-1, 2]) }
     }
 
     @Test func valuesOfAnotherGraphAreRejected() throws {

@@ -1,0 +1,128 @@
+import Foundation
+import Lathe
+import LatheONNX
+
+/// Runs ONNX's operator conformance suite (one directory per case: model.onnx and
+/// test_data_set_0/input_K.pb, output_K.pb) through the importer and the JIT.
+public enum NodeTestSuite {
+    public enum Outcome: Equatable, Sendable {
+        case passed
+        case failed(String)
+        case unsupported(String)
+    }
+
+    public struct CaseResult: Sendable {
+        public let name: String
+        public let outcome: Outcome
+        /// Whether Lathe claims the case: every op is one the importer reads, and every input and
+        /// output is float32 (Lathe computes in float32; integers only as constants).
+        public let claimed: Bool
+        public let opTypes: [String]
+    }
+
+    /// ONNX's own tolerances for float32 outputs.
+    public static let relativeTolerance: Float = 1e-3
+    public static let absoluteTolerance: Float = 1e-5
+
+    public static func run(directory: URL, matching filter: String? = nil, workers: Int = 2) -> [CaseResult] {
+        let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+            .filter { filter == nil || $0.contains(filter!) }.sorted()
+        var results = [CaseResult?](repeating: nil, count: names.count)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: max(workers, 1)) { worker in
+            for i in stride(from: worker, to: names.count, by: max(workers, 1)) {
+                let result = runCase(directory.appendingPathComponent(names[i]), name: names[i])
+                lock.lock()
+                results[i] = result
+                lock.unlock()
+            }
+        }
+        return results.compactMap { $0 }
+    }
+
+    public static func runCase(_ folder: URL, name: String) -> CaseResult {
+        let supported = ONNXImporter.supportedOpTypes
+        guard let data = try? Data(contentsOf: folder.appendingPathComponent("model.onnx")) else {
+            return CaseResult(name: name, outcome: .failed("no model.onnx"), claimed: false, opTypes: [])
+        }
+        let summary = try? ONNXImporter.summary(data)
+        let ops = summary?.opTypes ?? []
+        let claimed = !ops.isEmpty && ops.allSatisfy(supported.contains) && summary?.floatInputsAndOutputs == true
+        func result(_ outcome: Outcome) -> CaseResult { CaseResult(name: name, outcome: outcome, claimed: claimed, opTypes: ops) }
+        do {
+            let imported = try ONNXImporter.load(data, fileName: "\(name).onnx")
+            let dataSet = folder.appendingPathComponent("test_data_set_0")
+            func tensors(_ prefix: String) throws -> [HostTensor] {
+                var list: [HostTensor] = []
+                while let bytes = try? Data(contentsOf: dataSet.appendingPathComponent("\(prefix)_\(list.count).pb")) {
+                    list.append(try ONNXImporter.readTensor(bytes, name: "\(prefix)_\(list.count)"))
+                }
+                return list
+            }
+            let inputs = try tensors("input"), expected = try tensors("output")
+            let specs = imported.graph.inputs
+            guard specs.count == inputs.count, imported.outputs.count == expected.count else {
+                return result(.unsupported("the model takes \(specs.count) of \(inputs.count) inputs (optional or non-float inputs)"))
+            }
+            let model = try Compiler.compile(imported.graph, outputs: imported.outputs)
+            var feeds: [String: HostTensor] = [:]
+            for (spec, tensor) in zip(specs, inputs) { feeds[spec.name] = tensor }
+            let outputs = try model.run(feeds)
+            for ((outputName, _), want) in zip(imported.outputs, expected) {
+                let got = outputs[outputName]!
+                guard got.count == want.count else { return result(.failed("output \(outputName) has shape \(got.shape), expected \(want.shape)")) }
+                if let bad = got.scalars.indices.first(where: { !close(got.scalars[$0], want.scalars[$0]) }) {
+                    return result(.failed("output \(outputName)[\(bad)] is \(got.scalars[bad]), expected \(want.scalars[bad])"))
+                }
+            }
+            return result(.passed)
+        } catch let LatheError.unsupportedOps(list) {
+            return result(.unsupported(list.map(\.opType).joined(separator: ", ")))
+        } catch let LatheError.unsupported(reason) {
+            return result(.unsupported(reason))
+        } catch {
+            return result(.failed("\(error)"))
+        }
+    }
+
+    static func close(_ a: Float, _ b: Float) -> Bool {
+        if a.isNaN || b.isNaN { return a.isNaN && b.isNaN }
+        if a.isInfinite || b.isInfinite { return a == b }
+        return abs(a - b) <= absoluteTolerance + relativeTolerance * abs(b)
+    }
+
+    /// A Markdown report: the counts, then every case that did not pass, with its reason.
+    public static func report(_ results: [CaseResult]) -> String {
+        let passed = results.filter { $0.outcome == .passed }
+        let claimed = results.filter(\.claimed)
+        let claimedPassed = claimed.filter { $0.outcome == .passed }
+        let unsupported = results.filter { if case .unsupported = $0.outcome { return true } else { return false } }
+        let failed = results.filter { if case .failed = $0.outcome { return true } else { return false } }
+        let rate = claimed.isEmpty ? 0 : 100 * Double(claimedPassed.count) / Double(claimed.count)
+        var lines = [
+            "| cases | passed | failed | unsupported | claimed: supported ops, float32 inputs and outputs | of those, passed |",
+            "|---|---|---|---|---|---|",
+            "| \(results.count) | \(passed.count) | \(failed.count) | \(unsupported.count) | \(claimed.count) | \(claimedPassed.count) (\(String(format: "%.1f", rate))%) |",
+            "",
+        ]
+        lines += ["## Cases of supported ops that do not pass", "", "| case | outcome | reason |", "|---|---|---|"]
+        for r in claimed where r.outcome != .passed {
+            switch r.outcome {
+            case let .failed(reason): lines.append("| \(r.name) | failed | \(cell(reason)) |")
+            case let .unsupported(reason): lines.append("| \(r.name) | unsupported | \(cell(reason)) |")
+            case .passed: break
+            }
+        }
+        var missing: [String: Int] = [:]
+        for r in results where !r.claimed {
+            for op in Set(r.opTypes) where !ONNXImporter.supportedOpTypes.contains(op) { missing[op, default: 0] += 1 }
+        }
+        lines += ["", "## Op types Lathe does not import, by the number of cases that use them", "", "| op | cases |", "|---|---|"]
+        for (op, count) in missing.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) { lines.append("| \(op) | \(count) |") }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    private static func cell(_ text: String) -> String {
+        String(text.replacingOccurrences(of: "|", with: "/").replacingOccurrences(of: "\n", with: " ").prefix(200))
+    }
+}
