@@ -100,6 +100,18 @@ public enum NodeTestSuite {
         let failed = results.filter { if case .failed = $0.outcome { return true } else { return false } }
         let rate = claimed.isEmpty ? 0 : 100 * Double(claimedPassed.count) / Double(claimed.count)
         var lines = [
+            "# ONNX operator conformance",
+            "",
+            "ONNX's own node tests, each case run through the importer and the JIT and compared with ONNX's tolerances",
+            "(rtol 1e-3, atol 1e-5). Regenerate with:",
+            "",
+            "    swift build -c release && .build/release/lathe conformance ../shared/onnx-node-tests/node --report docs/conformance.md",
+            "",
+            "A case is *claimed* when every op in it is one the importer reads and every input and output is float32:",
+            "Lathe computes in float32 and keeps integers only as import-time constants (shapes, axes, indices), so a",
+            "case that feeds int64 or bool tensors at run time is outside what it claims. The tests (LatheONNXTests)",
+            "require at least 95% of the claimed cases to pass.",
+            "",
             "| cases | passed | failed | unsupported | claimed: supported ops, float32 inputs and outputs | of those, passed |",
             "|---|---|---|---|---|---|",
             "| \(results.count) | \(passed.count) | \(failed.count) | \(unsupported.count) | \(claimed.count) | \(claimedPassed.count) (\(String(format: "%.1f", rate))%) |",

@@ -1,0 +1,42 @@
+import Foundation
+import LatheConformance
+import Testing
+
+/// ONNX's node tests live beside the repository (../shared/onnx-node-tests), not in it.
+let nodeTests = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/onnx-node-tests/node")
+
+@Suite("ONNX's operator conformance suite")
+struct ConformanceTests {
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: nodeTests.path), "needs ../shared/onnx-node-tests beside the repository"))
+    func claimedCasesPass() throws {
+        let results = NodeTestSuite.run(directory: nodeTests)
+        let claimed = results.filter(\.claimed)
+        let passed = claimed.filter { $0.outcome == .passed }
+        print(NodeTestSuite.report(results).split(separator: "\n").drop { !$0.hasPrefix("| cases") }.prefix(3).joined(separator: "\n"))
+        #expect(results.count > 1800)
+        #expect(claimed.count > 300)
+        #expect(Double(passed.count) >= 0.95 * Double(claimed.count), "\(passed.count) of \(claimed.count) claimed cases pass")
+        // A wrong number is worse than a refusal: none of the claimed cases may compute wrongly.
+        for r in claimed { if case let .failed(reason) = r.outcome { Issue.record("\(r.name): \(reason)") } }
+    }
+
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: nodeTests.path), "needs ../shared/onnx-node-tests beside the repository"))
+    func aWrongExpectationFails() throws {
+        // The comparison can fail: run a passing case against another case's expected output.
+        let relu = NodeTestSuite.runCase(nodeTests.appendingPathComponent("test_relu"), name: "test_relu")
+        #expect(relu.outcome == .passed)
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-conformance-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch.appendingPathComponent("test_data_set_0"), withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let source = nodeTests.appendingPathComponent("test_relu")
+        try FileManager.default.copyItem(at: source.appendingPathComponent("model.onnx"), to: scratch.appendingPathComponent("model.onnx"))
+        try FileManager.default.copyItem(at: source.appendingPathComponent("test_data_set_0/input_0.pb"), to: scratch.appendingPathComponent("test_data_set_0/input_0.pb"))
+        try FileManager.default.copyItem(at: source.appendingPathComponent("test_data_set_0/input_0.pb"), to: scratch.appendingPathComponent("test_data_set_0/output_0.pb"))
+        let wrong = NodeTestSuite.runCase(scratch, name: "relu_against_its_input")
+        guard case .failed = wrong.outcome else {
+            Issue.record("relu compared with its own input should fail, got \(wrong.outcome)")
+            return
+        }
+    }
+}
