@@ -199,7 +199,13 @@ final class IRBuilder {
         var parameters = [LLVMType?](repeating: floatPointer, count: pointerCount)
         let type = LLVMFunctionType(void, &parameters, UInt32(pointerCount), 0)
         let function = LLVMAddFunction(module, name, type)!
-        if !exported { LLVMSetLinkage(function, LLVMInternalLinkage) }
+        if !exported {
+            LLVMSetLinkage(function, LLVMInternalLinkage)
+            // Each kernel stays a function of its own: inlining hundreds of kernels into the entry
+            // point made one function so large that O3 took tens of seconds (DenseNet-121: 33 s).
+            let noinline = LLVMGetEnumAttributeKindForName("noinline", 8)
+            LLVMAddAttributeAtIndex(function, UInt32(bitPattern: -1), LLVMCreateEnumAttribute(context, noinline, 0))
+        }
         let noalias = LLVMGetEnumAttributeKindForName("noalias", 7)
         for p in 0..<pointerCount {
             LLVMAddAttributeAtIndex(function, UInt32(p + 1), LLVMCreateEnumAttribute(context, noalias, 0))

@@ -8,6 +8,21 @@ public struct CodegenTarget: Sendable {
     public init(vectorWidth: Int) { self.vectorWidth = vectorWidth }
 }
 
+/// What a kernel's code depends on.
+struct KernelSignature: Hashable {
+    let work: KernelWork
+    let operands: [TensorType]
+    let result: TensorType
+    let scratch: TensorType?
+
+    init(_ kernel: Kernel) {
+        work = kernel.work
+        operands = kernel.operands.map(\.type)
+        result = kernel.result.type
+        scratch = kernel.scratch?.type
+    }
+}
+
 /// Emits a whole kernel program as one LLVM module: a function per kernel and the entry point
 ///
 ///     void lathe_run(float* arena, float* weights, float** inputs, float** outputs)
@@ -18,7 +33,17 @@ public enum ModuleEmitter {
 
     public static func emit(_ program: KernelProgram, into module: LLVMModuleRef, context: LLVMContextRef, target: CodegenTarget) throws {
         let b = IRBuilder(context: context, module: module, vectorWidth: target.vectorWidth)
-        let functions = try program.kernels.map { try b.emitKernel($0) }
+        // A kernel's code depends only on what it computes and on its shapes (buffers arrive as
+        // pointers), so kernels with one signature share one function: ResNet-50's repeated
+        // blocks compile once.
+        var bySignature: [KernelSignature: LLVMValueRef] = [:]
+        let functions = try program.kernels.map { kernel -> LLVMValueRef in
+            let signature = KernelSignature(kernel)
+            if let shared = bySignature[signature] { return shared }
+            let function = try b.emitKernel(kernel)
+            bySignature[signature] = function
+            return function
+        }
 
         let pointerArray = LLVMPointerType(b.floatPointer, 0)
         var parameters: [LLVMTypeRef?] = [b.floatPointer, b.floatPointer, pointerArray, pointerArray]

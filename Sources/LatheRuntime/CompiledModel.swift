@@ -8,8 +8,10 @@ import LatheIR
 public final class CompiledModel: @unchecked Sendable {
     public let program: KernelProgram
     public let target: HostTarget
-    /// Wall time of the whole compile: passes, codegen, LLVM O3, JIT.
-    public let compileSeconds: Double
+    /// Wall time of each compile stage: passes and planning, LLVM IR, LLVM O3, machine code, weights.
+    public let compileStages: [(stage: String, seconds: Double)]
+    /// Wall time of the whole compile.
+    public var compileSeconds: Double { compileStages.reduce(0) { $0 + $1.seconds } }
     /// The optimized LLVM IR, when asked for in CompileOptions.
     public let llvmIR: String?
 
@@ -22,12 +24,12 @@ public final class CompiledModel: @unchecked Sendable {
     private let lock = NSLock()
 
     init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: [Float], target: HostTarget,
-         compileSeconds: Double, llvmIR: String?) {
+         compileStages: [(stage: String, seconds: Double)], llvmIR: String?) {
         self.program = program
         self.jit = jit
         self.entry = entry
         self.target = target
-        self.compileSeconds = compileSeconds
+        self.compileStages = compileStages
         self.llvmIR = llvmIR
         let alignment = 64
         let weightsRegion = UnsafeMutableRawPointer.allocate(byteCount: max(program.weightsBytes, alignment), alignment: alignment)

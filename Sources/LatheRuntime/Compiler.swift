@@ -14,9 +14,10 @@ public struct CompileOptions: Sendable {
 /// Graph -> passes -> kernel program -> LLVM IR -> O3 for the host -> ORC JIT.
 public enum Compiler {
     public static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions = CompileOptions()) throws -> CompiledModel {
-        let start = ContinuousClock.now
+        var stages = StageClock()
         try Pipeline.run(graph, outputs: outputs.map(\.value))
         let program = try KernelProgram.build(graph, outputs: outputs)
+        stages.lap("passes and planning")
         let target = HostTarget.detect()
 
         let threadSafeContext = LLVMOrcCreateNewThreadSafeContext()!
@@ -34,9 +35,11 @@ public enum Compiler {
             LLVMSetTarget(module, target.triple)
             try ModuleEmitter.emit(program, into: module, context: context, target: CodegenTarget(vectorWidth: target.vectorWidth))
             try verify(module, "emitted")
+            stages.lap("LLVM IR")
             let passOptions = LLVMCreatePassBuilderOptions()
             defer { LLVMDisposePassBuilderOptions(passOptions) }
             try check(LLVMRunPasses(module, "default<O3>", machine, passOptions), "optimizing")
+            stages.lap("LLVM O3")
             if options.keepLLVMIR { llvmIR = takeMessage(LLVMPrintModuleToString(module)) }
         } catch {
             LLVMDisposeModule(module)
@@ -44,15 +47,15 @@ public enum Compiler {
         }
         let jit = try JITSession(module: module, context: threadSafeContext, target: target)
         let entry = try jit.lookup(ModuleEmitter.entryName)
+        stages.lap("machine code (JIT)")
         var weights = [Float](repeating: 0, count: program.weightsBytes / 4)
         for (slot, offset) in program.weightPlacements {
             let data = graph.constants[slot].scalars
             weights.replaceSubrange((offset / 4)..<(offset / 4 + data.count), with: data)
         }
-        let elapsed = ContinuousClock.now - start
+        stages.lap("weights")
         return CompiledModel(program: program, jit: jit, entry: entry, weights: weights, target: target,
-                             compileSeconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18,
-                             llvmIR: llvmIR)
+                             compileStages: stages.laps, llvmIR: llvmIR)
     }
 
     private static func verify(_ module: LLVMModuleRef, _ stage: String) throws {
@@ -60,5 +63,18 @@ public enum Compiler {
         let failed = LLVMVerifyModule(module, LLVMReturnStatusAction, &message) != 0
         let text = takeMessage(message)
         if failed { throw LatheError.backend("the \(stage) module is invalid: \(text)") }
+    }
+}
+
+/// Wall time of each compile stage.
+struct StageClock {
+    private var last = ContinuousClock.now
+    private(set) var laps: [(stage: String, seconds: Double)] = []
+
+    mutating func lap(_ stage: String) {
+        let now = ContinuousClock.now
+        let d = now - last
+        laps.append((stage, Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18))
+        last = now
     }
 }

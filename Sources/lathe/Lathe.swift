@@ -83,6 +83,9 @@ struct Run: ParsableCommand {
     @Option(help: "Threads to run on (Lathe runs kernels on 1 thread for now).")
     var threads: Int = 1
 
+    @Flag(help: "Print the time of each compile stage to standard error.")
+    var timing = false
+
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let (graph, outputs) = try options.build()
@@ -92,6 +95,10 @@ struct Run: ParsableCommand {
             let parts = item.split(separator: "=", maxSplits: 1)
             guard parts.count == 2 else { throw ValidationError("--input takes NAME=FILE.npy, got '\(item)'") }
             feeds[String(parts[0])] = try HostTensor(npyFile: URL(fileURLWithPath: String(parts[1])))
+        }
+        if timing {
+            let stages = model.compileStages.map { String(format: "%@ %.1f ms", $0.stage, $0.seconds * 1000) }.joined(separator: ", ")
+            FileHandle.standardError.write("compile: \(stages)\n".data(using: .utf8)!)
         }
         let results = try model.run(feeds)
         if let outputDir { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) }
