@@ -1,10 +1,12 @@
 import CLLVM
 
-/// A row-major matrix operand: element (i, j) at base[offset + i * rowStride + j].
+/// A matrix operand: element (i, j) at base[offset + i * rowStride + j * columnStride]
+/// (column stride 1, row-major, except for a transposed A).
 struct MatrixView {
     var base: LLVMValue
     var offset: LLVMValue
     var rowStride: Int
+    var columnStride = 1
 }
 
 /// What the GEMM adds to each result before storing it.
@@ -60,7 +62,7 @@ extension IRBuilder {
             let bRow = offset(bColumn, p, times: b.rowStride)
             let bValues = (0..<vectors).map { v in load(b.base, iadd(bRow, int(v * lanes)), lanes: lanes) }
             for r in 0..<rows {
-                let aValue = splat(load(a.base, iadd(aRow[r], p)), lanes: lanes)
+                let aValue = splat(load(a.base, offset(aRow[r], p, times: a.columnStride)), lanes: lanes)
                 for v in 0..<vectors {
                     let slot = accumulators[r * vectors + v]
                     write(fma(aValue, bValues[v], read(slot, type: vectorType)), slot)

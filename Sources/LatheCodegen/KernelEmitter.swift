@@ -79,6 +79,13 @@ extension IRBuilder {
                 softmax(axis: axis, log: false, output: out, input: x[0], shape: shape)
             case let .logSoftmax(axis):
                 softmax(axis: axis, log: true, output: out, input: x[0], shape: shape)
+            case let .convTranspose2d(a):
+                guard let g = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: shape, a), let scratch else {
+                    throw LatheError.unsupported("conv_transpose2d with shapes \(shapes)")
+                }
+                convolutionTransposed(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch)
+            case let .gather(axis):
+                gather(axis: axis, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexCount: kernel.operands[1].type.count)
             case let .lrn(size, alpha, beta, bias):
                 localResponseNorm(size: size, alpha: alpha, beta: beta, bias: bias, output: out, input: x[0], shape: shape)
             }

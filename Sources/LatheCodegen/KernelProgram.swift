@@ -54,6 +54,7 @@ public struct Kernel: Sendable {
             case .dense: return 2 * result.type.count * shapes[0][1]
             case .matmul: return 2 * result.type.count * (shapes[0].last ?? 1)
             case .conv2d: return 2 * result.type.count * shapes[1].dropFirst().reduce(1, *)
+            case .convTranspose2d: return 2 * operands[0].type.count * shapes[1].dropFirst().reduce(1, *)
             case let .pool2d(a): return result.type.count * a.kernel.reduce(1, *)
             case .reduce, .globalAveragePool, .softmax, .logSoftmax: return operands[0].type.count
             default: return result.type.count
@@ -172,9 +173,18 @@ extension KernelProgram {
                              weightsBytes: weightsBytes, weightPlacements: weightPlacements)
     }
 
-    /// A convolution unfolds its input (im2col) into scratch unless it is a plain 1x1.
+    /// A convolution unfolds its input (im2col) into scratch unless it is a plain 1x1; a
+    /// transposed convolution keeps its columns there before scattering them.
     static func scratchBytes(_ node: Node, _ graph: Graph) -> Int {
-        guard case let .conv2d(a) = node.op, let geometry = ConvGeometry(node, graph, a), geometry.needsUnfold else { return 0 }
-        return geometry.unfoldedRows * geometry.outputPlane * 4
+        let shapes = node.operands.map { graph[$0].type.shape }
+        switch node.op {
+        case let .conv2d(a):
+            guard let g = ConvGeometry(node, graph, a), g.needsUnfold else { return 0 }
+            return g.unfoldedRows * g.outputPlane * 4
+        case let .convTranspose2d(a):
+            return (ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: node.type.shape, a)?.scratchFloats ?? 0) * 4
+        default:
+            return 0
+        }
     }
 }

@@ -47,6 +47,8 @@ public enum Interpreter {
         case let .softmax(axis): return softmax(x[0], axis: axis, log: false)
         case let .logSoftmax(axis): return softmax(x[0], axis: axis, log: true)
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
+        case let .convTranspose2d(a): return convTranspose2d(x, a, shape: shape)
+        case let .gather(axis): return gather(x[0], indices: x[1], axis: axis, shape: shape)
         case let .lrn(size, alpha, beta, bias): return lrn(x[0], size: size, alpha: alpha, beta: beta, bias: bias)
         }
     }

@@ -33,6 +33,13 @@ public enum Op: Hashable, Sendable {
     case reduce(ReduceKind, axes: [Int], keepDims: Bool)
     /// Identity when compiled for inference.
     case dropout(rate: Float)
+    /// Transposed NCHW convolution (a convolution's gradient with respect to its input; the
+    /// decoder half of autoencoders and GAN generators). Weights [C, OC/groups, KH, KW], optional
+    /// bias [OC].
+    case convTranspose2d(ConvTranspose2DAttributes)
+    /// Picks slices of the data along `axis` by index: output data[:axis] + indices + data[axis+1:].
+    /// Indices are float operands holding whole numbers; out-of-range ones are clamped.
+    case gather(axis: Int)
     /// Local response normalization across channels (axis 1):
     /// y = x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta.
     case lrn(size: Int, alpha: Float, beta: Float, bias: Float)
@@ -69,6 +76,22 @@ public struct Conv2DAttributes: Hashable, Sendable {
     public init(strides: [Int] = [1, 1], pads: [Int] = [0, 0, 0, 0], dilations: [Int] = [1, 1], groups: Int = 1) {
         self.strides = strides
         self.pads = pads
+        self.dilations = dilations
+        self.groups = groups
+    }
+}
+
+public struct ConvTranspose2DAttributes: Hashable, Sendable {
+    public var strides: [Int]
+    public var pads: [Int]           // [top, left, bottom, right], taken off the full output
+    public var outputPadding: [Int]  // extra rows and columns at the bottom and right
+    public var dilations: [Int]
+    public var groups: Int
+
+    public init(strides: [Int] = [1, 1], pads: [Int] = [0, 0, 0, 0], outputPadding: [Int] = [0, 0], dilations: [Int] = [1, 1], groups: Int = 1) {
+        self.strides = strides
+        self.pads = pads
+        self.outputPadding = outputPadding
         self.dilations = dilations
         self.groups = groups
     }

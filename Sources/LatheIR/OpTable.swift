@@ -122,6 +122,8 @@ extension Op {
         case let .reduce(kind, _, _): return "reduce_\(kind.rawValue)"
         case .dropout: return "dropout"
         case .lrn: return "lrn"
+        case .convTranspose2d: return "conv_transpose2d"
+        case .gather: return "gather"
         }
     }
 
@@ -130,9 +132,9 @@ extension Op {
         case .input, .constant: return .opaque
         case .unary: return .elementwise
         case .binary, .batchNorm: return .broadcast
-        case .reshape, .flatten, .transpose, .concat, .slice, .dropout: return .injective
+        case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather: return .injective
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .reduce, .lrn: return .reduction
-        case .matmul, .dense, .conv2d: return .contraction
+        case .matmul, .dense, .conv2d, .convTranspose2d: return .contraction
         }
     }
 
@@ -152,8 +154,8 @@ extension Op {
         case .input, .constant: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
              .dropout, .pool2d, .globalAveragePool, .lrn: return 1...1
-        case .binary, .matmul: return 2...2
-        case .dense, .conv2d: return 2...3
+        case .binary, .matmul, .gather: return 2...2
+        case .dense, .conv2d, .convTranspose2d: return 2...3
         case .batchNorm: return 5...5
         case .concat: return 1...Int.max
         }
@@ -174,6 +176,9 @@ extension Op {
         case let .conv2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .batchNorm(eps): return "epsilon=\(eps)"
+        case let .convTranspose2d(a):
+            return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
+        case let .gather(axis): return "axis=\(axis)"
         case let .pool2d(a):
             let include = a.kind == .average ? ", count_include_pad=\(a.countIncludePad)" : ""
             return "kernel=\(list(a.kernel)), strides=\(list(a.strides)), pads=\(list(a.pads))\(include)"

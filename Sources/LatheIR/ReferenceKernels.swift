@@ -162,6 +162,53 @@ extension Interpreter {
         return out
     }
 
+    /// Every input element scatters its products with the kernel into the output.
+    static func convTranspose2d(_ x: [HostTensor], _ a: ConvTranspose2DAttributes, shape: [Int]) -> HostTensor {
+        let (n, c, h, w) = (x[0].shape[0], x[0].shape[1], x[0].shape[2], x[0].shape[3])
+        let (ocg, kh, kw) = (x[1].shape[1], x[1].shape[2], x[1].shape[3])
+        let (oc, oh, ow) = (shape[1], shape[2], shape[3])
+        let cg = c / a.groups
+        var acc = [Double](repeating: 0, count: shape.reduce(1, *))
+        for b in 0..<n {
+            for ch in 0..<c {
+                let g = ch / cg
+                for iy in 0..<h {
+                    for ix in 0..<w {
+                        let v = Double(x[0].scalars[((b * c + ch) * h + iy) * w + ix])
+                        for o in 0..<ocg {
+                            for ky in 0..<kh {
+                                let oy = iy * a.strides[0] + ky * a.dilations[0] - a.pads[0]
+                                guard oy >= 0, oy < oh else { continue }
+                                for kx in 0..<kw {
+                                    let ox = ix * a.strides[1] + kx * a.dilations[1] - a.pads[1]
+                                    guard ox >= 0, ox < ow else { continue }
+                                    acc[((b * oc + g * ocg + o) * oh + oy) * ow + ox] += v * Double(x[1].scalars[((ch * ocg + o) * kh + ky) * kw + kx])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var out = HostTensor(shape: shape)
+        for i in acc.indices { out.scalars[i] = Float(acc[i] + (x.count == 3 ? Double(x[2].scalars[(i / (oh * ow)) % oc]) : 0)) }
+        return out
+    }
+
+    static func gather(_ x: HostTensor, indices: HostTensor, axis: Int, shape: [Int]) -> HostTensor {
+        let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
+        let size = x.shape[axis]
+        var out = HostTensor(shape: shape)
+        var i = 0
+        for o in 0..<outer {
+            for index in indices.scalars {
+                let k = gatherIndex(index, size: size)
+                for j in 0..<inner { out.scalars[i] = x.scalars[(o * size + k) * inner + j]; i += 1 }
+            }
+        }
+        return out
+    }
+
     static func lrn(_ x: HostTensor, size: Int, alpha: Float, beta: Float, bias: Float) -> HostTensor {
         let channels = x.shape[1]
         let plane = x.shape.dropFirst(2).reduce(1, *)
@@ -197,4 +244,13 @@ extension Interpreter {
         }
         return out
     }
+}
+
+/// A float index as gather reads it: truncated toward zero, negative counted from the end as in
+/// NumPy, then clamped into 0..<size.
+public func gatherIndex(_ value: Float, size: Int) -> Int {
+    guard value.isFinite else { return 0 }
+    var k = Int(max(min(value, 1e9), -1e9))
+    if k < 0 { k += size }
+    return min(max(k, 0), size - 1)
 }

@@ -67,6 +67,12 @@ extension Op {
                 out.append((ends[axis] - starts[axis] + steps[axis] - 1) / steps[axis])
             }
             return TensorType(.float32, out)
+        case let .convTranspose2d(a):
+            return TensorType(.float32, try convTranspose2dShape(shapes, a))
+        case let .gather(axis):
+            let x = shapes[0]
+            guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
+            return TensorType(.float32, Array(x[..<axis]) + shapes[1] + Array(x[(axis + 1)...]))
         case let .lrn(size, _, _, _):
             guard size > 0 else { throw .attribute("size \(size) must be positive") }
             guard shapes[0].count >= 2 else { throw .shape("LRN needs [N, C, ...]") }
@@ -133,6 +139,23 @@ func conv2dShape(_ shapes: [[Int]], _ a: Conv2DAttributes) throws(OpRuleFailure)
     let ow = (x[3] + a.pads[1] + a.pads[3] - a.dilations[1] * (w[3] - 1) - 1) / a.strides[1] + 1
     guard oh > 0, ow > 0 else { throw .shape("the \(w[2])x\(w[3]) kernel does not fit the \(x[2])x\(x[3]) input") }
     return [x[0], w[0], oh, ow]
+}
+
+func convTranspose2dShape(_ shapes: [[Int]], _ a: ConvTranspose2DAttributes) throws(OpRuleFailure) -> [Int] {
+    let (x, w) = (shapes[0], shapes[1])
+    guard a.strides.count == 2, a.dilations.count == 2, a.pads.count == 4, a.outputPadding.count == 2,
+          a.strides.allSatisfy({ $0 > 0 }), a.dilations.allSatisfy({ $0 > 0 }), a.pads.allSatisfy({ $0 >= 0 }),
+          a.outputPadding.allSatisfy({ $0 >= 0 }), a.groups > 0 else {
+        throw .attribute("strides and dilations must be 2 positive numbers, pads 4 and output_padding 2 non-negative ones, groups positive")
+    }
+    guard x.count == 4, w.count == 4 else { throw .shape("input must be NCHW and weights [C, OC/groups, KH, KW]") }
+    guard w[0] == x[1], x[1] % a.groups == 0 else { throw .shape("input has \(x[1]) channels, weights expect \(w[0]) (divisible by groups \(a.groups))") }
+    let oc = w[1] * a.groups
+    if shapes.count == 3, shapes[2] != [oc] { throw .shape("bias must be [\(oc)]") }
+    let oh = a.strides[0] * (x[2] - 1) + a.outputPadding[0] + a.dilations[0] * (w[2] - 1) + 1 - a.pads[0] - a.pads[2]
+    let ow = a.strides[1] * (x[3] - 1) + a.outputPadding[1] + a.dilations[1] * (w[3] - 1) + 1 - a.pads[1] - a.pads[3]
+    guard oh > 0, ow > 0 else { throw .shape("the padding leaves no output") }
+    return [x[0], oc, oh, ow]
 }
 
 func pool2dShape(_ x: [Int], _ a: Pool2DAttributes) throws(OpRuleFailure) -> [Int] {

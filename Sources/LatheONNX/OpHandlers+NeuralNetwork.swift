@@ -3,6 +3,7 @@ import LatheIR
 extension OpHandlers {
     static let neuralNetwork: [String: Handler] = [
         "Conv": conv,
+        "ConvTranspose": convTranspose,
         "MaxPool": { c in [try pool(.max, c)] },
         "AveragePool": { c in [try pool(.average, c)] },
         "GlobalAveragePool": { c in [try c.apply(.globalAveragePool, [try c.required(0)])] },
@@ -71,6 +72,50 @@ extension OpHandlers {
         }
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1))
         let y = try c.apply(.conv2d(attributes), [x, w] + (try c.input(2).map { [$0] } ?? []), name: spatial == 1 ? "2d" : nil)
+        guard spatial == 1 else { return [y] }
+        let ys = c.shape(y)
+        return [try reshape(y, to: [ys[0], ys[1], ys[3]], c)]
+    }
+
+    /// 2-D transposed convolution, and 1-D as 2-D over a height of 1. With output_shape (or SAME
+    /// auto_pad, meaning input x stride) the padding is what gives that shape, split as the ONNX
+    /// spec says; a shape past the full output grows the output padding.
+    static func convTranspose(_ c: ImportContext) throws -> [ImportedValue] {
+        var (x, w) = (try c.required(0), try c.required(1))
+        let (xs, ws) = (c.shape(x), c.shape(w))
+        let spatial = xs.count - 2
+        guard (1...2).contains(spatial), ws.count == xs.count else {
+            throw c.unsupported("only 1-D and 2-D transposed convolutions are supported (input rank \(xs.count))")
+        }
+        var strides = c.node.ints("strides") ?? Array(repeating: 1, count: spatial)
+        var dilations = c.node.ints("dilations") ?? Array(repeating: 1, count: spatial)
+        var outputPadding = c.node.ints("output_padding") ?? Array(repeating: 0, count: spatial)
+        var pads = c.node.ints("pads") ?? Array(repeating: 0, count: 2 * spatial)
+        guard strides.count == spatial, dilations.count == spatial, outputPadding.count == spatial, pads.count == 2 * spatial else {
+            throw c.fail("has strides, dilations, pads or output_padding of the wrong length")
+        }
+        let mode = c.node.string("auto_pad", "NOTSET")
+        var target = c.node.ints("output_shape").map { Array($0.suffix(spatial)) }
+        if target == nil, mode == "SAME_UPPER" || mode == "SAME_LOWER" { target = (0..<spatial).map { xs[2 + $0] * strides[$0] } }
+        if let target {
+            guard target.count == spatial else { throw c.fail("has an output_shape of the wrong length") }
+            var begin: [Int] = [], end: [Int] = []
+            for i in 0..<spatial {
+                let total = strides[i] * (xs[2 + i] - 1) + outputPadding[i] + (ws[2 + i] - 1) * dilations[i] + 1 - target[i]
+                if total < 0 { outputPadding[i] -= total }
+                let t = max(total, 0)
+                begin.append(mode == "SAME_UPPER" ? t / 2 : t - t / 2)
+                end.append(t - begin[i])
+            }
+            pads = begin + end
+        }
+        if spatial == 1 {
+            x = try reshape(x, to: [xs[0], xs[1], 1, xs[2]], c)
+            w = try reshape(w, to: [ws[0], ws[1], 1, ws[2]], c)
+            (strides, dilations, outputPadding, pads) = ([1] + strides, [1] + dilations, [0] + outputPadding, [0, pads[0], 0, pads[1]])
+        }
+        let attributes = ConvTranspose2DAttributes(strides: strides, pads: pads, outputPadding: outputPadding, dilations: dilations, groups: c.node.int("group", 1))
+        let y = try c.apply(.convTranspose2d(attributes), [x, w] + (try c.input(2).map { [$0] } ?? []), name: spatial == 1 ? "2d" : nil)
         guard spatial == 1 else { return [y] }
         let ys = c.shape(y)
         return [try reshape(y, to: [ys[0], ys[1], ys[3]], c)]

@@ -36,6 +36,25 @@ let convCases: [OpCase] = [
     }
 }
 
+struct ConvTransposeSetup: Sendable {
+    var input: [Int], weight: [Int]
+    var strides = [1, 1], pads = [0, 0, 0, 0], outputPadding = [0, 0], dilations = [1, 1], groups = 1, bias = true
+}
+
+let convTransposeCases: [OpCase] = [
+    ConvTransposeSetup(input: [1, 3, 5, 5], weight: [3, 4, 3, 3]),
+    ConvTransposeSetup(input: [2, 8, 7, 7], weight: [8, 4, 4, 4], strides: [2, 2], pads: [1, 1, 1, 1]),
+    ConvTransposeSetup(input: [1, 2, 4, 6], weight: [2, 3, 3, 2], strides: [2, 3], pads: [0, 1, 1, 0], outputPadding: [1, 2], bias: false),
+    ConvTransposeSetup(input: [1, 6, 5, 4], weight: [6, 2, 3, 3], dilations: [2, 1], groups: 3),
+    ConvTransposeSetup(input: [3, 5, 9, 9], weight: [5, 17, 2, 2], strides: [2, 2]),
+].map { s in
+    OpCase("conv_transpose2d \(s.input) w\(s.weight) s\(s.strides) p\(s.pads) op\(s.outputPadding) d\(s.dilations) g\(s.groups)",
+           [Operand(shape: s.input), Operand(shape: s.weight)] + (s.bias ? [Operand(shape: [s.weight[1] * s.groups])] : [])) { x in
+        let a = ConvTranspose2DAttributes(strides: s.strides, pads: s.pads, outputPadding: s.outputPadding, dilations: s.dilations, groups: s.groups)
+        return try x[0].apply(.convTranspose2d(a), Array(x.dropFirst()), .unknown)
+    }
+}
+
 @Suite("Contractions: JIT against the interpreter")
 struct ContractionOpTests {
     @Test(arguments: matmulCases)
@@ -46,4 +65,7 @@ struct ContractionOpTests {
 
     @Test(arguments: convCases)
     func conv2d(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+
+    @Test(arguments: convTransposeCases)
+    func convTranspose2d(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 }

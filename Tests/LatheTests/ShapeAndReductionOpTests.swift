@@ -35,6 +35,9 @@ let shapeCases: [OpCase] = [
     OpCase("log softmax axis 1", [Operand(shape: [3, 5, 2])]) { x in try x[0].logSoftmax(axis: 1) },
     OpCase("lrn size 5", [Operand(shape: [2, 7, 3, 5])]) { x in try x[0].apply(.lrn(size: 5, alpha: 1e-4, beta: 0.75, bias: 1), [], .unknown) },
     OpCase("lrn size 4 large alpha", [Operand(shape: [1, 6, 9])]) { x in try x[0].apply(.lrn(size: 4, alpha: 0.5, beta: 0.6, bias: 2), [], .unknown) },
+    OpCase("gather rows", [Operand(shape: [10, 7]), Operand(shape: [4, 3], range: -3...12)]) { x in try x[0].apply(.gather(axis: 0), [x[1]], .unknown) },
+    OpCase("gather axis 1", [Operand(shape: [2, 5, 9]), Operand(shape: [6], range: -5...5)]) { x in try x[0].apply(.gather(axis: 1), [x[1]], .unknown) },
+    OpCase("gather last axis", [Operand(shape: [3, 17]), Operand(shape: [2, 2], range: 0...16)]) { x in try x[0].apply(.gather(axis: 1), [x[1]], .unknown) },
 ] + reductionCases
 
 let reductionCases: [OpCase] = ReduceKind.allCases.flatMap { kind in

@@ -1,0 +1,92 @@
+import CLLVM
+import LatheIR
+
+/// The sizes of a transposed convolution, and how it maps onto a GEMM per image and group:
+/// columns[OCg*KH*KW, H*W] = W_g^T x input_g[Cg, H*W], then each column scatters into the
+/// output (col2im): the transpose of the convolution's unfold-and-multiply.
+struct ConvTransposeGeometry {
+    let batch, channels, height, width: Int
+    let outChannels, kernelH, kernelW, outH, outW: Int
+    let attributes: ConvTranspose2DAttributes
+
+    init?(input x: [Int], weights w: [Int], output: [Int], _ attributes: ConvTranspose2DAttributes) {
+        guard x.count == 4, w.count == 4, output.count == 4 else { return nil }
+        (batch, channels, height, width) = (x[0], x[1], x[2], x[3])
+        (kernelH, kernelW) = (w[2], w[3])
+        (outChannels, outH, outW) = (output[1], output[2], output[3])
+        self.attributes = attributes
+    }
+
+    var groups: Int { attributes.groups }
+    var groupChannels: Int { channels / groups }
+    var groupOutChannels: Int { outChannels / groups }
+    var columnRows: Int { groupOutChannels * kernelH * kernelW }
+    var inputPlane: Int { height * width }
+    var outputPlane: Int { outH * outW }
+    var scratchFloats: Int { columnRows * inputPlane }
+}
+
+extension IRBuilder {
+    func convolutionTransposed(_ g: ConvTransposeGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue) {
+        let a = g.attributes
+        // The output starts as the bias (or zero); the columns then add into it.
+        let start = StridedView(base: output, strides: [g.outChannels * g.outputPlane, g.outputPlane, 1])
+        let biasView = bias.map { [StridedView(base: $0, strides: [0, 1, 0])] } ?? []
+        elementwise(shape: [g.batch, g.outChannels, g.outputPlane], output: start, inputs: biasView) { v, lanes in
+            v.first ?? float(0, lanes: lanes)
+        }
+        loop(0, g.batch, unroll: false) { image in
+            loop(0, g.groups, unroll: false) { group in
+                let inputChannel = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
+                gemm(m: g.columnRows, n: g.inputPlane, k: g.groupChannels,
+                     a: MatrixView(base: weights, offset: imul(group, int(g.groupChannels * g.columnRows)), rowStride: 1, columnStride: g.columnRows),
+                     b: MatrixView(base: input, offset: imul(inputChannel, int(g.inputPlane)), rowStride: g.inputPlane),
+                     c: MatrixView(base: scratch, offset: int(0), rowStride: g.inputPlane), bias: .none)
+                let firstOutChannel = iadd(imul(image, int(g.outChannels)), imul(group, int(g.groupOutChannels)))
+                loop(0, g.groupOutChannels, unroll: false) { o in
+                    let plane = pointer(output, imul(iadd(firstOutChannel, o), int(g.outputPlane)))
+                    for ky in 0..<g.kernelH {
+                        let rowsY = ConvGeometry.validRange(count: g.height, size: g.outH, stride: a.strides[0], pad: a.pads[0], tap: ky * a.dilations[0])
+                        for kx in 0..<g.kernelW {
+                            let rowsX = ConvGeometry.validRange(count: g.width, size: g.outW, stride: a.strides[1], pad: a.pads[1], tap: kx * a.dilations[1])
+                            guard !rowsY.isEmpty, !rowsX.isEmpty else { continue }
+                            let row = iadd(imul(o, int(g.kernelH * g.kernelW)), int(ky * g.kernelW + kx))
+                            let column = StridedView(base: pointer(scratch, imul(row, int(g.inputPlane))),
+                                                     offset: rowsY.lowerBound * g.width + rowsX.lowerBound, strides: [g.width, 1])
+                            let oy = rowsY.lowerBound * a.strides[0] - a.pads[0] + ky * a.dilations[0]
+                            let ox = rowsX.lowerBound * a.strides[1] - a.pads[1] + kx * a.dilations[1]
+                            let target = StridedView(base: plane, offset: oy * g.outW + ox, strides: [a.strides[0] * g.outW, a.strides[1]])
+                            elementwise(shape: [rowsY.count, rowsX.count], output: target, inputs: [target, column]) { v, _ in add(v[0], v[1]) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copies the slice of `data` each index picks, along `axis`.
+    func gather(axis: Int, output: LLVMValue, data: LLVMValue, indices: LLVMValue, dataShape: [Int], indexCount: Int) {
+        let outer = dataShape[..<axis].reduce(1, *), size = dataShape[axis], inner = dataShape[(axis + 1)...].reduce(1, *)
+        loop(0, outer, unroll: false) { o in
+            loop(0, indexCount, unroll: false) { k in
+                let index = clampedIndex(load(indices, k), size: size)
+                let source = pointer(data, imul(iadd(imul(o, int(size)), index), int(inner)))
+                let target = pointer(output, imul(iadd(imul(o, int(indexCount)), k), int(inner)))
+                elementwise(shape: [inner], output: StridedView(base: target, strides: [1]), inputs: [StridedView(base: source, strides: [1])]) { v, _ in v[0] }
+            }
+        }
+    }
+
+    /// The code form of LatheIR's gatherIndex: truncate, count negatives from the end, clamp.
+    private func clampedIndex(_ value: LLVMValue, size: Int) -> LLVMValue {
+        let bounded = minimum(maximum(value, float(-1e9)), float(1e9))
+        let finite = select(compare(LLVMRealUNO, value, value), float(0), bounded)
+        var k = LLVMBuildFPToSI(builder, finite, i64, "")!
+        let negative = LLVMBuildICmp(builder, LLVMIntSLT, k, int(0), "")!
+        k = LLVMBuildSelect(builder, negative, iadd(k, int(size)), k, "")
+        let low = LLVMBuildICmp(builder, LLVMIntSLT, k, int(0), "")!
+        k = LLVMBuildSelect(builder, low, int(0), k, "")
+        let high = LLVMBuildICmp(builder, LLVMIntSGT, k, int(size - 1), "")!
+        return LLVMBuildSelect(builder, high, int(size - 1), k, "")
+    }
+}
