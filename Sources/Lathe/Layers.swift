@@ -1,7 +1,8 @@
 /// Keras-style layers. Each records where it was created (#fileID, #line), and the nodes it
 /// makes carry that location, so a shape error points at the layer in the user's model.
 
-/// A fully connected layer: y = activation(x W + b), W [inFeatures, units].
+/// A fully connected layer: y = activation(x W + b), W [inFeatures, units], applied to the last
+/// axis (an input [batch, time, features] gives [batch, time, units]).
 public final class Dense: Layer {
     public let units: Int
     public let activation: Activation
@@ -18,14 +19,16 @@ public final class Dense: Layer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         guard units > 0 else { throw LatheError.invalidAttribute(op: "dense", reason: "units must be positive, got \(units)", location: location) }
-        guard x.rank == 2 else {
-            throw LatheError.shapeMismatch(op: "dense", shapes: [x.shape], reason: "Dense takes [batch, features]; flatten the input first", location: location)
+        guard x.rank >= 2 else {
+            throw LatheError.shapeMismatch(op: "dense", shapes: [x.shape], reason: "Dense takes [batch, ..., features]", location: location)
         }
-        let features = x.shape[1]
+        let features = x.shape[x.rank - 1]
         try parameters.prepare(weightShape: [features, units], biasShape: [units], fanIn: features, fanOut: units, he: activation.prefersHeInit,
                                graph: x.graph, op: "dense", location)
         let name = x.graph.freshName("dense")
-        let y = try x.apply(.dense, parameters.constants(in: x.graph, layer: name, location), name: name, location)
+        let rows = x.rank == 2 ? x : try x.apply(.reshape(shape: [x.type.count / features, features]), [], name: "\(name).rows", location)
+        var y = try rows.apply(.dense, parameters.constants(in: x.graph, layer: name, location), name: name, location)
+        if x.rank > 2 { y = try y.apply(.reshape(shape: Array(x.shape.dropLast()) + [units]), [], name: "\(name).unrows", location) }
         return try activation.apply(y, location, layer: name)
     }
 }
@@ -219,4 +222,94 @@ public final class ActivationLayer: Layer {
         location = SourceLocation(fileID: fileID, line: line)
     }
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try activation.apply(x, location, layer: nil) }
+}
+
+/// A transposed 2-D convolution (Keras' Conv2DTranspose) over NCHW input: with `.same` padding
+/// the output is the input times the stride. Weights [C, filters, kernel, kernel].
+public final class ConvTranspose2D: Layer {
+    public let filters: Int
+    public let kernel: [Int]
+    public let strides: [Int]
+    public let padding: Padding
+    public let activation: Activation
+    public private(set) var parameters: WeightAndBias
+    let location: SourceLocation
+
+    public init(_ filters: Int, kernel: Int, stride: Int = 1, padding: Padding = .valid, activation: Activation = .linear,
+                useBias: Bool = true, weight: HostTensor? = nil, bias: HostTensor? = nil, fileID: String = #fileID, line: Int = #line) {
+        self.filters = filters
+        self.kernel = [kernel, kernel]
+        strides = [stride, stride]
+        self.padding = padding
+        self.activation = activation
+        parameters = WeightAndBias(weight: weight, bias: bias, useBias: useBias)
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard filters > 0, (kernel + strides).allSatisfy({ $0 > 0 }) else {
+            throw LatheError.invalidAttribute(op: "conv_transpose2d", reason: "filters, kernel and stride must be positive", location: location)
+        }
+        guard x.rank == 4 else {
+            throw LatheError.shapeMismatch(op: "conv_transpose2d", shapes: [x.shape], reason: "ConvTranspose2D takes NCHW input", location: location)
+        }
+        let channels = x.shape[1], window = kernel[0] * kernel[1]
+        try parameters.prepare(weightShape: [channels, filters] + kernel, biasShape: [filters], fanIn: channels * window, fanOut: filters * window,
+                               he: activation.prefersHeInit, graph: x.graph, op: "conv_transpose2d", location)
+        var pads = [0, 0, 0, 0], outputPadding = [0, 0]
+        switch padding {
+        case .valid: break
+        case let .explicit(p): pads = p
+        case .same:
+            // Output = input x stride: trim the full output's excess, or pad it out at the end.
+            for i in 0..<2 {
+                let excess = kernel[i] - strides[i]
+                if excess >= 0 { (pads[i], pads[i + 2]) = (excess / 2, excess - excess / 2) } else { outputPadding[i] = -excess }
+            }
+        }
+        let name = x.graph.freshName("deconv")
+        let attributes = ConvTranspose2DAttributes(strides: strides, pads: pads, outputPadding: outputPadding)
+        let y = try x.apply(.convTranspose2d(attributes), parameters.constants(in: x.graph, layer: name, location), name: name, location)
+        return try activation.apply(y, location, layer: name)
+    }
+}
+
+/// Nearest-neighbour upsampling of NCHW input by a whole factor: each pixel becomes a
+/// factor x factor block. (A reshape to [N, C, H, 1, W, 1], a broadcast against ones, a reshape back.)
+public final class Upsample2D: Layer {
+    public let factor: Int
+    let location: SourceLocation
+
+    public init(_ factor: Int, fileID: String = #fileID, line: Int = #line) {
+        self.factor = factor
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard factor > 0 else { throw LatheError.invalidAttribute(op: "upsample", reason: "the factor must be positive", location: location) }
+        guard x.rank == 4 else { throw LatheError.shapeMismatch(op: "upsample", shapes: [x.shape], reason: "Upsample2D takes NCHW input", location: location) }
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let name = x.graph.freshName("upsample")
+        let spread = try x.apply(.reshape(shape: [n, c, h, 1, w, 1]), [], name: "\(name).spread", location)
+        let ones = x.graph.constant(HostTensor(shape: [1, 1, 1, factor, 1, factor], repeating: 1), name: "\(name).ones", fileID: location.fileID, line: location.line)
+        let blocks = try spread.apply(.binary(.mul), [ones], name: "\(name).blocks", location)
+        return try blocks.apply(.reshape(shape: [n, c, h * factor, w * factor]), [], name: name, location)
+    }
+}
+
+/// Reshapes each example (the batch axis stays): Reshape([128, 7, 7]) turns [N, 6272] into
+/// [N, 128, 7, 7]. One dimension may be -1.
+public final class Reshape: Layer {
+    public let shape: [Int]
+    let location: SourceLocation
+
+    public init(_ shape: [Int], fileID: String = #fileID, line: Int = #line) {
+        self.shape = shape
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        guard x.rank >= 1 else { throw LatheError.shapeMismatch(op: "reshape", shapes: [x.shape], reason: "Reshape needs a batch axis", location: location) }
+        return try x.reshaped([x.shape[0]] + shape, fileID: location.fileID, line: location.line)
+    }
 }

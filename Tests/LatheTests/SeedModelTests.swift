@@ -2,9 +2,9 @@ import Lathe
 import LatheExamples
 import Testing
 
-@Suite("Seed models end to end: compiled against the interpreter")
+@Suite("Example models end to end: compiled against the interpreter")
 struct SeedModelTests {
-    @Test(arguments: [("simple-nn", 256), ("mnist-mlp", 64), ("mnist-mlp", 1), ("mnist-cnn", 1), ("mnist-cnn", 64)])
+    @Test(arguments: Examples.all.map { ($0.name, $0.defaultBatch) } + [("mnist-mlp", 1), ("mnist-cnn", 64), ("lstm-timeseries", 1)])
     func matchesInterpreter(_ name: String, _ batch: Int) throws {
         let example = try #require(Examples.named(name))
         let (graph, outputs) = try example.graph(batch: batch, seed: 3)

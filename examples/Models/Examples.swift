@@ -24,7 +24,8 @@ public struct ExampleModel: Sendable {
 }
 
 public enum Examples {
-    public static let all: [ExampleModel] = [simpleNN, mnistMLP, mnistCNN]
+    public static let all: [ExampleModel] = [simpleNN, mnistMLP, mnistCNN, lstmTimeSeries, transformerEncoder, convAutoencoder,
+                                             dcganGenerator, dcganDiscriminator]
 
     public static func named(_ name: String) -> ExampleModel? { all.first { $0.name == name } }
 }

@@ -1,0 +1,181 @@
+/// Recurrent layers over [batch, time, features] input (Keras' layout), unrolled over the
+/// static number of time steps into matrix products and elementwise ops. The input projection
+/// of every step is one matrix product; each step then adds h W_recurrent.
+
+/// Parameters shared by the recurrent layers: input kernel [features, gates x units], recurrent
+/// kernel [units, gates x units], bias [gates x units].
+struct RecurrentWeights {
+    var kernel: HostTensor?
+    var recurrent: HostTensor?
+    var bias: HostTensor?
+
+    mutating func prepare(features: Int, units: Int, gates: Int, biasInit: (Int) -> Float, graph: Graph, layer: String, _ location: SourceLocation) throws {
+        let width = gates * units
+        if let kernel { try checkWeight(kernel, [features, width], "kernel", layer, location) } else {
+            kernel = Initializer.weights(shape: [features, width], fanIn: features, fanOut: width, he: false, using: &graph.random)
+        }
+        if let recurrent { try checkWeight(recurrent, [units, width], "recurrent kernel", layer, location) } else {
+            recurrent = Initializer.weights(shape: [units, width], fanIn: units, fanOut: width, he: false, using: &graph.random)
+        }
+        if let bias { try checkWeight(bias, [width], "bias", layer, location) } else {
+            bias = try HostTensor(shape: [width], scalars: (0..<width).map(biasInit))
+        }
+    }
+}
+
+/// The loop every recurrent layer runs: project all steps at once, then call `step` with each
+/// step's projection [batch, gates x units] and the state, collecting the hidden states.
+func unrollRecurrence(_ x: Tensor, units: Int, weights: RecurrentWeights, name: String, returnSequences: Bool, _ location: SourceLocation,
+                      step: (_ projected: Tensor, _ t: Int) throws -> Tensor) throws -> Tensor {
+    let g = x.graph
+    let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
+    let width = weights.kernel!.shape[1]
+    let kernel = g.constant(weights.kernel!, name: "\(name).kernel", fileID: location.fileID, line: location.line)
+    let bias = g.constant(weights.bias!, name: "\(name).bias", fileID: location.fileID, line: location.line)
+    let rows = try x.apply(.reshape(shape: [batch * steps, features]), [], name: "\(name).rows", location)
+    let projected = try rows.apply(.dense, [kernel, bias], name: "\(name).projected", location)
+        .apply(.reshape(shape: [batch, steps, width]), [], name: "\(name).steps", location)
+    var outputs: [Tensor] = []
+    for t in 0..<steps {
+        let slice = try projected.apply(.slice(starts: [0, t, 0], ends: [batch, t + 1, width], steps: [1, 1, 1]), [], name: "\(name).x\(t)", location)
+            .apply(.reshape(shape: [batch, width]), [], name: "\(name).xw\(t)", location)
+        outputs.append(try step(slice, t))
+    }
+    guard returnSequences else { return outputs[outputs.count - 1] }
+    let stacked = try outputs.map { try $0.apply(.reshape(shape: [batch, 1, units]), [], location) }
+    return stacked.count == 1 ? stacked[0] : try stacked[0].apply(.concat(axis: 1), Array(stacked.dropFirst()), name: name, location)
+}
+
+extension Tensor {
+    /// Columns k*units ..< (k+1)*units of a [batch, gates x units] tensor: one gate.
+    func gate(_ k: Int, units: Int, _ name: String, _ location: SourceLocation) throws -> Tensor {
+        try apply(.slice(starts: [0, k * units], ends: [shape[0], (k + 1) * units], steps: [1, 1]), [], name: name, location)
+    }
+
+    func checkSequence(_ layer: String, _ location: SourceLocation) throws {
+        guard rank == 3 else {
+            throw LatheError.shapeMismatch(op: layer, shapes: [shape], reason: "\(layer) takes [batch, time, features]", location: location)
+        }
+    }
+}
+
+/// Long short-term memory (Keras gate order: input, forget, cell, output):
+///   c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g),   h_t = sigmoid(o) * tanh(c_t).
+/// Output: the last h [batch, units], or every h [batch, time, units] with `returnSequences`.
+public final class LSTM: Layer {
+    public let units: Int
+    public let returnSequences: Bool
+    var weights: RecurrentWeights
+    let location: SourceLocation
+
+    public init(_ units: Int, returnSequences: Bool = false, kernel: HostTensor? = nil, recurrentKernel: HostTensor? = nil, bias: HostTensor? = nil,
+                fileID: String = #fileID, line: Int = #line) {
+        self.units = units
+        self.returnSequences = returnSequences
+        weights = RecurrentWeights(kernel: kernel, recurrent: recurrentKernel, bias: bias)
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try x.checkSequence("lstm", location)
+        guard units > 0 else { throw LatheError.invalidAttribute(op: "lstm", reason: "units must be positive", location: location) }
+        let g = x.graph, u = units
+        // Keras' unit_forget_bias: the forget gate starts open.
+        try weights.prepare(features: x.shape[2], units: u, gates: 4, biasInit: { $0 / u == 1 ? 1 : 0 }, graph: g, layer: "lstm", location)
+        let name = g.freshName("lstm")
+        let recurrent = g.constant(weights.recurrent!, name: "\(name).recurrent", fileID: location.fileID, line: location.line)
+        var h: Tensor?, c: Tensor?
+        return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location) { xw, t in
+            let tag = "\(name).t\(t)"
+            let z = try h.map { try xw.apply(.binary(.add), [try $0.apply(.matmul, [recurrent], name: "\(tag).hr", location)], name: "\(tag).z", location) } ?? xw
+            let i = try z.gate(0, units: u, "\(tag).i_in", location).apply(.unary(.sigmoid), [], name: "\(tag).i", location)
+            let f = try z.gate(1, units: u, "\(tag).f_in", location).apply(.unary(.sigmoid), [], name: "\(tag).f", location)
+            let cell = try z.gate(2, units: u, "\(tag).g_in", location).apply(.unary(.tanh), [], name: "\(tag).g", location)
+            let o = try z.gate(3, units: u, "\(tag).o_in", location).apply(.unary(.sigmoid), [], name: "\(tag).o", location)
+            let added = try i.apply(.binary(.mul), [cell], name: "\(tag).added", location)
+            c = try c.map { try $0.apply(.binary(.mul), [f], name: "\(tag).kept", location).apply(.binary(.add), [added], name: "\(tag).c", location) } ?? added
+            h = try o.apply(.binary(.mul), [try c!.apply(.unary(.tanh), [], name: "\(tag).tanh_c", location)], name: "\(tag).h", location)
+            return h!
+        }
+    }
+}
+
+/// Gated recurrent unit (Keras' default reset_after form, gates update z, reset r, candidate):
+///   hh = tanh(x W_h + r * (h R_h + b_rh)),   h_t = z * h_{t-1} + (1 - z) * hh.
+public final class GRU: Layer {
+    public let units: Int
+    public let returnSequences: Bool
+    var weights: RecurrentWeights
+    /// The recurrent bias of reset_after GRUs, [3 x units].
+    var recurrentBias: HostTensor?
+    let location: SourceLocation
+
+    public init(_ units: Int, returnSequences: Bool = false, kernel: HostTensor? = nil, recurrentKernel: HostTensor? = nil, bias: HostTensor? = nil,
+                recurrentBias: HostTensor? = nil, fileID: String = #fileID, line: Int = #line) {
+        self.units = units
+        self.returnSequences = returnSequences
+        weights = RecurrentWeights(kernel: kernel, recurrent: recurrentKernel, bias: bias)
+        self.recurrentBias = recurrentBias
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try x.checkSequence("gru", location)
+        guard units > 0 else { throw LatheError.invalidAttribute(op: "gru", reason: "units must be positive", location: location) }
+        let g = x.graph, u = units
+        try weights.prepare(features: x.shape[2], units: u, gates: 3, biasInit: { _ in 0 }, graph: g, layer: "gru", location)
+        if let recurrentBias { try checkWeight(recurrentBias, [3 * u], "recurrent bias", "gru", location) } else { recurrentBias = HostTensor(shape: [3 * u]) }
+        let name = g.freshName("gru")
+        let recurrent = g.constant(weights.recurrent!, name: "\(name).recurrent", fileID: location.fileID, line: location.line)
+        let rBias = g.constant(recurrentBias!, name: "\(name).recurrent_bias", fileID: location.fileID, line: location.line)
+        let batch = x.shape[0]
+        var h = g.constant(HostTensor(shape: [batch, u]), name: "\(name).h0", fileID: location.fileID, line: location.line)
+        return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location) { xw, t in
+            let tag = "\(name).t\(t)"
+            let hr = try h.apply(.dense, [recurrent, rBias], name: "\(tag).hr", location)
+            let z = try xw.gate(0, units: u, "\(tag).xz", location).apply(.binary(.add), [try hr.gate(0, units: u, "\(tag).hz", location)], name: "\(tag).z_in", location)
+                .apply(.unary(.sigmoid), [], name: "\(tag).z", location)
+            let r = try xw.gate(1, units: u, "\(tag).xr", location).apply(.binary(.add), [try hr.gate(1, units: u, "\(tag).hr_r", location)], name: "\(tag).r_in", location)
+                .apply(.unary(.sigmoid), [], name: "\(tag).r", location)
+            let reset = try r.apply(.binary(.mul), [try hr.gate(2, units: u, "\(tag).hh_rec", location)], name: "\(tag).reset", location)
+            let candidate = try xw.gate(2, units: u, "\(tag).xh", location).apply(.binary(.add), [reset], name: "\(tag).hh_in", location)
+                .apply(.unary(.tanh), [], name: "\(tag).hh", location)
+            // z * h + (1 - z) * hh = hh + z * (h - hh)
+            let change = try h.apply(.binary(.sub), [candidate], name: "\(tag).change", location).apply(.binary(.mul), [z], name: "\(tag).kept", location)
+            h = try candidate.apply(.binary(.add), [change], name: "\(tag).h", location)
+            return h
+        }
+    }
+}
+
+/// The plain recurrent layer: h_t = tanh(x_t W + h_{t-1} R + b).
+public final class SimpleRNN: Layer {
+    public let units: Int
+    public let returnSequences: Bool
+    var weights: RecurrentWeights
+    let location: SourceLocation
+
+    public init(_ units: Int, returnSequences: Bool = false, kernel: HostTensor? = nil, recurrentKernel: HostTensor? = nil, bias: HostTensor? = nil,
+                fileID: String = #fileID, line: Int = #line) {
+        self.units = units
+        self.returnSequences = returnSequences
+        weights = RecurrentWeights(kernel: kernel, recurrent: recurrentKernel, bias: bias)
+        location = SourceLocation(fileID: fileID, line: line)
+    }
+
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        try x.checkSequence("simple_rnn", location)
+        guard units > 0 else { throw LatheError.invalidAttribute(op: "simple_rnn", reason: "units must be positive", location: location) }
+        let g = x.graph
+        try weights.prepare(features: x.shape[2], units: units, gates: 1, biasInit: { _ in 0 }, graph: g, layer: "simple_rnn", location)
+        let name = g.freshName("rnn")
+        let recurrent = g.constant(weights.recurrent!, name: "\(name).recurrent", fileID: location.fileID, line: location.line)
+        var h: Tensor?
+        return try unrollRecurrence(x, units: units, weights: weights, name: name, returnSequences: returnSequences, location) { xw, t in
+            let tag = "\(name).t\(t)"
+            let z = try h.map { try xw.apply(.binary(.add), [try $0.apply(.matmul, [recurrent], name: "\(tag).hr", location)], name: "\(tag).z", location) } ?? xw
+            h = try z.apply(.unary(.tanh), [], name: "\(tag).h", location)
+            return h!
+        }
+    }
+}

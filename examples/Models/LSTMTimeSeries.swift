@@ -1,0 +1,13 @@
+import Lathe
+
+extension Examples {
+    /// The seeds' time-series model: 30 past values in, LSTM(50), the next value out.
+    public static let lstmTimeSeries = ExampleModel(name: "lstm-timeseries", summary: "LSTM 50 over 30 steps, Dense 1; batch 16", defaultBatch: 16) { g, batch in
+        let window = try g.input("window", shape: [batch, 30, 1])
+        let model = Sequential {
+            LSTM(50)
+            Dense(1)
+        }
+        return [("next", try model(window))]
+    }
+}
