@@ -81,3 +81,44 @@ struct CLITests {
         #expect(result.out.contains("run median "))
     }
 }
+
+/// An ONNX model from ONNX's own node tests, beside the repository.
+let reluModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("shared/onnx-node-tests/node/test_relu/model.onnx")
+
+@Suite("The lathe tool on ONNX files")
+struct CLIONNXTests {
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: reluModel.path)))
+    func dumpAndRunAnONNXModel() throws {
+        let dump = try lathe("dump", reluModel.path)
+        #expect(dump.status == 0)
+        #expect(dump.out == """
+            %0 = input {name="x"} : f32[3, 4, 5]  # x
+            %1 = relu(%0) : f32[3, 4, 5]  # y  (model.onnx[y]:1)
+            output "y" = %1
+
+            """)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let run = try lathe("run", reluModel.path, "--output-dir", folder.path)
+        #expect(run.status == 0)
+        #expect(run.out.hasPrefix("y: f32[3, 4, 5] checksum "))
+        let written = try Data(contentsOf: folder.appendingPathComponent("y.npy"))
+        #expect(written.prefix(6) == Data([0x93] + Array("NUMPY".utf8)))
+        // Feeding the output back as the input gives the same output (relu is idempotent).
+        let again = try lathe("run", reluModel.path, "--input", "x=\(folder.appendingPathComponent("y.npy").path)")
+        #expect(again.out == run.out)
+    }
+
+    @Test func badModelFilesAreErrorsNotCrashes() throws {
+        let junk = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-junk-\(UUID().uuidString).onnx")
+        try Data((0..<500).map { UInt8(truncatingIfNeeded: $0 &* 7919) }).write(to: junk)
+        defer { try? FileManager.default.removeItem(at: junk) }
+        let result = try lathe("run", junk.path)
+        #expect(result.status == 1)
+        #expect(result.err.contains("malformed model"))
+        let missing = try lathe("dump", "/nonexistent/model.onnx")
+        #expect(missing.status == 1)
+        #expect(missing.err.contains("cannot read /nonexistent/model.onnx"))
+    }
+}
