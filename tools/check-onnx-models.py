@@ -2,7 +2,8 @@
 """Checks that Lathe gives ONNX Runtime's numbers on real models.
 
 For each model: the light model zoo that ships inside the onnx package
-(onnx/backend/test/data/light, with its constant-fill weights made seeded random) and the seed models of ../shared/tools/mkseedmodels.py, it feeds
+(onnx/backend/test/data/light, with its constant-fill weights made seeded random), MobileNet v2
+(tools/mobilenet_v2.py, seeded random weights) and the seed models of ../shared/tools/mkseedmodels.py, it feeds
 the same seeded random input to ONNX Runtime and to `lathe run`, and compares every output:
 max |lathe - ort| / max |ort| must be at most 1e-4.
 
@@ -35,6 +36,10 @@ def models(workdir):
                   for f in sorted(os.listdir(light)) if f.endswith(".onnx")]
     else:
         print(f"note: {light} is missing; the light zoo is not checked")
+    sys.path.insert(0, HERE)
+    import mobilenet_v2
+    found.append(("mobilenet_v2", os.path.join(workdir, "mobilenet_v2.onnx")))
+    mobilenet_v2.build(found[-1][1])
     maker = os.path.join(ROOT, "..", "shared", "tools", "mkseedmodels.py")
     if os.path.exists(maker):
         seeds = os.path.join(workdir, "seeds")
