@@ -54,7 +54,8 @@ struct ModelOptions: ParsableArguments {
 struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the built-in models.")
     func run() {
-        for model in Examples.all { print("\(model.name.padding(toLength: 10, withPad: " ", startingAt: 0))  \(model.summary)") }
+        let width = Examples.all.map(\.name.count).max() ?? 0
+        for model in Examples.all { print("\(model.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(model.summary)") }
     }
 }
 

@@ -2,7 +2,7 @@ import Lathe
 
 extension Examples {
     /// The Keras MNIST CNN: two 3x3 convolution + 2x2 max-pool stages, then two dense layers.
-    public static let mnistCNN = ExampleModel(name: "mnist-cnn", summary: "Conv 32 3x3 relu, pool, Conv 64 3x3 relu, pool, Dense 128 relu, Dense 10 softmax; 1x28x28", defaultBatch: 1) { g, batch in
+    public static let mnistCNN = ExampleModel(name: "mnist-cnn", summary: "Conv 32 3x3 relu, pool, Conv 64 3x3 relu, pool, Dense 128 relu, Dense 10 softmax; 1x28x28; batch 1", defaultBatch: 1) { g, batch in
         let x = try g.input("image", shape: [batch, 1, 28, 28])
         let model = Sequential {
             Conv2D(32, kernel: 3, activation: .relu)
