@@ -59,10 +59,10 @@ extension Tensor {
     }
 }
 
-/// Long short-term memory (Keras gate order: input, forget, cell, output):
-///   c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g),   h_t = sigmoid(o) * tanh(c_t).
-/// Output: the last h [batch, units], or every h [batch, time, units] with `returnSequences`.
-public final class LSTM: Layer {
+/// What every recurrent layer has: its width, whether it returns every step or the last, its
+/// weights, and where it was made. Output: the last h [batch, units], or every h
+/// [batch, time, units] with `returnSequences`.
+public class RecurrentLayer: Layer {
     public let units: Int
     public let returnSequences: Bool
     var weights: RecurrentWeights
@@ -77,6 +77,14 @@ public final class LSTM: Layer {
     }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        throw LatheError.unsupported("RecurrentLayer is abstract; use LSTM, GRU or SimpleRNN")
+    }
+}
+
+/// Long short-term memory (Keras gate order: input, forget, cell, output):
+///   c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g),   h_t = sigmoid(o) * tanh(c_t).
+public final class LSTM: RecurrentLayer {
+    public override func callAsFunction(_ x: Tensor) throws -> Tensor {
         try x.checkSequence("lstm", location)
         guard units > 0 else { throw LatheError.invalidAttribute(op: "lstm", reason: "units must be positive", location: location) }
         let g = x.graph, u = units
@@ -102,24 +110,17 @@ public final class LSTM: Layer {
 
 /// Gated recurrent unit (Keras' default reset_after form, gates update z, reset r, candidate):
 ///   hh = tanh(x W_h + r * (h R_h + b_rh)),   h_t = z * h_{t-1} + (1 - z) * hh.
-public final class GRU: Layer {
-    public let units: Int
-    public let returnSequences: Bool
-    var weights: RecurrentWeights
+public final class GRU: RecurrentLayer {
     /// The recurrent bias of reset_after GRUs, [3 x units].
     var recurrentBias: HostTensor?
-    let location: SourceLocation
 
     public init(_ units: Int, returnSequences: Bool = false, kernel: HostTensor? = nil, recurrentKernel: HostTensor? = nil, bias: HostTensor? = nil,
                 recurrentBias: HostTensor? = nil, fileID: String = #fileID, line: Int = #line) {
-        self.units = units
-        self.returnSequences = returnSequences
-        weights = RecurrentWeights(kernel: kernel, recurrent: recurrentKernel, bias: bias)
         self.recurrentBias = recurrentBias
-        location = SourceLocation(fileID: fileID, line: line)
+        super.init(units, returnSequences: returnSequences, kernel: kernel, recurrentKernel: recurrentKernel, bias: bias, fileID: fileID, line: line)
     }
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    public override func callAsFunction(_ x: Tensor) throws -> Tensor {
         try x.checkSequence("gru", location)
         guard units > 0 else { throw LatheError.invalidAttribute(op: "gru", reason: "units must be positive", location: location) }
         let g = x.graph, u = units
@@ -149,21 +150,8 @@ public final class GRU: Layer {
 }
 
 /// The plain recurrent layer: h_t = tanh(x_t W + h_{t-1} R + b).
-public final class SimpleRNN: Layer {
-    public let units: Int
-    public let returnSequences: Bool
-    var weights: RecurrentWeights
-    let location: SourceLocation
-
-    public init(_ units: Int, returnSequences: Bool = false, kernel: HostTensor? = nil, recurrentKernel: HostTensor? = nil, bias: HostTensor? = nil,
-                fileID: String = #fileID, line: Int = #line) {
-        self.units = units
-        self.returnSequences = returnSequences
-        weights = RecurrentWeights(kernel: kernel, recurrent: recurrentKernel, bias: bias)
-        location = SourceLocation(fileID: fileID, line: line)
-    }
-
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+public final class SimpleRNN: RecurrentLayer {
+    public override func callAsFunction(_ x: Tensor) throws -> Tensor {
         try x.checkSequence("simple_rnn", location)
         guard units > 0 else { throw LatheError.invalidAttribute(op: "simple_rnn", reason: "units must be positive", location: location) }
         let g = x.graph
