@@ -86,6 +86,14 @@ extension IRBuilder {
                 convolutionTransposed(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch)
             case let .gather(axis):
                 gather(axis: axis, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexCount: kernel.operands[1].type.count)
+            case let .pad(pads, value):
+                // Fill, then copy the input into the interior.
+                elementwise(shape: [kernel.result.type.count], output: StridedView(base: out, strides: [1]), inputs: []) { _, lanes in
+                    float(value, lanes: lanes)
+                }
+                let outStrides = contiguousStrides(shape)
+                let interior = StridedView(base: out, offset: zip(pads.prefix(shape.count), outStrides).map(*).reduce(0, +), strides: outStrides)
+                elementwise(shape: shapes[0], output: interior, inputs: [contiguous(0)]) { v, _ in v[0] }
             case let .lrn(size, alpha, beta, bias):
                 localResponseNorm(size: size, alpha: alpha, beta: beta, bias: bias, output: out, input: x[0], shape: shape)
             }

@@ -39,7 +39,7 @@ extension IRBuilder {
                     var count: LLVMValue = float(0)
                     for ky in 0..<a.kernel[0] {
                         for kx in 0..<a.kernel[1] {
-                            let iy = iadd(baseY, int(ky)), ix = iadd(baseX, int(kx))
+                            let iy = iadd(baseY, int(ky * a.dilations[0])), ix = iadd(baseX, int(kx * a.dilations[1]))
                             var index = iadd(inPlane, iadd(imul(iy, int(w)), ix))
                             var value: LLVMValue
                             if padded {

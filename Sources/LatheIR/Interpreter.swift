@@ -49,6 +49,16 @@ public enum Interpreter {
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
         case let .convTranspose2d(a): return convTranspose2d(x, a, shape: shape)
         case let .gather(axis): return gather(x[0], indices: x[1], axis: axis, shape: shape)
+        case let .pad(pads, value):
+            var out = HostTensor(shape: shape, repeating: value)
+            let outStrides = contiguousStrides(shape)
+            let base = zip(pads.prefix(shape.count), outStrides).map(*).reduce(0, +)
+            var i = 0
+            forEachOffset(shape: x[0].shape, strides: [outStrides], bases: [base]) { offsets in
+                out.scalars[offsets[0]] = x[0].scalars[i]
+                i += 1
+            }
+            return out
         case let .lrn(size, alpha, beta, bias): return lrn(x[0], size: size, alpha: alpha, beta: beta, bias: bias)
         }
     }

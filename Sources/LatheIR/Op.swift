@@ -40,6 +40,9 @@ public enum Op: Hashable, Sendable {
     /// Picks slices of the data along `axis` by index: output data[:axis] + indices + data[axis+1:].
     /// Indices are float operands holding whole numbers; out-of-range ones are clamped.
     case gather(axis: Int)
+    /// Constant padding: `pads` lists the cells added before each axis, then after each axis
+    /// (ONNX's order), all non-negative.
+    case pad(pads: [Int], value: Float)
     /// Local response normalization across channels (axis 1):
     /// y = x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta.
     case lrn(size: Int, alpha: Float, beta: Float, bias: Float)
@@ -104,12 +107,18 @@ public struct Pool2DAttributes: Hashable, Sendable {
     public var pads: [Int]         // [top, left, bottom, right]
     /// Average pooling only: whether padded cells count in the divisor (ONNX's count_include_pad).
     public var countIncludePad: Bool
+    /// Gaps between the window's taps: [dh, dw].
+    public var dilations: [Int]
 
-    public init(kind: PoolKind, kernel: [Int], strides: [Int], pads: [Int] = [0, 0, 0, 0], countIncludePad: Bool = false) {
+    public init(kind: PoolKind, kernel: [Int], strides: [Int], pads: [Int] = [0, 0, 0, 0], countIncludePad: Bool = false, dilations: [Int] = [1, 1]) {
         self.kind = kind
         self.kernel = kernel
         self.strides = strides
         self.pads = pads
         self.countIncludePad = countIncludePad
+        self.dilations = dilations
     }
+
+    /// The window's extent on the input: (kernel - 1) * dilation + 1.
+    public var extent: [Int] { (0..<2).map { (kernel[$0] - 1) * dilations[$0] + 1 } }
 }

@@ -124,6 +124,7 @@ extension Op {
         case .lrn: return "lrn"
         case .convTranspose2d: return "conv_transpose2d"
         case .gather: return "gather"
+        case .pad: return "pad"
         }
     }
 
@@ -132,7 +133,7 @@ extension Op {
         case .input, .constant: return .opaque
         case .unary: return .elementwise
         case .binary, .batchNorm: return .broadcast
-        case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather: return .injective
+        case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .reduce, .lrn: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d: return .contraction
         }
@@ -153,7 +154,7 @@ extension Op {
         switch self {
         case .input, .constant: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
-             .dropout, .pool2d, .globalAveragePool, .lrn: return 1...1
+             .dropout, .pool2d, .globalAveragePool, .lrn, .pad: return 1...1
         case .binary, .matmul, .gather: return 2...2
         case .dense, .conv2d, .convTranspose2d: return 2...3
         case .batchNorm: return 5...5
@@ -179,9 +180,11 @@ extension Op {
         case let .convTranspose2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .gather(axis): return "axis=\(axis)"
+        case let .pad(pads, value): return "pads=\(list(pads)), value=\(value)"
         case let .pool2d(a):
             let include = a.kind == .average ? ", count_include_pad=\(a.countIncludePad)" : ""
-            return "kernel=\(list(a.kernel)), strides=\(list(a.strides)), pads=\(list(a.pads))\(include)"
+            let dilated = a.dilations == [1, 1] ? "" : ", dilations=\(list(a.dilations))"
+            return "kernel=\(list(a.kernel)), strides=\(list(a.strides)), pads=\(list(a.pads))\(dilated)\(include)"
         case let .reshape(shape): return "shape=\(list(shape))"
         case let .flatten(axis), let .concat(axis), let .softmax(axis), let .logSoftmax(axis): return "axis=\(axis)"
         case let .transpose(perm): return "perm=\(list(perm))"

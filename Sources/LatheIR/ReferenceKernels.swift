@@ -102,8 +102,8 @@ extension Interpreter {
                     var count = 0
                     for ky in 0..<a.kernel[0] {
                         for kx in 0..<a.kernel[1] {
-                            let iy = y * a.strides[0] - a.pads[0] + ky
-                            let ix = xo * a.strides[1] - a.pads[1] + kx
+                            let iy = y * a.strides[0] - a.pads[0] + ky * a.dilations[0]
+                            let ix = xo * a.strides[1] - a.pads[1] + kx * a.dilations[1]
                             guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
                             let v = x.scalars[(plane * h + iy) * w + ix]
                             best = v.isNaN || best.isNaN ? .nan : max(best, v)

@@ -73,6 +73,12 @@ extension Op {
             let x = shapes[0]
             guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
             return TensorType(.float32, Array(x[..<axis]) + shapes[1] + Array(x[(axis + 1)...]))
+        case let .pad(pads, _):
+            let x = shapes[0]
+            guard pads.count == 2 * x.count, pads.allSatisfy({ $0 >= 0 }) else {
+                throw .attribute("pads \(pads) must be \(2 * x.count) non-negative numbers")
+            }
+            return TensorType(.float32, x.indices.map { x[$0] + pads[$0] + pads[$0 + x.count] })
         case let .lrn(size, _, _, _):
             guard size > 0 else { throw .attribute("size \(size) must be positive") }
             guard shapes[0].count >= 2 else { throw .shape("LRN needs [N, C, ...]") }
@@ -159,16 +165,17 @@ func convTranspose2dShape(_ shapes: [[Int]], _ a: ConvTranspose2DAttributes) thr
 }
 
 func pool2dShape(_ x: [Int], _ a: Pool2DAttributes) throws(OpRuleFailure) -> [Int] {
-    guard a.kernel.count == 2, a.strides.count == 2, a.pads.count == 4, a.kernel.allSatisfy({ $0 > 0 }),
-          a.strides.allSatisfy({ $0 > 0 }), a.pads.allSatisfy({ $0 >= 0 }) else {
-        throw .attribute("kernel and strides must be 2 positive numbers, pads 4 non-negative ones")
+    guard a.kernel.count == 2, a.strides.count == 2, a.pads.count == 4, a.dilations.count == 2, a.kernel.allSatisfy({ $0 > 0 }),
+          a.strides.allSatisfy({ $0 > 0 }), a.pads.allSatisfy({ $0 >= 0 }), a.dilations.allSatisfy({ $0 > 0 }) else {
+        throw .attribute("kernel, strides and dilations must be 2 positive numbers, pads 4 non-negative ones")
     }
-    guard a.pads[0] < a.kernel[0], a.pads[2] < a.kernel[0], a.pads[1] < a.kernel[1], a.pads[3] < a.kernel[1] else {
-        throw .attribute("pads \(a.pads) must be smaller than the kernel \(a.kernel)")
+    let extent = a.extent
+    guard a.pads[0] < extent[0], a.pads[2] < extent[0], a.pads[1] < extent[1], a.pads[3] < extent[1] else {
+        throw .attribute("pads \(a.pads) must be smaller than the window \(extent)")
     }
     guard x.count == 4 else { throw .shape("input must be NCHW (rank 4), got rank \(x.count)") }
-    let oh = (x[2] + a.pads[0] + a.pads[2] - a.kernel[0]) / a.strides[0] + 1
-    let ow = (x[3] + a.pads[1] + a.pads[3] - a.kernel[1]) / a.strides[1] + 1
+    let oh = (x[2] + a.pads[0] + a.pads[2] - extent[0]) / a.strides[0] + 1
+    let ow = (x[3] + a.pads[1] + a.pads[3] - extent[1]) / a.strides[1] + 1
     guard oh > 0, ow > 0 else { throw .shape("the \(a.kernel[0])x\(a.kernel[1]) window does not fit the \(x[2])x\(x[3]) input") }
     return [x[0], x[1], oh, ow]
 }

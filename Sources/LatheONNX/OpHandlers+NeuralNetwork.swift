@@ -129,27 +129,29 @@ extension OpHandlers {
         guard (1...2).contains(spatial) else { throw c.unsupported("only 1-D and 2-D pooling are supported (input rank \(original.count))") }
         guard var kernel = c.node.ints("kernel_shape"), kernel.count == spatial else { throw c.fail("needs a kernel_shape of \(spatial) sizes") }
         if c.node.output.count > 1, !c.node.output[1].isEmpty { throw c.unsupported("the Indices output is not supported") }
-        if let d = c.node.ints("dilations"), d.contains(where: { $0 != 1 }) { throw c.unsupported("dilated pooling is not supported") }
+        var dilations = c.node.ints("dilations") ?? Array(repeating: 1, count: spatial)
         var strides = c.node.ints("strides") ?? Array(repeating: 1, count: spatial)
-        var pads = try pads(c, input: Array(original[2...]), kernel: kernel, strides: strides, dilations: Array(repeating: 1, count: spatial))
-        guard strides.count == spatial, pads.count == 2 * spatial else { throw c.fail("has strides or pads of the wrong length") }
+        var pads = try pads(c, input: Array(original[2...]), kernel: kernel, strides: strides, dilations: dilations)
+        guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial else {
+            throw c.fail("has strides, dilations or pads of the wrong length")
+        }
         if spatial == 1 {
             x = try reshape(x, to: [original[0], original[1], 1, original[2]], c)
-            (kernel, strides, pads) = ([1] + kernel, [1] + strides, [0, pads[0], 0, pads[1]])
+            (kernel, strides, dilations, pads) = ([1] + kernel, [1] + strides, [1] + dilations, [0, pads[0], 0, pads[1]])
         }
         let shape = c.shape(x)
         if c.node.int("ceil_mode", 0) != 0 {
             // Ceil mode adds windows at the end; padding them reproduces it, except that a window
             // starting wholly in the end padding is dropped (as ONNX Runtime and PyTorch do).
             for i in 0..<2 {
-                let span = shape[2 + i] + pads[i] + pads[i + 2] - kernel[i]
+                let span = shape[2 + i] + pads[i] + pads[i + 2] - ((kernel[i] - 1) * dilations[i] + 1)
                 var out = (span + strides[i] - 1) / strides[i] + 1
                 if (out - 1) * strides[i] >= shape[2 + i] + pads[i] { out -= 1 }
                 pads[i + 2] += max(0, (out - 1) * strides[i] - span)
             }
         }
         let include = c.node.int("count_include_pad", 0) != 0
-        let attributes = Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include)
+        let attributes = Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include, dilations: dilations)
         let y = try c.apply(.pool2d(attributes), [x], name: spatial == 1 ? "2d" : nil)
         guard spatial == 1 else { return y }
         let ys = c.shape(y)

@@ -10,14 +10,18 @@ extension OpHandlers {
     /// The input projection of all time steps is one product.
     static func lstm(_ c: ImportContext) throws -> [ImportedValue] {
         let n = c.node
-        if n.int("layout", 0) != 0 { throw c.unsupported("layout=1 is not supported") }
+        // layout=1 is batch-first: X [B, T, I], states [B, D, H], Y [B, T, D, H]. The cell runs
+        // time-first, so transpose on the way in and out.
+        let batchFirst = n.int("layout", 0) != 0
         if n.attribute("clip") != nil || n.int("input_forget", 0) != 0 { throw c.unsupported("clip and input_forget are not supported") }
         if let activations = n.attribute("activations"), activations.strings.map({ String(decoding: $0, as: UTF8.self) }) != ["Sigmoid", "Tanh", "Tanh"]
             && !activations.strings.isEmpty {
             throw c.unsupported("only the default activations (Sigmoid, Tanh, Tanh) are supported")
         }
         if try c.input(7) != nil { throw c.unsupported("peephole weights are not supported") }
-        let x = try c.required(0), w = try c.required(1), r = try c.required(2)
+        var x = try c.required(0)
+        let w = try c.required(1), r = try c.required(2)
+        if batchFirst { x = try c.apply(.transpose(perm: [1, 0, 2]), [x], name: "time_first") }
         let (xs, ws) = (c.shape(x), c.shape(w))
         guard xs.count == 3, ws.count == 3 else { throw c.fail("needs X [T, B, I] and W [D, 4H, I]") }
         let (steps, batch, features) = (xs[0], xs[1], xs[2])
@@ -56,8 +60,12 @@ extension OpHandlers {
                 bias = try c.apply(.binary(.add), [wb, rb], name: "bias\(d)")
             }
             let zeros = ImportedValue.constant(ConstantTensor(shape: [batch, hidden], floats: Array(repeating: 0, count: batch * hidden)))
-            var h = try c.input(5).map { try pick($0, d, "h0_") } ?? zeros
-            var cell = try c.input(6).map { try pick($0, d, "c0_") } ?? zeros
+            func initial(_ i: Int, _ what: String) throws -> ImportedValue? {
+                guard let state = try c.input(i) else { return nil }
+                return try pick(batchFirst ? try c.apply(.transpose(perm: [1, 0, 2]), [state], name: "\(what)t") : state, d, what)
+            }
+            var h = try initial(5, "h0_") ?? zeros
+            var cell = try initial(6, "c0_") ?? zeros
             let projected = try c.apply(.dense, [flatX, wT, bias], name: "xw\(d)")
             var perStep = [ImportedValue?](repeating: nil, count: steps)
             for t in (d == 0 && direction != "reverse") ? Array(0..<steps) : Array((0..<steps).reversed()) {
@@ -89,6 +97,10 @@ extension OpHandlers {
             return try reshape(perDirection, to: [1, directions, batch, hidden], c)
         }
         let y = stepsStacked.count == 1 ? stepsStacked[0] : try c.apply(.concat(axis: 0), stepsStacked, name: "y")
-        return [y, try stack(finalH, "y_h"), try stack(finalC, "y_c")]
+        let (yh, yc) = (try stack(finalH, "y_h"), try stack(finalC, "y_c"))
+        guard batchFirst else { return [y, yh, yc] }
+        return [try c.apply(.transpose(perm: [2, 0, 1, 3]), [y], name: "y_batch_first"),
+                try c.apply(.transpose(perm: [1, 0, 2]), [yh], name: "y_h_batch_first"),
+                try c.apply(.transpose(perm: [1, 0, 2]), [yc], name: "y_c_batch_first")]
     }
 }

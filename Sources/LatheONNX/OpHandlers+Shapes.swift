@@ -58,6 +58,7 @@ extension OpHandlers {
             return [try c.apply(.concat(axis: axis), parts)]
         },
         "Slice": slice,
+        "Pad": pad,
         "Shape": { c in
             let shape = c.shape(try c.required(0))
             let rank = shape.count
@@ -205,6 +206,38 @@ extension OpHandlers {
             return [.constant(k.gathered(shape: outShape, strides: zip(st, strides).map(*), base: zip(s, strides).map(*).reduce(0, +)))]
         }
         return [try c.apply(.slice(starts: s, ends: e, steps: st), [x])]
+    }
+
+    /// Constant-mode Pad. Negative pads crop, as a slice before the padding.
+    static func pad(_ c: ImportContext) throws -> [ImportedValue] {
+        var x = try c.required(0)
+        let shape = c.shape(x)
+        let rank = shape.count
+        guard c.node.string("mode", "constant") == "constant" else { throw c.unsupported("mode \(c.node.string("mode", "")) is not supported (only constant)") }
+        var raw: [Int]
+        var value: Float = 0
+        if c.opset < 11 {
+            raw = c.node.ints("pads") ?? []
+            value = c.node.float("value", 0)
+        } else {
+            raw = try c.constantInput(1, "pads")?.intValues ?? []
+            value = try c.constantInput(2, "constant value")?.floats.first ?? 0
+        }
+        var pads = Array(repeating: 0, count: 2 * rank)
+        if let axes = try c.constantInput(3, "axes")?.intValues {
+            guard raw.count == 2 * axes.count else { throw c.fail("has \(raw.count) pads for \(axes.count) axes") }
+            for (k, axis) in try axes.map({ try c.axis($0, rank: rank) }).enumerated() { (pads[axis], pads[axis + rank]) = (raw[k], raw[k + axes.count]) }
+        } else {
+            guard raw.count == 2 * rank else { throw c.fail("has \(raw.count) pads for rank \(rank)") }
+            pads = raw
+        }
+        if pads.contains(where: { $0 < 0 }) {
+            let starts = (0..<rank).map { max(-pads[$0], 0) }, ends = (0..<rank).map { shape[$0] - max(-pads[$0 + rank], 0) }
+            guard zip(starts, ends).allSatisfy({ $0 <= $1 }) else { throw c.fail("crops more than the input has") }
+            x = try c.apply(.slice(starts: starts, ends: ends, steps: Array(repeating: 1, count: rank)), [x], name: "crop")
+            pads = pads.map { max($0, 0) }
+        }
+        return [try c.apply(.pad(pads: pads, value: value), [x])]
     }
 
     /// Gather with constant indices: a constant result when the data is constant too, else one

@@ -12,6 +12,10 @@ let poolCases: [OpCase] = [
     OpCase("\(kind) pool \(shape) k\(kernel) s\(strides) p\(pads)\(include ? " include-pad" : "")", [Operand(shape: shape)]) { x in
         try x[0].apply(.pool2d(Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include)), [], .unknown)
     }
+} + [PoolKind.max, .average].map { kind in
+    OpCase("\(kind) pool dilated [1,3,11,12] k[3,2] d[2,3] p[2,1,2,1]", [Operand(shape: [1, 3, 11, 12])]) { x in
+        try x[0].apply(.pool2d(Pool2DAttributes(kind: kind, kernel: [3, 2], strides: [1, 2], pads: [2, 1, 2, 1], dilations: [2, 3])), [], .unknown)
+    }
 }
 
 let shapeCases: [OpCase] = [
@@ -38,6 +42,8 @@ let shapeCases: [OpCase] = [
     OpCase("gather rows", [Operand(shape: [10, 7]), Operand(shape: [4, 3], range: -3...12)]) { x in try x[0].apply(.gather(axis: 0), [x[1]], .unknown) },
     OpCase("gather axis 1", [Operand(shape: [2, 5, 9]), Operand(shape: [6], range: -5...5)]) { x in try x[0].apply(.gather(axis: 1), [x[1]], .unknown) },
     OpCase("gather last axis", [Operand(shape: [3, 17]), Operand(shape: [2, 2], range: 0...16)]) { x in try x[0].apply(.gather(axis: 1), [x[1]], .unknown) },
+    OpCase("pad", [Operand(shape: [2, 3, 5])]) { x in try x[0].apply(.pad(pads: [0, 1, 2, 1, 0, 3], value: 0.5), [], .unknown) },
+    OpCase("pad one axis", [Operand(shape: [17])]) { x in try x[0].apply(.pad(pads: [4, 9], value: -1), [], .unknown) },
 ] + reductionCases
 
 let reductionCases: [OpCase] = ReduceKind.allCases.flatMap { kind in
