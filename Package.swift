@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "LatheConformance", dependencies: ["Lathe", "LatheONNX"]),
         .target(name: "LatheExamples", dependencies: ["Lathe"], path: "examples/Models"),
         .executableTarget(name: "lathe", dependencies: [
-            "Lathe", "LatheExamples", "LatheONNX", "LatheConformance", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            "Lathe", "LatheExamples", "LatheONNX", "LatheConformance", "LathePasses", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatheIRTests", dependencies: ["LatheIR", "LathePasses"]),
         .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheExamples", "LatheCodegen", "LatheRuntime"]),

@@ -6,8 +6,14 @@ import LatheIR
 public struct Verifier: GraphPass {
     public init() {}
     public var name: String { "verify" }
+    public var summary: String { "checks SSA order, every node's type against its op's shape rule, inputs and constants" }
 
-    public func run(_ graph: Graph, outputs: [ValueID]) throws {
+    public func run(_ graph: Graph, outputs: [ValueID]) throws -> (graph: Graph, outputs: [ValueID]) {
+        try check(graph, outputs: outputs)
+        return (graph, outputs)
+    }
+
+    public func check(_ graph: Graph, outputs: [ValueID]) throws {
         var inputNames: Set<String> = []
         for node in graph.nodes {
             let at = "\(node.id) (\(node.name))"

@@ -15,8 +15,8 @@ public struct CompileOptions: Sendable {
 public enum Compiler {
     public static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions = CompileOptions()) throws -> CompiledModel {
         var stages = StageClock()
-        try Pipeline.run(graph, outputs: outputs.map(\.value))
-        let program = try KernelProgram.build(graph, outputs: outputs)
+        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value))
+        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)))
         stages.lap("passes and planning")
         let target = HostTarget.detect()
 
@@ -50,7 +50,7 @@ public enum Compiler {
         stages.lap("machine code (JIT)")
         var weights = [Float](repeating: 0, count: program.weightsBytes / 4)
         for (slot, offset) in program.weightPlacements {
-            let data = graph.constants[slot].scalars
+            let data = optimized.graph.constants[slot].scalars
             weights.replaceSubrange((offset / 4)..<(offset / 4 + data.count), with: data)
         }
         stages.lap("weights")

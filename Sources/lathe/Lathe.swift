@@ -4,6 +4,7 @@ import Lathe
 import LatheExamples
 import LatheConformance
 import LatheONNX
+import LathePasses
 
 @main
 struct LatheCommand: ParsableCommand {
@@ -26,6 +27,15 @@ struct ModelOptions: ParsableArguments {
 
     @Option(name: .customLong("dim"), help: "A value for a symbolic input dimension of an ONNX model, NAME=VALUE (default 1).")
     var dimensions: [String] = []
+
+    init() {}
+
+    init(model: String, batch: Int?, seed: UInt64, dimensions: [String]) {
+        self.model = model
+        self.batch = batch
+        self.seed = seed
+        self.dimensions = dimensions
+    }
 
     func build() throws -> (graph: Graph, outputs: [(name: String, value: ValueID)]) {
         if model.hasSuffix(".onnx") || FileManager.default.fileExists(atPath: model) {
@@ -60,12 +70,40 @@ struct Models: ParsableCommand {
 }
 
 struct Dump: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a model's graph IR, one node a line.")
-    @OptionGroup var options: ModelOptions
+    static let configuration = CommandConfiguration(abstract: "Print a model's graph IR, one node a line, as built or after a pass.")
+
+    @Argument(help: "A built-in model (\(Examples.all.map(\.name).joined(separator: ", "))) or an .onnx file.")
+    var model: String?
+
+    @Option(help: "Print the IR after this pass (see --list-passes).")
+    var after: String?
+
+    @Flag(help: "List the compiler's passes in the order they run.")
+    var listPasses = false
+
+    @Option(help: "Batch size of a built-in model (default: the model's own).")
+    var batch: Int?
+
+    @Option(help: "Seed of a built-in model's weights.")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("dim"), help: "A value for a symbolic input dimension of an ONNX model, NAME=VALUE (default 1).")
+    var dimensions: [String] = []
 
     func run() throws {
-        let (graph, outputs) = try options.build()
-        print(graph.text(outputs: outputs), terminator: "")
+        if listPasses {
+            let width = Pipeline.passes.map(\.name.count).max() ?? 0
+            for pass in Pipeline.passes { print("\(pass.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(pass.summary)") }
+            return
+        }
+        guard let model else { throw ValidationError("give a model, or --list-passes") }
+        let (graph, outputs) = try ModelOptions(model: model, batch: batch, seed: seed, dimensions: dimensions).build()
+        guard let after else {
+            print(graph.text(outputs: outputs), terminator: "")
+            return
+        }
+        let result = try Pipeline.run(graph, outputs: outputs.map(\.value), after: after)
+        print(result.graph.text(outputs: Array(zip(outputs.map(\.name), result.outputs))), terminator: "")
     }
 }
 

@@ -122,3 +122,20 @@ struct CLIONNXTests {
         #expect(missing.err.contains("cannot read /nonexistent/model.onnx"))
     }
 }
+
+@Suite("lathe dump with passes")
+struct CLIPassTests {
+    @Test func listAndRunPasses() throws {
+        let list = try lathe("dump", "--list-passes")
+        #expect(list.status == 0)
+        let names = list.out.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
+        #expect(names == ["verify", "fold-constants", "remove-identities", "fold-batchnorm", "fold-constants",
+                          "eliminate-common-subexpressions", "eliminate-dead-code", "verify"])
+        let after = try lathe("dump", "mnist-cnn", "--after", "eliminate-dead-code")
+        #expect(after.status == 0)
+        #expect(after.out.contains("conv2d(%0, %1, %2)") && after.out.hasSuffix("output \"probs\" = %19\n"))
+        let bad = try lathe("dump", "mnist-cnn", "--after", "fuse-everything")
+        #expect(bad.status == 1)
+        #expect(bad.err.contains("no pass named 'fuse-everything'"))
+    }
+}

@@ -1,0 +1,160 @@
+import LatheIR
+import LathePasses
+import Testing
+
+/// Golden IR text before and after each pass, and the values unchanged.
+@Suite("Passes: golden IR before and after")
+struct PassTests {
+    func at(_ line: Int) -> LatheIR.SourceLocation { LatheIR.SourceLocation(fileID: "M/net.swift", line: line) }
+
+    func constant(_ g: Graph, _ shape: [Int], _ values: [Float], _ name: String) throws -> ValueID {
+        g.addConstant(try HostTensor(shape: shape, scalars: values), name: name)
+    }
+
+    /// Runs a pass and checks the text after it and that the outputs compute the same values.
+    func check(_ pass: any GraphPass, _ g: Graph, _ outputs: [ValueID], after expected: String, feeds: [String: HostTensor]) throws {
+        let (result, newOutputs) = try pass.run(g, outputs: outputs)
+        #expect(result.text(outputs: newOutputs.enumerated().map { ("y\($0.offset)", $0.element) }) == expected)
+        let before = try Interpreter.run(g, outputs: outputs, feeds: feeds)
+        let afterValues = try Interpreter.run(result, outputs: newOutputs, feeds: feeds)
+        for (a, b) in zip(before, afterValues) {
+            #expect(a.shape == b.shape)
+            for (p, q) in zip(a.scalars, b.scalars) { #expect(abs(p - q) <= 1e-5 * max(1, abs(p))) }
+        }
+        try Verifier().check(result, outputs: newOutputs)
+    }
+
+    @Test func constantFolding() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [3], location: at(1))
+        let a = try constant(g, [3], [1, 2, 3], "a")
+        let b = try constant(g, [], [2], "b")
+        let ab = try g.addNode(.binary(.mul), [a, b], name: "ab", location: at(2))
+        let e = try g.addNode(.unary(.exp), [ab], name: "e", location: at(3))
+        let y = try g.addNode(.binary(.add), [x, e], name: "y", location: at(4))
+        #expect(g.text() == """
+            %0 = input {name="x"} : f32[3]  # x  (M/net.swift:1)
+            %1 = constant {slot=0} : f32[3]  # a
+            %2 = constant {slot=1} : f32[]  # b
+            %3 = mul(%1, %2) : f32[3]  # ab  (M/net.swift:2)
+            %4 = exp(%3) : f32[3]  # e  (M/net.swift:3)
+            %5 = add(%0, %4) : f32[3]  # y  (M/net.swift:4)
+
+            """)
+        try check(ConstantFolding(), g, [y], after: """
+            %0 = input {name="x"} : f32[3]  # x  (M/net.swift:1)
+            %1 = constant {slot=0} : f32[3]  # a
+            %2 = constant {slot=1} : f32[]  # b
+            %3 = constant {slot=2} : f32[3]  # ab  (M/net.swift:2)
+            %4 = constant {slot=3} : f32[3]  # e  (M/net.swift:3)
+            %5 = add(%0, %4) : f32[3]  # y  (M/net.swift:4)
+            output "y0" = %5
+
+            """, feeds: ["x": HostTensor.random(shape: [3], seed: 1)])
+    }
+
+    @Test func deadCodeKeepsInputsAndWhatOutputsNeed() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [4])
+        _ = try g.addInput(name: "unused", shape: [2])
+        let dead = try g.addNode(.unary(.exp), [x], name: "dead")
+        _ = try g.addNode(.unary(.neg), [dead], name: "dead_too")
+        let y = try g.addNode(.unary(.relu), [x], name: "y")
+        try check(DeadCodeElimination(), g, [y], after: """
+            %0 = input {name="x"} : f32[4]  # x
+            %1 = input {name="unused"} : f32[2]  # unused
+            %2 = relu(%0) : f32[4]  # y
+            output "y0" = %2
+
+            """, feeds: ["x": HostTensor.random(shape: [4], seed: 2), "unused": HostTensor(shape: [2])])
+    }
+
+    @Test func commonSubexpressionsAndEqualSmallConstantsMerge() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [4])
+        let one = try constant(g, [], [1], "one")
+        let alsoOne = try constant(g, [], [1], "also_one")
+        let a = try g.addNode(.binary(.add), [x, one], name: "a")
+        let b = try g.addNode(.binary(.add), [x, alsoOne], name: "b")
+        let y = try g.addNode(.binary(.mul), [a, b], name: "y")
+        try check(CommonSubexpressionElimination(), g, [y], after: """
+            %0 = input {name="x"} : f32[4]  # x
+            %1 = constant {slot=0} : f32[]  # one
+            %2 = add(%0, %1) : f32[4]  # a
+            %3 = mul(%2, %2) : f32[4]  # y
+            output "y0" = %3
+
+            """, feeds: ["x": HostTensor.random(shape: [4], seed: 3)])
+    }
+
+    @Test func identitiesDisappearAndReshapeChainsCollapse() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 3, 4])
+        let d = try g.addNode(.dropout(rate: 0.5), [x], name: "drop")
+        let t = try g.addNode(.transpose(perm: [0, 1, 2]), [d], name: "same_order")
+        let s = try g.addNode(.slice(starts: [0, 0, 0], ends: [2, 3, 4], steps: [1, 1, 1]), [t], name: "everything")
+        let r1 = try g.addNode(.reshape(shape: [6, 4]), [s], name: "r1")
+        let r2 = try g.addNode(.reshape(shape: [24]), [r1], name: "r2")
+        let r3 = try g.addNode(.reshape(shape: [24]), [r2], name: "r3")
+        try check(IdentityRemoval(), g, [r3], after: """
+            %0 = input {name="x"} : f32[2, 3, 4]  # x
+            %1 = reshape(%0) {shape=[6,4]} : f32[6, 4]  # r1
+            %2 = reshape(%0) {shape=[24]} : f32[24]  # r2
+            output "y0" = %2
+
+            """, feeds: ["x": HostTensor.random(shape: [2, 3, 4], seed: 4)])
+    }
+
+    @Test func batchNormAndChannelMulAddFoldIntoTheConvolution() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [1, 2, 5, 5])
+        let w = g.addConstant(HostTensor.random(shape: [3, 2, 3, 3], seed: 5), name: "w")
+        let b = try constant(g, [3], [0.1, -0.2, 0.3], "b")
+        let conv = try g.addNode(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1])), [x, w, b], name: "conv", location: at(7))
+        let values: [(String, [Float])] = [("scale", [1.5, 0.5, 2]), ("shift", [0, 1, -1]), ("mean", [0.2, 0.1, 0]), ("var", [1, 4, 0.25])]
+        let params = try values.map {
+            try constant(g, [3], $0.1, $0.0)
+        }
+        let bn = try g.addNode(.batchNorm(epsilon: 1e-5), [conv] + params, name: "bn")
+        let scale = try constant(g, [3, 1, 1], [2, 3, 4], "per_channel")
+        let scaled = try g.addNode(.binary(.mul), [bn, scale], name: "scaled")
+        let y = try g.addNode(.unary(.relu), [scaled], name: "y")
+        let folded = try BatchNormFolding().run(g, outputs: [y])
+        let (result, outputs) = try DeadCodeElimination().run(folded.graph, outputs: folded.outputs)
+        #expect(result.text(outputs: [("y0", outputs[0])]) == """
+            %0 = input {name="x"} : f32[1, 2, 5, 5]  # x
+            %1 = constant {slot=0} : f32[3, 2, 3, 3]  # conv+bn+scaled.weight  (M/net.swift:7)
+            %2 = constant {slot=1} : f32[3]  # conv+bn+scaled.bias  (M/net.swift:7)
+            %3 = conv2d(%0, %1, %2) {strides=[1,1], pads=[1,1,1,1], dilations=[1,1], groups=1} : f32[1, 3, 5, 5]  # conv+bn+scaled  (M/net.swift:7)
+            %4 = relu(%3) : f32[1, 3, 5, 5]  # y
+            output "y0" = %4
+
+            """)
+        let feeds = ["x": HostTensor.random(shape: [1, 2, 5, 5], seed: 6)]
+        let want = try Interpreter.run(g, outputs: [y], feeds: feeds)[0], got = try Interpreter.run(result, outputs: outputs, feeds: feeds)[0]
+        for (p, q) in zip(want.scalars, got.scalars) { #expect(abs(p - q) <= 1e-5 * max(1, abs(p))) }
+    }
+
+    @Test func aLayerWithTwoReadersIsNotFolded() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 3])
+        let w = g.addConstant(HostTensor.random(shape: [3, 2], seed: 7), name: "w")
+        let d = try g.addNode(.dense, [x, w], name: "d")
+        let c = try constant(g, [2], [2, 3], "c")
+        let m = try g.addNode(.binary(.mul), [d, c], name: "m")
+        let y = try g.addNode(.binary(.add), [m, d], name: "y")
+        let (result, _) = try BatchNormFolding().run(g, outputs: [y])
+        #expect(result.text() == g.text())
+    }
+
+    @Test func theWholePipelineAndAfter() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 3])
+        let y = try g.addNode(.dropout(rate: 0.1), [x], name: "y")
+        #expect(throws: LatheError.self) { try Pipeline.run(g, outputs: [y], after: "no-such-pass") }
+        let (result, outputs) = try Pipeline.run(g, outputs: [y])
+        #expect(outputs == [ValueID(0)])
+        #expect(result.nodes.count == 1)
+        #expect(Set(Pipeline.passes.map(\.name)).count == 6)
+    }
+}
