@@ -26,6 +26,15 @@ public struct KernelBuffer: Hashable, Sendable {
     public var type: TensorType
 }
 
+/// An intermediate's place in the arena and its life in kernel steps (inclusive).
+public struct PlannedBuffer: Hashable, Sendable, Codable {
+    public let name: String
+    public let offset: Int
+    public let bytes: Int
+    public let firstUse: Int
+    public let lastUse: Int
+}
+
 /// What a kernel computes: one graph node, or a plain copy (an output that is also an input,
 /// a constant, or another output).
 public enum KernelWork: Hashable, Sendable {
@@ -45,6 +54,9 @@ public struct Kernel: Sendable {
 
     /// Floating-point operations of one run: exact multiply-adds (two each) for contractions,
     /// one per output element (per input element for reductions) otherwise.
+    /// Bytes read and written by one run: operands and result once each.
+    public var bytesMoved: Int { operands.reduce(result.type.byteCount) { $0 + $1.type.byteCount } }
+
     public var flops: Int {
         let shapes = operands.map(\.type.shape)
         switch work {
@@ -72,6 +84,8 @@ public struct KernelProgram: Sendable {
     public let arenaBytes: Int
     public let lowerBoundBytes: Int
     public let naiveBytes: Int
+    /// Every arena buffer with its place and life, in kernel steps.
+    public let buffers: [PlannedBuffer]
     public let weightsBytes: Int
     /// Constant slot and the byte offset it is copied to in the weights region.
     public let weightPlacements: [(slot: Int, offset: Int)]
@@ -156,6 +170,10 @@ extension KernelProgram {
             }
         }
         for (v, i) in writesOutput { location[v] = .output(i) }
+        let planned = requestOwner.enumerated().map { i, owner in
+            PlannedBuffer(name: owner.value.map { graph[$0].name } ?? "\(graph[owner.scratchOf!].name) (scratch)",
+                          offset: plan.offsets[i], bytes: requests[i].bytes, firstUse: requests[i].firstUse, lastUse: requests[i].lastUse)
+        }
 
         func buffer(_ v: ValueID) -> KernelBuffer { KernelBuffer(location: location[v]!, type: graph[v].type) }
         var kernels: [Kernel] = computed.map { node in
@@ -169,7 +187,7 @@ extension KernelProgram {
         return KernelProgram(kernels: kernels,
                              inputs: inputNodes.map { InputSpec(name: $0.name, shape: $0.type.shape) },
                              outputs: outputs.map { ($0.name, graph[$0.value].type) },
-                             arenaBytes: plan.arenaBytes, lowerBoundBytes: plan.lowerBoundBytes, naiveBytes: plan.naiveBytes,
+                             arenaBytes: plan.arenaBytes, lowerBoundBytes: plan.lowerBoundBytes, naiveBytes: plan.naiveBytes, buffers: planned,
                              weightsBytes: weightsBytes, weightPlacements: weightPlacements)
     }
 

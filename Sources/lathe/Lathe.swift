@@ -11,7 +11,7 @@ struct LatheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lathe",
         abstract: "Compile neural networks to native code, and see what the compiler did.",
-        subcommands: [Dump.self, Run.self, Demo.self, Models.self, Conformance.self])
+        subcommands: [Dump.self, Run.self, Inspect.self, Demo.self, Models.self, Conformance.self])
 }
 
 /// Options shared by the commands that take a model: a built-in name or an .onnx file.
@@ -104,6 +104,20 @@ struct Dump: ParsableCommand {
         }
         let result = try Pipeline.run(graph, outputs: outputs.map(\.value), after: after)
         print(result.graph.text(outputs: Array(zip(outputs.map(\.name), result.outputs))), terminator: "")
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show the kernels, fusions and memory plan the compiler makes of a model.")
+    @OptionGroup var options: ModelOptions
+
+    @Flag(help: "Print JSON (fields documented in docs/inspect.md).")
+    var json = false
+
+    func run() throws {
+        let (graph, outputs) = try options.build()
+        let report = try Inspection(graph, outputs: outputs)
+        print(json ? report.json : report.text, terminator: json ? "\n" : "")
     }
 }
 

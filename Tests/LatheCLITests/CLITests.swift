@@ -139,3 +139,29 @@ struct CLIPassTests {
         #expect(bad.err.contains("no pass named 'fuse-everything'"))
     }
 }
+
+@Suite("lathe inspect")
+struct CLIInspectTests {
+    @Test func jsonHasTheDocumentedFields() throws {
+        let result = try lathe("inspect", "mnist-cnn", "--json")
+        #expect(result.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
+        let kernels = object?["kernels"] as? [[String: Any]] ?? []
+        #expect(kernels.count == 11)
+        #expect(Set(kernels.first?.keys.map { $0 } ?? []) == ["name", "ops", "shape", "flops", "bytes"])
+        #expect(kernels.first?["ops"] as? [String] == ["conv2d"])
+        #expect(kernels.first?["flops"] as? Int == 2 * 32 * 26 * 26 * 9)
+        let memory = object?["memory"] as? [String: Any] ?? [:]
+        for key in ["arenaBytes", "lowerBoundBytes", "naiveBytes", "buffers"] { #expect(memory[key] != nil, "memory.\(key)") }
+        let buffer = (memory["buffers"] as? [[String: Any]])?.first ?? [:]
+        #expect(Set(buffer.keys) == ["name", "offset", "bytes", "firstUse", "lastUse"])
+        #expect(object?["fusions"] as? [Any] != nil && object?["refused"] as? [Any] != nil)
+    }
+
+    @Test func textReport() throws {
+        let result = try lathe("inspect", "simple-nn")
+        #expect(result.status == 0)
+        #expect(result.out.hasPrefix("kernels (3):\n  k0_dense  dense -> f32[256, 64]  327680 flop"))
+        #expect(result.out.contains("memory: arena 131072 bytes, lower bound 131072 (arena / bound 1.000), naive sum 131072"))
+    }
+}

@@ -56,3 +56,19 @@ struct SeedModelTests {
         #expect(ya == yb)
     }
 }
+
+@Suite("Memory plans of the example models")
+struct MemoryPlanOfModelsTests {
+    @Test(arguments: Examples.all.map(\.name))
+    func arenaIsNearTheLowerBound(_ name: String) throws {
+        let (graph, outputs) = try Examples.named(name)!.graph()
+        let report = try Inspection(graph, outputs: outputs.map { ($0.name, $0.value.id) })
+        let m = report.memory
+        #expect(m.arenaBytes >= m.lowerBoundBytes)
+        #expect(Double(m.arenaBytes) <= 1.1 * Double(m.lowerBoundBytes), "\(name): arena \(m.arenaBytes), bound \(m.lowerBoundBytes)")
+        // Below the naive sum wherever any two buffers could share (simple-nn's two cannot).
+        #expect(m.arenaBytes <= m.naiveBytes)
+        if m.lowerBoundBytes < m.naiveBytes { #expect(m.arenaBytes < m.naiveBytes) }
+        #expect(report.kernels.count > 0 && report.kernels.allSatisfy { $0.bytes > 0 })
+    }
+}
