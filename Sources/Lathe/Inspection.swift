@@ -40,18 +40,23 @@ public struct Inspection: Codable, Sendable {
 
     /// Runs the passes and the planner on the graph (which it does not change).
     public init(_ graph: Graph, outputs: [(name: String, value: ValueID)]) throws {
-        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value))
+        let remarks = RemarkLog()
+        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), remarks: remarks)
         let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)))
+        let groups = Dictionary(remarks.fusions.map { ($0.nodes.last!, $0.nodes) }, uniquingKeysWith: { a, _ in a })
+        let opByName = Dictionary(graph.nodes.map { ($0.name, $0.op.name) }, uniquingKeysWith: { a, _ in a })
         kernels = program.kernels.map { k in
-            let op: String
+            let name = optimized.graph[k.node].name
+            let ops: [String]
             switch k.work {
-            case let .node(o): op = o.name
-            case .copy: op = "copy"
+            case .node(.fusedElementwise): ops = (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
+            case let .node(o): ops = [o.name]
+            case .copy: ops = ["copy"]
             }
-            return KernelInfo(name: k.name, ops: [op], shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved)
+            return KernelInfo(name: k.name, ops: ops, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved)
         }
-        fusions = []
-        refused = []
+        fusions = remarks.fusions.map { Fusion(kind: $0.kind, nodes: $0.nodes) }
+        refused = remarks.refusals.map { Refusal(candidate: $0.candidate, reason: $0.reason) }
         memory = Memory(arenaBytes: program.arenaBytes, lowerBoundBytes: program.lowerBoundBytes, naiveBytes: program.naiveBytes,
                         weightsBytes: program.weightsBytes, buffers: program.buffers)
     }

@@ -26,7 +26,7 @@ extension IRBuilder {
             switch op {
             case .input, .constant:
                 throw LatheError.unsupported("\(op.name) is not a kernel")
-            case .unary, .binary:
+            case .unary, .binary, .fusedElementwise:
                 let formula = op.formula!
                 elementwise(shape: shape, output: dense,
                             inputs: x.indices.map { StridedView(base: x[$0], strides: broadcastStrides(of: shapes[$0], to: shape)) }) { v, _ in

@@ -23,7 +23,7 @@ public enum Interpreter {
         switch node.op {
         case let .input(name): return feeds[name]!
         case let .constant(slot): return graph.constants[slot]
-        case .unary, .binary:
+        case .unary, .binary, .fusedElementwise:
             return elementwise(node.op.formula!, x, shape: shape, strides: x.map { broadcastStrides(of: $0.shape, to: shape) })
         case .batchNorm:
             let params = channelStrides(rank: shape.count)

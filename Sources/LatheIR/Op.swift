@@ -10,6 +10,9 @@ public enum Op: Hashable, Sendable {
     case unary(UnaryFn)
     /// Two operands with NumPy broadcasting.
     case binary(BinaryFn)
+    /// Elementwise ops fused into one loop: a composed formula over any number of operands,
+    /// each broadcast (NumPy) to the result's shape. Made by the elementwise fusion pass.
+    case fusedElementwise(ScalarExpr)
     /// Batched matrix product, batch dimensions broadcast: [..., M, K] x [..., K, N].
     case matmul
     /// x[M, K] * w[K, N] (+ b[N]): a fully connected layer (Keras weight layout).

@@ -106,6 +106,7 @@ extension Op {
         case .constant: return "constant"
         case let .unary(fn): return fn.name
         case let .binary(fn): return fn.rawValue
+        case .fusedElementwise: return "fused_elementwise"
         case .matmul: return "matmul"
         case .dense: return "dense"
         case .conv2d: return "conv2d"
@@ -132,7 +133,7 @@ extension Op {
         switch self {
         case .input, .constant: return .opaque
         case .unary: return .elementwise
-        case .binary, .batchNorm: return .broadcast
+        case .binary, .batchNorm, .fusedElementwise: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .reduce, .lrn: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d: return .contraction
@@ -144,6 +145,7 @@ extension Op {
         switch self {
         case let .unary(fn): return fn.formula
         case let .binary(fn): return fn.formula
+        case let .fusedElementwise(formula): return formula
         case let .batchNorm(eps): return batchNormFormula(epsilon: eps)
         default: return nil
         }
@@ -158,7 +160,7 @@ extension Op {
         case .binary, .matmul, .gather: return 2...2
         case .dense, .conv2d, .convTranspose2d: return 2...3
         case .batchNorm: return 5...5
-        case .concat: return 1...Int.max
+        case .concat, .fusedElementwise: return 1...Int.max
         }
     }
 
@@ -180,6 +182,7 @@ extension Op {
         case let .convTranspose2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .gather(axis): return "axis=\(axis)"
+        case let .fusedElementwise(formula): return "\(formula)"
         case let .pad(pads, value): return "pads=\(list(pads)), value=\(value)"
         case let .pool2d(a):
             let include = a.kind == .average ? ", count_include_pad=\(a.countIncludePad)" : ""

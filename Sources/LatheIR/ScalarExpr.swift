@@ -3,7 +3,7 @@ import Foundation
 /// The scalar formula of an elementwise op, written once and read by every consumer: the
 /// interpreter evaluates it, the code generator emits it as vector code, and (later) fusion
 /// composes formulas and autodiff differentiates them.
-public indirect enum ScalarExpr: Hashable, Sendable {
+public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
     /// The i-th operand of the op.
     case arg(Int)
     case const(Float)
@@ -33,6 +33,39 @@ public indirect enum ScalarExpr: Hashable, Sendable {
             let ea = a.makeEvaluator(), eb = b.makeEvaluator()
             let f = fn.reference
             return { f(ea($0), eb($0)) }
+        }
+    }
+
+    /// The formula as text, operands as $0, $1, ...: "max($0 + $1, 0)".
+    public var description: String {
+        switch self {
+        case let .arg(i): return "$\(i)"
+        case let .const(c): return c == c.rounded() && abs(c) < 1e6 ? String(Int(c)) : "\(c)"
+        case let .unary(.neg, a): return "-\(a.parenthesized)"
+        case let .unary(fn, a): return "\(fn.rawValue)(\(a))"
+        case let .binary(fn, a, b):
+            switch fn {
+            case .add: return "\(a) + \(b.parenthesized)"
+            case .sub: return "\(a) - \(b.parenthesized)"
+            case .mul: return "\(a.parenthesized) * \(b.parenthesized)"
+            case .div: return "\(a.parenthesized) / \(b.parenthesized)"
+            case .max, .min, .pow: return "\(fn.rawValue)(\(a), \(b))"
+            }
+        }
+    }
+
+    private var parenthesized: String {
+        if case .binary(let fn, _, _) = self, fn == .add || fn == .sub || fn == .mul || fn == .div { return "(\(self))" }
+        return description
+    }
+
+    /// The formula with each operand i replaced by `replacements[i]`.
+    public func substituting(_ replacements: [ScalarExpr]) -> ScalarExpr {
+        switch self {
+        case let .arg(i): return replacements[i]
+        case .const: return self
+        case let .unary(fn, a): return .unary(fn, a.substituting(replacements))
+        case let .binary(fn, a, b): return .binary(fn, a.substituting(replacements), b.substituting(replacements))
         }
     }
 

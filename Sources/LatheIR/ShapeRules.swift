@@ -16,6 +16,11 @@ extension Op {
             return operands[0]
         case .binary:
             return TensorType(.float32, try broadcastShapes(shapes[0], shapes[1]))
+        case let .fusedElementwise(formula):
+            guard formula.arity <= operands.count else { throw .shape("the formula reads \(formula.arity) operands, the node has \(operands.count)") }
+            var shape: [Int] = []
+            for s in shapes { shape = try broadcastShapes(shape, s) }
+            return TensorType(.float32, shape)
         case .matmul:
             return TensorType(.float32, try matmulShape(shapes[0], shapes[1]))
         case .dense:

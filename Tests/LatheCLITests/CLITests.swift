@@ -130,7 +130,7 @@ struct CLIPassTests {
         #expect(list.status == 0)
         let names = list.out.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
         #expect(names == ["verify", "fold-constants", "remove-identities", "fold-batchnorm", "fold-constants",
-                          "eliminate-common-subexpressions", "eliminate-dead-code", "verify"])
+                          "eliminate-common-subexpressions", "fuse-elementwise", "eliminate-dead-code", "verify"])
         let after = try lathe("dump", "mnist-cnn", "--after", "eliminate-dead-code")
         #expect(after.status == 0)
         #expect(after.out.contains("conv2d(%0, %1, %2)") && after.out.hasSuffix("output \"probs\" = %19\n"))

@@ -147,6 +147,39 @@ struct PassTests {
         #expect(result.text() == g.text())
     }
 
+    @Test func elementwiseChainsAndTreesFuseIntoOneLoop() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 3])
+        let z = try g.addInput(name: "z", shape: [2, 3])
+        let bias = try constant(g, [3], [1, 2, 3], "bias")
+        let a = try g.addNode(.binary(.add), [x, bias], name: "a")
+        let r = try g.addNode(.unary(.relu), [a], name: "r")
+        let e = try g.addNode(.unary(.exp), [z], name: "e")
+        let m = try g.addNode(.binary(.mul), [r, e], name: "m")
+        let s = try g.addNode(.unary(.sigmoid), [m], name: "s")
+        let shared = try g.addNode(.unary(.neg), [x], name: "shared")
+        let y2 = try g.addNode(.binary(.add), [shared, shared], name: "twice")
+        let remarks = RemarkLog()
+        let fused = try ElementwiseFusion().run(g, outputs: [s, y2], remarks: remarks)
+        let (result, outputs) = try DeadCodeElimination().run(fused.graph, outputs: fused.outputs)
+        #expect(result.text(outputs: [("y0", outputs[0]), ("y1", outputs[1])]) == """
+            %0 = input {name="x"} : f32[2, 3]  # x
+            %1 = input {name="z"} : f32[2, 3]  # z
+            %2 = constant {slot=0} : f32[3]  # bias
+            %3 = fused_elementwise(%0, %2, %1) {1 / (1 + exp(-(max($0 + $1, 0) * exp($2))))} : f32[2, 3]  # s
+            %4 = neg(%0) : f32[2, 3]  # shared
+            %5 = add(%4, %4) : f32[2, 3]  # twice
+            output "y0" = %3
+            output "y1" = %5
+
+            """)
+        #expect(remarks.fusions == [RemarkLog.Fusion(kind: "elementwise", nodes: ["a", "r", "e", "m", "s"])])
+        #expect(remarks.refusals == [RemarkLog.Refusal(candidate: "shared into twice", reason: "shared has 2 readers")])
+        let feeds = ["x": HostTensor.random(shape: [2, 3], seed: 8), "z": HostTensor.random(shape: [2, 3], seed: 9)]
+        let want = try Interpreter.run(g, outputs: [s, y2], feeds: feeds), got = try Interpreter.run(result, outputs: outputs, feeds: feeds)
+        for (a, b) in zip(want, got) { for (p, q) in zip(a.scalars, b.scalars) { #expect(abs(p - q) <= 1e-6) } }
+    }
+
     @Test func theWholePipelineAndAfter() throws {
         let g = Graph()
         let x = try g.addInput(name: "x", shape: [2, 3])
@@ -155,6 +188,6 @@ struct PassTests {
         let (result, outputs) = try Pipeline.run(g, outputs: [y])
         #expect(outputs == [ValueID(0)])
         #expect(result.nodes.count == 1)
-        #expect(Set(Pipeline.passes.map(\.name)).count == 6)
+        #expect(Set(Pipeline.passes.map(\.name)).count == 7)
     }
 }
