@@ -43,13 +43,14 @@ public struct Inspection: Codable, Sendable {
         let remarks = RemarkLog()
         let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), remarks: remarks)
         let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)))
-        let groups = Dictionary(remarks.fusions.map { ($0.nodes.last!, $0.nodes) }, uniquingKeysWith: { a, _ in a })
+        let groups = Dictionary(remarks.fusions.filter { $0.kind == "elementwise" }.map { ($0.nodes.last!, $0.nodes) }, uniquingKeysWith: { a, _ in a })
         let opByName = Dictionary(graph.nodes.map { ($0.name, $0.op.name) }, uniquingKeysWith: { a, _ in a })
         kernels = program.kernels.map { k in
             let name = optimized.graph[k.node].name
             let ops: [String]
             switch k.work {
             case .node(.fusedElementwise): ops = (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
+            case let .node(.epilogue(base, _, _)): ops = [base.name] + (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
             case let .node(o): ops = [o.name]
             case .copy: ops = ["copy"]
             }

@@ -45,7 +45,8 @@ struct ConvGeometry {
 
 extension IRBuilder {
     /// conv2d = (unfold, GEMM) for each image and group.
-    func convolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?) {
+    func convolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
+                     epilogue: GemmEpilogue? = nil) {
         loop(0, g.batch, unroll: false) { image in
             loop(0, g.groups, unroll: false) { group in
                 let imageChannel = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
@@ -63,7 +64,7 @@ extension IRBuilder {
                      a: MatrixView(base: weights, offset: imul(group, int(g.groupOutChannels * g.unfoldedRows)), rowStride: g.unfoldedRows),
                      b: b,
                      c: MatrixView(base: output, offset: imul(outChannel, int(g.outputPlane)), rowStride: g.outputPlane),
-                     bias: bias.map { .perRow($0, offset: biasOffset) } ?? .none)
+                     bias: bias.map { .perRow($0, offset: biasOffset) } ?? .none, epilogue: epilogue)
             }
         }
     }

@@ -1,4 +1,5 @@
 import CLLVM
+import LatheIR
 
 /// A matrix operand: element (i, j) at base[offset + i * rowStride + j * columnStride]
 /// (column stride 1, row-major, except for a transposed A).
@@ -18,6 +19,13 @@ enum GemmBias {
     case perColumn(LLVMValue, offset: LLVMValue)
 }
 
+/// An elementwise formula applied to each result before it is stored: $0 is the sum (bias
+/// added), $1... are read from `extras`, laid out like C.
+struct GemmEpilogue {
+    var formula: ScalarExpr
+    var extras: [LLVMValue]
+}
+
 extension IRBuilder {
     /// Rows of the register block, and vectors across it: 6 x 2 vectors keeps 12 accumulators,
     /// two B vectors and one broadcast A value in 15 of the 16 AVX2 registers (the textbook
@@ -28,7 +36,7 @@ extension IRBuilder {
     /// C[M, N] = A[M, K] * B[K, N] (+ bias), register-blocked: each block of rows x columns keeps
     /// its sums in registers through the whole K loop, one broadcast of A feeding a row of FMAs.
     /// Edges use smaller blocks: single vectors, then scalars, and single rows.
-    func gemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias) {
+    func gemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias, epilogue: GemmEpilogue? = nil) {
         let rows = IRBuilder.gemmRows
         let fullRows = m / rows * rows
         let width = vectorWidth
@@ -38,13 +46,13 @@ extension IRBuilder {
 
         func columns(row: LLVMValue, count: Int) {
             loop(0, fullBlocks, step: blockColumns, unroll: false) { j in
-                gemmBlock(row: row, rows: count, column: j, vectors: IRBuilder.gemmVectors, lanes: width, k: k, a: a, b: b, c: c, bias: bias)
+                gemmBlock(row: row, rows: count, column: j, vectors: IRBuilder.gemmVectors, lanes: width, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue)
             }
             loop(fullBlocks, vectorEnd, step: width) { j in
-                gemmBlock(row: row, rows: count, column: j, vectors: 1, lanes: width, k: k, a: a, b: b, c: c, bias: bias)
+                gemmBlock(row: row, rows: count, column: j, vectors: 1, lanes: width, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue)
             }
             loop(vectorEnd, n) { j in
-                gemmBlock(row: row, rows: count, column: j, vectors: 1, lanes: 1, k: k, a: a, b: b, c: c, bias: bias)
+                gemmBlock(row: row, rows: count, column: j, vectors: 1, lanes: 1, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue)
             }
         }
         loop(0, fullRows, step: rows, unroll: false) { i in columns(row: i, count: rows) }
@@ -52,7 +60,7 @@ extension IRBuilder {
     }
 
     private func gemmBlock(row: LLVMValue, rows: Int, column: LLVMValue, vectors: Int, lanes: Int, k: Int,
-                           a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias) {
+                           a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias, epilogue: GemmEpilogue?) {
         let vectorType = floatType(lanes: lanes)
         let zero = float(0, lanes: lanes)
         let accumulators = (0..<rows * vectors).map { _ in variable(zero) }
@@ -81,7 +89,11 @@ extension IRBuilder {
                 case let .perColumn(base, offset):
                     sum = add(sum, load(base, iadd(offset, columnOffset), lanes: lanes))
                 }
-                store(sum, c.base, iadd(cRow, columnOffset))
+                let at = iadd(cRow, columnOffset)
+                if let epilogue {
+                    sum = emit(epilogue.formula, [sum] + epilogue.extras.map { load($0, at, lanes: lanes) })
+                }
+                store(sum, c.base, at)
             }
         }
     }

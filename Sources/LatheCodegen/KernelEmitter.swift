@@ -22,9 +22,12 @@ extension IRBuilder {
         switch kernel.work {
         case .copy:
             copy()
+        case let .node(.epilogue(base, count, formula)):
+            try contraction(base, out: out, x: Array(x.prefix(count)), shapes: Array(shapes.prefix(count)), shape: shape, scratch: scratch,
+                            epilogue: GemmEpilogue(formula: formula, extras: Array(x.dropFirst(count))))
         case let .node(op):
             switch op {
-            case .input, .constant:
+            case .input, .constant, .epilogue:
                 throw LatheError.unsupported("\(op.name) is not a kernel")
             case .unary, .binary, .fusedElementwise:
                 let formula = op.formula!
@@ -56,19 +59,8 @@ extension IRBuilder {
                                 inputs: [contiguous(k)]) { v, _ in v[0] }
                     start += shapes[k][axis]
                 }
-            case .matmul:
-                batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1])
-            case .dense:
-                let (m, k, n) = (shapes[0][0], shapes[0][1], shapes[1][1])
-                gemm(m: m, n: n, k: k, a: MatrixView(base: x[0], offset: int(0), rowStride: k),
-                     b: MatrixView(base: x[1], offset: int(0), rowStride: n),
-                     c: MatrixView(base: out, offset: int(0), rowStride: n),
-                     bias: x.count == 3 ? .perColumn(x[2], offset: int(0)) : .none)
-            case let .conv2d(a):
-                guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
-                    throw LatheError.unsupported("conv2d with shapes \(shapes)")
-                }
-                convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch)
+            case .matmul, .dense, .conv2d:
+                try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil)
             case let .pool2d(a):
                 pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape)
             case .globalAveragePool:
@@ -102,8 +94,29 @@ extension IRBuilder {
         return function
     }
 
+    /// Dense, matmul and conv2d, each a GEMM, with the epilogue applied as results are stored.
+    private func contraction(_ op: Op, out: LLVMValue, x: [LLVMValue], shapes: [[Int]], shape: [Int], scratch: LLVMValue?, epilogue: GemmEpilogue?) throws {
+        switch op {
+        case .matmul:
+            batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1], epilogue: epilogue)
+        case .dense:
+            let (m, k, n) = (shapes[0][0], shapes[0][1], shapes[1][1])
+            gemm(m: m, n: n, k: k, a: MatrixView(base: x[0], offset: int(0), rowStride: k),
+                 b: MatrixView(base: x[1], offset: int(0), rowStride: n),
+                 c: MatrixView(base: out, offset: int(0), rowStride: n),
+                 bias: x.count == 3 ? .perColumn(x[2], offset: int(0)) : .none, epilogue: epilogue)
+        case let .conv2d(a):
+            guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
+                throw LatheError.unsupported("conv2d with shapes \(shapes)")
+            }
+            convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch, epilogue: epilogue)
+        default:
+            throw LatheError.unsupported("\(op.name) takes no epilogue")
+        }
+    }
+
     /// NumPy matmul: a GEMM per batch index, batch axes broadcast by stride 0.
-    private func batchedMatmul(out: LLVMValue, a: LLVMValue, b: LLVMValue, aShape: [Int], bShape: [Int]) {
+    private func batchedMatmul(out: LLVMValue, a: LLVMValue, b: LLVMValue, aShape: [Int], bShape: [Int], epilogue: GemmEpilogue?) {
         let a2 = aShape.count == 1 ? [1] + aShape : aShape
         let b2 = bShape.count == 1 ? bShape + [1] : bShape
         let (m, k, n) = (a2[a2.count - 2], a2[a2.count - 1], b2[b2.count - 1])
@@ -115,7 +128,7 @@ extension IRBuilder {
         forEachOffset(shape: batch, views: views) { offsets in
             gemm(m: m, n: n, k: k, a: MatrixView(base: a, offset: offsets[1], rowStride: k),
                  b: MatrixView(base: b, offset: offsets[2], rowStride: n),
-                 c: MatrixView(base: out, offset: offsets[0], rowStride: n), bias: .none)
+                 c: MatrixView(base: out, offset: offsets[0], rowStride: n), bias: .none, epilogue: epilogue)
         }
     }
 }

@@ -62,6 +62,8 @@ public struct Kernel: Sendable {
         switch work {
         case .copy: return 0
         case let .node(op):
+            var op = op
+            if case let .epilogue(base, _, _) = op { op = base }
             switch op {
             case .dense: return 2 * result.type.count * shapes[0][1]
             case .matmul: return 2 * result.type.count * (shapes[0].last ?? 1)
@@ -195,9 +197,11 @@ extension KernelProgram {
     /// transposed convolution keeps its columns there before scattering them.
     static func scratchBytes(_ node: Node, _ graph: Graph) -> Int {
         let shapes = node.operands.map { graph[$0].type.shape }
-        switch node.op {
+        var op = node.op
+        if case let .epilogue(base, _, _) = op { op = base }
+        switch op {
         case let .conv2d(a):
-            guard let g = ConvGeometry(node, graph, a), g.needsUnfold else { return 0 }
+            guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: node.type.shape, a), g.needsUnfold else { return 0 }
             return g.unfoldedRows * g.outputPlane * 4
         case let .convTranspose2d(a):
             return (ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: node.type.shape, a)?.scratchFloats ?? 0) * 4

@@ -58,10 +58,20 @@ public final class GraphRewrite {
 }
 
 extension Graph {
-    /// How many times each value is read: by nodes, and once more for each output it is.
+    /// Which nodes the outputs need.
+    public func liveNodes(outputs: [ValueID]) -> [Bool] {
+        var live = [Bool](repeating: false, count: nodes.count)
+        for v in outputs where contains(v) { live[v.index] = true }
+        for node in nodes.reversed() where live[node.id.index] { for operand in node.operands { live[operand.index] = true } }
+        return live
+    }
+
+    /// How many times each value is read by nodes the outputs need (dead readers, which a pass
+    /// may leave for dead-code elimination, do not count), and once more for each output it is.
     public func useCounts(outputs: [ValueID]) -> [Int] {
+        let live = liveNodes(outputs: outputs)
         var counts = [Int](repeating: 0, count: nodes.count)
-        for node in nodes { for operand in node.operands { counts[operand.index] += 1 } }
+        for node in nodes where live[node.id.index] { for operand in node.operands { counts[operand.index] += 1 } }
         for v in outputs where contains(v) { counts[v.index] += 1 }
         return counts
     }

@@ -28,6 +28,11 @@ public enum Interpreter {
         case .batchNorm:
             let params = channelStrides(rank: shape.count)
             return elementwise(node.op.formula!, x, shape: shape, strides: [contiguousStrides(shape)] + Array(repeating: params, count: 4))
+        case let .epilogue(base, count, formula):
+            let baseNode = Node(id: node.id, op: base, operands: Array(node.operands.prefix(count)), type: node.type, name: node.name, location: node.location)
+            let result = try evaluate(baseNode, Array(x.prefix(count)), graph: graph, feeds: feeds)
+            let operands = [result] + x.dropFirst(count)
+            return elementwise(formula, operands, shape: shape, strides: operands.map { _ in contiguousStrides(shape) })
         case .matmul: return matmul(x[0], x[1], shape: shape)
         case .dense: return dense(x, shape: shape)
         case let .conv2d(a): return conv2d(x, a, shape: shape)

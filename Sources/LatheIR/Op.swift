@@ -13,6 +13,11 @@ public enum Op: Hashable, Sendable {
     /// Elementwise ops fused into one loop: a composed formula over any number of operands,
     /// each broadcast (NumPy) to the result's shape. Made by the elementwise fusion pass.
     case fusedElementwise(ScalarExpr)
+    /// A contraction (conv2d, dense, matmul) whose result goes through an elementwise formula
+    /// before it is stored: $0 is the contraction's result, $1... the extra operands, which
+    /// follow the contraction's own `baseOperands` and have the result's shape. Made by the
+    /// epilogue fusion pass (bias + activation + residual Add in the kernel).
+    indirect case epilogue(base: Op, baseOperands: Int, formula: ScalarExpr)
     /// Batched matrix product, batch dimensions broadcast: [..., M, K] x [..., K, N].
     case matmul
     /// x[M, K] * w[K, N] (+ b[N]): a fully connected layer (Keras weight layout).

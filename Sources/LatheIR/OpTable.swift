@@ -107,6 +107,7 @@ extension Op {
         case let .unary(fn): return fn.name
         case let .binary(fn): return fn.rawValue
         case .fusedElementwise: return "fused_elementwise"
+        case let .epilogue(base, _, _): return "\(base.name)_epilogue"
         case .matmul: return "matmul"
         case .dense: return "dense"
         case .conv2d: return "conv2d"
@@ -136,7 +137,7 @@ extension Op {
         case .binary, .batchNorm, .fusedElementwise: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .reduce, .lrn: return .reduction
-        case .matmul, .dense, .conv2d, .convTranspose2d: return .contraction
+        case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue: return .contraction
         }
     }
 
@@ -160,7 +161,7 @@ extension Op {
         case .binary, .matmul, .gather: return 2...2
         case .dense, .conv2d, .convTranspose2d: return 2...3
         case .batchNorm: return 5...5
-        case .concat, .fusedElementwise: return 1...Int.max
+        case .concat, .fusedElementwise, .epilogue: return 1...Int.max
         }
     }
 
@@ -183,6 +184,9 @@ extension Op {
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .gather(axis): return "axis=\(axis)"
         case let .fusedElementwise(formula): return "\(formula)"
+        case let .epilogue(base, _, formula):
+            let inner = base.attributeText
+            return (inner.isEmpty ? "" : inner + ", ") + "epilogue=\(formula)"
         case let .pad(pads, value): return "pads=\(list(pads)), value=\(value)"
         case let .pool2d(a):
             let include = a.kind == .average ? ", count_include_pad=\(a.countIncludePad)" : ""

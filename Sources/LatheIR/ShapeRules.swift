@@ -11,6 +11,18 @@ extension Op {
         switch self {
         case .input, .constant:
             throw .shape("inputs and constants carry their own type")
+        case let .epilogue(base, count, formula):
+            switch base {
+            case .conv2d, .dense, .matmul: break
+            default: throw .attribute("only conv2d, dense and matmul take an epilogue, not \(base.name)")
+            }
+            guard count <= operands.count else { throw .shape("the base takes \(count) operands, the node has \(operands.count)") }
+            let result = try base.inferType(Array(operands.prefix(count)))
+            for extra in operands.dropFirst(count) where extra.shape != result.shape {
+                throw .shape("an epilogue operand has shape \(extra.shape), the result \(result.shape)")
+            }
+            guard formula.arity <= 1 + operands.count - count else { throw .shape("the epilogue reads more operands than it has") }
+            return result
         case .unary, .dropout:
             if case let .dropout(rate) = self, !(0..<1).contains(rate) { throw .attribute("rate \(rate) is not in [0, 1)") }
             return operands[0]

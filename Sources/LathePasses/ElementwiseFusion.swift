@@ -29,11 +29,12 @@ public struct ElementwiseFusion: GraphPass {
     public func run(_ graph: Graph, outputs: [ValueID], remarks: RemarkLog) throws -> (graph: Graph, outputs: [ValueID]) {
         let rewrite = GraphRewrite(graph)
         let uses = graph.useCounts(outputs: outputs)
+        let live = graph.liveNodes(outputs: outputs)
         let isOutput = Set(outputs)
         var members: [ValueID: [String]] = [:]     // target node -> source nodes it computes
         var absorbed: Set<ValueID> = []
         for node in graph.nodes {
-            guard Self.isElementwise(node.op), let formula = node.op.formula else {
+            guard live[node.id.index], Self.isElementwise(node.op), let formula = node.op.formula else {
                 try rewrite.copy(node)
                 continue
             }

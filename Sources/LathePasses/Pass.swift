@@ -59,6 +59,7 @@ public enum Pipeline {
         ConstantFolding(),
         CommonSubexpressionElimination(),
         ElementwiseFusion(),
+        EpilogueFusion(),
         DeadCodeElimination(),
         Verifier(),
     ]

@@ -130,10 +130,11 @@ struct CLIPassTests {
         #expect(list.status == 0)
         let names = list.out.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
         #expect(names == ["verify", "fold-constants", "remove-identities", "fold-batchnorm", "fold-constants",
-                          "eliminate-common-subexpressions", "fuse-elementwise", "eliminate-dead-code", "verify"])
+                          "eliminate-common-subexpressions", "fuse-elementwise", "fuse-epilogues", "eliminate-dead-code", "verify"])
         let after = try lathe("dump", "mnist-cnn", "--after", "eliminate-dead-code")
         #expect(after.status == 0)
-        #expect(after.out.contains("conv2d(%0, %1, %2)") && after.out.hasSuffix("output \"probs\" = %19\n"))
+        #expect(after.out.contains("conv2d_epilogue(%0, %1, %2) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1, epilogue=max($0, 0)}"))
+        #expect(after.out.hasSuffix("output \"probs\" = %16\n"))
         let bad = try lathe("dump", "mnist-cnn", "--after", "fuse-everything")
         #expect(bad.status == 1)
         #expect(bad.err.contains("no pass named 'fuse-everything'"))
@@ -147,9 +148,11 @@ struct CLIInspectTests {
         #expect(result.status == 0)
         let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
         let kernels = object?["kernels"] as? [[String: Any]] ?? []
-        #expect(kernels.count == 11)
+        #expect(kernels.count == 8)
         #expect(Set(kernels.first?.keys.map { $0 } ?? []) == ["name", "ops", "shape", "flops", "bytes"])
-        #expect(kernels.first?["ops"] as? [String] == ["conv2d"])
+        #expect(kernels.first?["ops"] as? [String] == ["conv2d", "relu"])
+        let fusions = object?["fusions"] as? [[String: Any]] ?? []
+        #expect(fusions.first?["kind"] as? String == "epilogue" && fusions.first?["nodes"] as? [String] == ["conv1", "conv1.relu"])
         #expect(kernels.first?["flops"] as? Int == 2 * 32 * 26 * 26 * 9)
         let memory = object?["memory"] as? [String: Any] ?? [:]
         for key in ["arenaBytes", "lowerBoundBytes", "naiveBytes", "buffers"] { #expect(memory[key] != nil, "memory.\(key)") }
@@ -161,7 +164,8 @@ struct CLIInspectTests {
     @Test func textReport() throws {
         let result = try lathe("inspect", "simple-nn")
         #expect(result.status == 0)
-        #expect(result.out.hasPrefix("kernels (3):\n  k0_dense  dense -> f32[256, 64]  327680 flop"))
-        #expect(result.out.contains("memory: arena 131072 bytes, lower bound 131072 (arena / bound 1.000), naive sum 131072"))
+        #expect(result.out.hasPrefix("kernels (2):\n  k0_dense_epilogue  dense+relu -> f32[256, 64]  327680 flop"))
+        #expect(result.out.contains("fused epilogue: dense1 + dense1.relu"))
+        #expect(result.out.contains("memory: arena 65536 bytes, lower bound 65536 (arena / bound 1.000), naive sum 65536"))
     }
 }

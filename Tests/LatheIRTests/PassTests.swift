@@ -180,6 +180,47 @@ struct PassTests {
         for (a, b) in zip(want, got) { for (p, q) in zip(a.scalars, b.scalars) { #expect(abs(p - q) <= 1e-6) } }
     }
 
+    @Test func activationAndResidualMoveIntoTheConvolution() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [1, 2, 4, 4])
+        let skip = try g.addInput(name: "skip", shape: [1, 3, 4, 4])
+        let w = g.addConstant(HostTensor.random(shape: [3, 2, 3, 3], seed: 10), name: "w")
+        let conv = try g.addNode(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1])), [x, w], name: "conv")
+        let half = try constant(g, [], [0.5], "half")
+        let sum = try g.addNode(.binary(.add), [conv, skip], name: "sum")
+        let scaled = try g.addNode(.binary(.mul), [sum, half], name: "scaled")
+        let y = try g.addNode(.unary(.relu), [scaled], name: "y")
+        let remarks = RemarkLog()
+        var step = try ElementwiseFusion().run(g, outputs: [y], remarks: remarks)
+        step = try EpilogueFusion().run(step.graph, outputs: step.outputs, remarks: remarks)
+        let (result, outputs) = try DeadCodeElimination().run(step.graph, outputs: step.outputs)
+        #expect(result.text(outputs: [("y0", outputs[0])]) == """
+            %0 = input {name="x"} : f32[1, 2, 4, 4]  # x
+            %1 = input {name="skip"} : f32[1, 3, 4, 4]  # skip
+            %2 = constant {slot=0} : f32[3, 2, 3, 3]  # w
+            %3 = conv2d_epilogue(%0, %2, %1) {strides=[1,1], pads=[1,1,1,1], dilations=[1,1], groups=1, epilogue=max(($0 + $1) * 0.5, 0)} : f32[1, 3, 4, 4]  # y
+            output "y0" = %3
+
+            """)
+        #expect(remarks.fusions.map(\.kind) == ["elementwise", "epilogue"])
+        let feeds = ["x": HostTensor.random(shape: [1, 2, 4, 4], seed: 11), "skip": HostTensor.random(shape: [1, 3, 4, 4], seed: 12)]
+        let want = try Interpreter.run(g, outputs: [y], feeds: feeds)[0], got = try Interpreter.run(result, outputs: outputs, feeds: feeds)[0]
+        for (p, q) in zip(want.scalars, got.scalars) { #expect(abs(p - q) <= 1e-5 * max(1, abs(p))) }
+    }
+
+    @Test func aContractionReadTwiceKeepsItsResult() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 3])
+        let w = g.addConstant(HostTensor.random(shape: [3, 3], seed: 13), name: "w")
+        let d = try g.addNode(.dense, [x, w], name: "d")
+        let r = try g.addNode(.unary(.relu), [d], name: "r")
+        let y = try g.addNode(.binary(.add), [r, d], name: "y")
+        let remarks = RemarkLog()
+        let (result, _) = try EpilogueFusion().run(g, outputs: [y], remarks: remarks)
+        #expect(result.text() == g.text())
+        #expect(remarks.refusals.first == RemarkLog.Refusal(candidate: "d into r", reason: "d has 2 readers"))
+    }
+
     @Test func theWholePipelineAndAfter() throws {
         let g = Graph()
         let x = try g.addInput(name: "x", shape: [2, 3])
@@ -188,6 +229,6 @@ struct PassTests {
         let (result, outputs) = try Pipeline.run(g, outputs: [y])
         #expect(outputs == [ValueID(0)])
         #expect(result.nodes.count == 1)
-        #expect(Set(Pipeline.passes.map(\.name)).count == 7)
+        #expect(Set(Pipeline.passes.map(\.name)).count == 8)
     }
 }

@@ -1,0 +1,83 @@
+import LatheIR
+
+/// Epilogue fusion: the elementwise work after a convolution, dense layer or matrix product
+/// (an activation, a residual Add, and whatever elementwise fusion already merged) moves into
+/// that kernel, applied to each result in registers before it is stored. The intermediate
+/// result is never written.
+///
+/// Algorithm: one walk in order. An elementwise node (unary, binary, fused) whose operand is a
+/// contraction (or a contraction that already has an epilogue) absorbs into it when the
+/// contraction's result has this node as its only reader, is not a graph output, and has the
+/// node's shape, and every other operand of the node has that shape too (it is read at the
+/// result's position) or is a one-element constant (it becomes a number in the formula).
+/// Runs after elementwise fusion, so a residual Add and its ReLU arrive as one node.
+public struct EpilogueFusion: GraphPass {
+    public init() {}
+    public var name: String { "fuse-epilogues" }
+    public var summary: String { "moves activations and residual Adds into the Conv, Dense or MatMul kernel before them" }
+
+    public func run(_ graph: Graph, outputs: [ValueID]) throws -> (graph: Graph, outputs: [ValueID]) {
+        try run(graph, outputs: outputs, remarks: RemarkLog())
+    }
+
+    /// The contraction and the formula already applied to it.
+    private func contraction(_ node: Node) -> (base: Op, baseOperands: Int, formula: ScalarExpr)? {
+        switch node.op {
+        case .conv2d, .dense, .matmul: return (node.op, node.operands.count, .arg(0))
+        case let .epilogue(base, count, formula): return (base, count, formula)
+        default: return nil
+        }
+    }
+
+    public func run(_ graph: Graph, outputs: [ValueID], remarks: RemarkLog) throws -> (graph: Graph, outputs: [ValueID]) {
+        let rewrite = GraphRewrite(graph)
+        let uses = graph.useCounts(outputs: outputs)
+        let live = graph.liveNodes(outputs: outputs)
+        let isOutput = Set(outputs)
+        for node in graph.nodes {
+            guard live[node.id.index], ElementwiseFusion.isElementwise(node.op), let formula = node.op.formula,
+                  let k = node.operands.firstIndex(where: { contraction(rewrite.target[(try? rewrite.mapped($0)) ?? $0]) != nil }) else {
+                try rewrite.copy(node)
+                continue
+            }
+            let producerID = try rewrite.mapped(node.operands[k])
+            let producer = rewrite.target[producerID]
+            let (base, baseCount, inner) = contraction(producer)!
+            let candidate = "\(graph[node.operands[k]].name) into \(node.name)"
+            var refusal: String?
+            if uses[node.operands[k].index] > 1 { refusal = "\(graph[node.operands[k]].name) has \(uses[node.operands[k].index]) readers" }
+            else if isOutput.contains(node.operands[k]) { refusal = "\(graph[node.operands[k]].name) is a graph output" }
+            else if producer.type.shape != node.type.shape { refusal = "the result \(producer.type.shape) is broadcast to \(node.type.shape)" }
+            // The producer's own extras come first, then this node's other operands.
+            var extras = Array(producer.operands.dropFirst(baseCount))
+            var replacements: [ScalarExpr] = []
+            for (i, operand) in node.operands.enumerated() {
+                if i == k {
+                    replacements.append(inner)
+                    continue
+                }
+                let value = try rewrite.mapped(operand)
+                if let c = rewrite.constantValue(value), c.count == 1 {
+                    replacements.append(.const(c.scalars[0]))
+                } else if rewrite.target[value].type.shape == node.type.shape {
+                    if let j = extras.firstIndex(of: value) { replacements.append(.arg(1 + j)) } else {
+                        extras.append(value)
+                        replacements.append(.arg(extras.count))
+                    }
+                } else if refusal == nil {
+                    refusal = "operand \(graph[operand].name) \(rewrite.target[value].type.shape) is not read at the result's position"
+                }
+            }
+            if let refusal {
+                remarks.refused(candidate, refusal)
+                try rewrite.copy(node)
+                continue
+            }
+            let op = Op.epilogue(base: base, baseOperands: baseCount, formula: formula.substituting(replacements))
+            let fused = try rewrite.target.addNode(op, Array(producer.operands.prefix(baseCount)) + extras, name: node.name, location: producer.location)
+            rewrite.map(node.id, to: fused)
+            remarks.fused("epilogue", [producer.name, node.name])
+        }
+        return try rewrite.finish(outputs: outputs)
+    }
+}
