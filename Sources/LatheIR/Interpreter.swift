@@ -18,6 +18,15 @@ public enum Interpreter {
         return outputs.map { values[$0.index]! }
     }
 
+    /// Computes one op over constant operands: constant folding at import and in the passes.
+    /// Shape errors carry `location`.
+    public static func fold(_ op: Op, _ operands: [HostTensor], location: SourceLocation) throws -> HostTensor {
+        let scratch = Graph()
+        let ids = operands.map { scratch.addConstant($0) }
+        let result = try scratch.addNode(op, ids, location: location)
+        return try run(scratch, outputs: [result], feeds: [:])[0]
+    }
+
     static func evaluate(_ node: Node, _ x: [HostTensor], graph: Graph, feeds: [String: HostTensor]) throws -> HostTensor {
         let shape = node.type.shape
         switch node.op {

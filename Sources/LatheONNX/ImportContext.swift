@@ -81,14 +81,9 @@ final class ImportContext {
     /// parameter arithmetic and the like never reach the compiled model.
     func apply(_ op: Op, _ operands: [ImportedValue], name suffix: String? = nil) throws -> ImportedValue {
         let name = node.output.first.map { output in suffix.map { "\(output)/\($0)" } ?? output }
-        if operands.allSatisfy({ if case .constant = $0 { return true } else { return false } }) {
-            let scratch = Graph()
-            let ids = operands.map { v -> ValueID in
-                guard case let .constant(c) = v else { return ValueID(0) }
-                return scratch.addConstant(c.hostTensor)
-            }
-            let result = try scratch.addNode(op, ids, location: location)
-            let tensor = try Interpreter.run(scratch, outputs: [result], feeds: [:])[0]
+        let constants = operands.compactMap { v -> HostTensor? in if case let .constant(c) = v { return c.hostTensor } else { return nil } }
+        if constants.count == operands.count {
+            let tensor = try Interpreter.fold(op, constants, location: location)
             return .constant(ConstantTensor(shape: tensor.shape, floats: tensor.scalars))
         }
         let ids = operands.map(materialize)

@@ -24,10 +24,7 @@ public struct ConstantFolding: GraphPass {
                 try rewrite.copy(node)
                 continue
             }
-            let scratch = Graph()
-            let ids = values.map { scratch.addConstant($0) }
-            let result = try scratch.addNode(node.op, ids, location: node.location)
-            let folded = try Interpreter.run(scratch, outputs: [result], feeds: [:])[0]
+            let folded = try Interpreter.fold(node.op, values, location: node.location)
             rewrite.map(node.id, to: rewrite.constant(folded, replacing: node))
         }
         return try rewrite.finish(outputs: outputs)
