@@ -81,6 +81,9 @@ struct Dump: ParsableCommand {
     @Flag(help: "List the compiler's passes in the order they run.")
     var listPasses = false
 
+    @Option(help: "text (one node a line), dot (Graphviz) or json.")
+    var format: String = "text"
+
     @Option(help: "Batch size of a built-in model (default: the model's own).")
     var batch: Int?
 
@@ -97,13 +100,17 @@ struct Dump: ParsableCommand {
             return
         }
         guard let model else { throw ValidationError("give a model, or --list-passes") }
-        let (graph, outputs) = try ModelOptions(model: model, batch: batch, seed: seed, dimensions: dimensions).build()
-        guard let after else {
-            print(graph.text(outputs: outputs), terminator: "")
-            return
+        guard ["text", "dot", "json"].contains(format) else { throw ValidationError("--format is text, dot or json, not '\(format)'") }
+        var (graph, outputs) = try ModelOptions(model: model, batch: batch, seed: seed, dimensions: dimensions).build()
+        if let after {
+            let result = try Pipeline.run(graph, outputs: outputs.map(\.value), after: after)
+            (graph, outputs) = (result.graph, Array(zip(outputs.map(\.name), result.outputs)))
         }
-        let result = try Pipeline.run(graph, outputs: outputs.map(\.value), after: after)
-        print(result.graph.text(outputs: Array(zip(outputs.map(\.name), result.outputs))), terminator: "")
+        switch format {
+        case "dot": print(graph.dot(outputs: outputs), terminator: "")
+        case "json": print(graph.json(outputs: outputs), terminator: "")
+        default: print(graph.text(outputs: outputs), terminator: "")
+        }
     }
 }
 

@@ -169,3 +169,22 @@ struct CLIInspectTests {
         #expect(result.out.contains("memory: arena 65536 bytes, lower bound 65536 (arena / bound 1.000), naive sum 65536"))
     }
 }
+
+@Suite("lathe dump --format")
+struct CLIExportTests {
+    @Test func dotAndJSON() throws {
+        let dot = try lathe("dump", "simple-nn", "--format", "dot")
+        #expect(dot.status == 0)
+        #expect(dot.out.hasPrefix("digraph lathe {\n"))
+        #expect(dot.out.contains("  n3 [label=\"dense1\\ndense f32[256, 64]\"];"))
+        #expect(dot.out.contains("  n0 -> n3;") && dot.out.contains("  n7 -> out0;"))
+        let json = try lathe("dump", "simple-nn", "--after", "eliminate-dead-code", "--format", "json")
+        #expect(json.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(json.out.utf8)) as? [String: Any]
+        let nodes = object?["nodes"] as? [[String: Any]] ?? []
+        #expect(nodes.count == 7)
+        #expect(nodes.first.map { Set($0.keys) } == ["id", "name", "op", "attributes", "operands", "dtype", "shape", "location"])
+        #expect((object?["outputs"] as? [String: Int])?["y"] == nodes.count - 1)
+        #expect(try lathe("dump", "simple-nn", "--format", "yaml").status == 64)
+    }
+}
