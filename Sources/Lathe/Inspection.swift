@@ -68,6 +68,38 @@ public struct Inspection: Codable, Sendable {
         return String(decoding: (try? encoder.encode(self)) ?? Data(), as: UTF8.self)
     }
 
+    /// The memory plan as an SVG chart: kernel steps across, arena offsets up; each buffer a box
+    /// over its life at its place. The dashed line is the lower bound.
+    public var svg: String {
+        let m = memory
+        let steps = max((m.buffers.map(\.lastUse).max() ?? 0) + 1, 1)
+        let (width, height, margin) = (900.0, 420.0, 50.0)
+        let top = Double(max(m.arenaBytes, m.lowerBoundBytes, 1))
+        func x(_ step: Int) -> Double { margin + Double(step) / Double(steps) * (width - 2 * margin) }
+        func y(_ offset: Int) -> Double { height - margin - Double(offset) / top * (height - 2 * margin) }
+        func escaped(_ s: String) -> String {
+            s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: "\"", with: "&quot;")
+        }
+        var parts = [
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(Int(width))\" height=\"\(Int(height))\" font-family=\"Helvetica\" font-size=\"11\">",
+            "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
+            "<text x=\"\(margin)\" y=\"20\">arena \(m.arenaBytes) bytes, lower bound \(m.lowerBoundBytes), naive sum \(m.naiveBytes)</text>",
+            "<text x=\"\(width / 2)\" y=\"\(height - 12)\" text-anchor=\"middle\">kernel step</text>",
+            "<text x=\"14\" y=\"\(height / 2)\" transform=\"rotate(-90 14 \(height / 2))\" text-anchor=\"middle\">offset</text>",
+        ]
+        for (i, b) in m.buffers.enumerated() {
+            let hue = (i * 47) % 360
+            let (x0, x1, y0, y1) = (x(b.firstUse), x(b.lastUse + 1), y(b.offset + b.bytes), y(b.offset))
+            parts.append(String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"hsl(%d,60%%,75%%)\" stroke=\"#333\" stroke-width=\"0.5\"><title>%@: offset %d, %d bytes, steps %d...%d</title></rect>",
+                                x0, y0, max(x1 - x0, 1), max(y1 - y0, 1), hue, escaped(b.name), b.offset, b.bytes, b.firstUse, b.lastUse))
+        }
+        let bound = y(m.lowerBoundBytes)
+        parts.append(String(format: "<line x1=\"%.1f\" x2=\"%.1f\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"red\" stroke-dasharray=\"4 3\"/>", margin, width - margin, bound, bound))
+        parts.append(String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"black\"/>", margin, margin, width - 2 * margin, height - 2 * margin))
+        parts.append("</svg>")
+        return parts.joined(separator: "\n") + "\n"
+    }
+
     /// The report as text: a kernel table, then the memory plan.
     public var text: String {
         var lines = ["kernels (\(kernels.count)):"]

@@ -121,9 +121,13 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON (fields documented in docs/inspect.md).")
     var json = false
 
+    @Option(help: "Also draw the memory plan (lifetime by offset) as an SVG file.")
+    var svg: String?
+
     func run() throws {
         let (graph, outputs) = try options.build()
         let report = try Inspection(graph, outputs: outputs)
+        if let svg { try report.svg.write(toFile: svg, atomically: true, encoding: .utf8) }
         print(json ? report.json : report.text, terminator: json ? "\n" : "")
     }
 }

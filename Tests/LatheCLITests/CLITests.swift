@@ -161,6 +161,19 @@ struct CLIInspectTests {
         #expect(object?["fusions"] as? [Any] != nil && object?["refused"] as? [Any] != nil)
     }
 
+    @Test func svgDrawsEveryBuffer() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-plan-\(UUID().uuidString).svg")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let result = try lathe("inspect", "mnist-cnn", "--json", "--svg", file.path)
+        #expect(result.status == 0)
+        let svg = try String(contentsOf: file, encoding: .utf8)
+        let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
+        let buffers = ((object?["memory"] as? [String: Any])?["buffers"] as? [Any])?.count ?? -1
+        #expect(svg.hasPrefix("<svg "))
+        #expect(svg.components(separatedBy: "<title>").count - 1 == buffers)
+        #expect(svg.contains("arena 192000 bytes, lower bound 192000"))
+    }
+
     @Test func textReport() throws {
         let result = try lathe("inspect", "simple-nn")
         #expect(result.status == 0)
