@@ -69,7 +69,7 @@ extension Tensor {
         let location = SourceLocation(fileID: fileID, line: line)
         var target = shape
         if let unknown = shape.firstIndex(of: -1) {
-            let known = shape.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(1, *)
+            let known = elementCount(shape.enumerated().filter { $0.offset != unknown }.map(\.element)) ?? 0
             guard known > 0, type.count % known == 0, shape.filter({ $0 == -1 }).count == 1 else {
                 throw LatheError.shapeMismatch(op: "reshape", shapes: [self.shape], reason: "cannot infer the -1 in \(shape)", location: location)
             }

@@ -41,7 +41,8 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
         case let .invalidGraph(node, reason):
             return "invalid graph at \(node): \(reason)"
         case let .invalidTensor(shape, count):
-            return "a tensor of shape \(shape) needs \(shape.reduce(1, *)) scalars, got \(count)"
+            let needed = elementCount(shape).map { "needs \($0) scalars" } ?? "is not a valid tensor shape"
+            return "a tensor of shape \(shape) \(needed), got \(count) scalars"
         case let .duplicateName(name):
             return "the name '\(name)' is used twice"
         case let .missingInput(name):

@@ -40,8 +40,8 @@ public final class Graph {
     public var inputs: [Node] { nodes.filter { if case .input = $0.op { return true } else { return false } } }
 
     public func addInput(name: String, shape: [Int], location: SourceLocation = .unknown) throws -> ValueID {
-        guard shape.allSatisfy({ $0 >= 0 }) else {
-            throw LatheError.invalidAttribute(op: "input", reason: "input '\(name)' has shape \(shape); a dimension cannot be negative", location: location)
+        guard elementCount(shape) != nil else {
+            throw LatheError.invalidAttribute(op: "input", reason: "input '\(name)' has shape \(shape); dimensions must be non-negative and the tensor at most \(maximumElementCount) elements", location: location)
         }
         guard !inputNames.contains(name) else { throw LatheError.duplicateName(name) }
         inputNames.insert(name)

@@ -30,15 +30,15 @@ extension HostTensor {
         let dims = shapeField[shapeField.index(after: shapeField.startIndex)..<close].split(separator: ",")
             .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         let shape = try dims.map { d -> Int in
-            guard let v = Int(d), v >= 0 else { throw fail("shape entry '\(d)'") }
+            guard let v = Int(d), v >= 0, v <= maximumElementCount else { throw fail("shape entry '\(d)'") }
             return v
         }
-        let count = shape.reduce(1, *)
+        guard let count = elementCount(shape) else { throw fail("shape \(shape) is too large") }
         let body = bytes[(start + headerLength)...]
 
         func read<T>(_ type: T.Type, _ convert: (T) -> Float) throws -> [Float] {
             let size = MemoryLayout<T>.size
-            guard body.count >= count * size else { throw fail("\(count) elements of \(descr) need \(count * size) bytes, found \(body.count)") }
+            guard body.count / size >= count else { throw fail("\(count) elements of \(descr) need \(count * size) bytes, found \(body.count)") }
             return body.withUnsafeBytes { raw in (0..<count).map { convert(raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self)) } }
         }
         guard descr.first != ">" else { throw fail("big-endian data (\(descr))") }

@@ -1,6 +1,14 @@
 /// The shape rule of every op: operand types in, result type out, or the reason they do not fit.
 extension Op {
     public func inferType(_ operands: [TensorType]) throws(OpRuleFailure) -> TensorType {
+        let result = try inferUncheckedType(operands)
+        guard elementCount(result.shape) != nil else {
+            throw .shape("the result \(result.shape) has negative dimensions or more than \(maximumElementCount) elements")
+        }
+        return result
+    }
+
+    private func inferUncheckedType(_ operands: [TensorType]) throws(OpRuleFailure) -> TensorType {
         guard arity.contains(operands.count) else {
             throw .shape("takes \(arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound)...\(arity.upperBound)") operands, got \(operands.count)")
         }
@@ -54,8 +62,8 @@ extension Op {
             guard shapes[0].count >= 3 else { throw .shape("global average pool needs [N, C, spatial...]") }
             return TensorType(.float32, Array(shapes[0].prefix(2)) + Array(repeating: 1, count: shapes[0].count - 2))
         case let .reshape(target):
-            guard target.allSatisfy({ $0 >= 0 }) else { throw .attribute("shape \(target) has a negative dimension") }
-            guard target.reduce(1, *) == operands[0].count else {
+            guard let count = elementCount(target) else { throw .attribute("shape \(target) has a negative dimension or too many elements") }
+            guard count == operands[0].count else {
                 throw .shape("cannot reshape \(operands[0].count) elements to \(target)")
             }
             return TensorType(.float32, target)
@@ -95,6 +103,7 @@ extension Op {
             guard pads.count == 2 * x.count, pads.allSatisfy({ $0 >= 0 }) else {
                 throw .attribute("pads \(pads) must be \(2 * x.count) non-negative numbers")
             }
+            guard pads.allSatisfy({ $0 <= maximumElementCount }) else { throw .attribute("pads \(pads) are too large") }
             return TensorType(.float32, x.indices.map { x[$0] + pads[$0] + pads[$0 + x.count] })
         case let .lrn(size, _, _, _):
             guard size > 0 else { throw .attribute("size \(size) must be positive") }

@@ -28,6 +28,23 @@ public struct TensorType: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "\(dtype.rawValue)\(shape)" }
 }
 
+/// The most elements one tensor may have (64 GiB of float32): past it a shape is an error, not
+/// an overflow or an allocation that brings the machine down.
+public let maximumElementCount = 1 << 34
+
+/// The number of elements of a shape, or nil when a dimension is negative or the count would
+/// pass `maximumElementCount` (or overflow). Use it wherever a shape comes from outside.
+public func elementCount(_ shape: [Int]) -> Int? {
+    var count = 1
+    for d in shape {
+        guard d >= 0 else { return nil }
+        let (product, overflow) = count.multipliedReportingOverflow(by: d)
+        guard !overflow, product <= maximumElementCount else { return nil }
+        count = product
+    }
+    return count
+}
+
 /// Row-major strides of a shape, in elements.
 public func contiguousStrides(_ shape: [Int]) -> [Int] {
     var strides = [Int](repeating: 1, count: shape.count)
@@ -62,17 +79,19 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
 
     /// Throws when the number of scalars does not match the shape.
     public init(shape: [Int], scalars: [Float]) throws {
-        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == scalars.count else {
+        guard elementCount(shape) == scalars.count else {
             throw LatheError.invalidTensor(shape: shape, scalarCount: scalars.count)
         }
         self.shape = shape
         self.scalars = scalars
     }
 
-    /// A tensor of one value. A negative dimension counts as 0 (an empty tensor), never a trap.
+    /// A tensor of one value. A negative dimension, or a shape past `maximumElementCount`,
+    /// gives an empty tensor (shape with a 0), never a trap.
     public init(shape: [Int], repeating value: Float = 0) {
-        self.shape = shape.map { max($0, 0) }
-        self.scalars = [Float](repeating: value, count: self.shape.reduce(1, *))
+        let clamped = shape.map { max($0, 0) }
+        self.shape = elementCount(clamped) == nil ? clamped.map { _ in 0 } : clamped
+        self.scalars = [Float](repeating: value, count: elementCount(self.shape) ?? 0)
     }
 
     /// Uniform values in [low, high) from a seeded generator: the same seed gives the same tensor.

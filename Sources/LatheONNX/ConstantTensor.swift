@@ -74,8 +74,9 @@ extension ConstantTensor {
     /// Decodes a TensorProto: raw little-endian bytes or the typed repeated fields.
     init(_ proto: Onnx_TensorProto, name: String) throws {
         let shape = proto.dims.map { Int($0) }
-        guard shape.allSatisfy({ $0 >= 0 }) else { throw LatheError.malformedModel("tensor '\(name)' has a negative dimension \(shape)") }
-        let count = shape.reduce(1, *)
+        guard let count = elementCount(shape) else {
+            throw LatheError.malformedModel("tensor '\(name)' has shape \(shape): a negative dimension or too many elements")
+        }
         if proto.dataLocation == .external {
             throw LatheError.malformedModel("tensor '\(name)' keeps its data in an external file, which Lathe does not read yet")
         }
@@ -84,7 +85,7 @@ extension ConstantTensor {
         }
         let raw = proto.rawData
         func fromRaw<T>(_: T.Type) throws -> [T] {
-            guard raw.count == count * MemoryLayout<T>.size else {
+            guard raw.count % MemoryLayout<T>.size == 0, raw.count / MemoryLayout<T>.size == count else {
                 throw LatheError.malformedModel("tensor '\(name)' of shape \(shape) has \(raw.count) bytes of data")
             }
             return raw.withUnsafeBytes { bytes in (0..<count).map { bytes.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.size, as: T.self) } }

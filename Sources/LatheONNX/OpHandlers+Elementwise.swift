@@ -89,10 +89,12 @@ extension OpHandlers {
             case .add: out.append(p &+ q)
             case .sub: out.append(p &- q)
             case .mul: out.append(p &* q)
-            case .div: out.append(q == 0 ? 0 : p / q)
+            case .div: out.append(q == 0 ? 0 : p.dividedReportingOverflow(by: q).partialValue)
             case .max: out.append(max(p, q))
             case .min: out.append(min(p, q))
-            case .pow: out.append(Int64(pow(Double(p), Double(q))))
+            case .pow:
+                let v = pow(Double(p), Double(q))
+                out.append(v.isFinite ? Int64(max(min(v, 9.2e18), -9.2e18)) : 0)
             }
         }
         return .constant(ConstantTensor(shape: shape, ints: out))

@@ -82,8 +82,7 @@ extension OpHandlers {
         "ConstantOfShape": { c in
             guard let shape = try c.constantInput(0, "shape") else { throw c.fail("has no shape") }
             let dims = shape.intValues
-            guard dims.allSatisfy({ $0 >= 0 }) else { throw c.fail("has a negative dimension in \(dims)") }
-            let count = dims.reduce(1, *)
+            guard let count = elementCount(dims) else { throw c.fail("has shape \(dims): a negative dimension or too many elements") }
             guard let t = c.node.attribute("value") else { return [.constant(ConstantTensor(shape: dims, floats: Array(repeating: 0, count: count)))] }
             let fill = try ConstantTensor(t.t, name: c.node.displayName)
             if fill.isInteger { return [.constant(ConstantTensor(shape: dims, ints: Array(repeating: fill.ints.first ?? 0, count: count)))] }
@@ -95,7 +94,9 @@ extension OpHandlers {
             }
             let (s, l, d) = (Double(start.floats.first ?? 0), Double(limit.floats.first ?? 0), Double(delta.floats.first ?? 1))
             guard d != 0 else { throw c.fail("has delta 0") }
-            let count = max(Int(((l - s) / d).rounded(.up)), 0)
+            let steps = ((l - s) / d).rounded(.up)
+            guard steps.isFinite, steps <= Double(maximumElementCount) else { throw c.fail("makes \(steps) elements") }
+            let count = max(Int(steps), 0)
             if start.isInteger { return [.constant(ConstantTensor(shape: [count], ints: (0..<count).map { Int64(s) + Int64($0) * Int64(d) }))] }
             return [.constant(ConstantTensor(shape: [count], floats: (0..<count).map { Float(s + Double($0) * d) }))]
         },
@@ -122,7 +123,8 @@ extension OpHandlers {
             if case let .constant(k) = x, k.isInteger {
                 return [.constant(k.gathered(shape: shape, strides: broadcastStrides(of: k.shape, to: shape), base: 0))]
             }
-            let zeros = ImportedValue.constant(ConstantTensor(shape: shape, floats: Array(repeating: 0, count: shape.reduce(1, *))))
+            guard let count = elementCount(shape) else { throw c.fail("expands to \(shape), too many elements") }
+            let zeros = ImportedValue.constant(ConstantTensor(shape: shape, floats: Array(repeating: 0, count: count)))
             return [try c.apply(.binary(.add), [x, zeros])]
         },
         "ReduceSum": { c in [try reduce(.sum, c, axesInputSince: 13)] },
@@ -145,8 +147,9 @@ extension OpHandlers {
         }
         let count = input.reduce(1, *)
         if let unknown = shape.firstIndex(of: -1) {
-            let known = shape.enumerated().filter { $0.offset != unknown }.map(\.element).reduce(1, *)
-            guard known > 0, count % known == 0 else { throw c.fail("cannot reshape \(input) to \(target)") }
+            guard let known = elementCount(shape.enumerated().filter { $0.offset != unknown }.map(\.element)), known > 0, count % known == 0 else {
+                throw c.fail("cannot reshape \(input) to \(target)")
+            }
             shape[unknown] = count / known
         }
         return shape
@@ -155,7 +158,7 @@ extension OpHandlers {
     /// A reshape that keeps constants constant (integer ones included).
     static func reshape(_ x: ImportedValue, to shape: [Int], _ c: ImportContext) throws -> ImportedValue {
         if case let .constant(k) = x {
-            guard shape.reduce(1, *) == k.count, shape.allSatisfy({ $0 >= 0 }) else { throw c.fail("cannot reshape \(k.shape) to \(shape)") }
+            guard elementCount(shape) == k.count else { throw c.fail("cannot reshape \(k.shape) to \(shape)") }
             return .constant(k.reshaped(shape))
         }
         return try c.apply(.reshape(shape: shape), [x])

@@ -136,3 +136,17 @@ struct LayerConfigurationTests {
         #expect(HostTensor(shape: [-2, 3]).count == 0)
     }
 }
+
+@Suite("Absurd sizes are errors, not traps")
+struct HugeShapeTests {
+    @Test func hugeShapesThrow() throws {
+        let g = Graph()
+        #expect(throws: LatheError.self) { try g.input("x", shape: [1 << 40, 1 << 40]) }
+        let x = try g.input("x", shape: [2, 3])
+        #expect(throws: LatheError.self) { try x.reshaped([Int.max, 2, -1]) }
+        #expect(throws: LatheError.self) { try x.reshaped([1 << 62, 1 << 62]) }
+        #expect(throws: LatheError.self) { try x.apply(.pad(pads: [0, 0, Int.max, 0], value: 0), [], .unknown) }
+        #expect(throws: LatheError.self) { try HostTensor(shape: [1 << 62, 4], scalars: []) }
+        #expect(HostTensor(shape: [1 << 40, 1 << 40]).count == 0)
+    }
+}
