@@ -49,6 +49,23 @@ extension OpHandlers {
         }
     }
 
+    /// 1-D convolution and pooling run as 2-D over a height of 1: [N, C, L] becomes
+    /// [N, C, 1, L] (weights [OC, C, K] likewise), pads [b, e] become [0, b, 0, e], and the result
+    /// loses the height again.
+    static func addHeight(_ v: ImportedValue, _ c: ImportContext) throws -> ImportedValue {
+        var shape = c.shape(v)
+        shape.insert(1, at: 2)
+        return try reshape(v, to: shape, c)
+    }
+
+    static func removeHeight(_ v: ImportedValue, _ c: ImportContext) throws -> ImportedValue {
+        var shape = c.shape(v)
+        shape.remove(at: 2)
+        return try reshape(v, to: shape, c)
+    }
+
+    static func heightPads(_ pads: [Int]) -> [Int] { [0, pads[0], 0, pads[1]] }
+
     /// 2-D convolution, and 1-D as 2-D over a height of 1.
     static func conv(_ c: ImportContext) throws -> [ImportedValue] {
         var (x, w) = (try c.required(0), try c.required(1))
@@ -66,15 +83,12 @@ extension OpHandlers {
             throw c.fail("has strides, dilations or pads of the wrong length")
         }
         if spatial == 1 {
-            x = try reshape(x, to: [xs[0], xs[1], 1, xs[2]], c)
-            w = try reshape(w, to: [ws[0], ws[1], 1, ws[2]], c)
-            (strides, dilations, pads) = ([1] + strides, [1] + dilations, [0, pads[0], 0, pads[1]])
+            (x, w) = (try addHeight(x, c), try addHeight(w, c))
+            (strides, dilations, pads) = ([1] + strides, [1] + dilations, heightPads(pads))
         }
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1))
         let y = try c.apply(.conv2d(attributes), [x, w] + (try c.input(2).map { [$0] } ?? []), name: spatial == 1 ? "2d" : nil)
-        guard spatial == 1 else { return [y] }
-        let ys = c.shape(y)
-        return [try reshape(y, to: [ys[0], ys[1], ys[3]], c)]
+        return [spatial == 1 ? try removeHeight(y, c) : y]
     }
 
     /// 2-D transposed convolution, and 1-D as 2-D over a height of 1. With output_shape (or SAME
@@ -110,15 +124,12 @@ extension OpHandlers {
             pads = begin + end
         }
         if spatial == 1 {
-            x = try reshape(x, to: [xs[0], xs[1], 1, xs[2]], c)
-            w = try reshape(w, to: [ws[0], ws[1], 1, ws[2]], c)
-            (strides, dilations, outputPadding, pads) = ([1] + strides, [1] + dilations, [0] + outputPadding, [0, pads[0], 0, pads[1]])
+            (x, w) = (try addHeight(x, c), try addHeight(w, c))
+            (strides, dilations, outputPadding, pads) = ([1] + strides, [1] + dilations, [0] + outputPadding, heightPads(pads))
         }
         let attributes = ConvTranspose2DAttributes(strides: strides, pads: pads, outputPadding: outputPadding, dilations: dilations, groups: c.node.int("group", 1))
         let y = try c.apply(.convTranspose2d(attributes), [x, w] + (try c.input(2).map { [$0] } ?? []), name: spatial == 1 ? "2d" : nil)
-        guard spatial == 1 else { return [y] }
-        let ys = c.shape(y)
-        return [try reshape(y, to: [ys[0], ys[1], ys[3]], c)]
+        return [spatial == 1 ? try removeHeight(y, c) : y]
     }
 
     /// 2-D pooling, and 1-D as 2-D over a height of 1.
@@ -136,8 +147,8 @@ extension OpHandlers {
             throw c.fail("has strides, dilations or pads of the wrong length")
         }
         if spatial == 1 {
-            x = try reshape(x, to: [original[0], original[1], 1, original[2]], c)
-            (kernel, strides, dilations, pads) = ([1] + kernel, [1] + strides, [1] + dilations, [0, pads[0], 0, pads[1]])
+            x = try addHeight(x, c)
+            (kernel, strides, dilations, pads) = ([1] + kernel, [1] + strides, [1] + dilations, heightPads(pads))
         }
         let shape = c.shape(x)
         if c.node.int("ceil_mode", 0) != 0 {
@@ -153,9 +164,7 @@ extension OpHandlers {
         let include = c.node.int("count_include_pad", 0) != 0
         let attributes = Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include, dilations: dilations)
         let y = try c.apply(.pool2d(attributes), [x], name: spatial == 1 ? "2d" : nil)
-        guard spatial == 1 else { return y }
-        let ys = c.shape(y)
-        return try reshape(y, to: [ys[0], ys[1], ys[3]], c)
+        return spatial == 1 ? try removeHeight(y, c) : y
     }
 
     /// Gemm: Y = alpha * A' B' + beta * C, with A' and B' optionally transposed. A bias that is
