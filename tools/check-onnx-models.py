@@ -5,14 +5,16 @@ For each model: the light model zoo that ships inside the onnx package
 (onnx/backend/test/data/light, with its constant-fill weights made seeded random), MobileNet v2
 (tools/mobilenet_v2.py, seeded random weights) and the seed models of ../shared/tools/mkseedmodels.py, it feeds
 the same seeded random input to ONNX Runtime and to `lathe run`, and compares every output:
-max |lathe - ort| / max |ort| must be at most 1e-4.
+max |lathe - ort| / max |ort| must be at most 1e-4. It also reads each model's memory plan
+(`lathe inspect --json`): the arena must be at most 1.1x its lower bound and below the naive sum
+(equal to it when there is one buffer).
 
     tools/check-onnx-models.py [--lathe .build/release/lathe] [--only NAME ...]
 
 Needs Python's onnx and onnxruntime (pip install onnx onnxruntime numpy); without them it
 says so and exits 0, so that a machine without PyPI still runs the rest of the checks.
 """
-import argparse, os, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 
 try:
     import numpy as np
@@ -26,6 +28,7 @@ except ImportError as e:
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TOLERANCE = 1e-4
+ARENA_OVER_BOUND = 1.1
 
 
 def models(workdir):
@@ -115,7 +118,17 @@ def check(name, path, lathe, workdir):
             return False, f"output {out.name}: shape {got.shape}, ONNX Runtime {want.shape}"
         scale = max(float(np.abs(want).max()), 1e-30)
         worst = max(worst, float(np.abs(got - want).max()) / scale)
-    return worst <= TOLERANCE, f"max |diff| / max |ort| = {worst:.2e} ({seconds:.1f} s for compile and run)"
+    inspect = subprocess.run([lathe, "inspect", path, "--json"], capture_output=True, text=True)
+    if inspect.returncode != 0:
+        return False, f"lathe inspect failed: {(inspect.stderr or inspect.stdout).strip()[:300]}"
+    memory = json.loads(inspect.stdout)["memory"]
+    arena, bound, naive = memory["arenaBytes"], memory["lowerBoundBytes"], memory["naiveBytes"]
+    # With a single intermediate buffer the arena can only equal the naive sum.
+    below_naive = arena < naive if len(memory["buffers"]) > 1 else arena <= naive
+    planned = arena <= ARENA_OVER_BOUND * bound and below_naive
+    detail = (f"max |diff| / max |ort| = {worst:.2e}; arena / lower bound = {arena / max(bound, 1):.3f}, "
+              f"arena / naive = {arena / max(naive, 1):.3f} ({seconds:.1f} s for compile and run)")
+    return worst <= TOLERANCE and planned, detail
 
 
 def main():

@@ -13,6 +13,8 @@ public struct Inspection: Codable, Sendable {
         public let shape: [Int]
         public let flops: Int
         public let bytes: Int
+        /// The operand whose buffer the result overwrites, when the kernel works in place.
+        public let inPlaceOf: String?
     }
 
     public struct Fusion: Codable, Sendable {
@@ -54,7 +56,8 @@ public struct Inspection: Codable, Sendable {
             case let .node(o): ops = [o.name]
             case .copy: ops = ["copy"]
             }
-            return KernelInfo(name: k.name, ops: ops, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved)
+            let inPlaceOf = k.inPlaceOperand.map { optimized.graph[optimized.graph[k.node].operands[$0]].name }
+            return KernelInfo(name: k.name, ops: ops, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved, inPlaceOf: inPlaceOf)
         }
         fusions = remarks.fusions.map { Fusion(kind: $0.kind, nodes: $0.nodes) }
         refused = remarks.refusals.map { Refusal(candidate: $0.candidate, reason: $0.reason) }
@@ -105,7 +108,7 @@ public struct Inspection: Codable, Sendable {
         var lines = ["kernels (\(kernels.count)):"]
         let width = kernels.map(\.name.count).max() ?? 0
         for k in kernels {
-            lines.append("  \(k.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(k.ops.joined(separator: "+")) -> f32\(k.shape)  \(k.flops) flop  \(k.bytes) bytes")
+            lines.append("  \(k.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(k.ops.joined(separator: "+")) -> f32\(k.shape)  \(k.flops) flop  \(k.bytes) bytes" + (k.inPlaceOf.map { "  in place of \($0)" } ?? ""))
         }
         if fusions.isEmpty && refused.isEmpty { lines.append("fusions: none") }
         for f in fusions { lines.append("fused \(f.kind): \(f.nodes.joined(separator: " + "))") }

@@ -33,6 +33,19 @@ struct ConvGeometry {
     }
     var hasPadding: Bool { attributes.pads.contains { $0 > 0 } }
 
+    /// Output rows unfolded at a time. One tile of the unfolded input (K x rows*outW floats)
+    /// stays near `IRBuilder.unfoldTileBytes`, so the GEMM reads it from cache and the arena
+    /// never holds a whole image's unfold (7 MB for ResNet-50's first convolution, twice the
+    /// activations around it); but a tile spans at least 64 columns, so the GEMM keeps its
+    /// full register blocks when K is large and the image small.
+    var tileRows: Int {
+        let rowBytes = unfoldedRows * outW * 4
+        let rows = max(IRBuilder.unfoldTileBytes / max(rowBytes, 1), (64 + outW - 1) / max(outW, 1))
+        return min(outH, max(1, rows))
+    }
+    /// The floats of working memory the convolution needs: one unfolded tile.
+    var scratchFloats: Int { needsUnfold ? unfoldedRows * tileRows * outW : 0 }
+
     /// The output positions o in 0..<count whose input index o*stride - pad + tap is in 0..<size.
     static func validRange(count: Int, size: Int, stride: Int, pad: Int, tap: Int) -> Range<Int> {
         func ceilDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? (a + b - 1) / b : -((-a) / b) }
@@ -44,41 +57,56 @@ struct ConvGeometry {
 }
 
 extension IRBuilder {
-    /// conv2d = (unfold, GEMM) for each image and group.
+    /// About half the L2 cache of current x86 cores.
+    static let unfoldTileBytes = 256 * 1024
+
+    /// conv2d = (unfold, GEMM) for each image, group and tile of output rows.
     func convolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
                      epilogue: GemmEpilogue? = nil) {
         loop(0, g.batch, unroll: false) { image in
             loop(0, g.groups, unroll: false) { group in
                 let imageChannel = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
-                let inputOffset = imul(imageChannel, int(g.inputPlane))
-                let b: MatrixView
-                if let scratch, g.needsUnfold {
-                    unfold(g, input: pointer(input, inputOffset), into: scratch)
-                    b = MatrixView(base: scratch, offset: int(0), rowStride: g.outputPlane)
-                } else {
-                    b = MatrixView(base: input, offset: inputOffset, rowStride: g.outputPlane)
-                }
+                let channelInput = pointer(input, imul(imageChannel, int(g.inputPlane)))
                 let outChannel = iadd(imul(image, int(g.outChannels)), imul(group, int(g.groupOutChannels)))
-                let biasOffset = imul(group, int(g.groupOutChannels))
-                gemm(m: g.groupOutChannels, n: g.outputPlane, k: g.unfoldedRows,
-                     a: MatrixView(base: weights, offset: imul(group, int(g.groupOutChannels * g.unfoldedRows)), rowStride: g.unfoldedRows),
-                     b: b,
-                     c: MatrixView(base: output, offset: imul(outChannel, int(g.outputPlane)), rowStride: g.outputPlane),
-                     bias: bias.map { .perRow($0, offset: biasOffset) } ?? .none, epilogue: epilogue)
+                let outputOffset = imul(outChannel, int(g.outputPlane))
+                let weightsView = MatrixView(base: weights, offset: imul(group, int(g.groupOutChannels * g.unfoldedRows)), rowStride: g.unfoldedRows)
+                let rowBias = bias.map { GemmBias.perRow($0, offset: imul(group, int(g.groupOutChannels))) } ?? .none
+                guard let scratch, g.needsUnfold else {
+                    gemm(m: g.groupOutChannels, n: g.outputPlane, k: g.unfoldedRows, a: weightsView,
+                         b: MatrixView(base: channelInput, offset: int(0), rowStride: g.outputPlane),
+                         c: MatrixView(base: output, offset: outputOffset, rowStride: g.outputPlane), bias: rowBias, epilogue: epilogue)
+                    return
+                }
+                func tile(firstRow: LLVMValue, rows: Int) {
+                    let columns = rows * g.outW
+                    unfold(g, input: channelInput, into: scratch, firstRow: firstRow, rows: rows)
+                    gemm(m: g.groupOutChannels, n: columns, k: g.unfoldedRows, a: weightsView,
+                         b: MatrixView(base: scratch, offset: int(0), rowStride: columns),
+                         c: MatrixView(base: output, offset: iadd(outputOffset, imul(firstRow, int(g.outW))), rowStride: g.outputPlane),
+                         bias: rowBias, epilogue: epilogue)
+                }
+                let rows = g.tileRows
+                let fullTiles = g.outH / rows * rows
+                loop(0, fullTiles, step: rows, unroll: false) { tile(firstRow: $0, rows: rows) }
+                if fullTiles < g.outH { tile(firstRow: int(fullTiles), rows: g.outH - fullTiles) }
             }
         }
     }
 
-    /// im2col: row (c, ky, kx) of the scratch holds input[c, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw]
-    /// for every output (oy, ox), zero where that falls in the padding. The in-bounds rectangle of
-    /// each tap is known at compile time, so the copy loops carry no bounds checks.
-    private func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue) {
+    /// im2col of output rows firstRow..<firstRow+rows: row (c, ky, kx) of the scratch holds
+    /// input[c, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw] for each output (oy, ox) of the tile,
+    /// zero where that falls in the padding. The in-bounds columns of each tap are known at
+    /// compile time and its in-bounds rows are clamped once per tile, so the copy loops carry no
+    /// bounds checks.
+    private func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue, firstRow: LLVMValue, rows: Int) {
         let a = g.attributes
+        let columns = rows * g.outW
         if g.hasPadding {
-            elementwise(shape: [g.unfoldedRows * g.outputPlane], output: StridedView(base: scratch, strides: [1]), inputs: []) { _, lanes in
+            elementwise(shape: [g.unfoldedRows * columns], output: StridedView(base: scratch, strides: [1]), inputs: []) { _, lanes in
                 float(0, lanes: lanes)
             }
         }
+        let endRow = iadd(firstRow, int(rows))
         loop(0, g.groupChannels, unroll: false) { c in
             let channelInput = pointer(input, imul(c, int(g.inputPlane)))
             for ky in 0..<g.kernelH {
@@ -87,12 +115,15 @@ extension IRBuilder {
                     let rowsX = ConvGeometry.validRange(count: g.outW, size: g.width, stride: a.strides[1], pad: a.pads[1], tap: kx * a.dilations[1])
                     guard !rowsY.isEmpty, !rowsX.isEmpty else { continue }
                     let row = iadd(imul(c, int(g.kernelH * g.kernelW)), int(ky * g.kernelW + kx))
-                    let rowBase = pointer(scratch, imul(row, int(g.outputPlane)))
-                    let iy = rowsY.lowerBound * a.strides[0] - a.pads[0] + ky * a.dilations[0]
+                    let rowBase = pointer(scratch, imul(row, int(columns)))
                     let ix = rowsX.lowerBound * a.strides[1] - a.pads[1] + kx * a.dilations[1]
-                    elementwise(shape: [rowsY.count, rowsX.count],
-                                output: StridedView(base: rowBase, offset: rowsY.lowerBound * g.outW + rowsX.lowerBound, strides: [g.outW, 1]),
-                                inputs: [StridedView(base: channelInput, offset: iy * g.width + ix, strides: [a.strides[0] * g.width, a.strides[1]])]) { v, _ in v[0] }
+                    let iy0 = -a.pads[0] + ky * a.dilations[0]
+                    loop(from: imax(firstRow, int(rowsY.lowerBound)), to: imin(endRow, int(rowsY.upperBound))) { oy in
+                        let source = pointer(channelInput, iadd(imul(oy, int(a.strides[0] * g.width)), int(iy0 * g.width + ix)))
+                        let target = pointer(rowBase, iadd(imul(isub(oy, firstRow), int(g.outW)), int(rowsX.lowerBound)))
+                        elementwise(shape: [rowsX.count], output: StridedView(base: target, strides: [1]),
+                                    inputs: [StridedView(base: source, strides: [a.strides[1]])]) { v, _ in v[0] }
+                    }
                 }
             }
         }

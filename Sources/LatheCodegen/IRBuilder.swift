@@ -109,6 +109,9 @@ final class IRBuilder {
 
     func iadd(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildAdd(builder, a, b, "") }
     func imul(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildMul(builder, a, b, "") }
+    func isub(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildSub(builder, a, b, "") }
+    func imax(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildSelect(builder, LLVMBuildICmp(builder, LLVMIntSGT, a, b, ""), a, b, "") }
+    func imin(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildSelect(builder, LLVMBuildICmp(builder, LLVMIntSLT, a, b, ""), a, b, "") }
     /// a + b * scale, folding the constant cases so the IR stays readable.
     func offset(_ base: LLVMValue, _ index: LLVMValue, times scale: Int) -> LLVMValue {
         if scale == 0 { return base }
@@ -180,6 +183,25 @@ final class IRBuilder {
         LLVMPositionBuilderAtEnd(builder, exit)
     }
 
+    /// for i in start..<end { body(i) } with bounds known only at run time; no trip when end <= start.
+    func loop(from start: LLVMValue, to end: LLVMValue, _ body: (LLVMValue) -> Void) {
+        let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
+        let preheader = LLVMGetInsertBlock(builder)
+        let header = LLVMAppendBasicBlockInContext(context, function, "loop")
+        let exit = LLVMAppendBasicBlockInContext(context, function, "loop.exit")
+        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, start, end, ""), header, exit)
+        LLVMPositionBuilderAtEnd(builder, header)
+        let i = LLVMBuildPhi(builder, i64, "i")!
+        body(i)
+        let next = LLVMBuildNSWAdd(builder, i, int(1), "")!
+        let latch = LLVMGetInsertBlock(builder)
+        disableUnrolling(LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, next, end, ""), header, exit)!)
+        var values: [LLVMValue?] = [start, next]
+        var blocks: [LLVMBasicBlockRef?] = [preheader, latch]
+        LLVMAddIncoming(i, &values, &blocks, 2)
+        LLVMPositionBuilderAtEnd(builder, exit)
+    }
+
     /// Attaches `!llvm.loop !{self, !{"llvm.loop.unroll.disable"}}` to a loop's latch branch.
     private func disableUnrolling(_ branch: LLVMValue) {
         let placeholder = LLVMTemporaryMDNode(context, nil, 0)
@@ -193,9 +215,10 @@ final class IRBuilder {
 
     // MARK: functions
 
-    /// Declares `void name(float*...)` with internal linkage and noalias pointers, and
-    /// positions the builder in its entry block.
-    func beginFunction(_ name: String, pointerCount: Int, exported: Bool = false) -> LLVMValue {
+    /// Declares `void name(float*...)` with internal linkage and noalias pointers (but for the
+    /// `aliasing` ones: a result written over an operand), and positions the builder in its
+    /// entry block.
+    func beginFunction(_ name: String, pointerCount: Int, exported: Bool = false, aliasing: Set<Int> = []) -> LLVMValue {
         var parameters = [LLVMType?](repeating: floatPointer, count: pointerCount)
         let type = LLVMFunctionType(void, &parameters, UInt32(pointerCount), 0)
         let function = LLVMAddFunction(module, name, type)!
@@ -207,7 +230,7 @@ final class IRBuilder {
             LLVMAddAttributeAtIndex(function, UInt32(bitPattern: -1), LLVMCreateEnumAttribute(context, noinline, 0))
         }
         let noalias = LLVMGetEnumAttributeKindForName("noalias", 7)
-        for p in 0..<pointerCount {
+        for p in 0..<pointerCount where !aliasing.contains(p) {
             LLVMAddAttributeAtIndex(function, UInt32(p + 1), LLVMCreateEnumAttribute(context, noalias, 0))
         }
         LLVMPositionBuilderAtEnd(builder, LLVMAppendBasicBlockInContext(context, function, "entry"))

@@ -6,7 +6,8 @@ import LatheIR
 extension IRBuilder {
     func emitKernel(_ kernel: Kernel) throws -> LLVMValue {
         let pointerCount = 1 + kernel.operands.count + (kernel.scratch == nil ? 0 : 1)
-        let function = beginFunction(kernel.name, pointerCount: pointerCount)
+        let aliasing: Set<Int> = kernel.inPlaceOperand.map { [0, $0 + 1] } ?? []
+        let function = beginFunction(kernel.name, pointerCount: pointerCount, aliasing: aliasing)
         let out = LLVMGetParam(function, 0)!
         let x = kernel.operands.indices.map { LLVMGetParam(function, UInt32($0 + 1))! }
         let scratch = kernel.scratch == nil ? nil : LLVMGetParam(function, UInt32(pointerCount - 1))

@@ -51,14 +51,27 @@ public struct Kernel: Sendable {
     public let result: KernelBuffer
     /// Working memory for the kernel alone (e.g. a convolution's unfolded input).
     public let scratch: KernelBuffer?
+    /// The operand whose buffer the result overwrites (it dies here and is read only at the
+    /// index each result is written to), or nil.
+    public var inPlaceOperand: Int? = nil
+
+    /// A reshape written in place moves no data: it has no code.
+    public var isNoOp: Bool {
+        guard inPlaceOperand != nil else { return false }
+        switch work {
+        case .copy, .node(.reshape), .node(.flatten), .node(.dropout): return true
+        default: return false
+        }
+    }
 
     /// Floating-point operations of one run: exact multiply-adds (two each) for contractions,
     /// one per output element (per input element for reductions) otherwise.
     /// Bytes read and written by one run: operands and result once each.
-    public var bytesMoved: Int { operands.reduce(result.type.byteCount) { $0 + $1.type.byteCount } }
+    public var bytesMoved: Int { isNoOp ? 0 : operands.reduce(result.type.byteCount) { $0 + $1.type.byteCount } }
 
     public var flops: Int {
         let shapes = operands.map(\.type.shape)
+        if isNoOp { return 0 }
         switch work {
         case .copy: return 0
         case let .node(op):
@@ -148,39 +161,53 @@ extension KernelProgram {
         for node in computed { for operand in node.operands { lastUse[operand] = step[node.id] } }
         for c in copies { lastUse[c.value] = lastStep }
 
-        // Arena requests: computed values that are not written to an output, and scratch.
+        // Arena requests: computed values that are not written to an output, and scratch. A value
+        // computed in place joins the request of the operand it overwrites, which then lives on.
         var requests: [BufferRequest] = []
-        var requestOwner: [(value: ValueID?, scratchOf: ValueID?)] = []
+        var request: [ValueID: Int] = [:]
+        var scratchRequest: [ValueID: Int] = [:]
+        var inPlaceOperand: [ValueID: Int] = [:]
         for node in computed {
             let s = step[node.id]!
+            let life = max(s, lastUse[node.id] ?? s)
             if writesOutput[node.id] == nil {
-                requests.append(BufferRequest(bytes: node.type.byteCount, firstUse: s, lastUse: max(s, lastUse[node.id] ?? s)))
-                requestOwner.append((node.id, nil))
+                if let k = inPlaceCandidates(node, graph, dyingAt: s, lastUse: lastUse).first(where: { request[node.operands[$0]] != nil }),
+                   let shared = request[node.operands[k]] {
+                    inPlaceOperand[node.id] = k
+                    request[node.id] = shared
+                    requests[shared].lastUse = max(requests[shared].lastUse, life)
+                } else {
+                    request[node.id] = requests.count
+                    requests.append(BufferRequest(bytes: node.type.byteCount, firstUse: s, lastUse: life))
+                }
             }
             let scratch = scratchBytes(node, graph)
             if scratch > 0 {
+                scratchRequest[node.id] = requests.count
                 requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))
-                requestOwner.append((nil, node.id))
             }
         }
         let plan = MemoryPlanner.plan(requests)
+        var planned: [PlannedBuffer] = []
         var scratchLocation: [ValueID: KernelBuffer] = [:]
-        for (i, owner) in requestOwner.enumerated() {
-            if let v = owner.value { location[v] = .arena(plan.offsets[i]) }
-            if let v = owner.scratchOf {
-                scratchLocation[v] = KernelBuffer(location: .arena(plan.offsets[i]), type: TensorType(.float32, [requests[i].bytes / 4]))
+        for node in computed {
+            let s = step[node.id]!
+            if let r = request[node.id] {
+                location[node.id] = .arena(plan.offsets[r])
+                planned.append(PlannedBuffer(name: node.name, offset: plan.offsets[r], bytes: node.type.byteCount, firstUse: s, lastUse: max(s, lastUse[node.id] ?? s)))
+            }
+            if let r = scratchRequest[node.id] {
+                scratchLocation[node.id] = KernelBuffer(location: .arena(plan.offsets[r]), type: TensorType(.float32, [requests[r].bytes / 4]))
+                planned.append(PlannedBuffer(name: "\(node.name) (scratch)", offset: plan.offsets[r], bytes: requests[r].bytes, firstUse: s, lastUse: s))
             }
         }
         for (v, i) in writesOutput { location[v] = .output(i) }
-        let planned = requestOwner.enumerated().map { i, owner in
-            PlannedBuffer(name: owner.value.map { graph[$0].name } ?? "\(graph[owner.scratchOf!].name) (scratch)",
-                          offset: plan.offsets[i], bytes: requests[i].bytes, firstUse: requests[i].firstUse, lastUse: requests[i].lastUse)
-        }
 
         func buffer(_ v: ValueID) -> KernelBuffer { KernelBuffer(location: location[v]!, type: graph[v].type) }
         var kernels: [Kernel] = computed.map { node in
             Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
-                   operands: node.operands.map(buffer), result: buffer(node.id), scratch: scratchLocation[node.id])
+                   operands: node.operands.map(buffer), result: buffer(node.id), scratch: scratchLocation[node.id],
+                   inPlaceOperand: inPlaceOperand[node.id])
         }
         for (c, copy) in copies.enumerated() {
             kernels.append(Kernel(name: "k\(computed.count + c)_copy", work: .copy, node: copy.value, operands: [buffer(copy.value)],
@@ -189,11 +216,39 @@ extension KernelProgram {
         return KernelProgram(kernels: kernels,
                              inputs: inputNodes.map { InputSpec(name: $0.name, shape: $0.type.shape) },
                              outputs: outputs.map { ($0.name, graph[$0.value].type) },
-                             arenaBytes: plan.arenaBytes, lowerBoundBytes: plan.lowerBoundBytes, naiveBytes: plan.naiveBytes, buffers: planned,
+                             arenaBytes: plan.arenaBytes, lowerBoundBytes: plan.lowerBoundBytes,
+                             naiveBytes: planned.reduce(0) { $0 + MemoryPlanner.align($1.bytes) }, buffers: planned,
                              weightsBytes: weightsBytes, weightPlacements: weightPlacements)
     }
 
-    /// A convolution unfolds its input (im2col) into scratch unless it is a plain 1x1; a
+    /// The operands a node may overwrite with its result: those that die at this node, has the
+    /// result's shape, and is read only at the index of the result being written (an
+    /// elementwise input, a reshape's input, a contraction's residual operand; never a GEMM's A
+    /// or B, which are read across the whole result).
+    static func inPlaceCandidates(_ node: Node, _ graph: Graph, dyingAt step: Int, lastUse: [ValueID: Int]) -> [Int] {
+        let readAtIndex: [Int]
+        var reshapes = false
+        switch node.op {
+        case .unary, .binary, .fusedElementwise:
+            readAtIndex = Array(node.operands.indices)
+        case .batchNorm:
+            readAtIndex = [0]
+        case .reshape, .flatten, .dropout:
+            readAtIndex = [0]
+            reshapes = true
+        case let .epilogue(_, baseCount, _):
+            let base = Set(node.operands.prefix(baseCount))
+            readAtIndex = node.operands.indices.dropFirst(baseCount).filter { !base.contains(node.operands[$0]) }
+        default:
+            return []
+        }
+        return readAtIndex.filter { k in
+            let v = node.operands[k]
+            return lastUse[v] == step && graph[v].type.count == node.type.count && (reshapes || graph[v].type.shape == node.type.shape)
+        }
+    }
+
+    /// A convolution unfolds its input (im2col) a tile at a time into scratch unless it is a plain 1x1; a
     /// transposed convolution keeps its columns there before scattering them.
     static func scratchBytes(_ node: Node, _ graph: Graph) -> Int {
         let shapes = node.operands.map { graph[$0].type.shape }
@@ -201,8 +256,7 @@ extension KernelProgram {
         if case let .epilogue(base, _, _) = op { op = base }
         switch op {
         case let .conv2d(a):
-            guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: node.type.shape, a), g.needsUnfold else { return 0 }
-            return g.unfoldedRows * g.outputPlane * 4
+            return (ConvGeometry(input: shapes[0], weights: shapes[1], output: node.type.shape, a)?.scratchFloats ?? 0) * 4
         case let .convTranspose2d(a):
             return (ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: node.type.shape, a)?.scratchFloats ?? 0) * 4
         default:

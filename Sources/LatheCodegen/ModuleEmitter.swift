@@ -14,8 +14,10 @@ struct KernelSignature: Hashable {
     let operands: [TensorType]
     let result: TensorType
     let scratch: TensorType?
+    let inPlaceOperand: Int?
 
     init(_ kernel: Kernel) {
+        inPlaceOperand = kernel.inPlaceOperand
         work = kernel.work
         operands = kernel.operands.map(\.type)
         result = kernel.result.type
@@ -37,7 +39,8 @@ public enum ModuleEmitter {
         // pointers), so kernels with one signature share one function: ResNet-50's repeated
         // blocks compile once.
         var bySignature: [KernelSignature: LLVMValueRef] = [:]
-        let functions = try program.kernels.map { kernel -> LLVMValueRef in
+        let functions = try program.kernels.map { kernel -> LLVMValueRef? in
+            if kernel.isNoOp { return nil }
             let signature = KernelSignature(kernel)
             if let shared = bySignature[signature] { return shared }
             let function = try b.emitKernel(kernel)
@@ -65,6 +68,7 @@ public enum ModuleEmitter {
             }
         }
         for (kernel, function) in zip(program.kernels, functions) {
+            guard let function else { continue }
             let arguments = [address(kernel.result)] + kernel.operands.map(address) + (kernel.scratch.map { [address($0)] } ?? [])
             b.call(function, arguments)
         }

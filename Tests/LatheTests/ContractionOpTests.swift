@@ -29,6 +29,9 @@ let convCases: [OpCase] = [
     ConvSetup(input: [1, 16, 9, 11], weight: [17, 16, 1, 1]),
     ConvSetup(input: [1, 3, 17, 15], weight: [9, 3, 5, 5], strides: [2, 1], pads: [2, 1, 0, 2]),
     ConvSetup(input: [3, 2, 6, 5], weight: [4, 2, 2, 3], strides: [1, 2], pads: [0, 1, 1, 0]),
+    // Unfolded a few output rows at a time: 41 rows as tiles of 4 and a last tile of 1.
+    ConvSetup(input: [1, 24, 41, 61], weight: [7, 24, 3, 3], pads: [1, 1, 1, 1]),
+    ConvSetup(input: [2, 40, 37, 45], weight: [8, 40, 3, 3], strides: [2, 2], pads: [1, 0, 2, 1]),
 ].map { s in
     OpCase("conv2d \(s.input) w\(s.weight) s\(s.strides) p\(s.pads) d\(s.dilations) g\(s.groups)",
            [Operand(shape: s.input), Operand(shape: s.weight)] + (s.bias ? [Operand(shape: [s.weight[0]])] : [])) { x in

@@ -1,0 +1,58 @@
+import Lathe
+import LatheCodegen
+import LathePasses
+import Testing
+
+@Suite("In-place reuse: a result overwrites an operand that dies at its kernel")
+struct InPlaceTests {
+    @Test func elementwiseKernelsReuseDyingOperands() throws {
+        let g = Graph(seed: 1)
+        let x = try g.input("x", shape: [3, 33])
+        let a = try x.exp()
+        let b = try a.relu()        // a dies here: b takes its buffer
+        let c = try b.tanh()        // b is read again below: c needs a buffer of its own
+        let d = try c + b           // both die here: d takes the first, c's
+        let bias = try x.sliced(axes: [0], starts: [0], ends: [1]).exp()
+        let e = try d + bias        // d dies, bias is broadcast: e takes d's
+        let y = try e.matmul(g.constant(.random(shape: [33, 33], seed: 2)))   // a GEMM reads e across its rows: never in place
+        let program = try KernelProgram.build(g, outputs: [("y", y.id)])
+        func kernel(_ t: Tensor) -> Kernel { program.kernels.first { $0.node == t.id }! }
+
+        #expect(kernel(b).inPlaceOperand == 0)
+        #expect(kernel(b).result.location == kernel(a).result.location)
+        #expect(kernel(c).inPlaceOperand == nil)
+        #expect(kernel(c).result.location != kernel(b).result.location)
+        #expect(kernel(d).inPlaceOperand == 0)
+        #expect(kernel(d).result.location == kernel(c).result.location)
+        #expect(kernel(e).inPlaceOperand == 0)
+        #expect(kernel(y).inPlaceOperand == nil)
+        // Two buffers hold a, b and c, d, e: the plan lists each value, at its group's offset,
+        // and at most the two groups are ever live at once.
+        let offsets = Dictionary(program.buffers.map { ($0.name, $0.offset) }, uniquingKeysWith: { a, _ in a })
+        #expect(offsets[a.name] == offsets[b.name])
+        #expect(Set([c, d, e].map { offsets[$0.name] }).count == 1)
+        #expect(program.lowerBoundBytes == 2 * MemoryPlanner.align(3 * 33 * 4))
+    }
+
+    /// A dense layer with a residual Add and ReLU: after epilogue fusion the GEMM writes its
+    /// result over the residual, element by element, and still gives the interpreter's numbers.
+    @Test func residualEpilogueOverwritesTheResidual() throws {
+        let g = Graph(seed: 3)
+        let x = try g.input("x", shape: [5, 19])
+        let residual = try x.matmul(g.constant(.random(shape: [19, 19], seed: 8)))
+        let h = try x.dense(weight: g.constant(.random(shape: [19, 19], seed: 4)), bias: g.constant(.random(shape: [19], seed: 5)))
+        let r = try (h + residual).relu()
+        let y = try r.matmul(g.constant(.random(shape: [19, 3], seed: 7)))
+        let optimized = try Pipeline.run(g, outputs: [y.id])
+        let program = try KernelProgram.build(optimized.graph, outputs: [("y", optimized.outputs[0])])
+        let epilogue = try #require(program.kernels.first { if case .node(.epilogue) = $0.work { return true } else { return false } })
+        let k = try #require(epilogue.inPlaceOperand)
+        #expect(epilogue.operands[k].location == epilogue.result.location)
+        #expect(epilogue.operands[k].type.shape == [5, 19])
+
+        let feeds = ["x": HostTensor.random(shape: [5, 19], seed: 6, in: -2...2)]
+        let got = try g.compile(outputs: ["y": y]).run(feeds)["y"]!
+        let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
+        #expect(relativeError(got, expected) <= 1e-5)
+    }
+}
