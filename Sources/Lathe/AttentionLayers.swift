@@ -18,20 +18,12 @@ public final class LayerNorm: Layer {
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         guard x.rank >= 1 else { throw LatheError.shapeMismatch(op: "layer_norm", shapes: [x.shape], reason: "LayerNorm needs an axis", location: location) }
-        let d = x.shape[x.rank - 1], last = [x.rank - 1]
+        let d = x.shape[x.rank - 1]
         if let gamma { try checkWeight(gamma, [d], "gamma", "layer_norm", location) } else { gamma = HostTensor(shape: [d], repeating: 1) }
         if let beta { try checkWeight(beta, [d], "beta", "layer_norm", location) } else { beta = HostTensor(shape: [d]) }
         let g = x.graph, name = g.freshName("layernorm")
         func constant(_ t: HostTensor, _ role: String) -> Tensor { g.constant(t, name: "\(name).\(role)", fileID: location.fileID, line: location.line) }
-        let mean = try x.apply(.reduce(.mean, axes: last, keepDims: true), [], name: "\(name).mean", location)
-        let centered = try x.apply(.binary(.sub), [mean], name: "\(name).centered", location)
-        let variance = try centered.apply(.binary(.mul), [centered], name: "\(name).squared", location)
-            .apply(.reduce(.mean, axes: last, keepDims: true), [], name: "\(name).variance", location)
-        let deviation = try variance.apply(.binary(.add), [constant(HostTensor(shape: [], repeating: epsilon), "epsilon")], name: "\(name).variance_eps", location)
-            .apply(.unary(.sqrt), [], name: "\(name).deviation", location)
-        return try centered.apply(.binary(.div), [deviation], name: "\(name).normalized", location)
-            .apply(.binary(.mul), [constant(gamma!, "gamma")], name: "\(name).scaled", location)
-            .apply(.binary(.add), [constant(beta!, "beta")], name: name, location)
+        return try x.apply(.layerNorm(axis: x.rank - 1, epsilon: epsilon), [constant(gamma!, "gamma"), constant(beta!, "beta")], name: name, location)
     }
 }
 

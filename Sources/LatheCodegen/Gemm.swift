@@ -20,10 +20,10 @@ enum GemmBias {
 }
 
 /// An elementwise formula applied to each result before it is stored: $0 is the sum (bias
-/// added), $1... are read from `extras`, laid out like C.
+/// added), $1... are read from `extras`: laid out like C, or one value per column of C.
 struct GemmEpilogue {
     var formula: ScalarExpr
-    var extras: [LLVMValue]
+    var extras: [(base: LLVMValue, perColumn: Bool)]
 }
 
 extension IRBuilder {
@@ -91,7 +91,7 @@ extension IRBuilder {
                 }
                 let at = iadd(cRow, columnOffset)
                 if let epilogue {
-                    sum = emit(epilogue.formula, [sum] + epilogue.extras.map { load($0, at, lanes: lanes) })
+                    sum = emit(epilogue.formula, [sum] + epilogue.extras.map { load($0.base, $0.perColumn ? columnOffset : at, lanes: lanes) })
                 }
                 store(sum, c.base, at)
             }

@@ -25,7 +25,7 @@ extension IRBuilder {
             copy()
         case let .node(.epilogue(base, count, formula)):
             try contraction(base, out: out, x: Array(x.prefix(count)), shapes: Array(shapes.prefix(count)), shape: shape, scratch: scratch,
-                            epilogue: GemmEpilogue(formula: formula, extras: Array(x.dropFirst(count))))
+                            epilogue: GemmEpilogue(formula: formula, extras: x.indices.dropFirst(count).map { (x[$0], shapes[$0] != shape) }))
         case let .node(op):
             switch op {
             case .input, .constant, .epilogue:
@@ -68,10 +68,16 @@ extension IRBuilder {
                 reduce(.mean, axes: Array(2..<shapes[0].count), output: out, input: x[0], inShape: shapes[0])
             case let .reduce(kind, axes, _):
                 reduce(kind, axes: axes, output: out, input: x[0], inShape: shapes[0])
-            case let .softmax(axis):
-                softmax(axis: axis, log: false, output: out, input: x[0], shape: shape)
-            case let .logSoftmax(axis):
-                softmax(axis: axis, log: true, output: out, input: x[0], shape: shape)
+            case let .softmax(axis), let .logSoftmax(axis):
+                var log = false
+                if case .logSoftmax = op { log = true }
+                if shape.dropFirst(axis + 1).allSatisfy({ $0 == 1 }) {
+                    softmaxRows(log: log, output: out, input: x[0], rows: shape.prefix(axis).reduce(1, *), length: shape[axis])
+                } else {
+                    softmax(axis: axis, log: log, output: out, input: x[0], shape: shape)
+                }
+            case let .layerNorm(axis, epsilon):
+                layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: kernel.operands.map(\.type.count), shape: shape)
             case let .convTranspose2d(a):
                 guard let g = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: shape, a), let scratch else {
                     throw LatheError.unsupported("conv_transpose2d with shapes \(shapes)")

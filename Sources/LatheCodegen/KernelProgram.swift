@@ -83,7 +83,7 @@ public struct Kernel: Sendable {
             case .conv2d: return 2 * result.type.count * shapes[1].dropFirst().reduce(1, *)
             case .convTranspose2d: return 2 * operands[0].type.count * shapes[1].dropFirst().reduce(1, *)
             case let .pool2d(a): return result.type.count * a.kernel.reduce(1, *)
-            case .reduce, .globalAveragePool, .softmax, .logSoftmax: return operands[0].type.count
+            case .reduce, .globalAveragePool, .softmax, .logSoftmax, .layerNorm: return operands[0].type.count
             default: return result.type.count
             }
         }

@@ -38,6 +38,10 @@ public enum Op: Hashable, Sendable {
     case slice(starts: [Int], ends: [Int], steps: [Int])
     case softmax(axis: Int)
     case logSoftmax(axis: Int)
+    /// Normalization over the axes from `axis` on: (x - mean) / sqrt(variance + epsilon) * scale
+    /// + bias. Operands x, scale and an optional bias, each the shape of the normalized axes (or
+    /// one element).
+    case layerNorm(axis: Int, epsilon: Float)
     case reduce(ReduceKind, axes: [Int], keepDims: Bool)
     /// Identity when compiled for inference.
     case dropout(rate: Float)

@@ -121,6 +121,7 @@ extension Op {
         case .slice: return "slice"
         case .softmax: return "softmax"
         case .logSoftmax: return "log_softmax"
+        case .layerNorm: return "layer_norm"
         case let .reduce(kind, _, _): return "reduce_\(kind.rawValue)"
         case .dropout: return "dropout"
         case .lrn: return "lrn"
@@ -136,7 +137,7 @@ extension Op {
         case .unary: return .elementwise
         case .binary, .batchNorm, .fusedElementwise: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
-        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .reduce, .lrn: return .reduction
+        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue: return .contraction
         }
     }
@@ -159,7 +160,7 @@ extension Op {
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
              .dropout, .pool2d, .globalAveragePool, .lrn, .pad: return 1...1
         case .binary, .matmul, .gather: return 2...2
-        case .dense, .conv2d, .convTranspose2d: return 2...3
+        case .dense, .conv2d, .convTranspose2d, .layerNorm: return 2...3
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
         }
@@ -180,6 +181,7 @@ extension Op {
         case let .conv2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .batchNorm(eps): return "epsilon=\(eps)"
+        case let .layerNorm(axis, eps): return "axis=\(axis), epsilon=\(eps)"
         case let .convTranspose2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .gather(axis): return "axis=\(axis)"

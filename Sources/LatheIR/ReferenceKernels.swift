@@ -162,6 +162,26 @@ extension Interpreter {
         return out
     }
 
+    /// Each row (the axes from `axis` on) normalized by its mean and variance, both in double.
+    static func layerNorm(_ x: [HostTensor], axis: Int, epsilon: Float) -> HostTensor {
+        let length = x[0].shape.dropFirst(axis).reduce(1, *)
+        var out = HostTensor(shape: x[0].shape)
+        func parameter(_ k: Int, _ j: Int, _ absent: Float) -> Float {
+            guard k < x.count else { return absent }
+            return x[k].count == 1 ? x[k].scalars[0] : x[k].scalars[j]
+        }
+        for start in stride(from: 0, to: x[0].count, by: max(length, 1)) {
+            let row = x[0].scalars[start..<(start + length)].map(Double.init)
+            let mean = row.reduce(0, +) / Double(length)
+            let variance = row.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(length)
+            let inverse = 1 / (variance + Double(epsilon)).squareRoot()
+            for j in 0..<length {
+                out.scalars[start + j] = Float((row[j] - mean) * inverse) * parameter(1, j, 1) + parameter(2, j, 0)
+            }
+        }
+        return out
+    }
+
     /// Every input element scatters its products with the kernel into the output.
     static func convTranspose2d(_ x: [HostTensor], _ a: ConvTranspose2DAttributes, shape: [Int]) -> HostTensor {
         let (n, c, h, w) = (x[0].shape[0], x[0].shape[1], x[0].shape[2], x[0].shape[3])

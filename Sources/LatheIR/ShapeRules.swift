@@ -27,7 +27,9 @@ extension Op {
             guard count <= operands.count else { throw .shape("the base takes \(count) operands, the node has \(operands.count)") }
             let result = try base.inferType(Array(operands.prefix(count)))
             for extra in operands.dropFirst(count) where extra.shape != result.shape {
-                throw .shape("an epilogue operand has shape \(extra.shape), the result \(result.shape)")
+                guard Op.epilogueReadsPerColumn(base: base, operand: extra.shape, result: result.shape) else {
+                    throw .shape("an epilogue operand has shape \(extra.shape), the result \(result.shape)")
+                }
             }
             guard formula.arity <= 1 + operands.count - count else { throw .shape("the epilogue reads more operands than it has") }
             return result
@@ -112,6 +114,15 @@ extension Op {
         case let .softmax(axis), let .logSoftmax(axis):
             guard (0..<shapes[0].count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(shapes[0].count)") }
             return operands[0]
+        case let .layerNorm(axis, epsilon):
+            let x = shapes[0]
+            guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
+            guard epsilon >= 0 else { throw .attribute("epsilon \(epsilon) is negative") }
+            let normalized = Array(x[axis...])
+            for p in shapes.dropFirst() where p.reduce(1, *) != 1 && !sameUpToLeadingOnes(p, normalized) {
+                throw .shape("scale and bias must have the normalized shape \(normalized) or one element, got \(p)")
+            }
+            return operands[0]
         case let .reduce(_, axes, keepDims):
             let x = shapes[0]
             guard Set(axes).count == axes.count, axes.allSatisfy({ (0..<x.count).contains($0) }) else {
@@ -125,6 +136,23 @@ extension Op {
         }
     }
 }
+
+extension Op {
+    /// Whether an epilogue operand of this shape is a vector along the result's last axis,
+    /// which a Dense or MatMul reads at each result's column (a bias added after a MatMul).
+    public static func epilogueReadsPerColumn(base: Op, operand: [Int], result: [Int]) -> Bool {
+        switch base {
+        case .dense, .matmul:
+            guard let n = result.last, result.count >= 2 else { return false }
+            return Array(operand.drop { $0 == 1 }) == [n] || (n == 1 && operand.allSatisfy { $0 == 1 } && !operand.isEmpty)
+        default:
+            return false
+        }
+    }
+}
+
+/// [1, 1, 64] and [64] name the same elements in the same order.
+func sameUpToLeadingOnes(_ a: [Int], _ b: [Int]) -> Bool { a.drop { $0 == 1 }.elementsEqual(b.drop { $0 == 1 }) }
 
 /// NumPy broadcasting: align from the right; each pair of dimensions is equal or one is 1.
 public func broadcastShapes(_ a: [Int], _ b: [Int]) throws(OpRuleFailure) -> [Int] {

@@ -205,21 +205,31 @@ extension OpHandlers {
     }
 
     /// LayerNormalization over the axes from `axis` on: (x - mean) / sqrt(var + eps) * scale + bias,
-    /// written with reductions and elementwise ops (a fusion pass makes it one kernel). The
-    /// optional outputs are the mean and 1 / sqrt(var + eps).
+    /// one `layer_norm` node. When the optional outputs (the mean and 1 / sqrt(var + eps)) are
+    /// asked for, or scale or bias only broadcast to the normalized shape, it is written with
+    /// reductions and elementwise ops instead.
     static func layerNorm(_ c: ImportContext) throws -> [ImportedValue] {
         let x = try c.required(0), scale = try c.required(1)
         let rank = c.shape(x).count
-        let axes = Array(try c.axis(c.node.int("axis", -1), rank: rank)..<rank)
+        let axis = try c.axis(c.node.int("axis", -1), rank: rank)
+        let axes = Array(axis..<rank)
+        let epsilon = c.node.float("epsilon", 1e-5)
+        let bias = try c.input(2)
+        let wantsStatistics = c.node.output.dropFirst().contains { !$0.isEmpty }
+        let operands = [x, scale] + (bias.map { [$0] } ?? [])
+        let op = Op.layerNorm(axis: axis, epsilon: epsilon)
+        if !wantsStatistics, (try? op.inferType(operands.map { TensorType(.float32, c.shape($0)) })) != nil {
+            return [try c.apply(op, operands)]
+        }
         let mean = try c.apply(.reduce(.mean, axes: axes, keepDims: true), [x], name: "mean")
         let centered = try c.apply(.binary(.sub), [x, mean], name: "centered")
         let squared = try c.apply(.binary(.mul), [centered, centered], name: "squared")
         let variance = try c.apply(.reduce(.mean, axes: axes, keepDims: true), [squared], name: "variance")
-        let shifted = try c.apply(.binary(.add), [variance, c.scalar(c.node.float("epsilon", 1e-5))], name: "variance_eps")
+        let shifted = try c.apply(.binary(.add), [variance, c.scalar(epsilon)], name: "variance_eps")
         let deviation = try c.apply(.unary(.sqrt), [shifted], name: "deviation")
         let normalized = try c.apply(.binary(.div), [centered, deviation], name: "normalized")
-        let extra = c.node.output.dropFirst().contains { !$0.isEmpty } ? [mean, try c.apply(.unary(.reciprocal), [deviation], name: "inv_std")] : []
-        guard let bias = try c.input(2) else { return [try c.apply(.binary(.mul), [normalized, scale])] + extra }
+        let extra = wantsStatistics ? [mean, try c.apply(.unary(.reciprocal), [deviation], name: "inv_std")] : []
+        guard let bias else { return [try c.apply(.binary(.mul), [normalized, scale])] + extra }
         let scaled = try c.apply(.binary(.mul), [normalized, scale], name: "scaled")
         return [try c.apply(.binary(.add), [scaled, bias])] + extra
     }

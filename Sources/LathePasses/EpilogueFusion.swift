@@ -9,7 +9,9 @@ import LatheIR
 /// contraction (or a contraction that already has an epilogue) absorbs into it when the
 /// contraction's result has this node as its only reader, is not a graph output, and has the
 /// node's shape, and every other operand of the node has that shape too (it is read at the
-/// result's position) or is a one-element constant (it becomes a number in the formula).
+/// result's position), or is a vector along the last axis of a Dense or MatMul result (a bias
+/// after a MatMul: read at the result's column), or is a one-element constant (it becomes a
+/// number in the formula).
 /// Runs after elementwise fusion, so a residual Add and its ReLU arrive as one node.
 public struct EpilogueFusion: GraphPass {
     public init() {}
@@ -59,7 +61,8 @@ public struct EpilogueFusion: GraphPass {
                 let value = try rewrite.mapped(operand)
                 if let c = rewrite.constantValue(value), c.count == 1 {
                     replacements.append(.const(c.scalars[0]))
-                } else if rewrite.target[value].type.shape == node.type.shape {
+                } else if rewrite.target[value].type.shape == node.type.shape
+                            || Op.epilogueReadsPerColumn(base: base, operand: rewrite.target[value].type.shape, result: node.type.shape) {
                     if let j = extras.firstIndex(of: value) { replacements.append(.arg(1 + j)) } else {
                         extras.append(value)
                         replacements.append(.arg(extras.count))

@@ -58,6 +58,7 @@ public enum Pipeline {
         BatchNormFolding(),
         ConstantFolding(),
         CommonSubexpressionElimination(),
+        LayerNormFusion(),
         ElementwiseFusion(),
         EpilogueFusion(),
         DeadCodeElimination(),

@@ -130,7 +130,7 @@ struct CLIPassTests {
         #expect(list.status == 0)
         let names = list.out.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
         #expect(names == ["verify", "fold-constants", "remove-identities", "fold-batchnorm", "fold-constants",
-                          "eliminate-common-subexpressions", "fuse-elementwise", "fuse-epilogues", "eliminate-dead-code", "verify"])
+                          "eliminate-common-subexpressions", "fuse-layernorm", "fuse-elementwise", "fuse-epilogues", "eliminate-dead-code", "verify"])
         let after = try lathe("dump", "mnist-cnn", "--after", "eliminate-dead-code")
         #expect(after.status == 0)
         #expect(after.out.contains("conv2d_epilogue(%0, %1, %2) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1, epilogue=max($0, 0)}"))

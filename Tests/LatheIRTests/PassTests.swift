@@ -105,6 +105,42 @@ struct PassTests {
             """, feeds: ["x": HostTensor.random(shape: [2, 3, 4], seed: 4)])
     }
 
+    /// The decomposition older ONNX exporters write (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt,
+    /// Div, Mul, Add) becomes one layer_norm (the constants it no longer reads are left for
+    /// dead-code elimination); the same with the centered value read elsewhere stays as it is.
+    @Test func layerNormWrittenInOpsBecomesOneNode() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 3, 6], location: at(1))
+        let mean = try g.addNode(.reduce(.mean, axes: [2], keepDims: true), [x], name: "mean")
+        let centered = try g.addNode(.binary(.sub), [x, mean], name: "centered")
+        let two = try constant(g, [], [2], "two")
+        let squared = try g.addNode(.binary(.pow), [centered, two], name: "squared")
+        let variance = try g.addNode(.reduce(.mean, axes: [2], keepDims: true), [squared], name: "variance")
+        let eps = try constant(g, [], [1e-5], "eps")
+        let shifted = try g.addNode(.binary(.add), [variance, eps], name: "shifted")
+        let deviation = try g.addNode(.unary(.sqrt), [shifted], name: "deviation")
+        let normalized = try g.addNode(.binary(.div), [centered, deviation], name: "normalized")
+        let gamma = try constant(g, [6], [1, 2, 3, 4, 5, 6], "gamma")
+        let scaled = try g.addNode(.binary(.mul), [normalized, gamma], name: "scaled")
+        let beta = try constant(g, [6], [0, 0.5, -0.5, 1, -1, 2], "beta")
+        let y = try g.addNode(.binary(.add), [scaled, beta], name: "ln", location: at(9))
+        let feeds = ["x": HostTensor.random(shape: [2, 3, 6], seed: 9, in: -3...5)]
+        try check(LayerNormFusion(), g, [y], after: """
+            %0 = input {name="x"} : f32[2, 3, 6]  # x  (M/net.swift:1)
+            %1 = constant {slot=0} : f32[]  # two
+            %2 = constant {slot=1} : f32[]  # eps
+            %3 = constant {slot=2} : f32[6]  # gamma
+            %4 = constant {slot=3} : f32[6]  # beta
+            %5 = layer_norm(%0, %3, %4) {axis=2, epsilon=1e-05} : f32[2, 3, 6]  # ln  (M/net.swift:9)
+            output "y0" = %5
+
+            """, feeds: feeds)
+
+        let alsoCentered = try g.addNode(.unary(.abs), [centered], name: "also_reads_centered")
+        let (kept, _) = try LayerNormFusion().run(g, outputs: [y, alsoCentered])
+        #expect(!kept.nodes.contains { if case .layerNorm = $0.op { return true } else { return false } })
+    }
+
     @Test func batchNormAndChannelMulAddFoldIntoTheConvolution() throws {
         let g = Graph()
         let x = try g.addInput(name: "x", shape: [1, 2, 5, 5])
@@ -208,6 +244,32 @@ struct PassTests {
         for (p, q) in zip(want.scalars, got.scalars) { #expect(abs(p - q) <= 1e-5 * max(1, abs(p))) }
     }
 
+    /// A MatMul followed by a bias Add (the ONNX export of a linear layer on [batch, time,
+    /// features]) takes the bias into its epilogue, read at each result's column.
+    @Test func biasAfterMatMulMovesIntoTheMatMul() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 5, 7])
+        let w = g.addConstant(HostTensor.random(shape: [7, 9], seed: 14), name: "w")
+        let b = g.addConstant(HostTensor.random(shape: [9], seed: 15), name: "b")
+        let mm = try g.addNode(.matmul, [x, w], name: "mm")
+        let biased = try g.addNode(.binary(.add), [mm, b], name: "biased")
+        let y = try g.addNode(.unary(.relu), [biased], name: "y")
+        var step = try ElementwiseFusion().run(g, outputs: [y])
+        step = try EpilogueFusion().run(step.graph, outputs: step.outputs)
+        let (result, outputs) = try DeadCodeElimination().run(step.graph, outputs: step.outputs)
+        #expect(result.text(outputs: [("y0", outputs[0])]) == """
+            %0 = input {name="x"} : f32[2, 5, 7]  # x
+            %1 = constant {slot=0} : f32[7, 9]  # w
+            %2 = constant {slot=1} : f32[9]  # b
+            %3 = matmul_epilogue(%0, %1, %2) {epilogue=max($0 + $1, 0)} : f32[2, 5, 9]  # y
+            output "y0" = %3
+
+            """)
+        let feeds = ["x": HostTensor.random(shape: [2, 5, 7], seed: 16)]
+        let want = try Interpreter.run(g, outputs: [y], feeds: feeds)[0], got = try Interpreter.run(result, outputs: outputs, feeds: feeds)[0]
+        for (p, q) in zip(want.scalars, got.scalars) { #expect(abs(p - q) <= 1e-5 * max(1, abs(p))) }
+    }
+
     @Test func aContractionReadTwiceKeepsItsResult() throws {
         let g = Graph()
         let x = try g.addInput(name: "x", shape: [2, 3])
@@ -229,6 +291,6 @@ struct PassTests {
         let (result, outputs) = try Pipeline.run(g, outputs: [y])
         #expect(outputs == [ValueID(0)])
         #expect(result.nodes.count == 1)
-        #expect(Set(Pipeline.passes.map(\.name)).count == 8)
+        #expect(Set(Pipeline.passes.map(\.name)).count == 9)
     }
 }

@@ -15,6 +15,19 @@ let denseCases: [OpCase] = [(1, 10, 64, true), (7, 33, 19, true), (13, 5, 3, fal
     }
 }
 
+/// Compiled with the passes, so the bias and activation run in the GEMM's epilogue.
+let epilogueCases: [OpCase] = [
+    OpCase("matmul [2,13,17] x [17,21] + bias [21], relu", [Operand(shape: [2, 13, 17]), Operand(shape: [17, 21]), Operand(shape: [21])]) { x in
+        try (x[0].matmul(x[1]) + x[2]).relu()
+    },
+    OpCase("matmul [7,33] x [33,1] + bias [1], tanh", [Operand(shape: [7, 33]), Operand(shape: [33, 1]), Operand(shape: [1])]) { x in
+        try (x[0].matmul(x[1]) + x[2]).tanh()
+    },
+    OpCase("dense [5,19] + residual [5,11] + column vector [1,11]", [Operand(shape: [5, 19]), Operand(shape: [19, 11]), Operand(shape: [5, 11]), Operand(shape: [1, 11])]) { x in
+        try x[0].dense(weight: x[1]) + x[2] + x[3]
+    },
+]
+
 struct ConvSetup: Sendable {
     var input: [Int], weight: [Int]
     var strides = [1, 1], pads = [0, 0, 0, 0], dilations = [1, 1], groups = 1, bias = true
@@ -62,6 +75,9 @@ let convTransposeCases: [OpCase] = [
 struct ContractionOpTests {
     @Test(arguments: matmulCases)
     func matmul(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+
+    @Test(arguments: epilogueCases)
+    func epilogue(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 
     @Test(arguments: denseCases)
     func dense(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }

@@ -37,6 +37,19 @@ let shapeCases: [OpCase] = [
     OpCase("softmax axis 0", [Operand(shape: [13, 3])]) { x in try x[0].softmax(axis: 0) },
     OpCase("log softmax last axis", [Operand(shape: [4, 33], range: -20...20)]) { x in try x[0].logSoftmax() },
     OpCase("log softmax axis 1", [Operand(shape: [3, 5, 2])]) { x in try x[0].logSoftmax(axis: 1) },
+    OpCase("softmax rows of 1003", [Operand(shape: [3, 1003], range: -30...30)]) { x in try x[0].softmax() },
+    OpCase("softmax axis 1 of [2,19,1]", [Operand(shape: [2, 19, 1])]) { x in try x[0].softmax(axis: 1) },
+    OpCase("log softmax rows of 7", [Operand(shape: [5, 7], range: -20...20)]) { x in try x[0].logSoftmax() },
+    OpCase("layer norm [3,17] + scale, bias", [Operand(shape: [3, 17], range: 10...14), Operand(shape: [17]), Operand(shape: [17])]) { x in
+        try x[0].apply(.layerNorm(axis: 1, epsilon: 1e-5), [x[1], x[2]], .unknown)
+    },
+    OpCase("layer norm [2,5,33] over the last axis, no bias", [Operand(shape: [2, 5, 33]), Operand(shape: [33])]) { x in
+        try x[0].apply(.layerNorm(axis: 2, epsilon: 1e-3), [x[1]], .unknown)
+    },
+    OpCase("layer norm [2,3,4,5] over axes 1..., scale [1,3,4,5], one-element bias",
+           [Operand(shape: [2, 3, 4, 5]), Operand(shape: [1, 3, 4, 5]), Operand(shape: [1])]) { x in
+        try x[0].apply(.layerNorm(axis: 1, epsilon: 1e-5), [x[1], x[2]], .unknown)
+    },
     OpCase("lrn size 5", [Operand(shape: [2, 7, 3, 5])]) { x in try x[0].apply(.lrn(size: 5, alpha: 1e-4, beta: 0.75, bias: 1), [], .unknown) },
     OpCase("lrn size 4 large alpha", [Operand(shape: [1, 6, 9])]) { x in try x[0].apply(.lrn(size: 4, alpha: 0.5, beta: 0.6, bias: 2), [], .unknown) },
     OpCase("gather rows", [Operand(shape: [10, 7]), Operand(shape: [4, 3], range: -3...12)]) { x in try x[0].apply(.gather(axis: 0), [x[1]], .unknown) },
