@@ -5,7 +5,8 @@ For each model: the light model zoo that ships inside the onnx package
 (onnx/backend/test/data/light, with its constant-fill weights made seeded random), MobileNet v2
 (tools/mobilenet_v2.py, seeded random weights) and the seed models of ../shared/tools/mkseedmodels.py, it feeds
 the same seeded random input to ONNX Runtime and to `lathe run`, and compares every output:
-max |lathe - ort| / max |ort| must be at most 1e-4. It also reads each model's memory plan
+max |lathe - ort| / max |ort| must be at most 1e-4, and Lathe with and without its graph passes
+(`lathe run --no-passes`) must agree to 1e-5. It also reads each model's memory plan
 (`lathe inspect --json`): the arena must be at most 1.1x its lower bound and below the naive sum
 (equal to it when there is one buffer).
 
@@ -28,6 +29,7 @@ except ImportError as e:
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TOLERANCE = 1e-4
+PASSES_TOLERANCE = 1e-5
 ARENA_OVER_BOUND = 1.1
 
 
@@ -90,6 +92,11 @@ def randomize_weights(path, workdir):
     return out
 
 
+def relative(got, want):
+    """max |got - want| / max |want|: a relative error that does not blow up near zero."""
+    return float(np.abs(got - want).max()) / max(float(np.abs(want).max()), 1e-30)
+
+
 def safe(name):
     return "".join(c if c.isascii() and (c.isalnum() or c in "._-") else "_" for c in name)
 
@@ -116,8 +123,14 @@ def check(name, path, lathe, workdir):
         got = np.load(os.path.join(outdir, safe(out.name) + ".npy"))
         if got.shape != want.shape:
             return False, f"output {out.name}: shape {got.shape}, ONNX Runtime {want.shape}"
-        scale = max(float(np.abs(want).max()), 1e-30)
-        worst = max(worst, float(np.abs(got - want).max()) / scale)
+        worst = max(worst, relative(got, want))
+    # The graph passes must not change the numbers beyond float rounding.
+    plain = os.path.join(workdir, f"{name}_plain")
+    run = subprocess.run([lathe, "run", path, "--no-passes", "--output-dir", plain] + args, capture_output=True, text=True)
+    if run.returncode != 0:
+        return False, f"lathe --no-passes failed: {(run.stderr or run.stdout).strip().splitlines()[-1][:300]}"
+    passes = max(relative(np.load(os.path.join(outdir, safe(o.name) + ".npy")), np.load(os.path.join(plain, safe(o.name) + ".npy")))
+                 for o in session.get_outputs())
     inspect = subprocess.run([lathe, "inspect", path, "--json"], capture_output=True, text=True)
     if inspect.returncode != 0:
         return False, f"lathe inspect failed: {(inspect.stderr or inspect.stdout).strip()[:300]}"
@@ -126,9 +139,9 @@ def check(name, path, lathe, workdir):
     # With a single intermediate buffer the arena can only equal the naive sum.
     below_naive = arena < naive if len(memory["buffers"]) > 1 else arena <= naive
     planned = arena <= ARENA_OVER_BOUND * bound and below_naive
-    detail = (f"max |diff| / max |ort| = {worst:.2e}; arena / lower bound = {arena / max(bound, 1):.3f}, "
+    detail = (f"max |diff| / max |ort| = {worst:.2e}; with / without passes {passes:.1e}; arena / lower bound = {arena / max(bound, 1):.3f}, "
               f"arena / naive = {arena / max(naive, 1):.3f} ({seconds:.1f} s for compile and run)")
-    return worst <= TOLERANCE and planned, detail
+    return worst <= TOLERANCE and passes <= PASSES_TOLERANCE and planned, detail
 
 
 def main():

@@ -40,10 +40,11 @@ public struct Inspection: Codable, Sendable {
     public let refused: [Refusal]
     public let memory: Memory
 
-    /// Runs the passes and the planner on the graph (which it does not change).
-    public init(_ graph: Graph, outputs: [(name: String, value: ValueID)]) throws {
+    /// Runs the passes (or, without `optimize`, only the verifier) and the planner on the graph,
+    /// which it does not change.
+    public init(_ graph: Graph, outputs: [(name: String, value: ValueID)], optimize: Bool = true) throws {
         let remarks = RemarkLog()
-        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), remarks: remarks)
+        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: optimize ? nil : Verifier().name, remarks: remarks)
         let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)))
         let groups = Dictionary(remarks.fusions.filter { $0.kind == "elementwise" }.map { ($0.nodes.last!, $0.nodes) }, uniquingKeysWith: { a, _ in a })
         let opByName = Dictionary(graph.nodes.map { ($0.name, $0.op.name) }, uniquingKeysWith: { a, _ in a })

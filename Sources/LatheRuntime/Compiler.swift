@@ -8,14 +8,20 @@ import LathePasses
 public struct CompileOptions: Sendable {
     /// Keep the optimized LLVM IR text on the compiled model (for `lathe compile --emit llvm`).
     public var keepLLVMIR: Bool = false
-    public init(keepLLVMIR: Bool = false) { self.keepLLVMIR = keepLLVMIR }
+    /// Run the graph passes (folding, fusion); without them the graph is only verified and
+    /// every node becomes a kernel of its own, which shows what the passes change.
+    public var optimize: Bool = true
+    public init(keepLLVMIR: Bool = false, optimize: Bool = true) {
+        self.keepLLVMIR = keepLLVMIR
+        self.optimize = optimize
+    }
 }
 
 /// Graph -> passes -> kernel program -> LLVM IR -> O3 for the host -> ORC JIT.
 public enum Compiler {
     public static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions = CompileOptions()) throws -> CompiledModel {
         var stages = StageClock()
-        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value))
+        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: options.optimize ? nil : Verifier().name)
         let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)))
         stages.lap("passes and planning")
         let target = HostTarget.detect()

@@ -124,9 +124,12 @@ struct Inspect: ParsableCommand {
     @Option(help: "Also draw the memory plan (lifetime by offset) as an SVG file.")
     var svg: String?
 
+    @Flag(help: "Skip the graph passes (only verify): the model as built, one kernel a node.")
+    var noPasses = false
+
     func run() throws {
         let (graph, outputs) = try options.build()
-        let report = try Inspection(graph, outputs: outputs)
+        let report = try Inspection(graph, outputs: outputs, optimize: !noPasses)
         if let svg { try report.svg.write(toFile: svg, atomically: true, encoding: .utf8) }
         print(json ? report.json : report.text, terminator: json ? "\n" : "")
     }
@@ -150,10 +153,13 @@ struct Run: ParsableCommand {
     @Flag(help: "Print the time of each compile stage to standard error.")
     var timing = false
 
+    @Flag(help: "Skip the graph passes (only verify): every node its own kernel, to compare with the optimized model.")
+    var noPasses = false
+
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let (graph, outputs) = try options.build()
-        let model = try Compiler.compile(graph, outputs: outputs)
+        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(optimize: !noPasses))
         var feeds = randomFeeds(model, seed: options.seed)
         for item in inputs {
             let parts = item.split(separator: "=", maxSplits: 1)

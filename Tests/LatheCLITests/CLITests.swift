@@ -174,6 +174,17 @@ struct CLIInspectTests {
         #expect(svg.contains("arena 192000 bytes, lower bound 192000"))
     }
 
+    @Test func passesAgainstNoPasses() throws {
+        let plain = try lathe("inspect", "mnist-cnn", "--no-passes")
+        #expect(plain.status == 0)
+        #expect(plain.out.hasPrefix("kernels (11):\n"))
+        #expect(plain.out.contains("fusions: none"))
+        let optimized = try lathe("inspect", "mnist-cnn")
+        #expect(optimized.out.hasPrefix("kernels (8):\n"))
+        // The flatten writes over the pool's output, which dies there: it moves no data.
+        #expect(optimized.out.contains("k4_flatten          flatten -> f32[1, 1600]  0 flop  0 bytes  in place of maxpool2\n"))
+    }
+
     @Test func textReport() throws {
         let result = try lathe("inspect", "simple-nn")
         #expect(result.status == 0)
