@@ -43,8 +43,18 @@ struct ConvGeometry {
         let rows = max(IRBuilder.unfoldTileBytes / max(rowBytes, 1), (64 + outW - 1) / max(outW, 1))
         return min(outH, max(1, rows))
     }
-    /// The floats of working memory the convolution needs: one unfolded tile.
-    var scratchFloats: Int { needsUnfold ? unfoldedRows * tileRows * outW : 0 }
+    /// Tiles of output rows per image and group (one when the input is read in place).
+    var tileCount: Int { needsUnfold ? (outH + tileRows - 1) / tileRows : 1 }
+    /// Independent pieces of work: images x groups x tiles.
+    var units: Int { batch * groups * tileCount }
+
+    /// The floats of one unfolded tile.
+    var unfoldFloats: Int { needsUnfold ? unfoldedRows * tileRows * outW : 0 }
+    /// The floats of working memory the convolution needs: one unfolded tile, then the GEMM's
+    /// packing buffers.
+    var scratchFloats: Int {
+        unfoldFloats + GemmBlocking.packingFloats(m: groupOutChannels, n: needsUnfold ? tileRows * outW : outputPlane, k: unfoldedRows)
+    }
 
     /// The output positions o in 0..<count whose input index o*stride - pad + tap is in 0..<size.
     static func validRange(count: Int, size: Int, stride: Int, pad: Int, tap: Int) -> Range<Int> {
@@ -60,36 +70,64 @@ extension IRBuilder {
     /// About half the L2 cache of current x86 cores.
     static let unfoldTileBytes = 256 * 1024
 
-    /// conv2d = (unfold, GEMM) for each image, group and tile of output rows.
+    /// conv2d = (unfold, GEMM) for each image, group and tile of output rows: a unit each. A
+    /// thread takes a run of units, or (`.rows`) a chunk of output channels of every unit; each
+    /// thread has its own scratch.
     func convolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
-                     epilogue: GemmEpilogue? = nil) {
-        loop(0, g.batch, unroll: false) { image in
-            loop(0, g.groups, unroll: false) { group in
-                let imageChannel = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
-                let channelInput = pointer(input, imul(imageChannel, int(g.inputPlane)))
-                let outChannel = iadd(imul(image, int(g.outChannels)), imul(group, int(g.groupOutChannels)))
-                let outputOffset = imul(outChannel, int(g.outputPlane))
-                let weightsView = MatrixView(base: weights, offset: imul(group, int(g.groupOutChannels * g.unfoldedRows)), rowStride: g.unfoldedRows)
-                let rowBias = bias.map { GemmBias.perRow($0, offset: imul(group, int(g.groupOutChannels))) } ?? .none
-                guard let scratch, g.needsUnfold else {
-                    gemm(m: g.groupOutChannels, n: g.outputPlane, k: g.unfoldedRows, a: weightsView,
-                         b: MatrixView(base: channelInput, offset: int(0), rowStride: g.outputPlane),
-                         c: MatrixView(base: output, offset: outputOffset, rowStride: g.outputPlane), bias: rowBias, epilogue: epilogue)
-                    return
-                }
-                func tile(firstRow: LLVMValue, rows: Int) {
-                    let columns = rows * g.outW
-                    unfold(g, input: channelInput, into: scratch, firstRow: firstRow, rows: rows)
-                    gemm(m: g.groupOutChannels, n: columns, k: g.unfoldedRows, a: weightsView,
-                         b: MatrixView(base: scratch, offset: int(0), rowStride: columns),
-                         c: MatrixView(base: output, offset: iadd(outputOffset, imul(firstRow, int(g.outW))), rowStride: g.outputPlane),
-                         bias: rowBias, epilogue: epilogue)
-                }
-                let rows = g.tileRows
-                let fullTiles = g.outH / rows * rows
-                loop(0, fullTiles, step: rows, unroll: false) { tile(firstRow: $0, rows: rows) }
-                if fullTiles < g.outH { tile(firstRow: int(fullTiles), rows: g.outH - fullTiles) }
+                     epilogue: GemmEpilogue? = nil, split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1) {
+        let thread = thread ?? int(0)
+        let myScratch = scratch.map { pointer($0, imul(thread, int(g.scratchFloats))) }
+        let packing = myScratch.map { pointer($0, int(g.unfoldFloats)) }
+        let rows = g.tileRows
+        let fullTiles = g.needsUnfold ? g.outH / rows : 1
+
+        /// Output channels [channel, channel + count) of the group, output rows of the tile.
+        func gemm(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: Int) {
+            let imageChannel = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
+            let channelInput = pointer(input, imul(imageChannel, int(g.inputPlane)))
+            let firstChannel = iadd(imul(group, int(g.groupOutChannels)), channel)
+            let outputOffset = imul(iadd(imul(image, int(g.outChannels)), firstChannel), int(g.outputPlane))
+            let weightsView = MatrixView(base: weights, offset: imul(firstChannel, int(g.unfoldedRows)), rowStride: g.unfoldedRows)
+            let rowBias = bias.map { GemmBias.perRow($0, offset: firstChannel) } ?? .none
+            guard let myScratch, g.needsUnfold else {
+                self.gemm(m: count, n: g.outputPlane, k: g.unfoldedRows, a: weightsView,
+                          b: MatrixView(base: channelInput, offset: int(0), rowStride: g.outputPlane),
+                          c: MatrixView(base: output, offset: outputOffset, rowStride: g.outputPlane), bias: rowBias, epilogue: epilogue,
+                          packing: packing)
+                return
             }
+            func tileGemm(rowsHere: Int) {
+                let firstRow = imul(tile, int(rows))
+                let columns = rowsHere * g.outW
+                unfold(g, input: channelInput, into: myScratch, firstRow: firstRow, rows: rowsHere)
+                self.gemm(m: count, n: columns, k: g.unfoldedRows, a: weightsView,
+                          b: MatrixView(base: myScratch, offset: int(0), rowStride: columns),
+                          c: MatrixView(base: output, offset: iadd(outputOffset, imul(firstRow, int(g.outW))), rowStride: g.outputPlane),
+                          bias: rowBias, epilogue: epilogue, packing: packing)
+            }
+            if fullTiles * rows == g.outH {
+                tileGemm(rowsHere: rows)
+            } else {
+                ifElse(LLVMBuildICmp(builder, LLVMIntSLT, tile, int(fullTiles), "")!, then: { tileGemm(rowsHere: rows) },
+                       else: { tileGemm(rowsHere: g.outH - fullTiles * rows) })
+            }
+        }
+        func unit(_ u: LLVMValue, channel: LLVMValue, count: Int) {
+            let tile = LLVMBuildURem(builder, u, int(g.tileCount), "")!
+            let imageGroup = LLVMBuildUDiv(builder, u, int(g.tileCount), "")!
+            gemm(image: LLVMBuildUDiv(builder, imageGroup, int(g.groups), "")!, group: LLVMBuildURem(builder, imageGroup, int(g.groups), "")!,
+                 tile: tile, channel: channel, count: count)
+        }
+        switch split {
+        case let .rows(total, chunk):
+            loop(from: int(0), to: int(g.units)) { u in
+                forThreadChunk(total: total, chunk: chunk, thread: thread) { start, count in unit(u, channel: start, count: count) }
+            }
+        case .units:
+            let (start, end) = unitRange(count: g.units, thread: thread, threads: threads)
+            loop(from: start, to: end) { u in unit(u, channel: int(0), count: g.groupOutChannels) }
+        case .single, .columns:
+            loop(from: int(0), to: int(g.units)) { u in unit(u, channel: int(0), count: g.groupOutChannels) }
         }
     }
 

@@ -1,6 +1,13 @@
 import CLLVM
 import LatheIR
 
+/// M, N and K of one product of a NumPy matmul (a vector operand is a one-row or one-column matrix).
+func matmulSizes(_ aShape: [Int], _ bShape: [Int]) -> (m: Int, n: Int, k: Int) {
+    let a2 = aShape.count == 1 ? [1] + aShape : aShape
+    let b2 = bShape.count == 1 ? bShape + [1] : bShape
+    return (a2[a2.count - 2], b2[b2.count - 1], a2[a2.count - 1])
+}
+
 /// A matrix operand: element (i, j) at base[offset + i * rowStride + j * columnStride]
 /// (column stride 1, row-major, except for a transposed A).
 struct MatrixView {
@@ -33,10 +40,24 @@ extension IRBuilder {
     static let gemmRows = 6
     static let gemmVectors = 2
 
-    /// C[M, N] = A[M, K] * B[K, N] (+ bias), register-blocked: each block of rows x columns keeps
-    /// its sums in registers through the whole K loop, one broadcast of A feeding a row of FMAs.
-    /// Edges use smaller blocks: single vectors, then scalars, and single rows.
-    func gemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias, epilogue: GemmEpilogue? = nil) {
+    /// C[M, N] = A[M, K] * B[K, N] (+ bias), then the epilogue. Packed and cache-blocked
+    /// (GemmPacked.swift) when a packing buffer is given and the sizes reuse the operands;
+    /// otherwise read in place: skinny products (a batch-1 dense layer streams its weights once,
+    /// where packing them would double the traffic) and tiny ones.
+    func gemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias, epilogue: GemmEpilogue? = nil,
+              packing: LLVMValue? = nil) {
+        let blocking = GemmBlocking(vectorWidth: vectorWidth)
+        if let packing, blocking.packs(m: m, n: n, k: k) {
+            packedGemm(blocking, m: m, n: n, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue, packing: packing)
+        } else {
+            directGemm(m: m, n: n, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue)
+        }
+    }
+
+    /// Register-blocked without packing: each block of rows x columns keeps its sums in
+    /// registers through the whole K loop, one broadcast of A feeding a row of FMAs. Edges use
+    /// smaller blocks: single vectors, then scalars, and single rows.
+    private func directGemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias, epilogue: GemmEpilogue?) {
         let rows = IRBuilder.gemmRows
         let fullRows = m / rows * rows
         let width = vectorWidth

@@ -94,6 +94,14 @@ final class IRBuilder {
         return select(compare(LLVMRealUNO, a, a), a, smaller)
     }
 
+    /// Calls a non-overloaded intrinsic without operands, e.g. llvm.readcyclecounter.
+    func callIntrinsic(_ name: String, returning type: LLVMType) -> LLVMValue {
+        let id = LLVMLookupIntrinsicID(name, name.utf8.count)
+        let function = LLVMGetIntrinsicDeclaration(module, id, nil, 0)
+        let functionType = LLVMFunctionType(type, nil, 0, 0)
+        return LLVMBuildCall2(builder, functionType, function, nil, 0, "")
+    }
+
     /// Calls an overloaded intrinsic on operands of one float type, e.g. llvm.fma.v8f32.
     func intrinsic(_ name: String, _ operands: LLVMValue...) -> LLVMValue {
         var type: LLVMType? = LLVMTypeOf(operands[0])
@@ -152,6 +160,18 @@ final class IRBuilder {
         return slot
     }
 
+    /// A stack array of floats, for a few values a kernel spills (not for buffers: worker
+    /// threads have small stacks).
+    func arrayVariable(floats count: Int) -> LLVMValue {
+        let entry = LLVMGetEntryBasicBlock(LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder)))
+        let slotBuilder = LLVMCreateBuilderInContext(context)
+        defer { LLVMDisposeBuilder(slotBuilder) }
+        if let first = LLVMGetFirstInstruction(entry) { LLVMPositionBuilderBefore(slotBuilder, first) } else { LLVMPositionBuilderAtEnd(slotBuilder, entry) }
+        let array = LLVMBuildAlloca(slotBuilder, LLVMArrayType(f32, UInt32(count)), "")!
+        LLVMSetAlignment(array, 64)
+        return LLVMBuildPointerCast(builder, array, floatPointer, "")
+    }
+
     func read(_ slot: LLVMValue, type: LLVMType) -> LLVMValue { LLVMBuildLoad2(builder, type, slot, "") }
     func write(_ value: LLVMValue, _ slot: LLVMValue) { LLVMBuildStore(builder, value, slot) }
 
@@ -183,8 +203,9 @@ final class IRBuilder {
         LLVMPositionBuilderAtEnd(builder, exit)
     }
 
-    /// for i in start..<end { body(i) } with bounds known only at run time; no trip when end <= start.
-    func loop(from start: LLVMValue, to end: LLVMValue, _ body: (LLVMValue) -> Void) {
+    /// for i in stride(from: start, to: end, by: step) { body(i) } with bounds known only at run
+    /// time; no trip when end <= start.
+    func loop(from start: LLVMValue, to end: LLVMValue, step: Int = 1, _ body: (LLVMValue) -> Void) {
         let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
         let preheader = LLVMGetInsertBlock(builder)
         let header = LLVMAppendBasicBlockInContext(context, function, "loop")
@@ -193,13 +214,29 @@ final class IRBuilder {
         LLVMPositionBuilderAtEnd(builder, header)
         let i = LLVMBuildPhi(builder, i64, "i")!
         body(i)
-        let next = LLVMBuildNSWAdd(builder, i, int(1), "")!
+        let next = LLVMBuildNSWAdd(builder, i, int(step), "")!
         let latch = LLVMGetInsertBlock(builder)
         disableUnrolling(LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, next, end, ""), header, exit)!)
         var values: [LLVMValue?] = [start, next]
         var blocks: [LLVMBasicBlockRef?] = [preheader, latch]
         LLVMAddIncoming(i, &values, &blocks, 2)
         LLVMPositionBuilderAtEnd(builder, exit)
+    }
+
+    /// if condition { then() } else { otherwise() }
+    func ifElse(_ condition: LLVMValue, then: () -> Void, else otherwise: () -> Void) {
+        let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
+        let thenBlock = LLVMAppendBasicBlockInContext(context, function, "then")
+        let elseBlock = LLVMAppendBasicBlockInContext(context, function, "else")
+        let merge = LLVMAppendBasicBlockInContext(context, function, "endif")
+        LLVMBuildCondBr(builder, condition, thenBlock, elseBlock)
+        LLVMPositionBuilderAtEnd(builder, thenBlock)
+        then()
+        LLVMBuildBr(builder, merge)
+        LLVMPositionBuilderAtEnd(builder, elseBlock)
+        otherwise()
+        LLVMBuildBr(builder, merge)
+        LLVMPositionBuilderAtEnd(builder, merge)
     }
 
     /// Attaches `!llvm.loop !{self, !{"llvm.loop.unroll.disable"}}` to a loop's latch branch.
@@ -218,9 +255,9 @@ final class IRBuilder {
     /// Declares `void name(float*...)` with internal linkage and noalias pointers (but for the
     /// `aliasing` ones: a result written over an operand), and positions the builder in its
     /// entry block.
-    func beginFunction(_ name: String, pointerCount: Int, exported: Bool = false, aliasing: Set<Int> = []) -> LLVMValue {
-        var parameters = [LLVMType?](repeating: floatPointer, count: pointerCount)
-        let type = LLVMFunctionType(void, &parameters, UInt32(pointerCount), 0)
+    func beginFunction(_ name: String, pointerCount: Int, exported: Bool = false, aliasing: Set<Int> = [], integerCount: Int = 0) -> LLVMValue {
+        var parameters = [LLVMType?](repeating: floatPointer, count: pointerCount) + [LLVMType?](repeating: i64, count: integerCount)
+        let type = LLVMFunctionType(void, &parameters, UInt32(parameters.count), 0)
         let function = LLVMAddFunction(module, name, type)!
         if !exported {
             LLVMSetLinkage(function, LLVMInternalLinkage)
@@ -240,7 +277,7 @@ final class IRBuilder {
     func endFunction() { LLVMBuildRetVoid(builder) }
 
     func call(_ function: LLVMValue, _ arguments: [LLVMValue]) {
-        var parameters = [LLVMType?](repeating: floatPointer, count: arguments.count)
+        var parameters: [LLVMType?] = arguments.map { LLVMTypeOf($0) }
         let type = LLVMFunctionType(void, &parameters, UInt32(arguments.count), 0)
         var args = arguments.map { Optional($0) }
         LLVMBuildCall2(builder, type, function, &args, UInt32(args.count), "")

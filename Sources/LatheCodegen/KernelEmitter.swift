@@ -1,13 +1,16 @@
 import CLLVM
 import LatheIR
 
-/// Lowers one kernel to one LLVM function `void kN_op(float* result, float* operands..., float* scratch)`.
-/// The one switch over ops in the code generator.
+/// Lowers one kernel to one LLVM function
+/// `void kN_op(float* result, float* operands..., float* scratch, i64 thread)`, where `thread`
+/// picks this call's share of the work (ThreadSplit). The one switch over ops in the code
+/// generator.
 extension IRBuilder {
     func emitKernel(_ kernel: Kernel) throws -> LLVMValue {
         let pointerCount = 1 + kernel.operands.count + (kernel.scratch == nil ? 0 : 1)
         let aliasing: Set<Int> = kernel.inPlaceOperand.map { [0, $0 + 1] } ?? []
-        let function = beginFunction(kernel.name, pointerCount: pointerCount, aliasing: aliasing)
+        let function = beginFunction(kernel.name, pointerCount: pointerCount, aliasing: aliasing, integerCount: 1)
+        let thread = LLVMGetParam(function, UInt32(pointerCount))!
         let out = LLVMGetParam(function, 0)!
         let x = kernel.operands.indices.map { LLVMGetParam(function, UInt32($0 + 1))! }
         let scratch = kernel.scratch == nil ? nil : LLVMGetParam(function, UInt32(pointerCount - 1))
@@ -25,7 +28,8 @@ extension IRBuilder {
             copy()
         case let .node(.epilogue(base, count, formula)):
             try contraction(base, out: out, x: Array(x.prefix(count)), shapes: Array(shapes.prefix(count)), shape: shape, scratch: scratch,
-                            epilogue: GemmEpilogue(formula: formula, extras: x.indices.dropFirst(count).map { (x[$0], shapes[$0] != shape) }))
+                            epilogue: GemmEpilogue(formula: formula, extras: x.indices.dropFirst(count).map { (x[$0], shapes[$0] != shape) }),
+                            split: kernel.split, thread: thread, threads: kernel.threads)
         case let .node(op):
             switch op {
             case .input, .constant, .epilogue:
@@ -61,7 +65,8 @@ extension IRBuilder {
                     start += shapes[k][axis]
                 }
             case .matmul, .dense, .conv2d:
-                try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil)
+                try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil,
+                                split: kernel.split, thread: thread, threads: kernel.threads)
             case let .pool2d(a):
                 pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape)
             case .globalAveragePool:
@@ -101,41 +106,92 @@ extension IRBuilder {
         return function
     }
 
-    /// Dense, matmul and conv2d, each a GEMM, with the epilogue applied as results are stored.
-    private func contraction(_ op: Op, out: LLVMValue, x: [LLVMValue], shapes: [[Int]], shape: [Int], scratch: LLVMValue?, epilogue: GemmEpilogue?) throws {
+    /// Dense, matmul and conv2d, each a GEMM, with the epilogue applied as results are stored,
+    /// this thread's share of it.
+    private func contraction(_ op: Op, out: LLVMValue, x: [LLVMValue], shapes: [[Int]], shape: [Int], scratch: LLVMValue?, epilogue: GemmEpilogue?,
+                             split: ThreadSplit, thread: LLVMValue, threads: Int) throws {
         switch op {
         case .matmul:
-            batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1], epilogue: epilogue)
+            let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1)
+            batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1], epilogue: epilogue,
+                          packing: scratch.map { pointer($0, imul(thread, int(scratchFloats))) }, split: split, thread: thread, threads: threads)
         case .dense:
             let (m, k, n) = (shapes[0][0], shapes[0][1], shapes[1][1])
-            gemm(m: m, n: n, k: k, a: MatrixView(base: x[0], offset: int(0), rowStride: k),
-                 b: MatrixView(base: x[1], offset: int(0), rowStride: n),
-                 c: MatrixView(base: out, offset: int(0), rowStride: n),
-                 bias: x.count == 3 ? .perColumn(x[2], offset: int(0)) : .none, epilogue: epilogue)
+            let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1)
+            matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue) { rowStart, rows, columnStart, columns, epilogue in
+                gemm(m: rows, n: columns, k: k, a: MatrixView(base: x[0], offset: imul(rowStart, int(k)), rowStride: k),
+                     b: MatrixView(base: x[1], offset: columnStart, rowStride: n),
+                     c: MatrixView(base: out, offset: iadd(imul(rowStart, int(n)), columnStart), rowStride: n),
+                     bias: x.count == 3 ? .perColumn(x[2], offset: columnStart) : .none, epilogue: epilogue,
+                     packing: scratch.map { pointer($0, imul(thread, int(scratchFloats))) })
+            }
         case let .conv2d(a):
             guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
                 throw LatheError.unsupported("conv2d with shapes \(shapes)")
             }
-            convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch, epilogue: epilogue)
+            convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch, epilogue: epilogue,
+                        split: split, thread: thread, threads: threads)
         default:
             throw LatheError.unsupported("\(op.name) takes no epilogue")
         }
     }
 
-    /// NumPy matmul: a GEMM per batch index, batch axes broadcast by stride 0.
-    private func batchedMatmul(out: LLVMValue, a: LLVMValue, b: LLVMValue, aShape: [Int], bShape: [Int], epilogue: GemmEpilogue?) {
+    /// Calls `body(rowStart, rows, columnStart, columns, epilogue)` with this thread's block of an
+    /// m x n product: all of it, or its chunk of rows or columns. Per-column epilogue operands
+    /// are shifted with the columns.
+    private func matrixShare(m: Int, n: Int, split: ThreadSplit, thread: LLVMValue, epilogue: GemmEpilogue?,
+                             _ body: (LLVMValue, Int, LLVMValue, Int, GemmEpilogue?) -> Void) {
+        switch split {
+        case let .rows(total, chunk):
+            forThreadChunk(total: total, chunk: chunk, thread: thread) { start, rows in body(start, rows, int(0), n, epilogue) }
+        case let .columns(total, chunk):
+            forThreadChunk(total: total, chunk: chunk, thread: thread) { start, columns in
+                let shifted = epilogue.map { e in
+                    GemmEpilogue(formula: e.formula, extras: e.extras.map { ($0.perColumn ? pointer($0.base, start) : $0.base, $0.perColumn) })
+                }
+                body(int(0), m, start, columns, shifted)
+            }
+        case .single, .units:
+            body(int(0), m, int(0), n, epilogue)
+        }
+    }
+
+    /// NumPy matmul: a GEMM per batch index, batch axes broadcast by stride 0. A thread takes a
+    /// run of batch indices (`.units`), or its share of every product.
+    private func batchedMatmul(out: LLVMValue, a: LLVMValue, b: LLVMValue, aShape: [Int], bShape: [Int], epilogue: GemmEpilogue?, packing: LLVMValue?,
+                               split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let a2 = aShape.count == 1 ? [1] + aShape : aShape
         let b2 = bShape.count == 1 ? bShape + [1] : bShape
-        let (m, k, n) = (a2[a2.count - 2], a2[a2.count - 1], b2[b2.count - 1])
+        let (m, n, k) = matmulSizes(aShape, bShape)
         let aBatch = Array(a2.dropLast(2)), bBatch = Array(b2.dropLast(2))
         let batch = (try? broadcastShapes(aBatch, bBatch)) ?? []
-        let views = [StridedView(base: out, strides: contiguousStrides(batch).map { $0 * m * n }),
-                     StridedView(base: a, strides: broadcastStrides(of: aBatch, to: batch).map { $0 * m * k }),
-                     StridedView(base: b, strides: broadcastStrides(of: bBatch, to: batch).map { $0 * k * n })]
-        forEachOffset(shape: batch, views: views) { offsets in
-            gemm(m: m, n: n, k: k, a: MatrixView(base: a, offset: offsets[1], rowStride: k),
-                 b: MatrixView(base: b, offset: offsets[2], rowStride: n),
-                 c: MatrixView(base: out, offset: offsets[0], rowStride: n), bias: .none, epilogue: epilogue)
+        let strides = [contiguousStrides(batch).map { $0 * m * n }, broadcastStrides(of: aBatch, to: batch).map { $0 * m * k },
+                       broadcastStrides(of: bBatch, to: batch).map { $0 * k * n }]
+        /// The element offsets of C, A and B for flat batch index u.
+        func offsets(_ u: LLVMValue) -> [LLVMValue] {
+            var result = [int(0), int(0), int(0)]
+            var rest = u
+            for axis in batch.indices.reversed() {
+                let index = LLVMBuildURem(builder, rest, int(batch[axis]), "")!
+                rest = LLVMBuildUDiv(builder, rest, int(batch[axis]), "")!
+                for v in 0..<3 { result[v] = offset(result[v], index, times: strides[v][axis]) }
+            }
+            return result
+        }
+        func product(_ o: [LLVMValue], _ split: ThreadSplit) {
+            matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue) { rowStart, rows, columnStart, columns, epilogue in
+                gemm(m: rows, n: columns, k: k, a: MatrixView(base: a, offset: iadd(o[1], imul(rowStart, int(k))), rowStride: k),
+                     b: MatrixView(base: b, offset: iadd(o[2], columnStart), rowStride: n),
+                     c: MatrixView(base: out, offset: iadd(o[0], iadd(imul(rowStart, int(n)), columnStart)), rowStride: n),
+                     bias: .none, epilogue: epilogue, packing: packing)
+            }
+        }
+        let count = batch.reduce(1, *)
+        if case .units = split {
+            let (start, end) = unitRange(count: count, thread: thread, threads: threads)
+            loop(from: start, to: end) { u in product(offsets(u), .single) }
+        } else {
+            loop(from: int(0), to: int(count)) { u in product(offsets(u), split) }
         }
     }
 }

@@ -54,6 +54,9 @@ public struct Kernel: Sendable {
     /// The operand whose buffer the result overwrites (it dies here and is read only at the
     /// index each result is written to), or nil.
     public var inPlaceOperand: Int? = nil
+    /// How the work is divided among threads, and how many threads run it.
+    public var split: ThreadSplit = .single
+    public var threads: Int = 1
 
     /// A reshape written in place moves no data: it has no code.
     public var isNoOp: Bool {
@@ -110,7 +113,8 @@ public struct KernelProgram: Sendable {
 
 extension KernelProgram {
     /// Orders the nodes that the outputs need into kernels and places every buffer.
-    public static func build(_ graph: Graph, outputs: [(name: String, value: ValueID)]) throws -> KernelProgram {
+    /// `threads`: the threads a run uses; large contractions are split among them.
+    public static func build(_ graph: Graph, outputs: [(name: String, value: ValueID)], threads: Int = 1) throws -> KernelProgram {
         var names = Set<String>()
         for (name, value) in outputs {
             guard names.insert(name).inserted else { throw LatheError.duplicateName(name) }
@@ -167,6 +171,7 @@ extension KernelProgram {
         var request: [ValueID: Int] = [:]
         var scratchRequest: [ValueID: Int] = [:]
         var inPlaceOperand: [ValueID: Int] = [:]
+        var splits: [ValueID: (ThreadSplit, Int)] = [:]
         for node in computed {
             let s = step[node.id]!
             let life = max(s, lastUse[node.id] ?? s)
@@ -181,7 +186,10 @@ extension KernelProgram {
                     requests.append(BufferRequest(bytes: node.type.byteCount, firstUse: s, lastUse: life))
                 }
             }
-            let scratch = scratchBytes(node, graph)
+            let (split, kernelThreads) = threadPlan(node, graph, threads: threads)
+            splits[node.id] = (split, kernelThreads)
+            let scratch = scratchFloats(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
+                                        threads: kernelThreads) * 4
             if scratch > 0 {
                 scratchRequest[node.id] = requests.count
                 requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))
@@ -207,7 +215,7 @@ extension KernelProgram {
         var kernels: [Kernel] = computed.map { node in
             Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
                    operands: node.operands.map(buffer), result: buffer(node.id), scratch: scratchLocation[node.id],
-                   inPlaceOperand: inPlaceOperand[node.id])
+                   inPlaceOperand: inPlaceOperand[node.id], split: splits[node.id]!.0, threads: splits[node.id]!.1)
         }
         for (c, copy) in copies.enumerated() {
             kernels.append(Kernel(name: "k\(computed.count + c)_copy", work: .copy, node: copy.value, operands: [buffer(copy.value)],
@@ -248,19 +256,42 @@ extension KernelProgram {
         }
     }
 
-    /// A convolution unfolds its input (im2col) a tile at a time into scratch unless it is a plain 1x1; a
-    /// transposed convolution keeps its columns there before scattering them.
-    static func scratchBytes(_ node: Node, _ graph: Graph) -> Int {
+    /// The split of a node's kernel among `threads` threads, and the threads it runs on.
+    static func threadPlan(_ node: Node, _ graph: Graph, threads: Int) -> (ThreadSplit, Int) {
         let shapes = node.operands.map { graph[$0].type.shape }
-        var op = node.op
-        if case let .epilogue(base, _, _) = op { op = base }
-        switch op {
-        case let .conv2d(a):
-            return (ConvGeometry(input: shapes[0], weights: shapes[1], output: node.type.shape, a)?.scratchFloats ?? 0) * 4
-        case let .convTranspose2d(a):
-            return (ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: node.type.shape, a)?.scratchFloats ?? 0) * 4
-        default:
-            return 0
+        var flops = 0
+        var base = node.op
+        if case let .epilogue(b, _, _) = base { base = b }
+        switch base {
+        case .dense: flops = 2 * node.type.count * shapes[0][1]
+        case .matmul: flops = 2 * node.type.count * (shapes[0].last ?? 1)
+        case .conv2d: flops = 2 * node.type.count * shapes[1].dropFirst().reduce(1, *)
+        default: return (.single, 1)
         }
+        let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads)
+        return (split, split == .single ? 1 : threads)
+    }
+
+    /// A GEMM packs blocks of its operands into scratch; a convolution also unfolds its input
+    /// (im2col) there a tile at a time unless it is a plain 1x1; a transposed convolution keeps
+    /// its columns there before scattering them. Each of the kernel's threads has its own.
+    public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int) -> Int {
+        var base = op
+        if case let .epilogue(b, _, _) = op { base = b }
+        let perThread: Int
+        switch base {
+        case let .conv2d(a):
+            perThread = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats ?? 0
+        case let .convTranspose2d(a):
+            perThread = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats ?? 0
+        case .dense:
+            perThread = GemmBlocking.packingFloats(m: shapes[0][0], n: shapes[1][1], k: shapes[0][1])
+        case .matmul:
+            let (m, n, k) = matmulSizes(shapes[0], shapes[1])
+            perThread = GemmBlocking.packingFloats(m: m, n: n, k: k)
+        default:
+            perThread = 0
+        }
+        return perThread * threads
     }
 }

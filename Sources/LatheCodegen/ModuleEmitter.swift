@@ -15,9 +15,13 @@ struct KernelSignature: Hashable {
     let result: TensorType
     let scratch: TensorType?
     let inPlaceOperand: Int?
+    let split: ThreadSplit
+    let threads: Int
 
     init(_ kernel: Kernel) {
         inPlaceOperand = kernel.inPlaceOperand
+        split = kernel.split
+        threads = kernel.threads
         work = kernel.work
         operands = kernel.operands.map(\.type)
         result = kernel.result.type
@@ -27,32 +31,46 @@ struct KernelSignature: Hashable {
 
 /// Emits a whole kernel program as one LLVM module: a function per kernel and the entry point
 ///
-///     void lathe_run(float* arena, float* weights, float** inputs, float** outputs)
+///     void lathe_run(float* arena, float* weights, float** inputs, float** outputs,
+///                    i64* ticks, i8* pool, parallel_fn parallel)
 ///
-/// which calls the kernels in order with their buffers' addresses.
+/// which calls the kernels in order with their buffers' addresses. A kernel split among threads
+/// is handed to `parallel(pool, task, args, threads)`, which runs `task(args, thread)` on each
+/// thread and returns when all are done; `task` unpacks the argument array and calls the kernel.
+/// When `ticks` is not null, the entry stores the cycle counter there before the first kernel
+/// and after each one (for `lathe bench --profile`).
 public enum ModuleEmitter {
     public static let entryName = "lathe_run"
 
     public static func emit(_ program: KernelProgram, into module: LLVMModuleRef, context: LLVMContextRef, target: CodegenTarget) throws {
         let b = IRBuilder(context: context, module: module, vectorWidth: target.vectorWidth)
-        // A kernel's code depends only on what it computes and on its shapes (buffers arrive as
-        // pointers), so kernels with one signature share one function: ResNet-50's repeated
-        // blocks compile once.
-        var bySignature: [KernelSignature: LLVMValueRef] = [:]
-        let functions = try program.kernels.map { kernel -> LLVMValueRef? in
+        let pointerArray = LLVMPointerType(b.floatPointer, 0)!
+        var taskParameters: [LLVMTypeRef?] = [pointerArray, b.i64]
+        let taskType = LLVMFunctionType(b.void, &taskParameters, 2, 0)!
+        let bytePointer = LLVMPointerType(LLVMInt8TypeInContext(context), 0)!
+        var parallelParameters: [LLVMTypeRef?] = [bytePointer, LLVMPointerType(taskType, 0), pointerArray, b.i64]
+        let parallelType = LLVMFunctionType(b.void, &parallelParameters, 4, 0)!
+
+        // A kernel's code depends only on what it computes, on its shapes and on its thread split
+        // (buffers arrive as pointers), so kernels with one signature share one function:
+        // ResNet-50's repeated blocks compile once.
+        var bySignature: [KernelSignature: (kernel: LLVMValueRef, task: LLVMValueRef?)] = [:]
+        let functions = try program.kernels.map { kernel -> (kernel: LLVMValueRef, task: LLVMValueRef?)? in
             if kernel.isNoOp { return nil }
             let signature = KernelSignature(kernel)
             if let shared = bySignature[signature] { return shared }
             let function = try b.emitKernel(kernel)
-            bySignature[signature] = function
-            return function
+            let task = kernel.threads > 1 ? emitTask(calling: function, kernel: kernel, builder: b, type: taskType) : nil
+            bySignature[signature] = (function, task)
+            return (function, task)
         }
 
-        let pointerArray = LLVMPointerType(b.floatPointer, 0)
-        var parameters: [LLVMTypeRef?] = [b.floatPointer, b.floatPointer, pointerArray, pointerArray]
-        let entry = LLVMAddFunction(module, entryName, LLVMFunctionType(b.void, &parameters, 4, 0))!
+        var parameters: [LLVMTypeRef?] = [b.floatPointer, b.floatPointer, pointerArray, pointerArray, LLVMPointerType(b.i64, 0),
+                                          bytePointer, LLVMPointerType(parallelType, 0)]
+        let entry = LLVMAddFunction(module, entryName, LLVMFunctionType(b.void, &parameters, 7, 0))!
         LLVMPositionBuilderAtEnd(b.builder, LLVMAppendBasicBlockInContext(context, entry, "entry"))
         let (arena, weights, inputs, outputs) = (LLVMGetParam(entry, 0)!, LLVMGetParam(entry, 1)!, LLVMGetParam(entry, 2)!, LLVMGetParam(entry, 3)!)
+        let (ticks, pool, parallel) = (LLVMGetParam(entry, 4)!, LLVMGetParam(entry, 5)!, LLVMGetParam(entry, 6)!)
 
         func callerPointer(_ table: LLVMValue, _ index: Int) -> LLVMValue {
             var indices: [LLVMValueRef?] = [b.int(index)]
@@ -67,11 +85,51 @@ public enum ModuleEmitter {
             case let .output(i): return callerPointer(outputs, i)
             }
         }
-        for (kernel, function) in zip(program.kernels, functions) {
-            guard let function else { continue }
-            let arguments = [address(kernel.result)] + kernel.operands.map(address) + (kernel.scratch.map { [address($0)] } ?? [])
-            b.call(function, arguments)
+        let profiling = LLVMBuildIsNotNull(b.builder, ticks, "")!
+        func tick(_ index: Int) {
+            b.ifElse(profiling, then: {
+                let counter = b.callIntrinsic("llvm.readcyclecounter", returning: b.i64)
+                var indices: [LLVMValueRef?] = [b.int(index)]
+                LLVMBuildStore(b.builder, counter, LLVMBuildInBoundsGEP2(b.builder, b.i64, ticks, &indices, 1, ""))
+            }, else: {})
+        }
+        let argumentArray = program.kernels.map { 1 + $0.operands.count + ($0.scratch == nil ? 0 : 1) }.max() ?? 1
+        let arguments = LLVMBuildArrayAlloca(b.builder, b.floatPointer, b.int(argumentArray), "")!
+        tick(0)
+        for (index, (kernel, function)) in zip(program.kernels, functions).enumerated() {
+            if let function {
+                let pointers = [address(kernel.result)] + kernel.operands.map(address) + (kernel.scratch.map { [address($0)] } ?? [])
+                if let task = function.task {
+                    for (k, pointer) in pointers.enumerated() {
+                        var indices: [LLVMValueRef?] = [b.int(k)]
+                        LLVMBuildStore(b.builder, pointer, LLVMBuildInBoundsGEP2(b.builder, b.floatPointer, arguments, &indices, 1, ""))
+                    }
+                    var callArguments: [LLVMValueRef?] = [pool, task, arguments, b.int(kernel.threads)]
+                    LLVMBuildCall2(b.builder, parallelType, parallel, &callArguments, 4, "")
+                } else {
+                    b.call(function.kernel, pointers + [b.int(0)])
+                }
+            }
+            tick(index + 1)
         }
         b.endFunction()
+    }
+
+    /// void task(float** args, i64 thread): kernel(args[0], args[1], ..., thread).
+    private static func emitTask(calling kernel: LLVMValueRef, kernel k: Kernel, builder b: IRBuilder, type: LLVMTypeRef) -> LLVMValueRef {
+        let function = LLVMAddFunction(b.module, "\(k.name)_task", type)!
+        LLVMSetLinkage(function, LLVMInternalLinkage)
+        let saved = LLVMGetInsertBlock(b.builder)
+        LLVMPositionBuilderAtEnd(b.builder, LLVMAppendBasicBlockInContext(b.context, function, "entry"))
+        let (arguments, thread) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+        let count = 1 + k.operands.count + (k.scratch == nil ? 0 : 1)
+        let pointers = (0..<count).map { i -> LLVMValue in
+            var indices: [LLVMValueRef?] = [b.int(i)]
+            return LLVMBuildLoad2(b.builder, b.floatPointer, LLVMBuildInBoundsGEP2(b.builder, b.floatPointer, arguments, &indices, 1, ""), "")
+        }
+        b.call(kernel, pointers + [thread])
+        b.endFunction()
+        if let saved { LLVMPositionBuilderAtEnd(b.builder, saved) }
+        return function
     }
 }

@@ -22,10 +22,14 @@ public final class CompiledModel: @unchecked Sendable {
     private let inputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
     private let outputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
     private let lock = NSLock()
+    private let pool: ThreadPool
+    /// The threads a run uses.
+    public var threads: Int { pool.threads }
 
     init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: [Float], target: HostTarget,
-         compileStages: [(stage: String, seconds: Double)], llvmIR: String?) {
+         compileStages: [(stage: String, seconds: Double)], llvmIR: String?, threads: Int) {
         self.program = program
+        pool = ThreadPool(threads: threads)
         self.jit = jit
         self.entry = entry
         self.target = target
@@ -71,6 +75,10 @@ public final class CompiledModel: @unchecked Sendable {
     /// The allocation-free path: the caller's buffers, in the order of `inputs` and `outputNames`,
     /// each exactly the size of its tensor.
     public func run(inputs: [UnsafeBufferPointer<Float>], outputs: [UnsafeMutableBufferPointer<Float>]) throws {
+        try run(inputs: inputs, outputs: outputs, ticks: nil)
+    }
+
+    private func run(inputs: [UnsafeBufferPointer<Float>], outputs: [UnsafeMutableBufferPointer<Float>], ticks: UnsafeMutablePointer<UInt64>?) throws {
         guard inputs.count == program.inputs.count else { throw LatheError.wrongInputCount(expected: program.inputs.count, got: inputs.count) }
         guard outputs.count == program.outputs.count else {
             throw LatheError.unknownOutput(name: "(\(outputs.count) output buffers)", known: program.outputs.map(\.name))
@@ -90,7 +98,23 @@ public final class CompiledModel: @unchecked Sendable {
         defer { lock.unlock() }
         for (i, buffer) in inputs.enumerated() { inputTable[i] = UnsafeMutablePointer(mutating: buffer.baseAddress) }
         for (i, buffer) in outputs.enumerated() { outputTable[i] = buffer.baseAddress }
-        entry(arena.assumingMemoryBound(to: Float.self), weights.assumingMemoryBound(to: Float.self), inputTable, outputTable)
+        pool.during {
+            entry(arena.assumingMemoryBound(to: Float.self), weights.assumingMemoryBound(to: Float.self), inputTable, outputTable,
+                  ticks, Unmanaged.passUnretained(pool).toOpaque(), parallelCallback)
+        }
+    }
+
+    /// Runs once and returns the seconds each kernel took (the cycle counter read between
+    /// kernels, scaled by the run's wall time).
+    public func profile(inputs: [UnsafeBufferPointer<Float>], outputs: [UnsafeMutableBufferPointer<Float>]) throws -> [Double] {
+        var counts = [UInt64](repeating: 0, count: program.kernels.count + 1)
+        let start = ContinuousClock.now
+        try counts.withUnsafeMutableBufferPointer { try run(inputs: inputs, outputs: outputs, ticks: $0.baseAddress) }
+        let elapsed = ContinuousClock.now - start
+        let wall = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+        let total = Double(counts.last! &- counts[0])
+        guard total > 0 else { return Array(repeating: 0, count: program.kernels.count) }
+        return (0..<program.kernels.count).map { Double(counts[$0 + 1] &- counts[$0]) / total * wall }
     }
 }
 

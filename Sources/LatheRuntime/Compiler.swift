@@ -11,9 +11,13 @@ public struct CompileOptions: Sendable {
     /// Run the graph passes (folding, fusion); without them the graph is only verified and
     /// every node becomes a kernel of its own, which shows what the passes change.
     public var optimize: Bool = true
-    public init(keepLLVMIR: Bool = false, optimize: Bool = true) {
+    /// Threads a run uses: large convolutions and matrix products are split among them (a
+    /// static split, compiled in).
+    public var threads: Int = 1
+    public init(keepLLVMIR: Bool = false, optimize: Bool = true, threads: Int = 1) {
         self.keepLLVMIR = keepLLVMIR
         self.optimize = optimize
+        self.threads = max(threads, 1)
     }
 }
 
@@ -22,7 +26,7 @@ public enum Compiler {
     public static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions = CompileOptions()) throws -> CompiledModel {
         var stages = StageClock()
         let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: options.optimize ? nil : Verifier().name)
-        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)))
+        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)), threads: options.threads)
         stages.lap("passes and planning")
         let target = HostTarget.detect()
 
@@ -61,7 +65,7 @@ public enum Compiler {
         }
         stages.lap("weights")
         return CompiledModel(program: program, jit: jit, entry: entry, weights: weights, target: target,
-                             compileStages: stages.laps, llvmIR: llvmIR)
+                             compileStages: stages.laps, llvmIR: llvmIR, threads: options.threads)
     }
 
     private static func verify(_ module: LLVMModuleRef, _ stage: String) throws {

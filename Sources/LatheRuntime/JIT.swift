@@ -1,10 +1,13 @@
 import CLLVM
 import LatheIR
 
-/// The compiled entry point: lathe_run(arena, weights, inputs, outputs).
+/// The compiled entry point: lathe_run(arena, weights, inputs, outputs, ticks, pool, parallel)
+/// (LatheCodegen's ModuleEmitter).
 typealias EntryFunction = @convention(c) (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?,
                                           UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?,
-                                          UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?) -> Void
+                                          UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?,
+                                          UnsafeMutablePointer<UInt64>?, UnsafeMutableRawPointer?,
+                                          (@convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void)?) -> Void
 
 /// Owns an ORC LLJIT instance, and with it the machine code: function pointers taken from it
 /// are valid while it lives.
@@ -42,11 +45,13 @@ final class JITSession: @unchecked Sendable {
         try check(LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), threadSafeModule), "adding the module")
     }
 
-    func lookup(_ name: String) throws -> EntryFunction {
+    func lookup(_ name: String) throws -> EntryFunction { unsafeBitCast(try address(of: name), to: EntryFunction.self) }
+
+    func address(of name: String) throws -> UnsafeRawPointer {
         var address: LLVMOrcExecutorAddress = 0
         try check(LLVMOrcLLJITLookup(jit, &address, name), "looking up \(name)")
         guard let pointer = UnsafeRawPointer(bitPattern: UInt(address)) else { throw LatheError.backend("\(name) has no address") }
-        return unsafeBitCast(pointer, to: EntryFunction.self)
+        return pointer
     }
 
     deinit {

@@ -11,12 +11,12 @@ struct LatheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lathe",
         abstract: "Compile neural networks to native code, and see what the compiler did.",
-        subcommands: [Dump.self, Run.self, Inspect.self, Demo.self, Models.self, Conformance.self])
+        subcommands: [Dump.self, Run.self, Inspect.self, Bench.self, Demo.self, Models.self, Conformance.self])
 }
 
 /// Options shared by the commands that take a model: a built-in name or an .onnx file.
 struct ModelOptions: ParsableArguments {
-    @Argument(help: "A built-in model (\(Examples.all.map(\.name).joined(separator: ", "))) or an .onnx file.")
+    @Argument(help: "A built-in model (\(Examples.builtIn.map(\.name).joined(separator: ", "))) or an .onnx file.")
     var model: String
 
     @Option(help: "Batch size of a built-in model (default: the model's own).")
@@ -43,7 +43,7 @@ struct ModelOptions: ParsableArguments {
             return (imported.graph, imported.outputs)
         }
         guard let example = Examples.named(model) else {
-            throw ValidationError("unknown model '\(model)'; built-in models: \(Examples.all.map(\.name).joined(separator: ", ")), or give an .onnx file")
+            throw ValidationError("unknown model '\(model)'; built-in models: \(Examples.builtIn.map(\.name).joined(separator: ", ")), or give an .onnx file")
         }
         if let batch, batch <= 0 { throw ValidationError("--batch must be positive") }
         let (graph, outputs) = try example.graph(batch: batch, seed: seed)
@@ -64,15 +64,15 @@ struct ModelOptions: ParsableArguments {
 struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the built-in models.")
     func run() {
-        let width = Examples.all.map(\.name.count).max() ?? 0
-        for model in Examples.all { print("\(model.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(model.summary)") }
+        let width = Examples.builtIn.map(\.name.count).max() ?? 0
+        for model in Examples.builtIn { print("\(model.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(model.summary)") }
     }
 }
 
 struct Dump: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a model's graph IR, one node a line, as built or after a pass.")
 
-    @Argument(help: "A built-in model (\(Examples.all.map(\.name).joined(separator: ", "))) or an .onnx file.")
+    @Argument(help: "A built-in model (\(Examples.builtIn.map(\.name).joined(separator: ", "))) or an .onnx file.")
     var model: String?
 
     @Option(help: "Print the IR after this pass (see --list-passes).")
@@ -147,7 +147,7 @@ struct Run: ParsableCommand {
     @Option(help: "Write each output to DIR/NAME.npy.")
     var outputDir: String?
 
-    @Option(help: "Threads to run on (Lathe runs kernels on 1 thread for now).")
+    @Option(help: "Threads a run uses.")
     var threads: Int = 1
 
     @Flag(help: "Print the time of each compile stage to standard error.")
@@ -159,7 +159,7 @@ struct Run: ParsableCommand {
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let (graph, outputs) = try options.build()
-        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(optimize: !noPasses))
+        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(optimize: !noPasses, threads: threads))
         var feeds = randomFeeds(model, seed: options.seed)
         for item in inputs {
             let parts = item.split(separator: "=", maxSplits: 1)

@@ -171,7 +171,7 @@ struct CLIInspectTests {
         let buffers = ((object?["memory"] as? [String: Any])?["buffers"] as? [Any])?.count ?? -1
         #expect(svg.hasPrefix("<svg "))
         #expect(svg.components(separatedBy: "<title>").count - 1 == buffers)
-        #expect(svg.contains("arena 192000 bytes, lower bound 192000"))
+        #expect(svg.contains("arena 396800 bytes, lower bound 396800"))
     }
 
     @Test func passesAgainstNoPasses() throws {
@@ -190,7 +190,7 @@ struct CLIInspectTests {
         #expect(result.status == 0)
         #expect(result.out.hasPrefix("kernels (2):\n  k0_dense_epilogue  dense+relu -> f32[256, 64]  327680 flop"))
         #expect(result.out.contains("fused epilogue: dense1 + dense1.relu"))
-        #expect(result.out.contains("memory: arena 65536 bytes, lower bound 65536 (arena / bound 1.000), naive sum 65536"))
+        #expect(result.out.contains("memory: arena 72896 bytes, lower bound 72896 (arena / bound 1.000), naive sum 72896"))
     }
 }
 

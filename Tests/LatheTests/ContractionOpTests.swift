@@ -4,11 +4,15 @@ import Testing
 let matmulCases: [OpCase] = [
     ([5, 7], [7, 19]), ([1, 1], [1, 33]), ([13], [13, 5]), ([4, 9], [9]), ([3, 1, 9, 13], [2, 13, 6]),
     ([2, 17, 23], [23, 41]), ([7, 64], [64, 17]), ([6, 16], [16, 16]), ([13, 100], [100, 3]),
+    ([2, 1, 31, 300], [3, 300, 45]), ([130, 9], [9, 1030]),
 ].map { a, b in
     OpCase("matmul \(a) x \(b)", [Operand(shape: a), Operand(shape: b)]) { x in try x[0].matmul(x[1]) }
 }
 
-let denseCases: [OpCase] = [(1, 10, 64, true), (7, 33, 19, true), (13, 5, 3, false), (64, 784, 128, true), (6, 17, 1, true)].map { m, k, n, bias in
+/// Packed and blocked (GemmPacked.swift): 125 rows are two MC blocks and a cut register block;
+/// K = 530 is three KC blocks (first, middle, last); N = 1041 two NC blocks and a cut panel.
+let denseCases: [OpCase] = [(1, 10, 64, true), (7, 33, 19, true), (13, 5, 3, false), (64, 784, 128, true), (6, 17, 1, true),
+                            (125, 530, 40, true), (7, 20, 1041, true), (12, 256, 32, false), (6, 257, 16, true)].map { m, k, n, bias in
     OpCase("dense \(m)x\(k) x \(k)x\(n)\(bias ? " + bias" : "")",
            [Operand(shape: [m, k]), Operand(shape: [k, n])] + (bias ? [Operand(shape: [n])] : [])) { x in
         try x[0].dense(weight: x[1], bias: x.count == 3 ? x[2] : nil)
@@ -75,6 +79,11 @@ let convTransposeCases: [OpCase] = [
 struct ContractionOpTests {
     @Test(arguments: matmulCases)
     func matmul(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+
+    /// Split among 2 and 3 threads (units, rows or columns: ThreadSplit), each with its own
+    /// scratch, the products give the same numbers.
+    @Test(arguments: [2, 3], matmulCases + denseCases + convCases + epilogueCases)
+    func threaded(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
 
     @Test(arguments: epilogueCases)
     func epilogue(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }

@@ -35,7 +35,7 @@ func relativeError(_ got: HostTensor, _ expected: HostTensor) -> Float {
 
 /// Builds the case, runs it through the JIT and the interpreter on seeded random inputs, and
 /// returns the relative error.
-func compiledVersusInterpreter(_ c: OpCase, seed: UInt64 = 7) throws -> Float {
+func compiledVersusInterpreter(_ c: OpCase, seed: UInt64 = 7, threads: Int = 1) throws -> Float {
     let g = Graph(seed: seed)
     let inputs = try c.operands.enumerated().map { try g.input("x\($0.offset)", shape: $0.element.shape) }
     let y = try c.build(inputs)
@@ -43,7 +43,7 @@ func compiledVersusInterpreter(_ c: OpCase, seed: UInt64 = 7) throws -> Float {
     for (i, operand) in c.operands.enumerated() {
         feeds["x\(i)"] = HostTensor.random(shape: operand.shape, seed: seed &+ UInt64(i) &* 31, in: operand.range)
     }
-    let model = try g.compile(outputs: ["y": y])
+    let model = try g.compile(outputs: ["y": y], options: CompileOptions(threads: threads))
     let got = try model.run(feeds)["y"]!
     let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
     #expect(got.shape == expected.shape)

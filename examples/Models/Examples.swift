@@ -27,5 +27,11 @@ public enum Examples {
     public static let all: [ExampleModel] = [simpleNN, mnistMLP, mnistCNN, lstmTimeSeries, transformerEncoder, convAutoencoder,
                                              dcganGenerator, dcganDiscriminator]
 
-    public static func named(_ name: String) -> ExampleModel? { all.first { $0.name == name } }
+    /// Models for benchmarks only: too large for the interpreter that the tests compare with.
+    public static let benchmarks: [ExampleModel] = [gemm1024]
+
+    /// Every built-in model `lathe` knows by name.
+    public static var builtIn: [ExampleModel] { all + benchmarks }
+
+    public static func named(_ name: String) -> ExampleModel? { builtIn.first { $0.name == name } }
 }

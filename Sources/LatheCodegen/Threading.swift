@@ -1,0 +1,83 @@
+import CLLVM
+import LatheIR
+
+/// How a kernel's work is divided among the threads of a run, decided at compile time (a
+/// static split: no queue, no stealing). Each thread calls the kernel with its index and works
+/// out its share from it. Only contractions are split, and only when they are large enough to
+/// pay for waking a thread; the rest run on the calling thread.
+public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
+    case single
+    /// Independent units, a contiguous run of them a thread: a convolution's images x groups x
+    /// row tiles, or the matrices of a batched matmul.
+    case units(Int)
+    /// The GEMM's rows (a convolution's output channels) in chunks of `chunk`.
+    case rows(total: Int, chunk: Int)
+    /// The GEMM's columns in chunks of `chunk`.
+    case columns(total: Int, chunk: Int)
+
+    /// Below this many FLOPs a kernel runs on one thread.
+    public static let minimumFlops = 400_000
+
+    public var description: String {
+        switch self {
+        case .single: return "1 thread"
+        case let .units(n): return "\(n) units"
+        case let .rows(total, chunk): return "rows \(total) in chunks of \(chunk)"
+        case let .columns(total, chunk): return "columns \(total) in chunks of \(chunk)"
+        }
+    }
+
+    /// The split of a kernel over `threads` threads.
+    static func plan(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], flops: Int, threads: Int) -> ThreadSplit {
+        guard threads > 1, flops >= minimumFlops else { return .single }
+        var base = op
+        if case let .epilogue(b, _, _) = op { base = b }
+        func chunk(_ total: Int, _ align: Int) -> Int { ((total + threads - 1) / threads + align - 1) / align * align }
+        /// Rows or columns of one GEMM, whichever splits into `threads` aligned chunks.
+        func matrix(m: Int, n: Int) -> ThreadSplit {
+            if n >= threads * GemmBlocking.largestColumns { return .columns(total: n, chunk: chunk(n, GemmBlocking.largestColumns)) }
+            if m >= threads * GemmBlocking.largestRows { return .rows(total: m, chunk: chunk(m, GemmBlocking.largestRows)) }
+            if n >= threads * 8 { return .columns(total: n, chunk: chunk(n, 8)) }
+            return .single
+        }
+        switch base {
+        case let .conv2d(a):
+            guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return .single }
+            let units = g.units
+            if units >= 2 * threads || units % threads == 0 { return .units(units) }
+            if g.groupOutChannels >= threads * GemmBlocking.largestRows { return .rows(total: g.groupOutChannels, chunk: chunk(g.groupOutChannels, GemmBlocking.largestRows)) }
+            return units > 1 ? .units(units) : .single
+        case .dense:
+            return matrix(m: shapes[0][0], n: shapes[1][1])
+        case .matmul:
+            let batch = resultShape.dropLast(2).reduce(1, *)
+            if batch >= threads && resultShape.count > 2 { return .units(batch) }
+            let (m, n, _) = matmulSizes(shapes[0], shapes[1])
+            return matrix(m: m, n: n)
+        default:
+            return .single
+        }
+    }
+}
+
+extension IRBuilder {
+    /// This thread's share [start, end) of `count` units split evenly among `threads`.
+    func unitRange(count: Int, thread: LLVMValue, threads: Int) -> (start: LLVMValue, end: LLVMValue) {
+        let start = LLVMBuildSDiv(builder, imul(thread, int(count)), int(threads), "")!
+        let end = LLVMBuildSDiv(builder, imul(iadd(thread, int(1)), int(count)), int(threads), "")!
+        return (start, end)
+    }
+
+    /// Runs `body(start, size)` on this thread's chunk of 0..<total (chunks of `chunk`, the last
+    /// one shorter). `size` is known at compile time: the full chunk, or the last chunk's size.
+    func forThreadChunk(total: Int, chunk: Int, thread: LLVMValue, _ body: (LLVMValue, Int) -> Void) {
+        let chunks = (total + chunk - 1) / chunk
+        let last = total - (chunks - 1) * chunk
+        let start = imul(thread, int(chunk))
+        ifElse(LLVMBuildICmp(builder, LLVMIntSLT, thread, int(chunks - 1), "")!, then: {
+            body(start, chunk)
+        }, else: {
+            ifElse(LLVMBuildICmp(builder, LLVMIntEQ, thread, int(chunks - 1), "")!, then: { body(start, last) }, else: {})
+        })
+    }
+}

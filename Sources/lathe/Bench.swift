@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import Lathe
+import LatheRuntime
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compile a model, time its runs, and report latency, GFLOP/s and the share of the machine's peak.",
+        discussion: "The peak is measured once per CPU and thread count with Lathe's own FMA probe and cached under $XDG_CACHE_HOME/lathe (or ~/.cache/lathe). Inputs are seeded uniform [0, 1) values.")
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "Threads a run uses.")
+    var threads: Int = 1
+
+    @Option(help: "Untimed runs first.")
+    var warmup: Int = 3
+
+    @Option(help: "Timed runs.")
+    var iterations: Int = 20
+
+    @Flag(help: "Print JSON: compileMs, medianMs, minMs, p90Ms, gflops, peakFraction, threads (and kernels with --profile).")
+    var json = false
+
+    @Flag(help: "Add a per-kernel table: median time, share, GFLOP/s.")
+    var profile = false
+
+    struct KernelTime: Codable {
+        let name: String
+        let ops: String
+        let medianMs: Double
+        let gflops: Double
+        let split: String
+    }
+
+    struct Report: Codable {
+        let model: String
+        let threads: Int
+        let compileMs: Double
+        let medianMs: Double
+        let minMs: Double
+        let p90Ms: Double
+        let gflops: Double
+        let peakGflops: Double
+        let peakFraction: Double
+        let kernels: [KernelTime]?
+    }
+
+    func run() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup at least 0") }
+        let (graph, outputs) = try options.build()
+        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(threads: threads))
+        let feeds = randomFeeds(model, seed: options.seed)
+        let inputs = model.inputs.map { feeds[$0.name]!.scalars }
+        let outputBuffers = model.outputNames.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: model.outputType($0)!.count) }
+        defer { outputBuffers.forEach { $0.deallocate() } }
+        let inputBuffers = inputs.map { array -> UnsafeBufferPointer<Float> in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: array.count)
+            _ = buffer.initialize(from: array)
+            return UnsafeBufferPointer(buffer)
+        }
+        defer { inputBuffers.forEach { $0.deallocate() } }
+
+        for _ in 0..<warmup { try model.run(inputs: inputBuffers, outputs: outputBuffers) }
+        var times: [Double] = []
+        for _ in 0..<iterations {
+            let start = ContinuousClock.now
+            try model.run(inputs: inputBuffers, outputs: outputBuffers)
+            times.append(seconds(ContinuousClock.now - start))
+        }
+        times.sort()
+        let median = times[times.count / 2]
+        let p90 = times[min(times.count - 1, Int((Double(times.count) * 0.9).rounded(.up)) - 1)]
+        let flops = Double(model.program.flops)
+        let peak = try MachinePeak.cached(threads: threads)
+
+        var kernels: [KernelTime]?
+        if profile {
+            var perKernel = [[Double]](repeating: [], count: model.program.kernels.count)
+            for _ in 0..<iterations {
+                for (k, t) in try model.profile(inputs: inputBuffers, outputs: outputBuffers).enumerated() { perKernel[k].append(t) }
+            }
+            let report = try Inspection(graph, outputs: outputs)
+            kernels = model.program.kernels.enumerated().map { k, kernel in
+                let sorted = perKernel[k].sorted()
+                let t = sorted[sorted.count / 2]
+                return KernelTime(name: kernel.name, ops: report.kernels[k].ops.joined(separator: "+"), medianMs: t * 1000,
+                                  gflops: t > 0 ? Double(kernel.flops) / t / 1e9 : 0, split: kernel.split.description)
+            }
+        }
+        let report = Report(model: options.model, threads: threads, compileMs: model.compileSeconds * 1000, medianMs: median * 1000,
+                            minMs: times[0] * 1000, p90Ms: p90 * 1000, gflops: flops / median / 1e9, peakGflops: peak / 1e9,
+                            peakFraction: flops / median / peak, kernels: kernels)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+            return
+        }
+        print(String(format: "%@: %d thread%@, compile %.1f ms; median %.3f ms, min %.3f ms, p90 %.3f ms over %d runs",
+                     options.model, threads, threads == 1 ? "" : "s", report.compileMs, report.medianMs, report.minMs, report.p90Ms, iterations))
+        print(String(format: "%.1f MFLOP a run: %.1f GFLOP/s, %.1f%% of the %.1f GFLOP/s peak of %d thread%@",
+                     flops / 1e6, report.gflops, report.peakFraction * 100, report.peakGflops, threads, threads == 1 ? "" : "s"))
+        if let kernels {
+            let total = kernels.reduce(0) { $0 + $1.medianMs }
+            let width = kernels.map(\.name.count).max() ?? 0
+            for k in kernels {
+                print(String(format: "  %@  %8.3f ms  %5.1f%%  %7.1f GFLOP/s  %@  (%@)", k.name.padding(toLength: width, withPad: " ", startingAt: 0),
+                             k.medianMs, total > 0 ? k.medianMs / total * 100 : 0, k.gflops, k.ops, k.split))
+            }
+        }
+    }
+}
