@@ -72,7 +72,8 @@ extension IRBuilder {
 
     /// conv2d = (unfold, GEMM) for each image, group and tile of output rows: a unit each. A
     /// thread takes a run of units, or (`.rows`) a chunk of output channels of every unit; each
-    /// thread has its own scratch.
+    /// thread has its own scratch. When the GEMM packs, one copy of the code serves every tile
+    /// and chunk size (they are run-time values); the small unpacked ones are specialized.
     func convolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
                      epilogue: GemmEpilogue? = nil, split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1) {
         let thread = thread ?? int(0)
@@ -80,54 +81,76 @@ extension IRBuilder {
         let packing = myScratch.map { pointer($0, int(g.unfoldFloats)) }
         let rows = g.tileRows
         let fullTiles = g.needsUnfold ? g.outH / rows : 1
+        let blocking = GemmBlocking(vectorWidth: vectorWidth)
+        let packs = packing != nil && blocking.packs(m: g.groupOutChannels, n: g.needsUnfold ? rows * g.outW : g.outputPlane, k: g.unfoldedRows)
 
         /// Output channels [channel, channel + count) of the group, output rows of the tile.
-        func gemm(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: Int) {
+        func product(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?) {
             let imageChannel = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
             let channelInput = pointer(input, imul(imageChannel, int(g.inputPlane)))
             let firstChannel = iadd(imul(group, int(g.groupOutChannels)), channel)
             let outputOffset = imul(iadd(imul(image, int(g.outChannels)), firstChannel), int(g.outputPlane))
             let weightsView = MatrixView(base: weights, offset: imul(firstChannel, int(g.unfoldedRows)), rowStride: g.unfoldedRows)
             let rowBias = bias.map { GemmBias.perRow($0, offset: firstChannel) } ?? .none
+            func multiply(b: MatrixView, c: MatrixView, columns: LLVMValue, fixedColumns: Int?) {
+                if packs, let packing {
+                    packedGemm(blocking, m: count, n: columns, maxM: g.groupOutChannels, k: g.unfoldedRows, a: weightsView, b: b, c: c,
+                               bias: rowBias, epilogue: epilogue, packing: packing)
+                } else {
+                    gemm(m: fixedCount ?? g.groupOutChannels, n: fixedColumns ?? g.outputPlane, k: g.unfoldedRows, a: weightsView, b: b, c: c,
+                         bias: rowBias, epilogue: epilogue)
+                }
+            }
             guard let myScratch, g.needsUnfold else {
-                self.gemm(m: count, n: g.outputPlane, k: g.unfoldedRows, a: weightsView,
-                          b: MatrixView(base: channelInput, offset: int(0), rowStride: g.outputPlane),
-                          c: MatrixView(base: output, offset: outputOffset, rowStride: g.outputPlane), bias: rowBias, epilogue: epilogue,
-                          packing: packing)
+                multiply(b: MatrixView(base: channelInput, offset: int(0), rowStride: g.outputPlane),
+                         c: MatrixView(base: output, offset: outputOffset, rowStride: g.outputPlane), columns: int(g.outputPlane), fixedColumns: g.outputPlane)
                 return
             }
-            func tileGemm(rowsHere: Int) {
+            func tileProduct(rowsHere: LLVMValue, fixedRows: Int?) {
                 let firstRow = imul(tile, int(rows))
-                let columns = rowsHere * g.outW
+                let columns = imul(rowsHere, int(g.outW))
                 unfold(g, input: channelInput, into: myScratch, firstRow: firstRow, rows: rowsHere)
-                self.gemm(m: count, n: columns, k: g.unfoldedRows, a: weightsView,
-                          b: MatrixView(base: myScratch, offset: int(0), rowStride: columns),
-                          c: MatrixView(base: output, offset: iadd(outputOffset, imul(firstRow, int(g.outW))), rowStride: g.outputPlane),
-                          bias: rowBias, epilogue: epilogue, packing: packing)
+                let c = MatrixView(base: output, offset: iadd(outputOffset, imul(firstRow, int(g.outW))), rowStride: g.outputPlane)
+                if packs {
+                    // The unfolded tile's row stride is its width, known at run time: pack it as
+                    // a matrix of one-column rows read with that stride.
+                    multiply(b: MatrixView(base: myScratch, offset: int(0), rowStride: 0, columnStride: 1, runtimeRowStride: columns),
+                             c: c, columns: columns, fixedColumns: nil)
+                } else {
+                    let fixed = fixedRows! * g.outW
+                    multiply(b: MatrixView(base: myScratch, offset: int(0), rowStride: fixed), c: c, columns: columns, fixedColumns: fixed)
+                }
             }
-            if fullTiles * rows == g.outH {
-                tileGemm(rowsHere: rows)
+            let lastRows = g.outH - fullTiles * rows
+            if lastRows == 0 {
+                tileProduct(rowsHere: int(rows), fixedRows: rows)
+            } else if packs {
+                tileProduct(rowsHere: select(LLVMBuildICmp(builder, LLVMIntSLT, tile, int(fullTiles), "")!, int(rows), int(lastRows)), fixedRows: nil)
             } else {
-                ifElse(LLVMBuildICmp(builder, LLVMIntSLT, tile, int(fullTiles), "")!, then: { tileGemm(rowsHere: rows) },
-                       else: { tileGemm(rowsHere: g.outH - fullTiles * rows) })
+                ifElse(LLVMBuildICmp(builder, LLVMIntSLT, tile, int(fullTiles), "")!, then: { tileProduct(rowsHere: int(rows), fixedRows: rows) },
+                       else: { tileProduct(rowsHere: int(lastRows), fixedRows: lastRows) })
             }
         }
-        func unit(_ u: LLVMValue, channel: LLVMValue, count: Int) {
+        func unit(_ u: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?) {
             let tile = LLVMBuildURem(builder, u, int(g.tileCount), "")!
             let imageGroup = LLVMBuildUDiv(builder, u, int(g.tileCount), "")!
-            gemm(image: LLVMBuildUDiv(builder, imageGroup, int(g.groups), "")!, group: LLVMBuildURem(builder, imageGroup, int(g.groups), "")!,
-                 tile: tile, channel: channel, count: count)
+            product(image: LLVMBuildUDiv(builder, imageGroup, int(g.groups), "")!, group: LLVMBuildURem(builder, imageGroup, int(g.groups), "")!,
+                    tile: tile, channel: channel, count: count, fixedCount: fixedCount)
         }
         switch split {
         case let .rows(total, chunk):
             loop(from: int(0), to: int(g.units)) { u in
-                forThreadChunk(total: total, chunk: chunk, thread: thread) { start, count in unit(u, channel: start, count: count) }
+                if packs {
+                    forThreadShare(total: total, chunk: chunk, thread: thread) { start, count in unit(u, channel: start, count: count, fixedCount: nil) }
+                } else {
+                    forThreadChunk(total: total, chunk: chunk, thread: thread) { start, count in unit(u, channel: start, count: int(count), fixedCount: count) }
+                }
             }
         case .units:
             let (start, end) = unitRange(count: g.units, thread: thread, threads: threads)
-            loop(from: start, to: end) { u in unit(u, channel: int(0), count: g.groupOutChannels) }
+            loop(from: start, to: end) { u in unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels) }
         case .single, .columns:
-            loop(from: int(0), to: int(g.units)) { u in unit(u, channel: int(0), count: g.groupOutChannels) }
+            loop(from: int(0), to: int(g.units)) { u in unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels) }
         }
     }
 
@@ -136,15 +159,11 @@ extension IRBuilder {
     /// zero where that falls in the padding. The in-bounds columns of each tap are known at
     /// compile time and its in-bounds rows are clamped once per tile, so the copy loops carry no
     /// bounds checks.
-    private func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue, firstRow: LLVMValue, rows: Int) {
+    private func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue, firstRow: LLVMValue, rows: LLVMValue) {
         let a = g.attributes
-        let columns = rows * g.outW
-        if g.hasPadding {
-            elementwise(shape: [g.unfoldedRows * columns], output: StridedView(base: scratch, strides: [1]), inputs: []) { _, lanes in
-                float(0, lanes: lanes)
-            }
-        }
-        let endRow = iadd(firstRow, int(rows))
+        let columns = imul(rows, int(g.outW))
+        if g.hasPadding { fill(scratch, count: imul(columns, int(g.unfoldedRows)), with: 0) }
+        let endRow = iadd(firstRow, rows)
         loop(0, g.groupChannels, unroll: false) { c in
             let channelInput = pointer(input, imul(c, int(g.inputPlane)))
             for ky in 0..<g.kernelH {
@@ -153,7 +172,7 @@ extension IRBuilder {
                     let rowsX = ConvGeometry.validRange(count: g.outW, size: g.width, stride: a.strides[1], pad: a.pads[1], tap: kx * a.dilations[1])
                     guard !rowsY.isEmpty, !rowsX.isEmpty else { continue }
                     let row = iadd(imul(c, int(g.kernelH * g.kernelW)), int(ky * g.kernelW + kx))
-                    let rowBase = pointer(scratch, imul(row, int(columns)))
+                    let rowBase = pointer(scratch, imul(row, columns))
                     let ix = rowsX.lowerBound * a.strides[1] - a.pads[1] + kx * a.dilations[1]
                     let iy0 = -a.pads[0] + ky * a.dilations[0]
                     loop(from: imax(firstRow, int(rowsY.lowerBound)), to: imin(endRow, int(rowsY.upperBound))) { oy in

@@ -15,6 +15,9 @@ struct MatrixView {
     var offset: LLVMValue
     var rowStride: Int
     var columnStride = 1
+    /// A row stride known only at run time (a convolution tile's width), which replaces
+    /// `rowStride`; only the packed GEMM's packing reads such a view.
+    var runtimeRowStride: LLVMValue? = nil
 }
 
 /// What the GEMM adds to each result before storing it.
@@ -48,7 +51,7 @@ extension IRBuilder {
               packing: LLVMValue? = nil) {
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
         if let packing, blocking.packs(m: m, n: n, k: k) {
-            packedGemm(blocking, m: m, n: n, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue, packing: packing)
+            packedGemm(blocking, m: int(m), n: int(n), maxM: m, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue, packing: packing)
         } else {
             directGemm(m: m, n: n, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue)
         }

@@ -34,6 +34,15 @@ struct GemmBlocking {
         rows = vectorWidth >= 16 ? 12 : 6
     }
 
+    /// The K block: K itself up to `kc` + `kc` / 4, else K cut into equal blocks of at most
+    /// that, so that no product ends with a sliver of a block that pays a whole pass over C.
+    static func depth(_ k: Int) -> Int {
+        let most = kc + kc / 4
+        guard k > most else { return k }
+        let blocks = (k + most - 1) / most
+        return (k + blocks - 1) / blocks
+    }
+
     /// Packing pays once the operands are reused: at least a register block of rows and columns.
     func packs(m: Int, n: Int, k: Int) -> Bool { m >= rows && n >= columns && k >= 8 }
 
@@ -42,120 +51,138 @@ struct GemmBlocking {
     static func packingFloats(m: Int, n: Int, k: Int) -> Int {
         guard m >= 6, n >= 16, k >= 8 else { return 0 }
         func roundUp(_ x: Int, _ to: Int) -> Int { (x + to - 1) / to * to }
-        let kc = min(kc, k)
-        return kc * (roundUp(min(mc, m), largestRows) + roundUp(min(nc, n), largestColumns))
+        return depth(k) * (roundUp(min(mc, m), largestRows) + roundUp(min(nc, n), largestColumns))
     }
 }
 
 extension IRBuilder {
-    func packedGemm(_ blocking: GemmBlocking, m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView,
+    /// C[m, n] = A[m, K] x B[K, n] with m and n known only at run time (a thread's chunk, a
+    /// convolution's last tile): one copy of the loop nest serves every size. The K blocks run in
+    /// one loop; the first stores, later ones add, and the last applies bias and epilogue.
+    func packedGemm(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, maxM: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView,
                     bias: GemmBias, epilogue: GemmEpilogue?, packing: LLVMValue) {
         let (mr, nr) = (blocking.rows, blocking.columns)
-        let kc = min(GemmBlocking.kc, k)
+        let kc = GemmBlocking.depth(k)
         let packedA = packing
-        let packedB = pointer(packing, int(kc * ((min(GemmBlocking.mc, m) + GemmBlocking.largestRows - 1) / GemmBlocking.largestRows * GemmBlocking.largestRows)))
-        let kBlocks = (k + kc - 1) / kc
-
-        loop(from: int(0), to: int(n), step: GemmBlocking.nc) { jc in
-            let ncHere = imin(int(GemmBlocking.nc), isub(int(n), jc))
-            func kBlock(_ pc: LLVMValue, depth: Int, accumulate: Bool, finish: Bool) {
+        let packedB = pointer(packing, int(kc * ((min(GemmBlocking.mc, maxM) + GemmBlocking.largestRows - 1) / GemmBlocking.largestRows * GemmBlocking.largestRows)))
+        loop(from: int(0), to: n, step: GemmBlocking.nc) { jc in
+            let ncHere = imin(int(GemmBlocking.nc), isub(n, jc))
+            loop(from: int(0), to: int(k), step: kc) { pc in
+                let depth = imin(int(kc), isub(int(k), pc))
+                let accumulate = LLVMBuildICmp(builder, LLVMIntSGT, pc, int(0), "")!
+                let finish = LLVMBuildICmp(builder, LLVMIntSGE, iadd(pc, int(kc)), int(k), "")!
                 packB(b, into: packedB, rowStart: pc, depth: depth, columnStart: jc, columns: ncHere, panel: nr)
-                loop(from: int(0), to: int(m), step: GemmBlocking.mc) { ic in
-                    let mcHere = imin(int(GemmBlocking.mc), isub(int(m), ic))
+                loop(from: int(0), to: m, step: GemmBlocking.mc) { ic in
+                    let mcHere = imin(int(GemmBlocking.mc), isub(m, ic))
                     packA(a, into: packedA, rowStart: ic, rows: mcHere, m: m, columnStart: pc, depth: depth, panel: mr)
                     loop(from: int(0), to: ncHere, step: nr) { jr in
                         loop(from: int(0), to: mcHere, step: mr) { ir in
-                            microKernel(blocking, depth: depth, a: pointer(packedA, imul(ir, int(depth))), b: pointer(packedB, imul(jr, int(depth))),
+                            microKernel(blocking, depth: depth, a: pointer(packedA, imul(ir, depth)), b: pointer(packedB, imul(jr, depth)),
                                         row: iadd(ic, ir), column: iadd(jc, jr), rows: imin(int(mr), isub(mcHere, ir)), columns: imin(int(nr), isub(ncHere, jr)),
                                         c: c, accumulate: accumulate, finish: finish, bias: bias, epilogue: epilogue)
                         }
                     }
                 }
             }
-            kBlock(int(0), depth: kc, accumulate: false, finish: kBlocks == 1)
-            if kBlocks > 2 {
-                loop(from: int(kc), to: int((kBlocks - 1) * kc), step: kc) { pc in kBlock(pc, depth: kc, accumulate: true, finish: false) }
-            }
-            if kBlocks > 1 {
-                kBlock(int((kBlocks - 1) * kc), depth: k - (kBlocks - 1) * kc, accumulate: true, finish: true)
-            }
         }
     }
 
     /// packed[jr * depth + p * panel + j] = B[rowStart + p, columnStart + jr + j], zero past the
     /// last column: micro-panels of `panel` columns, each `depth` rows deep.
-    private func packB(_ b: MatrixView, into packed: LLVMValue, rowStart: LLVMValue, depth: Int, columnStart: LLVMValue, columns: LLVMValue, panel: Int) {
+    private func packB(_ b: MatrixView, into packed: LLVMValue, rowStart: LLVMValue, depth: LLVMValue, columnStart: LLVMValue, columns: LLVMValue, panel: Int) {
+        let rowStride = b.runtimeRowStride ?? int(b.rowStride)
+        let source = iadd(b.offset, iadd(imul(rowStart, rowStride), imul(columnStart, int(b.columnStride))))
+        call(packBFunction(panel: panel), [pointer(b.base, source), packed, rowStride, int(b.columnStride), depth, columns])
+    }
+
+    /// `void lathe_pack_b_NR(float* source, float* packed, i64 rowStride, i64 columnStride,
+    /// i64 depth, i64 columns)`: one function a module, for every GEMM's B.
+    private func packBFunction(panel: Int) -> LLVMValue {
+        let name = "lathe_pack_b_\(panel)"
+        if let existing = LLVMGetNamedFunction(module, name) { return existing }
+        let saved = LLVMGetInsertBlock(builder)
+        defer { if let saved { LLVMPositionBuilderAtEnd(builder, saved) } }
+        let function = beginFunction(name, pointerCount: 2, integerCount: 4)
+        let (base, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+        let (rowStride, columnStride, depth, columns) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!, LLVMGetParam(function, 5)!)
         let width = vectorWidth
-        let contiguous = b.columnStride == 1 && panel % width == 0
+        let contiguous = LLVMBuildICmp(builder, LLVMIntEQ, columnStride, int(1), "")!
         loop(from: int(0), to: columns, step: panel) { jr in
-            let source = iadd(b.offset, iadd(imul(rowStart, int(b.rowStride)), imul(iadd(columnStart, jr), int(b.columnStride))))
-            let target = imul(jr, int(depth))
+            let source = imul(jr, columnStride)
+            let target = imul(jr, depth)
             let valid = isub(columns, jr)
-            ifElse(LLVMBuildICmp(builder, LLVMIntSGE, valid, int(panel), "")!, then: {
-                loop(0, depth, unroll: false) { p in
-                    let from = offset(source, p, times: b.rowStride), to = offset(target, p, times: panel)
-                    if contiguous {
-                        for v in 0..<(panel / width) { store(load(b.base, iadd(from, int(v * width)), lanes: width), packed, iadd(to, int(v * width))) }
-                    } else {
-                        for j in 0..<panel { store(load(b.base, offset(from, int(j), times: b.columnStride)), packed, iadd(to, int(j))) }
-                    }
+            let whole = LLVMBuildAnd(builder, contiguous, LLVMBuildICmp(builder, LLVMIntSGE, valid, int(panel), ""), "")!
+            ifElse(whole, then: {
+                loop(from: int(0), to: depth) { p in
+                    let from = iadd(source, imul(p, rowStride)), to = offset(target, p, times: panel)
+                    for v in 0..<(panel / width) { store(load(base, iadd(from, int(v * width)), lanes: width), packed, iadd(to, int(v * width))) }
                 }
             }, else: {
-                loop(0, depth, unroll: false) { p in
-                    let from = offset(source, p, times: b.rowStride), to = offset(target, p, times: panel)
+                loop(from: int(0), to: depth) { p in
+                    let from = iadd(source, imul(p, rowStride)), to = offset(target, p, times: panel)
                     for j in 0..<panel {
                         let inside = LLVMBuildICmp(builder, LLVMIntSLT, int(j), valid, "")!
-                        let at = select(inside, offset(from, int(j), times: b.columnStride), from)
-                        store(select(inside, load(b.base, at), float(0)), packed, iadd(to, int(j)))
+                        let at = select(inside, iadd(from, imul(int(j), columnStride)), from)
+                        store(select(inside, load(base, at), float(0)), packed, iadd(to, int(j)))
                     }
                 }
             })
         }
+        endFunction()
+        return function
     }
 
     /// packed[ir * depth + p * panel + r] = A[rowStart + ir + r, columnStart + p], zero past the
     /// last row: micro-panels of `panel` rows.
-    private func packA(_ a: MatrixView, into packed: LLVMValue, rowStart: LLVMValue, rows: LLVMValue, m: Int, columnStart: LLVMValue, depth: Int, panel: Int) {
+    private func packA(_ a: MatrixView, into packed: LLVMValue, rowStart: LLVMValue, rows: LLVMValue, m: LLVMValue, columnStart: LLVMValue, depth: LLVMValue, panel: Int) {
+        let source = iadd(a.offset, iadd(imul(rowStart, int(a.rowStride)), imul(columnStart, int(a.columnStride))))
+        call(packAFunction(panel: panel), [pointer(a.base, source), packed, int(a.rowStride), int(a.columnStride), depth, rows, isub(m, rowStart)])
+    }
+
+    /// `void lathe_pack_a_MR(float* source, float* packed, i64 rowStride, i64 columnStride,
+    /// i64 depth, i64 rows, i64 validRows)`: one function a module, for every GEMM's A.
+    private func packAFunction(panel: Int) -> LLVMValue {
+        let name = "lathe_pack_a_\(panel)"
+        if let existing = LLVMGetNamedFunction(module, name) { return existing }
+        let saved = LLVMGetInsertBlock(builder)
+        defer { if let saved { LLVMPositionBuilderAtEnd(builder, saved) } }
+        let function = beginFunction(name, pointerCount: 2, integerCount: 5)
+        let (base, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+        let (rowStride, columnStride, depth) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!)
+        let (rows, validRows) = (LLVMGetParam(function, 5)!, LLVMGetParam(function, 6)!)
         loop(from: int(0), to: rows, step: panel) { ir in
-            let target = imul(ir, int(depth))
+            let target = imul(ir, depth)
             for r in 0..<panel {
-                let row = iadd(iadd(rowStart, ir), int(r))
-                let inside = LLVMBuildICmp(builder, LLVMIntSLT, row, int(m), "")!
-                let source = iadd(a.offset, iadd(imul(select(inside, row, rowStart), int(a.rowStride)), imul(columnStart, int(a.columnStride))))
-                loop(0, depth) { p in
-                    let value = load(a.base, offset(source, p, times: a.columnStride))
+                let row = iadd(ir, int(r))
+                let inside = LLVMBuildICmp(builder, LLVMIntSLT, row, validRows, "")!
+                let source = imul(select(inside, row, int(0)), rowStride)
+                loop(from: int(0), to: depth) { p in
+                    let value = load(base, iadd(source, imul(p, columnStride)))
                     store(select(inside, value, float(0)), packed, iadd(target, offset(int(r), p, times: panel)))
                 }
             }
         }
+        endFunction()
+        return function
     }
 
-    /// C[row.., column..] (+)= A panel x B panel over `depth` steps; with `finish`, plus the bias
+    /// C[row.., column..] (+)= A panel x B panel over `depth` steps; when `finish`, plus the bias
     /// and through the epilogue. Whole blocks store vectors; a block cut by the edge of C goes
-    /// through a small buffer.
-    private func microKernel(_ blocking: GemmBlocking, depth: Int, a: LLVMValue, b: LLVMValue, row: LLVMValue, column: LLVMValue,
-                             rows: LLVMValue, columns: LLVMValue, c: MatrixView, accumulate: Bool, finish: Bool, bias: GemmBias, epilogue: GemmEpilogue?) {
+    /// through the sums buffer a value at a time.
+    private func microKernel(_ blocking: GemmBlocking, depth: LLVMValue, a: LLVMValue, b: LLVMValue, row: LLVMValue, column: LLVMValue,
+                             rows: LLVMValue, columns: LLVMValue, c: MatrixView, accumulate: LLVMValue, finish: LLVMValue,
+                             bias: GemmBias, epilogue: GemmEpilogue?) {
         let (mr, width) = (blocking.rows, vectorWidth)
         let vectors = blocking.columns / width
-        let vectorType = floatType(lanes: width)
-        let accumulators = (0..<mr * vectors).map { _ in variable(float(0, lanes: width)) }
-        loop(0, depth) { p in
-            let bValues = (0..<vectors).map { v in load(b, offset(int(v * width), p, times: blocking.columns), lanes: width) }
-            for r in 0..<mr {
-                let aValue = splat(load(a, offset(int(r), p, times: mr)), lanes: width)
-                for v in 0..<vectors {
-                    let slot = accumulators[r * vectors + v]
-                    write(fma(aValue, bValues[v], read(slot, type: vectorType)), slot)
-                }
-            }
-        }
+        let sums = arrayVariable(floats: mr * blocking.columns)
+        call(microKernelFunction(blocking), [a, b, depth, sums])
 
-        /// The value to store at C[i, j] given the block's sum there: lanes wide, or 1.
-        func result(_ sum: LLVMValue, i: LLVMValue, j: LLVMValue, lanes: Int) -> LLVMValue {
+        /// The value to store at C[i, j] for the block's sum there (lanes wide, or 1): the sum so
+        /// far added when accumulating, and with `finished`, the bias and the epilogue.
+        func result(_ sum: LLVMValue, i: LLVMValue, j: LLVMValue, lanes: Int, finished: Bool) -> LLVMValue {
             let at = iadd(iadd(c.offset, imul(i, int(c.rowStride))), j)
-            var value = sum
-            if accumulate { value = add(value, load(c.base, at, lanes: lanes)) }
-            guard finish else { return value }
+            var value = select(accumulate, add(sum, load(c.base, at, lanes: lanes)), sum)
+            guard finished else { return value }
             switch bias {
             case .none: break
             case let .perRow(base, offset): value = add(value, splat(load(base, iadd(offset, i)), lanes: lanes))
@@ -166,31 +193,66 @@ extension IRBuilder {
             }
             return value
         }
-
-        let whole = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntEQ, rows, int(mr), ""),
-                                 LLVMBuildICmp(builder, LLVMIntEQ, columns, int(blocking.columns), ""), "")!
-        ifElse(whole, then: {
+        func wholeBlock(finished: Bool) {
             for r in 0..<mr {
                 let i = iadd(row, int(r))
                 for v in 0..<vectors {
                     let j = iadd(column, int(v * width))
-                    store(result(read(accumulators[r * vectors + v], type: vectorType), i: i, j: j, lanes: width),
+                    store(result(load(sums, int((r * vectors + v) * width), lanes: width), i: i, j: j, lanes: width, finished: finished),
                           c.base, iadd(iadd(c.offset, imul(i, int(c.rowStride))), j))
                 }
             }
-        }, else: {
-            let spill = arrayVariable(floats: mr * blocking.columns)
-            for r in 0..<mr {
-                for v in 0..<vectors { store(read(accumulators[r * vectors + v], type: vectorType), spill, int(r * blocking.columns + v * width)) }
-            }
+        }
+        func cutBlock(finished: Bool) {
             loop(from: int(0), to: rows) { r in
                 let i = iadd(row, r)
                 loop(from: int(0), to: columns) { j in
-                    let sum = load(spill, offset(j, r, times: blocking.columns))
                     let at = iadd(column, j)
-                    store(result(sum, i: i, j: at, lanes: 1), c.base, iadd(iadd(c.offset, imul(i, int(c.rowStride))), at))
+                    store(result(load(sums, offset(j, r, times: blocking.columns)), i: i, j: at, lanes: 1, finished: finished),
+                          c.base, iadd(iadd(c.offset, imul(i, int(c.rowStride))), at))
                 }
             }
+        }
+        let whole = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntEQ, rows, int(mr), ""),
+                                 LLVMBuildICmp(builder, LLVMIntEQ, columns, int(blocking.columns), ""), "")!
+        ifElse(whole, then: {
+            ifElse(finish, then: { wholeBlock(finished: true) }, else: { wholeBlock(finished: false) })
+        }, else: {
+            ifElse(finish, then: { cutBlock(finished: true) }, else: { cutBlock(finished: false) })
         })
+    }
+
+    /// `void lathe_micro_MRxNR(float* a, float* b, i64 depth, float* sums)`: sums[r * NR + j] =
+    /// sum over p of a[p * MR + r] * b[p * NR + j], the MR x NR sums held in registers through
+    /// the loop (unrolled by 4), one broadcast of A feeding NR / width FMAs. One function a
+    /// module, called by every packed GEMM: a copy inlined in every GEMM variant made LLVM's
+    /// O3 several times slower.
+    func microKernelFunction(_ blocking: GemmBlocking) -> LLVMValue {
+        let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
+        let name = "lathe_micro_\(mr)x\(nr)"
+        if let existing = LLVMGetNamedFunction(module, name) { return existing }
+        let saved = LLVMGetInsertBlock(builder)
+        defer { if let saved { LLVMPositionBuilderAtEnd(builder, saved) } }
+        let function = beginFunction(name, pointerCount: 2, integerCount: 1, trailingPointers: 1)
+        let (a, b, depth, sums) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!, LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!)
+        let vectors = nr / width
+        let type = floatType(lanes: width)
+        let accumulators = (0..<mr * vectors).map { _ in variable(float(0, lanes: width)) }
+        func step(_ p: LLVMValue) {
+            let bValues = (0..<vectors).map { v in load(b, offset(int(v * width), p, times: nr), lanes: width) }
+            for r in 0..<mr {
+                let aValue = splat(load(a, offset(int(r), p, times: mr)), lanes: width)
+                for v in 0..<vectors {
+                    let slot = accumulators[r * vectors + v]
+                    write(fma(aValue, bValues[v], read(slot, type: type)), slot)
+                }
+            }
+        }
+        let unrolled = LLVMBuildAnd(builder, depth, int(-4), "")!
+        loop(from: int(0), to: unrolled, step: 4) { p in for u in 0..<4 { step(iadd(p, int(u))) } }
+        loop(from: unrolled, to: depth) { p in step(p) }
+        for (i, slot) in accumulators.enumerated() { store(read(slot, type: type), sums, int(i * width)) }
+        endFunction()
+        return function
     }
 }

@@ -255,8 +255,10 @@ final class IRBuilder {
     /// Declares `void name(float*...)` with internal linkage and noalias pointers (but for the
     /// `aliasing` ones: a result written over an operand), and positions the builder in its
     /// entry block.
-    func beginFunction(_ name: String, pointerCount: Int, exported: Bool = false, aliasing: Set<Int> = [], integerCount: Int = 0) -> LLVMValue {
+    func beginFunction(_ name: String, pointerCount: Int, exported: Bool = false, aliasing: Set<Int> = [], integerCount: Int = 0,
+                       trailingPointers: Int = 0) -> LLVMValue {
         var parameters = [LLVMType?](repeating: floatPointer, count: pointerCount) + [LLVMType?](repeating: i64, count: integerCount)
+            + [LLVMType?](repeating: floatPointer, count: trailingPointers)
         let type = LLVMFunctionType(void, &parameters, UInt32(parameters.count), 0)
         let function = LLVMAddFunction(module, name, type)!
         if !exported {
@@ -267,7 +269,8 @@ final class IRBuilder {
             LLVMAddAttributeAtIndex(function, UInt32(bitPattern: -1), LLVMCreateEnumAttribute(context, noinline, 0))
         }
         let noalias = LLVMGetEnumAttributeKindForName("noalias", 7)
-        for p in 0..<pointerCount where !aliasing.contains(p) {
+        let pointerIndices = Array(0..<pointerCount) + (0..<trailingPointers).map { pointerCount + integerCount + $0 }
+        for p in pointerIndices where !aliasing.contains(p) {
             LLVMAddAttributeAtIndex(function, UInt32(p + 1), LLVMCreateEnumAttribute(context, noalias, 0))
         }
         LLVMPositionBuilderAtEnd(builder, LLVMAppendBasicBlockInContext(context, function, "entry"))

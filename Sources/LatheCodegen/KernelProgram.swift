@@ -244,7 +244,10 @@ extension KernelProgram {
         case .reshape, .flatten, .dropout:
             readAtIndex = [0]
             reshapes = true
-        case let .epilogue(_, baseCount, _):
+        case let .epilogue(op, baseCount, _):
+            // A GEMM over several K blocks stores partial sums into C before its last block
+            // reads the residual: only a single-block product may overwrite it.
+            guard GemmBlocking.depth(contractionDepth(op, node.operands.map { graph[$0].type.shape })) == contractionDepth(op, node.operands.map { graph[$0].type.shape }) else { return [] }
             let base = Set(node.operands.prefix(baseCount))
             readAtIndex = node.operands.indices.dropFirst(baseCount).filter { !base.contains(node.operands[$0]) }
         default:
@@ -270,6 +273,16 @@ extension KernelProgram {
         }
         let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads)
         return (split, split == .single ? 1 : threads)
+    }
+
+    /// K of a contraction's GEMM.
+    static func contractionDepth(_ op: Op, _ shapes: [[Int]]) -> Int {
+        switch op {
+        case .dense: return shapes[0][1]
+        case .matmul: return matmulSizes(shapes[0], shapes[1]).k
+        case .conv2d: return shapes[1].dropFirst().reduce(1, *)
+        default: return 0
+        }
     }
 
     /// A GEMM packs blocks of its operands into scratch; a convolution also unfolds its input

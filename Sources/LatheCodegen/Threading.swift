@@ -80,4 +80,12 @@ extension IRBuilder {
             ifElse(LLVMBuildICmp(builder, LLVMIntEQ, thread, int(chunks - 1), "")!, then: { body(start, last) }, else: {})
         })
     }
+
+    /// The same with the chunk's size as a run-time value: one copy of `body` for every chunk.
+    func forThreadShare(total: Int, chunk: Int, thread: LLVMValue, _ body: (LLVMValue, LLVMValue) -> Void) {
+        let start = imul(thread, int(chunk))
+        ifElse(LLVMBuildICmp(builder, LLVMIntSLT, start, int(total), "")!, then: {
+            body(start, imin(int(chunk), isub(int(total), start)))
+        }, else: {})
+    }
 }

@@ -171,7 +171,7 @@ struct CLIInspectTests {
         let buffers = ((object?["memory"] as? [String: Any])?["buffers"] as? [Any])?.count ?? -1
         #expect(svg.hasPrefix("<svg "))
         #expect(svg.components(separatedBy: "<title>").count - 1 == buffers)
-        #expect(svg.contains("arena 396800 bytes, lower bound 396800"))
+        #expect(svg.contains("arena 422400 bytes, lower bound 422400"))
     }
 
     @Test func passesAgainstNoPasses() throws {

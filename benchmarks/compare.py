@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Lathe against ONNX Runtime (and OpenVINO, where it is installed) on the same ONNX models,
+the same thread count and the same machine, in one run.
+
+For each model it checks that Lathe's outputs match ONNX Runtime's (max |diff| / max |ort| at
+most 1e-4, on the same seeded input), then times each runtime: 3 warm-up runs, then at least
+10 runs and up to 200 or 10 s; median and min in ms. Lathe is timed by `lathe bench --json`
+(compile excluded, as for the peers, whose session creation is reported apart). The table
+gives Lathe's median over each peer's: below 1 is faster.
+
+    benchmarks/compare.py [--lathe .build/release/lathe] [--threads 2] [--only NAME ...] [--markdown FILE]
+
+Timings on a shared 2-core machine swing by about 20% from run to run; compare within a run.
+"""
+import argparse, json, os, statistics, subprocess, sys, tempfile, time
+
+import numpy as np
+import onnxruntime as ort
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+from zoo import models, relative, safe  # noqa: E402
+
+DEFAULT_MODELS = ["keras_cnn_b1", "keras_cnn_b64", "mlp_simple", "lstm_ts", "bert_layer", "squeezenet", "mobilenet_v2", "resnet50", "vgg19"]
+MIN_ITERS, MAX_ITERS, BUDGET = 10, 200, 10.0
+
+
+def timed(fn):
+    for _ in range(3):
+        fn()
+    times, end = [], time.perf_counter() + BUDGET
+    while len(times) < MIN_ITERS or (len(times) < MAX_ITERS and time.perf_counter() < end):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3, min(times) * 1e3
+
+
+def feeds_for(session):
+    rng = np.random.default_rng(0)
+    return {i.name: rng.uniform(0, 1, size=[d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32) for i in session.get_inputs()}
+
+
+def lathe_outputs(lathe, path, feeds, names, threads, workdir, name):
+    args = []
+    for i, (key, value) in enumerate(feeds.items()):
+        file = os.path.join(workdir, f"{name}_in{i}.npy")
+        np.save(file, value)
+        args += ["--input", f"{key}={file}"]
+    outdir = os.path.join(workdir, f"{name}_out")
+    run = subprocess.run([lathe, "run", path, "--threads", str(threads), "--output-dir", outdir] + args, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError((run.stderr or run.stdout).strip().splitlines()[-1][:300])
+    return [np.load(os.path.join(outdir, safe(n) + ".npy")) for n in names]
+
+
+def lathe_bench(lathe, path, threads):
+    iterations = MIN_ITERS
+    probe = json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--iterations", "3", "--json"],
+                                      capture_output=True, text=True, check=True).stdout)
+    iterations = int(max(MIN_ITERS, min(MAX_ITERS, BUDGET * 1000 / max(probe["medianMs"], 1e-3))))
+    return json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--iterations", str(iterations), "--json"],
+                                     capture_output=True, text=True, check=True).stdout)
+
+
+def openvino_time(path, feeds, threads):
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    values = list(feeds.values())
+    return timed(lambda: request.infer({i: v for i, v in enumerate(values)}))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lathe", default=os.path.join(ROOT, ".build", "release", "lathe"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", nargs="*")
+    parser.add_argument("--markdown", help="also write the table as Markdown to this file")
+    a = parser.parse_args()
+    wanted = a.only or DEFAULT_MODELS
+    rows = []
+    header = f"onnxruntime {ort.__version__}; {a.threads} threads; Lathe: {subprocess.run([a.lathe, 'bench', '--help'], capture_output=True, text=True).returncode == 0 and a.lathe}"
+    print(header, flush=True)
+    with tempfile.TemporaryDirectory() as workdir:
+        for name, path in models(workdir):
+            if name not in wanted:
+                continue
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = a.threads
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            start = time.perf_counter()
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            ort_compile = time.perf_counter() - start
+            feeds = feeds_for(session)
+            expected = session.run(None, feeds)
+            try:
+                got = lathe_outputs(a.lathe, path, feeds, [o.name for o in session.get_outputs()], a.threads, workdir, name)
+                error = max(relative(g, w) for g, w in zip(got, expected))
+                bench = lathe_bench(a.lathe, path, a.threads)
+            except Exception as e:  # a failure is reported on its line and the loop goes on
+                print(f"{name:14} Lathe FAILED: {e}", flush=True)
+                rows.append((name, None, None, None, None, None, None, None))
+                continue
+            ort_median, ort_min = timed(lambda: session.run(None, feeds))
+            ov = openvino_time(path, feeds, a.threads)
+            row = (name, bench["medianMs"], bench["minMs"], bench["compileMs"], ort_median, ort_min, ov[0] if ov else None, error)
+            rows.append(row)
+            ov_text = f", OpenVINO {ov[0]:8.3f} ms ({bench['medianMs'] / ov[0]:.2f}x)" if ov else ""
+            print(f"{name:14} Lathe {bench['medianMs']:8.3f} ms (min {bench['minMs']:8.3f}, compile {bench['compileMs'] / 1000:5.2f} s, "
+                  f"{bench['peakFraction'] * 100:4.1f}% of peak) | ORT {ort_median:8.3f} ms (min {ort_min:8.3f}, session {ort_compile:5.2f} s) | "
+                  f"Lathe / ORT {bench['medianMs'] / ort_median:.2f}{ov_text} | max |diff| / max |ort| {error:.1e}"
+                  f"{'' if error <= 1e-4 else '  DIFFERENT'}", flush=True)
+    if a.markdown:
+        lines = ["| model | Lathe median ms | Lathe min ms | Lathe compile s | ORT median ms | ORT min ms | Lathe / ORT | OpenVINO median ms | max rel. diff |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for name, lm, lmin, lc, om, omin, ov, err in rows:
+            if lm is None:
+                lines.append(f"| {name} | failed | | | | | | | |")
+                continue
+            lines.append(f"| {name} | {lm:.3f} | {lmin:.3f} | {lc / 1000:.2f} | {om:.3f} | {omin:.3f} | **{lm / om:.2f}** | "
+                         f"{'%.3f' % ov if ov else 'n/a'} | {err:.1e} |")
+        with open(a.markdown, "w") as f:
+            f.write("\n".join(lines) + "\n")
+    return 1 if any(r[1] is None or r[7] > 1e-4 for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
