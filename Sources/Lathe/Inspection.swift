@@ -1,6 +1,7 @@
 import Foundation
 import LatheCodegen
 import LathePasses
+import LatheRuntime
 
 /// What the compiler made of a model, without generating machine code: the kernels in order,
 /// the fusions, and the memory plan. `lathe inspect` prints it; its JSON form is documented in
@@ -45,7 +46,8 @@ public struct Inspection: Codable, Sendable {
     public init(_ graph: Graph, outputs: [(name: String, value: ValueID)], optimize: Bool = true) throws {
         let remarks = RemarkLog()
         let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: optimize ? nil : Verifier().name, remarks: remarks)
-        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)))
+        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)),
+                                              vectorWidth: HostTarget.detect().vectorWidth)
         let groups = Dictionary(remarks.fusions.filter { $0.kind == "elementwise" }.map { ($0.nodes.last!, $0.nodes) }, uniquingKeysWith: { a, _ in a })
         let opByName = Dictionary(graph.nodes.map { ($0.name, $0.op.name) }, uniquingKeysWith: { a, _ in a })
         kernels = program.kernels.map { k in

@@ -52,9 +52,14 @@ struct ConvGeometry {
     var unfoldFloats: Int { needsUnfold ? unfoldedRows * tileRows * outW : 0 }
     /// The floats of working memory the convolution needs: one unfolded tile, then the GEMM's
     /// packing buffers.
-    var scratchFloats: Int {
-        unfoldFloats + GemmBlocking.packingFloats(m: groupOutChannels, n: needsUnfold ? tileRows * outW : outputPlane, k: unfoldedRows)
+    func scratchFloats(prepackedWeights: Bool) -> Int {
+        unfoldFloats + GemmBlocking.packingFloats(m: groupOutChannels, n: gemmColumns, k: unfoldedRows, packsA: !prepackedWeights)
     }
+    /// Columns of the GEMM of one (whole) tile.
+    var gemmColumns: Int { needsUnfold ? tileRows * outW : outputPlane }
+
+    /// Whether the packed GEMM runs it, and so can read weights packed at compile time.
+    func packs(vectorWidth: Int) -> Bool { GemmBlocking(vectorWidth: vectorWidth).packs(m: groupOutChannels, n: gemmColumns, k: unfoldedRows) }
 
     /// The output positions o in 0..<count whose input index o*stride - pad + tap is in 0..<size.
     static func validRange(count: Int, size: Int, stride: Int, pad: Int, tap: Int) -> Range<Int> {
@@ -75,14 +80,15 @@ extension IRBuilder {
     /// thread has its own scratch. When the GEMM packs, one copy of the code serves every tile
     /// and chunk size (they are run-time values); the small unpacked ones are specialized.
     func convolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
-                     epilogue: GemmEpilogue? = nil, split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1) {
+                     epilogue: GemmEpilogue? = nil, split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1,
+                     prepackedWeights: Bool = false) {
         let thread = thread ?? int(0)
-        let myScratch = scratch.map { pointer($0, imul(thread, int(g.scratchFloats))) }
+        let myScratch = scratch.map { pointer($0, imul(thread, int(g.scratchFloats(prepackedWeights: prepackedWeights)))) }
         let packing = myScratch.map { pointer($0, int(g.unfoldFloats)) }
         let rows = g.tileRows
         let fullTiles = g.needsUnfold ? g.outH / rows : 1
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        let packs = packing != nil && blocking.packs(m: g.groupOutChannels, n: g.needsUnfold ? rows * g.outW : g.outputPlane, k: g.unfoldedRows)
+        let packs = packing != nil && g.packs(vectorWidth: vectorWidth)
 
         /// Output channels [channel, channel + count) of the group, output rows of the tile.
         func product(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?) {
@@ -90,12 +96,14 @@ extension IRBuilder {
             let channelInput = pointer(input, imul(imageChannel, int(g.inputPlane)))
             let firstChannel = iadd(imul(group, int(g.groupOutChannels)), channel)
             let outputOffset = imul(iadd(imul(image, int(g.outChannels)), firstChannel), int(g.outputPlane))
-            let weightsView = MatrixView(base: weights, offset: imul(firstChannel, int(g.unfoldedRows)), rowStride: g.unfoldedRows)
+            // Prepacked weights: each group's output channels padded to whole panels of MR.
+            let weightRow = prepackedWeights ? iadd(imul(group, int(roundUp(g.groupOutChannels, blocking.rows))), channel) : firstChannel
+            let weightsView = MatrixView(base: weights, offset: imul(weightRow, int(g.unfoldedRows)), rowStride: g.unfoldedRows)
             let rowBias = bias.map { GemmBias.perRow($0, offset: firstChannel) } ?? .none
             func multiply(b: MatrixView, c: MatrixView, columns: LLVMValue, fixedColumns: Int?) {
                 if packs, let packing {
                     packedGemm(blocking, m: count, n: columns, maxM: g.groupOutChannels, k: g.unfoldedRows, a: weightsView, b: b, c: c,
-                               bias: rowBias, epilogue: epilogue, packing: packing)
+                               bias: rowBias, epilogue: epilogue, packing: packing, prepackedA: prepackedWeights)
                 } else {
                     gemm(m: fixedCount ?? g.groupOutChannels, n: fixedColumns ?? g.outputPlane, k: g.unfoldedRows, a: weightsView, b: b, c: c,
                          bias: rowBias, epilogue: epilogue)

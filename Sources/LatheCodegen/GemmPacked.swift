@@ -16,6 +16,8 @@ import LatheIR
 /// always runs whole; only its store is cut to the rows and columns that exist. The K blocks
 /// are peeled at compile time: the first stores, the others add, and only the last applies the
 /// bias and the epilogue.
+func roundUp(_ x: Int, _ to: Int) -> Int { (x + to - 1) / to * to }
+
 struct GemmBlocking {
     static let kc = 256
     static let mc = 120
@@ -48,10 +50,10 @@ struct GemmBlocking {
 
     /// Floats of packing buffer a GEMM of these sizes may use on any target: one block of A and
     /// one of B. Zero when no target packs it.
-    static func packingFloats(m: Int, n: Int, k: Int) -> Int {
+    /// Without `packsA`, A comes packed at compile time and only B needs a buffer.
+    static func packingFloats(m: Int, n: Int, k: Int, packsA: Bool = true) -> Int {
         guard m >= 6, n >= 16, k >= 8 else { return 0 }
-        func roundUp(_ x: Int, _ to: Int) -> Int { (x + to - 1) / to * to }
-        return depth(k) * (roundUp(min(mc, m), largestRows) + roundUp(min(nc, n), largestColumns))
+        return depth(k) * ((packsA ? roundUp(min(mc, m), largestRows) : 0) + roundUp(min(nc, n), largestColumns))
     }
 }
 
@@ -59,12 +61,14 @@ extension IRBuilder {
     /// C[m, n] = A[m, K] x B[K, n] with m and n known only at run time (a thread's chunk, a
     /// convolution's last tile): one copy of the loop nest serves every size. The K blocks run in
     /// one loop; the first stores, later ones add, and the last applies bias and epilogue.
+    /// `prepackedA`: A is already in micro-panels of MR rows over all of K (WeightLayout
+    /// .gemmPanels), `a.offset` at the first row's panel, so its packing is skipped.
     func packedGemm(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, maxM: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView,
-                    bias: GemmBias, epilogue: GemmEpilogue?, packing: LLVMValue) {
+                    bias: GemmBias, epilogue: GemmEpilogue?, packing: LLVMValue, prepackedA: Bool = false) {
         let (mr, nr) = (blocking.rows, blocking.columns)
         let kc = GemmBlocking.depth(k)
         let packedA = packing
-        let packedB = pointer(packing, int(kc * ((min(GemmBlocking.mc, maxM) + GemmBlocking.largestRows - 1) / GemmBlocking.largestRows * GemmBlocking.largestRows)))
+        let packedB = prepackedA ? packing : pointer(packing, int(kc * roundUp(min(GemmBlocking.mc, maxM), GemmBlocking.largestRows)))
         loop(from: int(0), to: n, step: GemmBlocking.nc) { jc in
             let ncHere = imin(int(GemmBlocking.nc), isub(n, jc))
             loop(from: int(0), to: int(k), step: kc) { pc in
@@ -74,10 +78,12 @@ extension IRBuilder {
                 packB(b, into: packedB, rowStart: pc, depth: depth, columnStart: jc, columns: ncHere, panel: nr)
                 loop(from: int(0), to: m, step: GemmBlocking.mc) { ic in
                     let mcHere = imin(int(GemmBlocking.mc), isub(m, ic))
-                    packA(a, into: packedA, rowStart: ic, rows: mcHere, m: m, columnStart: pc, depth: depth, panel: mr)
+                    if !prepackedA { packA(a, into: packedA, rowStart: ic, rows: mcHere, m: m, columnStart: pc, depth: depth, panel: mr) }
                     loop(from: int(0), to: ncHere, step: nr) { jr in
                         loop(from: int(0), to: mcHere, step: mr) { ir in
-                            microKernel(blocking, depth: depth, a: pointer(packedA, imul(ir, depth)), b: pointer(packedB, imul(jr, depth)),
+                            let aPanel = prepackedA ? pointer(a.base, iadd(a.offset, iadd(imul(iadd(ic, ir), int(k)), imul(pc, int(mr)))))
+                                                    : pointer(packedA, imul(ir, depth))
+                            microKernel(blocking, depth: depth, a: aPanel, b: pointer(packedB, imul(jr, depth)),
                                         row: iadd(ic, ir), column: iadd(jc, jr), rows: imin(int(mr), isub(mcHere, ir)), columns: imin(int(nr), isub(ncHere, jr)),
                                         c: c, accumulate: accumulate, finish: finish, bias: bias, epilogue: epilogue)
                         }

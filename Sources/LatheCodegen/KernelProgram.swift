@@ -1,6 +1,37 @@
 import LatheIR
 import LathePasses
 
+/// How a constant is laid out in the weights region.
+public enum WeightLayout: Hashable, Sendable {
+    case plain
+    /// A convolution's weights [OC, ICg*KH*KW] as the packed GEMM reads its A: for each group,
+    /// its output channels in panels of `panel` rows (the last padded with zeros), each panel
+    /// stored [depth][panel].
+    case gemmPanels(groups: Int, rows: Int, depth: Int, panel: Int)
+
+    public func floatCount(_ plainCount: Int) -> Int {
+        switch self {
+        case .plain: return plainCount
+        case let .gemmPanels(groups, rows, depth, panel): return groups * roundUp(rows, panel) * depth
+        }
+    }
+
+    /// The tensor's values in this layout.
+    public func arrange(_ t: HostTensor) -> [Float] {
+        guard case let .gemmPanels(groups, rows, depth, panel) = self else { return t.scalars }
+        var out = [Float](repeating: 0, count: floatCount(t.count))
+        let paddedRows = roundUp(rows, panel)
+        for g in 0..<groups {
+            for row in 0..<rows {
+                let source = (g * rows + row) * depth
+                let target = (g * paddedRows + row / panel * panel) * depth + row % panel
+                for p in 0..<depth { out[target + p * panel] = t.scalars[source + p] }
+            }
+        }
+        return out
+    }
+}
+
 /// Where a buffer lives when the compiled function runs.
 public enum BufferLocation: Hashable, Sendable, CustomStringConvertible {
     /// Byte offset in the per-model arena of intermediates.
@@ -57,6 +88,8 @@ public struct Kernel: Sendable {
     /// How the work is divided among threads, and how many threads run it.
     public var split: ThreadSplit = .single
     public var threads: Int = 1
+    /// The weights operand (a convolution's) is in the packed GEMM's panel layout.
+    public var prepackedWeights = false
 
     /// A reshape written in place moves no data: it has no code.
     public var isNoOp: Bool {
@@ -105,8 +138,8 @@ public struct KernelProgram: Sendable {
     /// Every arena buffer with its place and life, in kernel steps.
     public let buffers: [PlannedBuffer]
     public let weightsBytes: Int
-    /// Constant slot and the byte offset it is copied to in the weights region.
-    public let weightPlacements: [(slot: Int, offset: Int)]
+    /// Constant slot, the byte offset it is copied to in the weights region, and its layout there.
+    public let weightPlacements: [(slot: Int, offset: Int, layout: WeightLayout)]
 
     public var flops: Int { kernels.reduce(0) { $0 + $1.flops } }
 }
@@ -114,7 +147,8 @@ public struct KernelProgram: Sendable {
 extension KernelProgram {
     /// Orders the nodes that the outputs need into kernels and places every buffer.
     /// `threads`: the threads a run uses; large contractions are split among them.
-    public static func build(_ graph: Graph, outputs: [(name: String, value: ValueID)], threads: Int = 1) throws -> KernelProgram {
+    /// `vectorWidth`: the target's, which sets the register block the weights are packed for.
+    public static func build(_ graph: Graph, outputs: [(name: String, value: ValueID)], threads: Int = 1, vectorWidth: Int = 8) throws -> KernelProgram {
         var names = Set<String>()
         for (name, value) in outputs {
             guard names.insert(name).inserted else { throw LatheError.duplicateName(name) }
@@ -130,13 +164,29 @@ extension KernelProgram {
         let inputNodes = graph.inputs
         for (i, node) in inputNodes.enumerated() { location[node.id] = .input(i) }
 
-        var weightPlacements: [(Int, Int)] = []
-        var weightsBytes = 0
+        // Constants go to the weights region: as they are, and, for the convolutions whose packed
+        // GEMM reads them, in its panel layout (only there, when nothing else reads them).
+        let prepacks = Set(graph.nodes.filter { needed[$0.id.index] && prepacksWeights($0, graph, vectorWidth: vectorWidth) }.map(\.id))
+        var readPlain = Set(outputs.map(\.value))
         for node in graph.nodes where needed[node.id.index] {
-            if case let .constant(slot) = node.op {
-                location[node.id] = .weights(weightsBytes)
-                weightPlacements.append((slot, weightsBytes))
-                weightsBytes += MemoryPlanner.align(node.type.byteCount)
+            for (k, operand) in node.operands.enumerated() where !(k == 1 && prepacks.contains(node.id)) { readPlain.insert(operand) }
+        }
+        var weightPlacements: [(Int, Int, WeightLayout)] = []
+        var weightsBytes = 0
+        var packedLocation: [ValueID: BufferLocation] = [:]
+        func place(_ slot: Int, _ layout: WeightLayout, floats: Int) -> BufferLocation {
+            weightPlacements.append((slot, weightsBytes, layout))
+            defer { weightsBytes += MemoryPlanner.align(floats * 4) }
+            return .weights(weightsBytes)
+        }
+        for node in graph.nodes where needed[node.id.index] {
+            if case let .constant(slot) = node.op, readPlain.contains(node.id) {
+                location[node.id] = place(slot, .plain, floats: node.type.count)
+            }
+            if prepacks.contains(node.id), case let .constant(slot) = graph[node.operands[1]].op {
+                let layout = Self.panelLayout(node, graph, vectorWidth: vectorWidth)
+                let key = node.operands[1]
+                if packedLocation[key] == nil { packedLocation[key] = place(slot, layout, floats: layout.floatCount(graph[key].type.count)) }
             }
         }
 
@@ -189,7 +239,7 @@ extension KernelProgram {
             let (split, kernelThreads) = threadPlan(node, graph, threads: threads)
             splits[node.id] = (split, kernelThreads)
             let scratch = scratchFloats(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
-                                        threads: kernelThreads) * 4
+                                        threads: kernelThreads, prepackedWeights: prepacks.contains(node.id)) * 4
             if scratch > 0 {
                 scratchRequest[node.id] = requests.count
                 requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))
@@ -213,9 +263,13 @@ extension KernelProgram {
 
         func buffer(_ v: ValueID) -> KernelBuffer { KernelBuffer(location: location[v]!, type: graph[v].type) }
         var kernels: [Kernel] = computed.map { node in
-            Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
-                   operands: node.operands.map(buffer), result: buffer(node.id), scratch: scratchLocation[node.id],
-                   inPlaceOperand: inPlaceOperand[node.id], split: splits[node.id]!.0, threads: splits[node.id]!.1)
+            let operands = node.operands.enumerated().map { k, v in
+                k == 1 && prepacks.contains(node.id) ? KernelBuffer(location: packedLocation[v]!, type: graph[v].type) : buffer(v)
+            }
+            return Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
+                          operands: operands, result: buffer(node.id), scratch: scratchLocation[node.id],
+                          inPlaceOperand: inPlaceOperand[node.id], split: splits[node.id]!.0, threads: splits[node.id]!.1,
+                          prepackedWeights: prepacks.contains(node.id))
         }
         for (c, copy) in copies.enumerated() {
             kernels.append(Kernel(name: "k\(computed.count + c)_copy", work: .copy, node: copy.value, operands: [buffer(copy.value)],
@@ -275,6 +329,22 @@ extension KernelProgram {
         return (split, split == .single ? 1 : threads)
     }
 
+    /// A convolution with constant weights whose GEMM packs reads them packed at compile time.
+    static func prepacksWeights(_ node: Node, _ graph: Graph, vectorWidth: Int) -> Bool {
+        var op = node.op
+        if case let .epilogue(base, _, _) = op { op = base }
+        guard case let .conv2d(a) = op, node.operands.count >= 2, case .constant = graph[node.operands[1]].op,
+              let g = ConvGeometry(input: graph[node.operands[0]].type.shape, weights: graph[node.operands[1]].type.shape, output: node.type.shape, a)
+        else { return false }
+        return g.packs(vectorWidth: vectorWidth)
+    }
+
+    static func panelLayout(_ node: Node, _ graph: Graph, vectorWidth: Int) -> WeightLayout {
+        let w = graph[node.operands[1]].type.shape
+        let groups = graph[node.operands[0]].type.shape[1] / max(w[1], 1)
+        return .gemmPanels(groups: groups, rows: w[0] / max(groups, 1), depth: w.dropFirst().reduce(1, *), panel: GemmBlocking(vectorWidth: vectorWidth).rows)
+    }
+
     /// K of a contraction's GEMM.
     static func contractionDepth(_ op: Op, _ shapes: [[Int]]) -> Int {
         switch op {
@@ -288,13 +358,13 @@ extension KernelProgram {
     /// A GEMM packs blocks of its operands into scratch; a convolution also unfolds its input
     /// (im2col) there a tile at a time unless it is a plain 1x1; a transposed convolution keeps
     /// its columns there before scattering them. Each of the kernel's threads has its own.
-    public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int) -> Int {
+    public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, prepackedWeights: Bool = false) -> Int {
         var base = op
         if case let .epilogue(b, _, _) = op { base = b }
         let perThread: Int
         switch base {
         case let .conv2d(a):
-            perThread = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats ?? 0
+            perThread = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats(prepackedWeights: prepackedWeights) ?? 0
         case let .convTranspose2d(a):
             perThread = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats ?? 0
         case .dense:

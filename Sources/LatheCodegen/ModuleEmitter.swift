@@ -17,8 +17,10 @@ struct KernelSignature: Hashable {
     let inPlaceOperand: Int?
     let split: ThreadSplit
     let threads: Int
+    let prepackedWeights: Bool
 
     init(_ kernel: Kernel) {
+        prepackedWeights = kernel.prepackedWeights
         inPlaceOperand = kernel.inPlaceOperand
         split = kernel.split
         threads = kernel.threads

@@ -26,9 +26,10 @@ public enum Compiler {
     public static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions = CompileOptions()) throws -> CompiledModel {
         var stages = StageClock()
         let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: options.optimize ? nil : Verifier().name)
-        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)), threads: options.threads)
-        stages.lap("passes and planning")
         let target = HostTarget.detect()
+        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)), threads: options.threads,
+                                              vectorWidth: target.vectorWidth)
+        stages.lap("passes and planning")
 
         let threadSafeContext = LLVMOrcCreateNewThreadSafeContext()!
         // Ownership of the context is shared with the module handed to the JIT (LLVM-NOTES pitfall 2).
@@ -59,8 +60,8 @@ public enum Compiler {
         let entry = try jit.lookup(ModuleEmitter.entryName)
         stages.lap("machine code (JIT)")
         var weights = [Float](repeating: 0, count: program.weightsBytes / 4)
-        for (slot, offset) in program.weightPlacements {
-            let data = optimized.graph.constants[slot].scalars
+        for (slot, offset, layout) in program.weightPlacements {
+            let data = layout.arrange(optimized.graph.constants[slot])
             weights.replaceSubrange((offset / 4)..<(offset / 4 + data.count), with: data)
         }
         stages.lap("weights")

@@ -168,10 +168,11 @@ struct CLIInspectTests {
         #expect(result.status == 0)
         let svg = try String(contentsOf: file, encoding: .utf8)
         let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
-        let buffers = ((object?["memory"] as? [String: Any])?["buffers"] as? [Any])?.count ?? -1
+        let memory = object?["memory"] as? [String: Any] ?? [:]
+        let buffers = (memory["buffers"] as? [Any])?.count ?? -1
         #expect(svg.hasPrefix("<svg "))
         #expect(svg.components(separatedBy: "<title>").count - 1 == buffers)
-        #expect(svg.contains("arena 422400 bytes, lower bound 422400"))
+        #expect(svg.contains("arena \(memory["arenaBytes"] as? Int ?? -1) bytes, lower bound \(memory["lowerBoundBytes"] as? Int ?? -1)"))
     }
 
     @Test func passesAgainstNoPasses() throws {

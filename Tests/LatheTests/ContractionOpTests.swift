@@ -56,6 +56,18 @@ let convCases: [OpCase] = [
     }
 }
 
+/// Constant weights: the packed GEMM reads them in panels laid out at compile time
+/// (WeightLayout.gemmPanels), output channels padded to whole panels per group.
+let constantWeightConvCases: [OpCase] = [
+    ([1, 8, 19, 23], [13, 8, 3, 3], 1), ([2, 12, 15, 9], [28, 3, 3, 3], 4), ([1, 64, 9, 9], [40, 64, 1, 1], 1),
+].map { input, weight, groups in
+    OpCase("conv2d \(input) constant w\(weight) g\(groups)", [Operand(shape: input)]) { x in
+        let w = x[0].graph.constant(.random(shape: weight, seed: 21, in: -1...1))
+        let b = x[0].graph.constant(.random(shape: [weight[0]], seed: 22, in: -1...1))
+        return try x[0].conv2d(weight: w, bias: b, pads: [1, 1, 1, 1], groups: groups).relu()
+    }
+}
+
 struct ConvTransposeSetup: Sendable {
     var input: [Int], weight: [Int]
     var strides = [1, 1], pads = [0, 0, 0, 0], outputPadding = [0, 0], dilations = [1, 1], groups = 1, bias = true
@@ -82,7 +94,10 @@ struct ContractionOpTests {
 
     /// Split among 2 and 3 threads (units, rows or columns: ThreadSplit), each with its own
     /// scratch, the products give the same numbers.
-    @Test(arguments: [2, 3], matmulCases + denseCases + convCases + epilogueCases)
+    @Test(arguments: constantWeightConvCases)
+    func conv2dWithConstantWeights(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+
+    @Test(arguments: [2, 3], matmulCases + denseCases + convCases + epilogueCases + constantWeightConvCases)
     func threaded(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
 
     @Test(arguments: epilogueCases)
