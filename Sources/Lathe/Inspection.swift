@@ -16,6 +16,8 @@ public struct Inspection: Codable, Sendable {
         public let bytes: Int
         /// The operand whose buffer the result overwrites, when the kernel works in place.
         public let inPlaceOf: String?
+        /// How the kernel is split among threads, when it is (`lathe inspect --threads N`).
+        public let split: String?
     }
 
     public struct Fusion: Codable, Sendable {
@@ -43,11 +45,11 @@ public struct Inspection: Codable, Sendable {
 
     /// Runs the passes (or, without `optimize`, only the verifier) and the planner on the graph,
     /// which it does not change.
-    public init(_ graph: Graph, outputs: [(name: String, value: ValueID)], optimize: Bool = true) throws {
+    public init(_ graph: Graph, outputs: [(name: String, value: ValueID)], optimize: Bool = true, threads: Int = 1) throws {
         let remarks = RemarkLog()
         let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: optimize ? nil : Verifier().name, remarks: remarks)
         let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)),
-                                              vectorWidth: HostTarget.detect().vectorWidth)
+                                              threads: threads, vectorWidth: HostTarget.detect().vectorWidth)
         let groups = Dictionary(remarks.fusions.filter { $0.kind == "elementwise" }.map { ($0.nodes.last!, $0.nodes) }, uniquingKeysWith: { a, _ in a })
         let opByName = Dictionary(graph.nodes.map { ($0.name, $0.op.name) }, uniquingKeysWith: { a, _ in a })
         kernels = program.kernels.map { k in
@@ -60,7 +62,8 @@ public struct Inspection: Codable, Sendable {
             case .copy: ops = ["copy"]
             }
             let inPlaceOf = k.inPlaceOperand.map { optimized.graph[optimized.graph[k.node].operands[$0]].name }
-            return KernelInfo(name: k.name, ops: ops, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved, inPlaceOf: inPlaceOf)
+            return KernelInfo(name: k.name, ops: ops, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved, inPlaceOf: inPlaceOf,
+                              split: k.threads > 1 ? "\(k.threads) threads: \(k.split)" : nil)
         }
         fusions = remarks.fusions.map { Fusion(kind: $0.kind, nodes: $0.nodes) }
         refused = remarks.refusals.map { Refusal(candidate: $0.candidate, reason: $0.reason) }
@@ -111,7 +114,8 @@ public struct Inspection: Codable, Sendable {
         var lines = ["kernels (\(kernels.count)):"]
         let width = kernels.map(\.name.count).max() ?? 0
         for k in kernels {
-            lines.append("  \(k.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(k.ops.joined(separator: "+")) -> f32\(k.shape)  \(k.flops) flop  \(k.bytes) bytes" + (k.inPlaceOf.map { "  in place of \($0)" } ?? ""))
+            lines.append("  \(k.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(k.ops.joined(separator: "+")) -> f32\(k.shape)  \(k.flops) flop  \(k.bytes) bytes" + (k.inPlaceOf.map { "  in place of \($0)" } ?? "")
+                         + (k.split.map { "  [\($0)]" } ?? ""))
         }
         if fusions.isEmpty && refused.isEmpty { lines.append("fusions: none") }
         for f in fusions { lines.append("fused \(f.kind): \(f.nodes.joined(separator: " + "))") }

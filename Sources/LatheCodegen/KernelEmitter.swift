@@ -68,7 +68,7 @@ extension IRBuilder {
                 try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil,
                                 split: kernel.split, thread: thread, threads: kernel.threads, prepackedWeights: kernel.prepackedWeights)
             case let .pool2d(a):
-                pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape)
+                pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape, split: kernel.split, thread: thread, threads: kernel.threads)
             case .globalAveragePool:
                 reduce(.mean, axes: Array(2..<shapes[0].count), output: out, input: x[0], inShape: shapes[0])
             case let .reduce(kind, axes, _):

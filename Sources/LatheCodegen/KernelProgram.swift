@@ -323,6 +323,7 @@ extension KernelProgram {
         case .dense: flops = 2 * node.type.count * shapes[0][1]
         case .matmul: flops = 2 * node.type.count * (shapes[0].last ?? 1)
         case .conv2d: flops = 2 * node.type.count * shapes[1].dropFirst().reduce(1, *)
+        case let .pool2d(a): flops = node.type.count * a.kernel.reduce(1, *)
         default: return (.single, 1)
         }
         let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads)

@@ -25,10 +25,15 @@ extension IRBuilder {
 
     /// Max or average over each window. The window is unrolled; a tap is bounds-checked only
     /// where the padding can reach it.
-    func pool2d(_ a: Pool2DAttributes, output: LLVMValue, input: LLVMValue, inShape: [Int], outShape: [Int]) {
+    /// Split among threads (`.units`), a thread takes a run of the N x C planes.
+    func pool2d(_ a: Pool2DAttributes, output: LLVMValue, input: LLVMValue, inShape: [Int], outShape: [Int],
+                split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1) {
         let (h, w, oh, ow) = (inShape[2], inShape[3], outShape[2], outShape[3])
         let padded = a.pads.contains { $0 > 0 }
-        loop(0, inShape[0] * inShape[1], unroll: false) { plane in
+        let planes = inShape[0] * inShape[1]
+        var range = (start: int(0), end: int(planes))
+        if case .units = split, let thread { range = unitRange(count: planes, thread: thread, threads: threads) }
+        loop(from: range.start, to: range.end) { plane in
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
             loop(0, oh, unroll: false) { oy in

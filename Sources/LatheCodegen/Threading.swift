@@ -3,12 +3,12 @@ import LatheIR
 
 /// How a kernel's work is divided among the threads of a run, decided at compile time (a
 /// static split: no queue, no stealing). Each thread calls the kernel with its index and works
-/// out its share from it. Only contractions are split, and only when they are large enough to
-/// pay for waking a thread; the rest run on the calling thread.
+/// out its share from it. Contractions and pooling are split, when they are large enough to
+/// pay for handing work to another thread; the rest run on the calling thread.
 public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     case single
     /// Independent units, a contiguous run of them a thread: a convolution's images x groups x
-    /// row tiles, or the matrices of a batched matmul.
+    /// row tiles, the matrices of a batched matmul, or the planes of a pooling.
     case units(Int)
     /// The GEMM's rows (a convolution's output channels) in chunks of `chunk`.
     case rows(total: Int, chunk: Int)
@@ -47,6 +47,9 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             if units >= 2 * threads || units % threads == 0 { return .units(units) }
             if g.groupOutChannels >= threads * GemmBlocking.largestRows { return .rows(total: g.groupOutChannels, chunk: chunk(g.groupOutChannels, GemmBlocking.largestRows)) }
             return units > 1 ? .units(units) : .single
+        case .pool2d:
+            let planes = shapes[0].prefix(2).reduce(1, *)
+            return planes >= threads ? .units(planes) : .single
         case .dense:
             return matrix(m: shapes[0][0], n: shapes[1][1])
         case .matmul:

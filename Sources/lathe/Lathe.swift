@@ -127,9 +127,13 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Skip the graph passes (only verify): the model as built, one kernel a node.")
     var noPasses = false
 
+    @Option(help: "Show how kernels are split among this many threads.")
+    var threads: Int = 1
+
     func run() throws {
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let (graph, outputs) = try options.build()
-        let report = try Inspection(graph, outputs: outputs, optimize: !noPasses)
+        let report = try Inspection(graph, outputs: outputs, optimize: !noPasses, threads: threads)
         if let svg { try report.svg.write(toFile: svg, atomically: true, encoding: .utf8) }
         print(json ? report.json : report.text, terminator: json ? "\n" : "")
     }

@@ -73,6 +73,15 @@ struct ShapeAndReductionOpTests {
     @Test(arguments: poolCases)
     func pool(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 
+    /// Pools large enough to split among threads, a run of planes each.
+    @Test(arguments: [2, 3], [
+        OpCase("max pool [4,32,64,64] k2 s2", [Operand(shape: [4, 32, 64, 64])]) { x in try x[0].maxPool2d(kernel: [2, 2], strides: [2, 2]) },
+        OpCase("avg pool [3,7,60,60] k3 p1", [Operand(shape: [3, 7, 60, 60])]) { x in
+            try x[0].avgPool2d(kernel: [3, 3], strides: [1, 1], pads: [1, 1, 1, 1])
+        },
+    ])
+    func threadedPool(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
+
     @Test(arguments: shapeCases)
     func shapeOrReduction(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 }
