@@ -22,6 +22,8 @@ struct MatrixView {
 
 /// What the GEMM adds to each result before storing it.
 enum GemmBias {
+    var isSome: Bool { if case .none = self { return false } else { return true } }
+
     case none
     /// One value per row of C (a convolution's per-channel bias).
     case perRow(LLVMValue, offset: LLVMValue)
@@ -42,6 +44,8 @@ extension IRBuilder {
     /// 6x16 kernel); with AVX-512 the same shape covers 6x32.
     static let gemmRows = 6
     static let gemmVectors = 2
+    /// From this K on, a product of fewer than `gemmRows` rows streams B (streamingGemm).
+    static let streamingDepth = 64
 
     /// C[M, N] = A[M, K] * B[K, N] (+ bias), then the epilogue. Packed and cache-blocked
     /// (GemmPacked.swift) when a packing buffer is given and the sizes reuse the operands;
@@ -52,8 +56,64 @@ extension IRBuilder {
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
         if let packing, blocking.packs(m: m, n: n, k: k) {
             packedGemm(blocking, m: int(m), n: int(n), maxM: m, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue, packing: packing)
+        } else if m < IRBuilder.gemmRows, k >= IRBuilder.streamingDepth, n >= 2 * vectorWidth, b.columnStride == 1, b.runtimeRowStride == nil {
+            streamingGemm(m: m, n: n, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue)
         } else {
             directGemm(m: m, n: n, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue)
+        }
+    }
+
+    /// A few rows of C (a batch-1 dense layer): B streamed row by row, contiguously, each row read
+    /// once for all of C's rows, which stay in L1 between rows. Four rows of B a pass, so C is
+    /// loaded and stored once per four. Bias and epilogue follow in a pass over C. Reading B down
+    /// its columns instead (the register-blocked loop) jumps a whole row of B at every step,
+    /// which the prefetchers and the TLB cannot follow once B is large (VGG's 25088 x 4096).
+    private func streamingGemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias, epilogue: GemmEpilogue?) {
+        let width = vectorWidth
+        let vectorEnd = n / width * width
+        let step = 4
+        let rowsOfB = k / step * step
+        func cRow(_ i: Int) -> LLVMValue { offset(c.offset, int(i), times: c.rowStride) }
+        for i in 0..<m {
+            loop(0, vectorEnd, step: width) { j in store(float(0, lanes: width), c.base, iadd(cRow(i), j)) }
+            loop(vectorEnd, n) { j in store(float(0), c.base, iadd(cRow(i), j)) }
+        }
+        /// C[i, j] += sum over the given rows p of B of A[i, p] * B[p, j], for every i and j.
+        func accumulate(rows: [LLVMValue]) {
+            for i in 0..<m {
+                let aRow = offset(a.offset, int(i), times: a.rowStride)
+                let coefficients = rows.map { p in load(a.base, offset(aRow, p, times: a.columnStride)) }
+                let bRows = rows.map { p in offset(b.offset, p, times: b.rowStride) }
+                func update(_ j: LLVMValue, lanes: Int) {
+                    var sum = load(c.base, iadd(cRow(i), j), lanes: lanes)
+                    for (coefficient, bRow) in zip(coefficients, bRows) {
+                        sum = fma(splat(coefficient, lanes: lanes), load(b.base, iadd(bRow, j), lanes: lanes), sum)
+                    }
+                    store(sum, c.base, iadd(cRow(i), j))
+                }
+                loop(0, vectorEnd, step: width, unroll: false) { j in update(j, lanes: width) }
+                loop(vectorEnd, n, unroll: false) { j in update(j, lanes: 1) }
+            }
+        }
+        loop(0, rowsOfB, step: step, unroll: false) { p in accumulate(rows: (0..<step).map { iadd(p, int($0)) }) }
+        loop(rowsOfB, k, unroll: false) { p in accumulate(rows: [p]) }
+        guard bias.isSome || epilogue != nil else { return }
+        for i in 0..<m {
+            func finish(_ j: LLVMValue, lanes: Int) {
+                let at = iadd(cRow(i), j)
+                var value = load(c.base, at, lanes: lanes)
+                switch bias {
+                case .none: break
+                case let .perRow(base, offset): value = add(value, splat(load(base, iadd(offset, int(i))), lanes: lanes))
+                case let .perColumn(base, offset): value = add(value, load(base, iadd(offset, j), lanes: lanes))
+                }
+                if let epilogue {
+                    value = emit(epilogue.formula, [value] + epilogue.extras.map { load($0.base, $0.perColumn ? j : at, lanes: lanes) })
+                }
+                store(value, c.base, at)
+            }
+            loop(0, vectorEnd, step: width, unroll: false) { j in finish(j, lanes: width) }
+            loop(vectorEnd, n, unroll: false) { j in finish(j, lanes: 1) }
         }
     }
 

@@ -45,6 +45,12 @@ struct GemmBlocking {
         return (k + blocks - 1) / blocks
     }
 
+    /// Whether the GEMM of these sizes stores each result once, after reading its epilogue
+    /// operands: not over several K blocks, nor when it streams B into a few rows of C.
+    static func writesResultOnce(_ sizes: (m: Int, k: Int)) -> Bool {
+        depth(sizes.k) == sizes.k && !(sizes.m < IRBuilder.gemmRows && sizes.k >= IRBuilder.streamingDepth)
+    }
+
     /// Packing pays once the operands are reused: at least a register block of rows and columns.
     func packs(m: Int, n: Int, k: Int) -> Bool { m >= rows && n >= columns && k >= 8 }
 

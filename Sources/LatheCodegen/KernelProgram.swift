@@ -299,9 +299,9 @@ extension KernelProgram {
             readAtIndex = [0]
             reshapes = true
         case let .epilogue(op, baseCount, _):
-            // A GEMM over several K blocks stores partial sums into C before its last block
-            // reads the residual: only a single-block product may overwrite it.
-            guard GemmBlocking.depth(contractionDepth(op, node.operands.map { graph[$0].type.shape })) == contractionDepth(op, node.operands.map { graph[$0].type.shape }) else { return [] }
+            // A GEMM over several K blocks, or one streaming B, stores partial sums into C
+            // before it reads the residual: only a product that writes C once may overwrite it.
+            guard GemmBlocking.writesResultOnce(contractionSizes(op, node.operands.map { graph[$0].type.shape })) else { return [] }
             let base = Set(node.operands.prefix(baseCount))
             readAtIndex = node.operands.indices.dropFirst(baseCount).filter { !base.contains(node.operands[$0]) }
         default:
@@ -346,13 +346,13 @@ extension KernelProgram {
         return .gemmPanels(groups: groups, rows: w[0] / max(groups, 1), depth: w.dropFirst().reduce(1, *), panel: GemmBlocking(vectorWidth: vectorWidth).rows)
     }
 
-    /// K of a contraction's GEMM.
-    static func contractionDepth(_ op: Op, _ shapes: [[Int]]) -> Int {
+    /// M and K of a contraction's GEMM (a convolution's per group).
+    static func contractionSizes(_ op: Op, _ shapes: [[Int]]) -> (m: Int, k: Int) {
         switch op {
-        case .dense: return shapes[0][1]
-        case .matmul: return matmulSizes(shapes[0], shapes[1]).k
-        case .conv2d: return shapes[1].dropFirst().reduce(1, *)
-        default: return 0
+        case .dense: return (shapes[0][0], shapes[0][1])
+        case .matmul: let s = matmulSizes(shapes[0], shapes[1]); return (s.m, s.k)
+        case .conv2d: return (shapes[1][0], shapes[1].dropFirst().reduce(1, *))
+        default: return (0, 0)
         }
     }
 

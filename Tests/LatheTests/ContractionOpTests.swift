@@ -10,9 +10,11 @@ let matmulCases: [OpCase] = [
 }
 
 /// Packed and blocked (GemmPacked.swift): 125 rows are two MC blocks and a cut register block;
-/// K = 530 is three KC blocks (first, middle, last); N = 1041 two NC blocks and a cut panel.
+/// K = 530 is two KC blocks; N = 1041 two NC blocks and a cut panel. Fewer than 6 rows with
+/// K >= 64 stream B (K = 703: four rows of B a pass and a remainder).
 let denseCases: [OpCase] = [(1, 10, 64, true), (7, 33, 19, true), (13, 5, 3, false), (64, 784, 128, true), (6, 17, 1, true),
-                            (125, 530, 40, true), (7, 20, 1041, true), (12, 256, 32, false), (6, 257, 16, true)].map { m, k, n, bias in
+                            (125, 530, 40, true), (7, 20, 1041, true), (12, 256, 32, false), (6, 257, 16, true),
+                            (1, 703, 45, true), (3, 130, 1000, true), (5, 64, 16, false)].map { m, k, n, bias in
     OpCase("dense \(m)x\(k) x \(k)x\(n)\(bias ? " + bias" : "")",
            [Operand(shape: [m, k]), Operand(shape: [k, n])] + (bias ? [Operand(shape: [n])] : [])) { x in
         try x[0].dense(weight: x[1], bias: x.count == 3 ? x[2] : nil)

@@ -56,19 +56,21 @@ struct InPlaceTests {
         #expect(relativeError(got, expected) <= 1e-5)
     }
 
-    /// A product over several K blocks writes partial sums into its result before the last
-    /// block reads the residual, so there the residual keeps its own buffer.
-    @Test func aResidualOfAMultiBlockProductIsNotOverwritten() throws {
+    /// A product over several K blocks, or one that streams B, writes partial sums into its
+    /// result before it reads the residual, so there the residual keeps its own buffer.
+    @Test(arguments: [(13, 700), (2, 200)])
+    func aResidualOfAMultiBlockProductIsNotOverwritten(rows: Int, depth: Int) throws {
+        // 13 x 700: K is two K blocks; 2 x 200: one block, but B is streamed into C.
         let g = Graph(seed: 9)
-        let x = try g.input("x", shape: [13, 700])
-        let residual = try x.matmul(g.constant(.random(shape: [700, 20], seed: 10)))
-        let h = try x.dense(weight: g.constant(.random(shape: [700, 20], seed: 11)))
+        let x = try g.input("x", shape: [rows, depth])
+        let residual = try x.matmul(g.constant(.random(shape: [depth, 20], seed: 10)))
+        let h = try x.dense(weight: g.constant(.random(shape: [depth, 20], seed: 11)))
         let y = try (h + residual).relu().matmul(g.constant(.random(shape: [20, 3], seed: 12)))
         let optimized = try Pipeline.run(g, outputs: [y.id])
         let program = try KernelProgram.build(optimized.graph, outputs: [("y", optimized.outputs[0])])
         let epilogue = try #require(program.kernels.first { if case .node(.epilogue) = $0.work { return true } else { return false } })
         #expect(epilogue.inPlaceOperand == nil)
-        let feeds = ["x": HostTensor.random(shape: [13, 700], seed: 13, in: -1...1)]
+        let feeds = ["x": HostTensor.random(shape: [rows, depth], seed: 13, in: -1...1)]
         let got = try g.compile(outputs: ["y": y]).run(feeds)["y"]!
         let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
         #expect(relativeError(got, expected) <= 1e-5)
