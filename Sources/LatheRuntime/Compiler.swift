@@ -14,10 +14,17 @@ public struct CompileOptions: Sendable {
     /// Threads a run uses: large convolutions and matrix products are split among them (a
     /// static split, compiled in).
     public var threads: Int = 1
-    public init(keepLLVMIR: Bool = false, optimize: Bool = true, threads: Int = 1) {
+    /// Keep the machine code under the user's cache directory and reuse it when the same model
+    /// is compiled again on this machine (ObjectCache).
+    public var cache: Bool = true
+    /// Where the cache lives; by default $XDG_CACHE_HOME/lathe/kernels or ~/.cache/lathe/kernels.
+    public var cacheDirectory: URL? = nil
+    public init(keepLLVMIR: Bool = false, optimize: Bool = true, threads: Int = 1, cache: Bool = true, cacheDirectory: URL? = nil) {
         self.keepLLVMIR = keepLLVMIR
         self.optimize = optimize
         self.threads = max(threads, 1)
+        self.cache = cache
+        self.cacheDirectory = cacheDirectory
     }
 }
 
@@ -37,6 +44,9 @@ public enum Compiler {
         let context = LLVMOrcThreadSafeContextGetContext(threadSafeContext)!
         let module = LLVMModuleCreateWithNameInContext("lathe", context)!
         var llvmIR: String?
+        var object: Data?
+        var fromCache = false
+        var cacheKey: String?
         do {
             let machine = try target.makeTargetMachine()
             defer { LLVMDisposeTargetMachine(machine) }
@@ -47,18 +57,45 @@ public enum Compiler {
             try ModuleEmitter.emit(program, into: module, context: context, target: CodegenTarget(vectorWidth: target.vectorWidth))
             try verify(module, "emitted")
             stages.lap("LLVM IR")
-            let passOptions = LLVMCreatePassBuilderOptions()
-            defer { LLVMDisposePassBuilderOptions(passOptions) }
-            try check(LLVMRunPasses(module, "default<O3>", machine, passOptions), "optimizing")
-            stages.lap("LLVM O3")
-            if options.keepLLVMIR { llvmIR = takeMessage(LLVMPrintModuleToString(module)) }
+            let key = options.cache && !options.keepLLVMIR ? ObjectCache.key(module: module, target: target) : nil
+            cacheKey = key
+            if let key, let cached = ObjectCache.load(key, directory: options.cacheDirectory) {
+                object = cached
+                fromCache = true
+                stages.lap("cache hit")
+            } else {
+                let passOptions = LLVMCreatePassBuilderOptions()
+                defer { LLVMDisposePassBuilderOptions(passOptions) }
+                try check(LLVMRunPasses(module, "default<O3>", machine, passOptions), "optimizing")
+                stages.lap("LLVM O3")
+                if options.keepLLVMIR { llvmIR = takeMessage(LLVMPrintModuleToString(module)) }
+                if let key {
+                    object = try ObjectCache.emitObject(module, machine: machine)
+                    ObjectCache.store(object!, key: key, directory: options.cacheDirectory)
+                    stages.lap("machine code")
+                }
+            }
         } catch {
             LLVMDisposeModule(module)
             throw error
         }
-        let jit = try JITSession(module: module, context: threadSafeContext, target: target)
-        let entry = try jit.lookup(ModuleEmitter.entryName)
-        stages.lap("machine code (JIT)")
+        let jit: JITSession
+        let entry: EntryFunction
+        if let object {
+            LLVMDisposeModule(module)
+            do {
+                jit = try JITSession(object: object, target: target)
+                entry = try jit.lookup(ModuleEmitter.entryName)
+            } catch where fromCache {
+                // A damaged cache entry: drop it and compile afresh.
+                ObjectCache.remove(cacheKey!, directory: options.cacheDirectory)
+                return try compile(graph, outputs: outputs, options: options)
+            }
+        } else {
+            jit = try JITSession(module: module, context: threadSafeContext, target: target)
+            entry = try jit.lookup(ModuleEmitter.entryName)
+        }
+        stages.lap("JIT link")
         var weights = [Float](repeating: 0, count: program.weightsBytes / 4)
         for (slot, offset, layout) in program.weightPlacements {
             let data = layout.arrange(optimized.graph.constants[slot])

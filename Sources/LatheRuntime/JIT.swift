@@ -1,4 +1,5 @@
 import CLLVM
+import Foundation
 import LatheIR
 
 /// The compiled entry point: lathe_run(arena, weights, inputs, outputs, ticks, pool, parallel)
@@ -15,34 +16,43 @@ final class JITSession: @unchecked Sendable {
     private let jit: LLVMOrcLLJITRef
 
     /// Takes ownership of `module` (made in `context`'s LLVMContext) whatever happens.
-    init(module: LLVMModuleRef, context: LLVMOrcThreadSafeContextRef, target: HostTarget) throws {
+    convenience init(module: LLVMModuleRef, context: LLVMOrcThreadSafeContextRef, target: HostTarget) throws {
+        do { try self.init(target: target) } catch {
+            LLVMDisposeModule(module)
+            throw error
+        }
+        let threadSafeModule = LLVMOrcCreateNewThreadSafeModule(module, context)
+        try check(LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), threadSafeModule), "adding the module")
+    }
+
+    /// Links an object file made earlier for this machine (ObjectCache).
+    convenience init(object: Data, target: HostTarget) throws {
+        try self.init(target: target)
+        let buffer = object.withUnsafeBytes { bytes in
+            LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count, "lathe.o")
+        }
+        try check(LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), buffer), "adding the cached object")
+    }
+
+    private init(target: HostTarget) throws {
         let builder = LLVMOrcCreateLLJITBuilder()
         // The JIT consumes its own TargetMachine (LLVM-NOTES pitfall 4).
         let machine: LLVMTargetMachineRef
         do { machine = try target.makeTargetMachine() } catch {
             LLVMOrcDisposeLLJITBuilder(builder)
-            LLVMDisposeModule(module)
             throw error
         }
         LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(machine))
         var jit: LLVMOrcLLJITRef?
-        if let error = LLVMOrcCreateLLJIT(&jit, builder) {   // consumes the builder
-            LLVMDisposeModule(module)
-            try check(error, "creating the JIT")
-        }
+        try check(LLVMOrcCreateLLJIT(&jit, builder), "creating the JIT")   // consumes the builder
         self.jit = jit!
         LLVMOrcExecutionSessionSetErrorReporter(LLVMOrcLLJITGetExecutionSession(jit), { _, error in
             // Errors surface through lookup; drop the reporter's copy instead of printing it.
             LLVMConsumeError(error)
         }, nil)
         var generator: LLVMOrcDefinitionGeneratorRef?
-        if let error = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&generator, LLVMOrcLLJITGetGlobalPrefix(jit), nil, nil) {
-            LLVMDisposeModule(module)
-            try check(error, "resolving process symbols")
-        }
+        try check(LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(&generator, LLVMOrcLLJITGetGlobalPrefix(jit), nil, nil), "resolving process symbols")
         LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(jit), generator)
-        let threadSafeModule = LLVMOrcCreateNewThreadSafeModule(module, context)
-        try check(LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), threadSafeModule), "adding the module")
     }
 
     func lookup(_ name: String) throws -> EntryFunction { unsafeBitCast(try address(of: name), to: EntryFunction.self) }

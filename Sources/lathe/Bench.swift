@@ -24,6 +24,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Add a per-kernel table: median time, share, GFLOP/s.")
     var profile = false
 
+    @Flag(help: "Neither read nor write the machine-code cache (compile time is then the cold one).")
+    var noCache = false
+
     struct KernelTime: Codable {
         let name: String
         let ops: String
@@ -49,7 +52,7 @@ struct Bench: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup at least 0") }
         let (graph, outputs) = try options.build()
-        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(threads: threads))
+        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(threads: threads, cache: !noCache))
         let feeds = randomFeeds(model, seed: options.seed)
         let inputs = model.inputs.map { feeds[$0.name]!.scalars }
         let outputBuffers = model.outputNames.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: model.outputType($0)!.count) }

@@ -160,10 +160,13 @@ struct Run: ParsableCommand {
     @Flag(help: "Skip the graph passes (only verify): every node its own kernel, to compare with the optimized model.")
     var noPasses = false
 
+    @Flag(help: "Neither read nor write the machine-code cache.")
+    var noCache = false
+
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let (graph, outputs) = try options.build()
-        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(optimize: !noPasses, threads: threads))
+        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(optimize: !noPasses, threads: threads, cache: !noCache))
         var feeds = randomFeeds(model, seed: options.seed)
         for item in inputs {
             let parts = item.split(separator: "=", maxSplits: 1)
