@@ -110,38 +110,33 @@ extension IRBuilder {
     /// `void lathe_pack_b_NR(float* source, float* packed, i64 rowStride, i64 columnStride,
     /// i64 depth, i64 columns)`: one function a module, for every GEMM's B.
     private func packBFunction(panel: Int) -> LLVMValue {
-        let name = "lathe_pack_b_\(panel)"
-        if let existing = LLVMGetNamedFunction(module, name) { return existing }
-        let saved = LLVMGetInsertBlock(builder)
-        defer { if let saved { LLVMPositionBuilderAtEnd(builder, saved) } }
-        let function = beginFunction(name, pointerCount: 2, integerCount: 4)
-        let (base, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
-        let (rowStride, columnStride, depth, columns) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!, LLVMGetParam(function, 5)!)
-        let width = vectorWidth
-        let contiguous = LLVMBuildICmp(builder, LLVMIntEQ, columnStride, int(1), "")!
-        loop(from: int(0), to: columns, step: panel) { jr in
-            let source = imul(jr, columnStride)
-            let target = imul(jr, depth)
-            let valid = isub(columns, jr)
-            let whole = LLVMBuildAnd(builder, contiguous, LLVMBuildICmp(builder, LLVMIntSGE, valid, int(panel), ""), "")!
-            ifElse(whole, then: {
-                loop(from: int(0), to: depth) { p in
-                    let from = iadd(source, imul(p, rowStride)), to = offset(target, p, times: panel)
-                    for v in 0..<(panel / width) { store(load(base, iadd(from, int(v * width)), lanes: width), packed, iadd(to, int(v * width))) }
-                }
-            }, else: {
-                loop(from: int(0), to: depth) { p in
-                    let from = iadd(source, imul(p, rowStride)), to = offset(target, p, times: panel)
-                    for j in 0..<panel {
-                        let inside = LLVMBuildICmp(builder, LLVMIntSLT, int(j), valid, "")!
-                        let at = select(inside, iadd(from, imul(int(j), columnStride)), from)
-                        store(select(inside, load(base, at), float(0)), packed, iadd(to, int(j)))
+        sharedFunction("lathe_pack_b_\(panel)", pointerCount: 2, integerCount: 4) { function in
+            let (base, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+            let (rowStride, columnStride, depth, columns) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!, LLVMGetParam(function, 5)!)
+            let width = vectorWidth
+            let contiguous = LLVMBuildICmp(builder, LLVMIntEQ, columnStride, int(1), "")!
+            loop(from: int(0), to: columns, step: panel) { jr in
+                let source = imul(jr, columnStride)
+                let target = imul(jr, depth)
+                let valid = isub(columns, jr)
+                let whole = LLVMBuildAnd(builder, contiguous, LLVMBuildICmp(builder, LLVMIntSGE, valid, int(panel), ""), "")!
+                ifElse(whole, then: {
+                    loop(from: int(0), to: depth) { p in
+                        let from = iadd(source, imul(p, rowStride)), to = offset(target, p, times: panel)
+                        for v in 0..<(panel / width) { store(load(base, iadd(from, int(v * width)), lanes: width), packed, iadd(to, int(v * width))) }
                     }
-                }
-            })
+                }, else: {
+                    loop(from: int(0), to: depth) { p in
+                        let from = iadd(source, imul(p, rowStride)), to = offset(target, p, times: panel)
+                        for j in 0..<panel {
+                            let inside = LLVMBuildICmp(builder, LLVMIntSLT, int(j), valid, "")!
+                            let at = select(inside, iadd(from, imul(int(j), columnStride)), from)
+                            store(select(inside, load(base, at), float(0)), packed, iadd(to, int(j)))
+                        }
+                    }
+                })
+            }
         }
-        endFunction()
-        return function
     }
 
     /// packed[ir * depth + p * panel + r] = A[rowStart + ir + r, columnStart + p], zero past the
@@ -154,28 +149,23 @@ extension IRBuilder {
     /// `void lathe_pack_a_MR(float* source, float* packed, i64 rowStride, i64 columnStride,
     /// i64 depth, i64 rows, i64 validRows)`: one function a module, for every GEMM's A.
     private func packAFunction(panel: Int) -> LLVMValue {
-        let name = "lathe_pack_a_\(panel)"
-        if let existing = LLVMGetNamedFunction(module, name) { return existing }
-        let saved = LLVMGetInsertBlock(builder)
-        defer { if let saved { LLVMPositionBuilderAtEnd(builder, saved) } }
-        let function = beginFunction(name, pointerCount: 2, integerCount: 5)
-        let (base, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
-        let (rowStride, columnStride, depth) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!)
-        let (rows, validRows) = (LLVMGetParam(function, 5)!, LLVMGetParam(function, 6)!)
-        loop(from: int(0), to: rows, step: panel) { ir in
-            let target = imul(ir, depth)
-            for r in 0..<panel {
-                let row = iadd(ir, int(r))
-                let inside = LLVMBuildICmp(builder, LLVMIntSLT, row, validRows, "")!
-                let source = imul(select(inside, row, int(0)), rowStride)
-                loop(from: int(0), to: depth) { p in
-                    let value = load(base, iadd(source, imul(p, columnStride)))
-                    store(select(inside, value, float(0)), packed, iadd(target, offset(int(r), p, times: panel)))
+        sharedFunction("lathe_pack_a_\(panel)", pointerCount: 2, integerCount: 5) { function in
+            let (base, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+            let (rowStride, columnStride, depth) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!)
+            let (rows, validRows) = (LLVMGetParam(function, 5)!, LLVMGetParam(function, 6)!)
+            loop(from: int(0), to: rows, step: panel) { ir in
+                let target = imul(ir, depth)
+                for r in 0..<panel {
+                    let row = iadd(ir, int(r))
+                    let inside = LLVMBuildICmp(builder, LLVMIntSLT, row, validRows, "")!
+                    let source = imul(select(inside, row, int(0)), rowStride)
+                    loop(from: int(0), to: depth) { p in
+                        let value = load(base, iadd(source, imul(p, columnStride)))
+                        store(select(inside, value, float(0)), packed, iadd(target, offset(int(r), p, times: panel)))
+                    }
                 }
             }
         }
-        endFunction()
-        return function
     }
 
     /// C[row.., column..] (+)= A panel x B panel over `depth` steps; when `finish`, plus the bias
@@ -241,30 +231,25 @@ extension IRBuilder {
     /// O3 several times slower.
     func microKernelFunction(_ blocking: GemmBlocking) -> LLVMValue {
         let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
-        let name = "lathe_micro_\(mr)x\(nr)"
-        if let existing = LLVMGetNamedFunction(module, name) { return existing }
-        let saved = LLVMGetInsertBlock(builder)
-        defer { if let saved { LLVMPositionBuilderAtEnd(builder, saved) } }
-        let function = beginFunction(name, pointerCount: 2, integerCount: 1, trailingPointers: 1)
-        let (a, b, depth, sums) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!, LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!)
-        let vectors = nr / width
-        let type = floatType(lanes: width)
-        let accumulators = (0..<mr * vectors).map { _ in variable(float(0, lanes: width)) }
-        func step(_ p: LLVMValue) {
-            let bValues = (0..<vectors).map { v in load(b, offset(int(v * width), p, times: nr), lanes: width) }
-            for r in 0..<mr {
-                let aValue = splat(load(a, offset(int(r), p, times: mr)), lanes: width)
-                for v in 0..<vectors {
-                    let slot = accumulators[r * vectors + v]
-                    write(fma(aValue, bValues[v], read(slot, type: type)), slot)
+        return sharedFunction("lathe_micro_\(mr)x\(nr)", pointerCount: 2, integerCount: 1, trailingPointers: 1) { function in
+            let (a, b, depth, sums) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!, LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!)
+            let vectors = nr / width
+            let type = floatType(lanes: width)
+            let accumulators = (0..<mr * vectors).map { _ in variable(float(0, lanes: width)) }
+            func step(_ p: LLVMValue) {
+                let bValues = (0..<vectors).map { v in load(b, offset(int(v * width), p, times: nr), lanes: width) }
+                for r in 0..<mr {
+                    let aValue = splat(load(a, offset(int(r), p, times: mr)), lanes: width)
+                    for v in 0..<vectors {
+                        let slot = accumulators[r * vectors + v]
+                        write(fma(aValue, bValues[v], read(slot, type: type)), slot)
+                    }
                 }
             }
+            let unrolled = LLVMBuildAnd(builder, depth, int(-4), "")!
+            loop(from: int(0), to: unrolled, step: 4) { p in for u in 0..<4 { step(iadd(p, int(u))) } }
+            loop(from: unrolled, to: depth) { p in step(p) }
+            for (i, slot) in accumulators.enumerated() { store(read(slot, type: type), sums, int(i * width)) }
         }
-        let unrolled = LLVMBuildAnd(builder, depth, int(-4), "")!
-        loop(from: int(0), to: unrolled, step: 4) { p in for u in 0..<4 { step(iadd(p, int(u))) } }
-        loop(from: unrolled, to: depth) { p in step(p) }
-        for (i, slot) in accumulators.enumerated() { store(read(slot, type: type), sums, int(i * width)) }
-        endFunction()
-        return function
     }
 }

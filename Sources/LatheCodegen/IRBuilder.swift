@@ -279,6 +279,20 @@ final class IRBuilder {
 
     func endFunction() { LLVMBuildRetVoid(builder) }
 
+    /// A helper function every kernel of the module calls (the GEMM micro-kernel, packing): made
+    /// by `body` the first time it is asked for, then found by name. The builder's position is
+    /// kept.
+    func sharedFunction(_ name: String, pointerCount: Int, integerCount: Int, trailingPointers: Int = 0,
+                        _ body: (LLVMValue) -> Void) -> LLVMValue {
+        if let existing = LLVMGetNamedFunction(module, name) { return existing }
+        let saved = LLVMGetInsertBlock(builder)
+        defer { if let saved { LLVMPositionBuilderAtEnd(builder, saved) } }
+        let function = beginFunction(name, pointerCount: pointerCount, integerCount: integerCount, trailingPointers: trailingPointers)
+        body(function)
+        endFunction()
+        return function
+    }
+
     func call(_ function: LLVMValue, _ arguments: [LLVMValue]) {
         var parameters: [LLVMType?] = arguments.map { LLVMTypeOf($0) }
         let type = LLVMFunctionType(void, &parameters, UInt32(arguments.count), 0)
