@@ -24,8 +24,8 @@ extension IRBuilder {
     }
 
     /// Max or average over each window. The window is unrolled; a tap is bounds-checked only
-    /// where the padding can reach it.
-    /// Split among threads (`.units`), a thread takes a run of the N x C planes.
+    /// where the padding can reach it. Split among threads (`.units`), a thread takes a run of
+    /// the N x C planes.
     func pool2d(_ a: Pool2DAttributes, output: LLVMValue, input: LLVMValue, inShape: [Int], outShape: [Int],
                 split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1) {
         let (h, w, oh, ow) = (inShape[2], inShape[3], outShape[2], outShape[3])
@@ -37,7 +37,29 @@ extension IRBuilder {
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
             loop(0, oh, unroll: false) { oy in
-                loop(0, ow) { ox in
+                // Without padding and with a horizontal stride of 1 or 2, whole vectors of outputs
+                // at a time where their taps stay inside the row; single outputs after that.
+                let stride = a.strides[1]
+                let width = vectorWidth
+                var vectorEnd = 0
+                if !padded, stride <= 2, a.dilations[1] == 1, width > 1 {
+                    while vectorEnd + width <= ow, stride * (vectorEnd + width) - 1 + (stride - 1) + a.kernel[1] - 1 <= w - 1 { vectorEnd += width }
+                }
+                loop(0, vectorEnd, step: width, unroll: false) { ox in
+                    let rowStart = iadd(inPlane, imul(ox, int(stride)))
+                    var acc = float(a.kind == .max ? -.infinity : 0, lanes: width)
+                    for ky in 0..<a.kernel[0] {
+                        let row = iadd(rowStart, imul(iadd(imul(oy, int(a.strides[0])), int(ky * a.dilations[0])), int(w)))
+                        for kx in 0..<a.kernel[1] {
+                            let at = iadd(row, int(kx))
+                            let value = stride == 1 ? load(input, at, lanes: width) : evenLanes(load(input, at, lanes: width), load(input, iadd(at, int(width)), lanes: width))
+                            acc = a.kind == .max ? maximum(value, acc) : add(acc, value)
+                        }
+                    }
+                    if a.kind == .average { acc = div(acc, float(Float(a.kernel[0] * a.kernel[1]), lanes: width)) }
+                    store(acc, output, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
+                }
+                loop(vectorEnd, ow) { ox in
                     let baseY = iadd(imul(oy, int(a.strides[0])), int(-a.pads[0]))
                     let baseX = iadd(imul(ox, int(a.strides[1])), int(-a.pads[1]))
                     var acc = float(a.kind == .max ? -.infinity : 0)
@@ -66,6 +88,13 @@ extension IRBuilder {
                 }
             }
         }
+    }
+
+    /// Lanes 0, 2, 4, ... of the two vectors end to end: every other input, for stride 2.
+    private func evenLanes(_ low: LLVMValue, _ high: LLVMValue) -> LLVMValue {
+        let lanes = self.lanes(of: low)
+        var mask: [LLVMValueRef?] = (0..<lanes).map { LLVMConstInt(i32, UInt64(2 * $0), 0) }
+        return LLVMBuildShuffleVector(builder, low, high, LLVMConstVector(&mask, UInt32(lanes)), "")
     }
 
     private func inBounds(_ y: LLVMValue, _ h: Int, _ x: LLVMValue, _ w: Int) -> LLVMValue {
