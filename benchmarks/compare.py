@@ -5,7 +5,8 @@ the same thread count and the same machine, in one run.
 For each model it checks that Lathe's outputs match ONNX Runtime's (max |diff| / max |ort| at
 most 1e-4, on the same seeded input), then times each runtime: 3 warm-up runs, then at least
 10 runs and up to 200 or 10 s; median and min in ms. Lathe is timed by `lathe bench --json`
-(compile excluded, as for the peers, whose session creation is reported apart). The table
+(compile excluded, as for the peers, whose session creation is reported apart; Lathe's compile
+time is a cold one, without its machine-code cache). The table
 gives Lathe's median over each peer's: below 1 is faster.
 
     benchmarks/compare.py [--lathe .build/release/lathe] [--threads 2] [--only NAME ...] [--markdown FILE]
@@ -60,7 +61,8 @@ def lathe_bench(lathe, path, threads):
     probe = json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--iterations", "3", "--json"],
                                       capture_output=True, text=True, check=True).stdout)
     iterations = int(max(MIN_ITERS, min(MAX_ITERS, BUDGET * 1000 / max(probe["medianMs"], 1e-3))))
-    return json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--iterations", str(iterations), "--json"],
+    # --no-cache: the compile time reported is a cold one (the runs before filled the cache).
+    return json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--iterations", str(iterations), "--json", "--no-cache"],
                                      capture_output=True, text=True, check=True).stdout)
 
 
