@@ -57,7 +57,6 @@ def lathe_outputs(lathe, path, feeds, names, threads, workdir, name):
 
 
 def lathe_bench(lathe, path, threads):
-    iterations = MIN_ITERS
     probe = json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--iterations", "3", "--json"],
                                       capture_output=True, text=True, check=True).stdout)
     iterations = int(max(MIN_ITERS, min(MAX_ITERS, BUDGET * 1000 / max(probe["medianMs"], 1e-3))))

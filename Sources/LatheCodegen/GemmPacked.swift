@@ -52,13 +52,16 @@ struct GemmBlocking {
     }
 
     /// Packing pays once the operands are reused: at least a register block of rows and columns.
+    /// (Buffers are sized by the smallest block any target uses, 6 x 8 with 4-float vectors, so
+    /// that every target that packs finds its buffer.)
     func packs(m: Int, n: Int, k: Int) -> Bool { m >= rows && n >= columns && k >= 8 }
 
     /// Floats of packing buffer a GEMM of these sizes may use on any target: one block of A and
     /// one of B. Zero when no target packs it.
     /// Without `packsA`, A comes packed at compile time and only B needs a buffer.
     static func packingFloats(m: Int, n: Int, k: Int, packsA: Bool = true) -> Int {
-        guard m >= 6, n >= 16, k >= 8 else { return 0 }
+        let smallest = GemmBlocking(vectorWidth: 4)
+        guard smallest.packs(m: m, n: n, k: k) else { return 0 }
         return depth(k) * ((packsA ? roundUp(min(mc, m), largestRows) : 0) + roundUp(min(nc, n), largestColumns))
     }
 }

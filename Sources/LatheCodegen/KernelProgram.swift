@@ -106,22 +106,23 @@ public struct Kernel: Sendable {
     public var bytesMoved: Int { isNoOp ? 0 : operands.reduce(result.type.byteCount) { $0 + $1.type.byteCount } }
 
     public var flops: Int {
-        let shapes = operands.map(\.type.shape)
-        if isNoOp { return 0 }
-        switch work {
-        case .copy: return 0
-        case let .node(op):
-            var op = op
-            if case let .epilogue(base, _, _) = op { op = base }
-            switch op {
-            case .dense: return 2 * result.type.count * shapes[0][1]
-            case .matmul: return 2 * result.type.count * (shapes[0].last ?? 1)
-            case .conv2d: return 2 * result.type.count * shapes[1].dropFirst().reduce(1, *)
-            case .convTranspose2d: return 2 * operands[0].type.count * shapes[1].dropFirst().reduce(1, *)
-            case let .pool2d(a): return result.type.count * a.kernel.reduce(1, *)
-            case .reduce, .globalAveragePool, .softmax, .logSoftmax, .layerNorm: return operands[0].type.count
-            default: return result.type.count
-            }
+        guard case let .node(op) = work, !isNoOp else { return 0 }
+        return Kernel.flops(of: op, operandShapes: operands.map(\.type.shape), resultShape: result.type.shape)
+    }
+
+    /// The floating-point operations of one node (see `flops`).
+    public static func flops(of op: Op, operandShapes shapes: [[Int]], resultShape: [Int]) -> Int {
+        var op = op
+        if case let .epilogue(base, _, _) = op { op = base }
+        let count = resultShape.reduce(1, *)
+        switch op {
+        case .dense: return 2 * count * shapes[0][1]
+        case .matmul: return 2 * count * (shapes[0].last ?? 1)
+        case .conv2d: return 2 * count * shapes[1].dropFirst().reduce(1, *)
+        case .convTranspose2d: return 2 * shapes[0].reduce(1, *) * shapes[1].dropFirst().reduce(1, *)
+        case let .pool2d(a): return count * a.kernel.reduce(1, *)
+        case .reduce, .globalAveragePool, .softmax, .logSoftmax, .layerNorm: return shapes[0].reduce(1, *)
+        default: return count
         }
     }
 }
@@ -316,16 +317,7 @@ extension KernelProgram {
     /// The split of a node's kernel among `threads` threads, and the threads it runs on.
     static func threadPlan(_ node: Node, _ graph: Graph, threads: Int) -> (ThreadSplit, Int) {
         let shapes = node.operands.map { graph[$0].type.shape }
-        var flops = 0
-        var base = node.op
-        if case let .epilogue(b, _, _) = base { base = b }
-        switch base {
-        case .dense: flops = 2 * node.type.count * shapes[0][1]
-        case .matmul: flops = 2 * node.type.count * (shapes[0].last ?? 1)
-        case .conv2d: flops = 2 * node.type.count * shapes[1].dropFirst().reduce(1, *)
-        case let .pool2d(a): flops = node.type.count * a.kernel.reduce(1, *)
-        default: return (.single, 1)
-        }
+        let flops = Kernel.flops(of: node.op, operandShapes: shapes, resultShape: node.type.shape)
         let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads)
         return (split, split == .single ? 1 : threads)
     }

@@ -83,7 +83,7 @@ struct Bench: ParsableCommand {
             for _ in 0..<iterations {
                 for (k, t) in try model.profile(inputs: inputBuffers, outputs: outputBuffers).enumerated() { perKernel[k].append(t) }
             }
-            let report = try Inspection(graph, outputs: outputs)
+            let report = try Inspection(graph, outputs: outputs, threads: threads)
             kernels = model.program.kernels.enumerated().map { k, kernel in
                 let sorted = perKernel[k].sorted()
                 let t = sorted[sorted.count / 2]
