@@ -161,36 +161,4 @@ extension IRBuilder {
             loop(from: int(0), to: int(g.units)) { u in unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels) }
         }
     }
-
-    /// im2col of output rows firstRow..<firstRow+rows: row (c, ky, kx) of the scratch holds
-    /// input[c, oy*sh - pt + ky*dh, ox*sw - pl + kx*dw] for each output (oy, ox) of the tile,
-    /// zero where that falls in the padding. The in-bounds columns of each tap are known at
-    /// compile time and its in-bounds rows are clamped once per tile, so the copy loops carry no
-    /// bounds checks.
-    private func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue, firstRow: LLVMValue, rows: LLVMValue) {
-        let a = g.attributes
-        let columns = imul(rows, int(g.outW))
-        if g.hasPadding { fill(scratch, count: imul(columns, int(g.unfoldedRows)), with: 0) }
-        let endRow = iadd(firstRow, rows)
-        loop(0, g.groupChannels, unroll: false) { c in
-            let channelInput = pointer(input, imul(c, int(g.inputPlane)))
-            for ky in 0..<g.kernelH {
-                let rowsY = ConvGeometry.validRange(count: g.outH, size: g.height, stride: a.strides[0], pad: a.pads[0], tap: ky * a.dilations[0])
-                for kx in 0..<g.kernelW {
-                    let rowsX = ConvGeometry.validRange(count: g.outW, size: g.width, stride: a.strides[1], pad: a.pads[1], tap: kx * a.dilations[1])
-                    guard !rowsY.isEmpty, !rowsX.isEmpty else { continue }
-                    let row = iadd(imul(c, int(g.kernelH * g.kernelW)), int(ky * g.kernelW + kx))
-                    let rowBase = pointer(scratch, imul(row, columns))
-                    let ix = rowsX.lowerBound * a.strides[1] - a.pads[1] + kx * a.dilations[1]
-                    let iy0 = -a.pads[0] + ky * a.dilations[0]
-                    loop(from: imax(firstRow, int(rowsY.lowerBound)), to: imin(endRow, int(rowsY.upperBound))) { oy in
-                        let source = pointer(channelInput, iadd(imul(oy, int(a.strides[0] * g.width)), int(iy0 * g.width + ix)))
-                        let target = pointer(rowBase, iadd(imul(isub(oy, firstRow), int(g.outW)), int(rowsX.lowerBound)))
-                        elementwise(shape: [rowsX.count], output: StridedView(base: target, strides: [1]),
-                                    inputs: [StridedView(base: source, strides: [a.strides[1]])]) { v, _ in v[0] }
-                    }
-                }
-            }
-        }
-    }
 }

@@ -81,8 +81,11 @@ struct Dump: ParsableCommand {
     @Flag(help: "List the compiler's passes in the order they run.")
     var listPasses = false
 
-    @Option(help: "text (one node a line), dot (Graphviz) or json.")
+    @Option(help: "text (one node a line), dot (Graphviz), json, or llvm (the optimized LLVM IR of the compiled kernels).")
     var format: String = "text"
+
+    @Option(help: "With --format llvm: the threads the kernels are split among.")
+    var threads: Int = 1
 
     @Option(help: "Batch size of a built-in model (default: the model's own).")
     var batch: Int?
@@ -100,8 +103,15 @@ struct Dump: ParsableCommand {
             return
         }
         guard let model else { throw ValidationError("give a model, or --list-passes") }
-        guard ["text", "dot", "json"].contains(format) else { throw ValidationError("--format is text, dot or json, not '\(format)'") }
+        guard ["text", "dot", "json", "llvm"].contains(format) else { throw ValidationError("--format is text, dot, json or llvm, not '\(format)'") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         var (graph, outputs) = try ModelOptions(model: model, batch: batch, seed: seed, dimensions: dimensions).build()
+        if format == "llvm" {
+            guard after == nil else { throw ValidationError("--format llvm shows the code of the whole pipeline; drop --after") }
+            let compiled = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(keepLLVMIR: true, threads: threads))
+            print(compiled.llvmIR ?? "", terminator: "")
+            return
+        }
         if let after {
             let result = try Pipeline.run(graph, outputs: outputs.map(\.value), after: after)
             (graph, outputs) = (result.graph, Array(zip(outputs.map(\.name), result.outputs)))
