@@ -29,7 +29,7 @@ extension IRBuilder {
         case let .node(.epilogue(base, count, formula)):
             try contraction(base, out: out, x: Array(x.prefix(count)), shapes: Array(shapes.prefix(count)), shape: shape, scratch: scratch,
                             epilogue: GemmEpilogue(formula: formula, extras: x.indices.dropFirst(count).map { (x[$0], shapes[$0] != shape) }),
-                            split: kernel.split, thread: thread, threads: kernel.threads, prepackedWeights: kernel.prepackedWeights)
+                            split: kernel.split, thread: thread, threads: kernel.threads, weightLayout: kernel.weightLayout)
         case let .node(op):
             switch op {
             case .input, .constant, .epilogue:
@@ -66,7 +66,7 @@ extension IRBuilder {
                 }
             case .matmul, .dense, .conv2d:
                 try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil,
-                                split: kernel.split, thread: thread, threads: kernel.threads, prepackedWeights: kernel.prepackedWeights)
+                                split: kernel.split, thread: thread, threads: kernel.threads, weightLayout: kernel.weightLayout)
             case let .pool2d(a):
                 pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape, split: kernel.split, thread: thread, threads: kernel.threads)
             case .globalAveragePool:
@@ -109,7 +109,7 @@ extension IRBuilder {
     /// Dense, matmul and conv2d, each a GEMM, with the epilogue applied as results are stored,
     /// this thread's share of it.
     private func contraction(_ op: Op, out: LLVMValue, x: [LLVMValue], shapes: [[Int]], shape: [Int], scratch: LLVMValue?, epilogue: GemmEpilogue?,
-                             split: ThreadSplit, thread: LLVMValue, threads: Int, prepackedWeights: Bool) throws {
+                             split: ThreadSplit, thread: LLVMValue, threads: Int, weightLayout: WeightLayout) throws {
         switch op {
         case .matmul:
             let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1)
@@ -129,8 +129,13 @@ extension IRBuilder {
             guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
                 throw LatheError.unsupported("conv2d with shapes \(shapes)")
             }
+            if case .winograd = weightLayout, let scratch, let w = WinogradGeometry(g, threads: threads) {
+                winogradConvolution(w, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
+                                    epilogue: epilogue, thread: thread, threads: threads)
+                return
+            }
             convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch, epilogue: epilogue,
-                        split: split, thread: thread, threads: threads, prepackedWeights: prepackedWeights)
+                        split: split, thread: thread, threads: threads, prepackedWeights: weightLayout.isPacked)
         default:
             throw LatheError.unsupported("\(op.name) takes no epilogue")
         }

@@ -8,24 +8,45 @@ public enum WeightLayout: Hashable, Sendable {
     /// its output channels in panels of `panel` rows (the last padded with zeros), each panel
     /// stored [depth][panel].
     case gemmPanels(groups: Int, rows: Int, depth: Int, panel: Int)
+    /// A 3x3 convolution's weights transformed for Winograd's F(tile x tile, 3x3): α² matrices
+    /// [OC, IC], each in the panel layout above (WinogradGeometry).
+    case winograd(tile: Int, outChannels: Int, inChannels: Int, panel: Int)
+
+    /// The weights are in a GEMM's panel layout, not as the graph holds them.
+    public var isPacked: Bool { self != .plain }
+
+    var panels: WeightLayout {
+        guard case let .winograd(tile, outChannels, inChannels, panel) = self else { return self }
+        return .gemmPanels(groups: (tile + 2) * (tile + 2), rows: outChannels, depth: inChannels, panel: panel)
+    }
 
     public func floatCount(_ plainCount: Int) -> Int {
         switch self {
         case .plain: return plainCount
         case let .gemmPanels(groups, rows, depth, panel): return groups * roundUp(rows, panel) * depth
+        case .winograd: return panels.floatCount(0)
         }
     }
 
     /// The tensor's values in this layout.
     public func arrange(_ t: HostTensor) -> [Float] {
-        guard case let .gemmPanels(groups, rows, depth, panel) = self else { return t.scalars }
-        var out = [Float](repeating: 0, count: floatCount(t.count))
+        switch self {
+        case .plain: return t.scalars
+        case let .gemmPanels(groups, rows, depth, panel): return Self.arrangePanels(t.scalars, groups: groups, rows: rows, depth: depth, panel: panel)
+        case let .winograd(tile, outChannels, inChannels, panel):
+            let u = WinogradTransform.f4x4.transformFilters(t.scalars, outChannels: outChannels, inChannels: inChannels)
+            return Self.arrangePanels(u, groups: (tile + 2) * (tile + 2), rows: outChannels, depth: inChannels, panel: panel)
+        }
+    }
+
+    private static func arrangePanels(_ scalars: [Float], groups: Int, rows: Int, depth: Int, panel: Int) -> [Float] {
         let paddedRows = roundUp(rows, panel)
+        var out = [Float](repeating: 0, count: groups * paddedRows * depth)
         for g in 0..<groups {
             for row in 0..<rows {
                 let source = (g * rows + row) * depth
                 let target = (g * paddedRows + row / panel * panel) * depth + row % panel
-                for p in 0..<depth { out[target + p * panel] = t.scalars[source + p] }
+                for p in 0..<depth { out[target + p * panel] = scalars[source + p] }
             }
         }
         return out
@@ -88,8 +109,10 @@ public struct Kernel: Sendable {
     /// How the work is divided among threads, and how many threads run it.
     public var split: ThreadSplit = .single
     public var threads: Int = 1
-    /// The weights operand (a convolution's) is in the packed GEMM's panel layout.
-    public var prepackedWeights = false
+    /// The layout of the weights operand (a convolution's): packed for its GEMM, or transformed
+    /// for Winograd, at compile time.
+    public var weightLayout: WeightLayout = .plain
+    public var prepackedWeights: Bool { weightLayout.isPacked }
 
     /// A reshape written in place moves no data: it has no code.
     public var isNoOp: Bool {
@@ -167,14 +190,18 @@ extension KernelProgram {
 
         // Constants go to the weights region: as they are, and, for the convolutions whose packed
         // GEMM reads them, in its panel layout (only there, when nothing else reads them).
-        let prepacks = Set(graph.nodes.filter { needed[$0.id.index] && prepacksWeights($0, graph, vectorWidth: vectorWidth) }.map(\.id))
+        var prepacks: [ValueID: WeightLayout] = [:]
+        for node in graph.nodes where needed[node.id.index] {
+            let layout = weightLayout(node, graph, vectorWidth: vectorWidth)
+            if layout.isPacked { prepacks[node.id] = layout }
+        }
         var readPlain = Set(outputs.map(\.value))
         for node in graph.nodes where needed[node.id.index] {
-            for (k, operand) in node.operands.enumerated() where !(k == 1 && prepacks.contains(node.id)) { readPlain.insert(operand) }
+            for (k, operand) in node.operands.enumerated() where !(k == 1 && prepacks[node.id] != nil) { readPlain.insert(operand) }
         }
         var weightPlacements: [(Int, Int, WeightLayout)] = []
         var weightsBytes = 0
-        var packedLocation: [ValueID: BufferLocation] = [:]
+        var packedLocation: [WeightLayout: [ValueID: BufferLocation]] = [:]
         func place(_ slot: Int, _ layout: WeightLayout, floats: Int) -> BufferLocation {
             weightPlacements.append((slot, weightsBytes, layout))
             defer { weightsBytes += MemoryPlanner.align(floats * 4) }
@@ -184,10 +211,11 @@ extension KernelProgram {
             if case let .constant(slot) = node.op, readPlain.contains(node.id) {
                 location[node.id] = place(slot, .plain, floats: node.type.count)
             }
-            if prepacks.contains(node.id), case let .constant(slot) = graph[node.operands[1]].op {
-                let layout = Self.panelLayout(node, graph, vectorWidth: vectorWidth)
+            if let layout = prepacks[node.id], case let .constant(slot) = graph[node.operands[1]].op {
                 let key = node.operands[1]
-                if packedLocation[key] == nil { packedLocation[key] = place(slot, layout, floats: layout.floatCount(graph[key].type.count)) }
+                if packedLocation[layout, default: [:]][key] == nil {
+                    packedLocation[layout, default: [:]][key] = place(slot, layout, floats: layout.floatCount(graph[key].type.count))
+                }
             }
         }
 
@@ -237,10 +265,10 @@ extension KernelProgram {
                     requests.append(BufferRequest(bytes: node.type.byteCount, firstUse: s, lastUse: life))
                 }
             }
-            let (split, kernelThreads) = threadPlan(node, graph, threads: threads)
+            let (split, kernelThreads) = threadPlan(node, graph, threads: threads, weightLayout: prepacks[node.id] ?? .plain)
             splits[node.id] = (split, kernelThreads)
             let scratch = scratchFloats(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
-                                        threads: kernelThreads, prepackedWeights: prepacks.contains(node.id)) * 4
+                                        threads: kernelThreads, weightLayout: prepacks[node.id] ?? .plain) * 4
             if scratch > 0 {
                 scratchRequest[node.id] = requests.count
                 requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))
@@ -265,12 +293,13 @@ extension KernelProgram {
         func buffer(_ v: ValueID) -> KernelBuffer { KernelBuffer(location: location[v]!, type: graph[v].type) }
         var kernels: [Kernel] = computed.map { node in
             let operands = node.operands.enumerated().map { k, v in
-                k == 1 && prepacks.contains(node.id) ? KernelBuffer(location: packedLocation[v]!, type: graph[v].type) : buffer(v)
+                if k == 1, let layout = prepacks[node.id] { return KernelBuffer(location: packedLocation[layout]![v]!, type: graph[v].type) }
+                return buffer(v)
             }
             return Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
                           operands: operands, result: buffer(node.id), scratch: scratchLocation[node.id],
                           inPlaceOperand: inPlaceOperand[node.id], split: splits[node.id]!.0, threads: splits[node.id]!.1,
-                          prepackedWeights: prepacks.contains(node.id))
+                          weightLayout: prepacks[node.id] ?? .plain)
         }
         for (c, copy) in copies.enumerated() {
             kernels.append(Kernel(name: "k\(computed.count + c)_copy", work: .copy, node: copy.value, operands: [buffer(copy.value)],
@@ -314,28 +343,39 @@ extension KernelProgram {
         }
     }
 
-    /// The split of a node's kernel among `threads` threads, and the threads it runs on.
-    static func threadPlan(_ node: Node, _ graph: Graph, threads: Int) -> (ThreadSplit, Int) {
+    /// The split of a node's kernel among `threads` threads, and the threads it runs on. A
+    /// Winograd convolution splits its strips of tiles.
+    static func threadPlan(_ node: Node, _ graph: Graph, threads: Int, weightLayout: WeightLayout = .plain) -> (ThreadSplit, Int) {
         let shapes = node.operands.map { graph[$0].type.shape }
         let flops = Kernel.flops(of: node.op, operandShapes: shapes, resultShape: node.type.shape)
+        if case .winograd = weightLayout, let w = winogradGeometry(node.op, shapes, node.type.shape, threads: threads) {
+            return threads > 1 && flops >= ThreadSplit.minimumFlops && w.units > 1 ? (.units(w.units), threads) : (.single, 1)
+        }
         let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads)
         return (split, split == .single ? 1 : threads)
     }
 
-    /// A convolution with constant weights whose GEMM packs reads them packed at compile time.
-    static func prepacksWeights(_ node: Node, _ graph: Graph, vectorWidth: Int) -> Bool {
+    /// How a convolution with constant weights reads them: transformed for Winograd where that
+    /// serves it, else packed where its GEMM packs, else as they are.
+    static func weightLayout(_ node: Node, _ graph: Graph, vectorWidth: Int) -> WeightLayout {
         var op = node.op
         if case let .epilogue(base, _, _) = op { op = base }
-        guard case let .conv2d(a) = op, node.operands.count >= 2, case .constant = graph[node.operands[1]].op,
-              let g = ConvGeometry(input: graph[node.operands[0]].type.shape, weights: graph[node.operands[1]].type.shape, output: node.type.shape, a)
-        else { return false }
-        return g.packs(vectorWidth: vectorWidth)
+        guard case let .conv2d(a) = op, node.operands.count >= 2, case .constant = graph[node.operands[1]].op else { return .plain }
+        let x = graph[node.operands[0]].type.shape, w = graph[node.operands[1]].type.shape
+        guard let g = ConvGeometry(input: x, weights: w, output: node.type.shape, a) else { return .plain }
+        let panel = GemmBlocking(vectorWidth: vectorWidth).rows
+        if let winograd = WinogradGeometry(g) {
+            return .winograd(tile: winograd.tile, outChannels: g.outChannels, inChannels: g.channels, panel: panel)
+        }
+        guard g.packs(vectorWidth: vectorWidth) else { return .plain }
+        return .gemmPanels(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: panel)
     }
 
-    static func panelLayout(_ node: Node, _ graph: Graph, vectorWidth: Int) -> WeightLayout {
-        let w = graph[node.operands[1]].type.shape
-        let groups = graph[node.operands[0]].type.shape[1] / max(w[1], 1)
-        return .gemmPanels(groups: groups, rows: w[0] / max(groups, 1), depth: w.dropFirst().reduce(1, *), panel: GemmBlocking(vectorWidth: vectorWidth).rows)
+    static func winogradGeometry(_ op: Op, _ shapes: [[Int]], _ resultShape: [Int], threads: Int) -> WinogradGeometry? {
+        var base = op
+        if case let .epilogue(b, _, _) = op { base = b }
+        guard case let .conv2d(a) = base, let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return nil }
+        return WinogradGeometry(g, threads: threads)
     }
 
     /// M and K of a contraction's GEMM (a convolution's per group).
@@ -351,7 +391,9 @@ extension KernelProgram {
     /// A GEMM packs blocks of its operands into scratch; a convolution also unfolds its input
     /// (im2col) there a tile at a time unless it is a plain 1x1; a transposed convolution keeps
     /// its columns there before scattering them. Each of the kernel's threads has its own.
-    public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, prepackedWeights: Bool = false) -> Int {
+    public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, weightLayout: WeightLayout = .plain) -> Int {
+        if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape, threads: threads) { return w.scratchFloats * threads }
+        let prepackedWeights = weightLayout.isPacked
         var base = op
         if case let .epilogue(b, _, _) = op { base = b }
         let perThread: Int

@@ -17,10 +17,10 @@ struct KernelSignature: Hashable {
     let inPlaceOperand: Int?
     let split: ThreadSplit
     let threads: Int
-    let prepackedWeights: Bool
+    let weightLayout: WeightLayout
 
     init(_ kernel: Kernel) {
-        prepackedWeights = kernel.prepackedWeights
+        weightLayout = kernel.weightLayout
         inPlaceOperand = kernel.inPlaceOperand
         split = kernel.split
         threads = kernel.threads

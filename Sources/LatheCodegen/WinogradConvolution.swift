@@ -1,0 +1,200 @@
+import CLLVM
+import LatheIR
+
+/// A convolution by Winograd's F(m x m, 3 x 3) (WinogradGeometry), a strip of tile rows at a time:
+///
+///     for each input channel c:
+///       copy the strip's input rows of c, zero-padded, into scratch
+///       for each row of tiles, for each vector of tiles:      (lanes = neighbouring tiles)
+///         V[ξν][c][tile] = (Bᵀ d B)[ξ][ν]
+///     for each ξν: M[ξν] = U[ξν] x V[ξν]                      (packed GEMM; U packed at compile time)
+///     for each output channel, row of tiles, vector of tiles:
+///       Y = Aᵀ M A (+ bias, epilogue), stored m rows of m x lanes outputs
+///
+/// The lanes of a vector hold neighbouring tiles, so the transforms are whole-vector additions;
+/// their input patches are gathered by loading m x lanes floats and keeping every m-th, and their
+/// output rows interleaved by one shuffle. Vectors that run past a row's last tile compute on the
+/// padding: their lanes land in the next row's columns, overwritten afterwards, or in the slack
+/// after the last; only the output store is cut to the outputs that exist.
+extension IRBuilder {
+    func winogradConvolution(_ w: WinogradGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?,
+                             scratch: LLVMValue, epilogue: GemmEpilogue?, thread: LLVMValue, threads: Int) {
+        let g = w.conv
+        let mine = pointer(scratch, imul(thread, int(w.scratchFloats)))
+        let strip = mine
+        let transformed = pointer(mine, int(w.stripFloats))
+        let products = pointer(transformed, int(w.transformedFloats))
+        let packing = pointer(products, int(w.productFloats))
+        let blocking = GemmBlocking(vectorWidth: vectorWidth)
+        let (start, end) = threads > 1 ? unitRange(count: w.units, thread: thread, threads: threads) : (int(0), int(w.units))
+        loop(from: start, to: end) { u in
+            let image = LLVMBuildUDiv(builder, u, int(w.stripsPerImage), "")!
+            let firstTileRow = imul(LLVMBuildURem(builder, u, int(w.stripsPerImage), "")!, int(w.stripRows))
+            let tileRows = imin(int(w.stripRows), isub(int(w.tilesY), firstTileRow))
+            let columns = imul(tileRows, int(w.tilesX))
+            let imageInput = pointer(input, imul(image, int(g.channels * g.inputPlane)))
+            loop(from: int(0), to: int(g.channels)) { c in
+                copyStrip(w, from: pointer(imageInput, imul(c, int(g.inputPlane))), to: strip, firstTileRow: firstTileRow)
+                transformInput(w, strip: strip, into: pointer(transformed, imul(c, int(w.rowStride))), tileRows: tileRows)
+            }
+            loop(from: int(0), to: int(w.alpha * w.alpha)) { e in
+                packedGemm(blocking, m: int(g.outChannels), n: columns, maxM: g.outChannels, k: g.channels,
+                           a: MatrixView(base: weights, offset: imul(e, int(roundUp(g.outChannels, blocking.rows) * g.channels)), rowStride: g.channels),
+                           b: MatrixView(base: transformed, offset: imul(e, int(g.channels * w.rowStride)), rowStride: w.rowStride),
+                           c: MatrixView(base: products, offset: imul(e, int(g.outChannels * w.rowStride)), rowStride: w.rowStride),
+                           bias: .none, epilogue: nil, packing: packing, prepackedA: true)
+            }
+            loop(from: int(0), to: int(g.outChannels)) { o in
+                let channelOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
+                transformOutput(w, products: pointer(products, imul(o, int(w.rowStride))), output: output, at: channelOutput,
+                                firstTileRow: firstTileRow, tileRows: tileRows, bias: bias.map { load($0, o) }, epilogue: epilogue)
+            }
+        }
+    }
+
+    /// strip[r][x] = input[firstTileRow*m - padTop + r][x - padLeft], zero outside the image.
+    private func copyStrip(_ w: WinogradGeometry, from input: LLVMValue, to strip: LLVMValue, firstTileRow: LLVMValue) {
+        let g = w.conv
+        let (padTop, padLeft) = (g.attributes.pads[0], g.attributes.pads[1])
+        let length = w.inputRowLength
+        let top = isub(imul(firstTileRow, int(w.tile)), int(padTop))
+        loop(from: int(0), to: int(w.inputRows)) { r in
+            let row = pointer(strip, imul(r, int(length)))
+            let y = iadd(top, r)
+            let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, y, int(0), "")!,
+                                      LLVMBuildICmp(builder, LLVMIntSLT, y, int(g.height), "")!, "")!
+            ifElse(inside, then: {
+                if padLeft > 0 { fill(row, count: int(padLeft), with: 0) }
+                elementwise(shape: [g.width], output: StridedView(base: pointer(row, int(padLeft)), strides: [1]),
+                            inputs: [StridedView(base: pointer(input, imul(y, int(g.width))), strides: [1])]) { v, _ in v[0] }
+                fill(pointer(row, int(padLeft + g.width)), count: int(length - padLeft - g.width), with: 0)
+            }, else: {
+                fill(row, count: int(length), with: 0)
+            })
+        }
+    }
+
+    /// V[ξν][tile] for every tile of the strip (`out` at channel c of matrix 0).
+    private func transformInput(_ w: WinogradGeometry, strip: LLVMValue, into out: LLVMValue, tileRows: LLVMValue) {
+        let (m, a, lanes) = (w.tile, w.alpha, vectorWidth)
+        let t = w.transform
+        let matrixStride = w.conv.channels * w.rowStride
+        loop(from: int(0), to: tileRows) { r in
+            loop(from: int(0), to: int(w.tilesX), step: lanes) { tx in
+                // d[i][j], lane k: strip[r*m + i][(tx + k)*m + j].
+                var d: [[LLVMValue]] = []
+                for i in 0..<a {
+                    let rowStart = iadd(imul(iadd(imul(r, int(m)), int(i)), int(w.inputRowLength)), imul(tx, int(m)))
+                    d.append((0..<a).map { j in everyNth(m, load(strip, iadd(rowStart, int(j)), lanes: m * lanes)) })
+                }
+                // Bᵀ d, then (Bᵀ d) B.
+                let left = (0..<a).map { xi in (0..<a).map { j in combine(t.inputT[xi], (0..<a).map { d[$0][j] }) } }
+                let column = iadd(imul(r, int(w.tilesX)), tx)
+                for xi in 0..<a {
+                    for nu in 0..<a {
+                        store(combine(t.inputT[nu], left[xi]), out, iadd(int((xi * a + nu) * matrixStride), column))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Y = Aᵀ M A for every tile of the strip, of one output channel (`products` at that channel
+    /// of matrix 0), plus bias and epilogue, into the output plane at `plane`.
+    private func transformOutput(_ w: WinogradGeometry, products: LLVMValue, output: LLVMValue, at plane: LLVMValue, firstTileRow: LLVMValue,
+                                 tileRows: LLVMValue, bias: LLVMValue?, epilogue: GemmEpilogue?) {
+        let g = w.conv
+        let (m, a, lanes) = (w.tile, w.alpha, vectorWidth)
+        let t = w.transform
+        let matrixStride = g.outChannels * w.rowStride
+        loop(from: int(0), to: tileRows) { r in
+            loop(from: int(0), to: int(w.tilesX), step: lanes) { tx in
+                let column = iadd(imul(r, int(w.tilesX)), tx)
+                let mv = (0..<a).map { xi in (0..<a).map { nu in load(products, iadd(int((xi * a + nu) * matrixStride), column), lanes: lanes) } }
+                // Aᵀ M, then (Aᵀ M) A.
+                let left = (0..<m).map { i in (0..<a).map { nu in combine(t.outputT[i], (0..<a).map { mv[$0][nu] }) } }
+                let tileRow = iadd(firstTileRow, r)
+                for i in 0..<m {
+                    let y = (0..<m).map { j in combine(t.outputT[j], left[i]) }
+                    let oy = iadd(imul(tileRow, int(m)), int(i))
+                    let row = interleave(y), firstX = imul(tx, int(m))
+                    let store = { self.storeOutputRow(row, g: g, output: output, plane: plane, oy: oy, firstX: firstX, bias: bias, epilogue: epilogue) }
+                    if g.outH % m == 0 || i == 0 { store() } else {
+                        ifElse(LLVMBuildICmp(builder, LLVMIntSLT, oy, int(g.outH), "")!, then: store, else: {})
+                    }
+                }
+            }
+        }
+    }
+
+    /// output[plane + oy*outW + firstX + x] = epilogue(values[x] + bias) for the x < outW - firstX,
+    /// a vector at a time where whole vectors fit, else a value at a time.
+    private func storeOutputRow(_ values: LLVMValue, g: ConvGeometry, output: LLVMValue, plane: LLVMValue, oy: LLVMValue, firstX: LLVMValue,
+                                bias: LLVMValue?, epilogue: GemmEpilogue?) {
+        let width = vectorWidth
+        let chunks = lanes(of: values) / width
+        let rowOffset = imul(oy, int(g.outW))
+        func finish(_ v: LLVMValue, spatial: LLVMValue, lanes: Int) -> LLVMValue {
+            var value = v
+            if let bias { value = add(value, lanes == 1 ? bias : splat(bias, lanes: lanes)) }
+            // A convolution's epilogue operands are laid out like its result (Op.epilogueReadsPerColumn).
+            if let epilogue { value = emit(epilogue.formula, [value] + epilogue.extras.map { load($0.base, iadd(plane, spatial), lanes: lanes) }) }
+            return value
+        }
+        for q in 0..<chunks {
+            let x = iadd(firstX, int(q * width))
+            let spatial = iadd(rowOffset, x)
+            let chunk = LLVMBuildShuffleVector(builder, values, LLVMGetUndef(LLVMTypeOf(values)), constantMask((0..<width).map { q * width + $0 }), "")!
+            let valid = isub(int(g.outW), x)
+            ifElse(LLVMBuildICmp(builder, LLVMIntSGE, valid, int(width), "")!, then: {
+                store(finish(chunk, spatial: spatial, lanes: width), output, iadd(plane, spatial))
+            }, else: {
+                loop(from: int(0), to: imin(valid, int(width))) { k in
+                    let s = iadd(spatial, k)
+                    store(finish(LLVMBuildExtractElement(builder, chunk, k, "")!, spatial: s, lanes: 1), output, iadd(plane, s))
+                }
+            })
+        }
+    }
+
+    /// Σ coefficient[k] · values[k] over the nonzero coefficients, ±1 as additions.
+    private func combine(_ coefficients: [Double], _ values: [LLVMValue]) -> LLVMValue {
+        var sum: LLVMValue?
+        for (c, v) in zip(coefficients, values) where c != 0 {
+            if let s = sum {
+                sum = c == 1 ? add(s, v) : c == -1 ? sub(s, v) : fma(float(Float(c), like: v), v, s)
+            } else {
+                sum = c == 1 ? v : mul(float(Float(c), like: v), v)
+            }
+        }
+        return sum ?? float(0, like: values[0])
+    }
+
+    /// Lanes 0, n, 2n, ... of a vector n times as wide as the result.
+    private func everyNth(_ n: Int, _ wide: LLVMValue) -> LLVMValue {
+        let count = lanes(of: wide) / n
+        return LLVMBuildShuffleVector(builder, wide, LLVMGetUndef(LLVMTypeOf(wide)), constantMask((0..<count).map { $0 * n }), "")!
+    }
+
+    /// The vectors' lanes interleaved: result[k * n + j] = vectors[j][k].
+    private func interleave(_ vectors: [LLVMValue]) -> LLVMValue {
+        var parts = vectors
+        let lanes = lanes(of: vectors[0])
+        // Concatenate pairwise (padding an odd count with undef) until one vector holds them all.
+        while parts.count > 1 {
+            if parts.count % 2 == 1 { parts.append(LLVMGetUndef(LLVMTypeOf(parts[0]))) }
+            parts = stride(from: 0, to: parts.count, by: 2).map { k in
+                let width = self.lanes(of: parts[k])
+                return LLVMBuildShuffleVector(builder, parts[k], parts[k + 1], constantMask(Array(0..<(2 * width))), "")!
+            }
+        }
+        let n = vectors.count
+        return LLVMBuildShuffleVector(builder, parts[0], LLVMGetUndef(LLVMTypeOf(parts[0])),
+                                      constantMask((0..<(n * lanes)).map { ($0 % n) * lanes + $0 / n }), "")!
+    }
+
+    private func constantMask(_ indices: [Int]) -> LLVMValue {
+        var elements = indices.map { LLVMConstInt(LLVMInt32TypeInContext(context), UInt64($0), 0) }
+        return LLVMConstVector(&elements, UInt32(elements.count))
+    }
+}

@@ -1,0 +1,104 @@
+import LatheIR
+
+/// Winograd's minimal filtering, F(m x m, 3 x 3) (Lavin and Gray, "Fast Algorithms for
+/// Convolutional Neural Networks", 2015): an m x m tile of a 3 x 3, stride-1 convolution's output
+/// is Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A, where d_c is the (m+2) x (m+2) input patch of
+/// channel c and g_c its 3 x 3 filter. The sum over input channels of the α x α products
+/// (α = m + 2) is α² independent GEMMs of [OC x IC] by [IC x tiles], so a tile costs α² multiply-
+/// adds per channel pair instead of 9 m²: 36 for 144 with m = 4 (F(4x4, 3x3)), a quarter of the
+/// arithmetic. The filter transform runs at compile time; the input and output transforms are
+/// additions by small constants.
+public struct WinogradTransform: Sendable {
+    /// Output tile side m.
+    public let tile: Int
+    /// Input tile side α = m + 2.
+    public var alpha: Int { tile + 2 }
+    let inputT: [[Double]]    // Bᵀ, α x α
+    let filter: [[Double]]    // G, α x 3
+    let outputT: [[Double]]   // Aᵀ, m x α
+
+    /// F(4x4, 3x3) with the interpolation points 0, ±1, ±2, ∞ (scaled, as in Lavin's paper):
+    /// its rounding error stays within 1e-5 relative through VGG's 16 layers in single precision.
+    public static let f4x4 = WinogradTransform(
+        tile: 4,
+        inputT: [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                 [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+        filter: [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
+                 [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]],
+        outputT: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+
+    /// U = G g Gᵀ for each output and input channel: weights [OC, IC, 3, 3] to α² matrices
+    /// [OC, IC], matrix ξ·α+ν holding element (ξ, ν) of each U.
+    func transformFilters(_ w: [Float], outChannels: Int, inChannels: Int) -> [Float] {
+        let a = alpha
+        var out = [Float](repeating: 0, count: a * a * outChannels * inChannels)
+        for o in 0..<outChannels {
+            for c in 0..<inChannels {
+                let g = (0..<9).map { Double(w[(o * inChannels + c) * 9 + $0]) }
+                // G g: α x 3, then (G g) Gᵀ: α x α.
+                let gg = (0..<a).map { i in (0..<3).map { j in (0..<3).reduce(0.0) { $0 + filter[i][$1] * g[$1 * 3 + j] } } }
+                for i in 0..<a {
+                    for j in 0..<a {
+                        let u = (0..<3).reduce(0.0) { $0 + gg[i][$1] * filter[j][$1] }
+                        out[((i * a + j) * outChannels + o) * inChannels + c] = Float(u)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// How a convolution runs as Winograd: output tiles of m x m, grouped a strip of tile rows of one
+/// image at a time (a unit of work). Per unit and thread, scratch holds: the strip of input rows
+/// of one channel, zero-padded (so the transform reads without bounds checks), the transformed
+/// input V (α² matrices [IC x columns]), the products M (α² matrices [OC x columns]) and the
+/// GEMM's packing buffer for V.
+struct WinogradGeometry {
+    let conv: ConvGeometry
+    let transform: WinogradTransform
+    /// Slack after every row of V and M, and the widest vector any target uses: a vector of tiles
+    /// that runs past the last tile of a row spills into the next row or into this slack.
+    static let slack = 16
+
+    /// The convolutions Winograd serves: 3 x 3, stride 1, undilated, ungrouped, with enough
+    /// input channels that the transforms are paid back (they cost about as much as a GEMM
+    /// with a dozen channels) and enough tiles a strip for the GEMM to block.
+    /// With `threads`, strips are cut small enough that every thread has one.
+    init?(_ conv: ConvGeometry, threads: Int = 1, transform: WinogradTransform = .f4x4) {
+        let a = conv.attributes
+        guard conv.kernelH == 3, conv.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], conv.groups == 1,
+              conv.channels >= 16, conv.outChannels >= 16 else { return nil }
+        self.conv = conv
+        self.transform = transform
+        let tilesY = (conv.outH + transform.tile - 1) / transform.tile, tilesX = (conv.outW + transform.tile - 1) / transform.tile
+        guard tilesX * tilesY >= 36, tilesX >= 4 else { return nil }
+        let stripsNeeded = (threads + conv.batch - 1) / conv.batch
+        stripRows = min(tilesY, (96 + tilesX - 1) / tilesX, (tilesY + stripsNeeded - 1) / stripsNeeded)
+    }
+
+    var tile: Int { transform.tile }
+    var alpha: Int { transform.alpha }
+    var tilesY: Int { (conv.outH + tile - 1) / tile }
+    var tilesX: Int { (conv.outW + tile - 1) / tile }
+    /// Tile rows a strip: about 96 tiles, the GEMM's columns.
+    let stripRows: Int
+    var stripsPerImage: Int { (tilesY + stripRows - 1) / stripRows }
+    var units: Int { conv.batch * stripsPerImage }
+    /// Columns of a whole strip's GEMMs, and the row stride of V and M.
+    var columns: Int { stripRows * tilesX }
+    var rowStride: Int { columns + Self.slack }
+    /// The padded input rows of a strip and their length: room for a vector of tiles (of the
+    /// widest target) read from the last whole-vector position.
+    var inputRows: Int { stripRows * tile + 2 }
+    var inputRowLength: Int { roundUp(tilesX, Self.slack) * tile + alpha + tile * Self.slack }
+
+    var stripFloats: Int { inputRows * inputRowLength }
+    var transformedFloats: Int { alpha * alpha * conv.channels * rowStride }
+    var productFloats: Int { alpha * alpha * conv.outChannels * rowStride }
+    var packingFloats: Int { GemmBlocking.packingFloats(m: conv.outChannels, n: columns, k: conv.channels, packsA: false) }
+    var scratchFloats: Int { stripFloats + transformedFloats + productFloats + packingFloats }
+
+    /// Multiply-adds of the α² GEMMs, per image.
+    var gemmFlops: Int { 2 * alpha * alpha * conv.outChannels * conv.channels * tilesX * tilesY }
+}
