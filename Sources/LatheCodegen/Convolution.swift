@@ -53,7 +53,8 @@ struct ConvGeometry {
     /// The floats of working memory the convolution needs: one unfolded tile, then the GEMM's
     /// packing buffers.
     func scratchFloats(prepackedWeights: Bool) -> Int {
-        unfoldFloats + GemmBlocking.packingFloats(m: groupOutChannels, n: gemmColumns, k: unfoldedRows, packsA: !prepackedWeights)
+        if isDepthwise { return depthwisePaddedFloats }
+        return unfoldFloats + GemmBlocking.packingFloats(m: groupOutChannels, n: gemmColumns, k: unfoldedRows, packsA: !prepackedWeights)
     }
     /// Columns of the GEMM of one (whole) tile.
     var gemmColumns: Int { needsUnfold ? tileRows * outW : outputPlane }
@@ -91,7 +92,8 @@ extension IRBuilder {
         let packs = packing != nil && g.packs(vectorWidth: vectorWidth)
 
         /// Output channels [channel, channel + count) of the group, output rows of the tile.
-        func product(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?) {
+        func product(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?,
+                     columns share: (start: LLVMValue, count: LLVMValue)? = nil) {
             let imageChannel = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
             let channelInput = pointer(input, imul(imageChannel, int(g.inputPlane)))
             let firstChannel = iadd(imul(group, int(g.groupOutChannels)), channel)
@@ -110,8 +112,10 @@ extension IRBuilder {
                 }
             }
             guard let myScratch, g.needsUnfold else {
-                multiply(b: MatrixView(base: channelInput, offset: int(0), rowStride: g.outputPlane),
-                         c: MatrixView(base: output, offset: outputOffset, rowStride: g.outputPlane), columns: int(g.outputPlane), fixedColumns: g.outputPlane)
+                let (first, columns) = share ?? (int(0), int(g.outputPlane))
+                multiply(b: MatrixView(base: channelInput, offset: first, rowStride: g.outputPlane),
+                         c: MatrixView(base: output, offset: iadd(outputOffset, first), rowStride: g.outputPlane), columns: columns,
+                         fixedColumns: share == nil ? g.outputPlane : nil)
                 return
             }
             func tileProduct(rowsHere: LLVMValue, fixedRows: Int?) {
@@ -139,11 +143,11 @@ extension IRBuilder {
                        else: { tileProduct(rowsHere: int(lastRows), fixedRows: lastRows) })
             }
         }
-        func unit(_ u: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?) {
+        func unit(_ u: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?, columns: (LLVMValue, LLVMValue)? = nil) {
             let tile = LLVMBuildURem(builder, u, int(g.tileCount), "")!
             let imageGroup = LLVMBuildUDiv(builder, u, int(g.tileCount), "")!
             product(image: LLVMBuildUDiv(builder, imageGroup, int(g.groups), "")!, group: LLVMBuildURem(builder, imageGroup, int(g.groups), "")!,
-                    tile: tile, channel: channel, count: count, fixedCount: fixedCount)
+                    tile: tile, channel: channel, count: count, fixedCount: fixedCount, columns: columns)
         }
         switch split {
         case let .rows(total, chunk):
@@ -157,6 +161,13 @@ extension IRBuilder {
         case .units:
             let (start, end) = unitRange(count: g.units, thread: thread, threads: threads)
             loop(from: start, to: end) { u in unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels) }
+        case let .columns(total, chunk) where packs && !g.needsUnfold:
+            // A 1x1 convolution's output positions: each thread packs only its own columns of B.
+            loop(from: int(0), to: int(g.units)) { u in
+                forThreadShare(total: total, chunk: chunk, thread: thread) { start, count in
+                    unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels, columns: (start, count))
+                }
+            }
         case .single, .columns:
             loop(from: int(0), to: int(g.units)) { u in unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels) }
         }

@@ -129,9 +129,14 @@ extension IRBuilder {
             guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
                 throw LatheError.unsupported("conv2d with shapes \(shapes)")
             }
-            if case .winograd = weightLayout, let scratch, let w = WinogradGeometry(g, threads: threads) {
+            if case .winograd = weightLayout, let scratch, let w = WinogradGeometry(g) {
                 winogradConvolution(w, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
-                                    epilogue: epilogue, thread: thread, threads: threads)
+                                    epilogue: epilogue, split: split, thread: thread, threads: threads)
+                return
+            }
+            if g.isDepthwise, let scratch {
+                depthwiseConvolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
+                                     epilogue: epilogue, split: split, thread: thread, threads: threads)
                 return
             }
             convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch, epilogue: epilogue,

@@ -348,8 +348,9 @@ extension KernelProgram {
     static func threadPlan(_ node: Node, _ graph: Graph, threads: Int, weightLayout: WeightLayout = .plain) -> (ThreadSplit, Int) {
         let shapes = node.operands.map { graph[$0].type.shape }
         let flops = Kernel.flops(of: node.op, operandShapes: shapes, resultShape: node.type.shape)
-        if case .winograd = weightLayout, let w = winogradGeometry(node.op, shapes, node.type.shape, threads: threads) {
-            return threads > 1 && flops >= ThreadSplit.minimumFlops && w.units > 1 ? (.units(w.units), threads) : (.single, 1)
+        if case .winograd = weightLayout, let w = winogradGeometry(node.op, shapes, node.type.shape) {
+            let split = ThreadSplit.plan(units: w.units, rows: w.conv.outChannels, flops: flops, threads: threads)
+            return (split, split == .single ? 1 : threads)
         }
         let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads)
         return (split, split == .single ? 1 : threads)
@@ -371,11 +372,11 @@ extension KernelProgram {
         return .gemmPanels(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: panel)
     }
 
-    static func winogradGeometry(_ op: Op, _ shapes: [[Int]], _ resultShape: [Int], threads: Int) -> WinogradGeometry? {
+    static func winogradGeometry(_ op: Op, _ shapes: [[Int]], _ resultShape: [Int]) -> WinogradGeometry? {
         var base = op
         if case let .epilogue(b, _, _) = op { base = b }
         guard case let .conv2d(a) = base, let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return nil }
-        return WinogradGeometry(g, threads: threads)
+        return WinogradGeometry(g)
     }
 
     /// M and K of a contraction's GEMM (a convolution's per group).
@@ -392,7 +393,7 @@ extension KernelProgram {
     /// (im2col) there a tile at a time unless it is a plain 1x1; a transposed convolution keeps
     /// its columns there before scattering them. Each of the kernel's threads has its own.
     public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, weightLayout: WeightLayout = .plain) -> Int {
-        if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape, threads: threads) { return w.scratchFloats * threads }
+        if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape) { return w.scratchFloats * threads }
         let prepackedWeights = weightLayout.isPacked
         var base = op
         if case let .epilogue(b, _, _) = op { base = b }

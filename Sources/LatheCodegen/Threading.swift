@@ -27,6 +27,20 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// A convolution's split: whole units when they divide evenly enough, else chunks of the
+    /// output positions of a 1x1 convolution (`columns`, 0 for others), else chunks of its output
+    /// channels in every unit.
+    static func plan(units: Int, rows: Int, columns: Int = 0, flops: Int, threads: Int) -> ThreadSplit {
+        guard threads > 1, flops >= minimumFlops else { return .single }
+        if units >= 2 * threads || units % threads == 0 { return .units(units) }
+        let panel = GemmBlocking.largestColumns
+        if columns >= threads * 2 * panel { return .columns(total: columns, chunk: ((columns + threads - 1) / threads + panel - 1) / panel * panel) }
+        if rows >= threads * GemmBlocking.largestRows {
+            return .rows(total: rows, chunk: ((rows + threads - 1) / threads + GemmBlocking.largestRows - 1) / GemmBlocking.largestRows * GemmBlocking.largestRows)
+        }
+        return units > 1 ? .units(units) : .single
+    }
+
     /// The split of a kernel over `threads` threads.
     static func plan(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], flops: Int, threads: Int) -> ThreadSplit {
         guard threads > 1, flops >= minimumFlops else { return .single }
@@ -43,10 +57,10 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
         switch base {
         case let .conv2d(a):
             guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return .single }
-            let units = g.units
-            if units >= 2 * threads || units % threads == 0 { return .units(units) }
-            if g.groupOutChannels >= threads * GemmBlocking.largestRows { return .rows(total: g.groupOutChannels, chunk: chunk(g.groupOutChannels, GemmBlocking.largestRows)) }
-            return units > 1 ? .units(units) : .single
+            if g.isDepthwise { return plan(units: g.batch * g.channels, rows: 0, flops: flops, threads: threads) }
+            // Only where every target packs it: the columns split has no unpacked form.
+            let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane
+            return plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: flops, threads: threads)
         case .pool2d:
             let planes = shapes[0].prefix(2).reduce(1, *)
             return planes >= threads ? .units(planes) : .single

@@ -1,9 +1,10 @@
 import CLLVM
 import LatheIR
 
-/// A convolution by Winograd's F(m x m, 3 x 3) (WinogradGeometry), a strip of tile rows at a time:
+/// A convolution by Winograd's F(m x m, 3 x 3) (WinogradGeometry), a strip of tile rows (or a few
+/// small images) at a time:
 ///
-///     for each input channel c:
+///     for each image of the unit, each input channel c:
 ///       copy the strip's input rows of c, zero-padded, into scratch
 ///       for each row of tiles, for each vector of tiles:      (lanes = neighbouring tiles)
 ///         V[ξν][c][tile] = (Bᵀ d B)[ξ][ν]
@@ -17,8 +18,11 @@ import LatheIR
 /// padding: their lanes land in the next row's columns, overwritten afterwards, or in the slack
 /// after the last; only the output store is cut to the outputs that exist.
 extension IRBuilder {
+    /// This thread's share: a run of strips (`.units`), or its chunk of output channels of every
+    /// strip (`.rows`; each thread then transforms the whole strip's input, about 2% of the
+    /// work with 128 output channels, for a split that needs no barrier).
     func winogradConvolution(_ w: WinogradGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?,
-                             scratch: LLVMValue, epilogue: GemmEpilogue?, thread: LLVMValue, threads: Int) {
+                             scratch: LLVMValue, epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let g = w.conv
         let mine = pointer(scratch, imul(thread, int(w.scratchFloats)))
         let strip = mine
@@ -26,29 +30,47 @@ extension IRBuilder {
         let products = pointer(transformed, int(w.transformedFloats))
         let packing = pointer(products, int(w.productFloats))
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        let (start, end) = threads > 1 ? unitRange(count: w.units, thread: thread, threads: threads) : (int(0), int(w.units))
-        loop(from: start, to: end) { u in
-            let image = LLVMBuildUDiv(builder, u, int(w.stripsPerImage), "")!
+        let panelRows = roundUp(g.outChannels, blocking.rows)
+
+        func unit(_ u: LLVMValue, firstChannel: LLVMValue, channels: LLVMValue) {
+            let firstImage = imul(LLVMBuildUDiv(builder, u, int(w.stripsPerImage), "")!, int(w.imagesPerUnit))
+            let images = imin(int(w.imagesPerUnit), isub(int(g.batch), firstImage))
             let firstTileRow = imul(LLVMBuildURem(builder, u, int(w.stripsPerImage), "")!, int(w.stripRows))
             let tileRows = imin(int(w.stripRows), isub(int(w.tilesY), firstTileRow))
-            let columns = imul(tileRows, int(w.tilesX))
-            let imageInput = pointer(input, imul(image, int(g.channels * g.inputPlane)))
-            loop(from: int(0), to: int(g.channels)) { c in
-                copyStrip(w, from: pointer(imageInput, imul(c, int(g.inputPlane))), to: strip, firstTileRow: firstTileRow)
-                transformInput(w, strip: strip, into: pointer(transformed, imul(c, int(w.rowStride))), tileRows: tileRows)
+            let imageColumns = imul(tileRows, int(w.tilesX))
+            loop(from: int(0), to: images) { j in
+                let imageInput = pointer(input, imul(iadd(firstImage, j), int(g.channels * g.inputPlane)))
+                loop(from: int(0), to: int(g.channels)) { c in
+                    copyStrip(w, from: pointer(imageInput, imul(c, int(g.inputPlane))), to: strip, firstTileRow: firstTileRow)
+                    transformInput(w, strip: strip, into: pointer(transformed, iadd(imul(c, int(w.rowStride)), imul(j, imageColumns))), tileRows: tileRows)
+                }
             }
             loop(from: int(0), to: int(w.alpha * w.alpha)) { e in
-                packedGemm(blocking, m: int(g.outChannels), n: columns, maxM: g.outChannels, k: g.channels,
-                           a: MatrixView(base: weights, offset: imul(e, int(roundUp(g.outChannels, blocking.rows) * g.channels)), rowStride: g.channels),
+                packedGemm(blocking, m: channels, n: imul(images, imageColumns), maxM: g.outChannels, k: g.channels,
+                           a: MatrixView(base: weights, offset: imul(iadd(imul(e, int(panelRows)), firstChannel), int(g.channels)), rowStride: g.channels),
                            b: MatrixView(base: transformed, offset: imul(e, int(g.channels * w.rowStride)), rowStride: w.rowStride),
-                           c: MatrixView(base: products, offset: imul(e, int(g.outChannels * w.rowStride)), rowStride: w.rowStride),
+                           c: MatrixView(base: products, offset: imul(iadd(imul(e, int(g.outChannels)), firstChannel), int(w.rowStride)), rowStride: w.rowStride),
                            bias: .none, epilogue: nil, packing: packing, prepackedA: true)
             }
-            loop(from: int(0), to: int(g.outChannels)) { o in
-                let channelOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
-                transformOutput(w, products: pointer(products, imul(o, int(w.rowStride))), output: output, at: channelOutput,
-                                firstTileRow: firstTileRow, tileRows: tileRows, bias: bias.map { load($0, o) }, epilogue: epilogue)
+            loop(from: int(0), to: images) { j in
+                let image = iadd(firstImage, j)
+                loop(from: firstChannel, to: iadd(firstChannel, channels)) { o in
+                    let channelOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
+                    transformOutput(w, products: pointer(products, iadd(imul(o, int(w.rowStride)), imul(j, imageColumns))), output: output,
+                                    at: channelOutput, firstTileRow: firstTileRow, tileRows: tileRows, bias: bias.map { load($0, o) }, epilogue: epilogue)
+                }
             }
+        }
+        switch split {
+        case let .rows(total, chunk):
+            forThreadShare(total: total, chunk: chunk, thread: thread) { start, count in
+                loop(from: int(0), to: int(w.units)) { u in unit(u, firstChannel: start, channels: count) }
+            }
+        case .units:
+            let (start, end) = unitRange(count: w.units, thread: thread, threads: threads)
+            loop(from: start, to: end) { u in unit(u, firstChannel: int(0), channels: int(g.outChannels)) }
+        case .single, .columns:
+            loop(from: int(0), to: int(w.units)) { u in unit(u, firstChannel: int(0), channels: int(g.outChannels)) }
         }
     }
 

@@ -50,7 +50,7 @@ public struct WinogradTransform: Sendable {
 }
 
 /// How a convolution runs as Winograd: output tiles of m x m, grouped a strip of tile rows of one
-/// image at a time (a unit of work). Per unit and thread, scratch holds: the strip of input rows
+/// image, or a few whole small images, at a time (a unit of work). Per unit and thread, scratch holds: the strip of input rows
 /// of one channel, zero-padded (so the transform reads without bounds checks), the transformed
 /// input V (α² matrices [IC x columns]), the products M (α² matrices [OC x columns]) and the
 /// GEMM's packing buffer for V.
@@ -63,30 +63,37 @@ struct WinogradGeometry {
 
     /// The convolutions Winograd serves: 3 x 3, stride 1, undilated, ungrouped, with enough
     /// input channels that the transforms are paid back (they cost about as much as a GEMM
-    /// with a dozen channels) and enough tiles a strip for the GEMM to block.
-    /// With `threads`, strips are cut small enough that every thread has one.
-    init?(_ conv: ConvGeometry, threads: Int = 1, transform: WinogradTransform = .f4x4) {
+    /// with a dozen channels) and at least 4 x 4 tiles an image: below that the transforms
+    /// compute mostly padding (the Keras CNN's 11 x 11 images: 1.2 times slower than the GEMM),
+    /// and the GEMMs of one image have too few columns to pay for reading the transformed
+    /// filters, 4 times the size of the filters (ResNet's 7 x 7 images).
+    init?(_ conv: ConvGeometry, transform: WinogradTransform = .f4x4) {
         let a = conv.attributes
         guard conv.kernelH == 3, conv.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], conv.groups == 1,
               conv.channels >= 16, conv.outChannels >= 16 else { return nil }
         self.conv = conv
         self.transform = transform
         let tilesY = (conv.outH + transform.tile - 1) / transform.tile, tilesX = (conv.outW + transform.tile - 1) / transform.tile
-        guard tilesX * tilesY >= 36, tilesX >= 4 else { return nil }
-        let stripsNeeded = (threads + conv.batch - 1) / conv.batch
-        stripRows = min(tilesY, (96 + tilesX - 1) / tilesX, (tilesY + stripsNeeded - 1) / stripsNeeded)
+        guard tilesX >= 4, tilesY >= 4 else { return nil }
+        stripRows = min(tilesY, (96 + tilesX - 1) / tilesX)
+        // Small images: a unit is several whole images, in as even groups as make about 96 columns.
+        let tiles = tilesX * tilesY
+        let groups = stripRows == tilesY ? max(1, (conv.batch * tiles + 95) / 96) : conv.batch
+        imagesPerUnit = (conv.batch + groups - 1) / groups
     }
 
     var tile: Int { transform.tile }
     var alpha: Int { transform.alpha }
     var tilesY: Int { (conv.outH + tile - 1) / tile }
     var tilesX: Int { (conv.outW + tile - 1) / tile }
-    /// Tile rows a strip: about 96 tiles, the GEMM's columns.
+    /// Tile rows a strip: about 96 tiles, the GEMMs' columns.
     let stripRows: Int
+    /// Images a unit: one, unless a strip is a whole image.
+    let imagesPerUnit: Int
     var stripsPerImage: Int { (tilesY + stripRows - 1) / stripRows }
-    var units: Int { conv.batch * stripsPerImage }
-    /// Columns of a whole strip's GEMMs, and the row stride of V and M.
-    var columns: Int { stripRows * tilesX }
+    var units: Int { (conv.batch + imagesPerUnit - 1) / imagesPerUnit * stripsPerImage }
+    /// Columns of a whole unit's GEMMs, and the row stride of V and M.
+    var columns: Int { imagesPerUnit * stripRows * tilesX }
     var rowStride: Int { columns + Self.slack }
     /// The padded input rows of a strip and their length: room for a vector of tiles (of the
     /// widest target) read from the last whole-vector position.

@@ -51,6 +51,11 @@ let convCases: [OpCase] = [
     // Unfolded a few output rows at a time: 41 rows as tiles of 4 and a last tile of 1.
     ConvSetup(input: [1, 24, 41, 61], weight: [7, 24, 3, 3], pads: [1, 1, 1, 1]),
     ConvSetup(input: [2, 40, 37, 45], weight: [8, 40, 3, 3], strides: [2, 2], pads: [1, 0, 2, 1]),
+    // Depthwise (DepthwiseConvolution.swift): rows of whole vectors and a tail, stride 2 by
+    // every other lane, dilation, one-sided padding, a 5x5 window.
+    ConvSetup(input: [2, 5, 37, 29], weight: [5, 1, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 5),
+    ConvSetup(input: [1, 7, 20, 41], weight: [7, 1, 3, 3], pads: [1, 0, 1, 2], dilations: [1, 2], groups: 7, bias: false),
+    ConvSetup(input: [1, 4, 12, 35], weight: [4, 1, 5, 5], strides: [1, 2], pads: [2, 2, 2, 2], groups: 4),
 ].map { s in
     OpCase("conv2d \(s.input) w\(s.weight) s\(s.strides) p\(s.pads) d\(s.dilations) g\(s.groups)",
            [Operand(shape: s.input), Operand(shape: s.weight)] + (s.bias ? [Operand(shape: [s.weight[0]])] : [])) { x in
@@ -59,9 +64,11 @@ let convCases: [OpCase] = [
 }
 
 /// Constant weights: the packed GEMM reads them in panels laid out at compile time
-/// (WeightLayout.gemmPanels), output channels padded to whole panels per group.
+/// (WeightLayout.gemmPanels), output channels padded to whole panels per group. The 1x1
+/// convolution of one image splits its output positions among threads (ThreadSplit.columns).
 let constantWeightConvCases: [OpCase] = [
     ([1, 8, 19, 23], [13, 8, 3, 3], 1), ([2, 12, 15, 9], [28, 3, 3, 3], 4), ([1, 64, 9, 9], [40, 64, 1, 1], 1),
+    ([1, 16, 30, 33], [16, 1, 3, 3], 16), ([1, 32, 20, 20], [16, 32, 1, 1], 1),
 ].map { input, weight, groups in
     OpCase("conv2d \(input) constant w\(weight) g\(groups)", [Operand(shape: input)]) { x in
         let w = x[0].graph.constant(.random(shape: weight, seed: 21, in: -1...1))

@@ -9,13 +9,16 @@ struct WinogradSetup: Sendable {
 /// 3x3 stride-1 convolutions with constant weights that run as Winograd F(4x4, 3x3): output
 /// sides that are not multiples of 4 (cut tiles at the right and bottom), channel counts that are
 /// not multiples of the register block, rows of tiles wider and narrower than a vector, several
-/// strips an image, a batch, no padding and one-sided padding, and a residual Add in the epilogue.
+/// strips an image, several images a unit, no padding and one-sided padding, and a residual Add
+/// in the epilogue.
 let winogradCases: [OpCase] = [
     WinogradSetup(input: [1, 17, 27, 30], outChannels: 19),
     WinogradSetup(input: [2, 16, 24, 26], outChannels: 16, pads: [0, 0, 0, 0]),
     WinogradSetup(input: [1, 24, 28, 28], outChannels: 24, residual: true),
     WinogradSetup(input: [1, 16, 70, 69], outChannels: 21, pads: [1, 0, 0, 1]),
     WinogradSetup(input: [1, 32, 23, 44], outChannels: 40, pads: [0, 1, 2, 1], residual: false),
+    // Small images, several a unit: 5 images of 5 x 5 tiles as units of 3 and 2.
+    WinogradSetup(input: [5, 16, 18, 18], outChannels: 16, residual: true),
 ].map { s in
     OpCase("winograd conv2d \(s.input) -> \(s.outChannels) p\(s.pads)\(s.residual ? " + residual" : "")", [Operand(shape: s.input)]) { x in
         let w = x[0].graph.constant(.random(shape: [s.outChannels, s.input[1], 3, 3], seed: 31, in: -0.5...0.5))
