@@ -34,7 +34,7 @@ public enum WeightLayout: Hashable, Sendable {
         case .plain: return t.scalars
         case let .gemmPanels(groups, rows, depth, panel): return Self.arrangePanels(t.scalars, groups: groups, rows: rows, depth: depth, panel: panel)
         case let .winograd(tile, outChannels, inChannels, panel):
-            let u = WinogradTransform.f4x4.transformFilters(t.scalars, outChannels: outChannels, inChannels: inChannels)
+            let u = WinogradTransform.forTile(tile).transformFilters(t.scalars, outChannels: outChannels, inChannels: inChannels)
             return Self.arrangePanels(u, groups: (tile + 2) * (tile + 2), rows: outChannels, depth: inChannels, panel: panel)
         }
     }
@@ -368,7 +368,7 @@ extension KernelProgram {
         if let winograd = WinogradGeometry(g) {
             return .winograd(tile: winograd.tile, outChannels: g.outChannels, inChannels: g.channels, panel: panel)
         }
-        guard g.packs(vectorWidth: vectorWidth) else { return .plain }
+        guard !g.isDepthwise, g.packs(vectorWidth: vectorWidth) else { return .plain }
         return .gemmPanels(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: panel)
     }
 

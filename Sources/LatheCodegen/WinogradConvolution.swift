@@ -79,6 +79,8 @@ extension IRBuilder {
         let g = w.conv
         let (padTop, padLeft) = (g.attributes.pads[0], g.attributes.pads[1])
         let length = w.inputRowLength
+        // Only what this target's vectors of tiles read: the rest of the row is never loaded.
+        let used = roundUp(w.tilesX, vectorWidth) * w.tile + w.alpha - 1
         let top = isub(imul(firstTileRow, int(w.tile)), int(padTop))
         loop(from: int(0), to: int(w.inputRows)) { r in
             let row = pointer(strip, imul(r, int(length)))
@@ -89,9 +91,9 @@ extension IRBuilder {
                 if padLeft > 0 { fill(row, count: int(padLeft), with: 0) }
                 elementwise(shape: [g.width], output: StridedView(base: pointer(row, int(padLeft)), strides: [1]),
                             inputs: [StridedView(base: pointer(input, imul(y, int(g.width))), strides: [1])]) { v, _ in v[0] }
-                fill(pointer(row, int(padLeft + g.width)), count: int(length - padLeft - g.width), with: 0)
+                if used > padLeft + g.width { fill(pointer(row, int(padLeft + g.width)), count: int(used - padLeft - g.width), with: 0) }
             }, else: {
-                fill(row, count: int(length), with: 0)
+                fill(row, count: int(used), with: 0)
             })
         }
     }

@@ -17,8 +17,9 @@ public struct WinogradTransform: Sendable {
     let filter: [[Double]]    // G, α x 3
     let outputT: [[Double]]   // Aᵀ, m x α
 
-    /// F(4x4, 3x3) with the interpolation points 0, ±1, ±2, ∞ (scaled, as in Lavin's paper):
-    /// its rounding error stays within 1e-5 relative through VGG's 16 layers in single precision.
+    /// F(4x4, 3x3) with the interpolation points 0, ±1, ±2, ∞ (scaled, as in Lavin's paper).
+    /// Its rounding error is larger than a direct sum's, yet VGG19's 16 layers of it still give
+    /// ONNX Runtime's output to 3e-5 (tools/check-onnx-models.py).
     public static let f4x4 = WinogradTransform(
         tile: 4,
         inputT: [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -26,6 +27,15 @@ public struct WinogradTransform: Sendable {
         filter: [[1.0 / 4, 0, 0], [-1.0 / 6, -1.0 / 6, -1.0 / 6], [-1.0 / 6, 1.0 / 6, -1.0 / 6],
                  [1.0 / 24, 1.0 / 12, 1.0 / 6], [1.0 / 24, -1.0 / 12, 1.0 / 6], [0, 0, 1]],
         outputT: [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]])
+
+    /// F(2x2, 3x3): 16 products a tile for 36, for images too small for 4 x 4 tiles.
+    public static let f2x2 = WinogradTransform(
+        tile: 2,
+        inputT: [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]],
+        filter: [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]],
+        outputT: [[1, 1, 1, 0], [0, 1, -1, -1]])
+
+    static func forTile(_ tile: Int) -> WinogradTransform { tile == f2x2.tile ? f2x2 : f4x4 }
 
     /// U = G g Gᵀ for each output and input channel: weights [OC, IC, 3, 3] to α² matrices
     /// [OC, IC], matrix ξ·α+ν holding element (ξ, ν) of each U.
@@ -64,17 +74,25 @@ struct WinogradGeometry {
     /// The convolutions Winograd serves: 3 x 3, stride 1, undilated, ungrouped, with enough
     /// input channels that the transforms are paid back (they cost about as much as a GEMM
     /// with a dozen channels) and at least 4 x 4 tiles an image: below that the transforms
-    /// compute mostly padding (the Keras CNN's 11 x 11 images: 1.2 times slower than the GEMM),
-    /// and the GEMMs of one image have too few columns to pay for reading the transformed
-    /// filters, 4 times the size of the filters (ResNet's 7 x 7 images).
-    init?(_ conv: ConvGeometry, transform: WinogradTransform = .f4x4) {
+    /// compute mostly padding (the Keras CNN's 11 x 11 images as 3 x 3 tiles of 4 x 4: 1.2 times
+    /// slower than the GEMM). Those images take F(2x2, 3x3) when the batch has 36 of its tiles;
+    /// ResNet's 7 x 7 images of batch 1 take neither: their GEMMs would have too few columns to
+    /// pay for reading the transformed filters, 1.8 to 4 times the size of the filters.
+    init?(_ conv: ConvGeometry) {
         let a = conv.attributes
         guard conv.kernelH == 3, conv.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], conv.groups == 1,
               conv.channels >= 16, conv.outChannels >= 16 else { return nil }
+        func tiles(_ t: WinogradTransform) -> (Int, Int) { ((conv.outH + t.tile - 1) / t.tile, (conv.outW + t.tile - 1) / t.tile) }
+        let (y4, x4) = tiles(.f4x4), (y2, x2) = tiles(.f2x2)
+        if y4 >= 4 && x4 >= 4 {
+            transform = .f4x4
+        } else if y2 >= 4 && x2 >= 4 && conv.batch * y2 * x2 >= 36 {
+            transform = .f2x2
+        } else {
+            return nil
+        }
         self.conv = conv
-        self.transform = transform
-        let tilesY = (conv.outH + transform.tile - 1) / transform.tile, tilesX = (conv.outW + transform.tile - 1) / transform.tile
-        guard tilesX >= 4, tilesY >= 4 else { return nil }
+        let (tilesY, tilesX) = tiles(transform)
         stripRows = min(tilesY, (96 + tilesX - 1) / tilesX)
         // Small images: a unit is several whole images, in as even groups as make about 96 columns.
         let tiles = tilesX * tilesY

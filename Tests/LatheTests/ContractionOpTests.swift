@@ -64,11 +64,12 @@ let convCases: [OpCase] = [
 }
 
 /// Constant weights: the packed GEMM reads them in panels laid out at compile time
-/// (WeightLayout.gemmPanels), output channels padded to whole panels per group. The 1x1
+/// (WeightLayout.gemmPanels), output channels padded to whole panels per group, but for the
+/// depthwise kernel's (a gray image's first layer is one, of channel multiplier 32). The 1x1
 /// convolution of one image splits its output positions among threads (ThreadSplit.columns).
 let constantWeightConvCases: [OpCase] = [
     ([1, 8, 19, 23], [13, 8, 3, 3], 1), ([2, 12, 15, 9], [28, 3, 3, 3], 4), ([1, 64, 9, 9], [40, 64, 1, 1], 1),
-    ([1, 16, 30, 33], [16, 1, 3, 3], 16), ([1, 32, 20, 20], [16, 32, 1, 1], 1),
+    ([1, 16, 30, 33], [16, 1, 3, 3], 16), ([2, 1, 28, 28], [32, 1, 3, 3], 1), ([1, 32, 20, 20], [16, 32, 1, 1], 1),
 ].map { input, weight, groups in
     OpCase("conv2d \(input) constant w\(weight) g\(groups)", [Operand(shape: input)]) { x in
         let w = x[0].graph.constant(.random(shape: weight, seed: 21, in: -1...1))

@@ -19,6 +19,8 @@ let winogradCases: [OpCase] = [
     WinogradSetup(input: [1, 32, 23, 44], outChannels: 40, pads: [0, 1, 2, 1], residual: false),
     // Small images, several a unit: 5 images of 5 x 5 tiles as units of 3 and 2.
     WinogradSetup(input: [5, 16, 18, 18], outChannels: 16, residual: true),
+    // Too small for 4 x 4 tiles (3 x 3 of them): F(2x2, 3x3), as for the Keras CNN's second layer.
+    WinogradSetup(input: [4, 16, 13, 13], outChannels: 20, pads: [0, 0, 0, 0]),
 ].map { s in
     OpCase("winograd conv2d \(s.input) -> \(s.outChannels) p\(s.pads)\(s.residual ? " + residual" : "")", [Operand(shape: s.input)]) { x in
         let w = x[0].graph.constant(.random(shape: [s.outChannels, s.input[1], 3, 3], seed: 31, in: -0.5...0.5))
@@ -43,8 +45,10 @@ struct WinogradTests {
             let inputs = try c.operands.enumerated().map { try g.input("x\($0.offset)", shape: $0.element.shape) }
             let y = try c.build(inputs)
             let program = try KernelProgram.build(g, outputs: [("y", y.id)])
-            let layouts = program.kernels.map(\.weightLayout)
-            #expect(layouts.contains { if case .winograd = $0 { return true } else { return false } }, "\(c)")
+            let tiles = program.kernels.compactMap { kernel -> Int? in
+                if case let .winograd(tile, _, _, _) = kernel.weightLayout { return tile } else { return nil }
+            }
+            #expect(tiles == [c.operands[0].shape[2] == 13 ? 2 : 4], "\(c)")
         }
         let g = Graph(seed: 1)
         let x = try g.input("x", shape: [1, 16, 28, 28])
