@@ -28,28 +28,30 @@ public enum WeightLayout: Hashable, Sendable {
         }
     }
 
-    /// The tensor's values in this layout.
-    public func arrange(_ t: HostTensor) -> [Float] {
+    /// Writes the tensor's values in this layout to `out` (`floatCount` floats, zero-filled:
+    /// padding rows are left as they are).
+    public func write(_ t: HostTensor, into out: UnsafeMutableBufferPointer<Float>) {
         switch self {
-        case .plain: return t.scalars
-        case let .gemmPanels(groups, rows, depth, panel): return Self.arrangePanels(t.scalars, groups: groups, rows: rows, depth: depth, panel: panel)
+        case .plain:
+            _ = out.update(fromContentsOf: t.scalars)
+        case let .gemmPanels(groups, rows, depth, panel):
+            t.scalars.withUnsafeBufferPointer { Self.writePanels($0, groups: groups, rows: rows, depth: depth, panel: panel, into: out) }
         case let .winograd(tile, outChannels, inChannels, panel):
             let u = WinogradTransform.forTile(tile).transformFilters(t.scalars, outChannels: outChannels, inChannels: inChannels)
-            return Self.arrangePanels(u, groups: (tile + 2) * (tile + 2), rows: outChannels, depth: inChannels, panel: panel)
+            u.withUnsafeBufferPointer { Self.writePanels($0, groups: (tile + 2) * (tile + 2), rows: outChannels, depth: inChannels, panel: panel, into: out) }
         }
     }
 
-    private static func arrangePanels(_ scalars: [Float], groups: Int, rows: Int, depth: Int, panel: Int) -> [Float] {
+    private static func writePanels(_ source: UnsafeBufferPointer<Float>, groups: Int, rows: Int, depth: Int, panel: Int,
+                                    into out: UnsafeMutableBufferPointer<Float>) {
         let paddedRows = roundUp(rows, panel)
-        var out = [Float](repeating: 0, count: groups * paddedRows * depth)
         for g in 0..<groups {
             for row in 0..<rows {
-                let source = (g * rows + row) * depth
-                let target = (g * paddedRows + row / panel * panel) * depth + row % panel
-                for p in 0..<depth { out[target + p * panel] = scalars[source + p] }
+                let from = (g * rows + row) * depth
+                let to = (g * paddedRows + row / panel * panel) * depth + row % panel
+                for p in 0..<depth { out[to + p * panel] = source[from + p] }
             }
         }
-        return out
     }
 }
 

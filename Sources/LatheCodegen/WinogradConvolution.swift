@@ -100,23 +100,33 @@ extension IRBuilder {
 
     /// V[ξν][tile] for every tile of the strip (`out` at channel c of matrix 0).
     private func transformInput(_ w: WinogradGeometry, strip: LLVMValue, into out: LLVMValue, tileRows: LLVMValue) {
-        let (m, a, lanes) = (w.tile, w.alpha, vectorWidth)
-        let t = w.transform
-        let matrixStride = w.conv.channels * w.rowStride
-        loop(from: int(0), to: tileRows) { r in
-            loop(from: int(0), to: int(w.tilesX), step: lanes) { tx in
-                // d[i][j], lane k: strip[r*m + i][(tx + k)*m + j].
-                var d: [[LLVMValue]] = []
-                for i in 0..<a {
-                    let rowStart = iadd(imul(iadd(imul(r, int(m)), int(i)), int(w.inputRowLength)), imul(tx, int(m)))
-                    d.append((0..<a).map { j in everyNth(m, load(strip, iadd(rowStart, int(j)), lanes: m * lanes)) })
-                }
-                // Bᵀ d, then (Bᵀ d) B.
-                let left = (0..<a).map { xi in (0..<a).map { j in combine(t.inputT[xi], (0..<a).map { d[$0][j] }) } }
-                let column = iadd(imul(r, int(w.tilesX)), tx)
-                for xi in 0..<a {
-                    for nu in 0..<a {
-                        store(combine(t.inputT[nu], left[xi]), out, iadd(int((xi * a + nu) * matrixStride), column))
+        call(inputTransformFunction(w.transform), [strip, out, tileRows, int(w.tilesX), int(w.inputRowLength), int(w.conv.channels * w.rowStride)])
+    }
+
+    /// `void lathe_winograd_input_M(float* strip, float* out, i64 tileRows, i64 tilesX,
+    /// i64 rowLength, i64 matrixStride)`: one function a module and tile size, for every
+    /// Winograd convolution (a copy in each made them the slowest kernels to compile).
+    private func inputTransformFunction(_ t: WinogradTransform) -> LLVMValue {
+        let (m, a, lanes) = (t.tile, t.alpha, vectorWidth)
+        return sharedFunction("lathe_winograd_input_\(m)", pointerCount: 2, integerCount: 4) { function in
+            let (strip, out) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+            let (tileRows, tilesX, rowLength, matrixStride) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!,
+                                                               LLVMGetParam(function, 5)!)
+            loop(from: int(0), to: tileRows) { r in
+                loop(from: int(0), to: tilesX, step: lanes) { tx in
+                    // d[i][j], lane k: strip[r*m + i][(tx + k)*m + j].
+                    var d: [[LLVMValue]] = []
+                    for i in 0..<a {
+                        let rowStart = iadd(imul(iadd(imul(r, int(m)), int(i)), rowLength), imul(tx, int(m)))
+                        d.append((0..<a).map { j in everyNth(m, load(strip, iadd(rowStart, int(j)), lanes: m * lanes)) })
+                    }
+                    // Bᵀ d, then (Bᵀ d) B.
+                    let left = (0..<a).map { xi in (0..<a).map { j in combine(t.inputT[xi], (0..<a).map { d[$0][j] }) } }
+                    let column = iadd(imul(r, tilesX), tx)
+                    for xi in 0..<a {
+                        for nu in 0..<a {
+                            store(combine(t.inputT[nu], left[xi]), out, iadd(imul(int(xi * a + nu), matrixStride), column))
+                        }
                     }
                 }
             }

@@ -41,16 +41,26 @@ public struct WinogradTransform: Sendable {
     /// [OC, IC], matrix ξ·α+ν holding element (ξ, ν) of each U.
     func transformFilters(_ w: [Float], outChannels: Int, inChannels: Int) -> [Float] {
         let a = alpha
+        let g = filter.flatMap { $0 }   // α x 3, row-major
         var out = [Float](repeating: 0, count: a * a * outChannels * inChannels)
-        for o in 0..<outChannels {
-            for c in 0..<inChannels {
-                let g = (0..<9).map { Double(w[(o * inChannels + c) * 9 + $0]) }
-                // G g: α x 3, then (G g) Gᵀ: α x α.
-                let gg = (0..<a).map { i in (0..<3).map { j in (0..<3).reduce(0.0) { $0 + filter[i][$1] * g[$1 * 3 + j] } } }
-                for i in 0..<a {
-                    for j in 0..<a {
-                        let u = (0..<3).reduce(0.0) { $0 + gg[i][$1] * filter[j][$1] }
-                        out[((i * a + j) * outChannels + o) * inChannels + c] = Float(u)
+        // One filter's G g (α x 3), in a buffer reused for all: VGG19 has 2.2 million filters.
+        var left = [Double](repeating: 0, count: a * 3)
+        out.withUnsafeMutableBufferPointer { out in
+            w.withUnsafeBufferPointer { w in
+                for o in 0..<outChannels {
+                    for c in 0..<inChannels {
+                        let base = (o * inChannels + c) * 9
+                        for i in 0..<a {
+                            for j in 0..<3 {
+                                left[i * 3 + j] = g[i * 3] * Double(w[base + j]) + g[i * 3 + 1] * Double(w[base + 3 + j]) + g[i * 3 + 2] * Double(w[base + 6 + j])
+                            }
+                        }
+                        for i in 0..<a {
+                            for j in 0..<a {
+                                let u = left[i * 3] * g[j * 3] + left[i * 3 + 1] * g[j * 3 + 1] + left[i * 3 + 2] * g[j * 3 + 2]
+                                out[((i * a + j) * outChannels + o) * inChannels + c] = Float(u)
+                            }
+                        }
                     }
                 }
             }
@@ -60,10 +70,10 @@ public struct WinogradTransform: Sendable {
 }
 
 /// How a convolution runs as Winograd: output tiles of m x m, grouped a strip of tile rows of one
-/// image, or a few whole small images, at a time (a unit of work). Per unit and thread, scratch holds: the strip of input rows
-/// of one channel, zero-padded (so the transform reads without bounds checks), the transformed
-/// input V (α² matrices [IC x columns]), the products M (α² matrices [OC x columns]) and the
-/// GEMM's packing buffer for V.
+/// image, or a few whole small images, at a time (a unit of work). Per thread, scratch holds:
+/// the strip of input rows of one channel, zero-padded (so the transform reads without bounds
+/// checks), the transformed input V (α² matrices [IC x columns]), the products M (α² matrices
+/// [OC x columns]) and the GEMM's packing buffer for V.
 struct WinogradGeometry {
     let conv: ConvGeometry
     let transform: WinogradTransform

@@ -6,7 +6,7 @@ import LatheIR
 /// the user's cache directory (kernels/, beside the measured peak), keyed by a hash of the
 /// unoptimized LLVM IR (which holds every kernel's ops, shapes and thread split), the CPU, its
 /// features and the LLVM version. A second compile of the same model on the same machine skips
-/// O3 and code generation and loads the object. A corrupt or unreadable entry is a miss.
+/// optimization and code generation and loads the object. A corrupt or unreadable entry is a miss.
 enum ObjectCache {
     /// Bumped when the code generator changes what the same IR means.
     static let formatVersion = 1

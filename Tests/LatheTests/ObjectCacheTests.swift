@@ -13,10 +13,10 @@ struct ObjectCacheTests {
         let feeds = ["image": HostTensor.random(shape: [2, 1, 28, 28], seed: 3, in: 0...1)]
 
         let first = try graph.compile(outputs: outputs, options: options)
-        #expect(first.compileStages.contains { $0.stage == "LLVM O3" })
+        #expect(first.compileStages.contains { $0.stage == "LLVM optimization" })
         let second = try graph.compile(outputs: outputs, options: options)
         #expect(second.compileStages.contains { $0.stage == "cache hit" })
-        #expect(!second.compileStages.contains { $0.stage == "LLVM O3" })
+        #expect(!second.compileStages.contains { $0.stage == "LLVM optimization" })
         #expect(try first.run(feeds)["probs"]! == second.run(feeds)["probs"]!)
 
         // Another thread count is other code: a miss.
@@ -28,10 +28,10 @@ struct ObjectCacheTests {
             try Data(repeating: 7, count: 4096).write(to: file)
         }
         let third = try graph.compile(outputs: outputs, options: options)
-        #expect(third.compileStages.contains { $0.stage == "LLVM O3" })
+        #expect(third.compileStages.contains { $0.stage == "LLVM optimization" })
         #expect(try third.run(feeds)["probs"]! == first.run(feeds)["probs"]!)
 
         let uncached = try graph.compile(outputs: outputs, options: CompileOptions(cache: false, cacheDirectory: directory))
-        #expect(uncached.compileStages.contains { $0.stage == "LLVM O3" })
+        #expect(uncached.compileStages.contains { $0.stage == "LLVM optimization" })
     }
 }
