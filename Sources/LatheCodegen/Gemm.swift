@@ -51,10 +51,14 @@ extension IRBuilder {
     /// (GemmPacked.swift) when a packing buffer is given and the sizes reuse the operands;
     /// otherwise read in place: skinny products (a batch-1 dense layer streams its weights once,
     /// where packing them would double the traffic) and tiny ones.
+    /// `prepackedB`: B is in the packed GEMM's panels (`b.offset` its first column), which only
+    /// the packed GEMM reads, whatever the sizes.
     func gemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias, epilogue: GemmEpilogue? = nil,
-              packing: LLVMValue? = nil) {
+              packing: LLVMValue? = nil, prepackedB: Bool = false) {
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        if let packing, blocking.packs(m: m, n: n, k: k) {
+        if prepackedB, let packing {
+            packedGemm(blocking, m: int(m), n: int(n), maxM: m, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue, packing: packing, prepackedB: true)
+        } else if let packing, blocking.packs(m: m, n: n, k: k) {
             packedGemm(blocking, m: int(m), n: int(n), maxM: m, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue, packing: packing)
         } else if m < IRBuilder.gemmRows, k >= IRBuilder.streamingDepth, n >= 2 * vectorWidth, b.columnStride == 1, b.runtimeRowStride == nil {
             streamingGemm(m: m, n: n, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue)

@@ -58,11 +58,12 @@ struct GemmBlocking {
 
     /// Floats of packing buffer a GEMM of these sizes may use on any target: one block of A and
     /// one of B. Zero when no target packs it.
-    /// Without `packsA`, A comes packed at compile time and only B needs a buffer.
-    static func packingFloats(m: Int, n: Int, k: Int, packsA: Bool = true) -> Int {
+    /// Without `packsA` (`packsB`), A (B) comes packed at compile time and needs no buffer; a
+    /// GEMM whose B comes packed always packs A, whatever its size.
+    static func packingFloats(m: Int, n: Int, k: Int, packsA: Bool = true, packsB: Bool = true) -> Int {
         let smallest = GemmBlocking(vectorWidth: 4)
-        guard smallest.packs(m: m, n: n, k: k) else { return 0 }
-        return depth(k) * ((packsA ? roundUp(min(mc, m), largestRows) : 0) + roundUp(min(nc, n), largestColumns))
+        guard smallest.packs(m: m, n: n, k: k) || !packsB else { return 0 }
+        return depth(k) * ((packsA ? roundUp(min(mc, m), largestRows) : 0) + (packsB ? roundUp(min(nc, n), largestColumns) : 0))
     }
 }
 
@@ -72,8 +73,10 @@ extension IRBuilder {
     /// one loop; the first stores, later ones add, and the last applies bias and epilogue.
     /// `prepackedA`: A is already in micro-panels of MR rows over all of K (WeightLayout
     /// .gemmPanels), `a.offset` at the first row's panel, so its packing is skipped.
+    /// `prepackedB`: B is already in micro-panels of NR columns over all of K (WeightLayout
+    /// .gemmColumnPanels), `b.offset` the first column (a multiple of NR).
     func packedGemm(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, maxM: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView,
-                    bias: GemmBias, epilogue: GemmEpilogue?, packing: LLVMValue, prepackedA: Bool = false) {
+                    bias: GemmBias, epilogue: GemmEpilogue?, packing: LLVMValue, prepackedA: Bool = false, prepackedB: Bool = false) {
         let (mr, nr) = (blocking.rows, blocking.columns)
         let kc = GemmBlocking.depth(k)
         let packedA = packing
@@ -84,7 +87,7 @@ extension IRBuilder {
                 let depth = imin(int(kc), isub(int(k), pc))
                 let accumulate = LLVMBuildICmp(builder, LLVMIntSGT, pc, int(0), "")!
                 let finish = LLVMBuildICmp(builder, LLVMIntSGE, iadd(pc, int(kc)), int(k), "")!
-                packB(b, into: packedB, rowStart: pc, depth: depth, columnStart: jc, columns: ncHere, panel: nr)
+                if !prepackedB { packB(b, into: packedB, rowStart: pc, depth: depth, columnStart: jc, columns: ncHere, panel: nr) }
                 loop(from: int(0), to: m, step: GemmBlocking.mc) { ic in
                     let mcHere = imin(int(GemmBlocking.mc), isub(m, ic))
                     if !prepackedA { packA(a, into: packedA, rowStart: ic, rows: mcHere, m: m, columnStart: pc, depth: depth, panel: mr) }
@@ -92,7 +95,10 @@ extension IRBuilder {
                         loop(from: int(0), to: mcHere, step: mr) { ir in
                             let aPanel = prepackedA ? pointer(a.base, iadd(a.offset, iadd(imul(iadd(ic, ir), int(k)), imul(pc, int(mr)))))
                                                     : pointer(packedA, imul(ir, depth))
-                            microKernel(blocking, depth: depth, a: aPanel, b: pointer(packedB, imul(jr, depth)),
+                            let bPanel = prepackedB
+                                ? pointer(b.base, imul(iadd(imul(LLVMBuildUDiv(builder, iadd(b.offset, iadd(jc, jr)), int(nr), "")!, int(k)), pc), int(nr)))
+                                : pointer(packedB, imul(jr, depth))
+                            microKernel(blocking, depth: depth, a: aPanel, b: bPanel,
                                         row: iadd(ic, ir), column: iadd(jc, jr), rows: imin(int(mr), isub(mcHere, ir)), columns: imin(int(nr), isub(ncHere, jr)),
                                         c: c, accumulate: accumulate, finish: finish, bias: bias, epilogue: epilogue)
                         }

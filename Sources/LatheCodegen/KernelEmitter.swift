@@ -112,18 +112,19 @@ extension IRBuilder {
                              split: ThreadSplit, thread: LLVMValue, threads: Int, weightLayout: WeightLayout) throws {
         switch op {
         case .matmul:
-            let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1)
+            let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1, weightLayout: weightLayout)
             batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1], epilogue: epilogue,
-                          packing: scratch.map { pointer($0, imul(thread, int(scratchFloats))) }, split: split, thread: thread, threads: threads)
+                          packing: scratch.map { pointer($0, imul(thread, int(scratchFloats))) }, prepackedB: weightLayout.isPacked,
+                          split: split, thread: thread, threads: threads)
         case .dense:
             let (m, k, n) = (shapes[0][0], shapes[0][1], shapes[1][1])
-            let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1)
+            let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1, weightLayout: weightLayout)
             matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue) { rowStart, rows, columnStart, columns, epilogue in
                 gemm(m: rows, n: columns, k: k, a: MatrixView(base: x[0], offset: imul(rowStart, int(k)), rowStride: k),
                      b: MatrixView(base: x[1], offset: columnStart, rowStride: n),
                      c: MatrixView(base: out, offset: iadd(imul(rowStart, int(n)), columnStart), rowStride: n),
                      bias: x.count == 3 ? .perColumn(x[2], offset: columnStart) : .none, epilogue: epilogue,
-                     packing: scratch.map { pointer($0, imul(thread, int(scratchFloats))) })
+                     packing: scratch.map { pointer($0, imul(thread, int(scratchFloats))) }, prepackedB: weightLayout.isPacked)
             }
         case let .conv2d(a):
             guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
@@ -169,7 +170,7 @@ extension IRBuilder {
     /// NumPy matmul: a GEMM per batch index, batch axes broadcast by stride 0. A thread takes a
     /// run of batch indices (`.units`), or its share of every product.
     private func batchedMatmul(out: LLVMValue, a: LLVMValue, b: LLVMValue, aShape: [Int], bShape: [Int], epilogue: GemmEpilogue?, packing: LLVMValue?,
-                               split: ThreadSplit, thread: LLVMValue, threads: Int) {
+                               prepackedB: Bool, split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let a2 = aShape.count == 1 ? [1] + aShape : aShape
         let b2 = bShape.count == 1 ? bShape + [1] : bShape
         let (m, n, k) = matmulSizes(aShape, bShape)
@@ -193,7 +194,7 @@ extension IRBuilder {
                 gemm(m: rows, n: columns, k: k, a: MatrixView(base: a, offset: iadd(o[1], imul(rowStart, int(k))), rowStride: k),
                      b: MatrixView(base: b, offset: iadd(o[2], columnStart), rowStride: n),
                      c: MatrixView(base: out, offset: iadd(o[0], iadd(imul(rowStart, int(n)), columnStart)), rowStride: n),
-                     bias: .none, epilogue: epilogue, packing: packing)
+                     bias: .none, epilogue: epilogue, packing: packing, prepackedB: prepackedB)
             }
         }
         let count = batch.reduce(1, *)

@@ -8,6 +8,9 @@ public enum WeightLayout: Hashable, Sendable {
     /// its output channels in panels of `panel` rows (the last padded with zeros), each panel
     /// stored [depth][panel].
     case gemmPanels(groups: Int, rows: Int, depth: Int, panel: Int)
+    /// A matrix product's constant right operand [K, N] as the packed GEMM reads its B: panels of
+    /// `panel` columns (the last padded with zeros), each stored [K][panel].
+    case gemmColumnPanels(depth: Int, columns: Int, panel: Int)
     /// A 3x3 convolution's weights transformed for Winograd's F(tile x tile, 3x3): α² matrices
     /// [OC, IC], each in the panel layout above (WinogradGeometry).
     case winograd(tile: Int, outChannels: Int, inChannels: Int, panel: Int)
@@ -25,6 +28,7 @@ public enum WeightLayout: Hashable, Sendable {
         case .plain: return plainCount
         case let .gemmPanels(groups, rows, depth, panel): return groups * roundUp(rows, panel) * depth
         case .winograd: return panels.floatCount(0)
+        case let .gemmColumnPanels(depth, columns, panel): return depth * roundUp(columns, panel)
         }
     }
 
@@ -36,6 +40,12 @@ public enum WeightLayout: Hashable, Sendable {
             _ = out.update(fromContentsOf: t.scalars)
         case let .gemmPanels(groups, rows, depth, panel):
             t.scalars.withUnsafeBufferPointer { Self.writePanels($0, groups: groups, rows: rows, depth: depth, panel: panel, into: out) }
+        case let .gemmColumnPanels(depth, columns, panel):
+            t.scalars.withUnsafeBufferPointer { source in
+                for k in 0..<depth {
+                    for j in 0..<columns { out[(j / panel * depth + k) * panel + j % panel] = source[k * columns + j] }
+                }
+            }
         case let .winograd(tile, outChannels, inChannels, panel):
             let u = WinogradTransform.forTile(tile).transformFilters(t.scalars, outChannels: outChannels, inChannels: inChannels)
             u.withUnsafeBufferPointer { Self.writePanels($0, groups: (tile + 2) * (tile + 2), rows: outChannels, depth: inChannels, panel: panel, into: out) }
@@ -358,15 +368,31 @@ extension KernelProgram {
         return (split, split == .single ? 1 : threads)
     }
 
-    /// How a convolution with constant weights reads them: transformed for Winograd where that
-    /// serves it, else packed where its GEMM packs, else as they are.
+    /// How a contraction reads its constant weights: a convolution's transformed for Winograd
+    /// where that serves it, else packed as the GEMM's A where its GEMM packs; a matrix product's
+    /// packed as the GEMM's B where it packs; else as they are.
     static func weightLayout(_ node: Node, _ graph: Graph, vectorWidth: Int) -> WeightLayout {
         var op = node.op
         if case let .epilogue(base, _, _) = op { op = base }
-        guard case let .conv2d(a) = op, node.operands.count >= 2, case .constant = graph[node.operands[1]].op else { return .plain }
+        guard node.operands.count >= 2, case .constant = graph[node.operands[1]].op else { return .plain }
+        let blocking = GemmBlocking(vectorWidth: vectorWidth)
+        switch op {
+        case .dense, .matmul:
+            // A constant 2-D B shared by every product, with enough rows to pack for (a batch-1
+            // layer streams its weights instead).
+            let shapes = node.operands.map { graph[$0].type.shape }
+            guard shapes[1].count == 2, shapes[0].count >= 2 else { return .plain }
+            let (m, k) = contractionSizes(op, shapes)
+            let n = shapes[1][1]
+            guard blocking.packs(m: m, n: n, k: k) else { return .plain }
+            return .gemmColumnPanels(depth: k, columns: n, panel: blocking.columns)
+        default:
+            break
+        }
+        guard case let .conv2d(a) = op else { return .plain }
         let x = graph[node.operands[0]].type.shape, w = graph[node.operands[1]].type.shape
         guard let g = ConvGeometry(input: x, weights: w, output: node.type.shape, a) else { return .plain }
-        let panel = GemmBlocking(vectorWidth: vectorWidth).rows
+        let panel = blocking.rows
         if let winograd = WinogradGeometry(g) {
             return .winograd(tile: winograd.tile, outChannels: g.outChannels, inChannels: g.channels, panel: panel)
         }
@@ -406,10 +432,10 @@ extension KernelProgram {
         case let .convTranspose2d(a):
             perThread = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats ?? 0
         case .dense:
-            perThread = GemmBlocking.packingFloats(m: shapes[0][0], n: shapes[1][1], k: shapes[0][1])
+            perThread = GemmBlocking.packingFloats(m: shapes[0][0], n: shapes[1][1], k: shapes[0][1], packsB: !prepackedWeights)
         case .matmul:
             let (m, n, k) = matmulSizes(shapes[0], shapes[1])
-            perThread = GemmBlocking.packingFloats(m: m, n: n, k: k)
+            perThread = GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !prepackedWeights)
         default:
             perThread = 0
         }

@@ -47,11 +47,11 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
         var base = op
         if case let .epilogue(b, _, _) = op { base = b }
         func chunk(_ total: Int, _ align: Int) -> Int { ((total + threads - 1) / threads + align - 1) / align * align }
-        /// Rows or columns of one GEMM, whichever splits into `threads` aligned chunks.
+        /// Rows or columns of one GEMM, whichever splits into `threads` chunks of whole register
+        /// blocks of any target (a B packed at compile time is cut only at its panels).
         func matrix(m: Int, n: Int) -> ThreadSplit {
             if n >= threads * GemmBlocking.largestColumns { return .columns(total: n, chunk: chunk(n, GemmBlocking.largestColumns)) }
             if m >= threads * GemmBlocking.largestRows { return .rows(total: m, chunk: chunk(m, GemmBlocking.largestRows)) }
-            if n >= threads * 8 { return .columns(total: n, chunk: chunk(n, 8)) }
             return .single
         }
         switch base {

@@ -1,4 +1,5 @@
 import Lathe
+import LatheCodegen
 import Testing
 
 let matmulCases: [OpCase] = [
@@ -33,6 +34,20 @@ let epilogueCases: [OpCase] = [
         try x[0].dense(weight: x[1]) + x[2] + x[3]
     },
 ]
+
+/// Constant right operands the packed GEMM reads as B panels laid out at compile time
+/// (WeightLayout.gemmColumnPanels): column counts that are not whole panels, two NC blocks
+/// (1041 columns), two K blocks (530), a batched matmul sharing one B, and an epilogue.
+let constantWeightProductCases: [OpCase] = [
+    ([37, 70], [70, 45], true), ([13, 530], [530, 1041], false), ([2, 29, 50], [50, 100], false), ([1, 128, 64], [64, 96], true),
+].map { a, b, bias in
+    OpCase("\(a.count == 2 ? "dense" : "matmul") \(a) x constant \(b)\(bias ? " + bias, relu" : "")", [Operand(shape: a)]) { x in
+        let w = x[0].graph.constant(.random(shape: b, seed: 23, in: -1...1))
+        guard bias else { return a.count == 2 ? try x[0].dense(weight: w) : try x[0].matmul(w) }
+        let c = x[0].graph.constant(.random(shape: [b[1]], seed: 24, in: -1...1))
+        return try (a.count == 2 ? x[0].dense(weight: w, bias: c) : x[0].matmul(w) + c).relu()
+    }
+}
 
 struct ConvSetup: Sendable {
     var input: [Int], weight: [Int]
@@ -107,7 +122,24 @@ struct ContractionOpTests {
     @Test(arguments: constantWeightConvCases)
     func conv2dWithConstantWeights(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 
-    @Test(arguments: [2, 3], matmulCases + denseCases + convCases + epilogueCases + constantWeightConvCases)
+    @Test(arguments: constantWeightProductCases)
+    func productsWithConstantWeights(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
+
+    /// Those cases do read B packed at compile time; a batch-1 product keeps its weights plain
+    /// (it streams them).
+    @Test func constantRightOperandsArePackedWhereTheGemmPacks() throws {
+        for c in constantWeightProductCases {
+            let g = Graph(seed: 1)
+            let y = try c.build([try g.input("x0", shape: c.operands[0].shape)])
+            let program = try KernelProgram.build(g, outputs: [("y", y.id)])
+            #expect(program.kernels.contains { if case .gemmColumnPanels = $0.weightLayout { return true } else { return false } }, "\(c)")
+        }
+        let g = Graph(seed: 1)
+        let y = try g.input("x", shape: [1, 300]).dense(weight: g.constant(.random(shape: [300, 200], seed: 2)))
+        #expect(try KernelProgram.build(g, outputs: [("y", y.id)]).kernels.allSatisfy { $0.weightLayout == .plain })
+    }
+
+    @Test(arguments: [2, 3], matmulCases + denseCases + convCases + epilogueCases + constantWeightConvCases + constantWeightProductCases)
     func threaded(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
 
     @Test(arguments: epilogueCases)
