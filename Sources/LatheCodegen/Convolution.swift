@@ -53,7 +53,7 @@ struct ConvGeometry {
     /// The floats of working memory the convolution needs: one unfolded tile, then the GEMM's
     /// packing buffers.
     func scratchFloats(prepackedWeights: Bool) -> Int {
-        if isDepthwise { return depthwisePaddedFloats }
+        if runsDirect { return directScratchFloats }
         return unfoldFloats + GemmBlocking.packingFloats(m: groupOutChannels, n: gemmColumns, k: unfoldedRows, packsA: !prepackedWeights)
     }
     /// Columns of the GEMM of one (whole) tile.

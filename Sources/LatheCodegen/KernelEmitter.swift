@@ -135,9 +135,9 @@ extension IRBuilder {
                                     epilogue: epilogue, split: split, thread: thread, threads: threads)
                 return
             }
-            if g.isDepthwise, let scratch {
-                depthwiseConvolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
-                                     epilogue: epilogue, split: split, thread: thread, threads: threads)
+            if g.runsDirect, let scratch {
+                directConvolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
+                                  epilogue: epilogue, split: split, thread: thread, threads: threads)
                 return
             }
             convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch, epilogue: epilogue,

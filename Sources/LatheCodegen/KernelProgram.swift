@@ -396,7 +396,7 @@ extension KernelProgram {
         if let winograd = WinogradGeometry(g) {
             return .winograd(tile: winograd.tile, outChannels: g.outChannels, inChannels: g.channels, panel: panel)
         }
-        guard !g.isDepthwise, g.packs(vectorWidth: vectorWidth) else { return .plain }
+        guard !g.runsDirect, g.packs(vectorWidth: vectorWidth) else { return .plain }
         return .gemmPanels(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: panel)
     }
 

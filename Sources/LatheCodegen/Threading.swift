@@ -10,7 +10,8 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     /// Independent units, a contiguous run of them a thread: a convolution's images x groups x
     /// row tiles, the matrices of a batched matmul, or the planes of a pooling.
     case units(Int)
-    /// The GEMM's rows (a convolution's output channels) in chunks of `chunk`.
+    /// The GEMM's rows (a convolution's output channels; a direct convolution's output rows) in
+    /// chunks of `chunk`.
     case rows(total: Int, chunk: Int)
     /// The GEMM's columns in chunks of `chunk`.
     case columns(total: Int, chunk: Int)
@@ -57,7 +58,13 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
         switch base {
         case let .conv2d(a):
             guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return .single }
-            if g.isDepthwise { return plan(units: g.batch * g.channels, rows: 0, flops: flops, threads: threads) }
+            if g.runsDirect {
+                // Images x groups, else rows of the output image (DirectConvolution.swift).
+                let units = g.batch * g.groups
+                guard threads > 1, flops >= minimumFlops else { return .single }
+                if units >= 2 * threads || units % threads == 0 { return .units(units) }
+                return g.outH >= 2 * threads ? .rows(total: g.outH, chunk: (g.outH + threads - 1) / threads) : .single
+            }
             // Only where every target packs it: the columns split has no unpacked form.
             let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane
             return plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: flops, threads: threads)

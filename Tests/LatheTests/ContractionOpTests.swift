@@ -66,11 +66,15 @@ let convCases: [OpCase] = [
     // Unfolded a few output rows at a time: 41 rows as tiles of 4 and a last tile of 1.
     ConvSetup(input: [1, 24, 41, 61], weight: [7, 24, 3, 3], pads: [1, 1, 1, 1]),
     ConvSetup(input: [2, 40, 37, 45], weight: [8, 40, 3, 3], strides: [2, 2], pads: [1, 0, 2, 1]),
-    // Depthwise (DepthwiseConvolution.swift): rows of whole vectors and a tail, stride 2 by
-    // every other lane, dilation, one-sided padding, a 5x5 window.
+    // Direct (DirectConvolution.swift): depthwise, and first layers of few channels. Rows of
+    // pairs of vectors, single vectors and a tail; strides through phases of the padded rows;
+    // dilation; one-sided padding; a block of 6 output channels and a rest of 1 or 4.
     ConvSetup(input: [2, 5, 37, 29], weight: [5, 1, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 5),
     ConvSetup(input: [1, 7, 20, 41], weight: [7, 1, 3, 3], pads: [1, 0, 1, 2], dilations: [1, 2], groups: 7, bias: false),
     ConvSetup(input: [1, 4, 12, 35], weight: [4, 1, 5, 5], strides: [1, 2], pads: [2, 2, 2, 2], groups: 4),
+    ConvSetup(input: [1, 3, 40, 75], weight: [7, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1]),
+    ConvSetup(input: [1, 3, 20, 90], weight: [6, 1, 3, 3], strides: [2, 3], pads: [0, 1, 1, 0], groups: 3),
+    ConvSetup(input: [2, 1, 9, 60], weight: [10, 1, 3, 3], pads: [1, 1, 1, 1], bias: false),
 ].map { s in
     OpCase("conv2d \(s.input) w\(s.weight) s\(s.strides) p\(s.pads) d\(s.dilations) g\(s.groups)",
            [Operand(shape: s.input), Operand(shape: s.weight)] + (s.bias ? [Operand(shape: [s.weight[0]])] : [])) { x in

@@ -1,0 +1,151 @@
+import CLLVM
+import LatheIR
+
+/// Direct convolution, for the convolutions whose GEMM would be too shallow to run well:
+/// depthwise layers (one input channel a group: MobileNet's 3x3 layers) and first layers over a
+/// few image channels (depth 27 for RGB and a 3x3 window, 9 for gray). Each group's input planes
+/// are copied, zero-padded, into scratch, so the inner loop has no bounds checks; with a
+/// horizontal stride s, each row is dealt into s phases (every s-th column), so that a tap reads
+/// contiguous vectors whatever the stride. Then, for a block of up to 3 output channels and four
+/// vectors of outputs along a row, every tap loads four vectors of input and adds them, times the
+/// tap's weight of each channel, into 12 accumulators: four loads and three broadcasts feed
+/// twelve FMAs (six and six made the loads the bottleneck). Then bias and epilogue, and the
+/// stores. Rows of the padded planes are long enough for
+/// the last vector's loads, whose lanes past the row's end are never stored.
+extension IRBuilder {
+    func directConvolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue,
+                           epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
+        let planes = pointer(scratch, imul(thread, int(g.directScratchFloats)))
+        let units = g.batch * g.groups
+        let perGroup = g.groupOutChannels
+        let block = min(6, perGroup)
+        func unit(_ u: LLVMValue, firstRow: LLVMValue, rows: LLVMValue) {
+            let image = LLVMBuildUDiv(builder, u, int(g.groups), "")!
+            let group = LLVMBuildURem(builder, u, int(g.groups), "")!
+            let firstPlane = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
+            loop(from: int(0), to: int(g.groupChannels)) { c in
+                copyPadded(g, from: pointer(input, imul(iadd(firstPlane, c), int(g.inputPlane))), to: pointer(planes, imul(c, int(g.paddedPlaneFloats))),
+                           temp: pointer(planes, int(g.groupChannels * g.paddedPlaneFloats)))
+            }
+            func channels(_ first: LLVMValue, count: Int) {
+                let o = iadd(imul(group, int(perGroup)), first)
+                let planeOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
+                loop(from: firstRow, to: iadd(firstRow, rows)) { oy in
+                    directRow(g, planes: planes, oy: oy, weights: weights, firstChannel: o, count: count, bias: bias, output: output,
+                              at: iadd(planeOutput, imul(oy, int(g.outW))), epilogue: epilogue)
+                }
+            }
+            loop(from: int(0), to: int(perGroup / block * block), step: block) { first in channels(first, count: block) }
+            if perGroup % block > 0 { channels(int(perGroup / block * block), count: perGroup % block) }
+        }
+        switch split {
+        case let .rows(total, chunk):
+            forThreadShare(total: total, chunk: chunk, thread: thread) { start, count in
+                loop(from: int(0), to: int(units)) { u in unit(u, firstRow: start, rows: count) }
+            }
+        case .units:
+            let (start, end) = unitRange(count: units, thread: thread, threads: threads)
+            loop(from: start, to: end) { u in unit(u, firstRow: int(0), rows: int(g.outH)) }
+        case .single, .columns:
+            loop(from: int(0), to: int(units)) { u in unit(u, firstRow: int(0), rows: int(g.outH)) }
+        }
+    }
+
+    /// padded[r][x] = plane[r - padTop][x - padLeft], zero outside the plane, each row stored
+    /// as its stride phases: column X at [X % sx][X / sx], so that a strided tap reads a
+    /// contiguous vector. A row is padded in `temp` first, then dealt into its phases.
+    private func copyPadded(_ g: ConvGeometry, from plane: LLVMValue, to padded: LLVMValue, temp: LLVMValue) {
+        let (top, left, sx) = (g.attributes.pads[0], g.attributes.pads[1], g.attributes.strides[1])
+        let (length, phase) = (g.paddedRowLength, g.phaseLength)
+        let rowFloats = sx * phase
+        fill(padded, count: int(top * rowFloats), with: 0)
+        loop(from: int(0), to: int(g.height)) { y in
+            let row = pointer(padded, imul(iadd(y, int(top)), int(rowFloats)))
+            let target = sx == 1 ? row : temp
+            if left > 0 { fill(target, count: int(left), with: 0) }
+            elementwise(shape: [g.width], output: StridedView(base: pointer(target, int(left)), strides: [1]),
+                        inputs: [StridedView(base: pointer(plane, imul(y, int(g.width))), strides: [1])]) { v, _ in v[0] }
+            fill(pointer(target, int(left + g.width)), count: int((sx == 1 ? length : rowFloats + vectorWidth * sx) - left - g.width), with: 0)
+            if sx > 1 {
+                loop(from: int(0), to: int(phase), step: vectorWidth) { j in
+                    let wide = load(temp, imul(j, int(sx)), lanes: vectorWidth * sx)
+                    for p in 0..<sx { store(lanes(of: wide, from: p, step: sx), row, iadd(int(p * phase), j)) }
+                }
+            }
+        }
+        let below = g.paddedRows - top - g.height
+        fill(pointer(padded, int((top + g.height) * rowFloats)), count: int(below * rowFloats), with: 0)
+    }
+
+    /// Output row oy of output channels firstChannel..<firstChannel+count: four vectors of outputs
+    /// at a time, then one, then the last few one at a time.
+    private func directRow(_ g: ConvGeometry, planes: LLVMValue, oy: LLVMValue, weights: LLVMValue, firstChannel: LLVMValue, count: Int, bias: LLVMValue?,
+                           output: LLVMValue, at rowOutput: LLVMValue, epilogue: GemmEpilogue?) {
+        let a = g.attributes
+        let (sy, sx, dy, dx) = (a.strides[0], a.strides[1], a.dilations[0], a.dilations[1])
+        let width = vectorWidth
+        let window = g.kernelH * g.kernelW
+        func outputs(_ ox: LLVMValue, lanes: Int, vectors: Int) {
+            let initial = (0..<count).map { r -> LLVMValue in
+                guard let bias else { return float(0, lanes: lanes) }
+                let b = load(bias, iadd(firstChannel, int(r)))
+                return lanes == 1 ? b : splat(b, lanes: lanes)
+            }
+            var sums = (0..<count).map { r in (0..<vectors).map { _ in initial[r] } }
+            for c in 0..<g.groupChannels {
+                for ky in 0..<g.kernelH {
+                    let row = pointer(planes, iadd(int(c * g.paddedPlaneFloats), imul(iadd(imul(oy, int(sy)), int(ky * dy)), int(sx * g.phaseLength))))
+                    for kx in 0..<g.kernelW {
+                        // Column (ox + i) * sx + kx * dx is in phase (kx * dx) % sx, at ox + i + (kx * dx) / sx.
+                        let phaseStart = (kx * dx) % sx * g.phaseLength + (kx * dx) / sx
+                        let x = (0..<vectors).map { v in load(row, iadd(ox, int(v * lanes + phaseStart)), lanes: lanes) }
+                        for r in 0..<count {
+                            let tap = (c * g.kernelH + ky) * g.kernelW + kx
+                            let w = load(weights, iadd(imul(iadd(firstChannel, int(r)), int(g.groupChannels * window)), int(tap)))
+                            let wide = lanes == 1 ? w : splat(w, lanes: lanes)
+                            for v in 0..<vectors { sums[r][v] = fma(wide, x[v], sums[r][v]) }
+                        }
+                    }
+                }
+            }
+            for r in 0..<count {
+                for v in 0..<vectors {
+                    let index = iadd(iadd(rowOutput, imul(int(r), int(g.outputPlane))), iadd(ox, int(v * lanes)))
+                    var value = sums[r][v]
+                    // A convolution's epilogue operands are laid out like its result.
+                    if let epilogue { value = emit(epilogue.formula, [value] + epilogue.extras.map { load($0.base, index, lanes: lanes) }) }
+                    store(value, output, index)
+                }
+            }
+        }
+        let blockEnd = g.outW / (2 * width) * (2 * width)
+        let vectorEnd = g.outW / width * width
+        loop(0, blockEnd, step: 2 * width, unroll: false) { ox in outputs(ox, lanes: width, vectors: 2) }
+        loop(blockEnd, vectorEnd, step: width, unroll: false) { ox in outputs(ox, lanes: width, vectors: 1) }
+        loop(vectorEnd, g.outW, unroll: false) { ox in outputs(ox, lanes: 1, vectors: 1) }
+    }
+
+    /// Lanes first, first + step, first + 2 step, ... of a vector step times as wide as the result.
+    func lanes(of wide: LLVMValue, from first: Int, step: Int) -> LLVMValue {
+        var mask = (0..<(lanes(of: wide) / step)).map { LLVMConstInt(LLVMInt32TypeInContext(context), UInt64(first + $0 * step), 0) }
+        return LLVMBuildShuffleVector(builder, wide, LLVMGetUndef(LLVMTypeOf(wide)), LLVMConstVector(&mask, UInt32(mask.count)), "")!
+    }
+}
+
+extension ConvGeometry {
+    /// The direct kernel runs it: one input channel a group (depthwise, any channel multiplier),
+    /// or one group of at most 4 channels and a window of at most 9 (a first layer: RGB or gray).
+    var runsDirect: Bool {
+        (groups == channels && outChannels % channels == 0) || (groups == 1 && channels <= 4 && kernelH * kernelW <= 9)
+    }
+    /// Rows and row length of a padded plane, with room after each row for a vector of the
+    /// widest target (16 floats) loaded at the largest stride.
+    var paddedRows: Int { max(height + attributes.pads[0] + attributes.pads[2], (outH - 1) * attributes.strides[0] + (kernelH - 1) * attributes.dilations[0] + 1) }
+    var paddedRowLength: Int { width + attributes.pads[1] + attributes.pads[3] + (kernelW - 1) * attributes.dilations[1] + 16 * attributes.strides[1] }
+    /// A padded row's length in each of its stride phases: whole vectors of the widest target, so
+    /// that dealing a row into phases a vector at a time never writes into the next phase.
+    var phaseLength: Int { roundUp((paddedRowLength + attributes.strides[1] - 1) / attributes.strides[1], 16) }
+    var paddedPlaneFloats: Int { paddedRows * attributes.strides[1] * phaseLength }
+    /// A thread's scratch: the padded planes of one group, and a row to deal into phases.
+    var directScratchFloats: Int { groupChannels * paddedPlaneFloats + attributes.strides[1] * (phaseLength + 16) }
+}
