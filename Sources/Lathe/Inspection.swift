@@ -18,6 +18,9 @@ public struct Inspection: Codable, Sendable {
         public let inPlaceOf: String?
         /// How the kernel is split among threads, when it is (`lathe inspect --threads N`).
         public let split: String?
+        /// How a convolution or matrix product is computed ("winograd F(4x4,3x3)", "direct",
+        /// "im2col+gemm, packed weights", ...).
+        public let algorithm: String?
     }
 
     public struct Fusion: Codable, Sendable {
@@ -63,7 +66,7 @@ public struct Inspection: Codable, Sendable {
             }
             let inPlaceOf = k.inPlaceOperand.map { optimized.graph[optimized.graph[k.node].operands[$0]].name }
             return KernelInfo(name: k.name, ops: ops, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved, inPlaceOf: inPlaceOf,
-                              split: k.threads > 1 ? "\(k.threads) threads: \(k.split)" : nil)
+                              split: k.threads > 1 ? "\(k.threads) threads: \(k.split)" : nil, algorithm: k.algorithm)
         }
         fusions = remarks.fusions.map { Fusion(kind: $0.kind, nodes: $0.nodes) }
         refused = remarks.refusals.map { Refusal(candidate: $0.candidate, reason: $0.reason) }
@@ -114,7 +117,7 @@ public struct Inspection: Codable, Sendable {
         var lines = ["kernels (\(kernels.count)):"]
         let width = kernels.map(\.name.count).max() ?? 0
         for k in kernels {
-            lines.append("  \(k.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(k.ops.joined(separator: "+")) -> f32\(k.shape)  \(k.flops) flop  \(k.bytes) bytes" + (k.inPlaceOf.map { "  in place of \($0)" } ?? "")
+            lines.append("  \(k.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(k.ops.joined(separator: "+")) -> f32\(k.shape)  \(k.flops) flop  \(k.bytes) bytes" + (k.algorithm.map { "  by \($0)" } ?? "") + (k.inPlaceOf.map { "  in place of \($0)" } ?? "")
                          + (k.split.map { "  [\($0)]" } ?? ""))
         }
         if fusions.isEmpty && refused.isEmpty { lines.append("fusions: none") }

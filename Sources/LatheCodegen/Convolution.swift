@@ -169,7 +169,10 @@ extension IRBuilder {
                 }
             }
         case .single, .columns:
-            loop(from: int(0), to: int(g.units)) { u in unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels) }
+            // Columns are split only where the GEMM packs a 1x1 convolution's input (Threading.swift).
+            onThreadZero(thread) {
+                loop(from: int(0), to: int(g.units)) { u in unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels) }
+            }
         }
     }
 }

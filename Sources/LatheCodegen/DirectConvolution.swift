@@ -6,12 +6,11 @@ import LatheIR
 /// few image channels (depth 27 for RGB and a 3x3 window, 9 for gray). Each group's input planes
 /// are copied, zero-padded, into scratch, so the inner loop has no bounds checks; with a
 /// horizontal stride s, each row is dealt into s phases (every s-th column), so that a tap reads
-/// contiguous vectors whatever the stride. Then, for a block of up to 3 output channels and four
-/// vectors of outputs along a row, every tap loads four vectors of input and adds them, times the
-/// tap's weight of each channel, into 12 accumulators: four loads and three broadcasts feed
-/// twelve FMAs (six and six made the loads the bottleneck). Then bias and epilogue, and the
-/// stores. Rows of the padded planes are long enough for
-/// the last vector's loads, whose lanes past the row's end are never stored.
+/// contiguous vectors whatever the stride. Then, for a block of up to 6 output channels and two
+/// vectors of outputs along a row, every tap loads two vectors of input and adds them, times the
+/// tap's weight of each channel, into 12 accumulators: two loads and six broadcasts feed twelve
+/// FMAs (3 channels x 4 vectors measured slower on MobileNet and the Keras CNN). Then bias and
+/// epilogue, and the stores; the last outputs of a row that fill no vector go one at a time.
 extension IRBuilder {
     func directConvolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue,
                            epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
@@ -47,7 +46,7 @@ extension IRBuilder {
             let (start, end) = unitRange(count: units, thread: thread, threads: threads)
             loop(from: start, to: end) { u in unit(u, firstRow: int(0), rows: int(g.outH)) }
         case .single, .columns:
-            loop(from: int(0), to: int(units)) { u in unit(u, firstRow: int(0), rows: int(g.outH)) }
+            onThreadZero(thread) { loop(from: int(0), to: int(units)) { u in unit(u, firstRow: int(0), rows: int(g.outH)) } }
         }
     }
 
@@ -77,7 +76,7 @@ extension IRBuilder {
         fill(pointer(padded, int((top + g.height) * rowFloats)), count: int(below * rowFloats), with: 0)
     }
 
-    /// Output row oy of output channels firstChannel..<firstChannel+count: four vectors of outputs
+    /// Output row oy of output channels firstChannel..<firstChannel+count: two vectors of outputs
     /// at a time, then one, then the last few one at a time.
     private func directRow(_ g: ConvGeometry, planes: LLVMValue, oy: LLVMValue, weights: LLVMValue, firstChannel: LLVMValue, count: Int, bias: LLVMValue?,
                            output: LLVMValue, at rowOutput: LLVMValue, epilogue: GemmEpilogue?) {
@@ -124,22 +123,17 @@ extension IRBuilder {
         loop(blockEnd, vectorEnd, step: width, unroll: false) { ox in outputs(ox, lanes: width, vectors: 1) }
         loop(vectorEnd, g.outW, unroll: false) { ox in outputs(ox, lanes: 1, vectors: 1) }
     }
-
-    /// Lanes first, first + step, first + 2 step, ... of a vector step times as wide as the result.
-    func lanes(of wide: LLVMValue, from first: Int, step: Int) -> LLVMValue {
-        var mask = (0..<(lanes(of: wide) / step)).map { LLVMConstInt(LLVMInt32TypeInContext(context), UInt64(first + $0 * step), 0) }
-        return LLVMBuildShuffleVector(builder, wide, LLVMGetUndef(LLVMTypeOf(wide)), LLVMConstVector(&mask, UInt32(mask.count)), "")!
-    }
 }
 
 extension ConvGeometry {
-    /// The direct kernel runs it: one input channel a group (depthwise, any channel multiplier),
-    /// or one group of at most 4 channels and a window of at most 9 (a first layer: RGB or gray).
+    /// The direct kernel runs it: one input channel a group (depthwise, any channel multiplier)
+    /// and a window of at most 7 x 7, or one group of at most 4 channels and a window of at most 9
+    /// (a first layer: RGB or gray). Its taps are unrolled, so the windows are bounded.
     var runsDirect: Bool {
-        (groups == channels && outChannels % channels == 0) || (groups == 1 && channels <= 4 && kernelH * kernelW <= 9)
+        (groups == channels && groups > 1 && outChannels % channels == 0 && kernelH * kernelW <= 49)
+            || (groups == 1 && channels <= 4 && kernelH * kernelW <= 9)
     }
-    /// Rows and row length of a padded plane, with room after each row for a vector of the
-    /// widest target (16 floats) loaded at the largest stride.
+    /// Rows and row length of a padded plane, with room after each row for the phases' rounding.
     var paddedRows: Int { max(height + attributes.pads[0] + attributes.pads[2], (outH - 1) * attributes.strides[0] + (kernelH - 1) * attributes.dilations[0] + 1) }
     var paddedRowLength: Int { width + attributes.pads[1] + attributes.pads[3] + (kernelW - 1) * attributes.dilations[1] + 16 * attributes.strides[1] }
     /// A padded row's length in each of its stride phases: whole vectors of the widest target, so

@@ -56,7 +56,9 @@ extension IRBuilder {
     func gemm(m: Int, n: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView, bias: GemmBias, epilogue: GemmEpilogue? = nil,
               packing: LLVMValue? = nil, prepackedB: Bool = false) {
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        if prepackedB, let packing {
+        if prepackedB {
+            // KernelProgram gives every kernel with packed B its A's packing buffer.
+            guard let packing else { preconditionFailure("a GEMM with packed B and no packing buffer") }
             packedGemm(blocking, m: int(m), n: int(n), maxM: m, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue, packing: packing, prepackedB: true)
         } else if let packing, blocking.packs(m: m, n: n, k: k) {
             packedGemm(blocking, m: int(m), n: int(n), maxM: m, k: k, a: a, b: b, c: c, bias: bias, epilogue: epilogue, packing: packing)

@@ -237,7 +237,7 @@ extension IRBuilder {
     /// sum over p of a[p * MR + r] * b[p * NR + j], the MR x NR sums held in registers through
     /// the loop (unrolled by 4), one broadcast of A feeding NR / width FMAs. One function a
     /// module, called by every packed GEMM: a copy inlined in every GEMM variant made LLVM's
-    /// O3 several times slower.
+    /// optimization several times slower.
     func microKernelFunction(_ blocking: GemmBlocking) -> LLVMValue {
         let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
         return sharedFunction("lathe_micro_\(mr)x\(nr)", pointerCount: 2, integerCount: 1, trailingPointers: 1) { function in

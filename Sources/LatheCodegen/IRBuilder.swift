@@ -67,6 +67,18 @@ final class IRBuilder {
 
     // MARK: float arithmetic (scalar or vector alike)
 
+    /// The vector of lanes `indices` of `a` (or of a and b concatenated).
+    func shuffle(_ a: LLVMValue, with b: LLVMValue? = nil, _ indices: [Int]) -> LLVMValue {
+        var mask = indices.map { LLVMConstInt(LLVMInt32TypeInContext(context), UInt64($0), 0) }
+        return LLVMBuildShuffleVector(builder, a, b ?? LLVMGetUndef(LLVMTypeOf(a)), LLVMConstVector(&mask, UInt32(mask.count)), "")!
+    }
+
+    /// Lanes first, first + step, first + 2 step, ... of a vector `step` times as wide as the
+    /// result: a strided load made of one wide load.
+    func lanes(of wide: LLVMValue, from first: Int = 0, step: Int) -> LLVMValue {
+        shuffle(wide, (0..<(lanes(of: wide) / step)).map { first + $0 * step })
+    }
+
     func add(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildFAdd(builder, a, b, "") }
     func sub(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildFSub(builder, a, b, "") }
     func mul(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildFMul(builder, a, b, "") }
@@ -147,7 +159,7 @@ final class IRBuilder {
         LLVMSetAlignment(LLVMBuildStore(builder, value, address), 4)
     }
 
-    /// A stack slot for a loop-carried value; O3's SROA turns it back into registers.
+    /// A stack slot for a loop-carried value; LLVM's SROA turns it back into registers.
     func variable(_ initial: LLVMValue) -> LLVMValue {
         let current = LLVMGetInsertBlock(builder)
         let function = LLVMGetBasicBlockParent(current)

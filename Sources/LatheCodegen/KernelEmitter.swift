@@ -130,12 +130,15 @@ extension IRBuilder {
             guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
                 throw LatheError.unsupported("conv2d with shapes \(shapes)")
             }
-            if case .winograd = weightLayout, let scratch, let w = WinogradGeometry(g) {
+            if case .winograd = weightLayout {
+                // The weights are transformed: no other kernel may read them.
+                guard let scratch, let w = WinogradGeometry(g) else { throw LatheError.backend("conv2d \(shapes): Winograd weights without Winograd's geometry or scratch") }
                 winogradConvolution(w, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
                                     epilogue: epilogue, split: split, thread: thread, threads: threads)
                 return
             }
-            if g.runsDirect, let scratch {
+            if g.runsDirect {
+                guard let scratch else { throw LatheError.backend("conv2d \(shapes): a direct convolution without scratch") }
                 directConvolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
                                   epilogue: epilogue, split: split, thread: thread, threads: threads)
                 return

@@ -121,10 +121,9 @@ public struct Kernel: Sendable {
     /// How the work is divided among threads, and how many threads run it.
     public var split: ThreadSplit = .single
     public var threads: Int = 1
-    /// The layout of the weights operand (a convolution's): packed for its GEMM, or transformed
-    /// for Winograd, at compile time.
+    /// The layout of the constant weights operand (operand 1 of a convolution, dense or matmul):
+    /// packed for its GEMM, or transformed for Winograd, at compile time.
     public var weightLayout: WeightLayout = .plain
-    public var prepackedWeights: Bool { weightLayout.isPacked }
 
     /// A reshape written in place moves no data: it has no code.
     public var isNoOp: Bool {
@@ -143,6 +142,26 @@ public struct Kernel: Sendable {
     public var flops: Int {
         guard case let .node(op) = work, !isNoOp else { return 0 }
         return Kernel.flops(of: op, operandShapes: operands.map(\.type.shape), resultShape: result.type.shape)
+    }
+
+    /// How a contraction is computed, for `lathe inspect`: "winograd F(4x4,3x3)", "direct",
+    /// "im2col+gemm", "gemm"; "packed weights" where its constant operand was packed at compile
+    /// time. Nil for other kernels.
+    public var algorithm: String? {
+        guard case var .node(op) = work else { return nil }
+        if case let .epilogue(base, _, _) = op { op = base }
+        let packed = weightLayout.isPacked ? ", packed weights" : ""
+        switch op {
+        case let .conv2d(a):
+            if case let .winograd(tile, _, _, _) = weightLayout { return "winograd F(\(tile)x\(tile),3x3)" }
+            guard let g = ConvGeometry(input: operands[0].type.shape, weights: operands[1].type.shape, output: result.type.shape, a) else { return nil }
+            if g.runsDirect { return "direct" }
+            return (g.needsUnfold ? "im2col+gemm" : "gemm") + packed
+        case .dense, .matmul:
+            return "gemm" + packed
+        default:
+            return nil
+        }
     }
 
     /// The floating-point operations of one node (see `flops`).
@@ -200,8 +219,9 @@ extension KernelProgram {
         let inputNodes = graph.inputs
         for (i, node) in inputNodes.enumerated() { location[node.id] = .input(i) }
 
-        // Constants go to the weights region: as they are, and, for the convolutions whose packed
-        // GEMM reads them, in its panel layout (only there, when nothing else reads them).
+        // Constants go to the weights region: as they are, and, for the contractions that read
+        // them packed or transformed (weightLayout), in that layout (only there, when nothing
+        // else reads them).
         var prepacks: [ValueID: WeightLayout] = [:]
         for node in graph.nodes where needed[node.id.index] {
             let layout = weightLayout(node, graph, vectorWidth: vectorWidth)
@@ -417,9 +437,11 @@ extension KernelProgram {
         }
     }
 
-    /// A GEMM packs blocks of its operands into scratch; a convolution also unfolds its input
-    /// (im2col) there a tile at a time unless it is a plain 1x1; a transposed convolution keeps
-    /// its columns there before scattering them. Each of the kernel's threads has its own.
+    /// A GEMM packs blocks of its operands into scratch (not those packed at compile time); a
+    /// convolution also unfolds its input (im2col) there a tile at a time unless it is a plain
+    /// 1x1, or keeps its padded planes (direct), or its Winograd strip, transformed input and
+    /// products; a transposed convolution keeps its columns there before scattering them. Each
+    /// of the kernel's threads has its own.
     public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, weightLayout: WeightLayout = .plain) -> Int {
         if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape) { return w.scratchFloats * threads }
         let prepackedWeights = weightLayout.isPacked

@@ -8,7 +8,8 @@ import LatheIR
 public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     case single
     /// Independent units, a contiguous run of them a thread: a convolution's images x groups x
-    /// row tiles, the matrices of a batched matmul, or the planes of a pooling.
+    /// row tiles (Winograd's strips; the direct kernel's images x groups), the matrices of a
+    /// batched matmul, or the planes of a pooling.
     case units(Int)
     /// The GEMM's rows (a convolution's output channels; a direct convolution's output rows) in
     /// chunks of `chunk`.
@@ -103,6 +104,12 @@ extension IRBuilder {
         }, else: {
             ifElse(LLVMBuildICmp(builder, LLVMIntEQ, thread, int(chunks - 1), "")!, then: { body(start, last) }, else: {})
         })
+    }
+
+    /// body() on thread 0 only: a kernel's whole work, when no share of it is given to other
+    /// threads, is never done twice (an in-place epilogue would read what another thread wrote).
+    func onThreadZero(_ thread: LLVMValue, _ body: () -> Void) {
+        ifElse(LLVMBuildICmp(builder, LLVMIntEQ, thread, int(0), "")!, then: body, else: {})
     }
 
     /// The same with the chunk's size as a run-time value: one copy of `body` for every chunk.

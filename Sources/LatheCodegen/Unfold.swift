@@ -82,9 +82,7 @@ extension IRBuilder {
             if stride == 1 {
                 store(load(source, i, lanes: width), target, i)
             } else {
-                let wide = load(source, imul(i, int(stride)), lanes: width * stride)
-                var mask = (0..<width).map { LLVMConstInt(LLVMInt32TypeInContext(context), UInt64($0 * stride), 0) }
-                store(LLVMBuildShuffleVector(builder, wide, LLVMGetUndef(LLVMTypeOf(wide)), LLVMConstVector(&mask, UInt32(width)), "")!, target, i)
+                store(lanes(of: load(source, imul(i, int(stride)), lanes: width * stride), step: stride), target, i)
             }
         }
         loop(from: vectorEnd, to: count) { i in store(load(source, imul(i, int(stride))), target, i) }

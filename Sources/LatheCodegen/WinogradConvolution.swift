@@ -70,7 +70,8 @@ extension IRBuilder {
             let (start, end) = unitRange(count: w.units, thread: thread, threads: threads)
             loop(from: start, to: end) { u in unit(u, firstChannel: int(0), channels: int(g.outChannels)) }
         case .single, .columns:
-            loop(from: int(0), to: int(w.units)) { u in unit(u, firstChannel: int(0), channels: int(g.outChannels)) }
+            // (No plan splits a Winograd convolution by columns; were one to, thread 0 does it all.)
+            onThreadZero(thread) { loop(from: int(0), to: int(w.units)) { u in unit(u, firstChannel: int(0), channels: int(g.outChannels)) } }
         }
     }
 
@@ -118,7 +119,7 @@ extension IRBuilder {
                     var d: [[LLVMValue]] = []
                     for i in 0..<a {
                         let rowStart = iadd(imul(iadd(imul(r, int(m)), int(i)), rowLength), imul(tx, int(m)))
-                        d.append((0..<a).map { j in everyNth(m, load(strip, iadd(rowStart, int(j)), lanes: m * lanes)) })
+                        d.append((0..<a).map { j in self.lanes(of: load(strip, iadd(rowStart, int(j)), lanes: m * lanes), step: m) })
                     }
                     // Bᵀ d, then (Bᵀ d) B.
                     let left = (0..<a).map { xi in (0..<a).map { j in combine(t.inputT[xi], (0..<a).map { d[$0][j] }) } }
@@ -178,7 +179,7 @@ extension IRBuilder {
         for q in 0..<chunks {
             let x = iadd(firstX, int(q * width))
             let spatial = iadd(rowOffset, x)
-            let chunk = LLVMBuildShuffleVector(builder, values, LLVMGetUndef(LLVMTypeOf(values)), constantMask((0..<width).map { q * width + $0 }), "")!
+            let chunk = shuffle(values, (0..<width).map { q * width + $0 })
             let valid = isub(int(g.outW), x)
             ifElse(LLVMBuildICmp(builder, LLVMIntSGE, valid, int(width), "")!, then: {
                 store(finish(chunk, spatial: spatial, lanes: width), output, iadd(plane, spatial))
@@ -204,12 +205,6 @@ extension IRBuilder {
         return sum ?? float(0, like: values[0])
     }
 
-    /// Lanes 0, n, 2n, ... of a vector n times as wide as the result.
-    private func everyNth(_ n: Int, _ wide: LLVMValue) -> LLVMValue {
-        let count = lanes(of: wide) / n
-        return LLVMBuildShuffleVector(builder, wide, LLVMGetUndef(LLVMTypeOf(wide)), constantMask((0..<count).map { $0 * n }), "")!
-    }
-
     /// The vectors' lanes interleaved: result[k * n + j] = vectors[j][k].
     private func interleave(_ vectors: [LLVMValue]) -> LLVMValue {
         var parts = vectors
@@ -219,16 +214,10 @@ extension IRBuilder {
             if parts.count % 2 == 1 { parts.append(LLVMGetUndef(LLVMTypeOf(parts[0]))) }
             parts = stride(from: 0, to: parts.count, by: 2).map { k in
                 let width = self.lanes(of: parts[k])
-                return LLVMBuildShuffleVector(builder, parts[k], parts[k + 1], constantMask(Array(0..<(2 * width))), "")!
+                return shuffle(parts[k], with: parts[k + 1], Array(0..<(2 * width)))
             }
         }
         let n = vectors.count
-        return LLVMBuildShuffleVector(builder, parts[0], LLVMGetUndef(LLVMTypeOf(parts[0])),
-                                      constantMask((0..<(n * lanes)).map { ($0 % n) * lanes + $0 / n }), "")!
-    }
-
-    private func constantMask(_ indices: [Int]) -> LLVMValue {
-        var elements = indices.map { LLVMConstInt(LLVMInt32TypeInContext(context), UInt64($0), 0) }
-        return LLVMConstVector(&elements, UInt32(elements.count))
+        return shuffle(parts[0], (0..<(n * lanes)).map { ($0 % n) * lanes + $0 / n })
     }
 }

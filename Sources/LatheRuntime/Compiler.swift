@@ -124,7 +124,7 @@ struct StageClock {
     }
 }
 
-/// Lays out the weights region (packing and Winograd-transforming convolution weights) on
+/// Lays out the weights region (packing and Winograd-transforming constant weights) on
 /// another thread while LLVM compiles: for VGG19, a second of work that no longer adds to the
 /// compile time.
 private final class WeightsJob: @unchecked Sendable {

@@ -149,8 +149,10 @@ struct CLIInspectTests {
         let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
         let kernels = object?["kernels"] as? [[String: Any]] ?? []
         #expect(kernels.count == 8)
-        #expect(Set(kernels.first?.keys.map { $0 } ?? []) == ["name", "ops", "shape", "flops", "bytes"])
+        #expect(Set(kernels.first?.keys.map { $0 } ?? []) == ["name", "ops", "shape", "flops", "bytes", "algorithm"])
         #expect(kernels.first?["ops"] as? [String] == ["conv2d", "relu"])
+        // One input channel: the direct kernel, not a GEMM of depth 9.
+        #expect(kernels.first?["algorithm"] as? String == "direct")
         let fusions = object?["fusions"] as? [[String: Any]] ?? []
         #expect(fusions.first?["kind"] as? String == "epilogue" && fusions.first?["nodes"] as? [String] == ["conv1", "conv1.relu"])
         #expect(kernels.first?["flops"] as? Int == 2 * 32 * 26 * 26 * 9)
@@ -189,9 +191,10 @@ struct CLIInspectTests {
     @Test func textReport() throws {
         let result = try lathe("inspect", "simple-nn")
         #expect(result.status == 0)
-        #expect(result.out.hasPrefix("kernels (2):\n  k0_dense_epilogue  dense+relu -> f32[256, 64]  327680 flop"))
+        #expect(result.out.hasPrefix("kernels (2):\n  k0_dense_epilogue  dense+relu -> f32[256, 64]  327680 flop  78592 bytes  by gemm, packed weights\n"))
         #expect(result.out.contains("fused epilogue: dense1 + dense1.relu"))
-        #expect(result.out.contains("memory: arena 72896 bytes, lower bound 72896 (arena / bound 1.000), naive sum 72896"))
+        // The weights come packed: the scratch holds only the packed block of the input.
+        #expect(result.out.contains("memory: arena 70336 bytes, lower bound 70336 (arena / bound 1.000), naive sum 70336"))
     }
 }
 

@@ -84,7 +84,7 @@ let convCases: [OpCase] = [
 
 /// Constant weights: the packed GEMM reads them in panels laid out at compile time
 /// (WeightLayout.gemmPanels), output channels padded to whole panels per group, but for the
-/// depthwise kernel's (a gray image's first layer is one, of channel multiplier 32). The 1x1
+/// direct kernel's (a gray image's first layer, of channel multiplier 32, is one). The 1x1
 /// convolution of one image splits its output positions among threads (ThreadSplit.columns).
 let constantWeightConvCases: [OpCase] = [
     ([1, 8, 19, 23], [13, 8, 3, 3], 1), ([2, 12, 15, 9], [28, 3, 3, 3], 4), ([1, 64, 9, 9], [40, 64, 1, 1], 1),
