@@ -215,4 +215,13 @@ struct CLIExportTests {
         #expect((object?["outputs"] as? [String: Int])?["y"] == nodes.count - 1)
         #expect(try lathe("dump", "simple-nn", "--format", "yaml").status == 64)
     }
+
+    /// The optimized LLVM IR: the entry, a function per kernel, the shared micro-kernel.
+    @Test func llvm() throws {
+        let result = try lathe("dump", "simple-nn", "--format", "llvm")
+        #expect(result.status == 0)
+        #expect(result.out.contains("define void @lathe_run("))
+        #expect(result.out.contains("@k0_dense_epilogue(") && result.out.contains("@lathe_micro_"))
+        #expect(try lathe("dump", "simple-nn", "--format", "llvm", "--after", "fold-constants").status == 64)
+    }
 }
