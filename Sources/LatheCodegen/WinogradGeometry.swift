@@ -41,24 +41,29 @@ public struct WinogradTransform: Sendable {
     /// [OC, IC], matrix ξ·α+ν holding element (ξ, ν) of each U.
     func transformFilters(_ w: [Float], outChannels: Int, inChannels: Int) -> [Float] {
         let a = alpha
-        let g = filter.flatMap { $0 }   // α x 3, row-major
         var out = [Float](repeating: 0, count: a * a * outChannels * inChannels)
         // One filter's G g (α x 3), in a buffer reused for all: VGG19 has 2.2 million filters.
         var left = [Double](repeating: 0, count: a * 3)
+        let g = filter.flatMap { $0 }   // α x 3, row-major
         out.withUnsafeMutableBufferPointer { out in
             w.withUnsafeBufferPointer { w in
-                for o in 0..<outChannels {
-                    for c in 0..<inChannels {
-                        let base = (o * inChannels + c) * 9
-                        for i in 0..<a {
-                            for j in 0..<3 {
-                                left[i * 3 + j] = g[i * 3] * Double(w[base + j]) + g[i * 3 + 1] * Double(w[base + 3 + j]) + g[i * 3 + 2] * Double(w[base + 6 + j])
-                            }
-                        }
-                        for i in 0..<a {
-                            for j in 0..<a {
-                                let u = left[i * 3] * g[j * 3] + left[i * 3 + 1] * g[j * 3 + 1] + left[i * 3 + 2] * g[j * 3 + 2]
-                                out[((i * a + j) * outChannels + o) * inChannels + c] = Float(u)
+                g.withUnsafeBufferPointer { g in
+                    left.withUnsafeMutableBufferPointer { left in
+                        for o in 0..<outChannels {
+                            for c in 0..<inChannels {
+                                let base = (o * inChannels + c) * 9
+                                for i in 0..<a {
+                                    for j in 0..<3 {
+                                        left[i * 3 + j] = g[i * 3] * Double(w[base + j]) + g[i * 3 + 1] * Double(w[base + 3 + j])
+                                            + g[i * 3 + 2] * Double(w[base + 6 + j])
+                                    }
+                                }
+                                for i in 0..<a {
+                                    for j in 0..<a {
+                                        let u = left[i * 3] * g[j * 3] + left[i * 3 + 1] * g[j * 3 + 1] + left[i * 3 + 2] * g[j * 3 + 2]
+                                        out[((i * a + j) * outChannels + o) * inChannels + c] = Float(u)
+                                    }
+                                }
                             }
                         }
                     }

@@ -135,7 +135,11 @@ private final class WeightsJob: @unchecked Sendable {
         DispatchQueue.global(qos: .userInitiated).async {
             var weights = [Float](repeating: 0, count: program.weightsBytes / 4)
             weights.withUnsafeMutableBufferPointer { weights in
-                for (slot, offset, layout) in program.weightPlacements {
+                // Placements are disjoint: both cores share them (the whole compile, on a cache hit).
+                nonisolated(unsafe) let weights = weights
+                let placements = program.weightPlacements
+                DispatchQueue.concurrentPerform(iterations: placements.count) { p in
+                    let (slot, offset, layout) = placements[p]
                     let range = (offset / 4)..<(offset / 4 + layout.floatCount(constants[slot].count))
                     layout.write(constants[slot], into: UnsafeMutableBufferPointer(rebasing: weights[range]))
                 }
