@@ -32,9 +32,10 @@ public enum WeightLayout: Hashable, Sendable {
         }
     }
 
-    /// Writes the tensor's values in this layout to `out` (`floatCount` floats, zero-filled:
-    /// padding rows are left as they are).
+    /// Writes the tensor's values in this layout to all of `out` (`floatCount` floats, padding
+    /// included: the memory may be uninitialized).
     public func write(_ t: HostTensor, into out: UnsafeMutableBufferPointer<Float>) {
+        if self != .plain { out.update(repeating: 0) }   // the panels' padding
         switch self {
         case .plain:
             _ = out.update(fromContentsOf: t.scalars)

@@ -74,10 +74,18 @@ public struct BatchNormFolding: GraphPass {
         case .conv2d:
             guard weight.shape[0] == channels, layer.type.rank == 4 else { return nil }
             let perChannel = weight.count / channels
-            for i in newWeight.scalars.indices { newWeight.scalars[i] *= scale[i / perChannel] }
+            newWeight.scalars.withUnsafeMutableBufferPointer { w in
+                for c in 0..<channels {
+                    for i in (c * perChannel)..<((c + 1) * perChannel) { w[i] *= scale[c] }
+                }
+            }
         case .dense:
             guard weight.shape.count == 2, weight.shape[1] == channels, layer.type.rank == 2 else { return nil }
-            for i in newWeight.scalars.indices { newWeight.scalars[i] *= scale[i % channels] }
+            newWeight.scalars.withUnsafeMutableBufferPointer { w in
+                for row in 0..<(weight.count / channels) {
+                    for c in 0..<channels { w[row * channels + c] *= scale[c] }
+                }
+            }
         default:
             return nil
         }

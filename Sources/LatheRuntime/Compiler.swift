@@ -133,16 +133,25 @@ private final class WeightsJob: @unchecked Sendable {
 
     init(_ program: KernelProgram, constants: [HostTensor]) {
         DispatchQueue.global(qos: .userInitiated).async {
-            var weights = [Float](repeating: 0, count: program.weightsBytes / 4)
-            weights.withUnsafeMutableBufferPointer { weights in
-                // Placements are disjoint: both cores share them (the whole compile, on a cache hit).
-                nonisolated(unsafe) let weights = weights
-                let placements = program.weightPlacements
-                DispatchQueue.concurrentPerform(iterations: placements.count) { p in
-                    let (slot, offset, layout) = placements[p]
-                    let range = (offset / 4)..<(offset / 4 + layout.floatCount(constants[slot].count))
-                    layout.write(constants[slot], into: UnsafeMutableBufferPointer(rebasing: weights[range]))
+            // Written once, not zeroed first: every float is a placement's or a gap zeroed here.
+            let count = program.weightsBytes / 4
+            let weights = [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                nonisolated(unsafe) let buffer = buffer
+                let placements = program.weightPlacements.map { slot, offset, layout in
+                    (slot, (offset / 4)..<(offset / 4 + layout.floatCount(constants[slot].count)), layout)
                 }
+                var end = 0
+                for (_, range, _) in placements.sorted(by: { $0.1.lowerBound < $1.1.lowerBound }) {
+                    UnsafeMutableBufferPointer(rebasing: buffer[end..<range.lowerBound]).update(repeating: 0)
+                    end = range.upperBound
+                }
+                UnsafeMutableBufferPointer(rebasing: buffer[end..<count]).update(repeating: 0)
+                // Placements are disjoint: both cores share them (the whole compile, on a cache hit).
+                DispatchQueue.concurrentPerform(iterations: placements.count) { p in
+                    let (slot, range, layout) = placements[p]
+                    layout.write(constants[slot], into: UnsafeMutableBufferPointer(rebasing: buffer[range]))
+                }
+                initialized = count
             }
             self.weights = weights
             self.done.signal()
