@@ -60,11 +60,8 @@ extension IRBuilder {
         fill(padded, count: int(top * rowFloats), with: 0)
         loop(from: int(0), to: int(g.height)) { y in
             let row = pointer(padded, imul(iadd(y, int(top)), int(rowFloats)))
-            let target = sx == 1 ? row : temp
-            if left > 0 { fill(target, count: int(left), with: 0) }
-            elementwise(shape: [g.width], output: StridedView(base: pointer(target, int(left)), strides: [1]),
-                        inputs: [StridedView(base: pointer(plane, imul(y, int(g.width))), strides: [1])]) { v, _ in v[0] }
-            fill(pointer(target, int(left + g.width)), count: int((sx == 1 ? length : rowFloats + vectorWidth * sx) - left - g.width), with: 0)
+            copyPaddedRow(from: pointer(plane, imul(y, int(g.width))), width: g.width, into: sx == 1 ? row : temp, left: left,
+                          length: sx == 1 ? length : rowFloats + vectorWidth * sx)
             if sx > 1 {
                 loop(from: int(0), to: int(phase), step: vectorWidth) { j in
                     let wide = load(temp, imul(j, int(sx)), lanes: vectorWidth * sx)

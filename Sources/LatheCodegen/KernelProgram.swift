@@ -47,9 +47,10 @@ public enum WeightLayout: Hashable, Sendable {
                     for j in 0..<columns { out[(j / panel * depth + k) * panel + j % panel] = source[k * columns + j] }
                 }
             }
-        case let .winograd(tile, outChannels, inChannels, panel):
+        case let .winograd(tile, outChannels, inChannels, _):
+            guard case let .gemmPanels(groups, rows, depth, panel) = panels else { return }
             let u = WinogradTransform.forTile(tile).transformFilters(t.scalars, outChannels: outChannels, inChannels: inChannels)
-            u.withUnsafeBufferPointer { Self.writePanels($0, groups: (tile + 2) * (tile + 2), rows: outChannels, depth: inChannels, panel: panel, into: out) }
+            u.withUnsafeBufferPointer { Self.writePanels($0, groups: groups, rows: rows, depth: depth, panel: panel, into: out) }
         }
     }
 
@@ -63,6 +64,14 @@ public enum WeightLayout: Hashable, Sendable {
                 for p in 0..<depth { out[to + p * panel] = source[from + p] }
             }
         }
+    }
+}
+
+extension Op {
+    /// The contraction under a fused epilogue, or the op itself.
+    var unfused: Op {
+        if case let .epilogue(base, _, _) = self { return base }
+        return self
     }
 }
 
@@ -149,10 +158,9 @@ public struct Kernel: Sendable {
     /// "im2col+gemm", "gemm"; "packed weights" where its constant operand was packed at compile
     /// time. Nil for other kernels.
     public var algorithm: String? {
-        guard case var .node(op) = work else { return nil }
-        if case let .epilogue(base, _, _) = op { op = base }
+        guard case let .node(fused) = work else { return nil }
         let packed = weightLayout.isPacked ? ", packed weights" : ""
-        switch op {
+        switch fused.unfused {
         case let .conv2d(a):
             if case let .winograd(tile, _, _, _) = weightLayout { return "winograd F(\(tile)x\(tile),3x3)" }
             guard let g = ConvGeometry(input: operands[0].type.shape, weights: operands[1].type.shape, output: result.type.shape, a) else { return nil }
@@ -167,10 +175,8 @@ public struct Kernel: Sendable {
 
     /// The floating-point operations of one node (see `flops`).
     public static func flops(of op: Op, operandShapes shapes: [[Int]], resultShape: [Int]) -> Int {
-        var op = op
-        if case let .epilogue(base, _, _) = op { op = base }
         let count = resultShape.reduce(1, *)
-        switch op {
+        switch op.unfused {
         case .dense: return 2 * count * shapes[0][1]
         case .matmul: return 2 * count * (shapes[0].last ?? 1)
         case .conv2d: return 2 * count * shapes[1].dropFirst().reduce(1, *)
@@ -393,8 +399,7 @@ extension KernelProgram {
     /// where that serves it, else packed as the GEMM's A where its GEMM packs; a matrix product's
     /// packed as the GEMM's B where it packs; else as they are.
     static func weightLayout(_ node: Node, _ graph: Graph, vectorWidth: Int) -> WeightLayout {
-        var op = node.op
-        if case let .epilogue(base, _, _) = op { op = base }
+        let op = node.op.unfused
         guard node.operands.count >= 2, case .constant = graph[node.operands[1]].op else { return .plain }
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
         switch op {
@@ -422,9 +427,7 @@ extension KernelProgram {
     }
 
     static func winogradGeometry(_ op: Op, _ shapes: [[Int]], _ resultShape: [Int]) -> WinogradGeometry? {
-        var base = op
-        if case let .epilogue(b, _, _) = op { base = b }
-        guard case let .conv2d(a) = base, let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return nil }
+        guard case let .conv2d(a) = op.unfused, let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return nil }
         return WinogradGeometry(g)
     }
 
@@ -446,10 +449,8 @@ extension KernelProgram {
     public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, weightLayout: WeightLayout = .plain) -> Int {
         if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape) { return w.scratchFloats * threads }
         let prepackedWeights = weightLayout.isPacked
-        var base = op
-        if case let .epilogue(b, _, _) = op { base = b }
         let perThread: Int
-        switch base {
+        switch op.unfused {
         case let .conv2d(a):
             perThread = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats(prepackedWeights: prepackedWeights) ?? 0
         case let .convTranspose2d(a):

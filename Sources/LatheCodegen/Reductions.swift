@@ -92,9 +92,7 @@ extension IRBuilder {
 
     /// Lanes 0, 2, 4, ... of the two vectors end to end: every other input, for stride 2.
     private func evenLanes(_ low: LLVMValue, _ high: LLVMValue) -> LLVMValue {
-        let lanes = self.lanes(of: low)
-        var mask: [LLVMValueRef?] = (0..<lanes).map { LLVMConstInt(i32, UInt64(2 * $0), 0) }
-        return LLVMBuildShuffleVector(builder, low, high, LLVMConstVector(&mask, UInt32(lanes)), "")
+        shuffle(low, with: high, (0..<lanes(of: low)).map { 2 * $0 })
     }
 
     private func inBounds(_ y: LLVMValue, _ h: Int, _ x: LLVMValue, _ w: Int) -> LLVMValue {

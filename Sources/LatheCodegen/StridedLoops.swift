@@ -75,6 +75,15 @@ extension IRBuilder {
         level(0, views.map { int($0.offset) })
     }
 
+    /// A row of a zero-padded plane: row[0..<length] holds `left` zeros, source[0..<width], then
+    /// zeros (the direct and Winograd convolutions' padded copies).
+    func copyPaddedRow(from source: LLVMValue, width: Int, into row: LLVMValue, left: Int, length: Int) {
+        if left > 0 { fill(row, count: int(left), with: 0) }
+        elementwise(shape: [width], output: StridedView(base: pointer(row, int(left)), strides: [1]),
+                    inputs: [StridedView(base: source, strides: [1])]) { v, _ in v[0] }
+        if length > left + width { fill(pointer(row, int(left + width)), count: int(length - left - width), with: 0) }
+    }
+
     /// base[0 ..< count] = value, for a count known at run time.
     func fill(_ base: LLVMValue, count: LLVMValue, with value: Float) {
         let width = vectorWidth

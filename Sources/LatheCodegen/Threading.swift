@@ -36,19 +36,18 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
         guard threads > 1, flops >= minimumFlops else { return .single }
         if units >= 2 * threads || units % threads == 0 { return .units(units) }
         let panel = GemmBlocking.largestColumns
-        if columns >= threads * 2 * panel { return .columns(total: columns, chunk: ((columns + threads - 1) / threads + panel - 1) / panel * panel) }
-        if rows >= threads * GemmBlocking.largestRows {
-            return .rows(total: rows, chunk: ((rows + threads - 1) / threads + GemmBlocking.largestRows - 1) / GemmBlocking.largestRows * GemmBlocking.largestRows)
-        }
+        if columns >= threads * 2 * panel { return .columns(total: columns, chunk: chunk(columns, threads: threads, align: panel)) }
+        if rows >= threads * GemmBlocking.largestRows { return .rows(total: rows, chunk: chunk(rows, threads: threads, align: GemmBlocking.largestRows)) }
         return units > 1 ? .units(units) : .single
     }
+
+    /// A thread's share of `total`, rounded up to a multiple of `align`.
+    static func chunk(_ total: Int, threads: Int, align: Int) -> Int { ((total + threads - 1) / threads + align - 1) / align * align }
 
     /// The split of a kernel over `threads` threads.
     static func plan(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], flops: Int, threads: Int) -> ThreadSplit {
         guard threads > 1, flops >= minimumFlops else { return .single }
-        var base = op
-        if case let .epilogue(b, _, _) = op { base = b }
-        func chunk(_ total: Int, _ align: Int) -> Int { ((total + threads - 1) / threads + align - 1) / align * align }
+        func chunk(_ total: Int, _ align: Int) -> Int { Self.chunk(total, threads: threads, align: align) }
         /// Rows or columns of one GEMM, whichever splits into `threads` chunks of whole register
         /// blocks of any target (a B packed at compile time is cut only at its panels).
         func matrix(m: Int, n: Int) -> ThreadSplit {
@@ -56,15 +55,14 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             if m >= threads * GemmBlocking.largestRows { return .rows(total: m, chunk: chunk(m, GemmBlocking.largestRows)) }
             return .single
         }
-        switch base {
+        switch op.unfused {
         case let .conv2d(a):
             guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return .single }
             if g.runsDirect {
                 // Images x groups, else rows of the output image (DirectConvolution.swift).
                 let units = g.batch * g.groups
-                guard threads > 1, flops >= minimumFlops else { return .single }
                 if units >= 2 * threads || units % threads == 0 { return .units(units) }
-                return g.outH >= 2 * threads ? .rows(total: g.outH, chunk: (g.outH + threads - 1) / threads) : .single
+                return g.outH >= 2 * threads ? .rows(total: g.outH, chunk: chunk(g.outH, 1)) : .single
             }
             // Only where every target packs it: the columns split has no unpacked form.
             let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane

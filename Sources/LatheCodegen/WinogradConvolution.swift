@@ -89,10 +89,7 @@ extension IRBuilder {
             let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, y, int(0), "")!,
                                       LLVMBuildICmp(builder, LLVMIntSLT, y, int(g.height), "")!, "")!
             ifElse(inside, then: {
-                if padLeft > 0 { fill(row, count: int(padLeft), with: 0) }
-                elementwise(shape: [g.width], output: StridedView(base: pointer(row, int(padLeft)), strides: [1]),
-                            inputs: [StridedView(base: pointer(input, imul(y, int(g.width))), strides: [1])]) { v, _ in v[0] }
-                if used > padLeft + g.width { fill(pointer(row, int(padLeft + g.width)), count: int(used - padLeft - g.width), with: 0) }
+                copyPaddedRow(from: pointer(input, imul(y, int(g.width))), width: g.width, into: row, left: padLeft, length: used)
             }, else: {
                 fill(row, count: int(used), with: 0)
             })
