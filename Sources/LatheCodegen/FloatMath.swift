@@ -22,6 +22,7 @@ extension IRBuilder {
             case .erf: return erf(x)
             case .floor: return intrinsic("llvm.floor", x)
             case .ceil: return intrinsic("llvm.ceil", x)
+            case .step: return select(compare(LLVMRealOGT, x, float(0, like: x)), float(1, like: x), float(0, like: x))
             }
         case let .binary(fn, a, b):
             let (x, y) = (emit(a, arguments), emit(b, arguments))

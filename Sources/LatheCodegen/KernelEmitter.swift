@@ -32,8 +32,12 @@ extension IRBuilder {
                             split: kernel.split, thread: thread, threads: kernel.threads, weightLayout: kernel.weightLayout)
         case let .node(op):
             switch op {
-            case .input, .constant, .epilogue:
+            case .input, .constant, .variable, .assign, .epilogue:
                 throw LatheError.unsupported("\(op.name) is not a kernel")
+            case let .pool2dGrad(a):
+                pool2dGradient(a, dx: out, x: x[0], dy: x[1], inShape: shapes[0], outShape: shapes[1], split: kernel.split, thread: thread, threads: kernel.threads)
+            case let .dropoutMask(_, rate, seed):
+                dropoutMask(DropoutMask(rate: rate, seed: seed), count: kernel.result.type.count, output: out, counter: x[0])
             case .unary, .binary, .fusedElementwise:
                 let formula = op.formula!
                 elementwise(shape: shape, output: dense,

@@ -100,6 +100,13 @@ public struct KernelBuffer: Hashable, Sendable {
     public var type: TensorType
 }
 
+/// A variable's place in the weights region.
+public struct VariablePlacement: Hashable, Sendable {
+    public let name: String
+    public let offset: Int
+    public let type: TensorType
+}
+
 /// An intermediate's place in the arena and its life in kernel steps (inclusive).
 public struct PlannedBuffer: Hashable, Sendable, Codable {
     public let name: String
@@ -182,6 +189,7 @@ public struct Kernel: Sendable {
         case .conv2d: return 2 * count * shapes[1].dropFirst().reduce(1, *)
         case .convTranspose2d: return 2 * shapes[0].reduce(1, *) * shapes[1].dropFirst().reduce(1, *)
         case let .pool2d(a): return count * a.kernel.reduce(1, *)
+        case let .pool2dGrad(a): return shapes[1].reduce(1, *) * a.kernel.reduce(1, *)
         case .reduce, .globalAveragePool, .softmax, .logSoftmax, .layerNorm: return shapes[0].reduce(1, *)
         default: return count
         }
@@ -202,6 +210,8 @@ public struct KernelProgram: Sendable {
     public let weightsBytes: Int
     /// Constant slot, the byte offset it is copied to in the weights region, and its layout there.
     public let weightPlacements: [(slot: Int, offset: Int, layout: WeightLayout)]
+    /// The variables (training state), by name, and where they live in the weights region.
+    public var variables: [VariablePlacement] = []
 
     public var flops: Int { kernels.reduce(0) { $0 + $1.flops } }
 }
@@ -216,11 +226,7 @@ extension KernelProgram {
             guard names.insert(name).inserted else { throw LatheError.duplicateName(name) }
             guard graph.contains(value) else { throw LatheError.foreignValue("output '\(name)'") }
         }
-        var needed = [Bool](repeating: false, count: graph.nodes.count)
-        for (_, v) in outputs { needed[v.index] = true }
-        for node in graph.nodes.reversed() where needed[node.id.index] {
-            for operand in node.operands { needed[operand.index] = true }
-        }
+        let needed = graph.liveNodes(outputs: outputs.map(\.value))
 
         var location: [ValueID: BufferLocation] = [:]
         let inputNodes = graph.inputs
@@ -246,9 +252,14 @@ extension KernelProgram {
             defer { weightsBytes += MemoryPlanner.align(floats * 4) }
             return .weights(weightsBytes)
         }
+        var variables: [VariablePlacement] = []
         for node in graph.nodes where needed[node.id.index] {
             if case let .constant(slot) = node.op, readPlain.contains(node.id) {
                 location[node.id] = place(slot, .plain, floats: node.type.count)
+            }
+            if case let .variable(slot) = node.op {
+                location[node.id] = place(slot, .plain, floats: node.type.count)
+                if case let .weights(offset) = location[node.id] { variables.append(VariablePlacement(name: node.name, offset: offset, type: node.type)) }
             }
             if let layout = prepacks[node.id], case let .constant(slot) = graph[node.operands[1]].op {
                 let key = node.operands[1]
@@ -269,15 +280,19 @@ extension KernelProgram {
             }
         }
 
+        let writesVariable = try variableWrites(graph, needed: needed, outputs: outputs.map(\.value))
         let computed = graph.nodes.filter { node in
             guard needed[node.id.index] else { return false }
             switch node.op {
-            case .input, .constant: return false
+            case .input, .constant, .variable: return false
+            case .assign: return writesVariable[node.operands[1]] != node.operands[0]
             default: return true
             }
         }
         var step: [ValueID: Int] = [:]
         for (s, node) in computed.enumerated() { step[node.id] = s }
+        for (value, variable) in writesVariable { location[value] = location[variable] }
+        for node in graph.nodes where needed[node.id.index] && node.op == .assign { location[node.id] = location[node.operands[0]] }
         let lastStep = computed.count + copies.count - 1
         var lastUse: [ValueID: Int] = [:]
         for node in computed { for operand in node.operands { lastUse[operand] = step[node.id] } }
@@ -293,7 +308,7 @@ extension KernelProgram {
         for node in computed {
             let s = step[node.id]!
             let life = max(s, lastUse[node.id] ?? s)
-            if writesOutput[node.id] == nil {
+            if writesOutput[node.id] == nil && location[node.id] == nil {
                 if let k = inPlaceCandidates(node, graph, dyingAt: s, lastUse: lastUse).first(where: { request[node.operands[$0]] != nil }),
                    let shared = request[node.operands[k]] {
                     inPlaceOperand[node.id] = k
@@ -331,13 +346,19 @@ extension KernelProgram {
 
         func buffer(_ v: ValueID) -> KernelBuffer { KernelBuffer(location: location[v]!, type: graph[v].type) }
         var kernels: [Kernel] = computed.map { node in
+            if node.op == .assign {
+                return Kernel(name: "k\(step[node.id]!)_assign", work: .copy, node: node.id, operands: [buffer(node.operands[1])],
+                              result: buffer(node.operands[0]), scratch: nil)
+            }
             let operands = node.operands.enumerated().map { k, v in
                 if k == 1, let layout = prepacks[node.id] { return KernelBuffer(location: packedLocation[layout]![v]!, type: graph[v].type) }
                 return buffer(v)
             }
+            var inPlace = inPlaceOperand[node.id]
+            if let variable = writesVariable[node.id] { inPlace = node.operands.firstIndex(of: variable) }
             return Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
                           operands: operands, result: buffer(node.id), scratch: scratchLocation[node.id],
-                          inPlaceOperand: inPlaceOperand[node.id], split: splits[node.id]!.0, threads: splits[node.id]!.1,
+                          inPlaceOperand: inPlace, split: splits[node.id]!.0, threads: splits[node.id]!.1,
                           weightLayout: prepacks[node.id] ?? .plain)
         }
         for (c, copy) in copies.enumerated() {
@@ -349,7 +370,46 @@ extension KernelProgram {
                              outputs: outputs.map { ($0.name, graph[$0.value].type) },
                              arenaBytes: plan.arenaBytes, lowerBoundBytes: plan.lowerBoundBytes,
                              naiveBytes: planned.reduce(0) { $0 + MemoryPlanner.align($1.bytes) }, buffers: planned,
-                             weightsBytes: weightsBytes, weightPlacements: weightPlacements)
+                             weightsBytes: weightsBytes, weightPlacements: weightPlacements, variables: variables)
+    }
+
+    /// The values whose kernel writes its result straight into the variable an assign names
+    /// (an optimizer's update into the weight), instead of into the arena and then a copy. That
+    /// needs the value computed by a kernel of its own, not a graph output, assigned once, and
+    /// every other reader of the variable earlier in the order; the kernel itself may read the
+    /// variable only elementwise (it then updates it in place). Other assigns copy, and must
+    /// still come after every reader of their variable.
+    static func variableWrites(_ graph: Graph, needed: [Bool], outputs: [ValueID]) throws -> [ValueID: ValueID] {
+        let outputSet = Set(outputs)
+        var assignedOnce: [ValueID: Int] = [:]
+        for node in graph.nodes where needed[node.id.index] && node.op == .assign { assignedOnce[node.operands[1], default: 0] += 1 }
+        var writes: [ValueID: ValueID] = [:]
+        var assignedVariables = Set<ValueID>()
+        for node in graph.nodes where needed[node.id.index] && node.op == .assign {
+            let (variable, value) = (node.operands[0], node.operands[1])
+            guard assignedVariables.insert(variable).inserted else {
+                throw LatheError.invalidGraph(node: node.name, reason: "variable \(graph[variable].name) is assigned twice")
+            }
+            let readers = graph.nodes.filter { needed[$0.id.index] && $0.op != .assign && $0.id != value && $0.operands.contains(variable) }
+            if let late = readers.first(where: { $0.id.index > node.id.index }) {
+                throw LatheError.invalidGraph(node: node.name, reason: "\(late.name) reads variable \(graph[variable].name) after it is assigned")
+            }
+            let producer = graph[value]
+            let computedHere: Bool
+            switch producer.op {
+            case .input, .constant, .variable, .assign, .reshape, .flatten, .dropout: computedHere = false
+            default: computedHere = true
+            }
+            let readsElementwise: Bool
+            switch producer.op {
+            case .unary, .binary, .fusedElementwise: readsElementwise = producer.operands.allSatisfy { $0 != variable || graph[$0].type.shape == producer.type.shape }
+            default: readsElementwise = !producer.operands.contains(variable)
+            }
+            guard computedHere, readsElementwise, !outputSet.contains(value), assignedOnce[value] == 1,
+                  readers.allSatisfy({ $0.id.index < value.index }) else { continue }
+            writes[value] = variable
+        }
+        return writes
     }
 
     /// The operands a node may overwrite with its result: those that die at this node, has the

@@ -95,7 +95,7 @@ extension IRBuilder {
         shuffle(low, with: high, (0..<lanes(of: low)).map { 2 * $0 })
     }
 
-    private func inBounds(_ y: LLVMValue, _ h: Int, _ x: LLVMValue, _ w: Int) -> LLVMValue {
+    func inBounds(_ y: LLVMValue, _ h: Int, _ x: LLVMValue, _ w: Int) -> LLVMValue {
         // Unsigned compare: a negative index wraps to a huge one and fails the same test.
         let yOK = LLVMBuildICmp(builder, LLVMIntULT, y, int(h), "")!
         let xOK = LLVMBuildICmp(builder, LLVMIntULT, x, int(w), "")!

@@ -67,7 +67,7 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             // Only where every target packs it: the columns split has no unpacked form.
             let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane
             return plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: flops, threads: threads)
-        case .pool2d:
+        case .pool2d, .pool2dGrad:
             let planes = shapes[0].prefix(2).reduce(1, *)
             return planes >= threads ? .units(planes) : .single
         case .dense:

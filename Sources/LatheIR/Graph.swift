@@ -53,12 +53,22 @@ public final class Graph {
         return append(.constant(slot: constants.count - 1), [], TensorType(.float32, tensor.shape), name: name, location: location)
     }
 
+    /// Adds state that a training step updates (see Op.variable), starting at `tensor`.
+    public func addVariable(_ tensor: HostTensor, name: String? = nil, location: SourceLocation = .unknown) -> ValueID {
+        constants.append(tensor)
+        return append(.variable(slot: constants.count - 1), [], TensorType(.float32, tensor.shape), name: name, location: location)
+    }
+
     /// Adds a computing node after checking its operands against the op's shape rule.
     @discardableResult
     public func addNode(_ op: Op, _ operands: [ValueID], name: String? = nil, location: SourceLocation = .unknown) throws -> ValueID {
         switch op {
-        case .input, .constant:
-            throw LatheError.invalidAttribute(op: op.name, reason: "use addInput or addConstant", location: location)
+        case .input, .constant, .variable:
+            throw LatheError.invalidAttribute(op: op.name, reason: "use addInput, addConstant or addVariable", location: location)
+        case .assign:
+            if let target = operands.first, contains(target), case .variable = self[target].op {} else {
+                throw LatheError.invalidAttribute(op: op.name, reason: "the first operand must be a variable", location: location)
+            }
         default: break
         }
         for v in operands where !contains(v) { throw LatheError.foreignValue("operand \(v) of \(op.name)") }

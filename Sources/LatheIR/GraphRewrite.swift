@@ -33,6 +33,8 @@ public final class GraphRewrite {
             new = try target.addInput(name: node.name, shape: node.type.shape, location: node.location)
         case let .constant(slot):
             new = target.addConstant(source.constants[slot], name: node.name, location: node.location)
+        case let .variable(slot):
+            new = target.addVariable(source.constants[slot], name: node.name, location: node.location)
         default:
             new = try target.addNode(node.op, try node.operands.map(mapped), name: node.name, location: node.location)
         }
@@ -58,10 +60,11 @@ public final class GraphRewrite {
 }
 
 extension Graph {
-    /// Which nodes the outputs need.
+    /// Which nodes the outputs and the assigns need.
     public func liveNodes(outputs: [ValueID]) -> [Bool] {
         var live = [Bool](repeating: false, count: nodes.count)
         for v in outputs where contains(v) { live[v.index] = true }
+        for node in nodes where node.op == .assign { live[node.id.index] = true }
         for node in nodes.reversed() where live[node.id.index] { for operand in node.operands { live[operand.index] = true } }
         return live
     }

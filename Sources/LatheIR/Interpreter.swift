@@ -2,19 +2,20 @@
 /// tricks. It is the oracle that every compiled kernel is tested against.
 public enum Interpreter {
     /// Runs the graph and returns the tensors of `outputs`, in order.
+    /// Runs the graph and returns the tensors of `outputs`, in order. Assigns run too: after
+    /// the call each assigned variable holds its new value (a training step).
     public static func run(_ graph: Graph, outputs: [ValueID], feeds: [String: HostTensor]) throws -> [HostTensor] {
         try checkFeeds(graph.inputs.map { InputSpec(name: $0.name, shape: $0.type.shape) }, feeds)
         for v in outputs where !graph.contains(v) { throw LatheError.foreignValue("output \(v)") }
-        var needed = [Bool](repeating: false, count: graph.nodes.count)
-        for v in outputs { needed[v.index] = true }
-        for node in graph.nodes.reversed() where needed[node.id.index] {
-            for operand in node.operands { needed[operand.index] = true }
-        }
+        let needed = graph.liveNodes(outputs: outputs)
         var values = [HostTensor?](repeating: nil, count: graph.nodes.count)
+        var assigned: [(slot: Int, value: HostTensor)] = []
         for node in graph.nodes where needed[node.id.index] {
             let operands = node.operands.map { values[$0.index]! }
             values[node.id.index] = try evaluate(node, operands, graph: graph, feeds: feeds)
+            if node.op == .assign, case let .variable(slot) = graph[node.operands[0]].op { assigned.append((slot, operands[1])) }
         }
+        for (slot, value) in assigned { try graph.setConstant(slot: slot, to: value) }
         return outputs.map { values[$0.index]! }
     }
 
@@ -31,7 +32,10 @@ public enum Interpreter {
         let shape = node.type.shape
         switch node.op {
         case let .input(name): return feeds[name]!
-        case let .constant(slot): return graph.constants[slot]
+        case let .constant(slot), let .variable(slot): return graph.constants[slot]
+        case .assign: return x[1]
+        case let .pool2dGrad(a): return pool2dGrad(x[0], x[1], a)
+        case let .dropoutMask(_, rate, seed): return dropoutMask(shape: shape, rate: rate, seed: seed, step: x[0].scalars[0])
         case .unary, .binary, .fusedElementwise:
             return elementwise(node.op.formula!, x, shape: shape, strides: x.map { broadcastStrides(of: $0.shape, to: shape) })
         case .batchNorm:

@@ -6,6 +6,13 @@ public enum Op: Hashable, Sendable {
     case input(name: String)
     /// Constant data; the tensor is `Graph.constants[slot]`.
     case constant(slot: Int)
+    /// State that a compiled training step keeps between runs (a trainable weight, an
+    /// optimizer's moment, a running mean): starts as `Graph.constants[slot]`, changes only
+    /// through `assign`, and is never folded.
+    case variable(slot: Int)
+    /// Operands (variable, value): after the run the variable holds `value`. Its result is
+    /// `value`; an assign is always live. Every other reader of the variable runs before it.
+    case assign
     /// One operand, one scalar formula (NumPy semantics).
     case unary(UnaryFn)
     /// Two operands with NumPy broadcasting.
@@ -27,6 +34,13 @@ public enum Op: Hashable, Sendable {
     /// Inference BatchNorm over axis 1: operands x, scale, bias, mean, variance.
     case batchNorm(epsilon: Float)
     case pool2d(Pool2DAttributes)
+    /// The gradient of pool2d: operands (x, dy), result shaped as x. Max pooling routes each dy
+    /// to the first largest input of its window; average pooling spreads it over the window.
+    case pool2dGrad(Pool2DAttributes)
+    /// Inverted dropout's mask: each element `1 / (1 - rate)` with probability 1 - rate, else 0,
+    /// from a counter-based hash of (seed, operand 0, index). Operand 0 is a one-element step
+    /// counter, so each step draws a new mask and the same step the same one.
+    case dropoutMask(shape: [Int], rate: Float, seed: UInt32)
     /// Mean over H and W of NCHW, keeping them as 1x1.
     case globalAveragePool
     case reshape(shape: [Int])
@@ -61,7 +75,7 @@ public enum Op: Hashable, Sendable {
 }
 
 public enum UnaryFn: Hashable, Sendable {
-    case neg, abs, exp, log, sqrt, reciprocal, erf, floor, ceil
+    case neg, abs, exp, log, sqrt, reciprocal, erf, floor, ceil, step
     case relu, sigmoid, tanh, gelu, geluTanh, softplus, softsign, hardSwish
     case leakyRelu(alpha: Float)
     case clip(min: Float, max: Float)

@@ -35,6 +35,7 @@ extension UnaryFn {
         case .erf: return "erf"
         case .floor: return "floor"
         case .ceil: return "ceil"
+        case .step: return "step"
         case .softplus: return "softplus"
         case .softsign: return "softsign"
         case .hardSwish: return "hard_swish"
@@ -65,6 +66,7 @@ extension UnaryFn {
         case .erf: return .unary(.erf, x)
         case .floor: return .unary(.floor, x)
         case .ceil: return .unary(.ceil, x)
+        case .step: return .step(x)
         // log(1 + exp(x)) written as max(x, 0) + log(1 + exp(-|x|)), which cannot overflow.
         case .softplus: return .max(x, .const(0)) + .unary(.log, .const(1) + .exp(-.unary(.abs, x)))
         case .softsign: return x / (.const(1) + .unary(.abs, x))
@@ -104,6 +106,10 @@ extension Op {
         switch self {
         case .input: return "input"
         case .constant: return "constant"
+        case .variable: return "variable"
+        case .assign: return "assign"
+        case .pool2dGrad: return "pool2d_grad"
+        case .dropoutMask: return "dropout_mask"
         case let .unary(fn): return fn.name
         case let .binary(fn): return fn.rawValue
         case .fusedElementwise: return "fused_elementwise"
@@ -133,7 +139,8 @@ extension Op {
 
     public var fusionClass: FusionClass {
         switch self {
-        case .input, .constant: return .opaque
+        case .input, .constant, .variable, .assign, .dropoutMask: return .opaque
+        case .pool2dGrad: return .reduction
         case .unary: return .elementwise
         case .binary, .batchNorm, .fusedElementwise: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
@@ -156,10 +163,10 @@ extension Op {
     /// The operand counts the op accepts.
     public var arity: ClosedRange<Int> {
         switch self {
-        case .input, .constant: return 0...0
+        case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
-             .dropout, .pool2d, .globalAveragePool, .lrn, .pad: return 1...1
-        case .binary, .matmul, .gather: return 2...2
+             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask: return 1...1
+        case .binary, .matmul, .gather, .assign, .pool2dGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm: return 2...3
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
@@ -171,7 +178,8 @@ extension Op {
         func list(_ v: [Int]) -> String { "[" + v.map(String.init).joined(separator: ",") + "]" }
         switch self {
         case let .input(name): return "name=\"\(name)\""
-        case let .constant(slot): return "slot=\(slot)"
+        case let .constant(slot), let .variable(slot): return "slot=\(slot)"
+        case let .dropoutMask(shape, rate, seed): return "shape=\(list(shape)), rate=\(rate), seed=\(seed)"
         case let .unary(.leakyRelu(alpha)): return "alpha=\(alpha)"
         case let .unary(.clip(lo, hi)): return "min=\(lo), max=\(hi)"
         case let .unary(.elu(alpha)): return "alpha=\(alpha)"
@@ -190,7 +198,7 @@ extension Op {
             let inner = base.attributeText
             return (inner.isEmpty ? "" : inner + ", ") + "epilogue=\(formula)"
         case let .pad(pads, value): return "pads=\(list(pads)), value=\(value)"
-        case let .pool2d(a):
+        case let .pool2d(a), let .pool2dGrad(a):
             let include = a.kind == .average ? ", count_include_pad=\(a.countIncludePad)" : ""
             let dilated = a.dilations == [1, 1] ? "" : ", dilations=\(list(a.dilations))"
             return "kernel=\(list(a.kernel)), strides=\(list(a.strides)), pads=\(list(a.pads))\(dilated)\(include)"

@@ -18,6 +18,7 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
     public static func max(_ a: ScalarExpr, _ b: ScalarExpr) -> ScalarExpr { .binary(.max, a, b) }
     public static func min(_ a: ScalarExpr, _ b: ScalarExpr) -> ScalarExpr { .binary(.min, a, b) }
     public static func exp(_ a: ScalarExpr) -> ScalarExpr { .unary(.exp, a) }
+    public static func step(_ a: ScalarExpr) -> ScalarExpr { .unary(.step, a) }
 
     /// Turns the tree into nested closures once, so the interpreter does not walk the enum
     /// per element.
@@ -81,7 +82,8 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
 }
 
 public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
-    case neg, abs, exp, log, sqrt, tanh, erf, floor, ceil
+    /// `step` is Heaviside's: 1 where x > 0, else 0 (the slope of relu, the mask of max).
+    case neg, abs, exp, log, sqrt, tanh, erf, floor, ceil, step
 
     /// The reference semantics, from the C library.
     public var reference: (Float) -> Float {
@@ -95,6 +97,7 @@ public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
         case .erf: return { Foundation.erf($0) }
         case .floor: return { $0.rounded(.down) }
         case .ceil: return { $0.rounded(.up) }
+        case .step: return { $0 > 0 ? 1 : 0 }
         }
     }
 }

@@ -17,8 +17,21 @@ extension Op {
         }
         let shapes = operands.map(\.shape)
         switch self {
-        case .input, .constant:
-            throw .shape("inputs and constants carry their own type")
+        case .input, .constant, .variable:
+            throw .shape("inputs, constants and variables carry their own type")
+        case .assign:
+            guard shapes[0] == shapes[1] else { throw .shape("the variable is \(shapes[0]), the value \(shapes[1])") }
+            return operands[1]
+        case let .pool2dGrad(a):
+            guard try pool2dShape(shapes[0], a) == shapes[1] else {
+                throw .shape("dy \(shapes[1]) is not the pooled shape of x \(shapes[0])")
+            }
+            return operands[0]
+        case let .dropoutMask(shape, rate, _):
+            guard (0..<1).contains(rate) else { throw .attribute("rate \(rate) is not in [0, 1)") }
+            guard shapes[0].reduce(1, *) == 1 else { throw .shape("the step counter must have one element, got \(shapes[0])") }
+            guard elementCount(shape) != nil else { throw .attribute("shape \(shape) has a negative dimension or too many elements") }
+            return TensorType(.float32, shape)
         case let .epilogue(base, count, formula):
             switch base {
             case .conv2d, .dense, .matmul: break

@@ -13,7 +13,7 @@ public struct ConstantFolding: GraphPass {
         let rewrite = GraphRewrite(graph)
         for node in graph.nodes {
             switch node.op {
-            case .input, .constant:
+            case .input, .constant, .variable:
                 try rewrite.copy(node)
                 continue
             default: break

@@ -57,6 +57,29 @@ public final class CompiledModel: @unchecked Sendable {
     public var outputNames: [String] { program.outputs.map(\.name) }
     public func outputType(_ name: String) -> TensorType? { program.outputs.first { $0.name == name }?.type }
 
+    /// The names of the model's variables (training state that persists between runs).
+    public var variableNames: [String] { program.variables.map(\.name) }
+
+    /// A variable's current value: a weight after some training steps, say.
+    public func variable(_ name: String) throws -> HostTensor {
+        guard let v = program.variables.first(where: { $0.name == name }) else { throw LatheError.unknownOutput(name: name, known: variableNames) }
+        lock.lock()
+        defer { lock.unlock() }
+        let start = (weights + v.offset).assumingMemoryBound(to: Float.self)
+        return try HostTensor(shape: v.type.shape, scalars: Array(UnsafeBufferPointer(start: start, count: v.type.count)))
+    }
+
+    /// Sets a variable (same shape), e.g. to load weights or reset an optimizer.
+    public func setVariable(_ name: String, to value: HostTensor) throws {
+        guard let v = program.variables.first(where: { $0.name == name }) else { throw LatheError.unknownOutput(name: name, known: variableNames) }
+        guard value.shape == v.type.shape else { throw LatheError.inputShapeMismatch(name: name, expected: v.type.shape, got: value.shape) }
+        lock.lock()
+        defer { lock.unlock() }
+        value.scalars.withUnsafeBytes { bytes in
+            if let base = bytes.baseAddress { (weights + v.offset).copyMemory(from: base, byteCount: bytes.count) }
+        }
+    }
+
     /// Runs on named host tensors and returns the named outputs.
     public func run(_ feeds: [String: HostTensor]) throws -> [String: HostTensor] {
         try checkFeeds(program.inputs, feeds)

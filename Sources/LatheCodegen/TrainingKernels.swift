@@ -1,0 +1,111 @@
+import CLLVM
+import LatheIR
+
+/// Kernels for the ops only training graphs use: pooling's gradient and dropout's mask.
+extension IRBuilder {
+    /// pool2d_grad: each plane of dx is zeroed, then each output cell adds its dy to the first
+    /// largest tap of its window (max) or dy / divisor to every tap (average), exactly as the
+    /// interpreter does. Planes are split among threads.
+    func pool2dGradient(_ a: Pool2DAttributes, dx: LLVMValue, x: LLVMValue, dy: LLVMValue, inShape: [Int], outShape: [Int],
+                        split: ThreadSplit, thread: LLVMValue, threads: Int) {
+        let (h, w, oh, ow) = (inShape[2], inShape[3], outShape[2], outShape[3])
+        let padded = a.pads.contains { $0 > 0 }
+        let planes = inShape[0] * inShape[1]
+        var range = (start: int(0), end: int(planes))
+        if case .units = split { range = unitRange(count: planes, thread: thread, threads: threads) }
+        loop(from: range.start, to: range.end) { plane in
+            let inPlane = imul(plane, int(h * w))
+            let outPlane = imul(plane, int(oh * ow))
+            let zeros = float(0, lanes: vectorWidth)
+            loop(0, h * w / vectorWidth * vectorWidth, step: vectorWidth, unroll: false) { i in store(zeros, dx, iadd(inPlane, i)) }
+            loop(h * w / vectorWidth * vectorWidth, h * w, unroll: false) { i in store(float(0), dx, iadd(inPlane, i)) }
+            loop(0, oh, unroll: false) { oy in
+                loop(0, ow, unroll: false) { ox in
+                    let g = load(dy, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
+                    let baseY = iadd(imul(oy, int(a.strides[0])), int(-a.pads[0]))
+                    let baseX = iadd(imul(ox, int(a.strides[1])), int(-a.pads[1]))
+                    var taps: [(index: LLVMValue, valid: LLVMValue?)] = []
+                    for ky in 0..<a.kernel[0] {
+                        for kx in 0..<a.kernel[1] {
+                            let iy = iadd(baseY, int(ky * a.dilations[0])), ix = iadd(baseX, int(kx * a.dilations[1]))
+                            let index = iadd(inPlane, iadd(imul(iy, int(w)), ix))
+                            if padded {
+                                let valid = inBounds(iy, h, ix, w)
+                                taps.append((LLVMBuildSelect(builder, valid, index, inPlane, "")!, valid))
+                            } else {
+                                taps.append((index, nil))
+                            }
+                        }
+                    }
+                    if a.kind == .max {
+                        var best = float(-.infinity), bestIndex = taps[0].index
+                        var found: LLVMValue = LLVMConstInt(i1, padded ? 0 : 1, 0)
+                        for (n, tap) in taps.enumerated() {
+                            let value = load(x, tap.index)
+                            var better: LLVMValue = n == 0 && !padded ? LLVMConstInt(i1, 1, 0) : compare(LLVMRealOGT, value, best)
+                            if let valid = tap.valid {
+                                // The first valid tap is taken whatever its value.
+                                better = LLVMBuildAnd(builder, valid, LLVMBuildOr(builder, better, LLVMBuildNot(builder, found, ""), ""), "")
+                                found = LLVMBuildOr(builder, found, valid, "")
+                            }
+                            best = select(better, value, best)
+                            bestIndex = LLVMBuildSelect(builder, better, tap.index, bestIndex, "")
+                        }
+                        store(add(load(dx, bestIndex), select(found, g, float(0))), dx, bestIndex)
+                    } else {
+                        var share = g
+                        if padded && !a.countIncludePad {
+                            let count = taps.reduce(float(0)) { add($0, LLVMBuildUIToFP(builder, $1.valid!, f32, "")) }
+                            share = div(g, count)
+                        } else {
+                            share = div(g, float(Float(a.kernel[0] * a.kernel[1])))
+                        }
+                        for tap in taps {
+                            let part = tap.valid.map { select($0, share, float(0)) } ?? share
+                            store(add(load(dx, tap.index), part), dx, tap.index)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// dropout_mask: the counter-based hash of DropoutMask on integer vectors, one lane per
+    /// element index.
+    func dropoutMask(_ mask: DropoutMask, count: Int, output: LLVMValue, counter: LLVMValue) {
+        let stepValue = LLVMBuildFPToUI(builder, load(counter, int(0)), i32, "")!
+        let stepMix = LLVMBuildAdd(builder, LLVMBuildMul(builder, stepValue, LLVMConstInt(i32, UInt64(DropoutMask.stepMultiplier), 0), ""),
+                                   LLVMConstInt(i32, UInt64(mask.seed), 0), "")!
+        func emit(_ start: LLVMValue, lanes: Int) {
+            let type = lanes == 1 ? i32 : LLVMVectorType(i32, UInt32(lanes))!
+            func constant(_ v: UInt32) -> LLVMValue {
+                let scalar = LLVMConstInt(i32, UInt64(v), 0)!
+                if lanes == 1 { return scalar }
+                var items = [LLVMValue?](repeating: scalar, count: lanes)
+                return LLVMConstVector(&items, UInt32(lanes))
+            }
+            func splatInt(_ v: LLVMValue) -> LLVMValue {
+                if lanes == 1 { return v }
+                let inserted = LLVMBuildInsertElement(builder, LLVMGetUndef(type), v, LLVMConstInt(i32, 0, 0), "")!
+                var zeros = [LLVMValue?](repeating: LLVMConstInt(i32, 0, 0), count: lanes)
+                return LLVMBuildShuffleVector(builder, inserted, LLVMGetUndef(type), LLVMConstVector(&zeros, UInt32(lanes)), "")!
+            }
+            var index = splatInt(LLVMBuildTrunc(builder, start, i32, "")!)
+            if lanes > 1 {
+                var ramp = (0..<lanes).map { Optional(LLVMConstInt(i32, UInt64($0), 0)!) }
+                index = LLVMBuildAdd(builder, index, LLVMConstVector(&ramp, UInt32(lanes)), "")
+            }
+            var h = LLVMBuildXor(builder, LLVMBuildMul(builder, index, constant(DropoutMask.indexMultiplier), ""), splatInt(stepMix), "")!
+            h = LLVMBuildXor(builder, h, LLVMBuildLShr(builder, h, constant(16), ""), "")
+            h = LLVMBuildMul(builder, h, constant(DropoutMask.mix1), "")
+            h = LLVMBuildXor(builder, h, LLVMBuildLShr(builder, h, constant(13), ""), "")
+            h = LLVMBuildMul(builder, h, constant(DropoutMask.mix2), "")
+            h = LLVMBuildXor(builder, h, LLVMBuildLShr(builder, h, constant(16), ""), "")
+            let keep = LLVMBuildICmp(builder, LLVMIntUGE, LLVMBuildLShr(builder, h, constant(8), ""), constant(mask.threshold), "")!
+            store(select(keep, float(mask.scale, lanes: lanes), float(0, lanes: lanes)), output, start)
+        }
+        let vectorEnd = count / vectorWidth * vectorWidth
+        loop(0, vectorEnd, step: vectorWidth, unroll: false) { emit($0, lanes: vectorWidth) }
+        loop(vectorEnd, count, unroll: false) { emit($0, lanes: 1) }
+    }
+}

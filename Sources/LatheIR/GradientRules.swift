@@ -1,0 +1,150 @@
+/// The gradient rule of every op, in one switch: given dy, the gradient of the node's result,
+/// each operand's contribution (nil where the op is not differentiable in that operand).
+/// Elementwise ops need no rule of their own: their formula is differentiated (ScalarDerivative).
+extension Op {
+    public func gradients(_ c: GradientContext) throws -> [ValueID?] {
+        let x = c.x, dy = c.dy
+        func unsupported(_ why: String) -> LatheError {
+            .invalidGraph(node: "\(c.node.name) (\(name)\(c.node.location.isKnown ? " at \(c.node.location)" : ""))", reason: "no gradient: \(why)")
+        }
+        switch self {
+        case .input, .constant, .variable, .assign, .dropoutMask:
+            return x.map { _ in nil }
+        case .unary, .binary, .fusedElementwise:
+            return try elementwiseGradients(formula!, operands: x, c)
+        case let .batchNorm(epsilon):
+            // Parameters [C] read along axis 1: as [1, C, 1, ...] they broadcast the NumPy way.
+            let rank = c.shape(x[0]).count
+            let perChannel = try x.dropFirst().map { p in
+                try c.reshape(p, to: [1, c.shape(p)[0]] + Array(repeating: 1, count: rank - 2), "channel")
+            }
+            return try elementwiseGradients(batchNormFormula(epsilon: epsilon), operands: [x[0]] + perChannel, c, targets: x)
+        case .matmul:
+            guard c.shape(x[0]).count >= 2, c.shape(x[1]).count >= 2 else { throw unsupported("matmul of a rank-1 operand") }
+            let da = c.wanted[0] ? try c.unbroadcast(c.add(.matmul, [dy, c.transposeLastTwo(x[1], "bT")], "da"), to: c.shape(x[0]), "da") : nil
+            let db = c.wanted[1] ? try c.unbroadcast(c.add(.matmul, [c.transposeLastTwo(x[0], "aT"), dy], "db"), to: c.shape(x[1]), "db") : nil
+            return [da, db]
+        case .dense:
+            let dx = c.wanted[0] ? try c.add(.matmul, [dy, c.transposeLastTwo(x[1], "wT")], "dx") : nil
+            let dw = c.wanted[1] ? try c.add(.matmul, [c.transposeLastTwo(x[0], "xT"), dy], "dw") : nil
+            let db = x.count == 3 && c.wanted[2] ? try c.add(.reduce(.sum, axes: [0], keepDims: false), [dy], "db") : nil
+            return [dx, dw] + (x.count == 3 ? [db] : [])
+        case let .conv2d(a):
+            let input = c.shape(x[0]), w = c.shape(x[1])
+            var dx: ValueID?
+            if c.wanted[0] {
+                let out = c.shape(dy)
+                let outputPadding = (0..<2).map { (i: Int) -> Int in
+                    let covered: Int = (out[2 + i] - 1) * a.strides[i] - a.pads[i] - a.pads[i + 2] + a.dilations[i] * (w[2 + i] - 1) + 1
+                    return input[2 + i] - covered
+                }
+                let t = ConvTranspose2DAttributes(strides: a.strides, pads: a.pads, outputPadding: outputPadding, dilations: a.dilations, groups: a.groups)
+                dx = try c.add(.convTranspose2d(t), [dy, x[1]], "dx")
+            }
+            var dw: ValueID?
+            if c.wanted[1] {
+                guard a.groups == 1 else { throw unsupported("the weight gradient of a grouped convolution (groups \(a.groups))") }
+                dw = try filterGradient(input: x[0], outputGradient: dy, kernel: Array(w[2...]), a, c)
+            }
+            let db = x.count == 3 && c.wanted[2] ? try c.add(.reduce(.sum, axes: [0, 2, 3], keepDims: false), [dy], "db") : nil
+            return [dx, dw] + (x.count == 3 ? [db] : [])
+        case let .convTranspose2d(a):
+            let w = c.shape(x[1])
+            let conv = Conv2DAttributes(strides: a.strides, pads: a.pads, dilations: a.dilations, groups: a.groups)
+            let dx = c.wanted[0] ? try c.add(.conv2d(conv), [dy, x[1]], "dx") : nil
+            var dw: ValueID?
+            if c.wanted[1] {
+                guard a.groups == 1 else { throw unsupported("the weight gradient of a grouped transposed convolution") }
+                // A transposed convolution is the input gradient of a convolution from its output
+                // to its input, so its weights' gradient is that convolution's, roles swapped.
+                dw = try filterGradient(input: dy, outputGradient: x[0], kernel: Array(w[2...]), conv, c)
+            }
+            let db = x.count == 3 && c.wanted[2] ? try c.add(.reduce(.sum, axes: [0, 2, 3], keepDims: false), [dy], "db") : nil
+            return [dx, dw] + (x.count == 3 ? [db] : [])
+        case let .pool2d(a):
+            return [try c.add(.pool2dGrad(a), [x[0], dy], "dx")]
+        case .globalAveragePool:
+            let s = c.shape(x[0])
+            return [try c.expand(dy, like: x[0], scale: 1 / Float(s.dropFirst(2).reduce(1, *)), "dx")]
+        case .reshape, .flatten, .dropout:
+            return [try c.reshape(dy, to: c.shape(x[0]), "dx")]
+        case let .transpose(perm):
+            var inverse = perm
+            for (i, p) in perm.enumerated() { inverse[p] = i }
+            return [try c.add(.transpose(perm: inverse), [dy], "dx")]
+        case let .slice(starts, ends, steps):
+            guard steps.allSatisfy({ $0 == 1 }) else { throw unsupported("a slice with steps \(steps)") }
+            let s = c.shape(x[0])
+            return [try c.add(.pad(pads: starts + zip(s, ends).map { $0 - $1 }, value: 0), [dy], "dx")]
+        case let .concat(axis):
+            let out = c.shape(dy)
+            var start = 0
+            return try x.map { operand in
+                let size = c.shape(operand)[axis]
+                defer { start += size }
+                var starts = [Int](repeating: 0, count: out.count), ends = out
+                (starts[axis], ends[axis]) = (start, start + size)
+                return try c.add(.slice(starts: starts, ends: ends, steps: Array(repeating: 1, count: out.count)), [dy], "dx")
+            }
+        case let .pad(pads, _):
+            let s = c.shape(x[0])
+            let starts = Array(pads.prefix(s.count))
+            return [try c.add(.slice(starts: starts, ends: zip(starts, s).map(+), steps: Array(repeating: 1, count: s.count)), [dy], "dx")]
+        case let .softmax(axis):
+            // dx = y * (dy - sum(dy * y))
+            let y = c.node.id
+            let dot = try c.add(.reduce(.sum, axes: [axis], keepDims: true), [c.add(.binary(.mul), [dy, y], "dy_y")], "dot")
+            return [try c.elementwise(.arg(1) * (.arg(0) - .arg(2)), [dy, y, dot], "dx")]
+        case let .logSoftmax(axis):
+            // dx = dy - exp(y) * sum(dy)
+            let total = try c.add(.reduce(.sum, axes: [axis], keepDims: true), [dy], "dy_sum")
+            return [try c.elementwise(.arg(0) - .exp(.arg(1)) * .arg(2), [dy, c.node.id, total], "dx")]
+        case let .reduce(kind, axes, keepDims):
+            var kept = c.shape(x[0])
+            for axis in axes { kept[axis] = 1 }
+            let g = keepDims ? dy : try c.reshape(dy, to: kept, "kept")
+            switch kind {
+            case .sum: return [try c.expand(g, like: x[0], "dx")]
+            case .mean: return [try c.expand(g, like: x[0], scale: Float(kept.reduce(1, *)) / Float(max(c.shape(x[0]).reduce(1, *), 1)), "dx")]
+            case .max:
+                // Every element equal to the maximum gets dy.
+                let m = keepDims ? c.node.id : try c.reshape(c.node.id, to: kept, "max_kept")
+                return [try c.elementwise(.arg(0) * (.const(1) - .step(.arg(1) - .arg(2))), [g, m, x[0]], "dx")]
+            }
+        case .epilogue, .layerNorm, .lrn, .gather, .pool2dGrad:
+            throw unsupported("\(name) has no gradient rule (differentiate the graph before the passes fuse it)")
+        }
+    }
+
+    /// An elementwise op's operand gradients: dy times the formula's derivative, summed over the
+    /// axes the operand was broadcast along. `targets` are the shapes' owners (by default the
+    /// operands themselves).
+    private func elementwiseGradients(_ formula: ScalarExpr, operands: [ValueID], _ c: GradientContext, targets: [ValueID]? = nil) throws -> [ValueID?] {
+        let shifted = formula.substituting(operands.indices.map { .arg($0 + 1) })
+        return try operands.indices.map { k in
+            guard c.wanted[k] else { return nil }
+            let slope = shifted.derivative(wrt: k + 1)
+            if slope == .const(0) { return nil }
+            let g = try c.elementwise(ScalarExpr.product(.arg(0), slope), [c.dy] + operands, "d\(k)")
+            let summed = try c.unbroadcast(g, to: c.shape(operands[k]), "d\(k)")
+            return try c.reshape(summed, to: c.shape((targets ?? operands)[k]), "d\(k)")
+        }
+    }
+
+    /// dW[oc, c, kh, kw] = sum over n, oh, ow of dy[n, oc, oh, ow] * x[n, c, oh*s + kh*d - p, ...]:
+    /// itself a convolution, of x with images and channels swapped ([C, N, H, W]) by dy as
+    /// the weights ([OC, N, OH, OW]), stride and dilation swapped; the result [C, OC, >=KH, >=KW]
+    /// is cut to the kernel and transposed to [OC, C, KH, KW].
+    private func filterGradient(input: ValueID, outputGradient dy: ValueID, kernel: [Int], _ a: Conv2DAttributes, _ c: GradientContext) throws -> ValueID {
+        let swap = [1, 0, 2, 3]
+        let images = try c.add(.transpose(perm: swap), [input], "x_by_channel")
+        let filters = try c.add(.transpose(perm: swap), [dy], "dy_by_channel")
+        let attributes = Conv2DAttributes(strides: a.dilations, pads: a.pads, dilations: a.strides, groups: 1)
+        var dw = try c.add(.conv2d(attributes), [images, filters], "dw_by_channel")
+        let s = c.shape(dw)
+        if Array(s[2...]) != kernel {
+            dw = try c.add(.slice(starts: [0, 0, 0, 0], ends: [s[0], s[1]] + kernel, steps: [1, 1, 1, 1]), [dw], "dw_cut")
+        }
+        return try c.add(.transpose(perm: swap), [dw], "dw")
+    }
+}

@@ -1,0 +1,77 @@
+/// The interpreter's kernels for the ops only training graphs use.
+extension Interpreter {
+    /// Max pooling sends each dy to the first largest tap of its window (the one the forward
+    /// pass kept); average pooling spreads dy / divisor over the window's taps.
+    static func pool2dGrad(_ x: HostTensor, _ dy: HostTensor, _ a: Pool2DAttributes) -> HostTensor {
+        let (h, w) = (x.shape[2], x.shape[3])
+        let (oh, ow) = (dy.shape[2], dy.shape[3])
+        var dx = [Double](repeating: 0, count: x.count)
+        for plane in 0..<(x.shape[0] * x.shape[1]) {
+            for y in 0..<oh {
+                for xo in 0..<ow {
+                    let g = Double(dy.scalars[(plane * oh + y) * ow + xo])
+                    var taps: [Int] = []
+                    var best = -Float.infinity, bestTap = -1
+                    for ky in 0..<a.kernel[0] {
+                        for kx in 0..<a.kernel[1] {
+                            let iy = y * a.strides[0] - a.pads[0] + ky * a.dilations[0]
+                            let ix = xo * a.strides[1] - a.pads[1] + kx * a.dilations[1]
+                            guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+                            let at = (plane * h + iy) * w + ix
+                            taps.append(at)
+                            if bestTap < 0 || x.scalars[at] > best { (best, bestTap) = (x.scalars[at], at) }
+                        }
+                    }
+                    if a.kind == .max {
+                        if bestTap >= 0 { dx[bestTap] += g }
+                    } else {
+                        let divisor = Double(a.countIncludePad ? a.kernel[0] * a.kernel[1] : taps.count)
+                        for t in taps { dx[t] += g / divisor }
+                    }
+                }
+            }
+        }
+        var out = HostTensor(shape: x.shape)
+        for i in dx.indices { out.scalars[i] = Float(dx[i]) }
+        return out
+    }
+
+    static func dropoutMask(shape: [Int], rate: Float, seed: UInt32, step: Float) -> HostTensor {
+        let mask = DropoutMask(rate: rate, seed: seed)
+        let counter = UInt32(max(0, min(step, 16_777_216)))
+        var out = HostTensor(shape: shape)
+        for i in out.scalars.indices { out.scalars[i] = mask.value(step: counter, index: UInt32(truncatingIfNeeded: i)) }
+        return out
+    }
+}
+
+/// The dropout mask's generator, shared by the interpreter and the code generator so that both
+/// draw the same bits: murmur3's 32-bit finalizer over the element index mixed with the seed
+/// and the step. Counter-based, so threads and vector lanes draw independently.
+public struct DropoutMask: Sendable {
+    public let seed: UInt32
+    /// An element is kept when its hash's top 24 bits are at least this.
+    public let threshold: UInt32
+    public let scale: Float
+
+    public init(rate: Float, seed: UInt32) {
+        self.seed = seed
+        threshold = UInt32((Double(rate) * 16_777_216).rounded())
+        scale = 1 / (1 - rate)
+    }
+
+    public static let indexMultiplier: UInt32 = 0x9E37_79B1, stepMultiplier: UInt32 = 0x85EB_CA77
+    public static let mix1: UInt32 = 0x85EB_CA6B, mix2: UInt32 = 0xC2B2_AE35
+
+    public func hash(step: UInt32, index: UInt32) -> UInt32 {
+        var h = (index &* Self.indexMultiplier) ^ (step &* Self.stepMultiplier &+ seed)
+        h ^= h >> 16
+        h &*= Self.mix1
+        h ^= h >> 13
+        h &*= Self.mix2
+        h ^= h >> 16
+        return h
+    }
+
+    public func value(step: UInt32, index: UInt32) -> Float { hash(step: step, index: index) >> 8 >= threshold ? scale : 0 }
+}
