@@ -22,8 +22,16 @@ public final class LayerNorm: Layer {
         if let gamma { try checkWeight(gamma, [d], "gamma", "layer_norm", location) } else { gamma = HostTensor(shape: [d], repeating: 1) }
         if let beta { try checkWeight(beta, [d], "beta", "layer_norm", location) } else { beta = HostTensor(shape: [d]) }
         let g = x.graph, name = g.freshName("layernorm")
-        func constant(_ t: HostTensor, _ role: String) -> Tensor { g.constant(t, name: "\(name).\(role)", fileID: location.fileID, line: location.line) }
-        return try x.apply(.layerNorm(axis: x.rank - 1, epsilon: epsilon), [constant(gamma!, "gamma"), constant(beta!, "beta")], name: name, location)
+        let scale = g.parameter(gamma!, name: "\(name).gamma", location) { [weak self] in self?.gamma = $0 }
+        let shift = g.parameter(beta!, name: "\(name).beta", location) { [weak self] in self?.beta = $0 }
+        guard g.isTraining else { return try x.apply(.layerNorm(axis: x.rank - 1, epsilon: epsilon), [scale, shift], name: name, location) }
+        // For training, the ops autodiff differentiates (the inference pass fuses them back).
+        let axis = [x.rank - 1]
+        let centered = try x.subtracting(x.mean(axes: axis, keepDims: true, fileID: location.fileID, line: location.line), fileID: location.fileID, line: location.line)
+        let variance = try centered.multiplied(by: centered, fileID: location.fileID, line: location.line).mean(axes: axis, keepDims: true, fileID: location.fileID, line: location.line)
+        let inverse = try variance.apply(.fusedElementwise(.const(1) / .unary(.sqrt, .arg(0) + .const(epsilon))), [], name: "\(name).inverse_std", location)
+        return try centered.multiplied(by: inverse, fileID: location.fileID, line: location.line).multiplied(by: scale, fileID: location.fileID, line: location.line)
+            .adding(shift, fileID: location.fileID, line: location.line)
     }
 }
 

@@ -69,11 +69,25 @@ public struct WeightAndBias {
         if let bias { try checkWeight(bias, biasShape, "bias", op, location) }
     }
 
-    /// The weight and bias as constants of `graph`, named after the layer.
-    func constants(in graph: Graph, layer: String, _ location: SourceLocation) -> [Tensor] {
+    /// The weight and bias as parameters of `graph` (Graph.parameter), named after the layer;
+    /// `learned` receives each trained value ("weight" or "bias").
+    func tensors(in graph: Graph, layer: String, _ location: SourceLocation, learned: @escaping (String, HostTensor) -> Void) -> [Tensor] {
         [(weight, "weight"), (bias, "bias")].compactMap { tensor, role in
-            tensor.map { graph.constant($0, name: "\(layer).\(role)", fileID: location.fileID, line: location.line) }
+            tensor.map { graph.parameter($0, name: "\(layer).\(role)", location) { learned(role, $0) } }
         }
+    }
+
+    mutating func set(_ role: String, _ value: HostTensor) {
+        if role == "weight" { weight = value } else { bias = value }
+    }
+}
+
+extension Graph {
+    /// A layer's weight: a constant when the graph is built for inference, a trainable variable
+    /// when it is built for training, whose learned value `learned` hands back to the layer.
+    func parameter(_ value: HostTensor, name: String, _ location: SourceLocation, learned: @escaping (HostTensor) -> Void) -> Tensor {
+        guard isTraining else { return constant(value, name: name, fileID: location.fileID, line: location.line) }
+        return Tensor(graph: self, id: addTrainableVariable(value, name: name, location: location, writeBack: learned))
     }
 }
 

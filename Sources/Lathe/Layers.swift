@@ -27,7 +27,7 @@ public final class Dense: Layer {
                                graph: x.graph, op: "dense", location)
         let name = x.graph.freshName("dense")
         let rows = x.rank == 2 ? x : try x.apply(.reshape(shape: [x.type.count / features, features]), [], name: "\(name).rows", location)
-        var y = try rows.apply(.dense, parameters.constants(in: x.graph, layer: name, location), name: name, location)
+        var y = try rows.apply(.dense, parameters.tensors(in: x.graph, layer: name, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
         if x.rank > 2 { y = try y.apply(.reshape(shape: Array(x.shape.dropLast()) + [units]), [], name: "\(name).unrows", location) }
         return try activation.apply(y, location, layer: name)
     }
@@ -98,7 +98,7 @@ public final class Conv2D: Layer {
         let name = x.graph.freshName("conv")
         let pads = padding.pads(input: Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: dilations)
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: groups)
-        let y = try x.apply(.conv2d(attributes), parameters.constants(in: x.graph, layer: name, location), name: name, location)
+        let y = try x.apply(.conv2d(attributes), parameters.tensors(in: x.graph, layer: name, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
         return try activation.apply(y, location, layer: name)
     }
 }
@@ -167,22 +167,44 @@ public final class Dropout: Layer {
         self.rate = rate
         location = SourceLocation(fileID: fileID, line: line)
     }
-    public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.apply(.dropout(rate: rate), [], name: x.graph.freshName("dropout"), location) }
+    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+        let g = x.graph, name = g.freshName("dropout")
+        guard g.isTraining, rate > 0 else { return try x.apply(.dropout(rate: rate), [], name: name, location) }
+        guard rate < 1 else { throw LatheError.invalidAttribute(op: "dropout", reason: "rate \(rate) is not in [0, 1)", location: location) }
+        let seed = UInt32.random(in: 0...UInt32.max, using: &g.random)
+        let mask = try g.trainingStep(location).apply(.dropoutMask(shape: x.shape, rate: rate, seed: seed), [], name: "\(name).mask", location)
+        return try x.apply(.binary(.mul), [mask], name: name, location)
+    }
 }
 
-/// Inference BatchNorm over the channel axis (1), with learned scale and bias and running
-/// statistics; new layers start as the identity (scale 1, bias 0, mean 0, variance 1).
+extension Graph {
+    /// The name of the input that numbers a training graph's steps (it seeds Dropout's masks).
+    public static let trainingStepInput = "training_step"
+
+    /// The training graph's step-number input [1], made on first use.
+    func trainingStep(_ location: SourceLocation) throws -> Tensor {
+        if let existing = inputs.first(where: { $0.name == Graph.trainingStepInput }) { return Tensor(graph: self, id: existing.id) }
+        return try input(Graph.trainingStepInput, shape: [1], fileID: location.fileID, line: location.line)
+    }
+}
+
+/// BatchNorm over the channel axis (1), with learned scale and bias and running statistics; new
+/// layers start as the identity (scale 1, bias 0, mean 0, variance 1). In a training graph it
+/// normalizes by the batch's statistics and updates the running ones.
 public final class BatchNorm: Layer {
     public let epsilon: Float
+    /// How much of the running statistics each training step keeps (Keras' momentum).
+    public let momentum: Float
     public private(set) var parameters: (scale: HostTensor, bias: HostTensor, mean: HostTensor, variance: HostTensor)?
     let location: SourceLocation
 
     private let given: [HostTensor?]
 
     /// Give all four of scale, bias, mean and variance, or none.
-    public init(epsilon: Float = 1e-3, scale: HostTensor? = nil, bias: HostTensor? = nil, mean: HostTensor? = nil, variance: HostTensor? = nil,
+    public init(epsilon: Float = 1e-3, momentum: Float = 0.99, scale: HostTensor? = nil, bias: HostTensor? = nil, mean: HostTensor? = nil, variance: HostTensor? = nil,
                 fileID: String = #fileID, line: Int = #line) {
         self.epsilon = epsilon
+        self.momentum = momentum
         location = SourceLocation(fileID: fileID, line: line)
         given = [scale, bias, mean, variance]
         if let scale, let bias, let mean, let variance { parameters = (scale, bias, mean, variance) }
@@ -206,10 +228,39 @@ public final class BatchNorm: Layer {
         }
         let g = x.graph
         let name = g.freshName("batchnorm")
-        let operands = zip([p.scale, p.bias, p.mean, p.variance], ["scale", "bias", "mean", "variance"]).map {
-            g.constant($0, name: "\(name).\($1)", fileID: location.fileID, line: location.line)
+        let scale = g.parameter(p.scale, name: "\(name).scale", location) { [weak self] in self?.parameters?.scale = $0 }
+        let bias = g.parameter(p.bias, name: "\(name).bias", location) { [weak self] in self?.parameters?.bias = $0 }
+        guard g.isTraining else {
+            let statistics = [(p.mean, "mean"), (p.variance, "variance")].map { g.constant($0, name: "\(name).\($1)", fileID: location.fileID, line: location.line) }
+            return try x.apply(.batchNorm(epsilon: epsilon), [scale, bias] + statistics, name: name, location)
         }
-        return try x.apply(.batchNorm(epsilon: epsilon), operands, name: name, location)
+        return try trainingBatchNorm(x, scale: scale, bias: bias, name: name)
+    }
+
+    /// Normalizes by the batch's mean and (biased) variance over every axis but 1, and moves
+    /// the running statistics toward the batch's (the variance unbiased, as Keras and PyTorch do).
+    private func trainingBatchNorm(_ x: Tensor, scale: Tensor, bias: Tensor, name: String) throws -> Tensor {
+        let g = x.graph, c = x.shape[1], p = parameters!
+        let axes = [0] + Array(2..<x.rank)
+        let perChannel = [1, c] + Array(repeating: 1, count: x.rank - 2)
+        let (file, line) = (location.fileID, location.line)
+        let mean = try x.mean(axes: axes, keepDims: true, fileID: file, line: line)
+        let centered = try x.subtracting(mean, fileID: file, line: line)
+        let variance = try centered.multiplied(by: centered, fileID: file, line: line).mean(axes: axes, keepDims: true, fileID: file, line: line)
+        let inverse = try variance.apply(.fusedElementwise(.const(1) / .unary(.sqrt, .arg(0) + .const(epsilon))), [], name: "\(name).inverse_std", location)
+        let y = try centered.multiplied(by: inverse, fileID: file, line: line)
+            .multiplied(by: scale.reshaped(perChannel, fileID: file, line: line), fileID: file, line: line)
+            .adding(bias.reshaped(perChannel, fileID: file, line: line), fileID: file, line: line)
+        let n = Float(x.type.count / c)
+        for (statistic, batch, correction, role) in [(p.mean, mean, Float(1), "mean"), (p.variance, variance, n / max(n - 1, 1), "variance")] {
+            let running = Tensor(graph: g, id: g.addStateVariable(statistic, name: "\(name).\(role)", location: location) { [weak self] value in
+                if role == "mean" { self?.parameters?.mean = value } else { self?.parameters?.variance = value }
+            })
+            let update = ScalarExpr.const(momentum) * .arg(0) + .const((1 - momentum) * correction) * .arg(1)
+            let moved = try running.apply(.fusedElementwise(update), [batch.reshaped([c], fileID: file, line: line)], name: "\(name).moved_\(role)", location)
+            _ = try running.apply(.assign, [moved], name: "\(name).update_\(role)", location)
+        }
+        return y
     }
 }
 
@@ -269,7 +320,7 @@ public final class ConvTranspose2D: Layer {
         }
         let name = x.graph.freshName("deconv")
         let attributes = ConvTranspose2DAttributes(strides: strides, pads: pads, outputPadding: outputPadding)
-        let y = try x.apply(.convTranspose2d(attributes), parameters.constants(in: x.graph, layer: name, location), name: name, location)
+        let y = try x.apply(.convTranspose2d(attributes), parameters.tensors(in: x.graph, layer: name, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
         return try activation.apply(y, location, layer: name)
     }
 }

@@ -26,12 +26,13 @@ struct RecurrentWeights {
 /// The loop every recurrent layer runs: project all steps at once, then call `step` with each
 /// step's projection [batch, gates x units] and the state, collecting the hidden states.
 func unrollRecurrence(_ x: Tensor, units: Int, weights: RecurrentWeights, name: String, returnSequences: Bool, _ location: SourceLocation,
+                      learned: @escaping (_ kernel: HostTensor?, _ bias: HostTensor?) -> Void,
                       step: (_ projected: Tensor, _ t: Int) throws -> Tensor) throws -> Tensor {
     let g = x.graph
     let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
     let width = weights.kernel!.shape[1]
-    let kernel = g.constant(weights.kernel!, name: "\(name).kernel", fileID: location.fileID, line: location.line)
-    let bias = g.constant(weights.bias!, name: "\(name).bias", fileID: location.fileID, line: location.line)
+    let kernel = g.parameter(weights.kernel!, name: "\(name).kernel", location) { learned($0, nil) }
+    let bias = g.parameter(weights.bias!, name: "\(name).bias", location) { learned(nil, $0) }
     let rows = try x.apply(.reshape(shape: [batch * steps, features]), [], name: "\(name).rows", location)
     let projected = try rows.apply(.dense, [kernel, bias], name: "\(name).projected", location)
         .apply(.reshape(shape: [batch, steps, width]), [], name: "\(name).steps", location)
@@ -91,9 +92,12 @@ public final class LSTM: RecurrentLayer {
         // Keras' unit_forget_bias: the forget gate starts open.
         try weights.prepare(features: x.shape[2], units: u, gates: 4, biasInit: { $0 / u == 1 ? 1 : 0 }, graph: g, layer: "lstm", location)
         let name = g.freshName("lstm")
-        let recurrent = g.constant(weights.recurrent!, name: "\(name).recurrent", fileID: location.fileID, line: location.line)
+        let recurrent = g.parameter(weights.recurrent!, name: "\(name).recurrent", location) { [weak self] in self?.weights.recurrent = $0 }
         var h: Tensor?, c: Tensor?
-        return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location) { xw, t in
+        return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location, learned: { [weak self] kernel, bias in
+            if let kernel { self?.weights.kernel = kernel }
+            if let bias { self?.weights.bias = bias }
+        }) { xw, t in
             let tag = "\(name).t\(t)"
             let z = try h.map { try xw.apply(.binary(.add), [try $0.apply(.matmul, [recurrent], name: "\(tag).hr", location)], name: "\(tag).z", location) } ?? xw
             let i = try z.gate(0, units: u, "\(tag).i_in", location).apply(.unary(.sigmoid), [], name: "\(tag).i", location)
@@ -127,11 +131,14 @@ public final class GRU: RecurrentLayer {
         try weights.prepare(features: x.shape[2], units: u, gates: 3, biasInit: { _ in 0 }, graph: g, layer: "gru", location)
         if let recurrentBias { try checkWeight(recurrentBias, [3 * u], "recurrent bias", "gru", location) } else { recurrentBias = HostTensor(shape: [3 * u]) }
         let name = g.freshName("gru")
-        let recurrent = g.constant(weights.recurrent!, name: "\(name).recurrent", fileID: location.fileID, line: location.line)
-        let rBias = g.constant(recurrentBias!, name: "\(name).recurrent_bias", fileID: location.fileID, line: location.line)
+        let recurrent = g.parameter(weights.recurrent!, name: "\(name).recurrent", location) { [weak self] in self?.weights.recurrent = $0 }
+        let rBias = g.parameter(recurrentBias!, name: "\(name).recurrent_bias", location) { [weak self] in self?.recurrentBias = $0 }
         let batch = x.shape[0]
         var h = g.constant(HostTensor(shape: [batch, u]), name: "\(name).h0", fileID: location.fileID, line: location.line)
-        return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location) { xw, t in
+        return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location, learned: { [weak self] kernel, bias in
+            if let kernel { self?.weights.kernel = kernel }
+            if let bias { self?.weights.bias = bias }
+        }) { xw, t in
             let tag = "\(name).t\(t)"
             let hr = try h.apply(.dense, [recurrent, rBias], name: "\(tag).hr", location)
             let z = try xw.gate(0, units: u, "\(tag).xz", location).apply(.binary(.add), [try hr.gate(0, units: u, "\(tag).hz", location)], name: "\(tag).z_in", location)
@@ -157,9 +164,12 @@ public final class SimpleRNN: RecurrentLayer {
         let g = x.graph
         try weights.prepare(features: x.shape[2], units: units, gates: 1, biasInit: { _ in 0 }, graph: g, layer: "simple_rnn", location)
         let name = g.freshName("rnn")
-        let recurrent = g.constant(weights.recurrent!, name: "\(name).recurrent", fileID: location.fileID, line: location.line)
+        let recurrent = g.parameter(weights.recurrent!, name: "\(name).recurrent", location) { [weak self] in self?.weights.recurrent = $0 }
         var h: Tensor?
-        return try unrollRecurrence(x, units: units, weights: weights, name: name, returnSequences: returnSequences, location) { xw, t in
+        return try unrollRecurrence(x, units: units, weights: weights, name: name, returnSequences: returnSequences, location, learned: { [weak self] kernel, bias in
+            if let kernel { self?.weights.kernel = kernel }
+            if let bias { self?.weights.bias = bias }
+        }) { xw, t in
             let tag = "\(name).t\(t)"
             let z = try h.map { try xw.apply(.binary(.add), [try $0.apply(.matmul, [recurrent], name: "\(tag).hr", location)], name: "\(tag).z", location) } ?? xw
             h = try z.apply(.unary(.tanh), [], name: "\(tag).h", location)

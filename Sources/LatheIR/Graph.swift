@@ -27,6 +27,15 @@ public final class Graph {
     private var nameCounters: [String: Int] = [:]
     /// Seeds the weight initialisers of layers built on this graph, so one seed gives one model.
     public var random: SeededGenerator
+    /// Set while a model is built for training: layers then make their weights trainable
+    /// variables, BatchNorm normalizes by the batch's statistics, Dropout drops.
+    public var isTraining = false
+    /// The variables training updates (layers' weights), in the order they were made.
+    public private(set) var trainableVariables: [ValueID] = []
+    /// Variables a training step updates by itself (BatchNorm's running statistics).
+    public private(set) var stateVariables: [ValueID] = []
+    /// How a variable's learned value goes back to the layer that made it.
+    private var writeBacks: [ValueID: (HostTensor) -> Void] = [:]
 
     public init(seed: UInt64 = 0) {
         random = SeededGenerator(seed: seed)
@@ -59,7 +68,29 @@ public final class Graph {
         return append(.variable(slot: constants.count - 1), [], TensorType(.float32, tensor.shape), name: name, location: location)
     }
 
-    /// Adds a computing node after checking its operands against the op's shape rule.
+    /// A variable that training updates (a layer's weight); `writeBack` hands the learned value
+    /// back to the layer.
+    public func addTrainableVariable(_ tensor: HostTensor, name: String, location: SourceLocation = .unknown,
+                                     writeBack: @escaping (HostTensor) -> Void) -> ValueID {
+        let v = addVariable(tensor, name: name, location: location)
+        trainableVariables.append(v)
+        writeBacks[v] = writeBack
+        return v
+    }
+
+    /// A variable the step itself keeps up to date (a running mean), handed back like a weight.
+    public func addStateVariable(_ tensor: HostTensor, name: String, location: SourceLocation = .unknown,
+                                 writeBack: @escaping (HostTensor) -> Void) -> ValueID {
+        let v = addVariable(tensor, name: name, location: location)
+        stateVariables.append(v)
+        writeBacks[v] = writeBack
+        return v
+    }
+
+    /// Gives a variable's value (learned by a compiled step) back to the layer that made it.
+    public func writeBack(_ variable: ValueID, _ value: HostTensor) { writeBacks[variable]?(value) }
+
+        /// Adds a computing node after checking its operands against the op's shape rule.
     @discardableResult
     public func addNode(_ op: Op, _ operands: [ValueID], name: String? = nil, location: SourceLocation = .unknown) throws -> ValueID {
         switch op {

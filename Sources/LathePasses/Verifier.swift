@@ -26,7 +26,7 @@ public struct Verifier: GraphPass {
             switch node.op {
             case let .input(name):
                 guard inputNames.insert(name).inserted else { throw LatheError.invalidGraph(node: at, reason: "input name '\(name)' repeats") }
-            case let .constant(slot):
+            case let .constant(slot), let .variable(slot):
                 guard graph.constants.indices.contains(slot), graph.constants[slot].shape == node.type.shape else {
                     throw LatheError.invalidGraph(node: at, reason: "constant slot \(slot) does not hold a \(node.type)")
                 }

@@ -1,0 +1,110 @@
+/// A whole training step compiled into one native function: the model's forward pass, the
+/// loss, the backward pass autodiff builds, and the optimizer's updates, with one static arena.
+/// The weights and the optimizer's state are variables in the compiled model's weights region:
+/// each step updates them in place, and they stay there between steps.
+public final class TrainingStep {
+    public let graph: Graph
+    public let compiled: CompiledModel
+    public let optimizer: Optimizer
+    /// The shape of a batch of inputs and of targets.
+    public let inputShape: [Int], targetShape: [Int]
+    /// The loss (with any weight penalty) and the model's output in `graph`.
+    public let loss: ValueID, prediction: ValueID
+    /// Steps run so far.
+    public private(set) var stepsRun = 0
+    /// The learning rate of the next step (change it for a schedule).
+    public var learningRate: Float
+    private var scalars: [String: [Float]] = [:]
+    private var lossBuffer = [Float](repeating: 0, count: 1)
+
+    /// Builds `model` on a new training graph at `inputShape` (batch first), adds `loss`
+    /// against a target of `targetShape`, L1/L2 penalties on the weights (not biases),
+    /// the gradients and the updates, and compiles it all for `threads` threads.
+    public init(model: any Layer, inputShape: [Int], targetShape: [Int], loss: Loss, optimizer: Optimizer,
+                l1: Float = 0, l2: Float = 0, seed: UInt64 = 0, threads: Int = 1, cache: Bool = true) throws {
+        let g = Graph(seed: seed)
+        g.isTraining = true
+        let x = try g.input("input", shape: inputShape)
+        let target = try g.input("target", shape: targetShape)
+        let prediction = try model(x)
+        var total = try loss(prediction, target)
+        let parameters = g.trainableVariables
+        guard !parameters.isEmpty else { throw LatheError.invalidGraph(node: "model", reason: "it has no weights to train") }
+        if l1 != 0 || l2 != 0 {
+            let weights = parameters.filter { !g[$0].name.hasSuffix(".bias") }.map { Tensor(graph: g, id: $0) }
+            total = try total.addingWeightPenalty(weights, l1: l1, l2: l2)
+        }
+        let gradients = try g.gradients(of: total.id, wrt: parameters)
+        try optimizer.addUpdates(g, parameters: parameters, gradients: gradients)
+        graph = g
+        self.loss = total.id
+        self.prediction = prediction.id
+        self.optimizer = optimizer
+        self.inputShape = inputShape
+        self.targetShape = targetShape
+        learningRate = optimizer.learningRate
+        compiled = try g.compile(outputs: ["loss": total, "prediction": prediction], options: CompileOptions(threads: threads, cache: cache))
+    }
+
+    /// The model's output per batch (the prediction output), in floats.
+    public var predictionCount: Int { compiled.outputType("prediction")?.count ?? 0 }
+
+    /// Runs one step on a batch: forward, backward, update. Returns the batch's loss and writes
+    /// the model's output to `prediction` (predictionCount floats). Buffers are the batch's
+    /// inputs and targets, row-major, exactly the sizes of the shapes.
+    public func run(input: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>, prediction: UnsafeMutableBufferPointer<Float>) throws -> Float {
+        for (name, value) in optimizer.scalars(step: stepsRun + 1, learningRate: learningRate) { scalars[name] = [value] }
+        scalars[Graph.trainingStepInput] = [Float(stepsRun % (1 << 24))]
+        func buffers(_ specs: ArraySlice<InputSpec>, _ done: [UnsafeBufferPointer<Float>]) throws -> Float {
+            guard let spec = specs.first else {
+                try lossBuffer.withUnsafeMutableBufferPointer { loss in
+                    try compiled.run(inputs: done, outputs: compiled.outputNames.map { $0 == "loss" ? loss : prediction })
+                }
+                return lossBuffer[0]
+            }
+            switch spec.name {
+            case "input": return try buffers(specs.dropFirst(), done + [input])
+            case "target": return try buffers(specs.dropFirst(), done + [target])
+            default:
+                guard let values = scalars[spec.name] else { throw LatheError.missingInput(name: spec.name) }
+                return try values.withUnsafeBufferPointer { try buffers(specs.dropFirst(), done + [$0]) }
+            }
+        }
+        let loss = try buffers(compiled.inputs[...], [])
+        stepsRun += 1
+        return loss
+    }
+
+    /// One step on host tensors; returns the loss and the prediction.
+    public func run(input: HostTensor, target: HostTensor) throws -> (loss: Float, prediction: HostTensor) {
+        guard input.shape == inputShape else { throw LatheError.inputShapeMismatch(name: "input", expected: inputShape, got: input.shape) }
+        guard target.shape == targetShape else { throw LatheError.inputShapeMismatch(name: "target", expected: targetShape, got: target.shape) }
+        var out = HostTensor(shape: compiled.outputType("prediction")?.shape ?? [])
+        let loss = try input.scalars.withUnsafeBufferPointer { x in
+            try target.scalars.withUnsafeBufferPointer { t in
+                try out.scalars.withUnsafeMutableBufferPointer { try run(input: x, target: t, prediction: $0) }
+            }
+        }
+        return (loss, out)
+    }
+
+    /// The learned weights and statistics by name ("conv1.weight", "batchnorm1.mean"...).
+    public func weights() throws -> [(name: String, value: HostTensor)] {
+        try (graph.trainableVariables + graph.stateVariables).map { v in (graph[v].name, try compiled.variable(graph[v].name)) }
+    }
+
+    /// Hands the learned weights back to the model's layers: the model then builds inference
+    /// graphs with them.
+    public func writeBack() throws {
+        for v in graph.trainableVariables + graph.stateVariables { graph.writeBack(v, try compiled.variable(graph[v].name)) }
+    }
+
+    /// Replaces weights by name (a file saved earlier); names it does not know are an error.
+    public func load(_ weights: [String: HostTensor]) throws {
+        let known = Set((graph.trainableVariables + graph.stateVariables).map { graph[$0].name })
+        for (name, value) in weights.sorted(by: { $0.key < $1.key }) {
+            guard known.contains(name) else { throw LatheError.unknownInput(name: name, known: known.sorted()) }
+            try compiled.setVariable(name, to: value)
+        }
+    }
+}
