@@ -75,8 +75,10 @@ extension IRBuilder {
     /// .gemmPanels), `a.offset` at the first row's panel, so its packing is skipped.
     /// `prepackedB`: B is already in micro-panels of NR columns over all of K (WeightLayout
     /// .gemmColumnPanels), `b.offset` the first column (a multiple of NR).
+    /// `accumulate` (an i1): when true, C += A x B from the first K block on.
     func packedGemm(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, maxM: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView,
-                    bias: GemmBias, epilogue: GemmEpilogue?, packing: LLVMValue, prepackedA: Bool = false, prepackedB: Bool = false) {
+                    bias: GemmBias, epilogue: GemmEpilogue?, packing: LLVMValue, prepackedA: Bool = false, prepackedB: Bool = false,
+                    accumulate accumulateAll: LLVMValue? = nil) {
         let (mr, nr) = (blocking.rows, blocking.columns)
         let kc = GemmBlocking.depth(k)
         let packedA = packing
@@ -85,7 +87,8 @@ extension IRBuilder {
             let ncHere = imin(int(GemmBlocking.nc), isub(n, jc))
             loop(from: int(0), to: int(k), step: kc) { pc in
                 let depth = imin(int(kc), isub(int(k), pc))
-                let accumulate = LLVMBuildICmp(builder, LLVMIntSGT, pc, int(0), "")!
+                var accumulate = LLVMBuildICmp(builder, LLVMIntSGT, pc, int(0), "")!
+                if let accumulateAll { accumulate = LLVMBuildOr(builder, accumulate, accumulateAll, "") }
                 let finish = LLVMBuildICmp(builder, LLVMIntSGE, iadd(pc, int(kc)), int(k), "")!
                 if !prepackedB { packB(b, into: packedB, rowStart: pc, depth: depth, columnStart: jc, columns: ncHere, panel: nr) }
                 loop(from: int(0), to: m, step: GemmBlocking.mc) { ic in

@@ -34,6 +34,11 @@ extension IRBuilder {
             switch op {
             case .input, .constant, .variable, .assign, .epilogue:
                 throw LatheError.unsupported("\(op.name) is not a kernel")
+            case let .conv2dWeightGrad(a, _):
+                guard let g = ConvGeometry(input: shapes[0], weights: shape, output: shapes[1], a), let scratch else {
+                    throw LatheError.unsupported("conv2d_weight_grad with shapes \(shapes)")
+                }
+                convolutionWeightGradient(g, dw: out, x: x[0], dy: x[1], scratch: scratch, split: kernel.split, thread: thread, threads: kernel.threads)
             case let .pool2dGrad(a):
                 pool2dGradient(a, dx: out, x: x[0], dy: x[1], inShape: shapes[0], outShape: shapes[1], split: kernel.split, thread: thread, threads: kernel.threads)
             case let .dropoutMask(_, rate, seed):

@@ -188,6 +188,7 @@ public struct Kernel: Sendable {
         case .matmul: return 2 * count * (shapes[0].last ?? 1)
         case .conv2d: return 2 * count * shapes[1].dropFirst().reduce(1, *)
         case .convTranspose2d: return 2 * shapes[0].reduce(1, *) * shapes[1].dropFirst().reduce(1, *)
+        case .conv2dWeightGrad: return 2 * count * shapes[1][0] * shapes[1].dropFirst(2).reduce(1, *)
         case let .pool2d(a): return count * a.kernel.reduce(1, *)
         case let .pool2dGrad(a): return shapes[1].reduce(1, *) * a.kernel.reduce(1, *)
         case .reduce, .globalAveragePool, .softmax, .logSoftmax, .layerNorm: return shapes[0].reduce(1, *)
@@ -506,6 +507,15 @@ extension KernelProgram {
     /// 1x1, or keeps its padded planes (direct), or its Winograd strip, transformed input and
     /// products; a transposed convolution keeps its columns there before scattering them. Each
     /// of the kernel's threads has its own.
+    /// A weight gradient's working memory per thread: the whole unfolded image, then the GEMM's
+    /// packing buffers (sized for any target, whether or not the sizes would pack).
+    static func weightGradientScratchFloats(_ g: ConvGeometry) -> Int {
+        let k = g.outputPlane
+        let packing = GemmBlocking.depth(k) * (roundUp(min(GemmBlocking.mc, g.groupOutChannels), GemmBlocking.largestRows)
+                                               + roundUp(min(GemmBlocking.nc, g.unfoldedRows), GemmBlocking.largestColumns))
+        return (g.needsUnfold ? g.unfoldedRows * g.outputPlane : 0) + packing
+    }
+
     public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, weightLayout: WeightLayout = .plain) -> Int {
         if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape) { return w.scratchFloats * threads }
         let prepackedWeights = weightLayout.isPacked
@@ -513,6 +523,8 @@ extension KernelProgram {
         switch op.unfused {
         case let .conv2d(a):
             perThread = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats(prepackedWeights: prepackedWeights) ?? 0
+        case let .conv2dWeightGrad(a, _):
+            perThread = ConvGeometry(input: shapes[0], weights: resultShape, output: shapes[1], a).map(weightGradientScratchFloats) ?? 0
         case let .convTranspose2d(a):
             perThread = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats ?? 0
         case .dense:

@@ -67,6 +67,10 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             // Only where every target packs it: the columns split has no unpacked form.
             let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane
             return plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: flops, threads: threads)
+        case let .conv2dWeightGrad(a, _):
+            let rows = resultShape[0] / max(a.groups, 1)
+            if a.groups >= 2 * threads || (a.groups > 1 && a.groups % threads == 0) { return .units(a.groups) }
+            return rows >= 2 * threads ? .rows(total: rows, chunk: chunk(rows, 4)) : .single
         case .pool2d, .pool2dGrad:
             let planes = shapes[0].prefix(2).reduce(1, *)
             return planes >= threads ? .units(planes) : .single

@@ -70,6 +70,39 @@ extension IRBuilder {
         }
     }
 
+    /// conv2d_weight_grad as a GEMM per image and group, summed over the images in C:
+    /// dW[OCg, ICg*KH*KW] += dy[OCg, OH*OW] x unfolded[ICg*KH*KW, OH*OW]^T (the unfolded image
+    /// read down its columns by the packing of B). Threads take groups, or rows of dW.
+    func convolutionWeightGradient(_ g: ConvGeometry, dw: LLVMValue, x: LLVMValue, dy: LLVMValue, scratch: LLVMValue,
+                                   split: ThreadSplit, thread: LLVMValue, threads: Int) {
+        let (depth, plane, rowsPerGroup) = (g.unfoldedRows, g.outputPlane, g.groupOutChannels)
+        let mine = pointer(scratch, imul(thread, int(KernelProgram.weightGradientScratchFloats(g))))
+        let unfolded = mine, packing = pointer(mine, int(g.needsUnfold ? depth * plane : 0))
+        var groups = (start: int(0), end: int(g.groups)), rows = (start: int(0), end: int(rowsPerGroup))
+        switch split {
+        case .units: groups = unitRange(count: g.groups, thread: thread, threads: threads)
+        case let .rows(total, chunk):
+            let start = imin(imul(thread, int(chunk)), int(total))
+            rows = (start, imin(iadd(start, int(chunk)), int(total)))
+        default: break
+        }
+        let m = isub(rows.end, rows.start)
+        ifElse(LLVMBuildICmp(builder, LLVMIntSGT, m, int(0), "")!, then: {
+            loop(from: groups.start, to: groups.end) { group in
+                loop(0, g.batch, unroll: false) { n in
+                    let image = pointer(x, imul(iadd(imul(n, int(g.channels)), imul(group, int(g.groupChannels))), int(g.inputPlane)))
+                    if g.needsUnfold { unfold(g, input: image, into: unfolded, firstRow: int(0), rows: int(g.outH)) }
+                    let firstRow = iadd(imul(group, int(rowsPerGroup)), rows.start)
+                    packedGemm(GemmBlocking(vectorWidth: vectorWidth), m: m, n: int(depth), maxM: rowsPerGroup, k: plane,
+                               a: MatrixView(base: dy, offset: imul(iadd(imul(n, int(g.outChannels)), firstRow), int(plane)), rowStride: plane),
+                               b: MatrixView(base: g.needsUnfold ? unfolded : image, offset: int(0), rowStride: 1, columnStride: plane),
+                               c: MatrixView(base: dw, offset: imul(firstRow, int(depth)), rowStride: depth), bias: .none, epilogue: nil,
+                               packing: packing, accumulate: LLVMBuildICmp(builder, LLVMIntSGT, n, int(0), "")!)
+                }
+            }
+        }, else: {})
+    }
+
     /// dropout_mask: the counter-based hash of DropoutMask on integer vectors, one lane per
     /// element index.
     func dropoutMask(_ mask: DropoutMask, count: Int, output: LLVMValue, counter: LLVMValue) {

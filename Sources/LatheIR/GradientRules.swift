@@ -43,7 +43,6 @@ extension Op {
             }
             var dw: ValueID?
             if c.wanted[1] {
-                guard a.groups == 1 else { throw unsupported("the weight gradient of a grouped convolution (groups \(a.groups))") }
                 dw = try filterGradient(input: x[0], outputGradient: dy, kernel: Array(w[2...]), a, c)
             }
             let db = x.count == 3 && c.wanted[2] ? try c.add(.reduce(.sum, axes: [0, 2, 3], keepDims: false), [dy], "db") : nil
@@ -54,7 +53,6 @@ extension Op {
             let dx = c.wanted[0] ? try c.add(.conv2d(conv), [dy, x[1]], "dx") : nil
             var dw: ValueID?
             if c.wanted[1] {
-                guard a.groups == 1 else { throw unsupported("the weight gradient of a grouped transposed convolution") }
                 // A transposed convolution is the input gradient of a convolution from its output
                 // to its input, so its weights' gradient is that convolution's, roles swapped.
                 dw = try filterGradient(input: dy, outputGradient: x[0], kernel: Array(w[2...]), conv, c)
@@ -111,7 +109,7 @@ extension Op {
                 let m = keepDims ? c.node.id : try c.reshape(c.node.id, to: kept, "max_kept")
                 return [try c.elementwise(.arg(0) * (.const(1) - .step(.arg(1) - .arg(2))), [g, m, x[0]], "dx")]
             }
-        case .epilogue, .layerNorm, .lrn, .gather, .pool2dGrad:
+        case .epilogue, .layerNorm, .lrn, .gather, .pool2dGrad, .conv2dWeightGrad:
             throw unsupported("\(name) has no gradient rule (differentiate the graph before the passes fuse it)")
         }
     }
@@ -131,20 +129,8 @@ extension Op {
         }
     }
 
-    /// dW[oc, c, kh, kw] = sum over n, oh, ow of dy[n, oc, oh, ow] * x[n, c, oh*s + kh*d - p, ...]:
-    /// itself a convolution, of x with images and channels swapped ([C, N, H, W]) by dy as
-    /// the weights ([OC, N, OH, OW]), stride and dilation swapped; the result [C, OC, >=KH, >=KW]
-    /// is cut to the kernel and transposed to [OC, C, KH, KW].
+    /// A convolution's weight gradient, for `input` and the gradient of its output.
     private func filterGradient(input: ValueID, outputGradient dy: ValueID, kernel: [Int], _ a: Conv2DAttributes, _ c: GradientContext) throws -> ValueID {
-        let swap = [1, 0, 2, 3]
-        let images = try c.add(.transpose(perm: swap), [input], "x_by_channel")
-        let filters = try c.add(.transpose(perm: swap), [dy], "dy_by_channel")
-        let attributes = Conv2DAttributes(strides: a.dilations, pads: a.pads, dilations: a.strides, groups: 1)
-        var dw = try c.add(.conv2d(attributes), [images, filters], "dw_by_channel")
-        let s = c.shape(dw)
-        if Array(s[2...]) != kernel {
-            dw = try c.add(.slice(starts: [0, 0, 0, 0], ends: [s[0], s[1]] + kernel, steps: [1, 1, 1, 1]), [dw], "dw_cut")
-        }
-        return try c.add(.transpose(perm: swap), [dw], "dw")
+        try c.add(.conv2dWeightGrad(a, kernel: kernel), [input, dy], "dw")
     }
 }

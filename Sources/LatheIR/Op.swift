@@ -34,6 +34,10 @@ public enum Op: Hashable, Sendable {
     /// Inference BatchNorm over axis 1: operands x, scale, bias, mean, variance.
     case batchNorm(epsilon: Float)
     case pool2d(Pool2DAttributes)
+    /// The gradient of conv2d's weights: operands (x, dy), result [OC, IC/groups, KH, KW]
+    /// (`kernel` is [KH, KW]): dW[o, c, i, j] = sum over n, y, x of dy[n, o, y, x] times the input
+    /// tap x[n, c, y*sh - pt + i*dh, x*sw - pl + j*dw].
+    case conv2dWeightGrad(Conv2DAttributes, kernel: [Int])
     /// The gradient of pool2d: operands (x, dy), result shaped as x. Max pooling routes each dy
     /// to the first largest input of its window; average pooling spreads it over the window.
     case pool2dGrad(Pool2DAttributes)

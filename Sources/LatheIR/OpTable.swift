@@ -109,6 +109,7 @@ extension Op {
         case .variable: return "variable"
         case .assign: return "assign"
         case .pool2dGrad: return "pool2d_grad"
+        case .conv2dWeightGrad: return "conv2d_weight_grad"
         case .dropoutMask: return "dropout_mask"
         case let .unary(fn): return fn.name
         case let .binary(fn): return fn.rawValue
@@ -145,7 +146,7 @@ extension Op {
         case .binary, .batchNorm, .fusedElementwise: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn: return .reduction
-        case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue: return .contraction
+        case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .conv2dWeightGrad: return .contraction
         }
     }
 
@@ -166,7 +167,7 @@ extension Op {
         case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
              .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask: return 1...1
-        case .binary, .matmul, .gather, .assign, .pool2dGrad: return 2...2
+        case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm: return 2...3
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
@@ -186,6 +187,8 @@ extension Op {
         case let .unary(.selu(alpha, gamma)): return "alpha=\(alpha), gamma=\(gamma)"
         case let .unary(.hardSigmoid(alpha, beta)): return "alpha=\(alpha), beta=\(beta)"
         case let .lrn(size, alpha, beta, bias): return "size=\(size), alpha=\(alpha), beta=\(beta), bias=\(bias)"
+        case let .conv2dWeightGrad(a, kernel):
+            return "kernel=\(list(kernel)), strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .conv2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .batchNorm(eps): return "epsilon=\(eps)"

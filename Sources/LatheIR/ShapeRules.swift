@@ -22,6 +22,15 @@ extension Op {
         case .assign:
             guard shapes[0] == shapes[1] else { throw .shape("the variable is \(shapes[0]), the value \(shapes[1])") }
             return operands[1]
+        case let .conv2dWeightGrad(a, kernel):
+            let (x, dy) = (shapes[0], shapes[1])
+            guard kernel.count == 2, kernel.allSatisfy({ $0 > 0 }) else { throw .attribute("kernel \(kernel) must be 2 positive numbers") }
+            guard x.count == 4, dy.count == 4, a.groups > 0, x[1] % a.groups == 0, dy[1] % a.groups == 0 else {
+                throw .shape("x and dy must be NCHW with channels that divide by groups \(a.groups)")
+            }
+            let w = [dy[1], x[1] / a.groups] + kernel
+            guard try conv2dShape([x, w], a) == dy else { throw .shape("dy \(dy) is not the output of a \(w) convolution of x \(x)") }
+            return TensorType(.float32, w)
         case let .pool2dGrad(a):
             guard try pool2dShape(shapes[0], a) == shapes[1] else {
                 throw .shape("dy \(shapes[1]) is not the pooled shape of x \(shapes[0])")

@@ -36,6 +36,36 @@ extension Interpreter {
         return out
     }
 
+    static func conv2dWeightGrad(_ x: HostTensor, _ dy: HostTensor, _ a: Conv2DAttributes, shape: [Int]) -> HostTensor {
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (oc, oh, ow) = (dy.shape[1], dy.shape[2], dy.shape[3])
+        let (cg, ocg, kh, kw) = (c / a.groups, oc / a.groups, shape[2], shape[3])
+        var out = HostTensor(shape: shape)
+        for o in 0..<oc {
+            let group = o / ocg
+            for ci in 0..<cg {
+                for i in 0..<kh {
+                    for j in 0..<kw {
+                        var sum = 0.0
+                        for image in 0..<n {
+                            for y in 0..<oh {
+                                let iy = y * a.strides[0] - a.pads[0] + i * a.dilations[0]
+                                guard iy >= 0, iy < h else { continue }
+                                for xo in 0..<ow {
+                                    let ix = xo * a.strides[1] - a.pads[1] + j * a.dilations[1]
+                                    guard ix >= 0, ix < w else { continue }
+                                    sum += Double(dy.scalars[((image * oc + o) * oh + y) * ow + xo]) * Double(x.scalars[((image * c + group * cg + ci) * h + iy) * w + ix])
+                                }
+                            }
+                        }
+                        out.scalars[((o * cg + ci) * kh + i) * kw + j] = Float(sum)
+                    }
+                }
+            }
+        }
+        return out
+    }
+
     static func dropoutMask(shape: [Int], rate: Float, seed: UInt32, step: Float) -> HostTensor {
         let mask = DropoutMask(rate: rate, seed: seed)
         let counter = UInt32(max(0, min(step, 16_777_216)))

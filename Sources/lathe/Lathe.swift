@@ -11,7 +11,7 @@ struct LatheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lathe",
         abstract: "Compile neural networks to native code, and see what the compiler did.",
-        subcommands: [Dump.self, Run.self, Inspect.self, Bench.self, Demo.self, Models.self, Conformance.self])
+        subcommands: [Dump.self, Run.self, Inspect.self, Bench.self, Train.self, Demo.self, Models.self, Conformance.self])
 }
 
 /// Options shared by the commands that take a model: a built-in name or an .onnx file.
@@ -28,9 +28,13 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("dim"), help: "A value for a symbolic input dimension of an ONNX model, NAME=VALUE (default 1).")
     var dimensions: [String] = []
 
+    @Option(help: "Weights for a built-in model from a .safetensors file (as `lathe train --save` writes).")
+    var weights: String?
+
     init() {}
 
-    init(model: String, batch: Int?, seed: UInt64, dimensions: [String]) {
+    init(model: String, batch: Int?, seed: UInt64, dimensions: [String], weights: String? = nil) {
+        self.weights = weights
         self.model = model
         self.batch = batch
         self.seed = seed
@@ -47,6 +51,7 @@ struct ModelOptions: ParsableArguments {
         }
         if let batch, batch <= 0 { throw ValidationError("--batch must be positive") }
         let (graph, outputs) = try example.graph(batch: batch, seed: seed)
+        if let weights { try graph.loadWeights(WeightFile.read(URL(fileURLWithPath: weights))) }
         return (graph, outputs.map { ($0.name, $0.value.id) })
     }
 
@@ -95,6 +100,9 @@ struct Dump: ParsableCommand {
 
     @Option(name: .customLong("dim"), help: "A value for a symbolic input dimension of an ONNX model, NAME=VALUE (default 1).")
     var dimensions: [String] = []
+
+    @Option(help: "Weights for a built-in model from a .safetensors file (as `lathe train --save` writes).")
+    var weights: String?
 
     func run() throws {
         if listPasses {

@@ -75,6 +75,13 @@ let gradientCases: [OpCase] = {
             try $0[0].conv2d(weight: $0[1], bias: $0[2], strides: strides, pads: pads, dilations: dilations)
         })
     }
+    cases.append(OpCase("conv2d groups 2", [Operand(shape: [2, 4, 6, 6]), Operand(shape: [6, 2, 3, 3]), Operand(shape: [6])]) {
+        try $0[0].conv2d(weight: $0[1], bias: $0[2], pads: [1, 1, 1, 1], groups: 2)
+    })
+    cases.append(OpCase("conv2d depthwise stride 2", [Operand(shape: [2, 3, 7, 7]), Operand(shape: [3, 1, 3, 3])]) {
+        try $0[0].conv2d(weight: $0[1], strides: [2, 2], pads: [1, 1, 1, 1], groups: 3)
+    })
+    cases.append(OpCase("conv2d 1x1", [Operand(shape: [2, 5, 4, 3]), Operand(shape: [7, 5, 1, 1])]) { try $0[0].conv2d(weight: $0[1]) })
     cases.append(OpCase("conv_transpose2d stride 2", [Operand(shape: [2, 3, 4, 5]), Operand(shape: [3, 2, 3, 3]), Operand(shape: [2])]) {
         try $0[0].apply(.convTranspose2d(ConvTranspose2DAttributes(strides: [2, 2], pads: [1, 1, 0, 0], outputPadding: [1, 0])), [$0[1], $0[2]], .unknown)
     })
@@ -113,25 +120,23 @@ struct GradientTests {
 
     @Test("a compiled gradient graph matches the interpreter", arguments: [1, 2])
     func compiledGradients(threads: Int) throws {
-        for c in gradientCases where ["conv2d", "max_pool", "avg_pool", "softmax", "dense", "conv_transpose", "reduce_max"].contains(where: { c.description.hasPrefix($0) }) {
-            let gradient = OpCase("d/dx0 of \(c)", c.operands) { x in
-                let loss = try weightedLoss(try c.build(x), seed: 11)
-                return Tensor(graph: loss.graph, id: try loss.graph.gradients(of: loss.id, wrt: [x[0].id])[0])
+        // Large enough that two threads split the weight gradient (by rows, by groups).
+        let split = [
+            OpCase("conv2d 8->16 on 12x12, batch 3", [Operand(shape: [3, 8, 12, 12]), Operand(shape: [16, 8, 3, 3])]) { try $0[0].conv2d(weight: $0[1], pads: [1, 1, 1, 1]) },
+            OpCase("conv2d groups 4 on 12x12, batch 3", [Operand(shape: [3, 8, 12, 12]), Operand(shape: [16, 2, 3, 3])]) {
+                try $0[0].conv2d(weight: $0[1], strides: [2, 2], groups: 4)
+            },
+        ]
+        for c in split + gradientCases where ["conv2d", "max_pool", "avg_pool", "softmax", "dense", "conv_transpose", "reduce_max"].contains(where: { c.description.hasPrefix($0) }) {
+            for k in c.operands.indices {
+                let gradient = OpCase("d/dx\(k) of \(c)", c.operands) { x in
+                    let loss = try weightedLoss(try c.build(x), seed: 11)
+                    return Tensor(graph: loss.graph, id: try loss.graph.gradients(of: loss.id, wrt: [x[k].id])[0])
+                }
+                let error = try compiledVersusInterpreter(gradient, threads: threads)
+                #expect(error < 1e-5, "\(gradient): \(error)")
             }
-            let error = try compiledVersusInterpreter(gradient, threads: threads)
-            #expect(error < 1e-5, "\(gradient): \(error)")
         }
-    }
-
-    @Test("the gradient of a grouped convolution's weights is a clear error")
-    func groupedConvolution() throws {
-        let g = Graph()
-        let x = try g.input("x", shape: [1, 4, 5, 5])
-        let w = try g.input("w", shape: [4, 1, 3, 3])
-        let loss = try x.conv2d(weight: w, groups: 4, line: 1234).sum()
-        #expect { _ = try g.gradients(of: loss.id, wrt: [w.id]) } throws: { "\($0)".contains("grouped convolution") && "\($0)".contains(":1234") }
-        // The input's gradient is fine.
-        #expect(try g.gradients(of: loss.id, wrt: [x.id]).count == 1)
     }
 
     @Test("a loss of more than one element is refused")

@@ -53,26 +53,37 @@ public final class TrainingStep {
     /// the model's output to `prediction` (predictionCount floats). Buffers are the batch's
     /// inputs and targets, row-major, exactly the sizes of the shapes.
     public func run(input: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>, prediction: UnsafeMutableBufferPointer<Float>) throws -> Float {
+        try withBuffers(input: input, target: target, prediction: prediction) { try compiled.run(inputs: $0, outputs: $1) }
+        return lossBuffer[0]
+    }
+
+    /// Runs one step and returns the seconds each kernel took (CompiledModel.profile).
+    public func profile(input: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>, prediction: UnsafeMutableBufferPointer<Float>) throws -> [Double] {
+        var times: [Double] = []
+        try withBuffers(input: input, target: target, prediction: prediction) { times = try compiled.profile(inputs: $0, outputs: $1) }
+        return times
+    }
+
+    /// The compiled model's input and output buffers for the next step, in its order; counts the step.
+    private func withBuffers(input: UnsafeBufferPointer<Float>, target: UnsafeBufferPointer<Float>, prediction: UnsafeMutableBufferPointer<Float>,
+                             _ body: ([UnsafeBufferPointer<Float>], [UnsafeMutableBufferPointer<Float>]) throws -> Void) throws {
         for (name, value) in optimizer.scalars(step: stepsRun + 1, learningRate: learningRate) { scalars[name] = [value] }
         scalars[Graph.trainingStepInput] = [Float(stepsRun % (1 << 24))]
-        func buffers(_ specs: ArraySlice<InputSpec>, _ done: [UnsafeBufferPointer<Float>]) throws -> Float {
+        func nest(_ specs: ArraySlice<InputSpec>, _ done: [UnsafeBufferPointer<Float>]) throws {
             guard let spec = specs.first else {
-                try lossBuffer.withUnsafeMutableBufferPointer { loss in
-                    try compiled.run(inputs: done, outputs: compiled.outputNames.map { $0 == "loss" ? loss : prediction })
-                }
-                return lossBuffer[0]
+                try lossBuffer.withUnsafeMutableBufferPointer { loss in try body(done, compiled.outputNames.map { $0 == "loss" ? loss : prediction }) }
+                return
             }
             switch spec.name {
-            case "input": return try buffers(specs.dropFirst(), done + [input])
-            case "target": return try buffers(specs.dropFirst(), done + [target])
+            case "input": try nest(specs.dropFirst(), done + [input])
+            case "target": try nest(specs.dropFirst(), done + [target])
             default:
                 guard let values = scalars[spec.name] else { throw LatheError.missingInput(name: spec.name) }
-                return try values.withUnsafeBufferPointer { try buffers(specs.dropFirst(), done + [$0]) }
+                try values.withUnsafeBufferPointer { try nest(specs.dropFirst(), done + [$0]) }
             }
         }
-        let loss = try buffers(compiled.inputs[...], [])
+        try nest(compiled.inputs[...], [])
         stepsRun += 1
-        return loss
     }
 
     /// One step on host tensors; returns the loss and the prediction.

@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import Lathe
+import LatheExamples
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train a built-in model with its compiled training step.",
+        discussion: "Models: \(Examples.training.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")). The MNIST models read the IDX files (gzip or plain) from --data.")
+
+    @Argument(help: "The model: \(Examples.training.map(\.name).joined(separator: ", ")).")
+    var model: String
+
+    @Option(help: "The MNIST directory (train-images-idx3-ubyte.gz and the others).")
+    var data: String?
+
+    @Option(help: "Epochs (default: the model's own).")
+    var epochs: Int?
+
+    @Option(help: "Batch size (default: the model's own).")
+    var batch: Int?
+
+    @Option(help: "sgd, momentum, nesterov, rmsprop, adam or adamw (default: the model's own).")
+    var optimizer: String?
+
+    @Option(help: "Learning rate (default: the optimizer's).")
+    var learningRate: Float?
+
+    @Option(help: "Train on the first N training examples only.")
+    var limit: Int?
+
+    @Option(help: "Threads a step uses.")
+    var threads: Int = 2
+
+    @Option(help: "Seed of the weights, the shuffle and the dropout masks.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Write the loss and accuracy curves to this SVG file.")
+    var plot: String?
+
+    @Option(help: "Save the learned weights to this .safetensors file (`lathe run NAME --weights FILE` uses them).")
+    var save: String?
+
+    @Flag(help: "Print each epoch as a JSON line instead of the progress bar.")
+    var json = false
+
+    @Flag(help: "Instead of training, time 20 steps on the first batch: the median step and each kernel's share.")
+    var profile = false
+
+    func run() throws {
+        guard let example = Examples.trainingNamed(model) else {
+            throw ValidationError("unknown model '\(model)'; trainable models: \(Examples.training.map(\.name).joined(separator: ", "))")
+        }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        let batchSize = batch ?? example.batchSize
+        guard batchSize >= 1, (epochs ?? 1) >= 1 else { throw ValidationError("--batch and --epochs must be positive") }
+        let (train, test) = try example.data(data.map { URL(fileURLWithPath: $0) }, limit, seed)
+        let trainer = try Trainer(model: example.layers(), exampleShape: train.exampleShape, targetShape: train.targetShape, loss: example.loss,
+                                  optimizer: try chosenOptimizer(example.optimizer), batchSize: batchSize, seed: seed, threads: threads)
+        let stages = trainer.step.compiled.compileStages.reduce(0) { $0 + $1.seconds }
+        let kernels = trainer.step.compiled.program.kernels.count
+        setvbuf(stdout, nil, _IOLBF, 0)
+        if !json {
+            print("\(model): \(train.count) training and \(test.count) test examples, batch \(batchSize), \(threads) thread(s)")
+            print(String(format: "training step compiled in %.2f s: %d kernels, %.1f MFLOP a step, arena %.1f MiB", stages, kernels,
+                         Double(trainer.step.compiled.program.flops) / 1e6, Double(trainer.step.compiled.program.arenaBytes) / 1048576))
+        }
+        if profile { return try profileSteps(trainer, train, batchSize) }
+        let progress: ((TrainingProgress) -> Void)? = json ? nil : { p in
+            let width = 30, filled = p.batch * width / max(p.batches, 1)
+            let bar = String(repeating: "=", count: filled) + (filled < width ? ">" : "") + String(repeating: " ", count: max(0, width - filled - 1))
+            let accuracy = p.accuracy.map { String(format: " acc %.2f%%", $0 * 100) } ?? ""
+            FileHandle.standardOutput.write(String(format: "\repoch %d/%d [%@] %d/%d loss %.4f%@ %.0f examples/s", p.epoch, p.epochs, bar, p.batch, p.batches,
+                                                   p.loss, accuracy, p.examplesPerSecond).data(using: .utf8)!)
+        }
+        for _ in 0..<(epochs ?? example.epochs) {
+            guard let e = try trainer.fit(train, epochs: 1, validation: test, progress: progress).first else { break }
+            if json {
+                let line = try JSONEncoder().encode(e)
+                print(String(decoding: line, as: UTF8.self))
+            } else {
+                let test = [e.testLoss.map { String(format: "test loss %.4f", $0) }, e.testAccuracy.map { String(format: "test accuracy %.2f%%", $0 * 100) }]
+                print("\n" + String(format: "epoch %d: %.1f s (%.1f ms a step, %.0f examples/s), ", e.epoch, e.seconds, e.seconds * 1000 / Double(train.count / batchSize),
+                                    e.examplesPerSecond) + test.compactMap { $0 }.joined(separator: ", "))
+            }
+        }
+        if let plot {
+            let title = "\(model): \(trainer.history.count) epochs, batch \(batchSize)"
+            try TrainingPlot.svg(title: title, history: trainer.history, batchLosses: trainer.batchLosses).write(toFile: plot, atomically: true, encoding: .utf8)
+            if !json { print("plot: \(plot)") }
+        }
+        if let save {
+            try trainer.saveWeights(to: URL(fileURLWithPath: save))
+            if !json { print("weights: \(save)") }
+        }
+    }
+
+    private func profileSteps(_ trainer: Trainer, _ data: Dataset, _ batchSize: Int) throws {
+        let x = Array(data.inputs.scalars.prefix(batchSize * data.exampleShape.reduce(1, *)))
+        let t = Array(data.targets.scalars.prefix(batchSize * data.targetShape.reduce(1, *)))
+        var prediction = [Float](repeating: 0, count: trainer.step.predictionCount)
+        let program = trainer.step.compiled.program
+        var perKernel = [[Double]](repeating: [], count: program.kernels.count)
+        var steps: [Double] = []
+        try x.withUnsafeBufferPointer { xs in
+            try t.withUnsafeBufferPointer { ts in
+                try prediction.withUnsafeMutableBufferPointer { p in
+                    for _ in 0..<3 { _ = try trainer.step.run(input: xs, target: ts, prediction: p) }
+                    for _ in 0..<20 {
+                        let start = ContinuousClock.now
+                        _ = try trainer.step.run(input: xs, target: ts, prediction: p)
+                        let d = ContinuousClock.now - start
+                        steps.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+                        for (k, s) in try trainer.step.profile(input: xs, target: ts, prediction: p).enumerated() { perKernel[k].append(s) }
+                    }
+                }
+            }
+        }
+        steps.sort()
+        let median = steps[steps.count / 2]
+        print(String(format: "step: median %.2f ms, min %.2f ms over %d steps; %.1f GFLOP/s", median * 1000, steps[0] * 1000, steps.count,
+                     Double(program.flops) / median / 1e9))
+        let medians = perKernel.map { $0.sorted()[$0.count / 2] }
+        let total = medians.reduce(0, +)
+        let width = program.kernels.map(\.name.count).max() ?? 0
+        for (k, kernel) in program.kernels.enumerated() {
+            print(String(format: "  %@  %8.3f ms  %5.1f%%  %7.1f GFLOP/s  (%@)", kernel.name.padding(toLength: width, withPad: " ", startingAt: 0), medians[k] * 1000,
+                         total > 0 ? medians[k] / total * 100 : 0, medians[k] > 0 ? Double(kernel.flops) / medians[k] / 1e9 : 0, kernel.split.description))
+        }
+    }
+
+    private func chosenOptimizer(_ standard: Optimizer) throws -> Optimizer {
+        let name = optimizer ?? {
+            switch standard {
+            case .sgd: return "sgd"
+            case let .momentum(_, _, nesterov): return nesterov ? "nesterov" : "momentum"
+            case .rmsprop: return "rmsprop"
+            case .adam: return "adam"
+            case .adamW: return "adamw"
+            }
+        }()
+        let lr = learningRate ?? (optimizer == nil ? standard.learningRate : nil)
+        switch name {
+        case "sgd": return .sgd(learningRate: lr ?? 0.01)
+        case "momentum": return .momentum(learningRate: lr ?? 0.01)
+        case "nesterov": return .momentum(learningRate: lr ?? 0.01, nesterov: true)
+        case "rmsprop": return .rmsprop(learningRate: lr ?? 1e-3)
+        case "adam": return .adam(learningRate: lr ?? 1e-3)
+        case "adamw": return .adamW(learningRate: lr ?? 1e-3)
+        default: throw ValidationError("unknown optimizer '\(name)'; use sgd, momentum, nesterov, rmsprop, adam or adamw")
+        }
+    }
+}
