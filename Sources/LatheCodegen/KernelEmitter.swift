@@ -43,18 +43,12 @@ extension IRBuilder {
                 pool2dGradient(a, dx: out, x: x[0], dy: x[1], inShape: shapes[0], outShape: shapes[1], split: kernel.split, thread: thread, threads: kernel.threads)
             case let .dropoutMask(_, rate, seed):
                 dropoutMask(DropoutMask(rate: rate, seed: seed), count: kernel.result.type.count, output: out, counter: x[0])
-            case .unary, .binary, .fusedElementwise:
+            case .unary, .binary, .fusedElementwise, .batchNorm:
                 let formula = op.formula!
-                elementwise(shape: shape, output: dense,
-                            inputs: x.indices.map { StridedView(base: x[$0], strides: broadcastStrides(of: shapes[$0], to: shape)) }) { v, _ in
-                    emit(formula, v)
-                }
-            case .batchNorm:
-                let formula = op.formula!
-                let channel = channelStrides(rank: shape.count)
-                elementwise(shape: shape, output: dense,
-                            inputs: [contiguous(0)] + (1..<5).map { StridedView(base: x[$0], strides: channel) }) { v, _ in
-                    emit(formula, v)
+                var inputs = x.indices.map { StridedView(base: x[$0], strides: broadcastStrides(of: shapes[$0], to: shape)) }
+                if case .batchNorm = op { inputs = [contiguous(0)] + (1..<5).map { StridedView(base: x[$0], strides: channelStrides(rank: shape.count)) } }
+                forOuterRows(kernel.split, thread: thread, shape: shape, views: [dense] + inputs) { rows, views in
+                    elementwise(shape: rows, output: views[0], inputs: Array(views.dropFirst())) { v, _ in emit(formula, v) }
                 }
             case .reshape, .flatten, .dropout:
                 copy()
@@ -96,7 +90,8 @@ extension IRBuilder {
                 guard let g = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: shape, a), let scratch else {
                     throw LatheError.unsupported("conv_transpose2d with shapes \(shapes)")
                 }
-                convolutionTransposed(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch)
+                convolutionTransposed(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
+                                      split: kernel.split, thread: thread, threads: kernel.threads)
             case let .gather(axis):
                 gather(axis: axis, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexCount: kernel.operands[1].type.count)
             case let .pad(pads, value):

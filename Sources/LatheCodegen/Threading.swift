@@ -71,6 +71,13 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             let rows = resultShape[0] / max(a.groups, 1)
             if a.groups >= 2 * threads || (a.groups > 1 && a.groups % threads == 0) { return .units(a.groups) }
             return rows >= 2 * threads ? .rows(total: rows, chunk: chunk(rows, 4)) : .single
+        case .unary, .binary, .fusedElementwise, .batchNorm:
+            // Memory-bound: both cores' bandwidth, a share of the outermost axis each.
+            guard let rows = resultShape.first, rows >= threads else { return .single }
+            return .rows(total: rows, chunk: chunk(rows, 1))
+        case let .convTranspose2d(a):
+            let units = shapes[0][0] * a.groups
+            return units >= threads ? .units(units) : .single
         case .pool2d, .pool2dGrad:
             let planes = shapes[0].prefix(2).reduce(1, *)
             return planes >= threads ? .units(planes) : .single
@@ -112,6 +119,17 @@ extension IRBuilder {
     /// threads, is never done twice (an in-place epilogue would read what another thread wrote).
     func onThreadZero(_ thread: LLVMValue, _ body: () -> Void) {
         ifElse(LLVMBuildICmp(builder, LLVMIntEQ, thread, int(0), "")!, then: body, else: {})
+    }
+
+    /// body(shape, views) on this thread's rows of the outermost axis (a `.rows` split), else on
+    /// the whole shape: the views moved to the chunk's first row.
+    func forOuterRows(_ split: ThreadSplit, thread: LLVMValue, shape: [Int], views: [StridedView], _ body: ([Int], [StridedView]) -> Void) {
+        guard case let .rows(total, chunk) = split, shape.first == total else { return body(shape, views) }
+        forThreadChunk(total: total, chunk: chunk, thread: thread) { start, size in
+            body([size] + shape.dropFirst(), views.map { v in
+                StridedView(base: pointer(v.base, imul(start, int(v.strides[0]))), offset: v.offset, strides: v.strides)
+            })
+        }
     }
 
     /// The same with the chunk's size as a run-time value: one copy of `body` for every chunk.

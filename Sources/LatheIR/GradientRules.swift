@@ -10,7 +10,12 @@ extension Op {
         switch self {
         case .input, .constant, .variable, .assign, .dropoutMask:
             return x.map { _ in nil }
-        case .unary, .binary, .fusedElementwise:
+        case let .unary(fn):
+            // Where the slope is a function of the result, read the result: the input can then
+            // die at the op, and a convolution's ReLU stays fused into it.
+            if let slope = fn.slopeFromResult { return [try c.elementwise(.arg(0) * slope.substituting([.arg(1)]), [dy, c.node.id], "dx")] }
+            return try elementwiseGradients(formula!, operands: x, c)
+        case .binary, .fusedElementwise:
             return try elementwiseGradients(formula!, operands: x, c)
         case let .batchNorm(epsilon):
             // Parameters [C] read along axis 1: as [1, C, 1, ...] they broadcast the NumPy way.
@@ -132,5 +137,19 @@ extension Op {
     /// A convolution's weight gradient, for `input` and the gradient of its output.
     private func filterGradient(input: ValueID, outputGradient dy: ValueID, kernel: [Int], _ a: Conv2DAttributes, _ c: GradientContext) throws -> ValueID {
         try c.add(.conv2dWeightGrad(a, kernel: kernel), [input, dy], "dw")
+    }
+}
+
+extension UnaryFn {
+    /// The slope as a formula of the result $0, for the functions that have one.
+    var slopeFromResult: ScalarExpr? {
+        let y = ScalarExpr.arg(0)
+        switch self {
+        case .relu: return .step(y)
+        case .sigmoid: return y * (.const(1) - y)
+        case .tanh: return .const(1) - y * y
+        case .exp: return y
+        default: return nil
+        }
     }
 }

@@ -51,6 +51,18 @@ struct ElementwiseOpTests {
         #expect(try compiledVersusInterpreter(c) <= 1e-5)
     }
 
+    @Test("large elementwise ops split their outer axis among threads", arguments: [2, 3])
+    func threaded(threads: Int) throws {
+        let cases = [
+            OpCase("sub [5, 301, 401] - [401]", [Operand(shape: [5, 301, 401]), Operand(shape: [401])]) { try $0[0].subtracting($0[1]) },
+            OpCase("tanh [7, 90001]", [Operand(shape: [7, 90001])]) { try $0[0].tanh() },
+            OpCase("fused over [3, 1, 500, 300] and [3, 4, 1, 300]", [Operand(shape: [3, 1, 500, 300]), Operand(shape: [3, 4, 1, 300])]) {
+                try $0[0].apply(.fusedElementwise(.max(.arg(0) * .arg(1), .const(0))), [$0[1]], .unknown)
+            },
+        ]
+        for c in cases { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-6, "\(c)") }
+    }
+
     @Test(arguments: [[2, 3, 5, 7], [4, 17], [1, 9, 3], [3, 8, 2, 2]])
     func batchNorm(_ shape: [Int]) throws {
         let c = shape[1]
