@@ -73,16 +73,14 @@ struct Train: ParsableCommand {
             FileHandle.standardOutput.write(String(format: "\repoch %d/%d [%@] %d/%d loss %.4f%@ %.0f examples/s", p.epoch, p.epochs, bar, p.batch, p.batches,
                                                    p.loss, accuracy, p.examplesPerSecond).data(using: .utf8)!)
         }
-        for _ in 0..<(epochs ?? example.epochs) {
-            guard let e = try trainer.fit(train, epochs: 1, validation: test, progress: progress).first else { break }
+        try trainer.fit(train, epochs: epochs ?? example.epochs, validation: test, progress: progress) { e in
             if json {
-                let line = try JSONEncoder().encode(e)
-                print(String(decoding: line, as: UTF8.self))
-            } else {
-                let test = [e.testLoss.map { String(format: "test loss %.4f", $0) }, e.testAccuracy.map { String(format: "test accuracy %.2f%%", $0 * 100) }]
-                print("\n" + String(format: "epoch %d: %.1f s (%.1f ms a step, %.0f examples/s), ", e.epoch, e.seconds, e.seconds * 1000 / Double(train.count / batchSize),
-                                    e.examplesPerSecond) + test.compactMap { $0 }.joined(separator: ", "))
+                if let line = try? JSONEncoder().encode(e) { print(String(decoding: line, as: UTF8.self)) }
+                return
             }
+            let test = [e.testLoss.map { String(format: "test loss %.4f", $0) }, e.testAccuracy.map { String(format: "test accuracy %.2f%%", $0 * 100) }]
+            print("\n" + String(format: "epoch %d: %.1f s (%.1f ms a step, %.0f examples/s), ", e.epoch, e.seconds, e.seconds * 1000 / Double(train.count / batchSize),
+                                e.examplesPerSecond) + test.compactMap { $0 }.joined(separator: ", "))
         }
         if let plot {
             let title = "\(model): \(trainer.history.count) epochs, batch \(batchSize)"

@@ -8,15 +8,19 @@ extension Examples {
         return [("probs", try model(x))]
     }
 
-    /// The Keras MNIST CNN's layers (fresh weights each call).
-    public static func mnistCNNLayers() -> Sequential {
+    /// The Keras MNIST CNN's layers (fresh weights each call). With `dropout`, Keras'
+    /// mnist_cnn regularization: Dropout(0.25) after the convolutions, Dropout(0.5) after
+    /// Dense 128 (identities in an inference graph; the weights keep their names).
+    public static func mnistCNNLayers(dropout: Bool = false) -> Sequential {
         Sequential {
             Conv2D(32, kernel: 3, activation: .relu)
             MaxPool2D(2)
             Conv2D(64, kernel: 3, activation: .relu)
             MaxPool2D(2)
+            if dropout { Dropout(0.25) }
             Flatten()
             Dense(128, activation: .relu)
+            if dropout { Dropout(0.5) }
             Dense(10, activation: .softmax)
         }
     }

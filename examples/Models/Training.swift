@@ -24,7 +24,7 @@ extension Examples {
     public static func trainingNamed(_ name: String) -> TrainingExample? { training.first { $0.name == name } }
 
     static let mnistCNNTraining = TrainingExample(
-        name: "mnist-cnn", summary: "the Keras MNIST CNN, softmax cross-entropy, Adam 1e-3, batch 128", layers: { mnistCNNLayers() },
+        name: "mnist-cnn", summary: "the Keras MNIST CNN with dropout, softmax cross-entropy, Adam 1e-3, batch 128", layers: { mnistCNNLayers(dropout: true) },
         loss: .softmaxCrossEntropy, optimizer: .adam(learningRate: 1e-3), batchSize: 128, epochs: 5, needsMNIST: true) { directory, limit, _ in
             try mnist(directory, limit: limit, flat: false)
         }

@@ -19,6 +19,11 @@ public struct EpochSummary: Sendable, Codable {
     public let testAccuracy: Float?
     public let seconds: Double
     public let examplesPerSecond: Double
+
+    public init(epoch: Int, trainLoss: Float, trainAccuracy: Float?, testLoss: Float?, testAccuracy: Float?, seconds: Double, examplesPerSecond: Double) {
+        (self.epoch, self.trainLoss, self.trainAccuracy, self.testLoss, self.testAccuracy) = (epoch, trainLoss, trainAccuracy, testLoss, testAccuracy)
+        (self.seconds, self.examplesPerSecond) = (seconds, examplesPerSecond)
+    }
 }
 
 /// Fits a model with a compiled training step: batches drawn in a seeded shuffle each epoch
@@ -51,9 +56,11 @@ public final class Trainer {
                                 optimizer: optimizer, l1: l1, l2: l2, seed: seed, threads: threads)
     }
 
-    /// Trains for `epochs` passes over `data`, evaluating on `validation` after each.
+    /// Trains for `epochs` passes over `data`, evaluating on `validation` after each; `progress`
+    /// hears every tenth batch, `epochEnded` each epoch's summary. Epochs count on from earlier fits.
     @discardableResult
-    public func fit(_ data: Dataset, epochs: Int, validation: Dataset? = nil, progress: ((TrainingProgress) -> Void)? = nil) throws -> [EpochSummary] {
+    public func fit(_ data: Dataset, epochs: Int, validation: Dataset? = nil, progress: ((TrainingProgress) -> Void)? = nil,
+                    epochEnded: ((EpochSummary) -> Void)? = nil) throws -> [EpochSummary] {
         try check(data)
         let batches = data.count / batchSize
         guard batches > 0 else { throw LatheError.invalidAttribute(op: "trainer", reason: "\(data.count) examples make no batch of \(batchSize)", location: .unknown) }
@@ -61,7 +68,8 @@ public final class Trainer {
         var input = [Float](repeating: 0, count: batchSize * x), target = [Float](repeating: 0, count: batchSize * t)
         var prediction = [Float](repeating: 0, count: step.predictionCount)
         var summaries: [EpochSummary] = []
-        for epoch in 1...max(epochs, 1) where epochs > 0 {
+        let earlier = history.count
+        for epoch in (earlier + 1)...(earlier + max(epochs, 1)) where epochs > 0 {
             var order = Array(0..<data.count)
             order.shuffle(using: &shuffle)
             let start = ContinuousClock.now
@@ -83,17 +91,18 @@ public final class Trainer {
                 correct += correctCount(prediction, target) ?? 0
                 seen += batchSize
                 if let progress, b % 10 == 9 || b == batches - 1 {
-                    progress(TrainingProgress(epoch: epoch, epochs: epochs, batch: b + 1, batches: batches, loss: Float(lossSum / Double(b + 1)),
+                    progress(TrainingProgress(epoch: epoch, epochs: earlier + epochs, batch: b + 1, batches: batches, loss: Float(lossSum / Double(b + 1)),
                                               accuracy: isClassifier ? Float(correct) / Float(seen) : nil, examplesPerSecond: Double(seen) / seconds(since: start)))
                 }
             }
             let trainSeconds = seconds(since: start)
             let test = try validation.map { try evaluate($0) }
-            let summary = EpochSummary(epoch: (history.last?.epoch ?? 0) + 1, trainLoss: Float(lossSum / Double(batches)),
+            let summary = EpochSummary(epoch: epoch, trainLoss: Float(lossSum / Double(batches)),
                                        trainAccuracy: isClassifier ? Float(correct) / Float(seen) : nil, testLoss: test?.loss, testAccuracy: test?.accuracy,
                                        seconds: trainSeconds, examplesPerSecond: Double(seen) / trainSeconds)
             history.append(summary)
             summaries.append(summary)
+            epochEnded?(summary)
         }
         return summaries
     }
