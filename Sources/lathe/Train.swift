@@ -44,7 +44,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Print each epoch as a JSON line instead of the progress bar.")
     var json = false
 
-    @Flag(help: "Instead of training, time 20 steps on the first batch: the median step and each kernel's share.")
+    @Flag(help: "Instead of training, time 20 steps on the first batch: the median step and each kernel's share (with --json: medianMs, minMs, gflops).")
     var profile = false
 
     func run() throws {
@@ -116,6 +116,12 @@ struct Train: ParsableCommand {
         }
         steps.sort()
         let median = steps[steps.count / 2]
+        if json {
+            let report: [String: Double] = ["medianMs": median * 1000, "minMs": steps[0] * 1000, "batch": Double(batchSize), "threads": Double(threads),
+                                            "gflops": Double(program.flops) / median / 1e9]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
+            return
+        }
         print(String(format: "step: median %.2f ms, min %.2f ms over %d steps; %.1f GFLOP/s", median * 1000, steps[0] * 1000, steps.count,
                      Double(program.flops) / median / 1e9))
         let medians = perKernel.map { $0.sorted()[$0.count / 2] }

@@ -21,7 +21,7 @@ public enum WeightFile {
     }
 
     public static func read(_ url: URL) throws -> [String: HostTensor] {
-        let data = try Data(contentsOf: url)
+        guard let data = FileManager.default.contents(atPath: url.path) else { throw LatheError.malformedFile("cannot read \(url.path)") }
         func bad(_ why: String) -> LatheError { .malformedFile("\(url.path) is not a safetensors file of f32 tensors: \(why)") }
         guard data.count >= 8 else { throw bad("shorter than its header length") }
         let length = data.prefix(8).enumerated().reduce(UInt64(0)) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
