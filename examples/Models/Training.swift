@@ -42,14 +42,14 @@ extension Examples {
             return (try Dataset(inputs: train.inputs, targets: train.inputs), try Dataset(inputs: test.inputs, targets: test.inputs))
         }
 
-    /// SimpleNN on a fixed smooth function of 10 inputs, y = sum sin(k x_k) / 3.
+    /// SimpleNN on a fixed smooth function of 10 inputs, y = sum sin(0.3 k x_k) for k = 1...10.
     static let simpleNNTraining = TrainingExample(
-        name: "simple-nn", summary: "regression of sum sin(k x_k) / 3 from 10 inputs, mean squared error, Adam 1e-3, batch 256", layers: { simpleNNLayers() },
+        name: "simple-nn", summary: "regression of sum sin(0.3 k x_k) from 10 inputs, mean squared error, Adam 1e-3, batch 256", layers: { simpleNNLayers() },
         loss: .meanSquaredError, optimizer: .adam(learningRate: 1e-3), batchSize: 256, epochs: 20, needsMNIST: false) { _, limit, seed in
             func make(_ n: Int, _ seed: UInt64) throws -> Dataset {
                 let x = HostTensor.random(shape: [n, 10], seed: seed, in: -1...1)
                 var y = HostTensor(shape: [n, 1])
-                for i in 0..<n { y.scalars[i] = (0..<10).reduce(0) { $0 + sin(Float($1 + 1) * x.scalars[i * 10 + $1]) } / 3 }
+                for i in 0..<n { y.scalars[i] = (0..<10).reduce(0) { $0 + sin(0.3 * Float($1 + 1) * x.scalars[i * 10 + $1]) } }
                 return try Dataset(inputs: x, targets: y)
             }
             return (try make(limit ?? 8192, seed), try make(2048, seed &+ 1))

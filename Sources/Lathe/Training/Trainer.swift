@@ -141,10 +141,12 @@ public final class Trainer {
         try step.writeBack()
     }
 
-    /// Classification: softmax over classes, or one sigmoid output for binary cross-entropy.
+    /// Classification: one distribution over classes for softmax cross-entropy, or one output
+    /// for binary cross-entropy (an autoencoder's pixels are not classes).
     private var isClassifier: Bool {
         switch loss {
-        case .softmaxCrossEntropy, .binaryCrossEntropy: return true
+        case .softmaxCrossEntropy: return targetShape.count == 1
+        case .binaryCrossEntropy: return targetShape.reduce(1, *) == 1
         case .meanSquaredError: return false
         }
     }
@@ -153,6 +155,7 @@ public final class Trainer {
     /// one output, which side of the threshold (0 for logits, 0.5 for probabilities).
     private func correctCount(_ prediction: [Float], _ target: [Float]) -> Int? {
         guard isClassifier, let classes = targetShape.last, classes > 0, prediction.count == target.count else { return nil }
+        // One row per example: `classes` values each.
         var correct = 0
         for row in 0..<(target.count / classes) {
             let p = prediction[(row * classes)..<((row + 1) * classes)], t = target[(row * classes)..<((row + 1) * classes)]
