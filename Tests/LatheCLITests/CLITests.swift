@@ -34,13 +34,13 @@ struct CLITests {
         #expect(result.status == 0)
         #expect(result.out == """
             %0 = input {name="x"} : f32[256, 10]  # x  (LatheExamples/SimpleNN.swift:6)
-            %1 = constant {slot=0} : f32[10, 64]  # dense1.weight  (LatheExamples/SimpleNN.swift:8)
-            %2 = constant {slot=1} : f32[64]  # dense1.bias  (LatheExamples/SimpleNN.swift:8)
-            %3 = dense(%0, %1, %2) : f32[256, 64]  # dense1  (LatheExamples/SimpleNN.swift:8)
-            %4 = relu(%3) : f32[256, 64]  # dense1.relu  (LatheExamples/SimpleNN.swift:8)
-            %5 = constant {slot=2} : f32[64, 1]  # dense2.weight  (LatheExamples/SimpleNN.swift:9)
-            %6 = constant {slot=3} : f32[1]  # dense2.bias  (LatheExamples/SimpleNN.swift:9)
-            %7 = dense(%4, %5, %6) : f32[256, 1]  # dense2  (LatheExamples/SimpleNN.swift:9)
+            %1 = constant {slot=0} : f32[10, 64]  # dense1.weight  (LatheExamples/SimpleNN.swift:14)
+            %2 = constant {slot=1} : f32[64]  # dense1.bias  (LatheExamples/SimpleNN.swift:14)
+            %3 = dense(%0, %1, %2) : f32[256, 64]  # dense1  (LatheExamples/SimpleNN.swift:14)
+            %4 = relu(%3) : f32[256, 64]  # dense1.relu  (LatheExamples/SimpleNN.swift:14)
+            %5 = constant {slot=2} : f32[64, 1]  # dense2.weight  (LatheExamples/SimpleNN.swift:15)
+            %6 = constant {slot=3} : f32[1]  # dense2.bias  (LatheExamples/SimpleNN.swift:15)
+            %7 = dense(%4, %5, %6) : f32[256, 1]  # dense2  (LatheExamples/SimpleNN.swift:15)
             output "y" = %7
 
             """)

@@ -1,0 +1,35 @@
+import Foundation
+import Testing
+
+private let subset = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Data/mnist-subset").path
+
+@Suite("lathe train")
+struct TrainCommandTests {
+    @Test("an epoch of the MNIST MLP on the subset as JSON, weights saved, then run with them")
+    func trainSaveRun() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-cli-\(UUID().uuidString).safetensors").path
+        let plot = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-cli-\(UUID().uuidString).svg").path
+        defer { try? FileManager.default.removeItem(atPath: file); try? FileManager.default.removeItem(atPath: plot) }
+        let result = try lathe("train", "mnist-mlp", "--data", subset, "--epochs", "2", "--batch", "100", "--json", "--save", file, "--plot", plot)
+        #expect(result.status == 0, "\(result.err)")
+        let epochs = result.out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(epochs.map { $0["epoch"] as? Int } == [1, 2])
+        #expect(Set(epochs[0].keys) == ["epoch", "trainLoss", "trainAccuracy", "testLoss", "testAccuracy", "seconds", "examplesPerSecond"])
+        #expect((epochs.last?["testAccuracy"] as? Double ?? 0) > 0.8)
+        #expect(try String(contentsOfFile: plot, encoding: .utf8).hasPrefix("<svg"))
+        let trained = try lathe("run", "mnist-mlp", "--weights", file)
+        let fresh = try lathe("run", "mnist-mlp")
+        #expect(trained.status == 0 && fresh.status == 0)
+        #expect(trained.out != fresh.out)
+    }
+
+    @Test("bad uses: an unknown model, MNIST without --data, weights that are not there")
+    func errors() throws {
+        let unknown = try lathe("train", "resnet9000")
+        #expect(unknown.status != 0 && unknown.err.contains("unknown model 'resnet9000'; trainable models: mnist-cnn, mnist-mlp"))
+        let noData = try lathe("train", "mnist-cnn")
+        #expect(noData.status != 0 && noData.err.contains("needs the data directory (--data DIR)"))
+        let noFile = try lathe("run", "mnist-cnn", "--weights", "/nonexistent.safetensors")
+        #expect(noFile.status != 0 && noFile.err.contains("cannot read /nonexistent.safetensors"))
+    }
+}
