@@ -114,7 +114,22 @@ extension Op {
                 let m = keepDims ? c.node.id : try c.reshape(c.node.id, to: kept, "max_kept")
                 return [try c.elementwise(.arg(0) * (.const(1) - .step(.arg(1) - .arg(2))), [g, m, x[0]], "dx")]
             }
-        case .epilogue, .layerNorm, .lrn, .gather, .pool2dGrad, .conv2dWeightGrad:
+        case let .layerNorm(axis, epsilon):
+            // x̂ = (x - mean) / sqrt(var + ε), g = dy * scale:
+            // dx = (g - mean(g) - x̂ mean(g x̂)) / sqrt(var + ε); dscale = Σ dy x̂; dbias = Σ dy.
+            let axes = Array(axis..<c.shape(x[0]).count)
+            func mean(_ v: ValueID, _ role: String) throws -> ValueID { try c.add(.reduce(.mean, axes: axes, keepDims: true), [v], role) }
+            let centered = try c.add(.binary(.sub), [x[0], mean(x[0], "mean")], "centered")
+            let variance = try mean(c.elementwise(.arg(0) * .arg(0), [centered], "squared"), "variance")
+            let inverse = try c.elementwise(.const(1) / .unary(.sqrt, .arg(0) + .const(epsilon)), [variance], "inverse_std")
+            let normalized = try c.add(.binary(.mul), [centered, inverse], "normalized")
+            let g = try c.add(.binary(.mul), [dy, x[1]], "g")
+            let gMean = try mean(g, "g_mean"), gxMean = try mean(c.add(.binary(.mul), [g, normalized], "g_x"), "g_x_mean")
+            let dx = try c.elementwise((.arg(0) - .arg(1) - .arg(2) * .arg(3)) * .arg(4), [g, gMean, normalized, gxMean, inverse], "dx")
+            let dscale = c.wanted[1] ? try c.unbroadcast(c.add(.binary(.mul), [dy, normalized], "dy_x"), to: c.shape(x[1]), "dscale") : nil
+            let dbias = x.count == 3 && c.wanted[2] ? try c.unbroadcast(dy, to: c.shape(x[2]), "dbias") : nil
+            return [dx, dscale] + (x.count == 3 ? [dbias] : [])
+        case .epilogue, .lrn, .gather, .pool2dGrad, .conv2dWeightGrad:
             throw unsupported("\(name) has no gradient rule (differentiate the graph before the passes fuse it)")
         }
     }

@@ -106,6 +106,12 @@ let gradientCases: [OpCase] = {
             try $0[0].apply(.reduce(kind, axes: [0, 2], keepDims: keep), [], .unknown)
         })
     }
+    cases.append(OpCase("layer_norm", [Operand(shape: [2, 3, 6]), Operand(shape: [6]), Operand(shape: [6])]) {
+        try $0[0].apply(.layerNorm(axis: 2, epsilon: 1e-3), [$0[1], $0[2]], .unknown)
+    })
+    cases.append(OpCase("layer_norm over two axes, one-element scale", [Operand(shape: [2, 3, 4]), Operand(shape: [1])]) {
+        try $0[0].apply(.layerNorm(axis: 1, epsilon: 1e-3), [$0[1]], .unknown)
+    })
     cases.append(OpCase("dropout (inference)", [Operand(shape: [3, 4])]) { try $0[0].dropout(rate: 0.5) })
     return cases
 }()
@@ -127,7 +133,7 @@ struct GradientTests {
                 try $0[0].conv2d(weight: $0[1], strides: [2, 2], groups: 4)
             },
         ]
-        for c in split + gradientCases where ["conv2d", "max_pool", "avg_pool", "softmax", "dense", "conv_transpose", "reduce_max"].contains(where: { c.description.hasPrefix($0) }) {
+        for c in split + gradientCases where ["conv2d", "max_pool", "avg_pool", "softmax", "dense", "conv_transpose", "reduce_max", "layer_norm"].contains(where: { c.description.hasPrefix($0) }) {
             for k in c.operands.indices {
                 let gradient = OpCase("d/dx\(k) of \(c)", c.operands) { x in
                     let loss = try weightedLoss(try c.build(x), seed: 11)
