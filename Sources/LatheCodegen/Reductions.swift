@@ -12,9 +12,27 @@ extension IRBuilder {
         let count = kept.reduce(1, *)
         let identity: Float = kind == .max ? -.infinity : 0
         elementwise(shape: [count], output: StridedView(base: output, strides: [1]), inputs: []) { _, lanes in float(identity, lanes: lanes) }
-        let cell = StridedView(base: output, strides: broadcastStrides(of: kept, to: inShape))
-        elementwise(shape: inShape, output: cell, inputs: [cell, StridedView(base: input, strides: contiguousStrides(inShape))]) { v, _ in
-            kind == .max ? maximum(v[1], v[0]) : add(v[0], v[1])
+        // The reduced axes at the end make contiguous runs (a convolution's bias gradient sums
+        // each channel's plane): fold each run in vectors, then into its output once.
+        var split = inShape.count, run = 1
+        while split > 0, axes.contains(split - 1) { split -= 1; run *= inShape[split] }
+        let combine: (LLVMValue, LLVMValue) -> LLVMValue = { kind == .max ? self.maximum($1, $0) : self.add($0, $1) }
+        if run >= 2 * vectorWidth {
+            let prefix = Array(inShape[..<split])
+            let outStrides = broadcastStrides(of: Array(kept[..<split]), to: prefix)
+            let inner = prefix.indices.map { prefix[($0 + 1)...].reduce(1, *) }
+            loop(0, prefix.reduce(1, *), unroll: false) { row in
+                let value = foldRow(input, start: imul(row, int(run)), length: run, identity: identity, combine: combine)
+                var at = int(0)
+                for i in prefix.indices where outStrides[i] != 0 {
+                    let index = LLVMBuildURem(builder, LLVMBuildUDiv(builder, row, int(inner[i]), "")!, int(prefix[i]), "")!
+                    at = iadd(at, imul(index, int(outStrides[i])))
+                }
+                store(combine(load(output, at), value), output, at)
+            }
+        } else {
+            let cell = StridedView(base: output, strides: broadcastStrides(of: kept, to: inShape))
+            elementwise(shape: inShape, output: cell, inputs: [cell, StridedView(base: input, strides: contiguousStrides(inShape))]) { v, _ in combine(v[0], v[1]) }
         }
         if kind == .mean {
             let scale = Float(1) / Float(inShape.reduce(1, *) / max(count, 1))

@@ -65,7 +65,7 @@ let shapeCases: [OpCase] = [
 ] + reductionCases
 
 let reductionCases: [OpCase] = ReduceKind.allCases.flatMap { kind in
-    [([5, 17], [1], false), ([5, 17], [0], true), ([2, 3, 9, 4], [1, 3], false), ([2, 3, 9, 4], [0, 1, 2, 3], true), ([6, 11, 7], [2], true), ([33], [0], false)]
+    [([5, 17], [1], false), ([5, 17], [0], true), ([4, 3, 7, 5], [0, 2, 3], false), ([3, 2, 40], [2], true), ([2, 5, 6, 7], [0, 2, 3], true), ([2, 3, 9, 4], [1, 3], false), ([2, 3, 9, 4], [0, 1, 2, 3], true), ([6, 11, 7], [2], true), ([33], [0], false)]
         .map { shape, axes, keep in
             OpCase("reduce_\(kind.rawValue) \(shape) axes \(axes) keep \(keep)", [Operand(shape: shape)]) { x in
                 try x[0].apply(.reduce(kind, axes: axes, keepDims: keep), [], .unknown)
