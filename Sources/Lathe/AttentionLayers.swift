@@ -22,8 +22,8 @@ public final class LayerNorm: Layer {
         if let gamma { try checkWeight(gamma, [d], "gamma", "layer_norm", location) } else { gamma = HostTensor(shape: [d], repeating: 1) }
         if let beta { try checkWeight(beta, [d], "beta", "layer_norm", location) } else { beta = HostTensor(shape: [d]) }
         let g = x.graph, name = g.freshName("layernorm")
-        let scale = g.parameter(gamma!, name: "\(name).gamma", location) { [weak self] in self?.gamma = $0 }
-        let shift = g.parameter(beta!, name: "\(name).beta", location) { [weak self] in self?.beta = $0 }
+        let scale = g.parameter(gamma!, name: "\(name).gamma", location, penalized: false) { [weak self] in self?.gamma = $0 }
+        let shift = g.parameter(beta!, name: "\(name).beta", location, penalized: false) { [weak self] in self?.beta = $0 }
         guard g.isTraining else { return try x.apply(.layerNorm(axis: x.rank - 1, epsilon: epsilon), [scale, shift], name: name, location) }
         // For training, the ops autodiff differentiates (the inference pass fuses them back).
         let axis = [x.rank - 1]

@@ -73,7 +73,7 @@ public struct WeightAndBias {
     /// `learned` receives each trained value ("weight" or "bias").
     func tensors(in graph: Graph, layer: String, _ location: SourceLocation, learned: @escaping (String, HostTensor) -> Void) -> [Tensor] {
         [(weight, "weight"), (bias, "bias")].compactMap { tensor, role in
-            tensor.map { graph.parameter($0, name: "\(layer).\(role)", location) { learned(role, $0) } }
+            tensor.map { graph.parameter($0, name: "\(layer).\(role)", location, penalized: role == "weight") { learned(role, $0) } }
         }
     }
 
@@ -85,9 +85,10 @@ public struct WeightAndBias {
 extension Graph {
     /// A layer's weight: a constant when the graph is built for inference, a trainable variable
     /// when it is built for training, whose learned value `learned` hands back to the layer.
-    func parameter(_ value: HostTensor, name: String, _ location: SourceLocation, learned: @escaping (HostTensor) -> Void) -> Tensor {
+    /// `penalized`: whether L1/L2 weight penalties apply (a kernel's weights, not a bias).
+    func parameter(_ value: HostTensor, name: String, _ location: SourceLocation, penalized: Bool = true, learned: @escaping (HostTensor) -> Void) -> Tensor {
         guard isTraining else { return constant(value, name: name, fileID: location.fileID, line: location.line) }
-        return Tensor(graph: self, id: addTrainableVariable(value, name: name, location: location, writeBack: learned))
+        return Tensor(graph: self, id: addTrainableVariable(value, name: name, location: location, penalized: penalized, writeBack: learned))
     }
 }
 

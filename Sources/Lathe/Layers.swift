@@ -228,8 +228,8 @@ public final class BatchNorm: Layer {
         }
         let g = x.graph
         let name = g.freshName("batchnorm")
-        let scale = g.parameter(p.scale, name: "\(name).scale", location) { [weak self] in self?.parameters?.scale = $0 }
-        let bias = g.parameter(p.bias, name: "\(name).bias", location) { [weak self] in self?.parameters?.bias = $0 }
+        let scale = g.parameter(p.scale, name: "\(name).scale", location, penalized: false) { [weak self] in self?.parameters?.scale = $0 }
+        let bias = g.parameter(p.bias, name: "\(name).bias", location, penalized: false) { [weak self] in self?.parameters?.bias = $0 }
         guard g.isTraining else {
             let statistics = [(p.mean, "mean"), (p.variance, "variance")].map { g.constant($0, name: "\(name).\($1)", fileID: location.fileID, line: location.line) }
             return try x.apply(.batchNorm(epsilon: epsilon), [scale, bias] + statistics, name: name, location)

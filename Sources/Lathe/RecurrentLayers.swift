@@ -32,7 +32,7 @@ func unrollRecurrence(_ x: Tensor, units: Int, weights: RecurrentWeights, name: 
     let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
     let width = weights.kernel!.shape[1]
     let kernel = g.parameter(weights.kernel!, name: "\(name).kernel", location) { learned($0, nil) }
-    let bias = g.parameter(weights.bias!, name: "\(name).bias", location) { learned(nil, $0) }
+    let bias = g.parameter(weights.bias!, name: "\(name).bias", location, penalized: false) { learned(nil, $0) }
     let rows = try x.apply(.reshape(shape: [batch * steps, features]), [], name: "\(name).rows", location)
     let projected = try rows.apply(.dense, [kernel, bias], name: "\(name).projected", location)
         .apply(.reshape(shape: [batch, steps, width]), [], name: "\(name).steps", location)
@@ -132,7 +132,7 @@ public final class GRU: RecurrentLayer {
         if let recurrentBias { try checkWeight(recurrentBias, [3 * u], "recurrent bias", "gru", location) } else { recurrentBias = HostTensor(shape: [3 * u]) }
         let name = g.freshName("gru")
         let recurrent = g.parameter(weights.recurrent!, name: "\(name).recurrent", location) { [weak self] in self?.weights.recurrent = $0 }
-        let rBias = g.parameter(recurrentBias!, name: "\(name).recurrent_bias", location) { [weak self] in self?.recurrentBias = $0 }
+        let rBias = g.parameter(recurrentBias!, name: "\(name).recurrent_bias", location, penalized: false) { [weak self] in self?.recurrentBias = $0 }
         let batch = x.shape[0]
         var h = g.constant(HostTensor(shape: [batch, u]), name: "\(name).h0", fileID: location.fileID, line: location.line)
         return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location, learned: { [weak self] kernel, bias in

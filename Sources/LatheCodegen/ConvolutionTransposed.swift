@@ -36,8 +36,7 @@ extension IRBuilder {
         let a = g.attributes
         let mine = pointer(scratch, imul(thread, int(g.scratchFloats)))
         let columns = mine, packing = pointer(mine, int(g.columnRows * g.inputPlane))
-        var units = (start: int(0), end: int(g.batch * g.groups))
-        if case .units = split { units = unitRange(count: g.batch * g.groups, thread: thread, threads: threads) }
+        let units = unitShare(split, count: g.batch * g.groups, thread: thread, threads: threads)
         loop(from: units.start, to: units.end) { unit in
             let image = LLVMBuildUDiv(builder, unit, int(g.groups), "")!, group = LLVMBuildURem(builder, unit, int(g.groups), "")!
             let firstOutChannel = iadd(imul(image, int(g.outChannels)), imul(group, int(g.groupOutChannels)))

@@ -60,9 +60,10 @@ struct GemmBlocking {
     /// one of B. Zero when no target packs it.
     /// Without `packsA` (`packsB`), A (B) comes packed at compile time and needs no buffer; a
     /// GEMM whose B comes packed always packs A, whatever its size.
-    static func packingFloats(m: Int, n: Int, k: Int, packsA: Bool = true, packsB: Bool = true) -> Int {
+    /// `always`: for a caller that packs whatever the sizes.
+    static func packingFloats(m: Int, n: Int, k: Int, packsA: Bool = true, packsB: Bool = true, always: Bool = false) -> Int {
         let smallest = GemmBlocking(vectorWidth: 4)
-        guard smallest.packs(m: m, n: n, k: k) || !packsB else { return 0 }
+        guard always || smallest.packs(m: m, n: n, k: k) || !packsB else { return 0 }
         return depth(k) * ((packsA ? roundUp(min(mc, m), largestRows) : 0) + (packsB ? roundUp(min(nc, n), largestColumns) : 0))
     }
 }

@@ -275,7 +275,7 @@ extension KernelProgram {
         var copies: [(value: ValueID, output: Int)] = []
         for (i, (_, v)) in outputs.enumerated() {
             switch graph[v].op {
-            case .input, .constant: copies.append((v, i))
+            case .input, .constant, .variable, .assign: copies.append((v, i))
             default:
                 if writesOutput[v] == nil { writesOutput[v] = i } else { copies.append((v, i)) }
             }
@@ -381,9 +381,15 @@ extension KernelProgram {
     /// variable only elementwise (it then updates it in place). Other assigns copy, and must
     /// still come after every reader of their variable.
     static func variableWrites(_ graph: Graph, needed: [Bool], outputs: [ValueID]) throws -> [ValueID: ValueID] {
+        // Every live reader of each value (an assign reads its value, and a variable it copies).
+        var readers: [ValueID: [ValueID]] = [:]
+        var assignsOf: [ValueID: Int] = [:]
+        for node in graph.nodes where needed[node.id.index] {
+            let read = node.op == .assign ? [node.operands[1]] : node.operands
+            for v in Set(read) { readers[v, default: []].append(node.id) }
+            if node.op == .assign { assignsOf[node.operands[1], default: 0] += 1 }
+        }
         let outputSet = Set(outputs)
-        var assignedOnce: [ValueID: Int] = [:]
-        for node in graph.nodes where needed[node.id.index] && node.op == .assign { assignedOnce[node.operands[1], default: 0] += 1 }
         var writes: [ValueID: ValueID] = [:]
         var assignedVariables = Set<ValueID>()
         for node in graph.nodes where needed[node.id.index] && node.op == .assign {
@@ -391,23 +397,25 @@ extension KernelProgram {
             guard assignedVariables.insert(variable).inserted else {
                 throw LatheError.invalidGraph(node: node.name, reason: "variable \(graph[variable].name) is assigned twice")
             }
-            let readers = graph.nodes.filter { needed[$0.id.index] && $0.op != .assign && $0.id != value && $0.operands.contains(variable) }
-            if let late = readers.first(where: { $0.id.index > node.id.index }) {
-                throw LatheError.invalidGraph(node: node.name, reason: "\(late.name) reads variable \(graph[variable].name) after it is assigned")
+            let others = (readers[variable] ?? []).filter { $0 != value }
+            if let late = others.first(where: { $0.index > node.id.index }) {
+                throw LatheError.invalidGraph(node: node.name, reason: "\(graph[late].name) reads variable \(graph[variable].name) after it is assigned")
             }
             let producer = graph[value]
-            let computedHere: Bool
+            let computedByItsOwnKernel: Bool
             switch producer.op {
-            case .input, .constant, .variable, .assign, .reshape, .flatten, .dropout: computedHere = false
-            default: computedHere = true
+            case .input, .constant, .variable, .assign, .reshape, .flatten, .dropout: computedByItsOwnKernel = false
+            default: computedByItsOwnKernel = true
             }
-            let readsElementwise: Bool
+            // Writing the result over the variable is safe if the kernel reads it only at the
+            // index it writes (elementwise, same shape), or not at all.
+            let overwritable: Bool
             switch producer.op {
-            case .unary, .binary, .fusedElementwise: readsElementwise = producer.operands.allSatisfy { $0 != variable || graph[$0].type.shape == producer.type.shape }
-            default: readsElementwise = !producer.operands.contains(variable)
+            case .unary, .binary, .fusedElementwise: overwritable = producer.operands.allSatisfy { $0 != variable || graph[$0].type.shape == producer.type.shape }
+            default: overwritable = !producer.operands.contains(variable)
             }
-            guard computedHere, readsElementwise, !outputSet.contains(value), assignedOnce[value] == 1,
-                  readers.allSatisfy({ $0.id.index < value.index }) else { continue }
+            guard computedByItsOwnKernel, overwritable, !outputSet.contains(value), assignsOf[value] == 1,
+                  others.allSatisfy({ $0.index < value.index }) else { continue }
             writes[value] = variable
         }
         return writes
@@ -502,20 +510,18 @@ extension KernelProgram {
         }
     }
 
+    /// A weight gradient's working memory per thread: the whole unfolded image, then the GEMM's
+    /// packing buffers (sized for any target, whether or not the sizes would pack).
+    static func weightGradientScratchFloats(_ g: ConvGeometry) -> Int {
+        (g.needsUnfold ? g.unfoldedRows * g.outputPlane : 0)
+            + GemmBlocking.packingFloats(m: g.groupOutChannels, n: g.unfoldedRows, k: g.outputPlane, always: true)
+    }
+
     /// A GEMM packs blocks of its operands into scratch (not those packed at compile time); a
     /// convolution also unfolds its input (im2col) there a tile at a time unless it is a plain
     /// 1x1, or keeps its padded planes (direct), or its Winograd strip, transformed input and
     /// products; a transposed convolution keeps its columns there before scattering them. Each
     /// of the kernel's threads has its own.
-    /// A weight gradient's working memory per thread: the whole unfolded image, then the GEMM's
-    /// packing buffers (sized for any target, whether or not the sizes would pack).
-    static func weightGradientScratchFloats(_ g: ConvGeometry) -> Int {
-        let k = g.outputPlane
-        let packing = GemmBlocking.depth(k) * (roundUp(min(GemmBlocking.mc, g.groupOutChannels), GemmBlocking.largestRows)
-                                               + roundUp(min(GemmBlocking.nc, g.unfoldedRows), GemmBlocking.largestColumns))
-        return (g.needsUnfold ? g.unfoldedRows * g.outputPlane : 0) + packing
-    }
-
     public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, weightLayout: WeightLayout = .plain) -> Int {
         if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape) { return w.scratchFloats * threads }
         let prepackedWeights = weightLayout.isPacked

@@ -3,16 +3,18 @@ import LatheIR
 
 /// How a kernel's work is divided among the threads of a run, decided at compile time (a
 /// static split: no queue, no stealing). Each thread calls the kernel with its index and works
-/// out its share from it. Contractions and pooling are split, when they are large enough to
-/// pay for handing work to another thread; the rest run on the calling thread.
+/// out its share from it. Contractions, their gradients, pooling and large elementwise ops are
+/// split, when they are large enough to pay for handing work to another thread; the rest run on
+/// the calling thread.
 public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     case single
     /// Independent units, a contiguous run of them a thread: a convolution's images x groups x
     /// row tiles (Winograd's strips; the direct kernel's images x groups), the matrices of a
-    /// batched matmul, or the planes of a pooling.
+    /// batched matmul, the planes of a pooling or its gradient, a transposed convolution's images
+    /// x groups, a weight gradient's groups.
     case units(Int)
-    /// The GEMM's rows (a convolution's output channels; a direct convolution's output rows) in
-    /// chunks of `chunk`.
+    /// The GEMM's rows (a convolution's output channels; a direct convolution's output rows; a
+    /// weight gradient's output channels; an elementwise op's outermost axis) in chunks of `chunk`.
     case rows(total: Int, chunk: Int)
     /// The GEMM's columns in chunks of `chunk`.
     case columns(total: Int, chunk: Int)
@@ -121,10 +123,18 @@ extension IRBuilder {
         ifElse(LLVMBuildICmp(builder, LLVMIntEQ, thread, int(0), "")!, then: body, else: {})
     }
 
-    /// body(shape, views) on this thread's rows of the outermost axis (a `.rows` split), else on
-    /// the whole shape: the views moved to the chunk's first row.
+    /// This thread's share of `count` units under a `.units` split; under any other split, all of
+    /// them on thread 0 and none on the others, so that no work is done twice.
+    func unitShare(_ split: ThreadSplit, count: Int, thread: LLVMValue, threads: Int) -> (start: LLVMValue, end: LLVMValue) {
+        if case .units = split { return unitRange(count: count, thread: thread, threads: threads) }
+        let first = LLVMBuildICmp(builder, LLVMIntEQ, thread, int(0), "")!
+        return (int(0), LLVMBuildSelect(builder, first, int(count), int(0), "")!)
+    }
+
+    /// body(shape, views) on this thread's rows of the outermost axis (a `.rows` split), the views
+    /// moved to the chunk's first row; under any other split, the whole shape on thread 0.
     func forOuterRows(_ split: ThreadSplit, thread: LLVMValue, shape: [Int], views: [StridedView], _ body: ([Int], [StridedView]) -> Void) {
-        guard case let .rows(total, chunk) = split, shape.first == total else { return body(shape, views) }
+        guard case let .rows(total, chunk) = split, shape.first == total else { return onThreadZero(thread) { body(shape, views) } }
         forThreadChunk(total: total, chunk: chunk, thread: thread) { start, size in
             body([size] + shape.dropFirst(), views.map { v in
                 StridedView(base: pointer(v.base, imul(start, int(v.strides[0]))), offset: v.offset, strides: v.strides)

@@ -1,7 +1,8 @@
 import CLLVM
 import LatheIR
 
-/// Kernels for the ops only training graphs use: pooling's gradient and dropout's mask.
+/// Kernels for the ops only training graphs use: pooling's gradient, a convolution's weight
+/// gradient and dropout's mask.
 extension IRBuilder {
     /// pool2d_grad: each plane of dx is zeroed, then each output cell adds its dy to the first
     /// largest tap of its window (max) or dy / divisor to every tap (average), exactly as the
@@ -11,8 +12,7 @@ extension IRBuilder {
         let (h, w, oh, ow) = (inShape[2], inShape[3], outShape[2], outShape[3])
         let padded = a.pads.contains { $0 > 0 }
         let planes = inShape[0] * inShape[1]
-        var range = (start: int(0), end: int(planes))
-        if case .units = split { range = unitRange(count: planes, thread: thread, threads: threads) }
+        let range = unitShare(split, count: planes, thread: thread, threads: threads)
         loop(from: range.start, to: range.end) { plane in
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
@@ -78,13 +78,10 @@ extension IRBuilder {
         let (depth, plane, rowsPerGroup) = (g.unfoldedRows, g.outputPlane, g.groupOutChannels)
         let mine = pointer(scratch, imul(thread, int(KernelProgram.weightGradientScratchFloats(g))))
         let unfolded = mine, packing = pointer(mine, int(g.needsUnfold ? depth * plane : 0))
-        var groups = (start: int(0), end: int(g.groups)), rows = (start: int(0), end: int(rowsPerGroup))
-        switch split {
-        case .units: groups = unitRange(count: g.groups, thread: thread, threads: threads)
-        case let .rows(total, chunk):
+        var groups = unitShare(split, count: g.groups, thread: thread, threads: threads), rows = (start: int(0), end: int(rowsPerGroup))
+        if case let .rows(total, chunk) = split {
             let start = imin(imul(thread, int(chunk)), int(total))
-            rows = (start, imin(iadd(start, int(chunk)), int(total)))
-        default: break
+            (groups, rows) = ((int(0), int(g.groups)), (start, imin(iadd(start, int(chunk)), int(total))))
         }
         let m = isub(rows.end, rows.start)
         ifElse(LLVMBuildICmp(builder, LLVMIntSGT, m, int(0), "")!, then: {

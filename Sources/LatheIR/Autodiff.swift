@@ -43,8 +43,7 @@ extension Graph {
             guard dependent[index], !node.operands.isEmpty, let dy = try gradient(of: node.id) else { continue }
             let wanted = node.operands.map { dependent[$0.index] }
             guard wanted.contains(true) else { continue }
-            let rule = GradientContext(graph: self, node: node, dy: dy, wanted: wanted)
-            let parts = try node.op.gradients(rule)
+            let parts = try node.op.gradients(GradientContext(graph: self, node: node, dy: dy, wanted: wanted))
             for (k, part) in parts.enumerated() where wanted[k] {
                 if let part { contributions[node.operands[k], default: []].append(part) }
             }

@@ -129,8 +129,10 @@ extension Op {
             let dscale = c.wanted[1] ? try c.unbroadcast(c.add(.binary(.mul), [dy, normalized], "dy_x"), to: c.shape(x[1]), "dscale") : nil
             let dbias = x.count == 3 && c.wanted[2] ? try c.unbroadcast(dy, to: c.shape(x[2]), "dbias") : nil
             return [dx, dscale] + (x.count == 3 ? [dbias] : [])
-        case .epilogue, .lrn, .gather, .pool2dGrad, .conv2dWeightGrad:
-            throw unsupported("\(name) has no gradient rule (differentiate the graph before the passes fuse it)")
+        case .epilogue:
+            throw unsupported("a fused kernel has no gradient rule: differentiate the graph before the passes fuse it")
+        case .lrn, .gather, .pool2dGrad, .conv2dWeightGrad:
+            throw unsupported("\(name) has no gradient rule yet")
         }
     }
 

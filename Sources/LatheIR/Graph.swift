@@ -32,6 +32,8 @@ public final class Graph {
     public var isTraining = false
     /// The variables training updates (layers' weights), in the order they were made.
     public private(set) var trainableVariables: [ValueID] = []
+    /// Those of them that L1/L2 penalties apply to: kernels, not biases or normalization scales.
+    public private(set) var penalizedVariables: Set<ValueID> = []
     /// Variables a training step updates by itself (BatchNorm's running statistics).
     public private(set) var stateVariables: [ValueID] = []
     /// How a variable's learned value goes back to the layer that made it.
@@ -70,10 +72,11 @@ public final class Graph {
 
     /// A variable that training updates (a layer's weight); `writeBack` hands the learned value
     /// back to the layer.
-    public func addTrainableVariable(_ tensor: HostTensor, name: String, location: SourceLocation = .unknown,
+    public func addTrainableVariable(_ tensor: HostTensor, name: String, location: SourceLocation = .unknown, penalized: Bool = true,
                                      writeBack: @escaping (HostTensor) -> Void) -> ValueID {
         let v = addVariable(tensor, name: name, location: location)
         trainableVariables.append(v)
+        if penalized { penalizedVariables.insert(v) }
         writeBacks[v] = writeBack
         return v
     }
@@ -87,10 +90,13 @@ public final class Graph {
         return v
     }
 
+    /// The trainable and the state variables: what a trained model's weight file holds.
+    public var learnedVariables: [ValueID] { trainableVariables + stateVariables }
+
     /// Gives a variable's value (learned by a compiled step) back to the layer that made it.
     public func writeBack(_ variable: ValueID, _ value: HostTensor) { writeBacks[variable]?(value) }
 
-        /// Adds a computing node after checking its operands against the op's shape rule.
+    /// Adds a computing node after checking its operands against the op's shape rule.
     @discardableResult
     public func addNode(_ op: Op, _ operands: [ValueID], name: String? = nil, location: SourceLocation = .unknown) throws -> ValueID {
         switch op {

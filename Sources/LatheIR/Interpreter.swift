@@ -1,7 +1,6 @@
 /// The reference interpreter: every op in plain Swift, straightforward loops, no fusion and no
 /// tricks. It is the oracle that every compiled kernel is tested against.
 public enum Interpreter {
-    /// Runs the graph and returns the tensors of `outputs`, in order.
     /// Runs the graph and returns the tensors of `outputs`, in order. Assigns run too: after
     /// the call each assigned variable holds its new value (a training step).
     public static func run(_ graph: Graph, outputs: [ValueID], feeds: [String: HostTensor]) throws -> [HostTensor] {

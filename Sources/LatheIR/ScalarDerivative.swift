@@ -13,6 +13,8 @@ extension ScalarExpr {
             let slope: ScalarExpr
             switch fn {
             case .neg: slope = .const(-1)
+            // -1 at 0 (PyTorch's sign gives 0): with max's tie rule this gives binary
+            // cross-entropy from a logit of exactly 0 its true slope, sigmoid(0) - t.
             case .abs: slope = .const(2) * .step(a) - .const(1)
             case .exp: slope = self
             case .log: slope = .const(1) / a

@@ -5,7 +5,7 @@ import LatheIR
 public struct DeadCodeElimination: GraphPass {
     public init() {}
     public var name: String { "eliminate-dead-code" }
-    public var summary: String { "removes nodes that no output needs" }
+    public var summary: String { "removes nodes that no output or assign needs" }
 
     public func run(_ graph: Graph, outputs: [ValueID]) throws -> (graph: Graph, outputs: [ValueID]) {
         var live = graph.liveNodes(outputs: outputs)

@@ -43,6 +43,7 @@ struct ModelOptions: ParsableArguments {
 
     func build() throws -> (graph: Graph, outputs: [(name: String, value: ValueID)]) {
         if model.hasSuffix(".onnx") || FileManager.default.fileExists(atPath: model) {
+            guard weights == nil else { throw ValidationError("--weights is for built-in models; an ONNX file carries its own") }
             let imported = try ONNXImporter.load(contentsOf: URL(fileURLWithPath: model), dimensions: try parsedDimensions())
             return (imported.graph, imported.outputs)
         }
@@ -113,7 +114,7 @@ struct Dump: ParsableCommand {
         guard let model else { throw ValidationError("give a model, or --list-passes") }
         guard ["text", "dot", "json", "llvm"].contains(format) else { throw ValidationError("--format is text, dot, json or llvm, not '\(format)'") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        var (graph, outputs) = try ModelOptions(model: model, batch: batch, seed: seed, dimensions: dimensions).build()
+        var (graph, outputs) = try ModelOptions(model: model, batch: batch, seed: seed, dimensions: dimensions, weights: weights).build()
         if format == "llvm" {
             guard after == nil else { throw ValidationError("--format llvm shows the code of the whole pipeline; drop --after") }
             let compiled = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(keepLLVMIR: true, threads: threads))

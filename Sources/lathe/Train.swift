@@ -53,7 +53,7 @@ struct Train: ParsableCommand {
         }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let batchSize = batch ?? example.batchSize
-        guard batchSize >= 1, (epochs ?? 1) >= 1 else { throw ValidationError("--batch and --epochs must be positive") }
+        guard batchSize >= 1, (epochs ?? 1) >= 1, (limit ?? 1) >= 1 else { throw ValidationError("--batch, --epochs and --limit must be positive") }
         let (train, test) = try example.data(data.map { URL(fileURLWithPath: $0) }, limit, seed)
         let trainer = try Trainer(model: example.layers(), exampleShape: train.exampleShape, targetShape: train.targetShape, loss: example.loss,
                                   optimizer: try chosenOptimizer(example.optimizer), batchSize: batchSize, seed: seed, threads: threads)
@@ -148,7 +148,7 @@ struct Train: ParsableCommand {
         case "sgd": return .sgd(learningRate: lr ?? 0.01)
         case "momentum": return .momentum(learningRate: lr ?? 0.01)
         case "nesterov": return .momentum(learningRate: lr ?? 0.01, nesterov: true)
-        case "rmsprop": return .rmsprop(learningRate: lr ?? 1e-3)
+        case "rmsprop": return .rmsprop(learningRate: lr ?? 1e-2)
         case "adam": return .adam(learningRate: lr ?? 1e-3)
         case "adamw": return .adamW(learningRate: lr ?? 1e-3)
         default: throw ValidationError("unknown optimizer '\(name)'; use sgd, momentum, nesterov, rmsprop, adam or adamw")

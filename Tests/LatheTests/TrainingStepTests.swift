@@ -88,6 +88,25 @@ struct TrainingStepTests {
         #expect(second.scalars != first.scalars)
     }
 
+    @Test("a variable updated in place persists between runs, and as an output reads its new value")
+    func variableState() throws {
+        let g = Graph()
+        let v = g.addVariable(HostTensor(shape: [3], repeating: 1), name: "v")
+        let x = try g.input("x", shape: [3])
+        let y = try g.addNode(.binary(.add), [v, x.id], name: "y")
+        try g.addNode(.assign, [v, y])
+        let model = try g.compile(outputs: [("y", Tensor(graph: g, id: y)), ("v", Tensor(graph: g, id: v))])
+        let feed = ["x": try HostTensor(shape: [3], scalars: [1, 2, 3])]
+        #expect(try model.run(feed)["y"]!.scalars == [2, 3, 4])
+        let second = try model.run(feed)
+        #expect(second["y"]!.scalars == [3, 5, 7] && second["v"]!.scalars == [3, 5, 7])
+        #expect(try model.variable("v").scalars == [3, 5, 7])
+        // Copying a variable into another after updating it in place is a read after the assign.
+        let w = g.addVariable(HostTensor(shape: [3]), name: "w")
+        try g.addNode(.assign, [w, v])
+        #expect { _ = try g.compile(outputs: [("y", Tensor(graph: g, id: y))]) } throws: { "\($0)".contains("reads variable v after it is assigned") }
+    }
+
     @Test("an assign after another reader of its variable is refused")
     func lateReader() throws {
         let g = Graph()

@@ -20,7 +20,7 @@ public struct Dataset: Sendable {
 
     /// The first `n` examples.
     public func prefix(_ n: Int) throws -> Dataset {
-        let n = min(n, count)
+        let n = max(0, min(n, count))
         let (x, t) = (inputs.count / max(count, 1), targets.count / max(count, 1))
         return try Dataset(inputs: HostTensor(shape: [n] + exampleShape, scalars: Array(inputs.scalars.prefix(n * x))),
                            targets: HostTensor(shape: [n] + targetShape, scalars: Array(targets.scalars.prefix(n * t))))
@@ -42,7 +42,7 @@ public enum MNIST {
         guard images.dimensions.count == 3, labels.dimensions.count == 1, images.dimensions[0] == labels.dimensions[0] else {
             throw LatheError.malformedFile("MNIST \(split.rawValue) in \(directory.path): images \(images.dimensions) and labels \(labels.dimensions) do not match")
         }
-        let n = min(limit ?? images.dimensions[0], images.dimensions[0])
+        let n = max(0, min(limit ?? images.dimensions[0], images.dimensions[0]))
         let (rows, columns) = (images.dimensions[1], images.dimensions[2])
         var x = HostTensor(shape: [n, 1, rows, columns])
         for i in 0..<(n * rows * columns) { x.scalars[i] = Float(images.bytes[i]) / 255 }
@@ -68,7 +68,7 @@ public enum IDXFile {
         let rank = Int(data[3])
         guard rank > 0, data.count >= 4 + 4 * rank else { throw LatheError.malformedFile("\(url.path): truncated IDX header") }
         let dimensions = (0..<rank).map { d in (0..<4).reduce(0) { $0 << 8 | Int(data[4 + 4 * d + $1]) } }
-        let count = dimensions.reduce(1, *)
+        guard let count = elementCount(dimensions) else { throw LatheError.malformedFile("\(url.path): the IDX dimensions \(dimensions) are too large") }
         let start = 4 + 4 * rank
         guard data.count - start >= count else { throw LatheError.malformedFile("\(url.path): \(data.count - start) bytes of data, the header promises \(count)") }
         return (dimensions, [UInt8](data[start..<(start + count)]))

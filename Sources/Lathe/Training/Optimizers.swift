@@ -8,8 +8,8 @@ public enum Optimizer: Sendable {
     case sgd(learningRate: Float)
     /// v = μ v + g; p -= lr v (Nesterov: p -= lr (g + μ v)).
     case momentum(learningRate: Float, momentum: Float = 0.9, nesterov: Bool = false)
-    /// s = ρ s + (1 - ρ) g²; p -= lr g / (sqrt(s) + ε). Keras' defaults.
-    case rmsprop(learningRate: Float = 1e-3, rho: Float = 0.9, epsilon: Float = 1e-7)
+    /// s = ρ s + (1 - ρ) g²; p -= lr g / (sqrt(s) + ε); PyTorch's defaults.
+    case rmsprop(learningRate: Float = 1e-2, rho: Float = 0.99, epsilon: Float = 1e-8)
     /// Adam with bias correction; PyTorch's defaults.
     case adam(learningRate: Float = 1e-3, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8)
     /// Adam with decoupled weight decay: p -= lr λ p before the Adam step; PyTorch's defaults.

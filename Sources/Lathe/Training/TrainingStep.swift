@@ -18,7 +18,7 @@ public final class TrainingStep {
     private var lossBuffer = [Float](repeating: 0, count: 1)
 
     /// Builds `model` on a new training graph at `inputShape` (batch first), adds `loss`
-    /// against a target of `targetShape`, L1/L2 penalties on the weights (not biases),
+    /// against a target of `targetShape`, L1/L2 penalties on the kernels' weights (not biases or scales),
     /// the gradients and the updates, and compiles it all for `threads` threads.
     public init(model: any Layer, inputShape: [Int], targetShape: [Int], loss: Loss, optimizer: Optimizer,
                 l1: Float = 0, l2: Float = 0, seed: UInt64 = 0, threads: Int = 1, cache: Bool = true) throws {
@@ -31,7 +31,7 @@ public final class TrainingStep {
         let parameters = g.trainableVariables
         guard !parameters.isEmpty else { throw LatheError.invalidGraph(node: "model", reason: "it has no weights to train") }
         if l1 != 0 || l2 != 0 {
-            let weights = parameters.filter { !g[$0].name.hasSuffix(".bias") }.map { Tensor(graph: g, id: $0) }
+            let weights = parameters.filter { g.penalizedVariables.contains($0) }.map { Tensor(graph: g, id: $0) }
             total = try total.addingWeightPenalty(weights, l1: l1, l2: l2)
         }
         let gradients = try g.gradients(of: total.id, wrt: parameters)
@@ -101,18 +101,18 @@ public final class TrainingStep {
 
     /// The learned weights and statistics by name ("conv1.weight", "batchnorm1.mean"...).
     public func weights() throws -> [(name: String, value: HostTensor)] {
-        try (graph.trainableVariables + graph.stateVariables).map { v in (graph[v].name, try compiled.variable(graph[v].name)) }
+        try graph.learnedVariables.map { v in (graph[v].name, try compiled.variable(graph[v].name)) }
     }
 
     /// Hands the learned weights back to the model's layers: the model then builds inference
     /// graphs with them.
     public func writeBack() throws {
-        for v in graph.trainableVariables + graph.stateVariables { graph.writeBack(v, try compiled.variable(graph[v].name)) }
+        for v in graph.learnedVariables { graph.writeBack(v, try compiled.variable(graph[v].name)) }
     }
 
     /// Replaces weights by name (a file saved earlier); names it does not know are an error.
     public func load(_ weights: [String: HostTensor]) throws {
-        let known = Set((graph.trainableVariables + graph.stateVariables).map { graph[$0].name })
+        let known = Set(graph.learnedVariables.map { graph[$0].name })
         for (name, value) in weights.sorted(by: { $0.key < $1.key }) {
             guard known.contains(name) else { throw LatheError.unknownInput(name: name, known: known.sorted()) }
             try compiled.setVariable(name, to: value)

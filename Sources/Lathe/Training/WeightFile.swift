@@ -31,8 +31,8 @@ public enum WeightFile {
         var tensors: [String: HostTensor] = [:]
         for (name, entry) in header where name != "__metadata__" {
             guard let e = entry as? [String: Any], e["dtype"] as? String == "F32", let shape = e["shape"] as? [Int],
-                  let offsets = e["data_offsets"] as? [Int], offsets.count == 2, shape.allSatisfy({ $0 >= 0 }),
-                  offsets[0] >= 0, offsets[1] - offsets[0] == 4 * shape.reduce(1, *), body + offsets[1] <= data.count else {
+                  let offsets = e["data_offsets"] as? [Int], offsets.count == 2, let count = elementCount(shape),
+                  offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= data.count - body, offsets[1] - offsets[0] == 4 * count else {
                 throw bad("tensor '\(name)' has a bad dtype, shape or offsets")
             }
             let bytes = data.subdata(in: (body + offsets[0])..<(body + offsets[1]))
