@@ -61,7 +61,7 @@ public final class Embedding: Layer {
             table = t
         }
         let name = ids.graph.freshName("embedding")
-        let lookup = ids.graph.constant(table!, name: "\(name).table", fileID: location.fileID, line: location.line)
+        let lookup = ids.graph.parameter(table!, name: "\(name).table", location) { [weak self] in self?.table = $0 }
         return try lookup.apply(.gather(axis: 0), [ids], name: name, location)
     }
 }

@@ -81,6 +81,21 @@ extension IRBuilder {
         }
     }
 
+    /// gather's gradient: the output zeroed, then each dy slice added at the row its index picks,
+    /// in order, so repeated indices add up.
+    func gatherGradient(axis: Int, output: LLVMValue, indices: LLVMValue, dy: LLVMValue, shape: [Int], indexCount: Int) {
+        let outer = shape[..<axis].reduce(1, *), size = shape[axis], inner = shape[(axis + 1)...].reduce(1, *)
+        elementwise(shape: [shape.reduce(1, *)], output: StridedView(base: output, strides: [1]), inputs: []) { _, lanes in float(0, lanes: lanes) }
+        loop(0, outer, unroll: false) { o in
+            loop(0, indexCount, unroll: false) { k in
+                let index = clampedIndex(load(indices, k), size: size)
+                let target = StridedView(base: pointer(output, imul(iadd(imul(o, int(size)), index), int(inner))), strides: [1])
+                let source = StridedView(base: pointer(dy, imul(iadd(imul(o, int(indexCount)), k), int(inner))), strides: [1])
+                elementwise(shape: [inner], output: target, inputs: [target, source]) { v, _ in add(v[0], v[1]) }
+            }
+        }
+    }
+
     /// The code form of LatheIR's gatherIndex: truncate, count negatives from the end, clamp.
     private func clampedIndex(_ value: LLVMValue, size: Int) -> LLVMValue {
         let bounded = minimum(maximum(value, float(-1e9)), float(1e9))

@@ -39,6 +39,8 @@ extension IRBuilder {
                     throw LatheError.unsupported("conv2d_weight_grad with shapes \(shapes)")
                 }
                 convolutionWeightGradient(g, dw: out, x: x[0], dy: x[1], scratch: scratch, split: kernel.split, thread: thread, threads: kernel.threads)
+            case let .gatherGrad(axis, _):
+                gatherGradient(axis: axis, output: out, indices: x[0], dy: x[1], shape: shape, indexCount: kernel.operands[0].type.count)
             case let .pool2dGrad(a):
                 pool2dGradient(a, dx: out, x: x[0], dy: x[1], inShape: shapes[0], outShape: shapes[1], split: kernel.split, thread: thread, threads: kernel.threads)
             case let .dropoutMask(_, rate, seed):

@@ -131,8 +131,12 @@ extension Op {
             return [dx, dscale] + (x.count == 3 ? [dbias] : [])
         case .epilogue:
             throw unsupported("a fused kernel has no gradient rule: differentiate the graph before the passes fuse it")
-        case .lrn, .gather, .pool2dGrad, .conv2dWeightGrad:
-            throw unsupported("\(name) has no gradient rule yet")
+        case let .gather(axis):
+            return [c.wanted[0] ? try c.add(.gatherGrad(axis: axis, size: c.shape(x[0])[axis]), [x[1], dy], "ddata") : nil, nil]
+        case let .lrn(size, alpha, beta, bias):
+            return [try lrnGradient(size: size, alpha: alpha, beta: beta, bias: bias, c)]
+        case .pool2dGrad, .conv2dWeightGrad, .gatherGrad:
+            throw unsupported("\(name) has no gradient rule (a gradient's gradient)")
         }
     }
 
@@ -149,6 +153,34 @@ extension Op {
             let summed = try c.unbroadcast(g, to: c.shape(operands[k]), "d\(k)")
             return try c.reshape(summed, to: c.shape((targets ?? operands)[k]), "d\(k)")
         }
+    }
+
+    /// LRN: y = x d^-β with d = bias + α/size S(x²), S the sum over the channel window
+    /// [c - lo, c + hi] (lo = (size-1)/2, hi = size-1-lo). Then
+    /// dx = dy d^-β - (2αβ/size) x T(dy x d^(-β-1)), T the sum over the mirrored window [c - hi, c + lo].
+    private func lrnGradient(size: Int, alpha: Float, beta: Float, bias: Float, _ c: GradientContext) throws -> ValueID {
+        let x = c.x[0], shape = c.shape(x), rank = shape.count
+        let lo = (size - 1) / 2, hi = size - 1 - lo
+        /// Σ t[c + j] for j in -before...after, zero outside the channels.
+        func windowSum(_ t: ValueID, before: Int, after: Int, _ role: String) throws -> ValueID {
+            var pads = [Int](repeating: 0, count: 2 * rank)
+            (pads[1], pads[rank + 1]) = (before, after)
+            let padded = try c.add(.pad(pads: pads, value: 0), [t], role + "_padded")
+            var total: ValueID?
+            for m in 0...(before + after) {
+                var starts = [Int](repeating: 0, count: rank), ends = shape
+                (starts[1], ends[1]) = (m, m + shape[1])
+                let part = try c.add(.slice(starts: starts, ends: ends, steps: Array(repeating: 1, count: rank)), [padded], role)
+                total = try total.map { try c.add(.binary(.add), [$0, part], role) } ?? part
+            }
+            return total!
+        }
+        let squares = try c.elementwise(.arg(0) * .arg(0), [x], "squares")
+        let d = try c.elementwise(.const(bias) + .const(alpha / Float(size)) * .arg(0), [windowSum(squares, before: lo, after: hi, "window")], "d")
+        let spread = try c.elementwise(.arg(0) * .arg(1) * .binary(.pow, .arg(2), .const(-beta - 1)), [c.dy, x, d], "spread")
+        let gathered = try windowSum(spread, before: hi, after: lo, "mirrored")
+        let k = 2 * alpha * beta / Float(size)
+        return try c.elementwise(.arg(0) * .binary(.pow, .arg(1), .const(-beta)) - .const(k) * .arg(2) * .arg(3), [c.dy, d, x, gathered], "dx")
     }
 
     /// A convolution's weight gradient, for `input` and the gradient of its output.

@@ -38,6 +38,10 @@ public enum Op: Hashable, Sendable {
     /// (`kernel` is [KH, KW]): dW[o, c, i, j] = sum over n, y, x of dy[n, o, y, x] times the input
     /// tap x[n, c, y*sh - pt + i*dh, x*sw - pl + j*dw].
     case conv2dWeightGrad(Conv2DAttributes, kernel: [Int])
+    /// The gradient of gather with respect to its data: operands (indices, dy), result the data's
+    /// shape (`size` its length along `axis`): each dy slice added at the row its index picked
+    /// (indices clamped as gather clamps them; repeated indices add up).
+    case gatherGrad(axis: Int, size: Int)
     /// The gradient of pool2d: operands (x, dy), result shaped as x. Max pooling routes each dy
     /// to the first largest input of its window; average pooling spreads it over the window.
     case pool2dGrad(Pool2DAttributes)

@@ -110,6 +110,7 @@ extension Op {
         case .assign: return "assign"
         case .pool2dGrad: return "pool2d_grad"
         case .conv2dWeightGrad: return "conv2d_weight_grad"
+        case .gatherGrad: return "gather_grad"
         case .dropoutMask: return "dropout_mask"
         case let .unary(fn): return fn.name
         case let .binary(fn): return fn.rawValue
@@ -145,6 +146,7 @@ extension Op {
         case .unary: return .elementwise
         case .binary, .batchNorm, .fusedElementwise: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
+        case .gatherGrad: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .conv2dWeightGrad: return .contraction
         }
@@ -167,7 +169,7 @@ extension Op {
         case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
              .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask: return 1...1
-        case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad: return 2...2
+        case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm: return 2...3
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
@@ -196,6 +198,7 @@ extension Op {
         case let .convTranspose2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .gather(axis): return "axis=\(axis)"
+        case let .gatherGrad(axis, size): return "axis=\(axis), size=\(size)"
         case let .fusedElementwise(formula): return "\(formula)"
         case let .epilogue(base, _, formula):
             let inner = base.attributeText

@@ -31,6 +31,13 @@ extension Op {
             let w = [dy[1], x[1] / a.groups] + kernel
             guard try conv2dShape([x, w], a) == dy else { throw .shape("dy \(dy) is not the output of a \(w) convolution of x \(x)") }
             return TensorType(.float32, w)
+        case let .gatherGrad(axis, size):
+            let (indices, dy) = (shapes[0], shapes[1])
+            guard size > 0, axis >= 0, axis + indices.count <= dy.count else {
+                throw .attribute("axis \(axis) and size \(size) do not fit dy \(dy) with indices \(indices)")
+            }
+            guard Array(dy[axis..<(axis + indices.count)]) == indices else { throw .shape("dy \(dy) does not hold indices \(indices) at axis \(axis)") }
+            return TensorType(.float32, Array(dy[..<axis]) + [size] + Array(dy[(axis + indices.count)...]))
         case let .pool2dGrad(a):
             guard try pool2dShape(shapes[0], a) == shapes[1] else {
                 throw .shape("dy \(shapes[1]) is not the pooled shape of x \(shapes[0])")

@@ -66,6 +66,21 @@ extension Interpreter {
         return out
     }
 
+    static func gatherGrad(indices: HostTensor, dy: HostTensor, axis: Int, size: Int, shape: [Int]) -> HostTensor {
+        let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+        var sums = [Double](repeating: 0, count: shape.reduce(1, *))
+        var i = 0
+        for o in 0..<outer {
+            for index in indices.scalars {
+                let k = gatherIndex(index, size: size)
+                for j in 0..<inner { sums[(o * size + k) * inner + j] += Double(dy.scalars[i]); i += 1 }
+            }
+        }
+        var out = HostTensor(shape: shape)
+        for k in sums.indices { out.scalars[k] = Float(sums[k]) }
+        return out
+    }
+
     static func dropoutMask(shape: [Int], rate: Float, seed: UInt32, step: Float) -> HostTensor {
         let mask = DropoutMask(rate: rate, seed: seed)
         let counter = UInt32(max(0, min(step, 16_777_216)))

@@ -112,6 +112,20 @@ let gradientCases: [OpCase] = {
     cases.append(OpCase("layer_norm over two axes, one-element scale", [Operand(shape: [2, 3, 4]), Operand(shape: [1])]) {
         try $0[0].apply(.layerNorm(axis: 1, epsilon: 1e-3), [$0[1]], .unknown)
     })
+    // Whole-number indices (a nudged index would jump rows): repeated, negative, out of range.
+    cases.append(OpCase("gather rows, repeated indices", [Operand(shape: [4, 3])]) {
+        let indices = $0[0].graph.constant(try HostTensor(shape: [2, 3], scalars: [0, 2, 2, 3, 0, 1]))
+        return try $0[0].apply(.gather(axis: 0), [indices], .unknown)
+    })
+    cases.append(OpCase("gather axis 1", [Operand(shape: [2, 5, 3])]) {
+        let indices = $0[0].graph.constant(try HostTensor(shape: [4], scalars: [-1, 4, 9, 1]))
+        return try $0[0].apply(.gather(axis: 1), [indices], .unknown)
+    })
+    for size in [3, 4] {
+        cases.append(OpCase("lrn size \(size)", [Operand(shape: [2, 5, 3, 3])]) {
+            try $0[0].apply(.lrn(size: size, alpha: 0.5, beta: 0.75, bias: 1), [], .unknown)
+        })
+    }
     cases.append(OpCase("dropout (inference)", [Operand(shape: [3, 4])]) { try $0[0].dropout(rate: 0.5) })
     return cases
 }()
@@ -133,7 +147,7 @@ struct GradientTests {
                 try $0[0].conv2d(weight: $0[1], strides: [2, 2], groups: 4)
             },
         ]
-        for c in split + gradientCases where ["conv2d", "max_pool", "avg_pool", "softmax", "dense", "conv_transpose", "reduce_max", "layer_norm"].contains(where: { c.description.hasPrefix($0) }) {
+        for c in split + gradientCases where ["conv2d", "max_pool", "avg_pool", "softmax", "dense", "conv_transpose", "reduce_max", "layer_norm", "gather", "lrn"].contains(where: { c.description.hasPrefix($0) }) {
             for k in c.operands.indices {
                 let gradient = OpCase("d/dx\(k) of \(c)", c.operands) { x in
                     let loss = try weightedLoss(try c.build(x), seed: 11)
