@@ -84,6 +84,16 @@ struct TrainerTests {
         #expect(Float(correct) / 500 == a.accuracy)
     }
 
+    @Test("every built-in training set-up builds its step and trains a few batches", arguments: Examples.training.map(\.name))
+    func trainingExamples(_ name: String) throws {
+        let example = try #require(Examples.trainingNamed(name))
+        let (train, _) = try example.data(mnistSubset, 64, 3)
+        let trainer = try Trainer(model: example.layers(), exampleShape: train.exampleShape, targetShape: train.targetShape, loss: example.loss,
+                                  optimizer: example.optimizer, batchSize: 16, threads: 2)
+        let summary = try #require(try trainer.fit(try train.prefix(64), epochs: 1).first)
+        #expect(summary.trainLoss.isFinite && trainer.batchLosses.count == 4, "\(name): \(trainer.batchLosses)")
+    }
+
     @Test("a damaged weight file or a stranger weight is refused")
     func badWeights() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-bad-\(UUID().uuidString).safetensors")
