@@ -13,6 +13,12 @@ extension IRBuilder {
         let padded = a.pads.contains { $0 > 0 }
         let planes = inShape[0] * inShape[1]
         let range = unitShare(split, count: planes, thread: thread, threads: threads)
+        if a.kind == .max, !padded, a.kernel == [2, 2], a.strides == [2, 2], a.dilations == [1, 1] {
+            return loop(from: range.start, to: range.end) { plane in
+                maxPool2x2Gradient(dx: pointer(dx, imul(plane, int(h * w))), x: pointer(x, imul(plane, int(h * w))),
+                                   dy: pointer(dy, imul(plane, int(oh * ow))), h: h, w: w, oh: oh, ow: ow)
+            }
+        }
         loop(from: range.start, to: range.end) { plane in
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
@@ -68,6 +74,57 @@ extension IRBuilder {
                 }
             }
         }
+    }
+
+    /// One plane of a 2x2, stride-2 max pool's gradient, whose windows tile the plane: each
+    /// window's four taps (a b / c d) are compared in the forward pass's order, the first largest
+    /// gets dy and the others 0, written straight (no zeroing, no adding) a vector of windows at
+    /// a time; only the row and column no window covers (odd sizes) are zeroed.
+    private func maxPool2x2Gradient(dx: LLVMValue, x: LLVMValue, dy: LLVMValue, h: Int, w: Int, oh: Int, ow: Int) {
+        func windows(_ oy: LLVMValue, _ ox: LLVMValue, lanes: Int) {
+            let top = iadd(imul(oy, int(2 * w)), imul(ox, int(2))), bottom = iadd(top, int(w))
+            func taps(_ at: LLVMValue) -> (LLVMValue, LLVMValue) {
+                if lanes == 1 { return (load(x, at), load(x, iadd(at, int(1)))) }
+                let (low, high) = (load(x, at, lanes: lanes), load(x, iadd(at, int(lanes)), lanes: lanes))
+                return (shuffle(low, with: high, (0..<lanes).map { 2 * $0 }), shuffle(low, with: high, (0..<lanes).map { 2 * $0 + 1 }))
+            }
+            let (a, b) = taps(top), (c, d) = taps(bottom)
+            let g = load(dy, iadd(imul(oy, int(ow)), ox), lanes: lanes)
+            let zero = float(0, lanes: lanes)
+            let isB = compare(LLVMRealOGT, b, a)
+            let best = select(isB, b, a)
+            let isC = compare(LLVMRealOGT, c, best)
+            let isD = compare(LLVMRealOGT, d, select(isC, c, best))
+            let notD = LLVMBuildNot(builder, isD, "")!, notCD = LLVMBuildAnd(builder, notD, LLVMBuildNot(builder, isC, ""), "")!
+            let da = select(LLVMBuildAnd(builder, notCD, LLVMBuildNot(builder, isB, ""), "")!, g, zero)
+            let db = select(LLVMBuildAnd(builder, notCD, isB, "")!, g, zero)
+            let dc = select(LLVMBuildAnd(builder, notD, isC, "")!, g, zero)
+            let dd = select(isD, g, zero)
+            for (row, (left, right)) in [(top, (da, db)), (bottom, (dc, dd))] {
+                if lanes == 1 {
+                    store(left, dx, row)
+                    store(right, dx, iadd(row, int(1)))
+                } else {
+                    store(shuffle(left, with: right, (0..<lanes).flatMap { [$0, $0 + lanes] }.prefix(lanes).map { $0 }), dx, row)
+                    store(shuffle(left, with: right, (0..<lanes).flatMap { [$0, $0 + lanes] }.suffix(lanes).map { $0 }), dx, iadd(row, int(lanes)))
+                }
+            }
+        }
+        loop(0, oh, unroll: false) { oy in
+            // Whole vectors of windows, then half vectors (a 5-window row: 4 + 1), then single ones.
+            var done = 0
+            for lanes in [vectorWidth, vectorWidth / 2] where lanes >= 4 {
+                let end = done + (ow - done) / lanes * lanes
+                loop(done, end, step: lanes, unroll: false) { ox in windows(oy, ox, lanes: lanes) }
+                done = end
+            }
+            loop(done, ow, unroll: false) { ox in windows(oy, ox, lanes: 1) }
+            if w > 2 * ow {
+                store(float(0), dx, iadd(imul(oy, int(2 * w)), int(w - 1)))
+                store(float(0), dx, iadd(imul(oy, int(2 * w)), int(2 * w - 1)))
+            }
+        }
+        loop(2 * oh * w, h * w, unroll: false) { i in store(float(0), dx, i) }
     }
 
     /// conv2d_weight_grad as a GEMM per image and group, summed over the images in C:

@@ -147,6 +147,14 @@ struct GradientTests {
                 try $0[0].conv2d(weight: $0[1], strides: [2, 2], groups: 4)
             },
         ]
+        // pool2d_grad itself on whole numbers, which tie often: the first largest tap takes dy.
+        let pool2x2 = Pool2DAttributes(kind: .max, kernel: [2, 2], strides: [2, 2])
+        let ties = [[1, 2, 7, 20], [3, 4, 26, 26], [2, 3, 6, 7]].map { shape in
+            OpCase("pool2d_grad 2x2 with ties \(shape)", [Operand(shape: shape, range: 0...3), Operand(shape: [shape[0], shape[1], shape[2] / 2, shape[3] / 2])]) {
+                try $0[0].apply(.unary(.floor), [], .unknown).apply(.pool2dGrad(pool2x2), [$0[1]], .unknown)
+            }
+        }
+        for c in ties { #expect(try compiledVersusInterpreter(c, threads: threads) < 1e-6, "\(c)") }
         for c in split + gradientCases where ["conv2d", "max_pool", "avg_pool", "softmax", "dense", "conv_transpose", "reduce_max", "layer_norm", "gather", "lrn"].contains(where: { c.description.hasPrefix($0) }) {
             for k in c.operands.indices {
                 let gradient = OpCase("d/dx\(k) of \(c)", c.operands) { x in
