@@ -70,8 +70,10 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane
             return plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: flops, threads: threads)
         case let .conv2dWeightGrad(a, _):
-            let rows = resultShape[0] / max(a.groups, 1)
+            let rows = resultShape[0] / max(a.groups, 1), channels = resultShape[1]
             if a.groups >= 2 * threads || (a.groups > 1 && a.groups % threads == 0) { return .units(a.groups) }
+            // By input channels where there are enough: each thread unfolds and packs only its own.
+            if channels >= 2 * threads { return .columns(total: channels, chunk: chunk(channels, 1)) }
             return rows >= 2 * threads ? .rows(total: rows, chunk: chunk(rows, 4)) : .single
         case .unary, .binary, .fusedElementwise, .batchNorm:
             // Memory-bound: both cores' bandwidth, a share of the outermost axis each.

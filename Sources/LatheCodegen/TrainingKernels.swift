@@ -129,29 +129,38 @@ extension IRBuilder {
 
     /// conv2d_weight_grad as a GEMM per image and group, summed over the images in C:
     /// dW[OCg, ICg*KH*KW] += dy[OCg, OH*OW] x unfolded[ICg*KH*KW, OH*OW]^T (the unfolded image
-    /// read down its columns by the packing of B). Threads take groups, or rows of dW.
+    /// read down its columns by the packing of B). Threads take groups; or input channels, each
+    /// unfolding and packing only its own (`.columns`); or rows of dW.
     func convolutionWeightGradient(_ g: ConvGeometry, dw: LLVMValue, x: LLVMValue, dy: LLVMValue, scratch: LLVMValue,
                                    split: ThreadSplit, thread: LLVMValue, threads: Int) {
-        let (depth, plane, rowsPerGroup) = (g.unfoldedRows, g.outputPlane, g.groupOutChannels)
+        let (depth, plane, rowsPerGroup, taps) = (g.unfoldedRows, g.outputPlane, g.groupOutChannels, g.kernelH * g.kernelW)
         let mine = pointer(scratch, imul(thread, int(KernelProgram.weightGradientScratchFloats(g))))
         let unfolded = mine, packing = pointer(mine, int(g.needsUnfold ? depth * plane : 0))
-        var groups = unitShare(split, count: g.groups, thread: thread, threads: threads), rows = (start: int(0), end: int(rowsPerGroup))
-        if case let .rows(total, chunk) = split {
+        var groups = unitShare(split, count: g.groups, thread: thread, threads: threads)
+        var rows = (start: int(0), end: int(rowsPerGroup)), channels = (start: int(0), end: int(g.groupChannels))
+        func share(_ total: Int, _ chunk: Int) -> (LLVMValue, LLVMValue) {
             let start = imin(imul(thread, int(chunk)), int(total))
-            (groups, rows) = ((int(0), int(g.groups)), (start, imin(iadd(start, int(chunk)), int(total))))
+            return (start, imin(iadd(start, int(chunk)), int(total)))
         }
-        let m = isub(rows.end, rows.start)
-        ifElse(LLVMBuildICmp(builder, LLVMIntSGT, m, int(0), "")!, then: {
+        switch split {
+        case let .rows(total, chunk): (groups, rows) = ((int(0), int(g.groups)), share(total, chunk))
+        case let .columns(total, chunk): (groups, channels) = ((int(0), int(g.groups)), share(total, chunk))
+        default: break
+        }
+        let m = isub(rows.end, rows.start), channelCount = isub(channels.end, channels.start)
+        let work = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGT, m, int(0), "")!, LLVMBuildICmp(builder, LLVMIntSGT, channelCount, int(0), "")!, "")!
+        ifElse(work, then: {
             loop(from: groups.start, to: groups.end) { group in
                 loop(0, g.batch, unroll: false) { n in
-                    let image = pointer(x, imul(iadd(imul(n, int(g.channels)), imul(group, int(g.groupChannels))), int(g.inputPlane)))
-                    if g.needsUnfold { unfold(g, input: image, into: unfolded, firstRow: int(0), rows: int(g.outH)) }
+                    let firstChannel = iadd(iadd(imul(n, int(g.channels)), imul(group, int(g.groupChannels))), channels.start)
+                    let image = pointer(x, imul(firstChannel, int(g.inputPlane)))
+                    if g.needsUnfold { unfold(g, input: image, into: unfolded, firstRow: int(0), rows: int(g.outH), channels: channelCount) }
                     let firstRow = iadd(imul(group, int(rowsPerGroup)), rows.start)
-                    packedGemm(GemmBlocking(vectorWidth: vectorWidth), m: m, n: int(depth), maxM: rowsPerGroup, k: plane,
+                    packedGemm(GemmBlocking(vectorWidth: vectorWidth), m: m, n: imul(channelCount, int(taps)), maxM: rowsPerGroup, k: plane,
                                a: MatrixView(base: dy, offset: imul(iadd(imul(n, int(g.outChannels)), firstRow), int(plane)), rowStride: plane),
                                b: MatrixView(base: g.needsUnfold ? unfolded : image, offset: int(0), rowStride: 1, columnStride: plane),
-                               c: MatrixView(base: dw, offset: imul(firstRow, int(depth)), rowStride: depth), bias: .none, epilogue: nil,
-                               packing: packing, accumulate: LLVMBuildICmp(builder, LLVMIntSGT, n, int(0), "")!)
+                               c: MatrixView(base: dw, offset: iadd(imul(firstRow, int(depth)), imul(channels.start, int(taps))), rowStride: depth),
+                               bias: .none, epilogue: nil, packing: packing, accumulate: LLVMBuildICmp(builder, LLVMIntSGT, n, int(0), "")!)
                 }
             }
         }, else: {})

@@ -27,10 +27,13 @@ extension IRBuilder {
         }
     }
 
-    /// Unfolds output rows firstRow..<firstRow+rows of one image and group into `scratch`.
-    func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue, firstRow: LLVMValue, rows: LLVMValue) {
+    /// Unfolds output rows firstRow..<firstRow+rows of one image and group into `scratch`; with
+    /// `channels`, only that many input channels from `input` on (a thread's share).
+    func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue, firstRow: LLVMValue, rows: LLVMValue, channels: LLVMValue? = nil) {
         let function = unfoldFunction(strideX: g.attributes.strides[1])
-        call(function, [input, scratch, firstRow, rows] + UnfoldSizes(g).values.map(int))
+        var sizes = UnfoldSizes(g).values.map(int)
+        if let channels { sizes[0] = channels }
+        call(function, [input, scratch, firstRow, rows] + sizes)
     }
 
     private func unfoldFunction(strideX sx: Int) -> LLVMValue {

@@ -140,8 +140,11 @@ struct GradientTests {
 
     @Test("a compiled gradient graph matches the interpreter", arguments: [1, 2])
     func compiledGradients(threads: Int) throws {
-        // Large enough that two threads split the weight gradient (by rows, by groups).
+        // Large enough that two threads split the weight gradient (by input channels, unevenly;
+        // by output channels when the input has too few; by groups).
         let split = [
+            OpCase("conv2d 5->8 on 13x13, batch 3", [Operand(shape: [3, 5, 13, 13]), Operand(shape: [8, 5, 3, 3])]) { try $0[0].conv2d(weight: $0[1], strides: [1, 2]) },
+            OpCase("conv2d 1->16 on 30x30, batch 3", [Operand(shape: [3, 1, 30, 30]), Operand(shape: [16, 1, 3, 3])]) { try $0[0].conv2d(weight: $0[1]) },
             OpCase("conv2d 8->16 on 12x12, batch 3", [Operand(shape: [3, 8, 12, 12]), Operand(shape: [16, 8, 3, 3])]) { try $0[0].conv2d(weight: $0[1], pads: [1, 1, 1, 1]) },
             OpCase("conv2d groups 4 on 12x12, batch 3", [Operand(shape: [3, 8, 12, 12]), Operand(shape: [16, 2, 3, 3])]) {
                 try $0[0].conv2d(weight: $0[1], strides: [2, 2], groups: 4)
