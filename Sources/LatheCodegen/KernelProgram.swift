@@ -513,8 +513,11 @@ extension KernelProgram {
     /// A weight gradient's working memory per thread: the whole unfolded image, then the GEMM's
     /// packing buffers (sized for any target, whether or not the sizes would pack).
     static func weightGradientScratchFloats(_ g: ConvGeometry) -> Int {
-        (g.needsUnfold ? g.unfoldedRows * g.outputPlane : 0)
-            + GemmBlocking.packingFloats(m: g.groupOutChannels, n: g.unfoldedRows, k: g.outputPlane, always: true)
+        // Either product's packing (the larger of M and N on both sides), then dW^T for the
+        // transposed product.
+        let most = max(g.groupOutChannels, g.unfoldedRows)
+        return (g.needsUnfold ? g.unfoldedRows * g.outputPlane : 0) + GemmBlocking.packingFloats(m: most, n: most, k: g.outputPlane, always: true)
+            + g.unfoldedRows * g.groupOutChannels
     }
 
     /// A GEMM packs blocks of its operands into scratch (not those packed at compile time); a

@@ -148,19 +148,43 @@ extension IRBuilder {
         default: break
         }
         let m = isub(rows.end, rows.start), channelCount = isub(channels.end, channels.start)
+        let unfoldedHere = imul(channelCount, int(taps))
+        let blocking = GemmBlocking(vectorWidth: vectorWidth)
+        // Fewer output channels than a register block's rows (an autoencoder's last layer): the
+        // transposed product dW^T[K, OCg] += unfolded x dy^T fills the register blocks and packs
+        // the unfolded image contiguously; dW^T is kept in scratch and transposed at the end.
+        let transposed = rowsPerGroup < blocking.rows && depth > rowsPerGroup
+        let partial = pointer(packing, int(GemmBlocking.packingFloats(m: max(depth, rowsPerGroup), n: max(depth, rowsPerGroup), k: plane, always: true)))
         let work = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGT, m, int(0), "")!, LLVMBuildICmp(builder, LLVMIntSGT, channelCount, int(0), "")!, "")!
         ifElse(work, then: {
             loop(from: groups.start, to: groups.end) { group in
+                let firstRow = iadd(imul(group, int(rowsPerGroup)), rows.start)
                 loop(0, g.batch, unroll: false) { n in
                     let firstChannel = iadd(iadd(imul(n, int(g.channels)), imul(group, int(g.groupChannels))), channels.start)
                     let image = pointer(x, imul(firstChannel, int(g.inputPlane)))
                     if g.needsUnfold { unfold(g, input: image, into: unfolded, firstRow: int(0), rows: int(g.outH), channels: channelCount) }
-                    let firstRow = iadd(imul(group, int(rowsPerGroup)), rows.start)
-                    packedGemm(GemmBlocking(vectorWidth: vectorWidth), m: m, n: imul(channelCount, int(taps)), maxM: rowsPerGroup, k: plane,
-                               a: MatrixView(base: dy, offset: imul(iadd(imul(n, int(g.outChannels)), firstRow), int(plane)), rowStride: plane),
-                               b: MatrixView(base: g.needsUnfold ? unfolded : image, offset: int(0), rowStride: 1, columnStride: plane),
-                               c: MatrixView(base: dw, offset: iadd(imul(firstRow, int(depth)), imul(channels.start, int(taps))), rowStride: depth),
-                               bias: .none, epilogue: nil, packing: packing, accumulate: LLVMBuildICmp(builder, LLVMIntSGT, n, int(0), "")!)
+                    let columns = g.needsUnfold ? unfolded : image
+                    let gradient = imul(iadd(imul(n, int(g.outChannels)), firstRow), int(plane))
+                    let accumulate = LLVMBuildICmp(builder, LLVMIntSGT, n, int(0), "")!
+                    if transposed {
+                        packedGemm(blocking, m: unfoldedHere, n: m, maxM: depth, k: plane, a: MatrixView(base: columns, offset: int(0), rowStride: plane),
+                                   b: MatrixView(base: dy, offset: gradient, rowStride: 1, columnStride: plane),
+                                   c: MatrixView(base: partial, offset: int(0), rowStride: rowsPerGroup), bias: .none, epilogue: nil,
+                                   packing: packing, accumulate: accumulate)
+                    } else {
+                        packedGemm(blocking, m: m, n: unfoldedHere, maxM: rowsPerGroup, k: plane, a: MatrixView(base: dy, offset: gradient, rowStride: plane),
+                                   b: MatrixView(base: columns, offset: int(0), rowStride: 1, columnStride: plane),
+                                   c: MatrixView(base: dw, offset: iadd(imul(firstRow, int(depth)), imul(channels.start, int(taps))), rowStride: depth),
+                                   bias: .none, epilogue: nil, packing: packing, accumulate: accumulate)
+                    }
+                }
+                if transposed {
+                    loop(from: int(0), to: m) { o in
+                        loop(from: int(0), to: unfoldedHere) { j in
+                            let at = iadd(imul(iadd(firstRow, o), int(depth)), iadd(imul(channels.start, int(taps)), j))
+                            store(load(partial, iadd(imul(j, int(rowsPerGroup)), o)), dw, at)
+                        }
+                    }
                 }
             }
         }, else: {})

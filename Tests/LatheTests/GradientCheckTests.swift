@@ -81,6 +81,9 @@ let gradientCases: [OpCase] = {
     cases.append(OpCase("conv2d depthwise stride 2", [Operand(shape: [2, 3, 7, 7]), Operand(shape: [3, 1, 3, 3])]) {
         try $0[0].conv2d(weight: $0[1], strides: [2, 2], pads: [1, 1, 1, 1], groups: 3)
     })
+    cases.append(OpCase("conv2d to one channel", [Operand(shape: [2, 4, 6, 5]), Operand(shape: [1, 4, 3, 3]), Operand(shape: [1])]) {
+        try $0[0].conv2d(weight: $0[1], bias: $0[2], pads: [1, 1, 1, 1])
+    })
     cases.append(OpCase("conv2d 1x1", [Operand(shape: [2, 5, 4, 3]), Operand(shape: [7, 5, 1, 1])]) { try $0[0].conv2d(weight: $0[1]) })
     cases.append(OpCase("conv_transpose2d stride 2", [Operand(shape: [2, 3, 4, 5]), Operand(shape: [3, 2, 3, 3]), Operand(shape: [2])]) {
         try $0[0].apply(.convTranspose2d(ConvTranspose2DAttributes(strides: [2, 2], pads: [1, 1, 0, 0], outputPadding: [1, 0])), [$0[1], $0[2]], .unknown)
@@ -144,6 +147,10 @@ struct GradientTests {
         // by output channels when the input has too few; by groups).
         let split = [
             OpCase("conv2d 5->8 on 13x13, batch 3", [Operand(shape: [3, 5, 13, 13]), Operand(shape: [8, 5, 3, 3])]) { try $0[0].conv2d(weight: $0[1], strides: [1, 2]) },
+            OpCase("conv2d 16->1 on 20x20, batch 8 (transposed product)", [Operand(shape: [8, 16, 20, 20]), Operand(shape: [1, 16, 3, 3])]) { try $0[0].conv2d(weight: $0[1]) },
+            OpCase("conv2d 3->3 on 24x24, batch 4 (transposed product)", [Operand(shape: [4, 3, 24, 24]), Operand(shape: [3, 3, 3, 3])]) {
+                try $0[0].conv2d(weight: $0[1], pads: [1, 1, 1, 1])
+            },
             OpCase("conv2d 1->16 on 30x30, batch 3", [Operand(shape: [3, 1, 30, 30]), Operand(shape: [16, 1, 3, 3])]) { try $0[0].conv2d(weight: $0[1]) },
             OpCase("conv2d 8->16 on 12x12, batch 3", [Operand(shape: [3, 8, 12, 12]), Operand(shape: [16, 8, 3, 3])]) { try $0[0].conv2d(weight: $0[1], pads: [1, 1, 1, 1]) },
             OpCase("conv2d groups 4 on 12x12, batch 3", [Operand(shape: [3, 8, 12, 12]), Operand(shape: [16, 2, 3, 3])]) {
