@@ -85,7 +85,7 @@ extension IRBuilder {
     /// in order, so repeated indices add up.
     func gatherGradient(axis: Int, output: LLVMValue, indices: LLVMValue, dy: LLVMValue, shape: [Int], indexCount: Int) {
         let outer = shape[..<axis].reduce(1, *), size = shape[axis], inner = shape[(axis + 1)...].reduce(1, *)
-        elementwise(shape: [shape.reduce(1, *)], output: StridedView(base: output, strides: [1]), inputs: []) { _, lanes in float(0, lanes: lanes) }
+        fill(output, count: int(shape.reduce(1, *)), with: 0)
         loop(0, outer, unroll: false) { o in
             loop(0, indexCount, unroll: false) { k in
                 let index = clampedIndex(load(indices, k), size: size)

@@ -259,8 +259,8 @@ extension KernelProgram {
                 location[node.id] = place(slot, .plain, floats: node.type.count)
             }
             if case let .variable(slot) = node.op {
+                variables.append(VariablePlacement(name: node.name, offset: weightsBytes, type: node.type))
                 location[node.id] = place(slot, .plain, floats: node.type.count)
-                if case let .weights(offset) = location[node.id] { variables.append(VariablePlacement(name: node.name, offset: offset, type: node.type)) }
             }
             if let layout = prepacks[node.id], case let .constant(slot) = graph[node.operands[1]].op {
                 let key = node.operands[1]
@@ -510,14 +510,15 @@ extension KernelProgram {
         }
     }
 
-    /// A weight gradient's working memory per thread: the whole unfolded image, then the GEMM's
-    /// packing buffers (sized for any target, whether or not the sizes would pack).
-    static func weightGradientScratchFloats(_ g: ConvGeometry) -> Int {
-        // Either product's packing (the larger of M and N on both sides), then dW^T for the
-        // transposed product.
+    /// A weight gradient's working memory per thread, in floats from its start: the whole
+    /// unfolded image, then the GEMM's packing buffers (for either product, the straight or the
+    /// transposed, on any target, whether or not the sizes would pack), then dW^T for the
+    /// transposed product.
+    static func weightGradientScratch(_ g: ConvGeometry) -> (packing: Int, partial: Int, floats: Int) {
+        let packing = g.needsUnfold ? g.unfoldedRows * g.outputPlane : 0
         let most = max(g.groupOutChannels, g.unfoldedRows)
-        return (g.needsUnfold ? g.unfoldedRows * g.outputPlane : 0) + GemmBlocking.packingFloats(m: most, n: most, k: g.outputPlane, always: true)
-            + g.unfoldedRows * g.groupOutChannels
+        let partial = packing + GemmBlocking.packingFloats(m: most, n: most, k: g.outputPlane, always: true)
+        return (packing, partial, partial + g.unfoldedRows * g.groupOutChannels)
     }
 
     /// A GEMM packs blocks of its operands into scratch (not those packed at compile time); a
@@ -533,7 +534,7 @@ extension KernelProgram {
         case let .conv2d(a):
             perThread = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats(prepackedWeights: prepackedWeights) ?? 0
         case let .conv2dWeightGrad(a, _):
-            perThread = ConvGeometry(input: shapes[0], weights: resultShape, output: shapes[1], a).map(weightGradientScratchFloats) ?? 0
+            perThread = ConvGeometry(input: shapes[0], weights: resultShape, output: shapes[1], a).map { weightGradientScratch($0).floats } ?? 0
         case let .convTranspose2d(a):
             perThread = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats ?? 0
         case .dense:

@@ -22,9 +22,7 @@ extension IRBuilder {
         loop(from: range.start, to: range.end) { plane in
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
-            let zeros = float(0, lanes: vectorWidth)
-            loop(0, h * w / vectorWidth * vectorWidth, step: vectorWidth, unroll: false) { i in store(zeros, dx, iadd(inPlane, i)) }
-            loop(h * w / vectorWidth * vectorWidth, h * w, unroll: false) { i in store(float(0), dx, iadd(inPlane, i)) }
+            fill(pointer(dx, inPlane), count: int(h * w), with: 0)
             loop(0, oh, unroll: false) { oy in
                 loop(0, ow, unroll: false) { ox in
                     let g = load(dy, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
@@ -124,7 +122,7 @@ extension IRBuilder {
                 store(float(0), dx, iadd(imul(oy, int(2 * w)), int(2 * w - 1)))
             }
         }
-        loop(2 * oh * w, h * w, unroll: false) { i in store(float(0), dx, i) }
+        fill(pointer(dx, int(2 * oh * w)), count: int((h - 2 * oh) * w), with: 0)
     }
 
     /// conv2d_weight_grad as a GEMM per image and group, summed over the images in C:
@@ -134,8 +132,9 @@ extension IRBuilder {
     func convolutionWeightGradient(_ g: ConvGeometry, dw: LLVMValue, x: LLVMValue, dy: LLVMValue, scratch: LLVMValue,
                                    split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let (depth, plane, rowsPerGroup, taps) = (g.unfoldedRows, g.outputPlane, g.groupOutChannels, g.kernelH * g.kernelW)
-        let mine = pointer(scratch, imul(thread, int(KernelProgram.weightGradientScratchFloats(g))))
-        let unfolded = mine, packing = pointer(mine, int(g.needsUnfold ? depth * plane : 0))
+        let layout = KernelProgram.weightGradientScratch(g)
+        let unfolded = pointer(scratch, imul(thread, int(layout.floats)))
+        let packing = pointer(unfolded, int(layout.packing)), partial = pointer(unfolded, int(layout.partial))
         var groups = unitShare(split, count: g.groups, thread: thread, threads: threads)
         var rows = (start: int(0), end: int(rowsPerGroup)), channels = (start: int(0), end: int(g.groupChannels))
         func share(_ total: Int, _ chunk: Int) -> (LLVMValue, LLVMValue) {
@@ -154,7 +153,6 @@ extension IRBuilder {
         // transposed product dW^T[K, OCg] += unfolded x dy^T fills the register blocks and packs
         // the unfolded image contiguously; dW^T is kept in scratch and transposed at the end.
         let transposed = rowsPerGroup < blocking.rows && depth > rowsPerGroup
-        let partial = pointer(packing, int(GemmBlocking.packingFloats(m: max(depth, rowsPerGroup), n: max(depth, rowsPerGroup), k: plane, always: true)))
         let work = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGT, m, int(0), "")!, LLVMBuildICmp(builder, LLVMIntSGT, channelCount, int(0), "")!, "")!
         ifElse(work, then: {
             loop(from: groups.start, to: groups.end) { group in

@@ -34,7 +34,7 @@ public enum Interpreter {
         case let .constant(slot), let .variable(slot): return graph.constants[slot]
         case .assign: return x[1]
         case let .pool2dGrad(a): return pool2dGrad(x[0], x[1], a)
-        case let .gatherGrad(axis, size): return gatherGrad(indices: x[0], dy: x[1], axis: axis, size: size, shape: shape)
+        case let .gatherGrad(axis, _): return gatherGrad(indices: x[0], dy: x[1], axis: axis, shape: shape)
         case let .conv2dWeightGrad(a, _): return conv2dWeightGrad(x[0], x[1], a, shape: shape)
         case let .dropoutMask(_, rate, seed): return dropoutMask(shape: shape, rate: rate, seed: seed, step: x[0].scalars[0])
         case .unary, .binary, .fusedElementwise:

@@ -216,17 +216,23 @@ extension Interpreter {
     }
 
     static func gather(_ x: HostTensor, indices: HostTensor, axis: Int, shape: [Int]) -> HostTensor {
-        let outer = x.shape[..<axis].reduce(1, *), inner = x.shape[(axis + 1)...].reduce(1, *)
-        let size = x.shape[axis]
         var out = HostTensor(shape: shape)
+        forEachGathered(dataShape: x.shape, axis: axis, indices: indices) { data, gathered in out.scalars[gathered] = x.scalars[data] }
+        return out
+    }
+
+    /// Calls `body(data offset, gathered offset)` for each element gather copies: the walk that
+    /// gather and its gradient share.
+    static func forEachGathered(dataShape: [Int], axis: Int, indices: HostTensor, _ body: (Int, Int) -> Void) {
+        let outer = dataShape[..<axis].reduce(1, *), inner = dataShape[(axis + 1)...].reduce(1, *)
+        let size = dataShape[axis]
         var i = 0
         for o in 0..<outer {
             for index in indices.scalars {
                 let k = gatherIndex(index, size: size)
-                for j in 0..<inner { out.scalars[i] = x.scalars[(o * size + k) * inner + j]; i += 1 }
+                for j in 0..<inner { body((o * size + k) * inner + j, i); i += 1 }
             }
         }
-        return out
     }
 
     static func lrn(_ x: HostTensor, size: Int, alpha: Float, beta: Float, bias: Float) -> HostTensor {

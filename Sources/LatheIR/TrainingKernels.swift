@@ -66,16 +66,9 @@ extension Interpreter {
         return out
     }
 
-    static func gatherGrad(indices: HostTensor, dy: HostTensor, axis: Int, size: Int, shape: [Int]) -> HostTensor {
-        let outer = shape[..<axis].reduce(1, *), inner = shape[(axis + 1)...].reduce(1, *)
+    static func gatherGrad(indices: HostTensor, dy: HostTensor, axis: Int, shape: [Int]) -> HostTensor {
         var sums = [Double](repeating: 0, count: shape.reduce(1, *))
-        var i = 0
-        for o in 0..<outer {
-            for index in indices.scalars {
-                let k = gatherIndex(index, size: size)
-                for j in 0..<inner { sums[(o * size + k) * inner + j] += Double(dy.scalars[i]); i += 1 }
-            }
-        }
+        forEachGathered(dataShape: shape, axis: axis, indices: indices) { data, gathered in sums[data] += Double(dy.scalars[gathered]) }
         var out = HostTensor(shape: shape)
         for k in sums.indices { out.scalars[k] = Float(sums[k]) }
         return out

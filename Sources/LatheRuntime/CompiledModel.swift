@@ -62,7 +62,7 @@ public final class CompiledModel: @unchecked Sendable {
 
     /// A variable's current value: a weight after some training steps, say.
     public func variable(_ name: String) throws -> HostTensor {
-        guard let v = program.variables.first(where: { $0.name == name }) else { throw LatheError.unknownOutput(name: name, known: variableNames) }
+        let v = try placement(ofVariable: name)
         lock.lock()
         defer { lock.unlock() }
         let start = (weights + v.offset).assumingMemoryBound(to: Float.self)
@@ -71,13 +71,18 @@ public final class CompiledModel: @unchecked Sendable {
 
     /// Sets a variable (same shape), e.g. to load weights or reset an optimizer.
     public func setVariable(_ name: String, to value: HostTensor) throws {
-        guard let v = program.variables.first(where: { $0.name == name }) else { throw LatheError.unknownOutput(name: name, known: variableNames) }
+        let v = try placement(ofVariable: name)
         guard value.shape == v.type.shape else { throw LatheError.inputShapeMismatch(name: name, expected: v.type.shape, got: value.shape) }
         lock.lock()
         defer { lock.unlock() }
         value.scalars.withUnsafeBytes { bytes in
             if let base = bytes.baseAddress { (weights + v.offset).copyMemory(from: base, byteCount: bytes.count) }
         }
+    }
+
+    private func placement(ofVariable name: String) throws -> VariablePlacement {
+        guard let v = program.variables.first(where: { $0.name == name }) else { throw LatheError.unknownOutput(name: name, known: variableNames) }
+        return v
     }
 
     /// Runs on named host tensors and returns the named outputs.

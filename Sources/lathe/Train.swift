@@ -107,8 +107,7 @@ struct Train: ParsableCommand {
                     for _ in 0..<20 {
                         let start = ContinuousClock.now
                         _ = try trainer.step.run(input: xs, target: ts, prediction: p)
-                        let d = ContinuousClock.now - start
-                        steps.append(Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18)
+                        steps.append(seconds(ContinuousClock.now - start))
                         for (k, s) in try trainer.step.profile(input: xs, target: ts, prediction: p).enumerated() { perKernel[k].append(s) }
                     }
                 }
