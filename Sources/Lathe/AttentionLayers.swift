@@ -26,12 +26,8 @@ public final class LayerNorm: Layer {
         let shift = g.parameter(beta!, name: "\(name).beta", location, penalized: false) { [weak self] in self?.beta = $0 }
         guard g.isTraining else { return try x.apply(.layerNorm(axis: x.rank - 1, epsilon: epsilon), [scale, shift], name: name, location) }
         // For training, the ops autodiff differentiates (the inference pass fuses them back).
-        let axis = [x.rank - 1]
-        let centered = try x.subtracting(x.mean(axes: axis, keepDims: true, fileID: location.fileID, line: location.line), fileID: location.fileID, line: location.line)
-        let variance = try centered.multiplied(by: centered, fileID: location.fileID, line: location.line).mean(axes: axis, keepDims: true, fileID: location.fileID, line: location.line)
-        let inverse = try variance.apply(.fusedElementwise(.const(1) / .unary(.sqrt, .arg(0) + .const(epsilon))), [], name: "\(name).inverse_std", location)
-        return try centered.multiplied(by: inverse, fileID: location.fileID, line: location.line).multiplied(by: scale, fileID: location.fileID, line: location.line)
-            .adding(shift, fileID: location.fileID, line: location.line)
+        let normalized = try x.standardized(axes: [x.rank - 1], epsilon: epsilon, name: name, location).normalized
+        return try normalized.multiplied(by: scale, fileID: location.fileID, line: location.line).adding(shift, fileID: location.fileID, line: location.line)
     }
 }
 

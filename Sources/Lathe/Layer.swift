@@ -92,6 +92,20 @@ extension Graph {
     }
 }
 
+extension Tensor {
+    /// (x - mean) / sqrt(variance + epsilon) over `axes`, written as the ops autodiff
+    /// differentiates (training BatchNorm and LayerNorm), with the mean and the (biased)
+    /// variance, both with the axes kept.
+    func standardized(axes: [Int], epsilon: Float, name: String, _ location: SourceLocation) throws -> (normalized: Tensor, mean: Tensor, variance: Tensor) {
+        let (file, line) = (location.fileID, location.line)
+        let mean = try self.mean(axes: axes, keepDims: true, fileID: file, line: line)
+        let centered = try subtracting(mean, fileID: file, line: line)
+        let variance = try centered.multiplied(by: centered, fileID: file, line: line).mean(axes: axes, keepDims: true, fileID: file, line: line)
+        let inverse = try variance.apply(.fusedElementwise(.const(1) / .unary(.sqrt, .arg(0) + .const(epsilon))), [], name: "\(name).inverse_std", location)
+        return (try centered.multiplied(by: inverse, fileID: file, line: line), mean, variance)
+    }
+}
+
 /// Checks that a given weight has the shape the layer needs.
 func checkWeight(_ given: HostTensor, _ expected: [Int], _ what: String, _ layer: String, _ location: SourceLocation) throws {
     guard given.shape == expected else {

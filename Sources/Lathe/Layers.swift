@@ -244,11 +244,8 @@ public final class BatchNorm: Layer {
         let axes = [0] + Array(2..<x.rank)
         let perChannel = [1, c] + Array(repeating: 1, count: x.rank - 2)
         let (file, line) = (location.fileID, location.line)
-        let mean = try x.mean(axes: axes, keepDims: true, fileID: file, line: line)
-        let centered = try x.subtracting(mean, fileID: file, line: line)
-        let variance = try centered.multiplied(by: centered, fileID: file, line: line).mean(axes: axes, keepDims: true, fileID: file, line: line)
-        let inverse = try variance.apply(.fusedElementwise(.const(1) / .unary(.sqrt, .arg(0) + .const(epsilon))), [], name: "\(name).inverse_std", location)
-        let y = try centered.multiplied(by: inverse, fileID: file, line: line)
+        let (normalized, mean, variance) = try x.standardized(axes: axes, epsilon: epsilon, name: name, location)
+        let y = try normalized
             .multiplied(by: scale.reshaped(perChannel, fileID: file, line: line), fileID: file, line: line)
             .adding(bias.reshaped(perChannel, fileID: file, line: line), fileID: file, line: line)
         let n = Float(x.type.count / c)

@@ -52,6 +52,19 @@ struct TrainingStepTests {
         }
     }
 
+    @Test("LayerNorm and an LSTM train: compiled steps equal interpreted ones")
+    func layerNormAndLSTM() throws {
+        let model = Sequential { LSTM(5, returnSequences: true); LayerNorm(); Flatten(); Dense(2) }
+        let step = try TrainingStep(model: model, inputShape: [3, 4, 2], targetShape: [3, 2], loss: .meanSquaredError, optimizer: .adam(learningRate: 0.01), seed: 2)
+        for k in 1...2 {
+            let x = HostTensor.random(shape: [3, 4, 2], seed: UInt64(k), in: -1...1), t = HostTensor.random(shape: [3, 2], seed: UInt64(k + 9))
+            let compiled = try step.run(input: x, target: t).loss
+            let interpreted = try interpretedStep(step, input: x, target: t, k: k)
+            #expect(abs(compiled - interpreted) <= 1e-5 * max(1, abs(interpreted)), "step \(k): \(compiled) vs \(interpreted)")
+        }
+        #expect(step.graph.trainableVariables.map { step.graph[$0].name }.contains("layernorm1.gamma"))
+    }
+
     @Test("SGD fits a linear map: the loss falls a hundredfold")
     func convergence() throws {
         let model = Sequential { Dense(1) }
