@@ -23,30 +23,6 @@ struct RecurrentWeights {
     }
 }
 
-/// The loop every recurrent layer runs: project all steps at once, then call `step` with each
-/// step's projection [batch, gates x units] and the state, collecting the hidden states.
-func unrollRecurrence(_ x: Tensor, units: Int, weights: RecurrentWeights, name: String, returnSequences: Bool, _ location: SourceLocation,
-                      learned: @escaping (_ kernel: HostTensor?, _ bias: HostTensor?) -> Void,
-                      step: (_ projected: Tensor, _ t: Int) throws -> Tensor) throws -> Tensor {
-    let g = x.graph
-    let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
-    let width = weights.kernel!.shape[1]
-    let kernel = g.parameter(weights.kernel!, name: "\(name).kernel", location) { learned($0, nil) }
-    let bias = g.parameter(weights.bias!, name: "\(name).bias", location, penalized: false) { learned(nil, $0) }
-    let rows = try x.apply(.reshape(shape: [batch * steps, features]), [], name: "\(name).rows", location)
-    let projected = try rows.apply(.dense, [kernel, bias], name: "\(name).projected", location)
-        .apply(.reshape(shape: [batch, steps, width]), [], name: "\(name).steps", location)
-    var outputs: [Tensor] = []
-    for t in 0..<steps {
-        let slice = try projected.apply(.slice(starts: [0, t, 0], ends: [batch, t + 1, width], steps: [1, 1, 1]), [], name: "\(name).x\(t)", location)
-            .apply(.reshape(shape: [batch, width]), [], name: "\(name).xw\(t)", location)
-        outputs.append(try step(slice, t))
-    }
-    guard returnSequences else { return outputs[outputs.count - 1] }
-    let stacked = try outputs.map { try $0.apply(.reshape(shape: [batch, 1, units]), [], location) }
-    return stacked.count == 1 ? stacked[0] : try stacked[0].apply(.concat(axis: 1), Array(stacked.dropFirst()), name: name, location)
-}
-
 extension Tensor {
     /// Columns k*units ..< (k+1)*units of a [batch, gates x units] tensor: one gate.
     func gate(_ k: Int, units: Int, _ name: String, _ location: SourceLocation) throws -> Tensor {
@@ -80,6 +56,33 @@ public class RecurrentLayer: Layer {
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
         throw LatheError.unsupported("RecurrentLayer is abstract; use LSTM, GRU or SimpleRNN")
     }
+
+    /// The recurrent kernel [units, gates x units] as a parameter of `graph`.
+    func recurrentKernel(in graph: Graph, name: String) -> Tensor {
+        graph.parameter(weights.recurrent!, name: "\(name).recurrent", location) { [weak self] in self?.weights.recurrent = $0 }
+    }
+
+    /// The loop every recurrent layer runs: project all steps at once, then call `step` with each
+    /// step's projection [batch, gates x units] and the state, collecting the hidden states.
+    func unroll(_ x: Tensor, name: String, step: (_ projected: Tensor, _ t: Int) throws -> Tensor) throws -> Tensor {
+        let g = x.graph
+        let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
+        let width = weights.kernel!.shape[1]
+        let kernel = g.parameter(weights.kernel!, name: "\(name).kernel", location) { [weak self] in self?.weights.kernel = $0 }
+        let bias = g.parameter(weights.bias!, name: "\(name).bias", location, penalized: false) { [weak self] in self?.weights.bias = $0 }
+        let rows = try x.apply(.reshape(shape: [batch * steps, features]), [], name: "\(name).rows", location)
+        let projected = try rows.apply(.dense, [kernel, bias], name: "\(name).projected", location)
+            .apply(.reshape(shape: [batch, steps, width]), [], name: "\(name).steps", location)
+        var outputs: [Tensor] = []
+        for t in 0..<steps {
+            let slice = try projected.apply(.slice(starts: [0, t, 0], ends: [batch, t + 1, width], steps: [1, 1, 1]), [], name: "\(name).x\(t)", location)
+                .apply(.reshape(shape: [batch, width]), [], name: "\(name).xw\(t)", location)
+            outputs.append(try step(slice, t))
+        }
+        guard returnSequences else { return outputs[outputs.count - 1] }
+        let stacked = try outputs.map { try $0.apply(.reshape(shape: [batch, 1, units]), [], location) }
+        return stacked.count == 1 ? stacked[0] : try stacked[0].apply(.concat(axis: 1), Array(stacked.dropFirst()), name: name, location)
+    }
 }
 
 /// Long short-term memory (Keras gate order: input, forget, cell, output):
@@ -92,12 +95,9 @@ public final class LSTM: RecurrentLayer {
         // Keras' unit_forget_bias: the forget gate starts open.
         try weights.prepare(features: x.shape[2], units: u, gates: 4, biasInit: { $0 / u == 1 ? 1 : 0 }, graph: g, layer: "lstm", location)
         let name = g.freshName("lstm")
-        let recurrent = g.parameter(weights.recurrent!, name: "\(name).recurrent", location) { [weak self] in self?.weights.recurrent = $0 }
+        let recurrent = recurrentKernel(in: g, name: name)
         var h: Tensor?, c: Tensor?
-        return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location, learned: { [weak self] kernel, bias in
-            if let kernel { self?.weights.kernel = kernel }
-            if let bias { self?.weights.bias = bias }
-        }) { xw, t in
+        return try unroll(x, name: name) { xw, t in
             let tag = "\(name).t\(t)"
             let z = try h.map { try xw.apply(.binary(.add), [try $0.apply(.matmul, [recurrent], name: "\(tag).hr", location)], name: "\(tag).z", location) } ?? xw
             let i = try z.gate(0, units: u, "\(tag).i_in", location).apply(.unary(.sigmoid), [], name: "\(tag).i", location)
@@ -131,14 +131,11 @@ public final class GRU: RecurrentLayer {
         try weights.prepare(features: x.shape[2], units: u, gates: 3, biasInit: { _ in 0 }, graph: g, layer: "gru", location)
         if let recurrentBias { try checkWeight(recurrentBias, [3 * u], "recurrent bias", "gru", location) } else { recurrentBias = HostTensor(shape: [3 * u]) }
         let name = g.freshName("gru")
-        let recurrent = g.parameter(weights.recurrent!, name: "\(name).recurrent", location) { [weak self] in self?.weights.recurrent = $0 }
+        let recurrent = recurrentKernel(in: g, name: name)
         let rBias = g.parameter(recurrentBias!, name: "\(name).recurrent_bias", location, penalized: false) { [weak self] in self?.recurrentBias = $0 }
         let batch = x.shape[0]
         var h = g.constant(HostTensor(shape: [batch, u]), name: "\(name).h0", fileID: location.fileID, line: location.line)
-        return try unrollRecurrence(x, units: u, weights: weights, name: name, returnSequences: returnSequences, location, learned: { [weak self] kernel, bias in
-            if let kernel { self?.weights.kernel = kernel }
-            if let bias { self?.weights.bias = bias }
-        }) { xw, t in
+        return try unroll(x, name: name) { xw, t in
             let tag = "\(name).t\(t)"
             let hr = try h.apply(.dense, [recurrent, rBias], name: "\(tag).hr", location)
             let z = try xw.gate(0, units: u, "\(tag).xz", location).apply(.binary(.add), [try hr.gate(0, units: u, "\(tag).hz", location)], name: "\(tag).z_in", location)
@@ -164,12 +161,9 @@ public final class SimpleRNN: RecurrentLayer {
         let g = x.graph
         try weights.prepare(features: x.shape[2], units: units, gates: 1, biasInit: { _ in 0 }, graph: g, layer: "simple_rnn", location)
         let name = g.freshName("rnn")
-        let recurrent = g.parameter(weights.recurrent!, name: "\(name).recurrent", location) { [weak self] in self?.weights.recurrent = $0 }
+        let recurrent = recurrentKernel(in: g, name: name)
         var h: Tensor?
-        return try unrollRecurrence(x, units: units, weights: weights, name: name, returnSequences: returnSequences, location, learned: { [weak self] kernel, bias in
-            if let kernel { self?.weights.kernel = kernel }
-            if let bias { self?.weights.bias = bias }
-        }) { xw, t in
+        return try unroll(x, name: name) { xw, t in
             let tag = "\(name).t\(t)"
             let z = try h.map { try xw.apply(.binary(.add), [try $0.apply(.matmul, [recurrent], name: "\(tag).hr", location)], name: "\(tag).z", location) } ?? xw
             h = try z.apply(.unary(.tanh), [], name: "\(tag).h", location)
