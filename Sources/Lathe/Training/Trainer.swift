@@ -69,19 +69,16 @@ public final class Trainer {
         var prediction = [Float](repeating: 0, count: step.predictionCount)
         var summaries: [EpochSummary] = []
         let earlier = history.count
-        for epoch in (earlier + 1)...(earlier + max(epochs, 1)) where epochs > 0 {
+        guard epochs > 0 else { return [] }
+        for epoch in (earlier + 1)...(earlier + epochs) {
             var order = Array(0..<data.count)
             order.shuffle(using: &shuffle)
             let start = ContinuousClock.now
             var lossSum = 0.0, correct = 0, seen = 0
             for b in 0..<batches {
-                data.inputs.scalars.withUnsafeBufferPointer { source in
-                    for (row, example) in order[(b * batchSize)..<((b + 1) * batchSize)].enumerated() {
-                        input.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: row * x).update(from: source.baseAddress!.advanced(by: example * x), count: x) }
-                    }
-                }
                 for (row, example) in order[(b * batchSize)..<((b + 1) * batchSize)].enumerated() {
-                    for k in 0..<t { target[row * t + k] = data.targets.scalars[example * t + k] }
+                    input[(row * x)..<((row + 1) * x)] = data.inputs.scalars[(example * x)..<((example + 1) * x)]
+                    target[(row * t)..<((row + 1) * t)] = data.targets.scalars[(example * t)..<((example + 1) * t)]
                 }
                 let batchLoss = try input.withUnsafeBufferPointer { xs in
                     try target.withUnsafeBufferPointer { ts in try prediction.withUnsafeMutableBufferPointer { try step.run(input: xs, target: ts, prediction: $0) } }
