@@ -18,6 +18,8 @@ import argparse, json, os, statistics, subprocess, sys, tempfile, time
 import numpy as np
 import onnxruntime as ort
 
+ort.set_default_logger_severity(3)  # the light zoo's unused initializers would fill the output with warnings
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))

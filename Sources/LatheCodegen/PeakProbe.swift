@@ -9,6 +9,10 @@ public enum PeakProbe {
     public static let functionName = "lathe_peak"
     public static let chains = 12
 
+    /// Floats the probe's data buffer needs: a, b, the chains' start values, and room for the
+    /// vector sum stored at index 2 (16 lanes with AVX-512 reach past the chains).
+    public static func dataCount(vectorWidth: Int) -> Int { 2 + max(chains, vectorWidth) }
+
     public static func emit(into module: LLVMModuleRef, context: LLVMContextRef, vectorWidth: Int) {
         let b = IRBuilder(context: context, module: module, vectorWidth: vectorWidth)
         let function = b.beginFunction(functionName, pointerCount: 2, exported: true)

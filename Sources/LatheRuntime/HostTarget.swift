@@ -12,15 +12,35 @@ public struct HostTarget: Sendable, CustomStringConvertible {
     public let cpuName: String
     /// LLVM's feature string, e.g. "+avx2,+fma,-avx512f,...".
     public let features: String
-    /// Floats per vector register, from the features: 16 with AVX-512, 8 with AVX, 4 with SSE or NEON.
+    /// Floats per vector the generated code uses: the widest the features allow (16 with AVX-512,
+    /// 8 with AVX, 4 with SSE or NEON), unless the CPU runs the widest vectors at no more FLOP/s
+    /// than half-width ones (VectorWidthChoice), or LATHE_VECTOR_WIDTH says otherwise.
     public let vectorWidth: Int
+    /// The widest vector the features allow.
+    public let nativeVectorWidth: Int
 
-    public static func detect() -> HostTarget {
+    /// The host, with its vector width chosen once per process.
+    public static func detect() -> HostTarget { detected }
+
+    private static let detected: HostTarget = {
+        let native = nativeTarget()
+        return HostTarget(triple: native.triple, cpuName: native.cpuName, features: native.features,
+                          vectorWidth: VectorWidthChoice.width(for: native), nativeVectorWidth: native.nativeVectorWidth)
+    }()
+
+    /// The host at its widest vectors, before any choice.
+    static func nativeTarget() -> HostTarget {
         _ = nativeTargetInitialized
         let triple = takeMessage(LLVMGetDefaultTargetTriple())
         let cpu = takeMessage(LLVMGetHostCPUName())
         let features = takeMessage(LLVMGetHostCPUFeatures())
-        return HostTarget(triple: triple, cpuName: cpu, features: features, vectorWidth: vectorWidth(features: features, triple: triple))
+        let width = vectorWidth(features: features, triple: triple)
+        return HostTarget(triple: triple, cpuName: cpu, features: features, vectorWidth: width, nativeVectorWidth: width)
+    }
+
+    /// The same machine generating vectors of `lanes` floats.
+    func with(vectorWidth lanes: Int) -> HostTarget {
+        HostTarget(triple: triple, cpuName: cpuName, features: features, vectorWidth: lanes, nativeVectorWidth: nativeVectorWidth)
     }
 
     public static func vectorWidth(features: String, triple: String) -> Int {
@@ -36,7 +56,10 @@ public struct HostTarget: Sendable, CustomStringConvertible {
         return ["sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon"].filter(enabled.contains)
     }
 
-    public var description: String { "\(cpuName) (\(triple); \(keyFeatures.joined(separator: ", ")); \(vectorWidth) floats per vector)" }
+    public var description: String {
+        let narrowed = vectorWidth < nativeVectorWidth ? " (\(nativeVectorWidth) measured no faster)" : ""
+        return "\(cpuName) (\(triple); \(keyFeatures.joined(separator: ", ")); \(vectorWidth) floats per vector\(narrowed))"
+    }
 
     /// A new TargetMachine for the host at the highest optimization level. The caller owns it.
     func makeTargetMachine() throws -> LLVMTargetMachineRef {

@@ -11,7 +11,12 @@ public enum MachinePeak {
 
     /// FLOP/s of `threads` threads running the probe together: the best of a few timings.
     public static func measure(threads: Int) throws -> Double {
-        let target = HostTarget.detect()
+        try rate(of: HostTarget.detect(), threads: threads, iterations: 40_000_000, repetitions: 5)
+    }
+
+    /// FLOP/s of the probe compiled for `target`'s vector width, the best of `repetitions`
+    /// timings of `threads` threads each running `iterations` iterations.
+    static func rate(of target: HostTarget, threads: Int, iterations: Int, repetitions: Int) throws -> Double {
         let threadSafeContext = LLVMOrcCreateNewThreadSafeContext()!
         defer { LLVMOrcDisposeThreadSafeContext(threadSafeContext) }
         let context = LLVMOrcThreadSafeContextGetContext(threadSafeContext)!
@@ -31,15 +36,16 @@ public enum MachinePeak {
         let jit = try JITSession(module: module, context: threadSafeContext, target: target)
         let probe = unsafeBitCast(try jit.address(of: PeakProbe.functionName), to: Probe.self)
 
-        let iterations = 40_000_000   // about 0.08 s a thread at 100 GFLOP/s with 8 lanes (exact as a float)
+        // The iteration count is passed as a float: exact up to 2^24 x a power of two.
         let flopsPerRun = Double(iterations * PeakProbe.chains * target.vectorWidth * 2)
+        let dataCount = PeakProbe.dataCount(vectorWidth: target.vectorWidth)
         @Sendable func run() {
-            var data: [Float] = [0.999, 0.0001] + Array(repeating: 0.5, count: PeakProbe.chains)
+            var data: [Float] = [0.999, 0.0001] + Array(repeating: 0.5, count: dataCount - 2)
             var count = Float(iterations)
             data.withUnsafeMutableBufferPointer { d in withUnsafeMutablePointer(to: &count) { probe(d.baseAddress, $0) } }
         }
         var best = 0.0
-        for _ in 0..<5 {
+        for _ in 0..<repetitions {
             let group = DispatchGroup()
             let start = ContinuousClock.now
             for _ in 0..<threads {

@@ -261,7 +261,7 @@ struct Demo: ParsableCommand {
             let difference = zip(probs.scalars, reference.scalars).map { abs($0 - $1) }.max() ?? 0
             let program = model.program
             print("mnist-cnn batch \(batch): \(program.kernels.count) kernels, \(String(format: "%.1f", Double(program.flops) / 1e6)) MFLOP a run, arena \(program.arenaBytes / 1024) KiB, weights \(program.weightsBytes / 1024) KiB")
-            let cached = model.compileStages.contains { $0.stage == "cache hit" } ? " (machine code from the cache)" : ""
+            let cached = model.compileStages.map(\.stage).contains("cache hit") ? " (machine code from the cache)" : ""
             print(String(format: "  compile %.1f ms%@; run median %.3f ms, min %.3f ms over %d runs (%.1f GFLOP/s, 1 thread); max |JIT - interpreter| %.1e",
                          model.compileSeconds * 1000, cached, median * 1000, times[0] * 1000, times.count, Double(program.flops) / median / 1e9, difference))
         }
