@@ -81,7 +81,10 @@ extension IRBuilder {
         let (sy, sx, dy, dx) = (a.strides[0], a.strides[1], a.dilations[0], a.dilations[1])
         let width = vectorWidth
         let window = g.kernelH * g.kernelW
-        func outputs(_ ox: LLVMValue, lanes: Int, vectors: Int) {
+        /// `valid`: only the first `valid` lanes exist (the end of a row that fills no vector): the
+        /// taps still run on whole vectors, since the padded rows have room past their end, and
+        /// only the stores, and the epilogue operands' loads, go a lane at a time.
+        func outputs(_ ox: LLVMValue, lanes: Int, vectors: Int, valid: Int? = nil) {
             let initial = (0..<count).map { r -> LLVMValue in
                 guard let bias else { return float(0, lanes: lanes) }
                 let b = load(bias, iadd(firstChannel, int(r)))
@@ -109,8 +112,16 @@ extension IRBuilder {
                     let index = iadd(iadd(rowOutput, imul(int(r), int(g.outputPlane))), iadd(ox, int(v * lanes)))
                     var value = sums[r][v]
                     // A convolution's epilogue operands are laid out like its result.
-                    if let epilogue { value = emit(epilogue.formula, [value] + epilogue.extras.map { load($0.base, index, lanes: lanes) }) }
-                    store(value, output, index)
+                    if let epilogue {
+                        value = emit(epilogue.formula, [value] + epilogue.extras.map { extra in
+                            valid.map { partialLoad(extra.base, index, lanes: lanes, valid: $0) } ?? load(extra.base, index, lanes: lanes)
+                        })
+                    }
+                    if let valid {
+                        partialStore(value, output, index, valid: valid)
+                    } else {
+                        store(value, output, index)
+                    }
                 }
             }
         }
@@ -118,7 +129,13 @@ extension IRBuilder {
         let vectorEnd = g.outW / width * width
         loop(0, blockEnd, step: 2 * width, unroll: false) { ox in outputs(ox, lanes: width, vectors: 2) }
         loop(blockEnd, vectorEnd, step: width, unroll: false) { ox in outputs(ox, lanes: width, vectors: 1) }
-        loop(vectorEnd, g.outW, unroll: false) { ox in outputs(ox, lanes: 1, vectors: 1) }
+        if vectorEnd < g.outW {
+            if width > 1 {
+                outputs(int(vectorEnd), lanes: width, vectors: 1, valid: g.outW - vectorEnd)
+            } else {
+                loop(vectorEnd, g.outW, unroll: false) { ox in outputs(ox, lanes: 1, vectors: 1) }
+            }
+        }
     }
 }
 

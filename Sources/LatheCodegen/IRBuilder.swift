@@ -159,6 +159,24 @@ final class IRBuilder {
         LLVMSetAlignment(LLVMBuildStore(builder, value, address), 4)
     }
 
+    /// The first `valid` lanes of `value` stored at base[index...], one at a time: the end of a
+    /// row that fills no whole vector.
+    func partialStore(_ value: LLVMValue, _ base: LLVMValue, _ index: LLVMValue, valid: Int) {
+        for lane in 0..<valid {
+            store(LLVMBuildExtractElement(builder, value, LLVMConstInt(i32, UInt64(lane), 0), "")!, base, iadd(index, int(lane)))
+        }
+    }
+
+    /// A vector of `lanes` whose first `valid` lanes are loaded from base[index...] one at a
+    /// time and the rest are zero: nothing is read past the end.
+    func partialLoad(_ base: LLVMValue, _ index: LLVMValue, lanes: Int, valid: Int) -> LLVMValue {
+        var vector = float(0, lanes: lanes)
+        for lane in 0..<valid {
+            vector = LLVMBuildInsertElement(builder, vector, load(base, iadd(index, int(lane))), LLVMConstInt(i32, UInt64(lane), 0), "")!
+        }
+        return vector
+    }
+
     /// A stack slot for a loop-carried value; LLVM's SROA turns it back into registers.
     func variable(_ initial: LLVMValue) -> LLVMValue {
         let current = LLVMGetInsertBlock(builder)
