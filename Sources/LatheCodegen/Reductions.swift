@@ -56,14 +56,22 @@ extension IRBuilder {
             let outPlane = imul(plane, int(oh * ow))
             loop(0, oh, unroll: false) { oy in
                 // Without padding and with a horizontal stride of 1 or 2, whole vectors of outputs
-                // at a time where their taps stay inside the row; single outputs after that.
+                // at a time where their taps stay inside the row.
                 let stride = a.strides[1]
                 let width = vectorWidth
                 var vectorEnd = 0
-                if !padded, stride <= 2, a.dilations[1] == 1, width > 1 {
-                    while vectorEnd + width <= ow, stride * (vectorEnd + width) - 1 + (stride - 1) + a.kernel[1] - 1 <= w - 1 { vectorEnd += width }
+                let vectorFits = !padded && stride <= 2 && a.dilations[1] == 1 && width > 1
+                /// Whether a vector of outputs ending before `end` reads inside the row.
+                func inside(_ end: Int) -> Bool { end <= ow && stride * end - 1 + (stride - 1) + a.kernel[1] - 1 <= w - 1 }
+                if vectorFits {
+                    while inside(vectorEnd + width) { vectorEnd += width }
                 }
-                loop(0, vectorEnd, step: width, unroll: false) { ox in
+                // The outputs left after the whole vectors: one more vector ending at the row's
+                // end, overlapping the last one (it writes the same values again), where its taps
+                // stay inside the row (13 outputs of a 26-wide row: 8, then 5..12); else one at a time.
+                let overlapped = vectorFits && vectorEnd < ow && ow >= width && inside(ow)
+                let starts = overlapped ? [int(ow - width)] : []
+                func vectorOutputs(_ ox: LLVMValue) {
                     let rowStart = iadd(inPlane, imul(ox, int(stride)))
                     var acc = float(a.kind == .max ? -.infinity : 0, lanes: width)
                     for ky in 0..<a.kernel[0] {
@@ -77,7 +85,9 @@ extension IRBuilder {
                     if a.kind == .average { acc = div(acc, float(Float(a.kernel[0] * a.kernel[1]), lanes: width)) }
                     store(acc, output, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
                 }
-                loop(vectorEnd, ow) { ox in
+                loop(0, vectorEnd, step: width, unroll: false) { ox in vectorOutputs(ox) }
+                starts.forEach(vectorOutputs)
+                loop(overlapped ? ow : vectorEnd, ow) { ox in
                     let baseY = iadd(imul(oy, int(a.strides[0])), int(-a.pads[0]))
                     let baseX = iadd(imul(ox, int(a.strides[1])), int(-a.pads[1]))
                     var acc = float(a.kind == .max ? -.infinity : 0)
