@@ -26,7 +26,7 @@ struct GemmBlocking {
     /// without knowing the target.
     static let largestRows = 12, largestColumns = 32
 
-    let rows: Int       // MR
+    private(set) var rows: Int       // MR
     let columns: Int    // NR
 
     /// 6 x 2 vectors: 12 accumulators, two B vectors and one broadcast A value in 15 of AVX2's 16
@@ -34,6 +34,13 @@ struct GemmBlocking {
     init(vectorWidth: Int) {
         columns = 2 * vectorWidth
         rows = vectorWidth >= 16 ? 12 : 6
+    }
+
+    /// The register block for products of at most `m` rows: the usual one, or one of 4 rows where
+    /// that pads fewer rows (8 rows: two blocks of 4, not 6 and a mostly empty 6).
+    init(vectorWidth: Int, rowsAtMost m: Int) {
+        self.init(vectorWidth: vectorWidth)
+        if roundUp(m, 4) < roundUp(m, rows) { rows = 4 }
     }
 
     /// The K block: K itself up to `kc` + `kc` / 4, else K cut into equal blocks of at most

@@ -104,6 +104,10 @@ extension IRBuilder {
                 let outStrides = contiguousStrides(shape)
                 let interior = StridedView(base: out, offset: zip(pads.prefix(shape.count), outStrides).map(*).reduce(0, +), strides: outStrides)
                 elementwise(shape: shapes[0], output: interior, inputs: [contiguous(0)]) { v, _ in v[0] }
+            case let .lstm(reverse):
+                guard let l = LSTMGeometry(resultShape: shape), let scratch else { throw LatheError.unsupported("lstm with shapes \(shapes)") }
+                lstmSequence(l, reverse: reverse, output: out, gatesX: x[0], weights: x[1], h0: x[2], c0: x[3], scratch: scratch,
+                             prepackedWeights: kernel.weightLayout.isPacked, split: kernel.split, thread: thread, threads: kernel.threads)
             case let .lrn(size, alpha, beta, bias):
                 localResponseNorm(size: size, alpha: alpha, beta: beta, bias: bias, output: out, input: x[0], shape: shape)
             }

@@ -189,6 +189,7 @@ public struct Kernel: Sendable {
         case .conv2d: return 2 * count * shapes[1].dropFirst().reduce(1, *)
         case .convTranspose2d: return 2 * shapes[0].reduce(1, *) * shapes[1].dropFirst().reduce(1, *)
         case .conv2dWeightGrad: return 2 * count * shapes[1][0] * shapes[1].dropFirst(2).reduce(1, *)
+        case .lstm: return count / 2 * (2 * 4 * shapes[1][0] + 12)   // each step's product, and its gates
         case let .pool2d(a): return count * a.kernel.reduce(1, *)
         case let .pool2dGrad(a): return shapes[1].reduce(1, *) * a.kernel.reduce(1, *)
         case .reduce, .globalAveragePool, .softmax, .logSoftmax, .layerNorm: return shapes[0].reduce(1, *)
@@ -481,6 +482,10 @@ extension KernelProgram {
             let n = shapes[1][1]
             guard blocking.packs(m: m, n: n, k: k) else { return .plain }
             return .gemmColumnPanels(depth: k, columns: n, panel: blocking.columns)
+        case .lstm:
+            // R^T, read by every step's product: always packed (its packed GEMM runs whatever the sizes).
+            let r = graph[node.operands[1]].type.shape
+            return .gemmColumnPanels(depth: r[0], columns: r[1], panel: blocking.columns)
         default:
             break
         }
@@ -542,6 +547,10 @@ extension KernelProgram {
         case .matmul:
             let (m, n, k) = matmulSizes(shapes[0], shapes[1])
             perThread = GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !prepackedWeights)
+        case .lstm:
+            guard let l = LSTMGeometry(resultShape: resultShape) else { return 0 }
+            let split: ThreadSplit = threads > 1 ? .units(l.batch) : .single
+            perThread = l.scratchFloats(rows: l.rowsPerThread(split, threads: threads), prepackedWeights: prepackedWeights)
         default:
             perThread = 0
         }

@@ -87,6 +87,10 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             return planes >= threads ? .units(planes) : .single
         case .dense:
             return matrix(m: shapes[0][0], n: shapes[1][1])
+        case .lstm:
+            // Batch rows are independent through every step (RecurrentKernel.swift).
+            let batch = resultShape[2]
+            return batch >= threads ? .units(batch) : .single
         case .matmul:
             let batch = resultShape.dropLast(2).reduce(1, *)
             if batch >= threads && resultShape.count > 2 { return .units(batch) }

@@ -137,6 +137,8 @@ extension Op {
             return [try lrnGradient(size: size, alpha: alpha, beta: beta, bias: bias, c)]
         case .pool2dGrad, .conv2dWeightGrad, .gatherGrad:
             throw unsupported("\(name) has no gradient rule (a gradient's gradient)")
+        case .lstm:
+            throw unsupported("the fused lstm has no gradient rule: train the LSTM layer, which is unrolled into steps")
         }
     }
 

@@ -69,6 +69,7 @@ public enum Interpreter {
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
         case let .convTranspose2d(a): return convTranspose2d(x, a, shape: shape)
         case let .gather(axis): return gather(x[0], indices: x[1], axis: axis, shape: shape)
+        case let .lstm(reverse): return lstm(x, reverse: reverse, shape: shape)
         case let .pad(pads, value):
             var out = HostTensor(shape: shape, repeating: value)
             let outStrides = contiguousStrides(shape)

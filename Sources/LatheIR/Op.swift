@@ -77,6 +77,14 @@ public enum Op: Hashable, Sendable {
     /// Constant padding: `pads` lists the cells added before each axis, then after each axis
     /// (ONNX's order), all non-negative.
     case pad(pads: [Int], value: Float)
+    /// A whole LSTM layer over its time steps, one direction (ONNX's gate order: input, output,
+    /// forget, cell). Operands: the input's share of the gates for every step, x W^T plus both
+    /// biases [T, B, 4H]; the recurrent weights transposed, R^T [H, 4H]; the initial states h0
+    /// and c0 [B, H]. Result [2, T, B, H]: [0, t] is h_t, [1, t] is c_t. At each step
+    ///   gates = gates_x[t] + h_prev R^T;  c_t = sigmoid(f) c_prev + sigmoid(i) tanh(g);
+    ///   h_t = sigmoid(o) tanh(c_t)
+    /// with prev = t - 1, or t + 1 when `reverse` (steps run from T - 1 down to 0).
+    case lstm(reverse: Bool)
     /// Local response normalization across channels (axis 1):
     /// y = x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta.
     case lrn(size: Int, alpha: Float, beta: Float, bias: Float)

@@ -136,6 +136,7 @@ extension Op {
         case .convTranspose2d: return "conv_transpose2d"
         case .gather: return "gather"
         case .pad: return "pad"
+        case .lstm: return "lstm"
         }
     }
 
@@ -146,7 +147,7 @@ extension Op {
         case .unary: return .elementwise
         case .binary, .batchNorm, .fusedElementwise: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
-        case .gatherGrad: return .opaque
+        case .gatherGrad, .lstm: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .conv2dWeightGrad: return .contraction
         }
@@ -171,6 +172,7 @@ extension Op {
              .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask: return 1...1
         case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm: return 2...3
+        case .lstm: return 4...4
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
         }
@@ -214,6 +216,7 @@ extension Op {
         case let .slice(starts, ends, steps): return "starts=\(list(starts)), ends=\(list(ends)), steps=\(list(steps))"
         case let .reduce(_, axes, keep): return "axes=\(list(axes)), keep_dims=\(keep)"
         case let .dropout(rate): return "rate=\(rate)"
+        case let .lstm(reverse): return reverse ? "reverse=true" : ""
         default: return ""
         }
     }

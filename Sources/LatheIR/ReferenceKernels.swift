@@ -182,6 +182,35 @@ extension Interpreter {
         return out
     }
 
+    /// Op.lstm, step by step in double precision.
+    static func lstm(_ x: [HostTensor], reverse: Bool, shape: [Int]) -> HostTensor {
+        let (steps, batch, hidden) = (shape[1], shape[2], shape[3])
+        var out = HostTensor(shape: shape)
+        var h = x[2].scalars.map(Double.init), c = x[3].scalars.map(Double.init)
+        func sigmoid(_ v: Double) -> Double { 1 / (1 + Foundation.exp(-v)) }
+        for s in 0..<steps {
+            let t = reverse ? steps - 1 - s : s
+            var nextH = h, nextC = c
+            for b in 0..<batch {
+                var gates = (0..<4 * hidden).map { Double(x[0].scalars[(t * batch + b) * 4 * hidden + $0]) }
+                for k in 0..<hidden where h[b * hidden + k] != 0 {
+                    for j in 0..<4 * hidden { gates[j] += h[b * hidden + k] * Double(x[1].scalars[k * 4 * hidden + j]) }
+                }
+                for j in 0..<hidden {
+                    let (i, o, f, g) = (sigmoid(gates[j]), sigmoid(gates[hidden + j]), sigmoid(gates[2 * hidden + j]), Foundation.tanh(gates[3 * hidden + j]))
+                    nextC[b * hidden + j] = f * c[b * hidden + j] + i * g
+                    nextH[b * hidden + j] = o * Foundation.tanh(nextC[b * hidden + j])
+                }
+            }
+            (h, c) = (nextH, nextC)
+            for k in 0..<batch * hidden {
+                out.scalars[t * batch * hidden + k] = Float(h[k])
+                out.scalars[(steps + t) * batch * hidden + k] = Float(c[k])
+            }
+        }
+        return out
+    }
+
     /// Every input element scatters its products with the kernel into the output.
     static func convTranspose2d(_ x: [HostTensor], _ a: ConvTranspose2DAttributes, shape: [Int]) -> HostTensor {
         let (n, c, h, w) = (x[0].shape[0], x[0].shape[1], x[0].shape[2], x[0].shape[3])

@@ -136,6 +136,17 @@ extension Op {
             }
             guard pads.allSatisfy({ $0 <= maximumElementCount }) else { throw .attribute("pads \(pads) are too large") }
             return TensorType(.float32, x.indices.map { x[$0] + pads[$0] + pads[$0 + x.count] })
+        case .lstm:
+            let (gates, r, h0, c0) = (shapes[0], shapes[1], shapes[2], shapes[3])
+            guard gates.count == 3, r.count == 2, gates[2] % 4 == 0, gates[2] > 0 else {
+                throw .shape("needs gates_x [T, B, 4H] and R^T [H, 4H], got \(gates) and \(r)")
+            }
+            let (steps, batch, hidden) = (gates[0], gates[1], gates[2] / 4)
+            guard r == [hidden, 4 * hidden] else { throw .shape("R^T must be [\(hidden), \(4 * hidden)] for gates \(gates), got \(r)") }
+            guard h0 == [batch, hidden], c0 == [batch, hidden] else {
+                throw .shape("the initial states must be [\(batch), \(hidden)], got \(h0) and \(c0)")
+            }
+            return TensorType(.float32, [2, steps, batch, hidden])
         case let .lrn(size, _, _, _):
             guard size > 0 else { throw .attribute("size \(size) must be positive") }
             guard shapes[0].count >= 2 else { throw .shape("LRN needs [N, C, ...]") }

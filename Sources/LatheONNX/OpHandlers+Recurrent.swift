@@ -3,11 +3,11 @@ import LatheIR
 extension OpHandlers {
     static let recurrent: [String: Handler] = ["LSTM": lstm]
 
-    /// ONNX LSTM (gates in the order input, output, forget, cell), unrolled over its static
-    /// sequence length into matrix products and elementwise ops:
+    /// ONNX LSTM (gates in the order input, output, forget, cell):
     ///   gates_t = x_t W^T + h_{t-1} R^T + Wb + Rb
     ///   c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g);   h_t = sigmoid(o) * tanh(c_t)
-    /// The input projection of all time steps is one product.
+    /// The input's share of every step's gates, x W^T + Wb + Rb, is one product over all steps;
+    /// the recurrence is one `lstm` op a direction (one kernel: LatheCodegen/RecurrentKernel.swift).
     static func lstm(_ c: ImportContext) throws -> [ImportedValue] {
         let n = c.node
         // layout=1 is batch-first: X [B, T, I], states [B, D, H], Y [B, T, D, H]. The cell runs
@@ -47,7 +47,7 @@ extension OpHandlers {
         }
 
         let flatX = try reshape(x, to: [steps * batch, features], c)
-        var outputs: [[ImportedValue]] = []
+        var outputs: [ImportedValue] = []
         var finalH: [ImportedValue] = [], finalC: [ImportedValue] = []
         for d in 0..<directions {
             let wT = try c.apply(.transpose(perm: [1, 0]), [try pick(w, d, "w")], name: "wT\(d)")
@@ -64,39 +64,28 @@ extension OpHandlers {
                 guard let state = try c.input(i) else { return nil }
                 return try pick(batchFirst ? try c.apply(.transpose(perm: [1, 0, 2]), [state], name: "\(what)t") : state, d, what)
             }
-            var h = try initial(5, "h0_") ?? zeros
-            var cell = try initial(6, "c0_") ?? zeros
-            let projected = try c.apply(.dense, [flatX, wT, bias], name: "xw\(d)")
-            var perStep = [ImportedValue?](repeating: nil, count: steps)
-            for t in (d == 0 && direction != "reverse") ? Array(0..<steps) : Array((0..<steps).reversed()) {
-                let tag = "d\(d)t\(t)"
-                let xw = try c.apply(.slice(starts: [t * batch, 0], ends: [(t + 1) * batch, 4 * hidden], steps: [1, 1]), [projected], name: "\(tag)/xw")
-                let hr = try c.apply(.matmul, [h, rT], name: "\(tag)/hr")
-                let gates = try c.apply(.binary(.add), [xw, hr], name: "\(tag)/gates")
-                let i = try c.apply(.unary(.sigmoid), [try columns(gates, 0, "\(tag)/i_in")], name: "\(tag)/i")
-                let o = try c.apply(.unary(.sigmoid), [try columns(gates, 1, "\(tag)/o_in")], name: "\(tag)/o")
-                let f = try c.apply(.unary(.sigmoid), [try columns(gates, 2, "\(tag)/f_in")], name: "\(tag)/f")
-                let g = try c.apply(.unary(.tanh), [try columns(gates, 3, "\(tag)/g_in")], name: "\(tag)/g")
-                let kept = try c.apply(.binary(.mul), [f, cell], name: "\(tag)/kept")
-                let added = try c.apply(.binary(.mul), [i, g], name: "\(tag)/added")
-                cell = try c.apply(.binary(.add), [kept, added], name: "\(tag)/c")
-                h = try c.apply(.binary(.mul), [o, try c.apply(.unary(.tanh), [cell], name: "\(tag)/tanh_c")], name: "\(tag)/h")
-                perStep[t] = h
+            let h0 = try initial(5, "h0_") ?? zeros
+            let c0 = try initial(6, "c0_") ?? zeros
+            // The input's share of every step's gates is one product; the recurrence is one kernel.
+            let projected = try reshape(try c.apply(.dense, [flatX, wT, bias], name: "xw\(d)"), to: [steps, batch, 4 * hidden], c)
+            let reverse = d == 1 || direction == "reverse"
+            let states = try c.apply(.lstm(reverse: reverse), [projected, rT, h0, c0], name: "lstm\(d)")
+            func state(_ k: Int, step: Int?, _ name: String) throws -> ImportedValue {
+                let (first, last) = step.map { ($0, $0 + 1) } ?? (0, steps)
+                let part = try c.apply(.slice(starts: [k, first, 0, 0], ends: [k + 1, last, batch, hidden], steps: [1, 1, 1, 1]), [states], name: name)
+                return try reshape(part, to: step == nil ? [steps, 1, batch, hidden] : [batch, hidden], c)
             }
-            outputs.append(perStep.compactMap { $0 })
-            finalH.append(h)
-            finalC.append(cell)
+            let lastStep = reverse ? 0 : steps - 1
+            outputs.append(try state(0, step: nil, "y\(d)"))
+            finalH.append(try state(0, step: lastStep, "h\(d)"))
+            finalC.append(try state(1, step: lastStep, "c\(d)"))
         }
         func stack(_ parts: [ImportedValue], _ name: String) throws -> ImportedValue {
             let expanded = try parts.map { try reshape($0, to: [1, batch, hidden], c) }
             return expanded.count == 1 ? expanded[0] : try c.apply(.concat(axis: 0), expanded, name: name)
         }
         // Y [T, D, B, H]: each step's directions side by side.
-        let stepsStacked = try (0..<steps).map { t -> ImportedValue in
-            let perDirection = try stack(outputs.map { $0[t] }, "y\(t)")
-            return try reshape(perDirection, to: [1, directions, batch, hidden], c)
-        }
-        let y = stepsStacked.count == 1 ? stepsStacked[0] : try c.apply(.concat(axis: 0), stepsStacked, name: "y")
+        let y = outputs.count == 1 ? outputs[0] : try c.apply(.concat(axis: 1), outputs, name: "y")
         let (yh, yc) = (try stack(finalH, "y_h"), try stack(finalC, "y_c"))
         guard batchFirst else { return [y, yh, yc] }
         return [try c.apply(.transpose(perm: [2, 0, 1, 3]), [y], name: "y_batch_first"),
