@@ -90,9 +90,11 @@ struct WinogradGeometry {
     /// input channels that the transforms are paid back (they cost about as much as a GEMM
     /// with a dozen channels) and at least 4 x 4 tiles an image: below that the transforms
     /// compute mostly padding (the Keras CNN's 11 x 11 images as 3 x 3 tiles of 4 x 4: 1.2 times
-    /// slower than the GEMM). Those images take F(2x2, 3x3) when the batch has 36 of its tiles;
-    /// ResNet's 7 x 7 images of batch 1 take neither: their GEMMs would have too few columns to
-    /// pay for reading the transformed filters, 1.8 to 4 times the size of the filters.
+    /// slower than the GEMM). Those images take F(2x2, 3x3) when the batch has 16 of its tiles, a
+    /// register block's columns: ResNet's 7 x 7 images of batch 1 as 4 x 4 tiles, whose im2col
+    /// GEMM of 49 columns pads a fourth of its work (512 channels: 1.55 -> 0.92 ms alone at 2
+    /// threads; 1.87 -> 1.6 ms inside ResNet-50, where its transformed filters, 1.8 times the
+    /// size of the filters, come from memory).
     init?(_ conv: ConvGeometry) {
         let a = conv.attributes
         guard conv.kernelH == 3, conv.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], conv.groups == 1,
@@ -101,7 +103,7 @@ struct WinogradGeometry {
         let (y4, x4) = tiles(.f4x4), (y2, x2) = tiles(.f2x2)
         if y4 >= 4 && x4 >= 4 {
             transform = .f4x4
-        } else if y2 >= 4 && x2 >= 4 && conv.batch * y2 * x2 >= 36 {
+        } else if y2 >= 4 && x2 >= 4 && conv.batch * y2 * x2 >= 16 {
             transform = .f2x2
         } else {
             return nil
