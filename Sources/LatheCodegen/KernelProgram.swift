@@ -321,7 +321,7 @@ extension KernelProgram {
                     requests.append(BufferRequest(bytes: node.type.byteCount, firstUse: s, lastUse: life))
                 }
             }
-            let (split, kernelThreads) = threadPlan(node, graph, threads: threads, weightLayout: prepacks[node.id] ?? .plain)
+            let (split, kernelThreads) = threadPlan(node, graph, threads: threads, vectorWidth: vectorWidth, weightLayout: prepacks[node.id] ?? .plain)
             splits[node.id] = (split, kernelThreads)
             let scratch = scratchFloats(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
                                         threads: kernelThreads, weightLayout: prepacks[node.id] ?? .plain) * 4
@@ -454,14 +454,15 @@ extension KernelProgram {
 
     /// The split of a node's kernel among `threads` threads, and the threads it runs on. A
     /// Winograd convolution splits its strips of tiles.
-    static func threadPlan(_ node: Node, _ graph: Graph, threads: Int, weightLayout: WeightLayout = .plain) -> (ThreadSplit, Int) {
+    static func threadPlan(_ node: Node, _ graph: Graph, threads: Int, vectorWidth: Int, weightLayout: WeightLayout = .plain) -> (ThreadSplit, Int) {
         let shapes = node.operands.map { graph[$0].type.shape }
         let flops = Kernel.flops(of: node.op, operandShapes: shapes, resultShape: node.type.shape)
+        let blocking = GemmBlocking(vectorWidth: vectorWidth)
         if case .winograd = weightLayout, let w = winogradGeometry(node.op, shapes, node.type.shape) {
-            let split = ThreadSplit.plan(units: w.units, rows: w.conv.outChannels, flops: flops, threads: threads)
+            let split = ThreadSplit.plan(units: w.units, rows: w.conv.outChannels, flops: flops, threads: threads, blocking: blocking)
             return (split, split == .single ? 1 : threads)
         }
-        let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads)
+        let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads, blocking: blocking)
         return (split, split == .single ? 1 : threads)
     }
 

@@ -33,13 +33,14 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
 
     /// A convolution's split: whole units when they divide evenly enough, else chunks of the
     /// output positions of a 1x1 convolution (`columns`, 0 for others), else chunks of its output
-    /// channels in every unit.
-    static func plan(units: Int, rows: Int, columns: Int = 0, flops: Int, threads: Int) -> ThreadSplit {
+    /// channels in every unit. Chunks are whole register blocks of the target's GEMM (`blocking`):
+    /// aligned to the widest target's instead, 196 columns split as 128 + 68, not 112 + 84.
+    static func plan(units: Int, rows: Int, columns: Int = 0, flops: Int, threads: Int, blocking: GemmBlocking) -> ThreadSplit {
         guard threads > 1, flops >= minimumFlops else { return .single }
         if units >= 2 * threads || units % threads == 0 { return .units(units) }
-        let panel = GemmBlocking.largestColumns
+        let panel = blocking.columns
         if columns >= threads * 2 * panel { return .columns(total: columns, chunk: chunk(columns, threads: threads, align: panel)) }
-        if rows >= threads * GemmBlocking.largestRows { return .rows(total: rows, chunk: chunk(rows, threads: threads, align: GemmBlocking.largestRows)) }
+        if rows >= threads * blocking.rows { return .rows(total: rows, chunk: chunk(rows, threads: threads, align: blocking.rows)) }
         return units > 1 ? .units(units) : .single
     }
 
@@ -47,14 +48,14 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     static func chunk(_ total: Int, threads: Int, align: Int) -> Int { ((total + threads - 1) / threads + align - 1) / align * align }
 
     /// The split of a kernel over `threads` threads.
-    static func plan(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], flops: Int, threads: Int) -> ThreadSplit {
+    static func plan(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], flops: Int, threads: Int, blocking: GemmBlocking) -> ThreadSplit {
         guard threads > 1, flops >= minimumFlops else { return .single }
         func chunk(_ total: Int, _ align: Int) -> Int { Self.chunk(total, threads: threads, align: align) }
         /// Rows or columns of one GEMM, whichever splits into `threads` chunks of whole register
-        /// blocks of any target (a B packed at compile time is cut only at its panels).
+        /// blocks (a B packed at compile time is cut only at its panels).
         func matrix(m: Int, n: Int) -> ThreadSplit {
-            if n >= threads * GemmBlocking.largestColumns { return .columns(total: n, chunk: chunk(n, GemmBlocking.largestColumns)) }
-            if m >= threads * GemmBlocking.largestRows { return .rows(total: m, chunk: chunk(m, GemmBlocking.largestRows)) }
+            if n >= threads * blocking.columns { return .columns(total: n, chunk: chunk(n, blocking.columns)) }
+            if m >= threads * blocking.rows { return .rows(total: m, chunk: chunk(m, blocking.rows)) }
             return .single
         }
         switch op.unfused {
@@ -68,7 +69,7 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             }
             // Only where every target packs it: the columns split has no unpacked form.
             let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane
-            return plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: flops, threads: threads)
+            return plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: flops, threads: threads, blocking: blocking)
         case let .conv2dWeightGrad(a, _):
             let rows = resultShape[0] / max(a.groups, 1), channels = resultShape[1]
             if a.groups >= 2 * threads || (a.groups > 1 && a.groups % threads == 0) { return .units(a.groups) }
