@@ -197,7 +197,14 @@ extension IRBuilder {
         let (mr, width) = (blocking.rows, vectorWidth)
         let vectors = blocking.columns / width
         let sums = arrayVariable(floats: mr * blocking.columns)
-        call(microKernelFunction(blocking), [a, b, depth, sums])
+        // A last panel of at most half its columns (49 = 3 x 16 + 1) runs the half-width kernel:
+        // the other half would only multiply the panel's zero padding.
+        let half = blocking.columns / 2
+        ifElse(LLVMBuildICmp(builder, LLVMIntSLE, columns, int(half), "")!, then: {
+            call(microKernelFunction(blocking, columns: half), [a, b, depth, sums])
+        }, else: {
+            call(microKernelFunction(blocking), [a, b, depth, sums])
+        })
 
         /// The value to store at C[i, j] for the block's sum there (lanes wide, or 1): the sum so
         /// far added when accumulating, and with `finished`, the bias and the epilogue.
@@ -248,12 +255,14 @@ extension IRBuilder {
     /// sum over p of a[p * MR + r] * b[p * NR + j], the MR x NR sums held in registers through
     /// the loop (unrolled by 4), one broadcast of A feeding NR / width FMAs. One function a
     /// module, called by every packed GEMM: a copy inlined in every GEMM variant made LLVM's
-    /// optimization several times slower.
-    func microKernelFunction(_ blocking: GemmBlocking) -> LLVMValue {
+    /// optimization several times slower. `columns` (a multiple of the vector width, at most NR):
+    /// only the first columns of each panel row (`lathe_micro_MRxNR_C`).
+    func microKernelFunction(_ blocking: GemmBlocking, columns: Int? = nil) -> LLVMValue {
         let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
-        return sharedFunction("lathe_micro_\(mr)x\(nr)", pointerCount: 2, integerCount: 1, trailingPointers: 1) { function in
+        let used = columns ?? nr
+        return sharedFunction("lathe_micro_\(mr)x\(nr)\(used == nr ? "" : "_\(used)")", pointerCount: 2, integerCount: 1, trailingPointers: 1) { function in
             let (a, b, depth, sums) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!, LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!)
-            let vectors = nr / width
+            let vectors = used / width
             let type = floatType(lanes: width)
             let accumulators = (0..<mr * vectors).map { _ in variable(float(0, lanes: width)) }
             func step(_ p: LLVMValue) {
@@ -269,7 +278,7 @@ extension IRBuilder {
             let unrolled = LLVMBuildAnd(builder, depth, int(-4), "")!
             loop(from: int(0), to: unrolled, step: 4) { p in for u in 0..<4 { step(iadd(p, int(u))) } }
             loop(from: unrolled, to: depth) { p in step(p) }
-            for (i, slot) in accumulators.enumerated() { store(read(slot, type: type), sums, int(i * width)) }
+            for (i, slot) in accumulators.enumerated() { store(read(slot, type: type), sums, int(i / vectors * nr + i % vectors * width)) }
         }
     }
 }
