@@ -58,11 +58,18 @@ extension IRBuilder {
         let (length, phase) = (g.paddedRowLength, g.phaseLength)
         let rowFloats = sx * phase
         fill(padded, count: int(top * rowFloats), with: 0)
+        // A strided row goes through `temp`, whose padding is the same for every row: zeroed
+        // once a plane, then only the row's values are copied in (the fills were a third of the
+        // work of MobileNet's stride-2 depthwise layers).
+        if sx > 1 { fill(temp, count: int(rowFloats + vectorWidth * sx), with: 0) }
         loop(from: int(0), to: int(g.height)) { y in
             let row = pointer(padded, imul(iadd(y, int(top)), int(rowFloats)))
-            copyPaddedRow(from: pointer(plane, imul(y, int(g.width))), width: g.width, into: sx == 1 ? row : temp, left: left,
-                          length: sx == 1 ? length : rowFloats + vectorWidth * sx)
-            if sx > 1 {
+            let source = pointer(plane, imul(y, int(g.width)))
+            if sx == 1 {
+                copyPaddedRow(from: source, width: g.width, into: row, left: left, length: length)
+            } else {
+                elementwise(shape: [g.width], output: StridedView(base: pointer(temp, int(left)), strides: [1]),
+                            inputs: [StridedView(base: source, strides: [1])]) { v, _ in v[0] }
                 loop(from: int(0), to: int(phase), step: vectorWidth) { j in
                     let wide = load(temp, imul(j, int(sx)), lanes: vectorWidth * sx)
                     for p in 0..<sx { store(lanes(of: wide, from: p, step: sx), row, iadd(int(p * phase), j)) }
@@ -74,7 +81,7 @@ extension IRBuilder {
     }
 
     /// Output row oy of output channels firstChannel..<firstChannel+count: two vectors of outputs
-    /// at a time, then one, then the last few one at a time.
+    /// at a time, then one, then the row's end as one partial vector.
     private func directRow(_ g: ConvGeometry, planes: LLVMValue, oy: LLVMValue, weights: LLVMValue, firstChannel: LLVMValue, count: Int, bias: LLVMValue?,
                            output: LLVMValue, at rowOutput: LLVMValue, epilogue: GemmEpilogue?) {
         let a = g.attributes
