@@ -67,18 +67,29 @@ extension IRBuilder {
                     while inside(vectorEnd + width) { vectorEnd += width }
                 }
                 // The outputs left after the whole vectors: one more vector ending at the row's
-                // end, overlapping the last one (it writes the same values again), where its taps
-                // stay inside the row (13 outputs of a 26-wide row: 8, then 5..12); else one at a time.
-                let overlapped = vectorFits && vectorEnd < ow && ow >= width && inside(ow)
+                // end, overlapping the last one (it writes the same values again: 13 outputs of a
+                // 26-wide row are 0..7, then 5..12). Its loads end at its last output's last tap,
+                // which an unpadded pool's row always holds; else one output at a time.
+                let overlapped = vectorFits && vectorEnd < ow && ow >= width
                 let starts = overlapped ? [int(ow - width)] : []
-                func vectorOutputs(_ ox: LLVMValue) {
+                /// `atRowEnd`: the last vector of the row, whose stride-2 taps read the second
+                /// vector one float early, so as not to read past the last tap (the odd lane after it).
+                func vectorOutputs(_ ox: LLVMValue, atRowEnd: Bool = false) {
                     let rowStart = iadd(inPlane, imul(ox, int(stride)))
                     var acc = float(a.kind == .max ? -.infinity : 0, lanes: width)
                     for ky in 0..<a.kernel[0] {
                         let row = iadd(rowStart, imul(iadd(imul(oy, int(a.strides[0])), int(ky * a.dilations[0])), int(w)))
                         for kx in 0..<a.kernel[1] {
                             let at = iadd(row, int(kx))
-                            let value = stride == 1 ? load(input, at, lanes: width) : evenLanes(load(input, at, lanes: width), load(input, iadd(at, int(width)), lanes: width))
+                            let value: LLVMValue
+                            if stride == 1 {
+                                value = load(input, at, lanes: width)
+                            } else if atRowEnd {
+                                let low = load(input, at, lanes: width), high = load(input, iadd(at, int(width - 1)), lanes: width)
+                                value = shuffle(low, with: high, (0..<width).map { $0 < width / 2 ? 2 * $0 : 2 * $0 + 1 })
+                            } else {
+                                value = evenLanes(load(input, at, lanes: width), load(input, iadd(at, int(width)), lanes: width))
+                            }
                             acc = a.kind == .max ? maximum(value, acc) : add(acc, value)
                         }
                     }
@@ -86,7 +97,7 @@ extension IRBuilder {
                     store(acc, output, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
                 }
                 loop(0, vectorEnd, step: width, unroll: false) { ox in vectorOutputs(ox) }
-                starts.forEach(vectorOutputs)
+                for start in starts { vectorOutputs(start, atRowEnd: true) }
                 loop(overlapped ? ow : vectorEnd, ow) { ox in
                     let baseY = iadd(imul(oy, int(a.strides[0])), int(-a.pads[0]))
                     let baseX = iadd(imul(ox, int(a.strides[1])), int(-a.pads[1]))

@@ -21,6 +21,8 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
 
     /// Below this many FLOPs a kernel runs on one thread.
     public static let minimumFlops = 400_000
+    /// A pooling of at least this many input elements is split among threads.
+    public static let minimumPoolInput = 65_536
 
     public var description: String {
         switch self {
@@ -49,7 +51,11 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
 
     /// The split of a kernel over `threads` threads.
     static func plan(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], flops: Int, threads: Int, blocking: GemmBlocking) -> ThreadSplit {
-        guard threads > 1, flops >= minimumFlops else { return .single }
+        // A pooling reads more than it computes: its input's size decides (SqueezeNet's last
+        // pool, 256 x 27 x 27 in, has 0.39 MFLOP and took 120 us on one thread).
+        var pooling = false
+        if case .pool2d = op { pooling = shapes[0].reduce(1, *) >= minimumPoolInput }
+        guard threads > 1, flops >= minimumFlops || pooling else { return .single }
         func chunk(_ total: Int, _ align: Int) -> Int { Self.chunk(total, threads: threads, align: align) }
         /// Rows or columns of one GEMM, whichever splits into `threads` chunks of whole register
         /// blocks (a B packed at compile time is cut only at its panels).
