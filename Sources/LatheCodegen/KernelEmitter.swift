@@ -56,7 +56,9 @@ extension IRBuilder {
                 copy()
             case let .transpose(perm):
                 let inStrides = contiguousStrides(shapes[0])
-                elementwise(shape: shape, output: dense, inputs: [StridedView(base: x[0], strides: perm.map { inStrides[$0] })]) { v, _ in v[0] }
+                forOuterRows(kernel.split, thread: thread, shape: shape, views: [dense, StridedView(base: x[0], strides: perm.map { inStrides[$0] })]) { rows, views in
+                    elementwise(shape: rows, output: views[0], inputs: [views[1]]) { v, _ in v[0] }
+                }
             case let .slice(starts, _, steps):
                 let inStrides = contiguousStrides(shapes[0])
                 let view = StridedView(base: x[0], offset: zip(starts, inStrides).map(*).reduce(0, +), strides: zip(steps, inStrides).map(*))
@@ -82,9 +84,17 @@ extension IRBuilder {
                 var log = false
                 if case .logSoftmax = op { log = true }
                 if shape.dropFirst(axis + 1).allSatisfy({ $0 == 1 }) {
-                    softmaxRows(log: log, output: out, input: x[0], rows: shape.prefix(axis).reduce(1, *), length: shape[axis])
+                    let (rows, length) = (shape.prefix(axis).reduce(1, *), shape[axis])
+                    if case let .rows(total, chunk) = kernel.split {
+                        forThreadChunk(total: total, chunk: chunk, thread: thread) { start, count in
+                            let at = imul(start, int(length))
+                            softmaxRows(log: log, output: pointer(out, at), input: pointer(x[0], at), rows: count, length: length)
+                        }
+                    } else {
+                        onThreadZero(thread) { softmaxRows(log: log, output: out, input: x[0], rows: rows, length: length) }
+                    }
                 } else {
-                    softmax(axis: axis, log: log, output: out, input: x[0], shape: shape)
+                    onThreadZero(thread) { softmax(axis: axis, log: log, output: out, input: x[0], shape: shape) }
                 }
             case let .layerNorm(axis, epsilon):
                 layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: kernel.operands.map(\.type.count), shape: shape)

@@ -21,7 +21,7 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
 
     /// Below this many FLOPs a kernel runs on one thread.
     public static let minimumFlops = 400_000
-    /// A pooling of at least this many input elements is split among threads.
+    /// A pooling, transpose or softmax of at least this many input elements is split among threads.
     public static let minimumPoolInput = 65_536
 
     public var description: String {
@@ -53,9 +53,14 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     static func plan(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], flops: Int, threads: Int, blocking: GemmBlocking) -> ThreadSplit {
         // A pooling reads more than it computes: its input's size decides (SqueezeNet's last
         // pool, 256 x 27 x 27 in, has 0.39 MFLOP and took 120 us on one thread).
-        var pooling = false
-        if case .pool2d = op { pooling = shapes[0].reduce(1, *) >= minimumPoolInput }
-        guard threads > 1, flops >= minimumFlops || pooling else { return .single }
+        // So does a transpose (a strided copy), and a softmax costs an exp an element, which its
+        // FLOPs (one an element) do not count (BERT's 12 x 128 x 128 attention weights).
+        var readBound = false
+        switch op {
+        case .pool2d, .transpose, .softmax, .logSoftmax: readBound = shapes[0].reduce(1, *) >= minimumPoolInput
+        default: break
+        }
+        guard threads > 1, flops >= minimumFlops || readBound else { return .single }
         func chunk(_ total: Int, _ align: Int) -> Int { Self.chunk(total, threads: threads, align: align) }
         /// Rows or columns of one GEMM, whichever splits into `threads` chunks of whole register
         /// blocks (a B packed at compile time is cut only at its panels).
@@ -82,9 +87,15 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
             // By input channels where there are enough: each thread unfolds and packs only its own.
             if channels >= 2 * threads { return .columns(total: channels, chunk: chunk(channels, 1)) }
             return rows >= 2 * threads ? .rows(total: rows, chunk: chunk(rows, 4)) : .single
-        case .unary, .binary, .fusedElementwise, .batchNorm:
-            // Memory-bound: both cores' bandwidth, a share of the outermost axis each.
-            guard let rows = resultShape.first, rows >= threads else { return .single }
+        case .unary, .binary, .fusedElementwise, .batchNorm, .transpose:
+            // Memory-bound: both cores' bandwidth, a share of the outermost axis each (after
+            // leading axes of 1: forOuterRows).
+            guard let rows = resultShape.first(where: { $0 > 1 }), rows >= threads else { return .single }
+            return .rows(total: rows, chunk: chunk(rows, 1))
+        case let .softmax(axis), let .logSoftmax(axis):
+            // Contiguous rows (RowKernels' softmaxRows), a share of them each.
+            let rows = resultShape.prefix(axis).reduce(1, *)
+            guard resultShape.dropFirst(axis + 1).allSatisfy({ $0 == 1 }), rows >= threads else { return .single }
             return .rows(total: rows, chunk: chunk(rows, 1))
         case let .convTranspose2d(a):
             let units = shapes[0][0] * a.groups
@@ -147,6 +158,11 @@ extension IRBuilder {
     /// body(shape, views) on this thread's rows of the outermost axis (a `.rows` split), the views
     /// moved to the chunk's first row; under any other split, the whole shape on thread 0.
     func forOuterRows(_ split: ThreadSplit, thread: LLVMValue, shape: [Int], views: [StridedView], _ body: ([Int], [StridedView]) -> Void) {
+        let units = shape.prefix { $0 == 1 }.count
+        if units > 0, units < shape.count {
+            return forOuterRows(split, thread: thread, shape: Array(shape.dropFirst(units)),
+                                views: views.map { StridedView(base: $0.base, offset: $0.offset, strides: Array($0.strides.dropFirst(units))) }, body)
+        }
         guard case let .rows(total, chunk) = split, shape.first == total else { return onThreadZero(thread) { body(shape, views) } }
         forThreadChunk(total: total, chunk: chunk, thread: thread) { start, size in
             body([size] + shape.dropFirst(), views.map { v in
