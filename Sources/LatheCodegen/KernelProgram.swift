@@ -283,8 +283,9 @@ extension KernelProgram {
         }
 
         let writesVariable = try variableWrites(graph, needed: needed, outputs: outputs.map(\.value))
+        let concats = concatsInPlace(graph, needed: needed, outputs: Set(outputs.map(\.value)), fixed: Set(writesVariable.keys))
         let computed = graph.nodes.filter { node in
-            guard needed[node.id.index] else { return false }
+            guard needed[node.id.index], !concats.concats.contains(node.id) else { return false }
             switch node.op {
             case .input, .constant, .variable: return false
             case .assign: return writesVariable[node.operands[1]] != node.operands[0]
@@ -310,7 +311,7 @@ extension KernelProgram {
         for node in computed {
             let s = step[node.id]!
             let life = max(s, lastUse[node.id] ?? s)
-            if writesOutput[node.id] == nil && location[node.id] == nil {
+            if writesOutput[node.id] == nil && location[node.id] == nil && concats.placed[node.id] == nil {
                 if let k = inPlaceCandidates(node, graph, dyingAt: s, lastUse: lastUse).first(where: { request[node.operands[$0]] != nil }),
                    let shared = request[node.operands[k]] {
                     inPlaceOperand[node.id] = k
@@ -330,6 +331,13 @@ extension KernelProgram {
                 requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))
             }
         }
+        // A concat that runs no kernel holds its operands from the first one's kernel on.
+        var concatRequest: [ValueID: Int] = [:]
+        for c in concats.concats.sorted(by: { $0.index < $1.index }) {
+            let first = graph[c].operands.compactMap { step[$0] }.min() ?? 0
+            concatRequest[c] = requests.count
+            requests.append(BufferRequest(bytes: graph[c].type.byteCount, firstUse: first, lastUse: max(first, lastUse[c] ?? first)))
+        }
         let plan = MemoryPlanner.plan(requests)
         var planned: [PlannedBuffer] = []
         var scratchLocation: [ValueID: KernelBuffer] = [:]
@@ -344,6 +352,12 @@ extension KernelProgram {
                 planned.append(PlannedBuffer(name: "\(node.name) (scratch)", offset: plan.offsets[r], bytes: requests[r].bytes, firstUse: s, lastUse: s))
             }
         }
+        for (c, r) in concatRequest {
+            location[c] = .arena(plan.offsets[r])
+            planned.append(PlannedBuffer(name: graph[c].name, offset: plan.offsets[r], bytes: requests[r].bytes,
+                                         firstUse: requests[r].firstUse, lastUse: requests[r].lastUse))
+        }
+        for (v, place) in concats.placed { location[v] = .arena(plan.offsets[concatRequest[place.concat]!] + place.byteOffset) }
         for (v, i) in writesOutput { location[v] = .output(i) }
 
         func buffer(_ v: ValueID) -> KernelBuffer { KernelBuffer(location: location[v]!, type: graph[v].type) }

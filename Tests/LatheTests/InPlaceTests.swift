@@ -75,4 +75,38 @@ struct InPlaceTests {
         let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
         #expect(relativeError(got, expected) <= 1e-5)
     }
+
+    /// A batch-1 channel concat whose operands are computed for it alone runs no kernel: its
+    /// operands' kernels write into its buffer (ConcatInPlace.swift). One that reads an input, or
+    /// a value read elsewhere too, or concatenates along an axis after a longer one, copies.
+    @Test(arguments: [1, 2])
+    func concatOperandsAreWrittenInPlace(_ threads: Int) throws {
+        let g = Graph(seed: 5)
+        let x = try g.input("x", shape: [1, 8, 9, 9])
+        func conv(_ t: Tensor, _ channels: Int, _ seed: UInt64) throws -> Tensor {
+            try t.conv2d(weight: g.constant(.random(shape: [channels, t.shape[1], 3, 3], seed: seed, in: -0.5...0.5)), pads: [1, 1, 1, 1]).relu()
+        }
+        let a = try conv(x, 16, 1), b = try conv(x, 12, 2)
+        let joined = try concat([a, b], axis: 1)                 // runs no kernel
+        let shared = try conv(joined, 8, 3)
+        let again = try concat([shared, x], axis: 1)              // reads an input: copies
+        let wide = try concat([try shared.exp(), try shared.tanh()], axis: 3)   // axis 3 after 8 channels: copies
+        let y = try conv(again, 4, 4) + wide.sliced(axes: [1, 3], starts: [0, 0], ends: [4, 9])
+        let program = try KernelProgram.build(g, outputs: [("y", y.id)], threads: threads)
+        let kernelNodes = Set(program.kernels.map(\.node))
+        #expect(!kernelNodes.contains(joined.id))
+        #expect(kernelNodes.contains(again.id) && kernelNodes.contains(wide.id))
+        let location = { (t: Tensor) in program.kernels.first { $0.node == t.id }!.result.location }
+        guard case let .arena(aOffset) = location(a), case let .arena(bOffset) = location(b) else {
+            Issue.record("the operands are not in the arena"); return
+        }
+        #expect(bOffset == aOffset + 16 * 81 * 4)
+        // The next convolution reads the whole concat from where its first operand begins.
+        #expect(program.kernels.contains { $0.operands.contains { $0.location == .arena(aOffset) && $0.type == joined.type } })
+
+        let feeds = ["x": HostTensor.random(shape: [1, 8, 9, 9], seed: 6, in: -1...1)]
+        let got = try g.compile(outputs: ["y": y], options: CompileOptions(threads: threads)).run(feeds)["y"]!
+        let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
+        #expect(relativeError(got, expected) <= 1e-5)
+    }
 }
