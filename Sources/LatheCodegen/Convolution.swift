@@ -159,10 +159,12 @@ extension IRBuilder {
                 }
             }
         case .units:
-            let (start, end) = unitRange(count: g.units, thread: thread, threads: threads)
-            loop(from: start, to: end) { u in unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels) }
+            forEachUnit(count: g.units, thread: thread, threads: threads) { u in
+                unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels)
+            }
         case let .columns(total, chunk) where packs && !g.needsUnfold:
             // A 1x1 convolution's output positions: each thread packs only its own columns of B.
+            // (Claimed in runs as threads come, they measured slower: each run reads all of A.)
             loop(from: int(0), to: int(g.units)) { u in
                 forThreadShare(total: total, chunk: chunk, thread: thread) { start, count in
                     unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels, columns: (start, count))

@@ -43,8 +43,7 @@ extension IRBuilder {
                 loop(from: int(0), to: int(units)) { u in unit(u, firstRow: start, rows: count) }
             }
         case .units:
-            let (start, end) = unitRange(count: units, thread: thread, threads: threads)
-            loop(from: start, to: end) { u in unit(u, firstRow: int(0), rows: int(g.outH)) }
+            forEachUnit(count: units, thread: thread, threads: threads) { u in unit(u, firstRow: int(0), rows: int(g.outH)) }
         case .single, .columns:
             onThreadZero(thread) { loop(from: int(0), to: int(units)) { u in unit(u, firstRow: int(0), rows: int(g.outH)) } }
         }

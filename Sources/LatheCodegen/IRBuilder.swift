@@ -12,6 +12,8 @@ final class IRBuilder {
     let builder: LLVMBuilderRef
     /// Floats per vector register on the host (8 for AVX2, 16 for AVX-512).
     let vectorWidth: Int
+    /// The i64 counter the kernel being emitted claims its units from, when it does.
+    var unitCounter: LLVMValue?
 
     let f32: LLVMType
     let i1: LLVMType

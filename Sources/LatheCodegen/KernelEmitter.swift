@@ -13,7 +13,12 @@ extension IRBuilder {
         let thread = LLVMGetParam(function, UInt32(pointerCount))!
         let out = LLVMGetParam(function, 0)!
         let x = kernel.operands.indices.map { LLVMGetParam(function, UInt32($0 + 1))! }
-        let scratch = kernel.scratch == nil ? nil : LLVMGetParam(function, UInt32(pointerCount - 1))
+        var scratch = kernel.scratch == nil ? nil : LLVMGetParam(function, UInt32(pointerCount - 1))
+        if kernel.claimsUnits, let counterAndScratch = scratch {
+            unitCounter = LLVMBuildPointerCast(builder, counterAndScratch, LLVMPointerType(i64, 0), "")
+            scratch = pointer(counterAndScratch, int(ThreadSplit.unitCounterFloats))
+        }
+        defer { unitCounter = nil }
         let shape = kernel.result.type.shape
         let shapes = kernel.operands.map(\.type.shape)
         let dense = StridedView(base: out, strides: contiguousStrides(shape))
@@ -222,8 +227,7 @@ extension IRBuilder {
         }
         let count = batch.reduce(1, *)
         if case .units = split {
-            let (start, end) = unitRange(count: count, thread: thread, threads: threads)
-            loop(from: start, to: end) { u in product(offsets(u), .single) }
+            forEachUnit(count: count, thread: thread, threads: threads) { u in product(offsets(u), .single) }
         } else {
             loop(from: int(0), to: int(count)) { u in product(offsets(u), split) }
         }

@@ -142,6 +142,10 @@ public struct Kernel: Sendable {
     /// packed for its GEMM, or transformed for Winograd, at compile time.
     public var weightLayout: WeightLayout = .plain
 
+    /// Its threads claim units one at a time from a counter at the start of its scratch
+    /// (Threading.swift's forEachUnit), which the entry zeroes before each run of the kernel.
+    public var claimsUnits: Bool { ThreadSplit.claimsUnits(split, threads: threads) }
+
     /// A reshape written in place moves no data: it has no code.
     public var isNoOp: Bool {
         guard inPlaceOperand != nil else { return false }
@@ -324,8 +328,9 @@ extension KernelProgram {
             }
             let (split, kernelThreads) = threadPlan(node, graph, threads: threads, vectorWidth: vectorWidth, weightLayout: prepacks[node.id] ?? .plain)
             splits[node.id] = (split, kernelThreads)
-            let scratch = scratchFloats(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
-                                        threads: kernelThreads, weightLayout: prepacks[node.id] ?? .plain) * 4
+            let counter = ThreadSplit.claimsUnits(split, threads: kernelThreads) ? ThreadSplit.unitCounterFloats : 0
+            let scratch = (counter + scratchFloats(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
+                                                   threads: kernelThreads, weightLayout: prepacks[node.id] ?? .plain)) * 4
             if scratch > 0 {
                 scratchRequest[node.id] = requests.count
                 requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))

@@ -39,6 +39,7 @@ struct KernelSignature: Hashable {
 /// which calls the kernels in order with their buffers' addresses. A kernel split among threads
 /// is handed to `parallel(pool, task, args, threads)`, which runs `task(args, thread)` on each
 /// thread and returns when all are done; `task` unpacks the argument array and calls the kernel.
+/// A kernel whose threads claim units has its counter zeroed first.
 /// When `ticks` is not null, the entry stores the cycle counter there before the first kernel
 /// and after each one (for `lathe bench --profile`).
 public enum ModuleEmitter {
@@ -102,6 +103,12 @@ public enum ModuleEmitter {
             if let function {
                 let pointers = [address(kernel.result)] + kernel.operands.map(address) + (kernel.scratch.map { [address($0)] } ?? [])
                 if let task = function.task {
+                    if kernel.claimsUnits, let scratch = kernel.scratch {
+                        // The unit counter starts at 0 for each run; the pool's job hand-off
+                        // publishes the store to the workers.
+                        let counter = LLVMBuildPointerCast(b.builder, address(scratch), LLVMPointerType(b.i64, 0), "")
+                        LLVMBuildStore(b.builder, b.int(0), counter)
+                    }
                     for (k, pointer) in pointers.enumerated() {
                         var indices: [LLVMValueRef?] = [b.int(k)]
                         LLVMBuildStore(b.builder, pointer, LLVMBuildInBoundsGEP2(b.builder, b.floatPointer, arguments, &indices, 1, ""))

@@ -49,9 +49,11 @@ extension IRBuilder {
         let (h, w, oh, ow) = (inShape[2], inShape[3], outShape[2], outShape[3])
         let padded = a.pads.contains { $0 > 0 }
         let planes = inShape[0] * inShape[1]
-        var range = (start: int(0), end: int(planes))
-        if case .units = split, let thread { range = unitRange(count: planes, thread: thread, threads: threads) }
-        loop(from: range.start, to: range.end) { plane in
+        func planeLoop(_ body: (LLVMValue) -> Void) {
+            if case .units = split, let thread { return forEachUnit(count: planes, thread: thread, threads: threads, body) }
+            loop(from: int(0), to: int(planes), body)
+        }
+        planeLoop { plane in
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
             loop(0, oh, unroll: false) { oy in

@@ -46,6 +46,18 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
         return units > 1 ? .units(units) : .single
     }
 
+    /// Floats at the start of a unit-claiming kernel's scratch for its counter: a cache line, so
+    /// that the scratch after it stays aligned.
+    static let unitCounterFloats = 16
+
+    /// Whether a kernel of this split and thread count has a counter to claim its units as it
+    /// goes (forEachUnit) instead of taking a fixed share of them. (Kernels whose units must be
+    /// contiguous, such as the LSTM's batch rows, leave it unused.)
+    static func claimsUnits(_ split: ThreadSplit, threads: Int) -> Bool {
+        if case .units = split { return threads > 1 }
+        return false
+    }
+
     /// A thread's share of `total`, rounded up to a multiple of `align`.
     static func chunk(_ total: Int, threads: Int, align: Int) -> Int { ((total + threads - 1) / threads + align - 1) / align * align }
 
@@ -121,6 +133,33 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension IRBuilder {
+    /// body(u) for this thread's units of a `.units` split: with a unit counter (the kernel
+    /// claims units), each thread takes the next unclaimed run of units until none is left, so a
+    /// thread slowed by another process on its core leaves its units to the others (on a shared
+    /// 2-core machine a static half can take twice as long as the other); without one, a fixed
+    /// share. A run is about an eighth of a thread's share: small units (a pooling's planes) are
+    /// not claimed one atomic add at a time.
+    func forEachUnit(count: Int, thread: LLVMValue, threads: Int, _ body: (LLVMValue) -> Void) {
+        guard let counter = unitCounter else {
+            let (start, end) = unitRange(count: count, thread: thread, threads: threads)
+            return loop(from: start, to: end, body)
+        }
+        let grain = max(1, count / (8 * threads))
+        let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
+        let header = LLVMAppendBasicBlockInContext(context, function, "claim")
+        let work = LLVMAppendBasicBlockInContext(context, function, "claimed")
+        let exit = LLVMAppendBasicBlockInContext(context, function, "claim.exit")
+        LLVMBuildBr(builder, header)
+        LLVMPositionBuilderAtEnd(builder, header)
+        let run = LLVMBuildAtomicRMW(builder, LLVMAtomicRMWBinOpAdd, counter, int(1), LLVMAtomicOrderingMonotonic, 0)!
+        let start = imul(run, int(grain))
+        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, start, int(count), ""), work, exit)
+        LLVMPositionBuilderAtEnd(builder, work)
+        loop(from: start, to: imin(iadd(start, int(grain)), int(count)), body)
+        LLVMBuildBr(builder, header)
+        LLVMPositionBuilderAtEnd(builder, exit)
+    }
+
     /// This thread's share [start, end) of `count` units split evenly among `threads`.
     func unitRange(count: Int, thread: LLVMValue, threads: Int) -> (start: LLVMValue, end: LLVMValue) {
         let start = LLVMBuildSDiv(builder, imul(thread, int(count)), int(threads), "")!

@@ -67,8 +67,7 @@ extension IRBuilder {
                 loop(from: int(0), to: int(w.units)) { u in unit(u, firstChannel: start, channels: count) }
             }
         case .units:
-            let (start, end) = unitRange(count: w.units, thread: thread, threads: threads)
-            loop(from: start, to: end) { u in unit(u, firstChannel: int(0), channels: int(g.outChannels)) }
+            forEachUnit(count: w.units, thread: thread, threads: threads) { u in unit(u, firstChannel: int(0), channels: int(g.outChannels)) }
         case .single, .columns:
             // (No plan splits a Winograd convolution by columns; were one to, thread 0 does it all.)
             onThreadZero(thread) { loop(from: int(0), to: int(w.units)) { u in unit(u, firstChannel: int(0), channels: int(g.outChannels)) } }

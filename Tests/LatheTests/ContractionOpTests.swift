@@ -149,6 +149,24 @@ struct ContractionOpTests {
     @Test(arguments: epilogueCases)
     func epilogue(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 
+    /// A convolution split by units claims them from a counter at the start of its scratch,
+    /// zeroed before every run: a second and third run (a counter left spent would skip every
+    /// unit) give the interpreter's numbers too, and so does a pool of max pooling planes.
+    @Test func unitsAreClaimedAfreshEachRun() throws {
+        let g = Graph(seed: 2)
+        let x = try g.input("x", shape: [6, 3, 20, 20])
+        let y = try x.conv2d(weight: g.constant(.random(shape: [16, 3, 3, 3], seed: 3, in: -0.5...0.5)))
+            .relu().maxPool2d(kernel: [2, 2], strides: [2, 2])
+        let program = try KernelProgram.build(g, outputs: [("y", y.id)], threads: 2)
+        let claiming = program.kernels.filter(\.claimsUnits)
+        #expect(claiming.count >= 1)
+        #expect(claiming.allSatisfy { ($0.scratch?.type.count ?? 0) >= 16 })
+        let model = try g.compile(outputs: ["y": y], options: CompileOptions(threads: 2))
+        let feeds = ["x": HostTensor.random(shape: [6, 3, 20, 20], seed: 4, in: -1...1)]
+        let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
+        for _ in 0..<3 { #expect(relativeError(try model.run(feeds)["y"]!, expected) <= 1e-5) }
+    }
+
     @Test(arguments: denseCases)
     func dense(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 
