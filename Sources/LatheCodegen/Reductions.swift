@@ -53,54 +53,57 @@ extension IRBuilder {
             if case .units = split, let thread { return forEachUnit(count: planes, thread: thread, threads: threads, body) }
             loop(from: int(0), to: int(planes), body)
         }
+        // Interior outputs, whose taps all fall inside the input, run whole vectors at a time
+        // (with a horizontal stride of 1 or 2, no horizontal dilation): rows [yFirst, yStop),
+        // columns [xFirst, xStop). The outputs that reach into the padding go one at a time.
+        let (stride, width) = (a.strides[1], vectorWidth)
+        let vectorizes = stride <= 2 && a.dilations[1] == 1 && width > 1
+        func interior(size: Int, outputs: Int, pad: Int, stride: Int, reach: Int) -> (first: Int, stop: Int) {
+            let last = size - 1 + pad - reach
+            return ((pad + stride - 1) / stride, last < 0 ? 0 : min(outputs, last / stride + 1))
+        }
+        let (yFirst, yStop) = interior(size: h, outputs: oh, pad: a.pads[0], stride: a.strides[0], reach: (a.kernel[0] - 1) * a.dilations[0])
+        let (xFirst, xStop) = interior(size: w, outputs: ow, pad: a.pads[1], stride: stride, reach: a.kernel[1] - 1)
+        /// Whether a vector of outputs ending before `end` reads inside the row (a stride-2 vector
+        /// reads one float past its last output's last tap, the odd lane after it).
+        func inside(_ end: Int) -> Bool { end <= xStop && stride * end - 1 + (stride - 1) + a.kernel[1] - 1 - a.pads[1] <= w - 1 }
+        var vectorEnd = xFirst
+        if vectorizes {
+            while inside(vectorEnd + width) { vectorEnd += width }
+        }
+        // The interior outputs left after the whole vectors: one more vector ending at the last
+        // of them, overlapping the one before (it writes the same values again: 13 outputs of
+        // a 26-wide row are 0..7, then 5..12). Its loads end at its last output's last tap.
+        let overlapped = vectorizes && vectorEnd < xStop && xStop - xFirst >= width
         planeLoop { plane in
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
-            loop(0, oh, unroll: false) { oy in
-                // Without padding and with a horizontal stride of 1 or 2, whole vectors of outputs
-                // at a time where their taps stay inside the row.
-                let stride = a.strides[1]
-                let width = vectorWidth
-                var vectorEnd = 0
-                let vectorFits = !padded && stride <= 2 && a.dilations[1] == 1 && width > 1
-                /// Whether a vector of outputs ending before `end` reads inside the row.
-                func inside(_ end: Int) -> Bool { end <= ow && stride * end - 1 + (stride - 1) + a.kernel[1] - 1 <= w - 1 }
-                if vectorFits {
-                    while inside(vectorEnd + width) { vectorEnd += width }
-                }
-                // The outputs left after the whole vectors: one more vector ending at the row's
-                // end, overlapping the last one (it writes the same values again: 13 outputs of a
-                // 26-wide row are 0..7, then 5..12). Its loads end at its last output's last tap,
-                // which an unpadded pool's row always holds; else one output at a time.
-                let overlapped = vectorFits && vectorEnd < ow && ow >= width
-                let starts = overlapped ? [int(ow - width)] : []
-                /// `atRowEnd`: the last vector of the row, whose stride-2 taps read the second
-                /// vector one float early, so as not to read past the last tap (the odd lane after it).
-                func vectorOutputs(_ ox: LLVMValue, atRowEnd: Bool = false) {
-                    let rowStart = iadd(inPlane, imul(ox, int(stride)))
-                    var acc = float(a.kind == .max ? -.infinity : 0, lanes: width)
-                    for ky in 0..<a.kernel[0] {
-                        let row = iadd(rowStart, imul(iadd(imul(oy, int(a.strides[0])), int(ky * a.dilations[0])), int(w)))
-                        for kx in 0..<a.kernel[1] {
-                            let at = iadd(row, int(kx))
-                            let value: LLVMValue
-                            if stride == 1 {
-                                value = load(input, at, lanes: width)
-                            } else if atRowEnd {
-                                let low = load(input, at, lanes: width), high = load(input, iadd(at, int(width - 1)), lanes: width)
-                                value = shuffle(low, with: high, (0..<width).map { $0 < width / 2 ? 2 * $0 : 2 * $0 + 1 })
-                            } else {
-                                value = evenLanes(load(input, at, lanes: width), load(input, iadd(at, int(width)), lanes: width))
-                            }
-                            acc = a.kind == .max ? maximum(value, acc) : add(acc, value)
+            /// `atRowEnd`: the last vector of the row, whose stride-2 taps read the second
+            /// vector one float early, so as not to read past the last tap.
+            func vectorOutputs(_ oy: LLVMValue, _ ox: LLVMValue, atRowEnd: Bool = false) {
+                let rowStart = iadd(inPlane, isub(imul(ox, int(stride)), int(a.pads[1])))
+                var acc = float(a.kind == .max ? -.infinity : 0, lanes: width)
+                for ky in 0..<a.kernel[0] {
+                    let row = iadd(rowStart, imul(iadd(imul(oy, int(a.strides[0])), int(ky * a.dilations[0] - a.pads[0])), int(w)))
+                    for kx in 0..<a.kernel[1] {
+                        let at = iadd(row, int(kx))
+                        let value: LLVMValue
+                        if stride == 1 {
+                            value = load(input, at, lanes: width)
+                        } else if atRowEnd {
+                            let low = load(input, at, lanes: width), high = load(input, iadd(at, int(width - 1)), lanes: width)
+                            value = shuffle(low, with: high, (0..<width).map { $0 < width / 2 ? 2 * $0 : 2 * $0 + 1 })
+                        } else {
+                            value = evenLanes(load(input, at, lanes: width), load(input, iadd(at, int(width)), lanes: width))
                         }
+                        acc = a.kind == .max ? maximum(value, acc) : add(acc, value)
                     }
-                    if a.kind == .average { acc = div(acc, float(Float(a.kernel[0] * a.kernel[1]), lanes: width)) }
-                    store(acc, output, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
                 }
-                loop(0, vectorEnd, step: width, unroll: false) { ox in vectorOutputs(ox) }
-                for start in starts { vectorOutputs(start, atRowEnd: true) }
-                loop(overlapped ? ow : vectorEnd, ow) { ox in
+                if a.kind == .average { acc = div(acc, float(Float(a.kernel[0] * a.kernel[1]), lanes: width)) }
+                store(acc, output, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
+            }
+            func scalarOutputs(_ oy: LLVMValue, from: Int, to: Int) {
+                loop(from, to) { ox in
                     let baseY = iadd(imul(oy, int(a.strides[0])), int(-a.pads[0]))
                     let baseX = iadd(imul(ox, int(a.strides[1])), int(-a.pads[1]))
                     var acc = float(a.kind == .max ? -.infinity : 0)
@@ -128,6 +131,17 @@ extension IRBuilder {
                     store(acc, output, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
                 }
             }
+            guard vectorizes, yFirst < yStop, vectorEnd > xFirst || overlapped else {
+                return loop(0, oh, unroll: false) { oy in scalarOutputs(oy, from: 0, to: ow) }
+            }
+            loop(0, yFirst, unroll: false) { oy in scalarOutputs(oy, from: 0, to: ow) }
+            loop(yFirst, yStop, unroll: false) { oy in
+                scalarOutputs(oy, from: 0, to: xFirst)
+                loop(xFirst, vectorEnd, step: width, unroll: false) { ox in vectorOutputs(oy, ox) }
+                if overlapped { vectorOutputs(oy, int(xStop - width), atRowEnd: true) }
+                scalarOutputs(oy, from: overlapped ? xStop : vectorEnd, to: ow)
+            }
+            loop(yStop, oh, unroll: false) { oy in scalarOutputs(oy, from: 0, to: ow) }
         }
     }
 

@@ -8,11 +8,16 @@ let poolCases: [OpCase] = [
     ([1, 5, 11, 10], .average, [3, 3], [2, 2], [1, 1, 1, 1], true),
     ([1, 4, 13, 13], .average, [2, 2], [2, 2], [0, 0, 0, 0], false),
     ([3, 2, 9, 5], .max, [3, 2], [2, 1], [1, 0, 1, 1], false),
-    // Unpadded with horizontal stride 1 or 2: vectors of outputs, then single ones.
+    // Horizontal stride 1 or 2: vectors of the outputs whose taps miss the padding, the others
+    // one at a time (rows wide enough for two 16-float vectors).
     ([1, 3, 27, 27], .max, [3, 3], [2, 2], [0, 0, 0, 0], false),
     ([2, 2, 9, 45], .average, [2, 3], [1, 2], [0, 0, 0, 0], false),
     ([1, 2, 6, 40], .max, [3, 3], [1, 1], [0, 0, 0, 0], false),
     ([1, 2, 8, 37], .average, [2, 4], [3, 1], [0, 0, 0, 0], false),
+    ([1, 3, 35, 75], .max, [3, 3], [2, 2], [1, 1, 1, 1], false),
+    ([1, 2, 21, 71], .average, [3, 3], [2, 2], [1, 1, 1, 1], true),
+    ([2, 2, 9, 43], .average, [3, 3], [1, 1], [1, 1, 1, 1], false),
+    ([1, 2, 10, 38], .max, [2, 3], [1, 2], [0, 2, 1, 1], false),
 ].map { shape, kind, kernel, strides, pads, include in
     OpCase("\(kind) pool \(shape) k\(kernel) s\(strides) p\(pads)\(include ? " include-pad" : "")", [Operand(shape: shape)]) { x in
         try x[0].apply(.pool2d(Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include)), [], .unknown)
