@@ -37,11 +37,16 @@ struct ConvGeometry {
     /// stays near `IRBuilder.unfoldTileBytes`, so the GEMM reads it from cache and the arena
     /// never holds a whole image's unfold (7 MB for ResNet-50's first convolution, twice the
     /// activations around it); but a tile spans at least 64 columns, so the GEMM keeps its
-    /// full register blocks when K is large and the image small.
+    /// full register blocks when K is large and the image small. The tiles are of equal height:
+    /// 28 rows in tiles of at most 9 are four of 7, not 9, 9, 9 and 1, which two threads would
+    /// share as 18 and 10 (and 14 rows two of 7, not 9 and 5).
     var tileRows: Int {
         let rowBytes = unfoldedRows * outW * 4
-        let rows = max(IRBuilder.unfoldTileBytes / max(rowBytes, 1), (64 + outW - 1) / max(outW, 1))
-        return min(outH, max(1, rows))
+        let fewest = (64 + outW - 1) / max(outW, 1)
+        let rows = min(outH, max(1, IRBuilder.unfoldTileBytes / max(rowBytes, 1), fewest))
+        let tiles = (outH + rows - 1) / rows
+        let equal = (outH + tiles - 1) / tiles
+        return equal >= min(fewest, rows) ? equal : rows
     }
     /// Tiles of output rows per image and group (one when the input is read in place).
     var tileCount: Int { needsUnfold ? (outH + tileRows - 1) / tileRows : 1 }
