@@ -9,9 +9,18 @@ import LatheIR
 public enum MachinePeak {
     private typealias Probe = @convention(c) (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?) -> Void
 
-    /// FLOP/s of `threads` threads running the probe together: the best of a few timings.
+    /// FLOP/s of `threads` threads running the probe together: the best of a few timings. On a
+    /// shared machine another process can hold one of the cores for longer than a timing; a
+    /// rate of several threads below 80% of theirs alone is timed again, up to 10 times.
     public static func measure(threads: Int) throws -> Double {
-        try rate(of: HostTarget.detect(), threads: threads, iterations: 40_000_000, repetitions: 5)
+        let target = HostTarget.detect()
+        var best = try rate(of: target, threads: threads, iterations: 40_000_000, repetitions: 5)
+        guard threads > 1 else { return best }
+        let alone = try cached(threads: 1) * Double(threads)
+        for _ in 0..<10 where best < 0.8 * alone {
+            best = max(best, try rate(of: target, threads: threads, iterations: 40_000_000, repetitions: 5))
+        }
+        return best
     }
 
     /// FLOP/s of the probe compiled for `target`'s vector width, the best of `repetitions`
