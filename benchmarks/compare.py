@@ -3,15 +3,17 @@
 the same thread count and the same machine, in one run.
 
 For each model it checks that Lathe's outputs match ONNX Runtime's (max |diff| / max |ort| at
-most 1e-4, on the same seeded input), then times each runtime: 3 warm-up runs, then at least
-10 runs and up to 200 or 10 s; median and min in ms. Lathe is timed by `lathe bench --json`
-(compile excluded, as for the peers, whose session creation is reported apart; Lathe's compile
-time is a cold one, without its machine-code cache). The table
+most 1e-4, on the same seeded input), then times the runtimes in 5 interleaved rounds: each
+round times Lathe, then ONNX Runtime, then OpenVINO, each for about 2 s (2 warm-up runs, then 3
+to 40 runs), so that a burst of other load on a shared machine falls on all of them alike. A
+runtime's median is the median of its 5 round medians, its min the least run; in ms. Lathe is
+timed by `lathe bench --json` (compile excluded, as for the peers, whose session creation is
+reported apart; Lathe's compile time is a cold one, without its machine-code cache). The table
 gives Lathe's median over each peer's: below 1 is faster.
 
     benchmarks/compare.py [--lathe .build/release/lathe] [--threads 2] [--only NAME ...] [--markdown FILE]
 
-Timings on a shared 2-core machine swing by about 20% from run to run; compare within a run.
+Timings on a shared 2-core machine swing by 20-60% from minute to minute; compare within a run.
 """
 import argparse, json, os, statistics, subprocess, sys, tempfile, time
 
@@ -26,18 +28,24 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 from zoo import models, relative, safe  # noqa: E402
 
 DEFAULT_MODELS = ["keras_cnn_b1", "keras_cnn_b64", "mlp_simple", "lstm_ts", "bert_layer", "squeezenet", "mobilenet_v2", "resnet50", "vgg19"]
-MIN_ITERS, MAX_ITERS, BUDGET = 10, 200, 10.0
+ROUNDS, ROUND_BUDGET, ROUND_MIN, ROUND_MAX = 5, 2.0, 3, 40
 
 
-def timed(fn):
-    for _ in range(3):
+def timed_round(fn):
+    """Median and min in ms of one round of runs of fn."""
+    for _ in range(2):
         fn()
-    times, end = [], time.perf_counter() + BUDGET
-    while len(times) < MIN_ITERS or (len(times) < MAX_ITERS and time.perf_counter() < end):
+    times, end = [], time.perf_counter() + ROUND_BUDGET
+    while len(times) < ROUND_MIN or (len(times) < ROUND_MAX and time.perf_counter() < end):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3, min(times) * 1e3
+
+
+def summary(rounds):
+    """A runtime's median of round medians and least run, from its rounds' (median, min)."""
+    return statistics.median(r[0] for r in rounds), min(r[1] for r in rounds)
 
 
 def feeds_for(session):
@@ -58,24 +66,22 @@ def lathe_outputs(lathe, path, feeds, names, threads, workdir, name):
     return [np.load(os.path.join(outdir, safe(n) + ".npy")) for n in names]
 
 
-def lathe_bench(lathe, path, threads):
-    probe = json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--iterations", "3", "--json"],
-                                      capture_output=True, text=True, check=True).stdout)
-    iterations = int(max(MIN_ITERS, min(MAX_ITERS, BUDGET * 1000 / max(probe["medianMs"], 1e-3))))
-    # --no-cache: the compile time reported is a cold one (the runs before filled the cache).
-    return json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--iterations", str(iterations), "--json", "--no-cache"],
-                                     capture_output=True, text=True, check=True).stdout)
+def lathe_bench(lathe, path, threads, iterations, cold=False):
+    # --no-cache: a cold compile, whose time is the one reported.
+    return json.loads(subprocess.run([lathe, "bench", path, "--threads", str(threads), "--warmup", "2", "--iterations", str(iterations), "--json"]
+                                     + (["--no-cache"] if cold else []), capture_output=True, text=True, check=True).stdout)
 
 
-def openvino_time(path, feeds, threads):
+def openvino_request(path, feeds, threads):
+    """A function that runs the model once under OpenVINO, or None where it is not installed."""
     try:
         import openvino as ov
     except ImportError:
         return None
     compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
-    values = list(feeds.values())
-    return timed(lambda: request.infer({i: v for i, v in enumerate(values)}))
+    values = {i: v for i, v in enumerate(feeds.values())}
+    return lambda: request.infer(values)
 
 
 def main():
@@ -104,13 +110,25 @@ def main():
             try:
                 got = lathe_outputs(a.lathe, path, feeds, [o.name for o in session.get_outputs()], a.threads, workdir, name)
                 error = max(relative(g, w) for g, w in zip(got, expected))
-                bench = lathe_bench(a.lathe, path, a.threads)
+                cold = lathe_bench(a.lathe, path, a.threads, 3, cold=True)
+                iterations = int(max(ROUND_MIN, min(ROUND_MAX, ROUND_BUDGET * 1000 / max(cold["medianMs"], 1e-3))))
+                openvino = openvino_request(path, feeds, a.threads)
+                lathe_rounds, ort_rounds, ov_rounds = [], [], []
+                for _ in range(ROUNDS):
+                    run = lathe_bench(a.lathe, path, a.threads, iterations)
+                    lathe_rounds.append((run["medianMs"], run["minMs"]))
+                    ort_rounds.append(timed_round(lambda: session.run(None, feeds)))
+                    if openvino:
+                        ov_rounds.append(timed_round(openvino))
             except Exception as e:  # a failure is reported on its line and the loop goes on
                 print(f"{name:14} Lathe FAILED: {e}", flush=True)
                 rows.append((name, None, None, None, None, None, None, None))
                 continue
-            ort_median, ort_min = timed(lambda: session.run(None, feeds))
-            ov = openvino_time(path, feeds, a.threads)
+            lathe_median, lathe_min = summary(lathe_rounds)
+            ort_median, ort_min = summary(ort_rounds)
+            ov = summary(ov_rounds) if ov_rounds else None
+            bench = {"medianMs": lathe_median, "minMs": lathe_min, "compileMs": cold["compileMs"],
+                     "peakFraction": cold["peakFraction"] * cold["medianMs"] / lathe_median}
             row = (name, bench["medianMs"], bench["minMs"], bench["compileMs"], ort_median, ort_min, ov[0] if ov else None, error)
             rows.append(row)
             ov_text = f", OpenVINO {ov[0]:8.3f} ms ({bench['medianMs'] / ov[0]:.2f}x)" if ov else ""
