@@ -26,7 +26,8 @@ public final class CompiledModel: @unchecked Sendable {
     /// The threads a run uses.
     public var threads: Int { pool.threads }
 
-    init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: [Float], target: HostTarget,
+    /// `weights`: the laid-out weights region (allocateRegion), which the model now owns.
+    init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: UnsafeMutableRawPointer, target: HostTarget,
          compileStages: [(stage: String, seconds: Double)], llvmIR: String?, threads: Int) {
         self.program = program
         pool = ThreadPool(threads: threads)
@@ -35,15 +36,15 @@ public final class CompiledModel: @unchecked Sendable {
         self.target = target
         self.compileStages = compileStages
         self.llvmIR = llvmIR
-        let alignment = 64
-        let weightsRegion = UnsafeMutableRawPointer.allocate(byteCount: max(program.weightsBytes, alignment), alignment: alignment)
-        weights.withUnsafeBytes { bytes in
-            if let source = bytes.baseAddress { weightsRegion.copyMemory(from: source, byteCount: bytes.count) }
-        }
-        self.weights = weightsRegion
-        arena = UnsafeMutableRawPointer.allocate(byteCount: max(program.arenaBytes, alignment), alignment: alignment)
+        self.weights = weights
+        arena = Self.allocateRegion(bytes: program.arenaBytes)
         inputTable = .allocate(capacity: max(program.inputs.count, 1))
         outputTable = .allocate(capacity: max(program.outputs.count, 1))
+    }
+
+    /// Memory for the weights or the arena, aligned for any vector load.
+    static func allocateRegion(bytes: Int) -> UnsafeMutableRawPointer {
+        .allocate(byteCount: max(bytes, 64), alignment: 64)
     }
 
     deinit {
