@@ -36,7 +36,7 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     /// A convolution's split: whole units when they divide evenly enough, else chunks of the
     /// output positions of a 1x1 convolution (`columns`, 0 for others), else chunks of its output
     /// channels in every unit. Chunks are whole register blocks of the target's GEMM (`blocking`):
-    /// aligned to the widest target's instead, 196 columns split as 128 + 68, not 112 + 84.
+    /// aligned to the widest target's instead, 196 columns would split as 128 + 68, not 112 + 84.
     static func plan(units: Int, rows: Int, columns: Int = 0, flops: Int, threads: Int, blocking: GemmBlocking) -> ThreadSplit {
         guard threads > 1, flops >= minimumFlops else { return .single }
         if units >= 2 * threads || units % threads == 0 { return .units(units) }
