@@ -12,10 +12,12 @@ enum ObjectCache {
     static let formatVersion = 1
 
     static func key(module: LLVMModuleRef, target: HostTarget) -> String {
-        let ir = takeMessage(LLVMPrintModuleToString(module))
         var hash = StableHash()
         hash.add("\(formatVersion) \(LLVM_VERSION_STRING) \(target.triple) \(target.cpuName) \(target.features)\n")
-        hash.add(ir)
+        // The module's bitcode: the same IR as its text, written several times faster.
+        let bitcode = LLVMWriteBitcodeToMemoryBuffer(module)!
+        defer { LLVMDisposeMemoryBuffer(bitcode) }
+        hash.add(UnsafeRawBufferPointer(start: LLVMGetBufferStart(bitcode), count: LLVMGetBufferSize(bitcode)))
         return hash.hex
     }
 
@@ -55,8 +57,10 @@ struct StableHash {
     private var a: UInt64 = 0xcbf2_9ce4_8422_2325
     private var b: UInt64 = 0x8422_2325_cbf2_9ce4
 
-    mutating func add(_ text: String) {
-        for byte in text.utf8 {
+    mutating func add(_ text: String) { add(text.utf8) }
+
+    mutating func add(_ bytes: some Sequence<UInt8>) {
+        for byte in bytes {
             a = (a ^ UInt64(byte)) &* 0x0000_0100_0000_01b3
             b = (b ^ UInt64(byte)) &* 0x0000_0100_0000_01b3 &+ 1
         }
