@@ -35,7 +35,7 @@ public enum WeightLayout: Hashable, Sendable {
     /// Writes the tensor's values in this layout to all of `out` (`floatCount` floats, padding
     /// included: the memory may be uninitialized).
     public func write(_ t: HostTensor, into out: UnsafeMutableBufferPointer<Float>) {
-        if self != .plain { out.update(repeating: 0) }   // the panels' padding
+        if hasPadding { out.update(repeating: 0) }
         switch self {
         case .plain:
             _ = out.update(fromContentsOf: t.scalars)
@@ -47,10 +47,20 @@ public enum WeightLayout: Hashable, Sendable {
                     for j in 0..<columns { out[(j / panel * depth + k) * panel + j % panel] = source[k * columns + j] }
                 }
             }
-        case let .winograd(tile, outChannels, inChannels, _):
-            guard case let .gemmPanels(groups, rows, depth, panel) = panels else { return }
-            let u = WinogradTransform.forTile(tile).transformFilters(t.scalars, outChannels: outChannels, inChannels: inChannels)
-            u.withUnsafeBufferPointer { Self.writePanels($0, groups: groups, rows: rows, depth: depth, panel: panel, into: out) }
+        case let .winograd(tile, outChannels, inChannels, panel):
+            t.scalars.withUnsafeBufferPointer {
+                WinogradTransform.forTile(tile).transformFilters($0, outChannels: outChannels, inChannels: inChannels, panel: panel, into: out)
+            }
+        }
+    }
+
+    /// Whether the layout has floats no weight fills: the last panel's rows or columns past the
+    /// matrix, which must be zero.
+    private var hasPadding: Bool {
+        switch self {
+        case .plain: return false
+        case let .gemmPanels(_, rows, _, panel), let .winograd(_, rows, _, panel): return rows % panel != 0
+        case let .gemmColumnPanels(_, columns, panel): return columns % panel != 0
         }
     }
 

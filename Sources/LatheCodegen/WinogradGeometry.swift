@@ -37,40 +37,42 @@ public struct WinogradTransform: Sendable {
 
     static func forTile(_ tile: Int) -> WinogradTransform { tile == f2x2.tile ? f2x2 : f4x4 }
 
-    /// U = G g Gᵀ for each output and input channel: weights [OC, IC, 3, 3] to α² matrices
-    /// [OC, IC], matrix ξ·α+ν holding element (ξ, ν) of each U.
-    func transformFilters(_ w: [Float], outChannels: Int, inChannels: Int) -> [Float] {
+    /// U = G g Gᵀ for each output and input channel, from weights [OC, IC, 3, 3], written straight
+    /// into the packed GEMM's A panels of each of the α² matrices [OC, IC] (matrix ξ·α+ν holds
+    /// element (ξ, ν) of each U; WeightLayout.gemmPanels with `panel` rows): no α²-times-larger
+    /// array in between (ResNet-50's 120 MB), and a filter's values written where the GEMM reads
+    /// them. Rows past OC are left as they are (the caller zeroes them).
+    func transformFilters(_ w: UnsafeBufferPointer<Float>, outChannels: Int, inChannels: Int, panel: Int,
+                          into out: UnsafeMutableBufferPointer<Float>) {
         let a = alpha
-        var out = [Float](repeating: 0, count: a * a * outChannels * inChannels)
-        // One filter's G g (α x 3), in a buffer reused for all: VGG19 has 2.2 million filters.
-        var left = [Double](repeating: 0, count: a * 3)
+        let matrixFloats = roundUp(outChannels, panel) * inChannels
+        // Gᵀ as three α-vectors and G's rows, in doubles: G g Gᵀ is rounded once, at the end.
         let g = filter.flatMap { $0 }   // α x 3, row-major
-        out.withUnsafeMutableBufferPointer { out in
-            w.withUnsafeBufferPointer { w in
-                g.withUnsafeBufferPointer { g in
-                    left.withUnsafeMutableBufferPointer { left in
-                        for o in 0..<outChannels {
-                            for c in 0..<inChannels {
-                                let base = (o * inChannels + c) * 9
-                                for i in 0..<a {
-                                    for j in 0..<3 {
-                                        left[i * 3 + j] = g[i * 3] * Double(w[base + j]) + g[i * 3 + 1] * Double(w[base + 3 + j])
-                                            + g[i * 3 + 2] * Double(w[base + 6 + j])
-                                    }
-                                }
-                                for i in 0..<a {
-                                    for j in 0..<a {
-                                        let u = left[i * 3] * g[j * 3] + left[i * 3 + 1] * g[j * 3 + 1] + left[i * 3 + 2] * g[j * 3 + 2]
-                                        out[((i * a + j) * outChannels + o) * inChannels + c] = Float(u)
-                                    }
-                                }
+        var left = [Double](repeating: 0, count: a * 3)   // one filter's G g (α x 3)
+        g.withUnsafeBufferPointer { g in
+            left.withUnsafeMutableBufferPointer { left in
+                for o in 0..<outChannels {
+                    let rowStart = o / panel * panel * inChannels + o % panel
+                    for c in 0..<inChannels {
+                        let base = (o * inChannels + c) * 9
+                        for i in 0..<a {
+                            let (g0, g1, g2) = (g[i * 3], g[i * 3 + 1], g[i * 3 + 2])
+                            for j in 0..<3 {
+                                left[i * 3 + j] = g0 * Double(w[base + j]) + g1 * Double(w[base + 3 + j]) + g2 * Double(w[base + 6 + j])
+                            }
+                        }
+                        var at = rowStart + c * panel
+                        for i in 0..<a {
+                            let (l0, l1, l2) = (left[i * 3], left[i * 3 + 1], left[i * 3 + 2])
+                            for j in 0..<a {
+                                out[at] = Float(l0 * g[j * 3] + l1 * g[j * 3 + 1] + l2 * g[j * 3 + 2])
+                                at += matrixFloats
                             }
                         }
                     }
                 }
             }
         }
-        return out
     }
 }
 
