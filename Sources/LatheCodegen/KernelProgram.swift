@@ -64,13 +64,17 @@ public enum WeightLayout: Hashable, Sendable {
         }
     }
 
+    /// Where element (row, 0) of a matrix of `depth` columns lands in its panels of `panel` rows,
+    /// each stored [depth][panel]: element (row, c) is `c * panel` floats further.
+    static func panelOffset(row: Int, depth: Int, panel: Int) -> Int { row / panel * panel * depth + row % panel }
+
     private static func writePanels(_ source: UnsafeBufferPointer<Float>, groups: Int, rows: Int, depth: Int, panel: Int,
                                     into out: UnsafeMutableBufferPointer<Float>) {
         let paddedRows = roundUp(rows, panel)
         for g in 0..<groups {
             for row in 0..<rows {
                 let from = (g * rows + row) * depth
-                let to = (g * paddedRows + row / panel * panel) * depth + row % panel
+                let to = g * paddedRows * depth + panelOffset(row: row, depth: depth, panel: panel)
                 for p in 0..<depth { out[to + p * panel] = source[from + p] }
             }
         }

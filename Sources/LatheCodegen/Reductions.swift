@@ -58,9 +58,10 @@ extension IRBuilder {
         // columns [xFirst, xStop). The outputs that reach into the padding go one at a time.
         let (stride, width) = (a.strides[1], vectorWidth)
         let vectorizes = stride <= 2 && a.dilations[1] == 1 && width > 1
+        /// From the first output whose first tap is inside the input to the last whose last is.
         func interior(size: Int, outputs: Int, pad: Int, stride: Int, reach: Int) -> (first: Int, stop: Int) {
-            let last = size - 1 + pad - reach
-            return ((pad + stride - 1) / stride, last < 0 ? 0 : min(outputs, last / stride + 1))
+            (ConvGeometry.validRange(count: outputs, size: size, stride: stride, pad: pad, tap: 0).lowerBound,
+             ConvGeometry.validRange(count: outputs, size: size, stride: stride, pad: pad, tap: reach).upperBound)
         }
         let (yFirst, yStop) = interior(size: h, outputs: oh, pad: a.pads[0], stride: a.strides[0], reach: (a.kernel[0] - 1) * a.dilations[0])
         let (xFirst, xStop) = interior(size: w, outputs: ow, pad: a.pads[1], stride: stride, reach: a.kernel[1] - 1)

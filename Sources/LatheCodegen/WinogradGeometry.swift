@@ -46,13 +46,13 @@ public struct WinogradTransform: Sendable {
                           into out: UnsafeMutableBufferPointer<Float>) {
         let a = alpha
         let matrixFloats = roundUp(outChannels, panel) * inChannels
-        // Gᵀ as three α-vectors and G's rows, in doubles: G g Gᵀ is rounded once, at the end.
+        // G in doubles: G g Gᵀ is rounded to a float once, at the end.
         let g = filter.flatMap { $0 }   // α x 3, row-major
         var left = [Double](repeating: 0, count: a * 3)   // one filter's G g (α x 3)
         g.withUnsafeBufferPointer { g in
             left.withUnsafeMutableBufferPointer { left in
                 for o in 0..<outChannels {
-                    let rowStart = o / panel * panel * inChannels + o % panel
+                    let rowStart = WeightLayout.panelOffset(row: o, depth: inChannels, panel: panel)
                     for c in 0..<inChannels {
                         let base = (o * inChannels + c) * 9
                         for i in 0..<a {
