@@ -31,7 +31,8 @@ struct KernelSignature: Hashable {
     }
 }
 
-/// Emits a whole kernel program as one LLVM module: a function per kernel and the entry point
+/// Emits a whole kernel program as LLVM modules, one per part, for optimizing and generating
+/// machine code on as many threads. Part 0 holds the entry point
 ///
 ///     void lathe_run(float* arena, float* weights, float** inputs, float** outputs,
 ///                    i64* ticks, i8* pool, parallel_fn parallel)
@@ -42,36 +43,44 @@ struct KernelSignature: Hashable {
 /// A kernel whose threads claim units has its counter zeroed first.
 /// When `ticks` is not null, the entry stores the cycle counter there before the first kernel
 /// and after each one (for `lathe bench --profile`).
+///
+/// Each distinct kernel goes to the part with the fewest IR instructions so far: instructions
+/// before optimization stand in for the time LLVM will take. A kernel outside part 0 is
+/// exported under its (unique) name and declared in part 0; the helpers kernels share (the GEMM
+/// micro-kernel, packing) are made again, internal, in every part that calls them.
 public enum ModuleEmitter {
     public static let entryName = "lathe_run"
 
-    public static func emit(_ program: KernelProgram, into module: LLVMModuleRef, context: LLVMContextRef, target: CodegenTarget) throws {
-        let b = IRBuilder(context: context, module: module, vectorWidth: target.vectorWidth)
-        let pointerArray = LLVMPointerType(b.floatPointer, 0)!
-        var taskParameters: [LLVMTypeRef?] = [pointerArray, b.i64]
-        let taskType = LLVMFunctionType(b.void, &taskParameters, 2, 0)!
-        let bytePointer = LLVMPointerType(LLVMInt8TypeInContext(context), 0)!
-        var parallelParameters: [LLVMTypeRef?] = [bytePointer, LLVMPointerType(taskType, 0), pointerArray, b.i64]
-        let parallelType = LLVMFunctionType(b.void, &parallelParameters, 4, 0)!
+    public static func emit(_ program: KernelProgram, into parts: [(module: LLVMModuleRef, context: LLVMContextRef)], target: CodegenTarget) throws {
+        precondition(!parts.isEmpty, "no module to emit into")
+        let builders = parts.map { IRBuilder(context: $0.context, module: $0.module, vectorWidth: target.vectorWidth) }
+        let types = builders.map(EntryTypes.init)
+        let b = builders[0]
+        let (pointerArray, parallelType) = (types[0].pointerArray, types[0].parallel)
 
         // A kernel's code depends only on what it computes, on its shapes and on its thread split
         // (buffers arrive as pointers), so kernels with one signature share one function:
         // ResNet-50's repeated blocks compile once.
         var bySignature: [KernelSignature: (kernel: LLVMValueRef, task: LLVMValueRef?)] = [:]
+        var instructions = [Int](repeating: 0, count: parts.count)
         let functions = try program.kernels.map { kernel -> (kernel: LLVMValueRef, task: LLVMValueRef?)? in
             if kernel.isNoOp { return nil }
             let signature = KernelSignature(kernel)
             if let shared = bySignature[signature] { return shared }
-            let function = try b.emitKernel(kernel)
-            let task = kernel.threads > 1 ? emitTask(calling: function, kernel: kernel, builder: b, type: taskType) : nil
-            bySignature[signature] = (function, task)
-            return (function, task)
+            let part = instructions.indices.min { instructions[$0] < instructions[$1] }!
+            let builder = builders[part]
+            let function = try builder.emitKernel(kernel)
+            let task = kernel.threads > 1 ? emitTask(calling: function, kernel: kernel, builder: builder, type: types[part].task) : nil
+            instructions[part] += instructionCount(function) + (task.map(instructionCount) ?? 0)
+            let inPartZero = part == 0 ? (function, task) : (declare(exporting: function, in: b), task.map { declare(exporting: $0, in: b) })
+            bySignature[signature] = inPartZero
+            return inPartZero
         }
 
         var parameters: [LLVMTypeRef?] = [b.floatPointer, b.floatPointer, pointerArray, pointerArray, LLVMPointerType(b.i64, 0),
-                                          bytePointer, LLVMPointerType(parallelType, 0)]
-        let entry = LLVMAddFunction(module, entryName, LLVMFunctionType(b.void, &parameters, 7, 0))!
-        LLVMPositionBuilderAtEnd(b.builder, LLVMAppendBasicBlockInContext(context, entry, "entry"))
+                                          types[0].bytePointer, LLVMPointerType(parallelType, 0)]
+        let entry = LLVMAddFunction(b.module, entryName, LLVMFunctionType(b.void, &parameters, 7, 0))!
+        LLVMPositionBuilderAtEnd(b.builder, LLVMAppendBasicBlockInContext(b.context, entry, "entry"))
         let (arena, weights, inputs, outputs) = (LLVMGetParam(entry, 0)!, LLVMGetParam(entry, 1)!, LLVMGetParam(entry, 2)!, LLVMGetParam(entry, 3)!)
         let (ticks, pool, parallel) = (LLVMGetParam(entry, 4)!, LLVMGetParam(entry, 5)!, LLVMGetParam(entry, 6)!)
 
@@ -140,5 +149,46 @@ public enum ModuleEmitter {
         b.endFunction()
         if let saved { LLVMPositionBuilderAtEnd(b.builder, saved) }
         return function
+    }
+
+    /// Makes `function` (of another part) visible to the linker and declares it in `b`'s module.
+    private static func declare(exporting function: LLVMValueRef, in b: IRBuilder) -> LLVMValueRef {
+        LLVMSetLinkage(function, LLVMExternalLinkage)
+        let type = LLVMGlobalGetValueType(function)!
+        var parameters = [LLVMTypeRef?](repeating: nil, count: Int(LLVMCountParamTypes(type)))
+        LLVMGetParamTypes(type, &parameters)
+        // The same parameters rebuilt in the other part's context: pointers and i64s only.
+        var local = parameters.map { LLVMGetTypeKind($0) == LLVMPointerTypeKind ? LLVMPointerType(b.f32, 0) : b.i64 }
+        var length = 0
+        let name = String(cString: LLVMGetValueName2(function, &length))
+        return LLVMAddFunction(b.module, name, LLVMFunctionType(b.void, &local, UInt32(local.count), 0))!
+    }
+
+    private static func instructionCount(_ function: LLVMValueRef) -> Int {
+        var count = 0
+        var block = LLVMGetFirstBasicBlock(function)
+        while let current = block {
+            var instruction = LLVMGetFirstInstruction(current)
+            while let i = instruction { count += 1; instruction = LLVMGetNextInstruction(i) }
+            block = LLVMGetNextBasicBlock(current)
+        }
+        return count
+    }
+}
+
+/// The function types of the entry point's calling convention, in one part's context.
+private struct EntryTypes {
+    let pointerArray: LLVMTypeRef
+    let bytePointer: LLVMTypeRef
+    let task: LLVMTypeRef
+    let parallel: LLVMTypeRef
+
+    init(_ b: IRBuilder) {
+        pointerArray = LLVMPointerType(b.floatPointer, 0)!
+        var taskParameters: [LLVMTypeRef?] = [pointerArray, b.i64]
+        task = LLVMFunctionType(b.void, &taskParameters, 2, 0)!
+        bytePointer = LLVMPointerType(LLVMInt8TypeInContext(b.context), 0)!
+        var parallelParameters: [LLVMTypeRef?] = [bytePointer, LLVMPointerType(task, 0), pointerArray, b.i64]
+        parallel = LLVMFunctionType(b.void, &parallelParameters, 4, 0)!
     }
 }

@@ -8,7 +8,7 @@ import LatheIR
 public final class CompiledModel: @unchecked Sendable {
     public let program: KernelProgram
     public let target: HostTarget
-    /// Wall time of each compile stage: passes and planning, LLVM IR, LLVM optimization, machine code or cache hit, JIT link, weights (laid out alongside).
+    /// Wall time of each compile stage: passes and planning, LLVM IR, LLVM optimization and machine code (or cache hit), JIT link, weights (laid out alongside).
     public let compileStages: [(stage: String, seconds: Double)]
     /// Wall time of the whole compile.
     public var compileSeconds: Double { compileStages.reduce(0) { $0 + $1.seconds } }

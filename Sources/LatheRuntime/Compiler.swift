@@ -19,12 +19,17 @@ public struct CompileOptions: Sendable {
     public var cache: Bool = true
     /// Where the cache lives; by default $XDG_CACHE_HOME/lathe/kernels or ~/.cache/lathe/kernels.
     public var cacheDirectory: URL? = nil
-    public init(keepLLVMIR: Bool = false, optimize: Bool = true, threads: Int = 1, cache: Bool = true, cacheDirectory: URL? = nil) {
+    /// Threads LLVM optimizes and generates code on, each for its own share of the kernels
+    /// (ModuleParts); by default one a core. With `keepLLVMIR`, one.
+    public var compileThreads: Int? = nil
+    public init(keepLLVMIR: Bool = false, optimize: Bool = true, threads: Int = 1, cache: Bool = true, cacheDirectory: URL? = nil,
+                compileThreads: Int? = nil) {
         self.keepLLVMIR = keepLLVMIR
         self.optimize = optimize
         self.threads = max(threads, 1)
         self.cache = cache
         self.cacheDirectory = cacheDirectory
+        self.compileThreads = compileThreads.map { max($0, 1) }
     }
 }
 
@@ -42,76 +47,31 @@ public enum Compiler {
         // On a thrown error or a retry, the region is freed once the job is done with it.
         defer { if !weightsHandedOver { weightsJob.wait().deallocate() } }
 
-        let threadSafeContext = LLVMOrcCreateNewThreadSafeContext()!
-        // Ownership of the context is shared with the module handed to the JIT (LLVM-NOTES pitfall 2).
-        defer { LLVMOrcDisposeThreadSafeContext(threadSafeContext) }
-        let context = LLVMOrcThreadSafeContextGetContext(threadSafeContext)!
-        let module = LLVMModuleCreateWithNameInContext("lathe", context)!
-        var llvmIR: String?
-        var object: Data?
-        var fromCache = false
-        var cacheKey: String?
-        do {
-            let machine = try target.makeTargetMachine()
-            defer { LLVMDisposeTargetMachine(machine) }
-            let layout = LLVMCreateTargetDataLayout(machine)
-            LLVMSetModuleDataLayout(module, layout)
-            LLVMDisposeTargetData(layout)
-            LLVMSetTarget(module, target.triple)
-            try ModuleEmitter.emit(program, into: module, context: context, target: CodegenTarget(vectorWidth: target.vectorWidth))
-            try verify(module, "emitted")
-            stages.lap("LLVM IR")
-            let key = options.cache && !options.keepLLVMIR ? ObjectCache.key(module: module, target: target) : nil
-            cacheKey = key
-            if let key, let cached = ObjectCache.load(key, directory: options.cacheDirectory) {
-                object = cached
-                fromCache = true
-                stages.lap("cache hit")
-            } else {
-                let passOptions = LLVMCreatePassBuilderOptions()
-                defer { LLVMDisposePassBuilderOptions(passOptions) }
-                try check(LLVMRunPasses(module, "default<O2>", machine, passOptions), "optimizing")
-                stages.lap("LLVM optimization")
-                if options.keepLLVMIR { llvmIR = takeMessage(LLVMPrintModuleToString(module)) }
-                if let key {
-                    object = try ObjectCache.emitObject(module, machine: machine)
-                    ObjectCache.store(object!, key: key, directory: options.cacheDirectory)
-                    stages.lap("machine code")
-                }
-            }
-        } catch {
-            LLVMDisposeModule(module)
-            throw error
-        }
+        // A part a compile thread (the weights job shares the cores), none empty.
+        let compileThreads = options.compileThreads ?? ProcessInfo.processInfo.activeProcessorCount
+        let partCount = options.keepLLVMIR ? 1 : max(1, min(compileThreads, program.kernels.count))
+        let modules = try ModuleParts(count: partCount, target: target)
+        try ModuleEmitter.emit(program, into: modules.parts, target: CodegenTarget(vectorWidth: target.vectorWidth))
+        stages.lap("LLVM IR")
+        let objects = try modules.objects(target: target, cache: options.cache && !options.keepLLVMIR, cacheDirectory: options.cacheDirectory,
+                                          keepLLVMIR: options.keepLLVMIR)
+        stages.lap(objects.cached.allSatisfy { $0 } ? "cache hit" : "LLVM optimization and machine code")
         let jit: JITSession
         let entry: EntryFunction
-        if let object {
-            LLVMDisposeModule(module)
-            do {
-                jit = try JITSession(object: object, target: target)
-                entry = try jit.lookup(ModuleEmitter.entryName)
-            } catch where fromCache {
-                // A damaged cache entry: drop it and compile afresh.
-                ObjectCache.remove(cacheKey!, directory: options.cacheDirectory)
-                return try compile(graph, outputs: outputs, options: options)
-            }
-        } else {
-            jit = try JITSession(module: module, context: threadSafeContext, target: target)
+        do {
+            jit = try JITSession(objects: objects.code, target: target)
             entry = try jit.lookup(ModuleEmitter.entryName)
+        } catch where objects.cached.contains(true) {
+            // A damaged cache entry: drop the cached parts and compile afresh.
+            for (key, cached) in zip(objects.keys, objects.cached) where cached { ObjectCache.remove(key!, directory: options.cacheDirectory) }
+            return try compile(graph, outputs: outputs, options: options)
         }
         stages.lap("JIT link")
         let weights = weightsJob.wait()
         weightsHandedOver = true
         stages.lap("weights")
         return CompiledModel(program: program, jit: jit, entry: entry, weights: weights, target: target,
-                             compileStages: stages.laps, llvmIR: llvmIR, threads: options.threads)
-    }
-
-    private static func verify(_ module: LLVMModuleRef, _ stage: String) throws {
-        var message: UnsafeMutablePointer<CChar>?
-        let failed = LLVMVerifyModule(module, LLVMReturnStatusAction, &message) != 0
-        let text = takeMessage(message)
-        if failed { throw LatheError.backend("the \(stage) module is invalid: \(text)") }
+                             compileStages: stages.laps, llvmIR: objects.llvmIR, threads: options.threads)
     }
 }
 

@@ -25,13 +25,15 @@ final class JITSession: @unchecked Sendable {
         try check(LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit), threadSafeModule), "adding the module")
     }
 
-    /// Links an object file made earlier for this machine (ObjectCache).
-    convenience init(object: Data, target: HostTarget) throws {
+    /// Links object files made for this machine (ModuleParts, ObjectCache); they call each other.
+    convenience init(objects: [Data], target: HostTarget) throws {
         try self.init(target: target)
-        let buffer = object.withUnsafeBytes { bytes in
-            LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count, "lathe.o")
+        for (index, object) in objects.enumerated() {
+            let buffer = object.withUnsafeBytes { bytes in
+                LLVMCreateMemoryBufferWithMemoryRangeCopy(bytes.baseAddress!.assumingMemoryBound(to: CChar.self), bytes.count, "lathe\(index).o")
+            }
+            try check(LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), buffer), "adding object \(index)")
         }
-        try check(LLVMOrcLLJITAddObjectFile(jit, LLVMOrcLLJITGetMainJITDylib(jit), buffer), "adding the cached object")
     }
 
     private init(target: HostTarget) throws {

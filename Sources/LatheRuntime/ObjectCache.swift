@@ -2,11 +2,12 @@ import CLLVM
 import Foundation
 import LatheIR
 
-/// Machine code kept between runs of the program: the object file of each compiled model, under
-/// the user's cache directory (kernels/, beside the measured peak), keyed by a hash of the
-/// unoptimized LLVM IR (which holds every kernel's ops, shapes and thread split), the CPU, its
-/// features and the LLVM version. A second compile of the same model on the same machine skips
-/// optimization and code generation and loads the object. A corrupt or unreadable entry is a miss.
+/// Machine code kept between runs of the program: the object file of each part of a compiled
+/// model (ModuleParts), under the user's cache directory (kernels/, beside the measured peak),
+/// keyed by a hash of the part's unoptimized LLVM IR (which holds its kernels' ops, shapes and
+/// thread split), the CPU, its features and the LLVM version. A second compile of the same model
+/// on the same machine skips optimization and code generation and loads the objects. A corrupt or
+/// unreadable entry is a miss.
 enum ObjectCache {
     /// Bumped when the code generator changes what the same IR means.
     static let formatVersion = 1
