@@ -52,10 +52,9 @@ public enum ModuleEmitter {
     public static let entryName = "lathe_run"
 
     public static func emit(_ program: KernelProgram, into parts: [(module: LLVMModuleRef, context: LLVMContextRef)], target: CodegenTarget) throws {
-        precondition(!parts.isEmpty, "no module to emit into")
         let builders = parts.map { IRBuilder(context: $0.context, module: $0.module, vectorWidth: target.vectorWidth) }
+        guard let b = builders.first else { throw LatheError.backend("no module to emit the kernels into") }
         let types = builders.map(EntryTypes.init)
-        let b = builders[0]
         let (pointerArray, parallelType) = (types[0].pointerArray, types[0].parallel)
 
         // A kernel's code depends only on what it computes, on its shapes and on its thread split
