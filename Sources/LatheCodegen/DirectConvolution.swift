@@ -26,16 +26,19 @@ extension IRBuilder {
                 copyPadded(g, from: pointer(input, imul(iadd(firstPlane, c), int(g.inputPlane))), to: pointer(planes, imul(c, int(g.paddedPlaneFloats))),
                            temp: pointer(planes, int(g.groupChannels * g.paddedPlaneFloats)))
             }
-            func channels(_ first: LLVMValue, count: Int) {
-                let o = iadd(imul(group, int(perGroup)), first)
-                let planeOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
-                loop(from: firstRow, to: iadd(firstRow, rows)) { oy in
+            // Each output row for every block of channels in turn, while the input rows it reads
+            // stay in L1 (SqueezeNet's first layer: 700 KB of padded input, streamed again for
+            // each block of channels when the blocks were the outer loop).
+            loop(from: firstRow, to: iadd(firstRow, rows)) { oy in
+                func channels(_ first: LLVMValue, count: Int) {
+                    let o = iadd(imul(group, int(perGroup)), first)
+                    let planeOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
                     directRow(g, planes: planes, oy: oy, weights: weights, firstChannel: o, count: count, bias: bias, output: output,
                               at: iadd(planeOutput, imul(oy, int(g.outW))), epilogue: epilogue)
                 }
+                loop(from: int(0), to: int(perGroup / block * block), step: block) { first in channels(first, count: block) }
+                if perGroup % block > 0 { channels(int(perGroup / block * block), count: perGroup % block) }
             }
-            loop(from: int(0), to: int(perGroup / block * block), step: block) { first in channels(first, count: block) }
-            if perGroup % block > 0 { channels(int(perGroup / block * block), count: perGroup % block) }
         }
         switch split {
         case let .rows(total, chunk):
@@ -96,27 +99,43 @@ extension IRBuilder {
                 let b = load(bias, iadd(firstChannel, int(r)))
                 return lanes == 1 ? b : splat(b, lanes: lanes)
             }
-            var sums = (0..<count).map { r in (0..<vectors).map { _ in initial[r] } }
-            for c in 0..<g.groupChannels {
-                for ky in 0..<g.kernelH {
-                    let row = pointer(planes, iadd(int(c * g.paddedPlaneFloats), imul(iadd(imul(oy, int(sy)), int(ky * dy)), int(sx * g.phaseLength))))
-                    for kx in 0..<g.kernelW {
-                        // Column (ox + i) * sx + kx * dx is in phase (kx * dx) % sx, at ox + i + (kx * dx) / sx.
-                        let phaseStart = (kx * dx) % sx * g.phaseLength + (kx * dx) / sx
-                        let x = (0..<vectors).map { v in load(row, iadd(ox, int(v * lanes + phaseStart)), lanes: lanes) }
-                        for r in 0..<count {
-                            let tap = (c * g.kernelH + ky) * g.kernelW + kx
-                            let w = load(weights, iadd(imul(iadd(firstChannel, int(r)), int(g.groupChannels * window)), int(tap)))
-                            let wide = lanes == 1 ? w : splat(w, lanes: lanes)
-                            for v in 0..<vectors { sums[r][v] = fma(wide, x[v], sums[r][v]) }
-                        }
+            let type = floatType(lanes: lanes)
+            let sums = (0..<count).map { r in (0..<vectors).map { _ in variable(initial[r]) } }
+            // With every tap unrolled, LLVM keeps each tap's weights in a register through the
+            // loop over the outputs: right for a depthwise layer's 9, but with more weights than
+            // free registers it spilled the accumulators (SqueezeNet's first layer, 6 x 27, ran at
+            // a third of the FMA rate). Then the window's rows (of every input channel) run in a
+            // loop, their columns unrolled.
+            let registers = vectorWidth >= 16 ? 32 : 16
+            let windowRows = g.groupChannels * g.kernelH
+            func rows(_ body: (LLVMValue) -> Void) {
+                if count * windowRows * g.kernelW <= registers - (count + 1) * vectors - 1 {
+                    for cy in 0..<windowRows { body(int(cy)) }
+                } else {
+                    loop(0, windowRows, unroll: false, body)
+                }
+            }
+            rows { cy in
+                let c = LLVMBuildUDiv(builder, cy, int(g.kernelH), "")!
+                let ky = LLVMBuildURem(builder, cy, int(g.kernelH), "")!
+                let row = pointer(planes, iadd(imul(c, int(g.paddedPlaneFloats)),
+                                               imul(iadd(imul(oy, int(sy)), imul(ky, int(dy))), int(sx * g.phaseLength))))
+                for kx in 0..<g.kernelW {
+                    // Column (ox + i) * sx + kx * dx is in phase (kx * dx) % sx, at ox + i + (kx * dx) / sx.
+                    let phaseStart = (kx * dx) % sx * g.phaseLength + (kx * dx) / sx
+                    let x = (0..<vectors).map { v in load(row, iadd(ox, int(v * lanes + phaseStart)), lanes: lanes) }
+                    let tap = iadd(imul(cy, int(g.kernelW)), int(kx))
+                    for r in 0..<count {
+                        let w = load(weights, iadd(imul(iadd(firstChannel, int(r)), int(g.groupChannels * window)), tap))
+                        let wide = lanes == 1 ? w : splat(w, lanes: lanes)
+                        for v in 0..<vectors { write(fma(wide, x[v], read(sums[r][v], type: type)), sums[r][v]) }
                     }
                 }
             }
             for r in 0..<count {
                 for v in 0..<vectors {
                     let index = iadd(iadd(rowOutput, imul(int(r), int(g.outputPlane))), iadd(ox, int(v * lanes)))
-                    var value = sums[r][v]
+                    var value = read(sums[r][v], type: type)
                     // A convolution's epilogue operands are laid out like its result.
                     if let epilogue {
                         value = emit(epilogue.formula, [value] + epilogue.extras.map { extra in
