@@ -48,18 +48,20 @@ final class ModuleParts {
         let cached = code.map { $0 != nil }
         var irTexts = [String](repeating: "", count: modules.count)
         var failures = [Error?](repeating: nil, count: modules.count)
-        let machines = try modules.map { _ in try target.makeTargetMachine() }
-        defer { machines.forEach(LLVMDisposeTargetMachine) }
         let missing = code.indices.filter { code[$0] == nil }
+        // A target machine a thread: they are not shared between threads.
+        var machines: [LLVMTargetMachineRef] = []
+        defer { machines.forEach(LLVMDisposeTargetMachine) }
+        for _ in missing { machines.append(try target.makeTargetMachine()) }
         let lock = NSLock()
         DispatchQueue.concurrentPerform(iterations: missing.count) { m in
             let part = missing[m]
             do {
                 let passOptions = LLVMCreatePassBuilderOptions()
                 defer { LLVMDisposePassBuilderOptions(passOptions) }
-                try check(LLVMRunPasses(modules[part], "default<O2>", machines[part], passOptions), "optimizing")
+                try check(LLVMRunPasses(modules[part], "default<O2>", machines[m], passOptions), "optimizing")
                 let ir = keepLLVMIR ? takeMessage(LLVMPrintModuleToString(modules[part])) : ""
-                let object = try ObjectCache.emitObject(modules[part]!, machine: machines[part])
+                let object = try ObjectCache.emitObject(modules[part]!, machine: machines[m])
                 if let key = keys[part] { ObjectCache.store(object, key: key, directory: cacheDirectory) }
                 lock.withLock { code[part] = object; irTexts[part] = ir }
             } catch {
