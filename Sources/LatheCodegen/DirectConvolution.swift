@@ -108,14 +108,14 @@ extension IRBuilder {
             // loop, their columns unrolled.
             let registers = vectorWidth >= 16 ? 32 : 16
             let windowRows = g.groupChannels * g.kernelH
-            func rows(_ body: (LLVMValue) -> Void) {
+            func forEachWindowRow(_ body: (LLVMValue) -> Void) {
                 if count * windowRows * g.kernelW <= registers - (count + 1) * vectors - 1 {
                     for cy in 0..<windowRows { body(int(cy)) }
                 } else {
                     loop(0, windowRows, unroll: false, body)
                 }
             }
-            rows { cy in
+            forEachWindowRow { cy in
                 let c = LLVMBuildUDiv(builder, cy, int(g.kernelH), "")!
                 let ky = LLVMBuildURem(builder, cy, int(g.kernelH), "")!
                 let row = pointer(planes, iadd(imul(c, int(g.paddedPlaneFloats)),

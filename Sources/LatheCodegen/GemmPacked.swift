@@ -107,19 +107,19 @@ extension IRBuilder {
                     let mcHere = imin(int(GemmBlocking.mc), isub(m, ic))
                     if !prepackedA { packA(a, into: packedA, rowStart: ic, rows: mcHere, m: m, columnStart: pc, depth: depth, panel: mr) }
                     loop(from: int(0), to: ncHere, step: GemmBlocking.nb) { jb in
-                      let nbEnd = imin(iadd(jb, int(GemmBlocking.nb)), ncHere)
-                      loop(from: int(0), to: mcHere, step: mr) { ir in
-                        loop(from: jb, to: nbEnd, step: nr) { jr in
+                        let nbEnd = imin(iadd(jb, int(GemmBlocking.nb)), ncHere)
+                        loop(from: int(0), to: mcHere, step: mr) { ir in
                             let aPanel = prepackedA ? pointer(a.base, iadd(a.offset, iadd(imul(iadd(ic, ir), int(k)), imul(pc, int(mr)))))
                                                     : pointer(packedA, imul(ir, depth))
-                            let bPanel = prepackedB
-                                ? pointer(b.base, imul(iadd(imul(LLVMBuildUDiv(builder, iadd(b.offset, iadd(jc, jr)), int(nr), "")!, int(k)), pc), int(nr)))
-                                : pointer(packedB, imul(jr, depth))
-                            microKernel(blocking, depth: depth, a: aPanel, b: bPanel,
-                                        row: iadd(ic, ir), column: iadd(jc, jr), rows: imin(int(mr), isub(mcHere, ir)), columns: imin(int(nr), isub(ncHere, jr)),
-                                        c: c, accumulate: accumulate, finish: finish, bias: bias, epilogue: epilogue)
+                            loop(from: jb, to: nbEnd, step: nr) { jr in
+                                let bPanel = prepackedB
+                                    ? pointer(b.base, imul(iadd(imul(LLVMBuildUDiv(builder, iadd(b.offset, iadd(jc, jr)), int(nr), "")!, int(k)), pc), int(nr)))
+                                    : pointer(packedB, imul(jr, depth))
+                                microKernel(blocking, depth: depth, a: aPanel, b: bPanel,
+                                            row: iadd(ic, ir), column: iadd(jc, jr), rows: imin(int(mr), isub(mcHere, ir)), columns: imin(int(nr), isub(ncHere, jr)),
+                                            c: c, accumulate: accumulate, finish: finish, bias: bias, epilogue: epilogue)
+                            }
                         }
-                      }
                     }
                 }
             }

@@ -157,7 +157,7 @@ public enum ModuleEmitter {
         var parameters = [LLVMTypeRef?](repeating: nil, count: Int(LLVMCountParamTypes(type)))
         LLVMGetParamTypes(type, &parameters)
         // The same parameters rebuilt in the other part's context: pointers and i64s only.
-        var local = parameters.map { LLVMGetTypeKind($0) == LLVMPointerTypeKind ? LLVMPointerType(b.f32, 0) : b.i64 }
+        var local: [LLVMTypeRef?] = parameters.map { LLVMGetTypeKind($0) == LLVMPointerTypeKind ? b.floatPointer : b.i64 }
         var length = 0
         let name = String(cString: LLVMGetValueName2(function, &length))
         return LLVMAddFunction(b.module, name, LLVMFunctionType(b.void, &local, UInt32(local.count), 0))!
