@@ -156,11 +156,13 @@ extension IRBuilder {
         }
         switch split {
         case let .rows(total, chunk):
-            loop(from: int(0), to: int(g.units)) { u in
-                if packs {
-                    forThreadShare(total: total, chunk: chunk, thread: thread) { start, count in unit(u, channel: start, count: count, fixedCount: nil) }
-                } else {
-                    forThreadChunk(total: total, chunk: chunk, thread: thread) { start, count in unit(u, channel: start, count: int(count), fixedCount: count) }
+            if packs {
+                forThreadShare(total: total, chunk: chunk, thread: thread, outer: g.units) { u, start, count in
+                    unit(u, channel: start, count: count, fixedCount: nil)
+                }
+            } else {
+                forThreadChunk(total: total, chunk: chunk, thread: thread, outer: g.units) { u, start, count in
+                    unit(u, channel: start, count: int(count), fixedCount: count)
                 }
             }
         case .units:
@@ -169,11 +171,8 @@ extension IRBuilder {
             }
         case let .columns(total, chunk) where packs && !g.needsUnfold:
             // A 1x1 convolution's output positions: each thread packs only its own columns of B.
-            // (Claimed in runs as threads come, they measured slower: each run reads all of A.)
-            loop(from: int(0), to: int(g.units)) { u in
-                forThreadShare(total: total, chunk: chunk, thread: thread) { start, count in
-                    unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels, columns: (start, count))
-                }
+            forThreadShare(total: total, chunk: chunk, thread: thread, outer: g.units) { u, start, count in
+                unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels, columns: (start, count))
             }
         case .single, .columns:
             // Columns are split only where the GEMM packs a 1x1 convolution's input (Threading.swift).

@@ -144,7 +144,7 @@ extension IRBuilder {
         case .dense:
             let (m, k, n) = (shapes[0][0], shapes[0][1], shapes[1][1])
             let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1, weightLayout: weightLayout)
-            matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue) { rowStart, rows, columnStart, columns, epilogue in
+            matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue) { _, rowStart, rows, columnStart, columns, epilogue in
                 gemm(m: rows, n: columns, k: k, a: MatrixView(base: x[0], offset: imul(rowStart, int(k)), rowStride: k),
                      b: MatrixView(base: x[1], offset: columnStart, rowStride: n),
                      c: MatrixView(base: out, offset: iadd(imul(rowStart, int(n)), columnStart), rowStride: n),
@@ -175,23 +175,25 @@ extension IRBuilder {
         }
     }
 
-    /// Calls `body(rowStart, rows, columnStart, columns, epilogue)` with this thread's block of an
-    /// m x n product: all of it, or its chunk of rows or columns. Per-column epilogue operands
-    /// are shifted with the columns.
-    private func matrixShare(m: Int, n: Int, split: ThreadSplit, thread: LLVMValue, epilogue: GemmEpilogue?,
-                             _ body: (LLVMValue, Int, LLVMValue, Int, GemmEpilogue?) -> Void) {
+    /// Calls `body(product, rowStart, rows, columnStart, columns, epilogue)` with this thread's
+    /// blocks of each of `outer` m x n products (a batched matmul's): all of one, or its chunks
+    /// of rows or columns. Per-column epilogue operands are shifted with the columns.
+    private func matrixShare(m: Int, n: Int, split: ThreadSplit, thread: LLVMValue, epilogue: GemmEpilogue?, outer: Int = 1,
+                             _ body: (LLVMValue, LLVMValue, Int, LLVMValue, Int, GemmEpilogue?) -> Void) {
         switch split {
         case let .rows(total, chunk):
-            forThreadChunk(total: total, chunk: chunk, thread: thread) { start, rows in body(start, rows, int(0), n, epilogue) }
+            forThreadChunk(total: total, chunk: chunk, thread: thread, outer: outer) { o, start, rows in
+                body(o, start, rows, int(0), n, epilogue)
+            }
         case let .columns(total, chunk):
-            forThreadChunk(total: total, chunk: chunk, thread: thread) { start, columns in
+            forThreadChunk(total: total, chunk: chunk, thread: thread, outer: outer) { o, start, columns in
                 let shifted = epilogue.map { e in
                     GemmEpilogue(formula: e.formula, extras: e.extras.map { ($0.perColumn ? pointer($0.base, start) : $0.base, $0.perColumn) })
                 }
-                body(int(0), m, start, columns, shifted)
+                body(o, int(0), m, start, columns, shifted)
             }
         case .single, .units:
-            body(int(0), m, int(0), n, epilogue)
+            loop(from: int(0), to: int(outer)) { o in body(o, int(0), m, int(0), n, epilogue) }
         }
     }
 
@@ -217,19 +219,21 @@ extension IRBuilder {
             }
             return result
         }
-        func product(_ o: [LLVMValue], _ split: ThreadSplit) {
-            matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue) { rowStart, rows, columnStart, columns, epilogue in
+        let count = batch.reduce(1, *)
+        /// The products of batch indices first..<first + batches, or this thread's share of each.
+        func products(_ split: ThreadSplit, first: LLVMValue, batches: Int) {
+            matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue, outer: batches) { j, rowStart, rows, columnStart, columns, epilogue in
+                let o = offsets(iadd(first, j))
                 gemm(m: rows, n: columns, k: k, a: MatrixView(base: a, offset: iadd(o[1], imul(rowStart, int(k))), rowStride: k),
                      b: MatrixView(base: b, offset: iadd(o[2], columnStart), rowStride: n),
                      c: MatrixView(base: out, offset: iadd(o[0], iadd(imul(rowStart, int(n)), columnStart)), rowStride: n),
                      bias: .none, epilogue: epilogue, packing: packing, prepackedB: prepackedB)
             }
         }
-        let count = batch.reduce(1, *)
         if case .units = split {
-            forEachUnit(count: count, thread: thread, threads: threads) { u in product(offsets(u), .single) }
+            forEachUnit(count: count, thread: thread, threads: threads) { u in products(.single, first: u, batches: 1) }
         } else {
-            loop(from: int(0), to: int(count)) { u in product(offsets(u), split) }
+            products(split, first: int(0), batches: count)
         }
     }
 }

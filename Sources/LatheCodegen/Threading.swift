@@ -1,11 +1,12 @@
 import CLLVM
 import LatheIR
 
-/// How a kernel's work is divided among the threads of a run, decided at compile time (a
-/// static split: no queue, no stealing). Each thread calls the kernel with its index and works
-/// out its share from it. Contractions, their gradients, pooling and large elementwise ops are
-/// split, when they are large enough to pay for handing work to another thread; the rest run on
-/// the calling thread.
+/// How a kernel's work is divided among the threads of a run, decided at compile time: the
+/// units, rows or columns it is cut along, and a thread's share. Each thread calls the kernel
+/// with its index; with a counter (`claimsUnits`) the threads claim the shares as they come,
+/// else each takes its own. Contractions, their gradients, pooling and large elementwise ops
+/// are split, when they are large enough to pay for handing work to another thread; the rest
+/// run on the calling thread.
 public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     case single
     /// Independent units, a contiguous run of them a thread: a convolution's images x groups x
@@ -50,12 +51,13 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     /// that the scratch after it stays aligned.
     static let unitCounterFloats = 16
 
-    /// Whether a kernel of this split and thread count has a counter to claim its units as it
-    /// goes (forEachUnit) instead of taking a fixed share of them. (Kernels whose units must be
-    /// contiguous, such as the LSTM's batch rows, leave it unused.)
+    /// Whether a kernel of this split and thread count has a counter to claim its work as it
+    /// goes (forEachUnit, forClaimedShares) instead of taking a fixed share of it: a thread
+    /// whose worker wakes late, or whose core another process holds, leaves its work to the
+    /// others. (Kernels whose shares must be contiguous, such as the LSTM's batch rows, leave
+    /// it unused.)
     static func claimsUnits(_ split: ThreadSplit, threads: Int) -> Bool {
-        if case .units = split { return threads > 1 }
-        return false
+        split != .single && threads > 1
     }
 
     /// A thread's share of `total`, rounded up to a multiple of `align`.
@@ -167,17 +169,49 @@ extension IRBuilder {
         return (start, end)
     }
 
-    /// Runs `body(start, size)` on this thread's chunk of 0..<total (chunks of `chunk`, the last
-    /// one shorter). `size` is known at compile time: the full chunk, or the last chunk's size.
+    /// Runs `body(start, size)` on this thread's chunks of 0..<total (chunks of `chunk`, the last
+    /// one shorter, claimed as in forClaimedShares). `size` is known at compile time: the full
+    /// chunk, or the last chunk's size.
     func forThreadChunk(total: Int, chunk: Int, thread: LLVMValue, _ body: (LLVMValue, Int) -> Void) {
-        let chunks = (total + chunk - 1) / chunk
-        let last = total - (chunks - 1) * chunk
-        let start = imul(thread, int(chunk))
-        ifElse(LLVMBuildICmp(builder, LLVMIntSLT, thread, int(chunks - 1), "")!, then: {
-            body(start, chunk)
-        }, else: {
-            ifElse(LLVMBuildICmp(builder, LLVMIntEQ, thread, int(chunks - 1), "")!, then: { body(start, last) }, else: {})
-        })
+        forThreadChunk(total: total, chunk: chunk, thread: thread, outer: 1) { _, start, size in body(start, size) }
+    }
+
+    /// The same for each of `outer` repeats: body(outer, start, size).
+    func forThreadChunk(total: Int, chunk: Int, thread: LLVMValue, outer: Int, _ body: (LLVMValue, LLVMValue, Int) -> Void) {
+        let count = (total + chunk - 1) / chunk
+        let last = total - (count - 1) * chunk
+        forClaimedShares(count, outer: outer, thread: thread) { o, index in
+            let start = imul(index, int(chunk))
+            ifElse(LLVMBuildICmp(builder, LLVMIntSLT, index, int(count - 1), "")!, then: {
+                body(o, start, chunk)
+            }, else: {
+                ifElse(LLVMBuildICmp(builder, LLVMIntEQ, index, int(count - 1), "")!, then: { body(o, start, last) }, else: {})
+            })
+        }
+    }
+
+    /// body(outer, share) for the shares 0..<shares of each of `outer` repeats that fall to this
+    /// thread: with a counter, every (outer, share) pair it claims, one atomic add each, so a
+    /// thread that finishes first takes the share of one that has not started; without one,
+    /// share `thread` of every repeat. The shares stay whole: cut into halves or quarters to
+    /// balance a slowed core, SqueezeNet ran 7% and 15% slower on a quiet machine (each piece
+    /// packs its part of B and reads all of A again).
+    func forClaimedShares(_ shares: Int, outer: Int = 1, thread: LLVMValue, _ body: (LLVMValue, LLVMValue) -> Void) {
+        guard let counter = unitCounter else {
+            return loop(from: int(0), to: int(outer)) { o in body(o, thread) }
+        }
+        let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
+        let header = LLVMAppendBasicBlockInContext(context, function, "claim")
+        let work = LLVMAppendBasicBlockInContext(context, function, "claimed")
+        let exit = LLVMAppendBasicBlockInContext(context, function, "claim.exit")
+        LLVMBuildBr(builder, header)
+        LLVMPositionBuilderAtEnd(builder, header)
+        let claimed = LLVMBuildAtomicRMW(builder, LLVMAtomicRMWBinOpAdd, counter, int(1), LLVMAtomicOrderingMonotonic, 0)!
+        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, claimed, int(outer * shares), ""), work, exit)
+        LLVMPositionBuilderAtEnd(builder, work)
+        body(LLVMBuildUDiv(builder, claimed, int(shares), "")!, LLVMBuildURem(builder, claimed, int(shares), "")!)
+        LLVMBuildBr(builder, header)
+        LLVMPositionBuilderAtEnd(builder, exit)
     }
 
     /// body() on thread 0 only: a kernel's whole work, when no share of it is given to other
@@ -210,11 +244,14 @@ extension IRBuilder {
         }
     }
 
-    /// The same with the chunk's size as a run-time value: one copy of `body` for every chunk.
-    func forThreadShare(total: Int, chunk: Int, thread: LLVMValue, _ body: (LLVMValue, LLVMValue) -> Void) {
-        let start = imul(thread, int(chunk))
-        ifElse(LLVMBuildICmp(builder, LLVMIntSLT, start, int(total), "")!, then: {
-            body(start, imin(int(chunk), isub(int(total), start)))
-        }, else: {})
+    /// The same with the chunk's size as a run-time value (one copy of `body` for every chunk),
+    /// for each of `outer` repeats: body(outer, start, size).
+    func forThreadShare(total: Int, chunk: Int, thread: LLVMValue, outer: Int = 1, _ body: (LLVMValue, LLVMValue, LLVMValue) -> Void) {
+        forClaimedShares((total + chunk - 1) / chunk, outer: outer, thread: thread) { o, index in
+            let start = imul(index, int(chunk))
+            ifElse(LLVMBuildICmp(builder, LLVMIntSLT, start, int(total), "")!, then: {
+                body(o, start, imin(int(chunk), isub(int(total), start)))
+            }, else: {})
+        }
     }
 }

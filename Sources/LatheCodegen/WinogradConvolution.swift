@@ -63,7 +63,7 @@ extension IRBuilder {
         }
         switch split {
         case let .rows(total, chunk):
-            forThreadShare(total: total, chunk: chunk, thread: thread) { start, count in
+            forThreadShare(total: total, chunk: chunk, thread: thread) { _, start, count in
                 loop(from: int(0), to: int(w.units)) { u in unit(u, firstChannel: start, channels: count) }
             }
         case .units:

@@ -167,6 +167,31 @@ struct ContractionOpTests {
         for _ in 0..<3 { #expect(relativeError(try model.run(feeds)["y"]!, expected) <= 1e-5) }
     }
 
+    /// Rows and columns splits claim their threads' shares from a counter too: a dense layer split
+    /// by columns and a batched matmul split by rows of each of its two products (one counter
+    /// over both) give the interpreter's numbers on every run, on 3 threads.
+    @Test func rowsAndColumnsAreClaimedAfreshEachRun() throws {
+        let g = Graph(seed: 3)
+        let x = try g.input("x", shape: [64, 300])
+        let dense = try x.dense(weight: g.constant(.random(shape: [300, 256], seed: 5, in: -0.1...0.1)))
+        let a = try g.input("a", shape: [2, 48, 64]), b = try g.input("b", shape: [2, 64, 40])
+        let product = try a.matmul(b)
+        let outputs = [("dense", dense.id), ("product", product.id)]
+        let program = try KernelProgram.build(g, outputs: outputs, threads: 3)
+        let splits = program.kernels.filter(\.claimsUnits).map(\.split)
+        #expect(splits.contains { if case .columns = $0 { true } else { false } })
+        #expect(splits.contains { if case .rows = $0 { true } else { false } })
+        let model = try g.compile(outputs: ["dense": dense, "product": product], options: CompileOptions(threads: 3))
+        let feeds = ["x": HostTensor.random(shape: [64, 300], seed: 6, in: -1...1), "a": HostTensor.random(shape: [2, 48, 64], seed: 7, in: -1...1),
+                     "b": HostTensor.random(shape: [2, 64, 40], seed: 8, in: -1...1)]
+        let expected = try g.interpret(outputs: [("dense", dense), ("product", product)], feeds: feeds)
+        for _ in 0..<3 {
+            let got = try model.run(feeds)
+            #expect(relativeError(got["dense"]!, expected["dense"]!) <= 1e-5)
+            #expect(relativeError(got["product"]!, expected["product"]!) <= 1e-5)
+        }
+    }
+
     @Test(arguments: denseCases)
     func dense(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 
