@@ -127,6 +127,17 @@ final class IRBuilder {
         return LLVMBuildCall2(builder, functionType, function, &args, UInt32(args.count), "")
     }
 
+    /// A hint to bring the cache line of base[index] into L1 for reading.
+    func prefetch(_ base: LLVMValue, _ index: LLVMValue) {
+        let name = "llvm.prefetch"
+        var type: LLVMType? = LLVMPointerType(LLVMInt8TypeInContext(context), 0)
+        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &type, 1)
+        var parameters: [LLVMType?] = [type, i32, i32, i32]
+        let functionType = LLVMFunctionType(void, &parameters, 4, 0)
+        var args: [LLVMValue?] = [pointer(base, index), LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)]
+        LLVMBuildCall2(builder, functionType, function, &args, 4, "")
+    }
+
     // MARK: integers
 
     func iadd(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildAdd(builder, a, b, "") }
