@@ -11,7 +11,9 @@ import LatheIR
 /// node's shape, and every other operand of the node has that shape too (it is read at the
 /// result's position), or is a vector along the last axis of a Dense or MatMul result (a bias
 /// after a MatMul: read at the result's column), or is a one-element constant (it becomes a
-/// number in the formula).
+/// number in the formula). Of several contraction operands (a residual Add of two
+/// convolutions), the first that qualifies takes the node: MobileNet v2's blocks add a
+/// convolution read only there to one read by the next block too.
 /// Runs after elementwise fusion, so a residual Add and its ReLU arrive as one node.
 public struct EpilogueFusion: GraphPass {
     public init() {}
@@ -37,50 +39,69 @@ public struct EpilogueFusion: GraphPass {
         let live = graph.liveNodes(outputs: outputs)
         let isOutput = Set(outputs)
         for node in graph.nodes {
-            guard live[node.id.index], ElementwiseFusion.isElementwise(node.op), let formula = node.op.formula,
-                  let k = node.operands.firstIndex(where: { contraction(rewrite.target[(try? rewrite.mapped($0)) ?? $0]) != nil }) else {
-                try rewrite.copy(node)
-                continue
-            }
-            let producerID = try rewrite.mapped(node.operands[k])
-            let producer = rewrite.target[producerID]
-            let (base, baseCount, inner) = contraction(producer)!
-            let candidate = "\(graph[node.operands[k]].name) into \(node.name)"
-            var refusal: String?
-            if uses[node.operands[k].index] > 1 { refusal = "\(graph[node.operands[k]].name) has \(uses[node.operands[k].index]) readers" }
-            else if isOutput.contains(node.operands[k]) { refusal = "\(graph[node.operands[k]].name) is a graph output" }
-            else if producer.type.shape != node.type.shape { refusal = "the result \(producer.type.shape) is broadcast to \(node.type.shape)" }
-            // The producer's own extras come first, then this node's other operands.
-            var extras = Array(producer.operands.dropFirst(baseCount))
-            var replacements: [ScalarExpr] = []
-            for (i, operand) in node.operands.enumerated() {
-                if i == k {
-                    replacements.append(inner)
-                    continue
-                }
-                let value = try rewrite.mapped(operand)
-                if let c = rewrite.constantValue(value), c.count == 1 {
-                    replacements.append(.const(c.scalars[0]))
-                } else if rewrite.target[value].type.shape == node.type.shape
-                            || Op.epilogueReadsPerColumn(base: base, operand: rewrite.target[value].type.shape, result: node.type.shape) {
-                    if let j = extras.firstIndex(of: value) { replacements.append(.arg(1 + j)) } else {
-                        extras.append(value)
-                        replacements.append(.arg(extras.count))
-                    }
-                } else if refusal == nil {
-                    refusal = "operand \(graph[operand].name) \(rewrite.target[value].type.shape) is not read at the result's position"
+            let candidates = live[node.id.index] && ElementwiseFusion.isElementwise(node.op) && node.op.formula != nil
+                ? node.operands.indices.filter { contraction(rewrite.target[(try? rewrite.mapped(node.operands[$0])) ?? node.operands[$0]]) != nil } : []
+            // The first contraction operand that can take the node (of a residual Add of two
+            // convolutions, the one read only here), else the first one's refusal.
+            var refusal: Refusal?
+            var fused: ValueID?
+            for k in candidates where fused == nil {
+                switch try absorb(node, into: k, graph: graph, rewrite: rewrite, uses: uses, isOutput: isOutput, remarks: remarks) {
+                case let .success(value): fused = value
+                case let .failure(reason): refusal = refusal ?? reason
                 }
             }
-            if let refusal {
-                remarks.refused(candidate, refusal)
+            if let fused {
+                rewrite.map(node.id, to: fused)
+            } else {
+                if let refusal { remarks.refused(refusal.candidate, refusal.reason) }
                 try rewrite.copy(node)
-                continue
             }
-            let op = Op.epilogue(base: base, baseOperands: baseCount, formula: formula.substituting(replacements))
-            let fused = try rewrite.target.addNode(op, Array(producer.operands.prefix(baseCount)) + extras, name: node.name, location: producer.location)
-            rewrite.map(node.id, to: fused)
-            remarks.fused("epilogue", [producer.name, node.name])
         }
         return try rewrite.finish(outputs: outputs)
+    }
+
+    private struct Refusal: Error {
+        let candidate: String, reason: String
+    }
+
+    /// The epilogue node made of `node` moved into its operand `k`, a contraction, or why not.
+    private func absorb(_ node: Node, into k: Int, graph: Graph, rewrite: GraphRewrite, uses: [Int], isOutput: Set<ValueID>,
+                        remarks: RemarkLog) throws -> Result<ValueID, Refusal> {
+        let producerID = try rewrite.mapped(node.operands[k])
+        let producer = rewrite.target[producerID]
+        guard let (base, baseCount, inner) = contraction(producer), let formula = node.op.formula else {
+            return .failure(Refusal(candidate: node.name, reason: "no contraction"))
+        }
+        let candidate = "\(graph[node.operands[k]].name) into \(node.name)"
+        func refused(_ reason: String) -> Result<ValueID, Refusal> { .failure(Refusal(candidate: candidate, reason: reason)) }
+        if uses[node.operands[k].index] > 1 { return refused("\(graph[node.operands[k]].name) has \(uses[node.operands[k].index]) readers") }
+        if isOutput.contains(node.operands[k]) { return refused("\(graph[node.operands[k]].name) is a graph output") }
+        if producer.type.shape != node.type.shape { return refused("the result \(producer.type.shape) is broadcast to \(node.type.shape)") }
+        // The producer's own extras come first, then this node's other operands.
+        var extras = Array(producer.operands.dropFirst(baseCount))
+        var replacements: [ScalarExpr] = []
+        for (i, operand) in node.operands.enumerated() {
+            if i == k {
+                replacements.append(inner)
+                continue
+            }
+            let value = try rewrite.mapped(operand)
+            if let c = rewrite.constantValue(value), c.count == 1 {
+                replacements.append(.const(c.scalars[0]))
+            } else if rewrite.target[value].type.shape == node.type.shape
+                        || Op.epilogueReadsPerColumn(base: base, operand: rewrite.target[value].type.shape, result: node.type.shape) {
+                if let j = extras.firstIndex(of: value) { replacements.append(.arg(1 + j)) } else {
+                    extras.append(value)
+                    replacements.append(.arg(extras.count))
+                }
+            } else {
+                return refused("operand \(graph[operand].name) \(rewrite.target[value].type.shape) is not read at the result's position")
+            }
+        }
+        let op = Op.epilogue(base: base, baseOperands: baseCount, formula: formula.substituting(replacements))
+        let fused = try rewrite.target.addNode(op, Array(producer.operands.prefix(baseCount)) + extras, name: node.name, location: producer.location)
+        remarks.fused("epilogue", [producer.name, node.name])
+        return .success(fused)
     }
 }

@@ -272,6 +272,30 @@ struct PassTests {
         try expectSameValues(g, [y], result, outputs, feeds: feeds)
     }
 
+    /// A residual Add of two convolutions (MobileNet v2's blocks: the block's input is a
+    /// convolution that the next block reads too) moves into the one read only by the Add.
+    @Test func aResidualAddMovesIntoTheConvolutionReadOnlyThere() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [1, 2, 3, 3])
+        let w1 = g.addConstant(HostTensor.random(shape: [2, 2, 1, 1], seed: 17), name: "w1")
+        let w2 = g.addConstant(HostTensor.random(shape: [2, 2, 1, 1], seed: 18), name: "w2")
+        let block = try g.addNode(.conv2d(Conv2DAttributes()), [x, w1], name: "block")
+        let inner = try g.addNode(.conv2d(Conv2DAttributes()), [block, w2], name: "inner")
+        let y = try g.addNode(.binary(.add), [block, inner], name: "y")
+        let step = try EpilogueFusion().run(g, outputs: [y])
+        let (result, outputs) = try DeadCodeElimination().run(step.graph, outputs: step.outputs)
+        #expect(result.text(outputs: [("y0", outputs[0])]) == """
+            %0 = input {name="x"} : f32[1, 2, 3, 3]  # x
+            %1 = constant {slot=0} : f32[2, 2, 1, 1]  # w1
+            %2 = constant {slot=1} : f32[2, 2, 1, 1]  # w2
+            %3 = conv2d(%0, %1) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1} : f32[1, 2, 3, 3]  # block
+            %4 = conv2d_epilogue(%3, %2, %3) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1, epilogue=$1 + $0} : f32[1, 2, 3, 3]  # y
+            output "y0" = %4
+
+            """)
+        try expectSameValues(g, [y], result, outputs, feeds: ["x": HostTensor.random(shape: [1, 2, 3, 3], seed: 19)])
+    }
+
     @Test func aContractionReadTwiceKeepsItsResult() throws {
         let g = Graph()
         let x = try g.addInput(name: "x", shape: [2, 3])
