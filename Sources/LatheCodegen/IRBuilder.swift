@@ -172,22 +172,39 @@ final class IRBuilder {
         LLVMSetAlignment(LLVMBuildStore(builder, value, address), 4)
     }
 
-    /// The first `valid` lanes of `value` stored at base[index...], one at a time: the end of a
-    /// row that fills no whole vector.
+    /// The first `valid` lanes of `value` stored at base[index...] (a masked store): the end of
+    /// a row that fills no whole vector. Nothing past them is written.
     func partialStore(_ value: LLVMValue, _ base: LLVMValue, _ index: LLVMValue, valid: Int) {
-        for lane in 0..<valid {
-            store(LLVMBuildExtractElement(builder, value, LLVMConstInt(i32, UInt64(lane), 0), "")!, base, iadd(index, int(lane)))
-        }
+        let lanes = lanes(of: value)
+        guard valid < lanes else { return store(value, base, index) }
+        guard valid > 0 else { return }
+        let name = "llvm.masked.store"
+        var overloads: [LLVMType?] = [floatType(lanes: lanes), LLVMPointerType(LLVMInt8TypeInContext(context), 0)]
+        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloads, 2)
+        var parameters: [LLVMType?] = [overloads[0], overloads[1], i32, LLVMTypeOf(laneMask(lanes: lanes, valid: valid))]
+        let type = LLVMFunctionType(void, &parameters, 4, 0)
+        var args: [LLVMValue?] = [value, pointer(base, index), LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid)]
+        LLVMBuildCall2(builder, type, function, &args, 4, "")
     }
 
-    /// A vector of `lanes` whose first `valid` lanes are loaded from base[index...] one at a
-    /// time and the rest are zero: nothing is read past the end.
+    /// A vector of `lanes` whose first `valid` lanes are loaded from base[index...] (a masked
+    /// load) and the rest are zero: nothing past them is read.
     func partialLoad(_ base: LLVMValue, _ index: LLVMValue, lanes: Int, valid: Int) -> LLVMValue {
-        var vector = float(0, lanes: lanes)
-        for lane in 0..<valid {
-            vector = LLVMBuildInsertElement(builder, vector, load(base, iadd(index, int(lane))), LLVMConstInt(i32, UInt64(lane), 0), "")!
-        }
-        return vector
+        guard valid < lanes else { return load(base, index, lanes: lanes) }
+        guard valid > 0 else { return float(0, lanes: lanes) }
+        let name = "llvm.masked.load"
+        var overloads: [LLVMType?] = [floatType(lanes: lanes), LLVMPointerType(LLVMInt8TypeInContext(context), 0)]
+        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloads, 2)
+        var parameters: [LLVMType?] = [overloads[1], i32, LLVMTypeOf(laneMask(lanes: lanes, valid: valid)), overloads[0]]
+        let type = LLVMFunctionType(overloads[0], &parameters, 4, 0)
+        var args: [LLVMValue?] = [pointer(base, index), LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid), float(0, lanes: lanes)]
+        return LLVMBuildCall2(builder, type, function, &args, 4, "")!
+    }
+
+    /// <lanes x i1>: true for the first `valid` lanes.
+    private func laneMask(lanes: Int, valid: Int) -> LLVMValue {
+        var bits: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(LLVMInt1TypeInContext(context), $0 < valid ? 1 : 0, 0) }
+        return LLVMConstVector(&bits, UInt32(lanes))
     }
 
     /// A stack slot for a loop-carried value; LLVM's SROA turns it back into registers.

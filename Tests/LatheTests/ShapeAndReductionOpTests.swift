@@ -18,6 +18,11 @@ let poolCases: [OpCase] = [
     ([1, 2, 21, 71], .average, [3, 3], [2, 2], [1, 1, 1, 1], true),
     ([2, 2, 9, 43], .average, [3, 3], [1, 1], [1, 1, 1, 1], false),
     ([1, 2, 10, 38], .max, [2, 3], [1, 2], [0, 2, 1, 1], false),
+    // Rows of fewer outputs than a vector: one masked vector a row (the Keras CNN's second pool;
+    // 15 outputs fill no 16-float vector).
+    ([2, 8, 11, 11], .max, [2, 2], [2, 2], [0, 0, 0, 0], false),
+    ([1, 2, 5, 17], .max, [3, 3], [1, 1], [0, 0, 0, 0], false),
+    ([1, 3, 9, 9], .average, [3, 3], [2, 2], [1, 1, 1, 1], false),
 ].map { shape, kind, kernel, strides, pads, include in
     OpCase("\(kind) pool \(shape) k\(kernel) s\(strides) p\(pads)\(include ? " include-pad" : "")", [Operand(shape: shape)]) { x in
         try x[0].apply(.pool2d(Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include)), [], .unknown)
