@@ -6,10 +6,13 @@ For each model it checks that Lathe's outputs match ONNX Runtime's (max |diff| /
 most 1e-4, on the same seeded input), then times the runtimes in 5 interleaved rounds: each
 round times Lathe, then ONNX Runtime, then OpenVINO, each for about 2 s (after 0.2 s of warm-up
 runs, then at least 3 runs), so that a burst of other load on a shared machine falls on all of
-them alike. A runtime's median is the median of its 5 round medians, its min the least run; in ms. Lathe is
-timed by `lathe bench --json` (compile excluded, as for the peers, whose session creation is
-reported apart; Lathe's compile time is a cold one, without its machine-code cache). The table
-gives Lathe's median over each peer's: below 1 is faster.
+them alike. Every round of every runtime runs in a process of its own (Lathe's `lathe bench
+--json`, the peers' benchmarks/peer_round.py): on this shared machine a fresh process draws its
+memory anew, and a model's rounds in fresh processes varied by up to 2x, so a runtime kept in one
+process for all its rounds drew once where the others drew five times. A runtime's median is the
+median of its 5 round medians, its min the least run; in ms. Compile time is excluded (the peers'
+session creation is reported apart; Lathe's compile time is a cold one, without its machine-code
+cache). The table gives Lathe's median over each peer's: below 1 is faster.
 
     benchmarks/compare.py [--lathe .build/release/lathe] [--threads 2] [--only NAME ...] [--markdown FILE]
 
@@ -33,18 +36,12 @@ DEFAULT_MODELS = ["keras_cnn_b1", "keras_cnn_b64", "mlp_simple", "lstm_ts", "ber
 ROUNDS, ROUND_BUDGET, ROUND_MIN = 5, 2.0, 3
 
 
-def timed_round(fn):
-    """Median and min in ms of one round of runs of fn, after a tenth of the round warming up."""
-    warm, end = 0, time.perf_counter() + ROUND_BUDGET / 10
-    while warm < 2 or time.perf_counter() < end:
-        fn()
-        warm += 1
-    times, end = [], time.perf_counter() + ROUND_BUDGET
-    while len(times) < ROUND_MIN or time.perf_counter() < end:
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3, min(times) * 1e3
+def peer_round(kind, path, threads):
+    """Median and min in ms of one round of a peer (ort or openvino) in a process of its own."""
+    run = subprocess.run([sys.executable, os.path.join(HERE, "peer_round.py"), kind, path, str(threads), str(ROUND_BUDGET)],
+                         capture_output=True, text=True, check=True)
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    return result["medianMs"], result["minMs"]
 
 
 def summary(rounds):
@@ -76,16 +73,12 @@ def lathe_bench(lathe, path, threads, iterations, warmup, cold=False):
                                      + (["--no-cache"] if cold else []), capture_output=True, text=True, check=True).stdout)
 
 
-def openvino_request(path, feeds, threads):
-    """A function that runs the model once under OpenVINO, or None where it is not installed."""
+def has_openvino():
     try:
-        import openvino as ov
+        import openvino  # noqa: F401
     except ImportError:
-        return None
-    compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    values = {i: v for i, v in enumerate(feeds.values())}
-    return lambda: request.infer(values)
+        return False
+    return True
 
 
 def main():
@@ -111,20 +104,22 @@ def main():
             ort_compile = time.perf_counter() - start
             feeds = feeds_for(session)
             expected = session.run(None, feeds)
+            output_names = [o.name for o in session.get_outputs()]
+            del session  # its threads stay out of the rounds, which run in processes of their own
             try:
-                got = lathe_outputs(a.lathe, path, feeds, [o.name for o in session.get_outputs()], a.threads, workdir, name)
+                got = lathe_outputs(a.lathe, path, feeds, output_names, a.threads, workdir, name)
                 error = max(relative(g, w) for g, w in zip(got, expected))
                 cold = lathe_bench(a.lathe, path, a.threads, 3, 2, cold=True)
                 iterations = int(max(ROUND_MIN, ROUND_BUDGET * 1000 / max(cold["medianMs"], 1e-3)))
                 warmup = max(2, iterations // 10)
-                openvino = openvino_request(path, feeds, a.threads)
+                openvino = has_openvino()
                 lathe_rounds, ort_rounds, ov_rounds = [], [], []
                 for _ in range(ROUNDS):
                     run = lathe_bench(a.lathe, path, a.threads, iterations, warmup)
                     lathe_rounds.append((run["medianMs"], run["minMs"]))
-                    ort_rounds.append(timed_round(lambda: session.run(None, feeds)))
+                    ort_rounds.append(peer_round("ort", path, a.threads))
                     if openvino:
-                        ov_rounds.append(timed_round(openvino))
+                        ov_rounds.append(peer_round("openvino", path, a.threads))
             except Exception as e:  # a failure is reported on its line and the loop goes on
                 print(f"{name:14} Lathe FAILED: {e}", flush=True)
                 rows.append((name, None, None, None, None, None, None, None))
