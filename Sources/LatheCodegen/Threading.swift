@@ -158,17 +158,25 @@ extension IRBuilder {
             return loop(from: start, to: end, body)
         }
         let grain = max(1, count / (8 * threads))
+        claimEach((count + grain - 1) / grain, from: counter) { run in
+            let start = imul(run, int(grain))
+            loop(from: start, to: imin(iadd(start, int(grain)), int(count)), body)
+        }
+    }
+
+    /// body(i) for each index i in 0..<count this thread claims from `counter`, one atomic add
+    /// each, until every index is taken.
+    private func claimEach(_ count: Int, from counter: LLVMValue, _ body: (LLVMValue) -> Void) {
         let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
         let header = LLVMAppendBasicBlockInContext(context, function, "claim")
         let work = LLVMAppendBasicBlockInContext(context, function, "claimed")
         let exit = LLVMAppendBasicBlockInContext(context, function, "claim.exit")
         LLVMBuildBr(builder, header)
         LLVMPositionBuilderAtEnd(builder, header)
-        let run = LLVMBuildAtomicRMW(builder, LLVMAtomicRMWBinOpAdd, counter, int(1), LLVMAtomicOrderingMonotonic, 0)!
-        let start = imul(run, int(grain))
-        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, start, int(count), ""), work, exit)
+        let claimed = LLVMBuildAtomicRMW(builder, LLVMAtomicRMWBinOpAdd, counter, int(1), LLVMAtomicOrderingMonotonic, 0)!
+        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, claimed, int(count), ""), work, exit)
         LLVMPositionBuilderAtEnd(builder, work)
-        loop(from: start, to: imin(iadd(start, int(grain)), int(count)), body)
+        body(claimed)
         LLVMBuildBr(builder, header)
         LLVMPositionBuilderAtEnd(builder, exit)
     }
@@ -211,18 +219,9 @@ extension IRBuilder {
         guard let counter = unitCounter else {
             return loop(from: int(0), to: int(outer)) { o in body(o, thread) }
         }
-        let function = LLVMGetBasicBlockParent(LLVMGetInsertBlock(builder))
-        let header = LLVMAppendBasicBlockInContext(context, function, "claim")
-        let work = LLVMAppendBasicBlockInContext(context, function, "claimed")
-        let exit = LLVMAppendBasicBlockInContext(context, function, "claim.exit")
-        LLVMBuildBr(builder, header)
-        LLVMPositionBuilderAtEnd(builder, header)
-        let claimed = LLVMBuildAtomicRMW(builder, LLVMAtomicRMWBinOpAdd, counter, int(1), LLVMAtomicOrderingMonotonic, 0)!
-        LLVMBuildCondBr(builder, LLVMBuildICmp(builder, LLVMIntSLT, claimed, int(outer * shares), ""), work, exit)
-        LLVMPositionBuilderAtEnd(builder, work)
-        body(LLVMBuildUDiv(builder, claimed, int(shares), "")!, LLVMBuildURem(builder, claimed, int(shares), "")!)
-        LLVMBuildBr(builder, header)
-        LLVMPositionBuilderAtEnd(builder, exit)
+        claimEach(outer * shares, from: counter) { claimed in
+            body(LLVMBuildUDiv(builder, claimed, int(shares), "")!, LLVMBuildURem(builder, claimed, int(shares), "")!)
+        }
     }
 
     /// body() on thread 0 only: a kernel's whole work, when no share of it is given to other
