@@ -134,7 +134,8 @@ final class IRBuilder {
         let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &type, 1)
         var parameters: [LLVMType?] = [type, i32, i32, i32]
         let functionType = LLVMFunctionType(void, &parameters, 4, 0)
-        var args: [LLVMValue?] = [pointer(base, index), LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)]
+        let address = LLVMBuildPointerCast(builder, pointer(base, index), type, "")
+        var args: [LLVMValue?] = [address, LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)]
         LLVMBuildCall2(builder, functionType, function, &args, 4, "")
     }
 
@@ -179,11 +180,12 @@ final class IRBuilder {
         guard valid < lanes else { return store(value, base, index) }
         guard valid > 0 else { return }
         let name = "llvm.masked.store"
-        var overloads: [LLVMType?] = [floatType(lanes: lanes), LLVMPointerType(LLVMInt8TypeInContext(context), 0)]
+        var overloads: [LLVMType?] = [floatType(lanes: lanes), LLVMPointerType(floatType(lanes: lanes), 0)]
         let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloads, 2)
         var parameters: [LLVMType?] = [overloads[0], overloads[1], i32, LLVMTypeOf(laneMask(lanes: lanes, valid: valid))]
         let type = LLVMFunctionType(void, &parameters, 4, 0)
-        var args: [LLVMValue?] = [value, pointer(base, index), LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid)]
+        let address = LLVMBuildPointerCast(builder, pointer(base, index), overloads[1], "")
+        var args: [LLVMValue?] = [value, address, LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid)]
         LLVMBuildCall2(builder, type, function, &args, 4, "")
     }
 
@@ -193,11 +195,12 @@ final class IRBuilder {
         guard valid < lanes else { return load(base, index, lanes: lanes) }
         guard valid > 0 else { return float(0, lanes: lanes) }
         let name = "llvm.masked.load"
-        var overloads: [LLVMType?] = [floatType(lanes: lanes), LLVMPointerType(LLVMInt8TypeInContext(context), 0)]
+        var overloads: [LLVMType?] = [floatType(lanes: lanes), LLVMPointerType(floatType(lanes: lanes), 0)]
         let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloads, 2)
         var parameters: [LLVMType?] = [overloads[1], i32, LLVMTypeOf(laneMask(lanes: lanes, valid: valid)), overloads[0]]
         let type = LLVMFunctionType(overloads[0], &parameters, 4, 0)
-        var args: [LLVMValue?] = [pointer(base, index), LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid), float(0, lanes: lanes)]
+        let address = LLVMBuildPointerCast(builder, pointer(base, index), overloads[1], "")
+        var args: [LLVMValue?] = [address, LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid), float(0, lanes: lanes)]
         return LLVMBuildCall2(builder, type, function, &args, 4, "")!
     }
 

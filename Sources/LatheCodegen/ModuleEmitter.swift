@@ -156,8 +156,16 @@ public enum ModuleEmitter {
         let type = LLVMGlobalGetValueType(function)!
         var parameters = [LLVMTypeRef?](repeating: nil, count: Int(LLVMCountParamTypes(type)))
         LLVMGetParamTypes(type, &parameters)
-        // The same parameters rebuilt in the other part's context: pointers and i64s only.
-        var local: [LLVMTypeRef?] = parameters.map { LLVMGetTypeKind($0) == LLVMPointerTypeKind ? b.floatPointer : b.i64 }
+        // The same parameters rebuilt in the other part's context: i64s and float pointers, and
+        // a task's argument array, a pointer to float pointers, which LLVM 14's typed pointers
+        // tell apart (LLVM 19's are all one `ptr`).
+        var local: [LLVMTypeRef?] = parameters.map { type in
+            guard LLVMGetTypeKind(type) == LLVMPointerTypeKind else { return b.i64 }
+            #if LLVM_14
+            if LLVMGetTypeKind(LLVMGetElementType(type)) == LLVMPointerTypeKind { return LLVMPointerType(b.floatPointer, 0) }
+            #endif
+            return b.floatPointer
+        }
         var length = 0
         let name = String(cString: LLVMGetValueName2(function, &length))
         return LLVMAddFunction(b.module, name, LLVMFunctionType(b.void, &local, UInt32(local.count), 0))!
