@@ -127,16 +127,23 @@ final class IRBuilder {
         return LLVMBuildCall2(builder, functionType, function, &args, UInt32(args.count), "")
     }
 
+    /// Calls intrinsic `name`, overloaded on `overloads`, on `arguments` (of their own types).
+    @discardableResult
+    private func callIntrinsic(_ name: String, overloads: [LLVMType], returning type: LLVMType, _ arguments: [LLVMValue]) -> LLVMValue {
+        var overloadTypes = overloads.map { Optional($0) }
+        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloadTypes, overloads.count)
+        var parameters: [LLVMType?] = arguments.map { LLVMTypeOf($0) }
+        let functionType = LLVMFunctionType(type, &parameters, UInt32(arguments.count), 0)
+        var args = arguments.map { Optional($0) }
+        return LLVMBuildCall2(builder, functionType, function, &args, UInt32(args.count), "")
+    }
+
     /// A hint to bring the cache line of base[index] into L1 for reading.
     func prefetch(_ base: LLVMValue, _ index: LLVMValue) {
-        let name = "llvm.prefetch"
-        var type: LLVMType? = LLVMPointerType(LLVMInt8TypeInContext(context), 0)
-        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &type, 1)
-        var parameters: [LLVMType?] = [type, i32, i32, i32]
-        let functionType = LLVMFunctionType(void, &parameters, 4, 0)
-        let address = LLVMBuildPointerCast(builder, pointer(base, index), type, "")
-        var args: [LLVMValue?] = [address, LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)]
-        LLVMBuildCall2(builder, functionType, function, &args, 4, "")
+        let bytePointer = LLVMPointerType(LLVMInt8TypeInContext(context), 0)!
+        let address = LLVMBuildPointerCast(builder, pointer(base, index), bytePointer, "")!
+        callIntrinsic("llvm.prefetch", overloads: [bytePointer], returning: void,
+                      [address, LLVMConstInt(i32, 0, 0), LLVMConstInt(i32, 3, 0), LLVMConstInt(i32, 1, 0)])
     }
 
     // MARK: integers
@@ -179,14 +186,10 @@ final class IRBuilder {
         let lanes = lanes(of: value)
         guard valid < lanes else { return store(value, base, index) }
         guard valid > 0 else { return }
-        let name = "llvm.masked.store"
-        var overloads: [LLVMType?] = [floatType(lanes: lanes), LLVMPointerType(floatType(lanes: lanes), 0)]
-        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloads, 2)
-        var parameters: [LLVMType?] = [overloads[0], overloads[1], i32, LLVMTypeOf(laneMask(lanes: lanes, valid: valid))]
-        let type = LLVMFunctionType(void, &parameters, 4, 0)
-        let address = LLVMBuildPointerCast(builder, pointer(base, index), overloads[1], "")
-        var args: [LLVMValue?] = [value, address, LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid)]
-        LLVMBuildCall2(builder, type, function, &args, 4, "")
+        let vectorPointer = LLVMPointerType(floatType(lanes: lanes), 0)!
+        let address = LLVMBuildPointerCast(builder, pointer(base, index), vectorPointer, "")!
+        callIntrinsic("llvm.masked.store", overloads: [floatType(lanes: lanes), vectorPointer], returning: void,
+                      [value, address, LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid)])
     }
 
     /// A vector of `lanes` whose first `valid` lanes are loaded from base[index...] (a masked
@@ -194,14 +197,10 @@ final class IRBuilder {
     func partialLoad(_ base: LLVMValue, _ index: LLVMValue, lanes: Int, valid: Int) -> LLVMValue {
         guard valid < lanes else { return load(base, index, lanes: lanes) }
         guard valid > 0 else { return float(0, lanes: lanes) }
-        let name = "llvm.masked.load"
-        var overloads: [LLVMType?] = [floatType(lanes: lanes), LLVMPointerType(floatType(lanes: lanes), 0)]
-        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloads, 2)
-        var parameters: [LLVMType?] = [overloads[1], i32, LLVMTypeOf(laneMask(lanes: lanes, valid: valid)), overloads[0]]
-        let type = LLVMFunctionType(overloads[0], &parameters, 4, 0)
-        let address = LLVMBuildPointerCast(builder, pointer(base, index), overloads[1], "")
-        var args: [LLVMValue?] = [address, LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid), float(0, lanes: lanes)]
-        return LLVMBuildCall2(builder, type, function, &args, 4, "")!
+        let vectorPointer = LLVMPointerType(floatType(lanes: lanes), 0)!
+        let address = LLVMBuildPointerCast(builder, pointer(base, index), vectorPointer, "")!
+        return callIntrinsic("llvm.masked.load", overloads: [floatType(lanes: lanes), vectorPointer], returning: floatType(lanes: lanes),
+                             [address, LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid), float(0, lanes: lanes)])
     }
 
     /// <lanes x i1>: true for the first `valid` lanes.
