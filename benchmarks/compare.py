@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from zoo import models, relative, safe  # noqa: E402
+from peer_round import feeds as seeded_feeds  # noqa: E402  (the peers' rounds take the same inputs)
 
 DEFAULT_MODELS = ["keras_cnn_b1", "keras_cnn_b64", "mlp_simple", "lstm_ts", "bert_layer", "squeezenet", "mobilenet_v2", "resnet50", "vgg19"]
 # Runs a round fill its 2 s: a round of 40 runs (the cap before) lasted 0.16 s for the Keras CNN at
@@ -50,8 +51,7 @@ def summary(rounds):
 
 
 def feeds_for(session):
-    rng = np.random.default_rng(0)
-    return {i.name: rng.uniform(0, 1, size=[d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32) for i in session.get_inputs()}
+    return seeded_feeds([(i.name, i.shape) for i in session.get_inputs()])
 
 
 def lathe_outputs(lathe, path, feeds, names, threads, workdir, name):

@@ -12,7 +12,8 @@ import numpy as np
 
 
 def feeds(inputs):
-    """Seeded uniform [0, 1) inputs, as compare.py's for the same model."""
+    """Seeded uniform [0, 1) inputs for (name, shape) pairs, a symbolic dimension taken as 1:
+    compare.py checks the outputs on these, and every round runs on them."""
     rng = np.random.default_rng(0)
     return {name: rng.uniform(0, 1, size=[d if isinstance(d, int) else 1 for d in shape]).astype(np.float32) for name, shape in inputs}
 
