@@ -3,18 +3,20 @@ import LatheIR
 
 /// Direct convolution, for the convolutions whose GEMM would be too shallow to run well:
 /// depthwise layers (one input channel a group: MobileNet's 3x3 layers) and first layers over a
-/// few image channels (depth 27 for RGB and a 3x3 window, 9 for gray). Each group's input planes
-/// are copied, zero-padded, into scratch, so the inner loop has no bounds checks; with a
-/// horizontal stride s, each row is dealt into s phases (every s-th column), so that a tap reads
-/// contiguous vectors whatever the stride. Then, for a block of up to 6 output channels and two
+/// few image channels (depth 27 for RGB and a 3x3 window, 9 for gray). With a horizontal stride
+/// of 1, each group's input planes are copied, zero-padded, into scratch, so the inner loop has
+/// no bounds checks. With a stride s > 1 the planes are read in place: a tap's vector is every
+/// s-th lane of a load s vectors wide, masked at the row's ends, and rows outside the plane are
+/// skipped. Then, for a block of up to 6 output channels and two
 /// vectors of outputs along a row, every tap loads two vectors of input and adds them, times the
 /// tap's weight of each channel, into 12 accumulators: two loads and six broadcasts feed twelve
 /// FMAs (3 channels x 4 vectors measured slower on MobileNet and the Keras CNN). Then bias and
 /// epilogue, and the stores; the last outputs of a row that fill no vector go one at a time.
 extension IRBuilder {
-    func directConvolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue,
+    func directConvolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
                            epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
-        let planes = pointer(scratch, imul(thread, int(g.directScratchFloats)))
+        // Padded copies of the group's planes, unless it reads them in place (and has no scratch).
+        let planes = scratch.map { pointer($0, imul(thread, int(g.directScratchFloats))) } ?? input
         let units = g.batch * g.groups
         let perGroup = g.groupOutChannels
         let block = min(6, perGroup)
@@ -22,9 +24,11 @@ extension IRBuilder {
             let image = LLVMBuildUDiv(builder, u, int(g.groups), "")!
             let group = LLVMBuildURem(builder, u, int(g.groups), "")!
             let firstPlane = iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels)))
-            loop(from: int(0), to: int(g.groupChannels)) { c in
-                copyPadded(g, from: pointer(input, imul(iadd(firstPlane, c), int(g.inputPlane))), to: pointer(planes, imul(c, int(g.paddedPlaneFloats))),
-                           temp: pointer(planes, int(g.groupChannels * g.paddedPlaneFloats)))
+            let source = g.readsInPlace ? pointer(input, imul(firstPlane, int(g.inputPlane))) : planes
+            if !g.readsInPlace {
+                loop(from: int(0), to: int(g.groupChannels)) { c in
+                    copyPadded(g, from: pointer(input, imul(iadd(firstPlane, c), int(g.inputPlane))), to: pointer(planes, imul(c, int(g.paddedPlaneFloats))))
+                }
             }
             // Each output row for every block of channels in turn, while the input rows it reads
             // stay in L1 (SqueezeNet's first layer: 700 KB of padded input, streamed again for
@@ -33,7 +37,7 @@ extension IRBuilder {
                 func channels(_ first: LLVMValue, count: Int) {
                     let o = iadd(imul(group, int(perGroup)), first)
                     let planeOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
-                    directRow(g, planes: planes, oy: oy, weights: weights, firstChannel: o, count: count, bias: bias, output: output,
+                    directRow(g, planes: source, oy: oy, weights: weights, firstChannel: o, count: count, bias: bias, output: output,
                               at: iadd(planeOutput, imul(oy, int(g.outW))), epilogue: epilogue)
                 }
                 loop(from: int(0), to: int(perGroup / block * block), step: block) { first in channels(first, count: block) }
@@ -52,31 +56,13 @@ extension IRBuilder {
         }
     }
 
-    /// padded[r][x] = plane[r - padTop][x - padLeft], zero outside the plane, each row stored
-    /// as its stride phases: column X at [X % sx][X / sx], so that a strided tap reads a
-    /// contiguous vector. A row is padded in `temp` first, then dealt into its phases.
-    private func copyPadded(_ g: ConvGeometry, from plane: LLVMValue, to padded: LLVMValue, temp: LLVMValue) {
-        let (top, left, sx) = (g.attributes.pads[0], g.attributes.pads[1], g.attributes.strides[1])
-        let (length, phase) = (g.paddedRowLength, g.phaseLength)
-        let rowFloats = sx * phase
+    /// padded[r][x] = plane[r - padTop][x - padLeft], zero outside the plane (stride 1 only).
+    private func copyPadded(_ g: ConvGeometry, from plane: LLVMValue, to padded: LLVMValue) {
+        let (top, left, rowFloats) = (g.attributes.pads[0], g.attributes.pads[1], g.paddedRowFloats)
         fill(padded, count: int(top * rowFloats), with: 0)
-        // A strided row goes through `temp`, whose padding is the same for every row: zeroed
-        // once a plane, then only the row's values are copied in (the fills were a third of the
-        // work of MobileNet's stride-2 depthwise layers).
-        if sx > 1 { fill(temp, count: int(rowFloats + vectorWidth * sx), with: 0) }
         loop(from: int(0), to: int(g.height)) { y in
-            let row = pointer(padded, imul(iadd(y, int(top)), int(rowFloats)))
-            let source = pointer(plane, imul(y, int(g.width)))
-            if sx == 1 {
-                copyPaddedRow(from: source, width: g.width, into: row, left: left, length: length)
-            } else {
-                elementwise(shape: [g.width], output: StridedView(base: pointer(temp, int(left)), strides: [1]),
-                            inputs: [StridedView(base: source, strides: [1])]) { v, _ in v[0] }
-                loop(from: int(0), to: int(phase), step: vectorWidth) { j in
-                    let wide = load(temp, imul(j, int(sx)), lanes: vectorWidth * sx)
-                    for p in 0..<sx { store(lanes(of: wide, from: p, step: sx), row, iadd(int(p * phase), j)) }
-                }
-            }
+            copyPaddedRow(from: pointer(plane, imul(y, int(g.width))), width: g.width, into: pointer(padded, imul(iadd(y, int(top)), int(rowFloats))),
+                          left: left, length: g.paddedRowLength)
         }
         let below = g.paddedRows - top - g.height
         fill(pointer(padded, int((top + g.height) * rowFloats)), count: int(below * rowFloats), with: 0)
@@ -115,15 +101,10 @@ extension IRBuilder {
                     loop(0, windowRows, unroll: false, body)
                 }
             }
-            forEachWindowRow { cy in
-                let c = LLVMBuildUDiv(builder, cy, int(g.kernelH), "")!
-                let ky = LLVMBuildURem(builder, cy, int(g.kernelH), "")!
-                let row = pointer(planes, iadd(imul(c, int(g.paddedPlaneFloats)),
-                                               imul(iadd(imul(oy, int(sy)), imul(ky, int(dy))), int(sx * g.phaseLength))))
+            /// The window row's taps, given each tap's input vectors.
+            func taps(_ cy: LLVMValue, _ inputs: (_ kx: Int) -> [LLVMValue]) {
                 for kx in 0..<g.kernelW {
-                    // Column (ox + i) * sx + kx * dx is in phase (kx * dx) % sx, at ox + i + (kx * dx) / sx.
-                    let phaseStart = (kx * dx) % sx * g.phaseLength + (kx * dx) / sx
-                    let x = (0..<vectors).map { v in load(row, iadd(ox, int(v * lanes + phaseStart)), lanes: lanes) }
+                    let x = inputs(kx)
                     let tap = iadd(imul(cy, int(g.kernelW)), int(kx))
                     for r in 0..<count {
                         let w = load(weights, iadd(imul(iadd(firstChannel, int(r)), int(g.groupChannels * window)), tap))
@@ -131,6 +112,53 @@ extension IRBuilder {
                         for v in 0..<vectors { write(fma(wide, x[v], read(sums[r][v], type: type)), sums[r][v]) }
                     }
                 }
+            }
+            func paddedWindowRow(_ cy: LLVMValue) {
+                let c = LLVMBuildUDiv(builder, cy, int(g.kernelH), "")!
+                let ky = LLVMBuildURem(builder, cy, int(g.kernelH), "")!
+                let row = pointer(planes, iadd(imul(c, int(g.paddedPlaneFloats)), imul(iadd(imul(oy, int(sy)), imul(ky, int(dy))), int(g.paddedRowFloats))))
+                taps(cy) { kx in (0..<vectors).map { v in load(row, iadd(ox, int(v * lanes + kx * dx)), lanes: lanes) } }
+            }
+            /// In place: input row iy = oy * sy + ky * dy - top of channel c, skipped outside the
+            /// plane. Output lane i of tap kx reads column (ox + i) * sx + kx * dx - left: lane
+            /// (kx * dx) % sx, step sx, of the sx * lanes columns from (ox * sx - left) + (kx * dx)
+            /// / sx * sx, so a 3x3 stride-2 window row is two loads and three shuffles. Columns
+            /// outside the row are masked off (zero), unless the whole block is inside.
+            func inPlaceWindowRow(_ cy: LLVMValue, masked: Bool) {
+                let c = LLVMBuildUDiv(builder, cy, int(g.kernelH), "")!
+                let ky = LLVMBuildURem(builder, cy, int(g.kernelH), "")!
+                let iy = isub(iadd(imul(oy, int(sy)), imul(ky, int(dy))), int(a.pads[0]))
+                let inside = LLVMBuildICmp(builder, LLVMIntULT, iy, int(g.height), "")!
+                ifElse(inside, then: {
+                    let row = iadd(imul(c, int(g.inputPlane)), imul(iy, int(g.width)))
+                    var loaded: [Int: LLVMValue] = [:]
+                    taps(cy) { kx in
+                        (0..<vectors).map { v in
+                            let shift = (kx * dx) / sx * sx
+                            let key = v * g.kernelW * dx + shift
+                            let wide = loaded[key] ?? {
+                                let column = iadd(imul(iadd(ox, int(v * lanes)), int(sx)), int(shift - a.pads[1]))
+                                let value = masked ? maskedLoad(planes, iadd(row, column), lanes: sx * lanes, validFrom: column, below: g.width)
+                                                   : load(planes, iadd(row, column), lanes: sx * lanes)
+                                loaded[key] = value
+                                return value
+                            }()
+                            return sx == 1 ? wide : self.lanes(of: wide, from: (kx * dx) % sx, step: sx)
+                        }
+                    }
+                }, else: {})
+            }
+            if g.readsInPlace {
+                // The block reads columns first ..< last of each row; it is inside the row when
+                // both ends are.
+                let first = isub(imul(ox, int(sx)), int(a.pads[1]))
+                let last = iadd(first, int(((g.kernelW - 1) * dx / sx + vectors * lanes) * sx))
+                let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, first, int(0), "")!,
+                                          LLVMBuildICmp(builder, LLVMIntSLE, last, int(g.width), "")!, "")!
+                ifElse(inside, then: { forEachWindowRow { inPlaceWindowRow($0, masked: false) } },
+                       else: { forEachWindowRow { inPlaceWindowRow($0, masked: true) } })
+            } else {
+                forEachWindowRow(paddedWindowRow)
             }
             for r in 0..<count {
                 for v in 0..<vectors {
@@ -172,13 +200,17 @@ extension ConvGeometry {
         (groups == channels && groups > 1 && outChannels % channels == 0 && kernelH * kernelW <= 49)
             || (groups == 1 && channels <= 4 && kernelH * kernelW <= 9)
     }
-    /// Rows and row length of a padded plane, with room after each row for the phases' rounding.
+    /// Horizontally strided windows read the input planes where they are, each tap's vector
+    /// dealt out of wider loads: a padded copy, dealt into stride phases, cost more than the
+    /// convolution itself (MobileNet v2's stride-2 depthwise layers, 2-2.5x ONNX Runtime's time).
+    var readsInPlace: Bool { attributes.strides[1] > 1 }
+    /// Rows and row length of a padded plane (of a horizontal stride of 1), with room after each
+    /// row for the whole vectors that end it.
     var paddedRows: Int { max(height + attributes.pads[0] + attributes.pads[2], (outH - 1) * attributes.strides[0] + (kernelH - 1) * attributes.dilations[0] + 1) }
-    var paddedRowLength: Int { width + attributes.pads[1] + attributes.pads[3] + (kernelW - 1) * attributes.dilations[1] + 16 * attributes.strides[1] }
-    /// A padded row's length in each of its stride phases: whole vectors of the widest target, so
-    /// that dealing a row into phases a vector at a time never writes into the next phase.
-    var phaseLength: Int { roundUp((paddedRowLength + attributes.strides[1] - 1) / attributes.strides[1], 16) }
-    var paddedPlaneFloats: Int { paddedRows * attributes.strides[1] * phaseLength }
-    /// A thread's scratch: the padded planes of one group, and a row to deal into phases.
-    var directScratchFloats: Int { groupChannels * paddedPlaneFloats + attributes.strides[1] * (phaseLength + 16) }
+    var paddedRowLength: Int { width + attributes.pads[1] + attributes.pads[3] + (kernelW - 1) * attributes.dilations[1] + 16 }
+    /// Rows start at multiples of the widest target's vector.
+    var paddedRowFloats: Int { roundUp(paddedRowLength, 16) }
+    var paddedPlaneFloats: Int { paddedRows * paddedRowFloats }
+    /// A thread's scratch: the padded planes of one group.
+    var directScratchFloats: Int { readsInPlace ? 0 : groupChannels * paddedPlaneFloats }
 }

@@ -203,6 +203,28 @@ final class IRBuilder {
                              [address, LLVMConstInt(i32, 4, 0), laneMask(lanes: lanes, valid: valid), float(0, lanes: lanes)])
     }
 
+    /// base[index + j] for the lanes j with 0 <= column + j < limit, zero in the others (a
+    /// masked load: nothing outside is read). The address is formed without `inbounds`, since it
+    /// may lie before the start of the buffer when the first lanes are masked off.
+    func maskedLoad(_ base: LLVMValue, _ index: LLVMValue, lanes: Int, validFrom column: LLVMValue, below limit: Int) -> LLVMValue {
+        let type = floatType(lanes: lanes), wideInt = LLVMVectorType(i64, UInt32(lanes))!
+        var steps: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(i64, UInt64($0), 0) }
+        var limits: [LLVMValue?] = (0..<lanes).map { _ in LLVMConstInt(i64, UInt64(limit), 0) }
+        let columns = LLVMBuildAdd(builder, splatInteger(column, lanes: lanes, type: wideInt), LLVMConstVector(&steps, UInt32(lanes)), "")!
+        // One unsigned compare: a negative column wraps to a large one.
+        let mask = LLVMBuildICmp(builder, LLVMIntULT, columns, LLVMConstVector(&limits, UInt32(lanes)), "")!
+        var indices: [LLVMValue?] = [index]
+        let address = LLVMBuildPointerCast(builder, LLVMBuildGEP2(builder, f32, base, &indices, 1, ""), LLVMPointerType(type, 0), "")!
+        return callIntrinsic("llvm.masked.load", overloads: [type, LLVMPointerType(type, 0)], returning: type,
+                             [address, LLVMConstInt(i32, 4, 0), mask, float(0, lanes: lanes)])
+    }
+
+    private func splatInteger(_ scalar: LLVMValue, lanes: Int, type: LLVMType) -> LLVMValue {
+        let inserted = LLVMBuildInsertElement(builder, LLVMGetUndef(type), scalar, LLVMConstInt(i32, 0, 0), "")!
+        var zeros: [LLVMValue?] = (0..<lanes).map { _ in LLVMConstInt(i32, 0, 0) }
+        return LLVMBuildShuffleVector(builder, inserted, LLVMGetUndef(type), LLVMConstVector(&zeros, UInt32(lanes)), "")!
+    }
+
     /// <lanes x i1>: true for the first `valid` lanes.
     private func laneMask(lanes: Int, valid: Int) -> LLVMValue {
         var bits: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(LLVMInt1TypeInContext(context), $0 < valid ? 1 : 0, 0) }

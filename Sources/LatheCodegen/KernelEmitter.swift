@@ -163,7 +163,7 @@ extension IRBuilder {
                 return
             }
             if g.runsDirect {
-                guard let scratch else { throw LatheError.backend("conv2d \(shapes): a direct convolution without scratch") }
+                guard scratch != nil || g.readsInPlace else { throw LatheError.backend("conv2d \(shapes): a direct convolution without scratch") }
                 directConvolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
                                   epilogue: epilogue, split: split, thread: thread, threads: threads)
                 return

@@ -74,6 +74,11 @@ let convCases: [OpCase] = [
     ConvSetup(input: [1, 4, 12, 35], weight: [4, 1, 5, 5], strides: [1, 2], pads: [2, 2, 2, 2], groups: 4),
     ConvSetup(input: [1, 3, 40, 75], weight: [7, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1]),
     ConvSetup(input: [1, 3, 20, 90], weight: [6, 1, 3, 3], strides: [2, 3], pads: [0, 1, 1, 0], groups: 3),
+    // Strided windows read in place: unmasked blocks inside the row, masked ones at its ends,
+    // a row shorter than a vector, dilated taps from further loads.
+    ConvSetup(input: [1, 3, 9, 70], weight: [6, 1, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 3),
+    ConvSetup(input: [2, 6, 14, 14], weight: [6, 1, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 6),
+    ConvSetup(input: [1, 2, 11, 53], weight: [2, 1, 3, 3], strides: [2, 2], pads: [2, 3, 0, 1], dilations: [2, 3], groups: 2),
     ConvSetup(input: [2, 1, 9, 60], weight: [10, 1, 3, 3], pads: [1, 1, 1, 1], bias: false),
 ].map { s in
     OpCase("conv2d \(s.input) w\(s.weight) s\(s.strides) p\(s.pads) d\(s.dilations) g\(s.groups)",
