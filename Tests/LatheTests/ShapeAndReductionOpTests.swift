@@ -18,6 +18,10 @@ let poolCases: [OpCase] = [
     ([1, 2, 21, 71], .average, [3, 3], [2, 2], [1, 1, 1, 1], true),
     ([2, 2, 9, 43], .average, [3, 3], [1, 1], [1, 1, 1, 1], false),
     ([1, 2, 10, 38], .max, [2, 3], [1, 2], [0, 2, 1, 1], false),
+    // Stride 2, rows reduced first: windows 1, 2 and 3 wide.
+    ([1, 2, 9, 70], .max, [3, 1], [2, 2], [0, 0, 0, 0], false),
+    ([1, 3, 13, 67], .average, [3, 3], [2, 2], [0, 0, 0, 0], false),
+    ([2, 2, 8, 69], .max, [1, 2], [1, 2], [0, 0, 0, 0], false),
     // Rows of fewer outputs than a vector: one masked vector a row (the Keras CNN's second pool;
     // 15 outputs fill no 16-float vector).
     ([2, 8, 11, 11], .max, [2, 2], [2, 2], [0, 0, 0, 0], false),
