@@ -17,8 +17,10 @@ public final class CompiledModel: @unchecked Sendable {
 
     private let jit: JITSession
     private let entry: EntryFunction
-    private let weights: UnsafeMutableRawPointer
-    private let arena: UnsafeMutableRawPointer
+    private let weightsRegion: MemoryRegion
+    private let arenaRegion: MemoryRegion
+    private var weights: UnsafeMutableRawPointer { weightsRegion.base }
+    private var arena: UnsafeMutableRawPointer { arenaRegion.base }
     private let inputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
     private let outputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
     private let lock = NSLock()
@@ -26,8 +28,8 @@ public final class CompiledModel: @unchecked Sendable {
     /// The threads a run uses.
     public var threads: Int { pool.threads }
 
-    /// `weights`: the laid-out weights region (allocateRegion), which the model now owns.
-    init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: UnsafeMutableRawPointer, target: HostTarget,
+    /// `weights`: the laid-out weights region, which the model now owns.
+    init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: MemoryRegion, target: HostTarget,
          compileStages: [(stage: String, seconds: Double)], llvmIR: String?, threads: Int) {
         self.program = program
         pool = ThreadPool(threads: threads)
@@ -36,20 +38,13 @@ public final class CompiledModel: @unchecked Sendable {
         self.target = target
         self.compileStages = compileStages
         self.llvmIR = llvmIR
-        self.weights = weights
-        arena = Self.allocateRegion(bytes: program.arenaBytes)
+        weightsRegion = weights
+        arenaRegion = MemoryRegion(bytes: program.arenaBytes)
         inputTable = .allocate(capacity: max(program.inputs.count, 1))
         outputTable = .allocate(capacity: max(program.outputs.count, 1))
     }
 
-    /// Memory for the weights or the arena, aligned for any vector load.
-    static func allocateRegion(bytes: Int) -> UnsafeMutableRawPointer {
-        .allocate(byteCount: max(bytes, 64), alignment: 64)
-    }
-
     deinit {
-        weights.deallocate()
-        arena.deallocate()
         inputTable.deallocate()
         outputTable.deallocate()
     }

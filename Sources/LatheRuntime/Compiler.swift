@@ -43,10 +43,8 @@ public enum Compiler {
                                               vectorWidth: target.vectorWidth)
         stages.lap("passes and planning")
         let weightsJob = WeightsJob(program, constants: optimized.graph.constants)
-        var weightsHandedOver = false
-        // On a thrown error or a retry, the region is freed once the job is done with it.
-        defer { if !weightsHandedOver { weightsJob.wait().deallocate() } }
-
+        // On a thrown error or a retry, the region is freed once the job is done with it: the
+        // job's own closure holds it until then.
         // A part a compile thread (the weights job shares the cores), none empty.
         let compileThreads = options.compileThreads ?? ProcessInfo.processInfo.activeProcessorCount
         let partCount = options.keepLLVMIR ? 1 : max(1, min(compileThreads, program.kernels.count))
@@ -68,7 +66,6 @@ public enum Compiler {
         }
         stages.lap("JIT link")
         let weights = weightsJob.wait()
-        weightsHandedOver = true
         stages.lap("weights")
         return CompiledModel(program: program, jit: jit, entry: entry, weights: weights, target: target,
                              compileStages: stages.laps, llvmIR: objects.llvmIR, threads: options.threads)
@@ -93,12 +90,12 @@ struct StageClock {
 /// compile time. It writes the region the compiled model keeps (ResNet-50's 100 MB), not an
 /// array copied there afterwards.
 private final class WeightsJob: @unchecked Sendable {
-    private let region: UnsafeMutableRawPointer
+    private let region: MemoryRegion
     private let done = DispatchSemaphore(value: 0)
 
     init(_ program: KernelProgram, constants: [HostTensor]) {
-        region = CompiledModel.allocateRegion(bytes: program.weightsBytes)
-        nonisolated(unsafe) let buffer = UnsafeMutableBufferPointer(start: region.assumingMemoryBound(to: Float.self), count: program.weightsBytes / 4)
+        region = MemoryRegion(bytes: program.weightsBytes)
+        nonisolated(unsafe) let buffer = UnsafeMutableBufferPointer(start: region.base.assumingMemoryBound(to: Float.self), count: program.weightsBytes / 4)
         DispatchQueue.global(qos: .userInitiated).async {
             // Written once, not zeroed first: every float is a placement's or a gap zeroed here.
             let placements = program.weightPlacements.map { slot, offset, layout in
@@ -120,7 +117,7 @@ private final class WeightsJob: @unchecked Sendable {
     }
 
     /// The laid-out region, which the caller then owns.
-    func wait() -> UnsafeMutableRawPointer {
+    func wait() -> MemoryRegion {
         done.wait()
         return region
     }
