@@ -7,11 +7,12 @@ import LatheIR
 /// of 1, each group's input planes are copied, zero-padded, into scratch, so the inner loop has
 /// no bounds checks. With a stride s > 1 the planes are read in place: a tap's vector is every
 /// s-th lane of a load s vectors wide, masked at the row's ends, and rows outside the plane are
-/// skipped. Then, for a block of up to 6 output channels and two
-/// vectors of outputs along a row, every tap loads two vectors of input and adds them, times the
-/// tap's weight of each channel, into 12 accumulators: two loads and six broadcasts feed twelve
-/// FMAs (3 channels x 4 vectors measured slower on MobileNet and the Keras CNN). Then bias and
-/// epilogue, and the stores; the last outputs of a row that fill no vector go one at a time.
+/// skipped. Then, for a block of output channels and vectors of outputs along a row
+/// (`directBlock`: mostly 6 channels x 2 vectors), every tap loads the vectors of input and adds
+/// them, times the tap's weight of each channel, into the block's accumulators: with 6 x 2, two
+/// loads and six broadcasts feed twelve FMAs (3 channels x 4 vectors measured slower on MobileNet
+/// and the Keras CNN). Then bias and epilogue, and the stores; the last outputs of a row that
+/// fill no vector go as one masked vector.
 extension IRBuilder {
     func directConvolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
                            epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
@@ -19,7 +20,7 @@ extension IRBuilder {
         let planes = scratch.map { pointer($0, imul(thread, int(g.directScratchFloats))) } ?? input
         let units = g.batch * g.groups
         let perGroup = g.groupOutChannels
-        let block = min(6, perGroup)
+        let (block, _) = g.directBlock
         func unit(_ u: LLVMValue, firstRow: LLVMValue, rows: LLVMValue) {
             let image = LLVMBuildUDiv(builder, u, int(g.groups), "")!
             let group = LLVMBuildURem(builder, u, int(g.groups), "")!
@@ -178,10 +179,12 @@ extension IRBuilder {
                 }
             }
         }
-        let blockEnd = g.outW / (2 * width) * (2 * width)
+        // Blocks of `vectors` whole vectors, then the whole vectors left as one block.
+        let vectors = g.directBlock.vectors
+        let blockEnd = g.outW / (vectors * width) * (vectors * width)
         let vectorEnd = g.outW / width * width
-        loop(0, blockEnd, step: 2 * width, unroll: false) { ox in outputs(ox, lanes: width, vectors: 2) }
-        loop(blockEnd, vectorEnd, step: width, unroll: false) { ox in outputs(ox, lanes: width, vectors: 1) }
+        loop(0, blockEnd, step: vectors * width, unroll: false) { ox in outputs(ox, lanes: width, vectors: vectors) }
+        if vectorEnd > blockEnd { outputs(int(blockEnd), lanes: width, vectors: (vectorEnd - blockEnd) / width) }
         if vectorEnd < g.outW {
             if width > 1 {
                 outputs(int(vectorEnd), lanes: width, vectors: 1, valid: g.outW - vectorEnd)
@@ -199,6 +202,19 @@ extension ConvGeometry {
     var runsDirect: Bool {
         (groups == channels && groups > 1 && outChannels % channels == 0 && kernelH * kernelW <= 49)
             || (groups == 1 && channels <= 4 && kernelH * kernelW <= 9)
+    }
+    /// Output channels and vectors of outputs along a row whose sums stay in registers (measured
+    /// on Zen 1, AVX2's 16 registers, one thread): 6 x 2, but for windows read in place, whose
+    /// taps need the wide loads and their shuffles in registers too. There a strided first layer
+    /// takes 8 channels x 1 vector (MobileNet v2's 3 -> 32 stride-2 layer: 1.73 -> 1.24 ms, where
+    /// 6 x 2 spilled its sums every window row) and a strided depthwise layer 1 x 6 (96 channels
+    /// of 112 x 112: 2.3 -> 1.1 ms; six sums in flight hide the FMA's latency, where two waited
+    /// on it). Stride-1 depthwise layers, which read a padded copy, ran best at 1 x 2 (0.50 ms
+    /// against 0.61 at 1 x 4 and 0.63 at 1 x 6, 32 channels of 112 x 112).
+    var directBlock: (channels: Int, vectors: Int) {
+        let perGroup = groupOutChannels
+        guard readsInPlace else { return (min(6, perGroup), 2) }
+        return perGroup == 1 ? (1, 6) : (min(8, perGroup), 1)
     }
     /// Horizontally strided windows read the input planes where they are, each tap's vector
     /// dealt out of wider loads: a padded copy, dealt into stride phases, cost more than the

@@ -207,10 +207,13 @@ final class IRBuilder {
     /// masked load: nothing outside is read). The address is formed without `inbounds`, since it
     /// may lie before the start of the buffer when the first lanes are masked off.
     func maskedLoad(_ base: LLVMValue, _ index: LLVMValue, lanes: Int, validFrom column: LLVMValue, below limit: Int) -> LLVMValue {
-        let type = floatType(lanes: lanes), wideInt = LLVMVectorType(i64, UInt32(lanes))!
-        var steps: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(i64, UInt64($0), 0) }
-        var limits: [LLVMValue?] = (0..<lanes).map { _ in LLVMConstInt(i64, UInt64(limit), 0) }
-        let columns = LLVMBuildAdd(builder, splatInteger(column, lanes: lanes, type: wideInt), LLVMConstVector(&steps, UInt32(lanes)), "")!
+        // In 32-bit lanes, as wide as the floats: 64-bit ones took four compares and the packing
+        // of their results for each 8 floats on AVX2.
+        let type = floatType(lanes: lanes), intVector = LLVMVectorType(i32, UInt32(lanes))!
+        var steps: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(i32, UInt64($0), 0) }
+        var limits: [LLVMValue?] = (0..<lanes).map { _ in LLVMConstInt(i32, UInt64(limit), 0) }
+        let column32 = LLVMBuildTrunc(builder, column, i32, "")!
+        let columns = LLVMBuildAdd(builder, splatInteger(column32, lanes: lanes, type: intVector), LLVMConstVector(&steps, UInt32(lanes)), "")!
         // One unsigned compare: a negative column wraps to a large one.
         let mask = LLVMBuildICmp(builder, LLVMIntULT, columns, LLVMConstVector(&limits, UInt32(lanes)), "")!
         var indices: [LLVMValue?] = [index]

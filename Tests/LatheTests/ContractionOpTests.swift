@@ -79,6 +79,10 @@ let convCases: [OpCase] = [
     ConvSetup(input: [1, 3, 9, 70], weight: [6, 1, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 3),
     ConvSetup(input: [2, 6, 14, 14], weight: [6, 1, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 6),
     ConvSetup(input: [1, 2, 11, 53], weight: [2, 1, 3, 3], strides: [2, 2], pads: [2, 3, 0, 1], dilations: [2, 3], groups: 2),
+    // A strided depthwise row of 70 outputs: a block of 6 vectors, the 2 left, a tail of 6 (with
+    // 16-float vectors: 4 vectors and the tail); a strided first layer's 8 + 3 channels.
+    ConvSetup(input: [1, 3, 9, 139], weight: [3, 1, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 3),
+    ConvSetup(input: [1, 3, 15, 61], weight: [11, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1]),
     // Rows ending in a vector and a partial one (26 = 16 + 8 + 2; 28 = 16 + 8 + 4).
     ConvSetup(input: [2, 1, 28, 28], weight: [32, 1, 3, 3]),
     ConvSetup(input: [1, 4, 28, 28], weight: [4, 1, 3, 3], pads: [1, 1, 1, 1], groups: 4),
