@@ -55,6 +55,7 @@ public enum Pipeline {
         Verifier(),
         ConstantFolding(),
         IdentityRemoval(),
+        WholePlanePooling(),
         BatchNormFolding(),
         ConstantFolding(),
         CommonSubexpressionElimination(),

@@ -129,7 +129,7 @@ struct CLIPassTests {
         let list = try lathe("dump", "--list-passes")
         #expect(list.status == 0)
         let names = list.out.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
-        #expect(names == ["verify", "fold-constants", "remove-identities", "fold-batchnorm", "fold-constants",
+        #expect(names == ["verify", "fold-constants", "remove-identities", "pool-whole-planes", "fold-batchnorm", "fold-constants",
                           "eliminate-common-subexpressions", "fuse-layernorm", "fuse-elementwise", "fuse-epilogues", "eliminate-dead-code", "verify"])
         let after = try lathe("dump", "mnist-cnn", "--after", "eliminate-dead-code")
         #expect(after.status == 0)

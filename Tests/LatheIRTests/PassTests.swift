@@ -110,6 +110,29 @@ struct PassTests {
             """, feeds: ["x": HostTensor.random(shape: [2, 3, 4], seed: 4)])
     }
 
+    /// Pools whose window is the whole unpadded plane become a global average and a max
+    /// reduction; a padded one, and one of a smaller window, stay pools.
+    @Test func poolsOverWholePlanesBecomeReductions() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 3, 5, 4], location: at(1))
+        let avg = try g.addNode(.pool2d(Pool2DAttributes(kind: .average, kernel: [5, 4], strides: [1, 1])), [x], name: "avg", location: at(2))
+        let max = try g.addNode(.pool2d(Pool2DAttributes(kind: .max, kernel: [5, 4], strides: [5, 4])), [x], name: "max", location: at(3))
+        let padded = try g.addNode(.pool2d(Pool2DAttributes(kind: .average, kernel: [5, 4], strides: [1, 1], pads: [1, 0, 0, 0])), [x], name: "padded")
+        let smaller = try g.addNode(.pool2d(Pool2DAttributes(kind: .max, kernel: [5, 3], strides: [1, 1])), [x], name: "smaller")
+        try check(WholePlanePooling(), g, [avg, max, padded, smaller], after: """
+            %0 = input {name="x"} : f32[2, 3, 5, 4]  # x  (M/net.swift:1)
+            %1 = global_avg_pool(%0) : f32[2, 3, 1, 1]  # avg  (M/net.swift:2)
+            %2 = reduce_max(%0) {axes=[2,3], keep_dims=true} : f32[2, 3, 1, 1]  # max  (M/net.swift:3)
+            %3 = avg_pool2d(%0) {kernel=[5,4], strides=[1,1], pads=[1,0,0,0], count_include_pad=false} : f32[2, 3, 2, 1]  # padded
+            %4 = max_pool2d(%0) {kernel=[5,3], strides=[1,1], pads=[0,0,0,0]} : f32[2, 3, 1, 2]  # smaller
+            output "y0" = %1
+            output "y1" = %2
+            output "y2" = %3
+            output "y3" = %4
+
+            """, feeds: ["x": HostTensor.random(shape: [2, 3, 5, 4], seed: 5)])
+    }
+
     /// The decomposition older ONNX exporters write (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt,
     /// Div, Mul, Add) becomes one layer_norm (the constants it no longer reads are left for
     /// dead-code elimination); the same with the centered value read elsewhere stays as it is.
@@ -317,6 +340,6 @@ struct PassTests {
         let (result, outputs) = try Pipeline.run(g, outputs: [y])
         #expect(outputs == [ValueID(0)])
         #expect(result.nodes.count == 1)
-        #expect(Set(Pipeline.passes.map(\.name)).count == 9)
+        #expect(Set(Pipeline.passes.map(\.name)).count == 10)
     }
 }
