@@ -110,7 +110,8 @@ extension IRBuilder {
             func multiply(b: MatrixView, c: MatrixView, columns: LLVMValue, fixedColumns: Int?) {
                 if packs, let packing {
                     packedGemm(blocking, m: count, n: columns, maxM: g.groupOutChannels, k: g.unfoldedRows, a: weightsView, b: b, c: c,
-                               bias: rowBias, epilogue: epilogue, packing: packing, prepackedA: prepackedWeights)
+                               bias: rowBias, epilogue: epilogue, packing: packing, prepackedA: prepackedWeights,
+                               bInPlace: !g.needsUnfold && g.groupOutChannels <= GemmBlocking.inPlaceRows)
                 } else {
                     gemm(m: fixedCount ?? g.groupOutChannels, n: fixedColumns ?? g.outputPlane, k: g.unfoldedRows, a: weightsView, b: b, c: c,
                          bias: rowBias, epilogue: epilogue)

@@ -26,6 +26,12 @@ struct GemmBlocking {
     static let nc = 1024
     /// Columns of packed B swept per A panel: at most 160 KB of B panels, held in L2.
     static let nb = 128
+    /// Up to this many rows, a 1x1 convolution's GEMM reads its input (B) in place rather than
+    /// packing it: with so few row panels to reuse it, packing cost more than it saved. On Zen 1
+    /// at 2 threads, interleaved processes, median: MobileNet v2's 32 -> 16 channels over
+    /// 112 x 112, 0.54 -> 0.44 ms; 144 -> 24 over 56 x 56, 0.69 -> 0.56 ms; 384 -> 64 over
+    /// 14 x 14 and 64 -> 64 over 56 x 56 a little faster; more rows were no faster.
+    static let inPlaceRows = 64
     /// The largest register block any target uses (AVX-512: 12 x 32), for sizing buffers
     /// without knowing the target.
     static let largestRows = 12, largestColumns = 32
@@ -88,9 +94,12 @@ extension IRBuilder {
     /// `prepackedB`: B is already in micro-panels of NR columns over all of K (WeightLayout
     /// .gemmColumnPanels), `b.offset` the first column (a multiple of NR).
     /// `accumulate` (an i1): when true, C += A x B from the first K block on.
+    /// `bInPlace`: B (row-major, its row stride fixed) is read where it lies, not packed: for
+    /// products of a few row panels (a 1x1 convolution to at most `inPlaceRows` channels),
+    /// which would reuse a packed B too little to pay for packing it.
     func packedGemm(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, maxM: Int, k: Int, a: MatrixView, b: MatrixView, c: MatrixView,
                     bias: GemmBias, epilogue: GemmEpilogue?, packing: LLVMValue, prepackedA: Bool = false, prepackedB: Bool = false,
-                    accumulate accumulateAll: LLVMValue? = nil) {
+                    bInPlace: Bool = false, accumulate accumulateAll: LLVMValue? = nil) {
         let (mr, nr) = (blocking.rows, blocking.columns)
         let kc = GemmBlocking.depth(k)
         let packedA = packing
@@ -102,23 +111,46 @@ extension IRBuilder {
                 var accumulate = LLVMBuildICmp(builder, LLVMIntSGT, pc, int(0), "")!
                 if let accumulateAll { accumulate = LLVMBuildOr(builder, accumulate, accumulateAll, "") }
                 let finish = LLVMBuildICmp(builder, LLVMIntSGE, iadd(pc, int(kc)), int(k), "")!
-                if !prepackedB { packB(b, into: packedB, rowStart: pc, depth: depth, columnStart: jc, columns: ncHere, panel: nr) }
+                if !prepackedB && !bInPlace { packB(b, into: packedB, rowStart: pc, depth: depth, columnStart: jc, columns: ncHere, panel: nr) }
                 loop(from: int(0), to: m, step: GemmBlocking.mc) { ic in
                     let mcHere = imin(int(GemmBlocking.mc), isub(m, ic))
                     if !prepackedA { packA(a, into: packedA, rowStart: ic, rows: mcHere, m: m, columnStart: pc, depth: depth, panel: mr) }
+                    func aPanel(_ ir: LLVMValue) -> LLVMValue {
+                        prepackedA ? pointer(a.base, iadd(a.offset, iadd(imul(iadd(ic, ir), int(k)), imul(pc, int(mr))))) : pointer(packedA, imul(ir, depth))
+                    }
+                    if bInPlace {
+                        // A strip of B read where it lies, by every row panel in turn while it
+                        // is in L1; the last strip, cut by the edge, packed with zero padding.
+                        let rowStride = int(b.rowStride)
+                        loop(from: int(0), to: ncHere, step: nr) { jr in
+                            let columns = imin(int(nr), isub(ncHere, jr))
+                            let whole = LLVMBuildICmp(builder, LLVMIntEQ, columns, int(nr), "")!
+                            ifElse(whole, then: {}, else: {
+                                packB(b, into: packedB, rowStart: pc, depth: depth, columnStart: iadd(jc, jr), columns: columns, panel: nr)
+                            })
+                            let inPlace = pointer(b.base, iadd(b.offset, iadd(imul(pc, rowStride), iadd(jc, jr))))
+                            let strip = LLVMBuildSelect(builder, whole, inPlace, packedB, "")!
+                            let stripStride = select(whole, rowStride, int(nr))
+                            loop(from: int(0), to: mcHere, step: mr) { ir in
+                                microKernel(blocking, depth: depth, a: aPanel(ir), next: pointer(strip, int(2 * nr)), b: strip, bStride: stripStride,
+                                            row: iadd(ic, ir), column: iadd(jc, jr), rows: imin(int(mr), isub(mcHere, ir)), columns: columns,
+                                            c: c, accumulate: accumulate, finish: finish, bias: bias, epilogue: epilogue)
+                            }
+                        }
+                        return
+                    }
                     loop(from: int(0), to: ncHere, step: GemmBlocking.nb) { jb in
                         let nbEnd = imin(iadd(jb, int(GemmBlocking.nb)), ncHere)
                         loop(from: int(0), to: mcHere, step: mr) { ir in
-                            let aPanel = prepackedA ? pointer(a.base, iadd(a.offset, iadd(imul(iadd(ic, ir), int(k)), imul(pc, int(mr)))))
-                                                    : pointer(packedA, imul(ir, depth))
+                            let panel = aPanel(ir)
                             // Weights packed at compile time come from memory: the next panel is
                             // fetched while this one is used (a packed A is already in L2).
-                            let nextPanel = prepackedA ? pointer(aPanel, int(mr * k)) : aPanel
+                            let nextPanel = prepackedA ? pointer(panel, int(mr * k)) : panel
                             loop(from: jb, to: nbEnd, step: nr) { jr in
                                 let bPanel = prepackedB
                                     ? pointer(b.base, imul(iadd(imul(LLVMBuildUDiv(builder, iadd(b.offset, iadd(jc, jr)), int(nr), "")!, int(k)), pc), int(nr)))
                                     : pointer(packedB, imul(jr, depth))
-                                microKernel(blocking, depth: depth, a: aPanel, nextA: nextPanel, b: bPanel,
+                                microKernel(blocking, depth: depth, a: panel, next: nextPanel, b: bPanel,
                                             row: iadd(ic, ir), column: iadd(jc, jr), rows: imin(int(mr), isub(mcHere, ir)), columns: imin(int(nr), isub(ncHere, jr)),
                                             c: c, accumulate: accumulate, finish: finish, bias: bias, epilogue: epilogue)
                             }
@@ -225,8 +257,10 @@ extension IRBuilder {
 
     /// C[row.., column..] (+)= A panel x B panel over `depth` steps; when `finish`, plus the bias
     /// and through the epilogue. Whole blocks store vectors; a block cut by the edge of C goes
-    /// through the sums buffer a value at a time.
-    private func microKernel(_ blocking: GemmBlocking, depth: LLVMValue, a: LLVMValue, nextA: LLVMValue, b: LLVMValue, row: LLVMValue, column: LLVMValue,
+    /// through the sums buffer a value at a time. `bStride`: B's rows lie that far apart (B read
+    /// in place), not NR; `next` is then B's next strip, else A's next panel.
+    private func microKernel(_ blocking: GemmBlocking, depth: LLVMValue, a: LLVMValue, next: LLVMValue, b: LLVMValue, bStride: LLVMValue? = nil,
+                             row: LLVMValue, column: LLVMValue,
                              rows: LLVMValue, columns: LLVMValue, c: MatrixView, accumulate: LLVMValue, finish: LLVMValue,
                              bias: GemmBias, epilogue: GemmEpilogue?) {
         let (mr, width) = (blocking.rows, vectorWidth)
@@ -235,10 +269,11 @@ extension IRBuilder {
         // A last panel of at most half its columns (49 = 3 x 16 + 1) runs the half-width kernel:
         // the other half would only multiply the panel's zero padding.
         let half = blocking.columns / 2
+        let arguments = [a, b, depth] + (bStride.map { [$0] } ?? []) + [sums, next]
         ifElse(LLVMBuildICmp(builder, LLVMIntSLE, columns, int(half), "")!, then: {
-            call(microKernelFunction(blocking, columns: half), [a, b, depth, sums, nextA])
+            call(microKernelFunction(blocking, columns: half, strided: bStride != nil), arguments)
         }, else: {
-            call(microKernelFunction(blocking), [a, b, depth, sums, nextA])
+            call(microKernelFunction(blocking, strided: bStride != nil), arguments)
         })
 
         /// The value to store at C[i, j] for the block's sum there (lanes wide, or 1): the sum so
@@ -295,17 +330,23 @@ extension IRBuilder {
     /// function a module, called by every packed GEMM: a copy inlined in every GEMM variant made
     /// LLVM's optimization several times slower. `columns` (a multiple of the vector width, at
     /// most NR): only the first columns of each panel row (`lathe_micro_MRxNR_C`).
-    func microKernelFunction(_ blocking: GemmBlocking, columns: Int? = nil) -> LLVMValue {
+    /// `strided` (`lathe_micro_MRxNR_s`, one more i64 after `depth`): B's rows lie that many
+    /// floats apart, and each step prefetches the line of `next` (B's next strip) in its row.
+    func microKernelFunction(_ blocking: GemmBlocking, columns: Int? = nil, strided: Bool = false) -> LLVMValue {
         let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
         let used = columns ?? nr
-        return sharedFunction("lathe_micro_\(mr)x\(nr)\(used == nr ? "" : "_\(used)")", pointerCount: 2, integerCount: 1, trailingPointers: 2) { function in
-            let (a, b, depth, sums) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!, LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!)
-            let nextA = LLVMGetParam(function, 4)!
+        let name = "lathe_micro_\(mr)x\(nr)\(used == nr ? "" : "_\(used)")\(strided ? "_s" : "")"
+        return sharedFunction(name, pointerCount: 2, integerCount: strided ? 2 : 1, trailingPointers: 2) { function in
+            let (a, b, depth) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!, LLVMGetParam(function, 2)!)
+            let bStride = strided ? LLVMGetParam(function, 3)! : int(nr)
+            let (sums, next) = (LLVMGetParam(function, strided ? 4 : 3)!, LLVMGetParam(function, strided ? 5 : 4)!)
             let vectors = used / width
             let type = floatType(lanes: width)
             let accumulators = (0..<mr * vectors).map { _ in variable(float(0, lanes: width)) }
             func step(_ p: LLVMValue) {
-                let bValues = (0..<vectors).map { v in load(b, offset(int(v * width), p, times: nr), lanes: width) }
+                let row = imul(p, bStride)
+                if strided { prefetch(next, row) }
+                let bValues = (0..<vectors).map { v in load(b, iadd(row, int(v * width)), lanes: width) }
                 for r in 0..<mr {
                     let aValue = splat(load(a, offset(int(r), p, times: mr)), lanes: width)
                     for v in 0..<vectors {
@@ -316,7 +357,7 @@ extension IRBuilder {
             }
             let unrolled = LLVMBuildAnd(builder, depth, int(-4), "")!
             loop(from: int(0), to: unrolled, step: 4) { p in
-                for line in 0..<(4 * mr + 15) / 16 { prefetch(nextA, iadd(imul(p, int(mr)), int(16 * line))) }
+                if !strided { for line in 0..<(4 * mr + 15) / 16 { prefetch(next, iadd(imul(p, int(mr)), int(16 * line))) } }
                 for u in 0..<4 { step(iadd(p, int(u))) }
             }
             loop(from: unrolled, to: depth) { p in step(p) }

@@ -61,6 +61,10 @@ let convCases: [OpCase] = [
     ConvSetup(input: [1, 6, 9, 9], weight: [6, 1, 3, 3], pads: [1, 1, 1, 1], groups: 6),
     ConvSetup(input: [2, 8, 7, 7], weight: [12, 4, 1, 1], groups: 2),
     ConvSetup(input: [1, 16, 9, 11], weight: [17, 16, 1, 1]),
+    // 1x1 to few channels, B read in place: 65 = 4 x 16 + 1 columns (a last strip of at most
+    // half a panel); K = 330 in two blocks and N = 1101 in two column blocks, the last strip cut.
+    ConvSetup(input: [2, 24, 5, 13], weight: [9, 24, 1, 1]),
+    ConvSetup(input: [1, 330, 3, 367], weight: [20, 330, 1, 1]),
     ConvSetup(input: [1, 3, 17, 15], weight: [9, 3, 5, 5], strides: [2, 1], pads: [2, 1, 0, 2]),
     ConvSetup(input: [3, 2, 6, 5], weight: [4, 2, 2, 3], strides: [1, 2], pads: [0, 1, 1, 0]),
     // Unfolded a few output rows at a time: 41 rows as tiles of 4 and a last tile of 1.
@@ -98,14 +102,17 @@ let convCases: [OpCase] = [
 /// (WeightLayout.gemmPanels), output channels padded to whole panels per group, but for the
 /// direct kernel's (a gray image's first layer, of channel multiplier 32, is one). The 1x1
 /// convolution of one image splits its output positions among threads (ThreadSplit.columns).
+/// An unpadded 1x1 one to 13 channels reads its input in place, in columns split among threads;
+/// one to 70 channels, more than GemmBlocking.inPlaceRows, packs it.
 let constantWeightConvCases: [OpCase] = [
-    ([1, 8, 19, 23], [13, 8, 3, 3], 1), ([2, 12, 15, 9], [28, 3, 3, 3], 4), ([1, 64, 9, 9], [40, 64, 1, 1], 1),
-    ([1, 16, 30, 33], [16, 1, 3, 3], 16), ([2, 1, 28, 28], [32, 1, 3, 3], 1), ([1, 32, 20, 20], [16, 32, 1, 1], 1),
-].map { input, weight, groups in
-    OpCase("conv2d \(input) constant w\(weight) g\(groups)", [Operand(shape: input)]) { x in
+    ([1, 8, 19, 23], [13, 8, 3, 3], 1, 1), ([2, 12, 15, 9], [28, 3, 3, 3], 4, 1), ([1, 64, 9, 9], [40, 64, 1, 1], 1, 1),
+    ([1, 16, 30, 33], [16, 1, 3, 3], 16, 1), ([2, 1, 28, 28], [32, 1, 3, 3], 1, 1), ([1, 32, 20, 20], [16, 32, 1, 1], 1, 1),
+    ([1, 40, 21, 23], [13, 40, 1, 1], 1, 0), ([2, 130, 9, 9], [70, 130, 1, 1], 1, 0),
+].map { input, weight, groups, pad in
+    OpCase("conv2d \(input) constant w\(weight) g\(groups) p\(pad)", [Operand(shape: input)]) { x in
         let w = x[0].graph.constant(.random(shape: weight, seed: 21, in: -1...1))
         let b = x[0].graph.constant(.random(shape: [weight[0]], seed: 22, in: -1...1))
-        return try x[0].conv2d(weight: w, bias: b, pads: [1, 1, 1, 1], groups: groups).relu()
+        return try x[0].conv2d(weight: w, bias: b, pads: Array(repeating: pad, count: 4), groups: groups).relu()
     }
 }
 
