@@ -108,6 +108,25 @@ final class IRBuilder {
         return select(compare(LLVMRealUNO, a, a), a, smaller)
     }
 
+    /// x86's MAXPS: the larger, or `b` where either is NaN. One instruction where `maximum` takes
+    /// four; for callers that find NaNs apart (pool2d).
+    func maxOrSecond(_ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { select(compare(LLVMRealOGT, a, b), a, b) }
+
+    /// Whether any lane of these values is NaN: an i1.
+    func anyNaN(_ values: [LLVMValue]) -> LLVMValue {
+        // Two values a comparison; a vector's lanes are folded by viewing its i1 lanes as one integer.
+        var flags: [LLVMValue] = [], pending = values
+        while let a = pending.popLast() {
+            var b = a
+            if let last = pending.last, lanes(of: last) == lanes(of: a) { b = pending.removeLast() }
+            let unordered = compare(LLVMRealUNO, a, b)
+            let count = lanes(of: a)
+            let bits = count == 1 ? unordered : LLVMBuildBitCast(builder, unordered, LLVMIntTypeInContext(context, UInt32(count)), "")!
+            flags.append(count == 1 ? bits : LLVMBuildICmp(builder, LLVMIntNE, bits, LLVMConstInt(LLVMTypeOf(bits), 0, 0), "")!)
+        }
+        return flags.dropFirst().reduce(flags[0]) { LLVMBuildOr(builder, $0, $1, "")! }
+    }
+
     /// Calls a non-overloaded intrinsic without operands, e.g. llvm.readcyclecounter.
     func callIntrinsic(_ name: String, returning type: LLVMType) -> LLVMValue {
         let id = LLVMLookupIntrinsicID(name, name.utf8.count)

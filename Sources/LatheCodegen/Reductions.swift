@@ -98,24 +98,35 @@ extension IRBuilder {
                     // each tap is every other lane of that, from its offset: 2 or 3 loads a row
                     // and a shuffle a tap, where each tap of each row took two loads and a
                     // shuffle (ResNet-50's 3 x 3 max pool: 18 loads and 9 shuffles a vector).
-                    var (low, high, next): (LLVMValue?, LLVMValue?, LLVMValue?) = (nil, nil, nil)
-                    for ky in 0..<a.kernel[0] {
+                    // A max pool takes MAXPS, which drops a NaN, and checks the loads for NaNs
+                    // apart: only a vector whose inputs hold one takes NumPy's maximum (ResNet's
+                    // and SqueezeNet's first pools: 2.3 to 3 times faster).
+                    let rows = (0..<a.kernel[0]).map { ky -> (LLVMValue, LLVMValue, LLVMValue?) in
                         let row = rowIndex(ky)
-                        let l = load(input, row, lanes: width), h = load(input, iadd(row, int(width)), lanes: width)
-                        low = low.map { combine($0, l) } ?? l
-                        high = high.map { combine($0, h) } ?? h
-                        if a.kernel[1] == 3 {
-                            let n = load(input, iadd(row, int(2 * width)))
-                            next = next.map { combine($0, n) } ?? n
+                        return (load(input, row, lanes: width), load(input, iadd(row, int(width)), lanes: width),
+                                a.kernel[1] == 3 ? load(input, iadd(row, int(2 * width))) : nil)
+                    }
+                    func window(_ combine: (LLVMValue, LLVMValue) -> LLVMValue) -> LLVMValue {
+                        var (low, high, next) = rows[0]
+                        for (l, h, n) in rows.dropFirst() {
+                            (low, high) = (combine(low, l), combine(high, h))
+                            if let n { next = combine(next!, n) }
                         }
+                        var acc: LLVMValue?
+                        for kx in 0..<a.kernel[1] {
+                            var tap = shuffle(low, with: high, (0..<width).map { min(kx + 2 * $0, 2 * width - 1) })
+                            if kx == 2 { tap = LLVMBuildInsertElement(builder, tap, next!, LLVMConstInt(i32, UInt64(width - 1), 0), "")! }
+                            acc = acc.map { combine(tap, $0) } ?? tap
+                        }
+                        return acc!
                     }
-                    for kx in 0..<a.kernel[1] {
-                        var tap = shuffle(low!, with: high!, (0..<width).map { min(kx + 2 * $0, 2 * width - 1) })
-                        if kx == 2 { tap = LLVMBuildInsertElement(builder, tap, next!, LLVMConstInt(i32, UInt64(width - 1), 0), "")! }
-                        acc = combine(tap, acc)
+                    let at = iadd(outPlane, iadd(imul(oy, int(ow)), ox))
+                    guard a.kind == .max else {
+                        return store(div(window(add), float(Float(a.kernel[0] * a.kernel[1]), lanes: width)), output, at)
                     }
-                    if a.kind == .average { acc = div(acc, float(Float(a.kernel[0] * a.kernel[1]), lanes: width)) }
-                    return store(acc, output, iadd(outPlane, iadd(imul(oy, int(ow)), ox)))
+                    let fast = window(maxOrSecond)
+                    return ifElse(anyNaN(rows.flatMap { [$0.0, $0.1] + ($0.2.map { [$0] } ?? []) }),
+                                  then: { store(window(maximum), output, at) }, else: { store(fast, output, at) })
                 }
                 for ky in 0..<a.kernel[0] {
                     let row = rowIndex(ky)

@@ -92,6 +92,33 @@ struct ShapeAndReductionOpTests {
     @Test(arguments: poolCases)
     func pool(_ c: OpCase) throws { #expect(try compiledVersusInterpreter(c) <= 1e-5) }
 
+    /// A max pool's window with a NaN gives NaN, as `maximum` does, on every path: the stride-2
+    /// vectors (MAXPS, rechecked for NaNs), the stride-1 ones and the padded edges one at a time.
+    @Test(arguments: [([1, 2, 9, 70], [2, 2], [0, 0, 0, 0]), ([1, 2, 8, 40], [1, 1], [1, 1, 1, 1])])
+    func maxPoolPropagatesNaN(_ shape: [Int], _ strides: [Int], _ pads: [Int]) throws {
+        let g = Graph()
+        let x = try g.input("x", shape: shape)
+        let model = try g.compile(outputs: ["y": try x.maxPool2d(kernel: [3, 3], strides: strides, pads: pads)])
+        var xs = HostTensor(shape: shape, repeating: 1)
+        let (h, w) = (shape[2], shape[3])
+        // Each corner of each window position, and the last column (the odd lane of a stride-2 row).
+        let nans = [(0, 0, 5), (0, 4, 33), (1, h - 1, w - 1), (1, 3, 17)]
+        for (c, y, x) in nans { xs.scalars[(c * h + y) * w + x] = .nan }
+        let y = try model.run(["x": xs])["y"]!
+        let (oh, ow) = (y.shape[2], y.shape[3])
+        for c in 0..<shape[1] {
+            for oy in 0..<oh {
+                for ox in 0..<ow {
+                    let rows = (oy * strides[0] - pads[0])..<(oy * strides[0] - pads[0] + 3)
+                    let columns = (ox * strides[1] - pads[1])..<(ox * strides[1] - pads[1] + 3)
+                    let covered = nans.contains { $0.0 == c && rows.contains($0.1) && columns.contains($0.2) }
+                    let value = y.scalars[(c * oh + oy) * ow + ox]
+                    #expect(covered ? value.isNaN : value == 1, "channel \(c), output (\(oy), \(ox))")
+                }
+            }
+        }
+    }
+
     /// Pools large enough to split among threads, a run of planes each.
     @Test(arguments: [2, 3], [
         OpCase("max pool [4,32,64,64] k2 s2", [Operand(shape: [4, 32, 64, 64])]) { x in try x[0].maxPool2d(kernel: [2, 2], strides: [2, 2]) },
