@@ -55,13 +55,21 @@ public struct Inspection: Codable, Sendable {
                                               threads: threads, vectorWidth: HostTarget.detect().vectorWidth)
         let groups = Dictionary(remarks.fusions.filter { $0.kind == "elementwise" }.map { ($0.nodes.last!, $0.nodes) }, uniquingKeysWith: { a, _ in a })
         let opByName = Dictionary(graph.nodes.map { ($0.name, $0.op.name) }, uniquingKeysWith: { a, _ in a })
+        let pooledFrom = Dictionary(remarks.fusions.filter { $0.kind == "pool" }.map { ($0.nodes.last!, $0.nodes[0]) }, uniquingKeysWith: { a, _ in a })
+        /// The source ops of a fused op made from the node `name`.
+        func sourceOps(_ op: Op, _ name: String) -> [String] {
+            switch op {
+            case .fusedElementwise: return (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
+            case let .epilogue(base, _, _): return [base.name] + (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
+            case let .pooled(base, a): return sourceOps(base, pooledFrom[name] ?? name) + [Op.pool2d(a).name]
+            default: return [op.name]
+            }
+        }
         kernels = program.kernels.map { k in
             let name = optimized.graph[k.node].name
             let ops: [String]
             switch k.work {
-            case .node(.fusedElementwise): ops = (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
-            case let .node(.epilogue(base, _, _)): ops = [base.name] + (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
-            case let .node(o): ops = [o.name]
+            case let .node(o): ops = sourceOps(o, name)
             case .copy: ops = ["copy"]
             }
             let inPlaceOf = k.inPlaceOperand.map { optimized.graph[optimized.graph[k.node].operands[$0]].name }

@@ -35,9 +35,14 @@ extension IRBuilder {
             try contraction(base, out: out, x: Array(x.prefix(count)), shapes: Array(shapes.prefix(count)), shape: shape, scratch: scratch,
                             epilogue: GemmEpilogue(formula: formula, extras: x.indices.dropFirst(count).map { (x[$0], shapes[$0] != shape) }),
                             split: kernel.split, thread: thread, threads: kernel.threads, weightLayout: kernel.weightLayout)
+        case let .node(.pooled(base, a)):
+            guard let p = PooledConvolution(.pooled(base: base, pool: a), operandShapes: shapes) else {
+                throw LatheError.unsupported("\(base.name) pooled in its kernel, with shapes \(shapes)")
+            }
+            try pooledConvolution(p, output: out, x: x, pooledShape: shape, scratch: scratch, split: kernel.split, thread: thread, threads: kernel.threads)
         case let .node(op):
             switch op {
-            case .input, .constant, .variable, .assign, .epilogue:
+            case .input, .constant, .variable, .assign, .epilogue, .pooled:
                 throw LatheError.unsupported("\(op.name) is not a kernel")
             case let .conv2dWeightGrad(a, _):
                 guard let g = ConvGeometry(input: shapes[0], weights: shape, output: shapes[1], a), let scratch else {
@@ -133,7 +138,7 @@ extension IRBuilder {
 
     /// Dense, matmul and conv2d, each a GEMM, with the epilogue applied as results are stored,
     /// this thread's share of it.
-    private func contraction(_ op: Op, out: LLVMValue, x: [LLVMValue], shapes: [[Int]], shape: [Int], scratch: LLVMValue?, epilogue: GemmEpilogue?,
+    func contraction(_ op: Op, out: LLVMValue, x: [LLVMValue], shapes: [[Int]], shape: [Int], scratch: LLVMValue?, epilogue: GemmEpilogue?,
                              split: ThreadSplit, thread: LLVMValue, threads: Int, weightLayout: WeightLayout) throws {
         switch op {
         case .matmul:

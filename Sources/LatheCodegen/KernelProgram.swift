@@ -185,6 +185,10 @@ public struct Kernel: Sendable {
     public var algorithm: String? {
         guard case let .node(fused) = work else { return nil }
         let packed = weightLayout.isPacked ? ", packed weights" : ""
+        if let p = PooledConvolution(fused, operandShapes: operands.map(\.type.shape)), case let .conv2d(a) = p.conv,
+           let g = ConvGeometry(input: p.imageShapes[0], weights: p.imageShapes[1], output: p.imageResult, a) {
+            return (g.runsDirect ? "direct" : g.needsUnfold ? "im2col+gemm" : "gemm") + ", pooled an image at a time"
+        }
         switch fused.unfused {
         case let .conv2d(a):
             if case let .winograd(tile, _, _, _) = weightLayout { return "winograd F(\(tile)x\(tile),3x3)" }
@@ -201,6 +205,9 @@ public struct Kernel: Sendable {
     /// The floating-point operations of one node (see `flops`).
     public static func flops(of op: Op, operandShapes shapes: [[Int]], resultShape: [Int]) -> Int {
         let count = resultShape.reduce(1, *)
+        if case let .pooled(base, a) = op, let convolved = try? base.inferType(shapes.map { TensorType(.float32, $0) }) {
+            return flops(of: base, operandShapes: shapes, resultShape: convolved.shape) + count * a.kernel.reduce(1, *)
+        }
         switch op.unfused {
         case .dense: return 2 * count * shapes[0][1]
         case .matmul: return 2 * count * (shapes[0].last ?? 1)
@@ -567,6 +574,7 @@ extension KernelProgram {
     /// of the kernel's threads has its own.
     public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, weightLayout: WeightLayout = .plain) -> Int {
         if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape) { return w.scratchFloats * threads }
+        if let p = PooledConvolution(op, operandShapes: shapes) { return p.perThreadFloats * threads }
         let prepackedWeights = weightLayout.isPacked
         let perThread: Int
         switch op.unfused {

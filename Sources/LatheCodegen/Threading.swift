@@ -125,6 +125,9 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
         case let .convTranspose2d(a):
             let units = shapes[0][0] * a.groups
             return units >= threads ? .units(units) : .single
+        case .pooled:
+            // Whole images (PooledConvolution).
+            return shapes[0][0] >= threads ? .units(shapes[0][0]) : .single
         case .pool2d, .pool2dGrad:
             let planes = shapes[0].prefix(2).reduce(1, *)
             return planes >= threads ? .units(planes) : .single

@@ -129,7 +129,7 @@ extension Op {
             let dscale = c.wanted[1] ? try c.unbroadcast(c.add(.binary(.mul), [dy, normalized], "dy_x"), to: c.shape(x[1]), "dscale") : nil
             let dbias = x.count == 3 && c.wanted[2] ? try c.unbroadcast(dy, to: c.shape(x[2]), "dbias") : nil
             return [dx, dscale] + (x.count == 3 ? [dbias] : [])
-        case .epilogue:
+        case .epilogue, .pooled:
             throw unsupported("a fused kernel has no gradient rule: differentiate the graph before the passes fuse it")
         case let .gather(axis):
             return [c.wanted[0] ? try c.add(.gatherGrad(axis: axis, size: c.shape(x[0])[axis]), [x[1], dy], "ddata") : nil, nil]

@@ -47,6 +47,10 @@ public enum Interpreter {
             let result = try evaluate(baseNode, Array(x.prefix(count)), graph: graph, feeds: feeds)
             let operands = [result] + x.dropFirst(count)
             return elementwise(formula, operands, shape: shape, strides: operands.map { broadcastStrides(of: $0.shape, to: shape) })
+        case let .pooled(base, a):
+            let baseType = try base.inferType(x.map { TensorType(.float32, $0.shape) })
+            let baseNode = Node(id: node.id, op: base, operands: node.operands, type: baseType, name: node.name, location: node.location)
+            return pool2d(try evaluate(baseNode, x, graph: graph, feeds: feeds), a, shape: shape)
         case .matmul: return matmul(x[0], x[1], shape: shape)
         case .dense: return dense(x, shape: shape)
         case let .conv2d(a): return conv2d(x, a, shape: shape)

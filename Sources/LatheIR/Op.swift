@@ -25,6 +25,10 @@ public enum Op: Hashable, Sendable {
     /// follow the contraction's own `baseOperands` and have the result's shape. Made by the
     /// epilogue fusion pass (bias + activation + residual Add in the kernel).
     indirect case epilogue(base: Op, baseOperands: Int, formula: ScalarExpr)
+    /// A convolution (`base`: conv2d, or conv2d with an epilogue of no extra operands) whose
+    /// result is pooled before it is stored: each image's result is made and pooled while it is
+    /// in cache, and never written whole. Made by the conv-pool fusion pass.
+    indirect case pooled(base: Op, pool: Pool2DAttributes)
     /// Batched matrix product, batch dimensions broadcast: [..., M, K] x [..., K, N].
     case matmul
     /// x[M, K] * w[K, N] (+ b[N]): a fully connected layer (Keras weight layout).

@@ -116,6 +116,7 @@ extension Op {
         case let .binary(fn): return fn.rawValue
         case .fusedElementwise: return "fused_elementwise"
         case let .epilogue(base, _, _): return "\(base.name)_epilogue"
+        case let .pooled(base, a): return "\(base.name)_\(Op.pool2d(a).name)"
         case .matmul: return "matmul"
         case .dense: return "dense"
         case .conv2d: return "conv2d"
@@ -149,7 +150,7 @@ extension Op {
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
         case .gatherGrad, .lstm: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn: return .reduction
-        case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .conv2dWeightGrad: return .contraction
+        case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
     }
 
@@ -171,7 +172,7 @@ extension Op {
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
              .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask: return 1...1
         case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
-        case .dense, .conv2d, .convTranspose2d, .layerNorm: return 2...3
+        case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .lstm: return 4...4
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
@@ -205,6 +206,8 @@ extension Op {
         case let .epilogue(base, _, formula):
             let inner = base.attributeText
             return (inner.isEmpty ? "" : inner + ", ") + "epilogue=\(formula)"
+        case let .pooled(base, a):
+            return base.attributeText + ", pool=\(Op.pool2d(a).name)(\(Op.pool2d(a).attributeText))"
         case let .pad(pads, value): return "pads=\(list(pads)), value=\(value)"
         case let .pool2d(a), let .pool2dGrad(a):
             let include = a.kind == .average ? ", count_include_pad=\(a.countIncludePad)" : ""

@@ -62,6 +62,13 @@ extension Op {
             }
             guard formula.arity <= 1 + operands.count - count else { throw .shape("the epilogue reads more operands than it has") }
             return result
+        case let .pooled(base, a):
+            switch base {
+            case .conv2d, .epilogue(.conv2d, _, _): break
+            default: throw .attribute("only conv2d, with or without an epilogue, is pooled in its kernel, not \(base.name)")
+            }
+            if case let .epilogue(_, count, _) = base, count != operands.count { throw .attribute("a pooled convolution's epilogue reads no other operands") }
+            return try Op.pool2d(a).inferType([base.inferType(operands)])
         case .unary, .dropout:
             if case let .dropout(rate) = self, !(0..<1).contains(rate) { throw .attribute("rate \(rate) is not in [0, 1)") }
             return operands[0]

@@ -62,6 +62,7 @@ public enum Pipeline {
         LayerNormFusion(),
         ElementwiseFusion(),
         EpilogueFusion(),
+        ConvPoolFusion(),
         DeadCodeElimination(),
         Verifier(),
     ]

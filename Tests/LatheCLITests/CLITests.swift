@@ -130,11 +130,13 @@ struct CLIPassTests {
         #expect(list.status == 0)
         let names = list.out.split(separator: "\n").map { $0.split(separator: " ").first.map(String.init) ?? "" }
         #expect(names == ["verify", "fold-constants", "remove-identities", "pool-whole-planes", "fold-batchnorm", "fold-constants",
-                          "eliminate-common-subexpressions", "fuse-layernorm", "fuse-elementwise", "fuse-epilogues", "eliminate-dead-code", "verify"])
+                          "eliminate-common-subexpressions", "fuse-layernorm", "fuse-elementwise", "fuse-epilogues", "fuse-conv-pool",
+                          "eliminate-dead-code", "verify"])
         let after = try lathe("dump", "mnist-cnn", "--after", "eliminate-dead-code")
         #expect(after.status == 0)
-        #expect(after.out.contains("conv2d_epilogue(%0, %1, %2) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1, epilogue=max($0, 0)}"))
-        #expect(after.out.hasSuffix("output \"probs\" = %16\n"))
+        #expect(after.out.contains("conv2d_epilogue_max_pool2d(%0, %1, %2) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1, epilogue=max($0, 0), "
+                                   + "pool=max_pool2d(kernel=[2,2], strides=[2,2], pads=[0,0,0,0])}"))
+        #expect(after.out.hasSuffix("output \"probs\" = %15\n"))
         let bad = try lathe("dump", "mnist-cnn", "--after", "fuse-everything")
         #expect(bad.status == 1)
         #expect(bad.err.contains("no pass named 'fuse-everything'"))

@@ -332,6 +332,52 @@ struct PassTests {
         #expect(remarks.refusals.first == RemarkLog.Refusal(candidate: "d into r", reason: "d has 2 readers"))
     }
 
+    /// A first layer's convolution, with its ReLU, takes the max pool after it; a wider layer,
+    /// and a first layer read by more than its pool, keep theirs.
+    @Test func aFirstLayersPoolMovesIntoItsConvolution() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [2, 1, 6, 7])
+        let w = g.addConstant(HostTensor.random(shape: [6, 1, 3, 3], seed: 20), name: "w")
+        let b = g.addConstant(HostTensor.random(shape: [6], seed: 21), name: "b")
+        let conv = try g.addNode(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1])), [x, w, b], name: "conv")
+        let relu = try g.addNode(.unary(.relu), [conv], name: "relu")
+        let pool = try g.addNode(.pool2d(Pool2DAttributes(kind: .max, kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0])), [relu], name: "pool")
+        let w2 = g.addConstant(HostTensor.random(shape: [5, 6, 1, 1], seed: 22), name: "w2")
+        let wide = try g.addNode(.conv2d(Conv2DAttributes()), [pool, w2], name: "wide")
+        let widePool = try g.addNode(.pool2d(Pool2DAttributes(kind: .average, kernel: [3, 3], strides: [1, 1], pads: [0, 0, 0, 0])), [wide], name: "wide_pool")
+        let w3 = g.addConstant(HostTensor.random(shape: [2, 1, 2, 2], seed: 23), name: "w3")
+        let shared = try g.addNode(.conv2d(Conv2DAttributes()), [x, w3], name: "shared")
+        let sharedPool = try g.addNode(.pool2d(Pool2DAttributes(kind: .max, kernel: [2, 2], strides: [1, 1], pads: [0, 0, 0, 0])), [shared], name: "shared_pool")
+        let remarks = RemarkLog()
+        let outputs = [widePool, sharedPool, shared]
+        var step = try EpilogueFusion().run(g, outputs: outputs, remarks: remarks)
+        step = try ConvPoolFusion().run(step.graph, outputs: step.outputs, remarks: remarks)
+        let (result, newOutputs) = try DeadCodeElimination().run(step.graph, outputs: step.outputs)
+        #expect(result.text(outputs: newOutputs.enumerated().map { ("y\($0.offset)", $0.element) }) == """
+            %0  = input {name="x"} : f32[2, 1, 6, 7]  # x
+            %1  = constant {slot=0} : f32[6, 1, 3, 3]  # w
+            %2  = constant {slot=1} : f32[6]  # b
+            %3  = conv2d_epilogue_max_pool2d(%0, %1, %2) {strides=[1,1], pads=[1,1,1,1], dilations=[1,1], groups=1, epilogue=max($0, 0), pool=max_pool2d(kernel=[2,2], strides=[2,2], pads=[0,0,0,0])} : f32[2, 6, 3, 3]  # pool
+            %4  = constant {slot=2} : f32[5, 6, 1, 1]  # w2
+            %5  = conv2d(%3, %4) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1} : f32[2, 5, 3, 3]  # wide
+            %6  = avg_pool2d(%5) {kernel=[3,3], strides=[1,1], pads=[0,0,0,0], count_include_pad=false} : f32[2, 5, 1, 1]  # wide_pool
+            %7  = constant {slot=3} : f32[2, 1, 2, 2]  # w3
+            %8  = conv2d(%0, %7) {strides=[1,1], pads=[0,0,0,0], dilations=[1,1], groups=1} : f32[2, 2, 5, 6]  # shared
+            %9  = max_pool2d(%8) {kernel=[2,2], strides=[1,1], pads=[0,0,0,0]} : f32[2, 2, 4, 5]  # shared_pool
+            output "y0" = %6
+            output "y1" = %9
+            output "y2" = %8
+
+            """)
+        #expect(remarks.fusions.map(\.kind) == ["epilogue", "pool"])
+        #expect(remarks.refusals == [
+            RemarkLog.Refusal(candidate: "wide into wide_pool", reason: "it is not a first layer (one group, at most 4 input channels)"),
+            RemarkLog.Refusal(candidate: "shared into shared_pool", reason: "its result is read elsewhere"),
+        ])
+        try expectSameValues(g, outputs, result, newOutputs, feeds: ["x": HostTensor.random(shape: [2, 1, 6, 7], seed: 24)])
+        try Verifier().check(result, outputs: newOutputs)
+    }
+
     @Test func theWholePipelineAndAfter() throws {
         let g = Graph()
         let x = try g.addInput(name: "x", shape: [2, 3])
@@ -340,6 +386,6 @@ struct PassTests {
         let (result, outputs) = try Pipeline.run(g, outputs: [y])
         #expect(outputs == [ValueID(0)])
         #expect(result.nodes.count == 1)
-        #expect(Set(Pipeline.passes.map(\.name)).count == 10)
+        #expect(Set(Pipeline.passes.map(\.name)).count == 11)
     }
 }

@@ -119,6 +119,31 @@ struct ShapeAndReductionOpTests {
         }
     }
 
+    /// A first layer pooled in its kernel (fuse-conv-pool), image by image, on 1 to 3 threads:
+    /// odd sizes, a padded and a stride-2 convolution (read in place), with and without an
+    /// epilogue, max and average pools (padded too), batch 1.
+    @Test(arguments: [1, 2, 3], [
+        ([5, 3, 17, 19], [7, 3, 3, 3], [1, 1], [1, 1, 1, 1], true, Pool2DAttributes(kind: .max, kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0])),
+        ([3, 1, 28, 28], [32, 1, 3, 3], [1, 1], [0, 0, 0, 0], true, Pool2DAttributes(kind: .max, kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0])),
+        ([4, 2, 15, 13], [6, 2, 3, 3], [2, 2], [1, 1, 1, 1], false,
+         Pool2DAttributes(kind: .average, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: false)),
+        ([1, 4, 9, 10], [5, 4, 2, 2], [1, 1], [0, 0, 0, 0], true, Pool2DAttributes(kind: .max, kernel: [3, 3], strides: [1, 1], pads: [0, 0, 0, 0])),
+    ])
+    func pooledConvolution(_ threads: Int, _ s: ([Int], [Int], [Int], [Int], Bool, Pool2DAttributes)) throws {
+        let (input, weight, strides, pads, relu, pool) = s
+        let c = OpCase("conv \(input) w\(weight) s\(strides) p\(pads) then \(pool.kind) pool k\(pool.kernel) s\(pool.strides)", [Operand(shape: input)]) { x in
+            let w = x[0].graph.constant(.random(shape: weight, seed: 25, in: -1...1))
+            let b = x[0].graph.constant(.random(shape: [weight[0]], seed: 26, in: -1...1))
+            let conv = try x[0].conv2d(weight: w, bias: b, strides: strides, pads: pads)
+            return try (relu ? conv.relu() : conv).apply(.pool2d(pool), [], .unknown)
+        }
+        #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5)
+        let g = Graph()
+        let y = try c.build([g.input("x", shape: input)])
+        let kernels = try Inspection(g, outputs: [("y", y.id)], threads: threads).kernels
+        #expect(kernels.map(\.ops) == [["conv2d"] + (relu ? ["relu"] : []) + [Op.pool2d(pool).name]])
+    }
+
     /// Pools large enough to split among threads, a run of planes each.
     @Test(arguments: [2, 3], [
         OpCase("max pool [4,32,64,64] k2 s2", [Operand(shape: [4, 32, 64, 64])]) { x in try x[0].maxPool2d(kernel: [2, 2], strides: [2, 2]) },
