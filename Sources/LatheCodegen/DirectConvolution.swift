@@ -28,7 +28,7 @@ extension IRBuilder {
             let source = g.readsInPlace ? pointer(input, imul(firstPlane, int(g.inputPlane))) : planes
             if !g.readsInPlace {
                 loop(from: int(0), to: int(g.groupChannels)) { c in
-                    copyPadded(g, from: pointer(input, imul(iadd(firstPlane, c), int(g.inputPlane))), to: pointer(planes, imul(c, int(g.paddedPlaneFloats))))
+                    copyInterior(g, from: pointer(input, imul(iadd(firstPlane, c), int(g.inputPlane))), to: pointer(planes, imul(c, int(g.paddedPlaneFloats))))
                 }
             }
             // Each output row for every block of channels in turn, while the input rows it reads
@@ -45,28 +45,37 @@ extension IRBuilder {
                 if perGroup % block > 0 { channels(int(perGroup / block * block), count: perGroup % block) }
             }
         }
+        // The padding is zeroed once a run, by each thread in its own planes; each unit then
+        // copies only the planes' interiors over it. (Zeroing every padded plane for every
+        // depthwise channel wrote 4 times the input on 14 x 14 planes.)
+        func zeroPadding() {
+            if !g.readsInPlace { fill(planes, count: int(g.directScratchFloats), with: 0) }
+        }
         switch split {
         case let .rows(total, chunk):
+            zeroPadding()
             forThreadShare(total: total, chunk: chunk, thread: thread) { _, start, count in
                 loop(from: int(0), to: int(units)) { u in unit(u, firstRow: start, rows: count) }
             }
         case .units:
+            zeroPadding()
             forEachUnit(count: units, thread: thread, threads: threads) { u in unit(u, firstRow: int(0), rows: int(g.outH)) }
         case .single, .columns:
-            onThreadZero(thread) { loop(from: int(0), to: int(units)) { u in unit(u, firstRow: int(0), rows: int(g.outH)) } }
+            onThreadZero(thread) {
+                zeroPadding()
+                loop(from: int(0), to: int(units)) { u in unit(u, firstRow: int(0), rows: int(g.outH)) }
+            }
         }
     }
 
-    /// padded[r][x] = plane[r - padTop][x - padLeft], zero outside the plane (stride 1 only).
-    private func copyPadded(_ g: ConvGeometry, from plane: LLVMValue, to padded: LLVMValue) {
+    /// padded[r][x] = plane[r - padTop][x - padLeft] inside the plane; the padding around it
+    /// is left as it is (zero: zeroPadding). Stride 1 only.
+    private func copyInterior(_ g: ConvGeometry, from plane: LLVMValue, to padded: LLVMValue) {
         let (top, left, rowFloats) = (g.attributes.pads[0], g.attributes.pads[1], g.paddedRowFloats)
-        fill(padded, count: int(top * rowFloats), with: 0)
         loop(from: int(0), to: int(g.height)) { y in
-            copyPaddedRow(from: pointer(plane, imul(y, int(g.width))), width: g.width, into: pointer(padded, imul(iadd(y, int(top)), int(rowFloats))),
-                          left: left, length: g.paddedRowLength)
+            elementwise(shape: [g.width], output: StridedView(base: pointer(padded, iadd(imul(iadd(y, int(top)), int(rowFloats)), int(left))), strides: [1]),
+                        inputs: [StridedView(base: pointer(plane, imul(y, int(g.width))), strides: [1])]) { v, _ in v[0] }
         }
-        let below = g.paddedRows - top - g.height
-        fill(pointer(padded, int((top + g.height) * rowFloats)), count: int(below * rowFloats), with: 0)
     }
 
     /// Output row oy of output channels firstChannel..<firstChannel+count: two vectors of outputs
@@ -220,13 +229,12 @@ extension ConvGeometry {
     /// dealt out of wider loads: a padded copy, dealt into stride phases, cost more than the
     /// convolution itself (MobileNet v2's stride-2 depthwise layers, 2-2.5x ONNX Runtime's time).
     var readsInPlace: Bool { attributes.strides[1] > 1 }
-    /// Rows and row length of a padded plane (of a horizontal stride of 1), with room after each
-    /// row for the whole vectors that end it.
+    /// Rows and row length of a padded plane (of a horizontal stride of 1). A row's last vector
+    /// of outputs (of the widest target, 16 floats) reads on past the row's padding, into the
+    /// next row or, after the last, into room left for it: its lanes past the row are not stored.
     var paddedRows: Int { max(height + attributes.pads[0] + attributes.pads[2], (outH - 1) * attributes.strides[0] + (kernelH - 1) * attributes.dilations[0] + 1) }
-    var paddedRowLength: Int { width + attributes.pads[1] + attributes.pads[3] + (kernelW - 1) * attributes.dilations[1] + 16 }
-    /// Rows start at multiples of the widest target's vector.
-    var paddedRowFloats: Int { roundUp(paddedRowLength, 16) }
-    var paddedPlaneFloats: Int { paddedRows * paddedRowFloats }
+    var paddedRowFloats: Int { width + attributes.pads[1] + attributes.pads[3] }
+    var paddedPlaneFloats: Int { paddedRows * paddedRowFloats + roundUp(outW, 16) + (kernelW - 1) * attributes.dilations[1] }
     /// A thread's scratch: the padded planes of one group.
     var directScratchFloats: Int { readsInPlace ? 0 : groupChannels * paddedPlaneFloats }
 }
