@@ -33,9 +33,9 @@ public enum WeightLayout: Hashable, Sendable {
     }
 
     /// Writes the tensor's values in this layout to all of `out` (`floatCount` floats, padding
-    /// included: the memory may be uninitialized).
-    public func write(_ t: HostTensor, into out: UnsafeMutableBufferPointer<Float>) {
-        if hasPadding { out.update(repeating: 0) }
+    /// included: the memory may be uninitialized, unless `zeroed` says it is all zero already).
+    public func write(_ t: HostTensor, into out: UnsafeMutableBufferPointer<Float>, zeroed: Bool = false) {
+        if hasPadding && !zeroed { out.update(repeating: 0) }
         switch self {
         case .plain:
             _ = out.update(fromContentsOf: t.scalars)

@@ -13,6 +13,8 @@ import Darwin
 final class MemoryRegion: @unchecked Sendable {
     let base: UnsafeMutableRawPointer
     private let mapping: (start: UnsafeMutableRawPointer, length: Int)?
+    /// Whether every byte is zero when the region is made: a fresh anonymous mapping is.
+    var startsZeroed: Bool { mapping != nil }
 
     private static let hugePage = 2 << 20
 

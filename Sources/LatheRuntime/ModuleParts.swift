@@ -42,10 +42,11 @@ final class ModuleParts {
     /// The object code of every part: from the cache where it has the part, else optimized at O2
     /// and generated now, a thread a part. Frees the modules.
     func objects(target: HostTarget, cache: Bool, cacheDirectory: URL?, keepLLVMIR: Bool) throws -> Objects {
-        for module in modules { try verify(module!) }
         let keys = modules.map { cache ? ObjectCache.key(module: $0!, target: target) : nil }
         var code = keys.map { key in key.flatMap { ObjectCache.load($0, directory: cacheDirectory) } }
         let cached = code.map { $0 != nil }
+        // A cached part's IR, the same to the bit, was verified when it was compiled.
+        for (module, hit) in zip(modules, cached) where !hit { try verify(module!) }
         var irTexts = [String](repeating: "", count: modules.count)
         var failures = [Error?](repeating: nil, count: modules.count)
         let missing = code.indices.filter { code[$0] == nil }
