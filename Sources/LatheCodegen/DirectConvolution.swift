@@ -73,8 +73,8 @@ extension IRBuilder {
     private func copyInterior(_ g: ConvGeometry, from plane: LLVMValue, to padded: LLVMValue) {
         let (top, left, rowFloats) = (g.attributes.pads[0], g.attributes.pads[1], g.paddedRowFloats)
         loop(from: int(0), to: int(g.height)) { y in
-            elementwise(shape: [g.width], output: StridedView(base: pointer(padded, iadd(imul(iadd(y, int(top)), int(rowFloats)), int(left))), strides: [1]),
-                        inputs: [StridedView(base: pointer(plane, imul(y, int(g.width))), strides: [1])]) { v, _ in v[0] }
+            copyPaddedRow(from: pointer(plane, imul(y, int(g.width))), width: g.width,
+                          into: pointer(padded, iadd(imul(iadd(y, int(top)), int(rowFloats)), int(left))), left: 0, length: g.width)
         }
     }
 

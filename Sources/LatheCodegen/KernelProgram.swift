@@ -1,86 +1,6 @@
 import LatheIR
 import LathePasses
 
-/// How a constant is laid out in the weights region.
-public enum WeightLayout: Hashable, Sendable {
-    case plain
-    /// A convolution's weights [OC, ICg*KH*KW] as the packed GEMM reads its A: for each group,
-    /// its output channels in panels of `panel` rows (the last padded with zeros), each panel
-    /// stored [depth][panel].
-    case gemmPanels(groups: Int, rows: Int, depth: Int, panel: Int)
-    /// A matrix product's constant right operand [K, N] as the packed GEMM reads its B: panels of
-    /// `panel` columns (the last padded with zeros), each stored [K][panel].
-    case gemmColumnPanels(depth: Int, columns: Int, panel: Int)
-    /// A 3x3 convolution's weights transformed for Winograd's F(tile x tile, 3x3): α² matrices
-    /// [OC, IC], each in the panel layout above (WinogradGeometry).
-    case winograd(tile: Int, outChannels: Int, inChannels: Int, panel: Int)
-
-    /// The weights are in a GEMM's panel layout, not as the graph holds them.
-    public var isPacked: Bool { self != .plain }
-
-    var panels: WeightLayout {
-        guard case let .winograd(tile, outChannels, inChannels, panel) = self else { return self }
-        return .gemmPanels(groups: (tile + 2) * (tile + 2), rows: outChannels, depth: inChannels, panel: panel)
-    }
-
-    public func floatCount(_ plainCount: Int) -> Int {
-        switch self {
-        case .plain: return plainCount
-        case let .gemmPanels(groups, rows, depth, panel): return groups * roundUp(rows, panel) * depth
-        case .winograd: return panels.floatCount(0)
-        case let .gemmColumnPanels(depth, columns, panel): return depth * roundUp(columns, panel)
-        }
-    }
-
-    /// Writes the tensor's values in this layout to all of `out` (`floatCount` floats, padding
-    /// included: the memory may be uninitialized, unless `zeroed` says it is all zero already).
-    public func write(_ t: HostTensor, into out: UnsafeMutableBufferPointer<Float>, zeroed: Bool = false) {
-        if hasPadding && !zeroed { out.update(repeating: 0) }
-        switch self {
-        case .plain:
-            _ = out.update(fromContentsOf: t.scalars)
-        case let .gemmPanels(groups, rows, depth, panel):
-            t.scalars.withUnsafeBufferPointer { Self.writePanels($0, groups: groups, rows: rows, depth: depth, panel: panel, into: out) }
-        case let .gemmColumnPanels(depth, columns, panel):
-            t.scalars.withUnsafeBufferPointer { source in
-                for k in 0..<depth {
-                    for j in 0..<columns { out[(j / panel * depth + k) * panel + j % panel] = source[k * columns + j] }
-                }
-            }
-        case let .winograd(tile, outChannels, inChannels, panel):
-            t.scalars.withUnsafeBufferPointer {
-                WinogradTransform.forTile(tile).transformFilters($0, outChannels: outChannels, inChannels: inChannels, panel: panel, into: out)
-            }
-        }
-    }
-
-    /// Whether the layout has floats no weight fills: the last panel's rows or columns past the
-    /// matrix, which must be zero.
-    private var hasPadding: Bool {
-        switch self {
-        case .plain: return false
-        case let .gemmPanels(_, rows, _, panel), let .winograd(_, rows, _, panel): return rows % panel != 0
-        case let .gemmColumnPanels(_, columns, panel): return columns % panel != 0
-        }
-    }
-
-    /// Where element (row, 0) of a matrix of `depth` columns lands in its panels of `panel` rows,
-    /// each stored [depth][panel]: element (row, c) is `c * panel` floats further.
-    static func panelOffset(row: Int, depth: Int, panel: Int) -> Int { row / panel * panel * depth + row % panel }
-
-    private static func writePanels(_ source: UnsafeBufferPointer<Float>, groups: Int, rows: Int, depth: Int, panel: Int,
-                                    into out: UnsafeMutableBufferPointer<Float>) {
-        let paddedRows = roundUp(rows, panel)
-        for g in 0..<groups {
-            for row in 0..<rows {
-                let from = (g * rows + row) * depth
-                let to = g * paddedRows * depth + panelOffset(row: row, depth: depth, panel: panel)
-                for p in 0..<depth { out[to + p * panel] = source[from + p] }
-            }
-        }
-    }
-}
-
 extension Op {
     /// The contraction under a fused epilogue, or the op itself.
     var unfused: Op {
@@ -185,16 +105,16 @@ public struct Kernel: Sendable {
     public var algorithm: String? {
         guard case let .node(fused) = work else { return nil }
         let packed = weightLayout.isPacked ? ", packed weights" : ""
+        func convolution(_ g: ConvGeometry) -> String { g.runsDirect ? "direct" : (g.needsUnfold ? "im2col+gemm" : "gemm") + packed }
         if let p = PooledConvolution(fused, operandShapes: operands.map(\.type.shape)), case let .conv2d(a) = p.conv,
            let g = ConvGeometry(input: p.imageShapes[0], weights: p.imageShapes[1], output: p.imageResult, a) {
-            return (g.runsDirect ? "direct" : g.needsUnfold ? "im2col+gemm" : "gemm") + ", pooled an image at a time"
+            return convolution(g) + ", pooled an image at a time"
         }
         switch fused.unfused {
         case let .conv2d(a):
             if case let .winograd(tile, _, _, _) = weightLayout { return "winograd F(\(tile)x\(tile),3x3)" }
             guard let g = ConvGeometry(input: operands[0].type.shape, weights: operands[1].type.shape, output: result.type.shape, a) else { return nil }
-            if g.runsDirect { return "direct" }
-            return (g.needsUnfold ? "im2col+gemm" : "gemm") + packed
+            return convolution(g)
         case .dense, .matmul:
             return "gemm" + packed
         default:

@@ -32,6 +32,7 @@ public struct ConvPoolFusion: GraphPass {
                 continue
             }
             let producer = graph[operand]
+            let imageBytes = producer.type.shape.dropFirst().reduce(4, *)
             let refusal: String?
             switch producer.op {
             case let .conv2d(c), let .epilogue(.conv2d(c), _, _):
@@ -41,8 +42,8 @@ public struct ConvPoolFusion: GraphPass {
                     refusal = "it is not a first layer (one group, at most 4 input channels)"
                 } else if uses[operand.index] > 1 || isOutput.contains(operand) {
                     refusal = "its result is read elsewhere"
-                } else if producer.type.shape.dropFirst().reduce(4, *) > Self.imageBytes {
-                    refusal = "an image's result, \(producer.type.shape.dropFirst().reduce(4, *) / 1024) KB, is over \(Self.imageBytes / 1024) KB"
+                } else if imageBytes > Self.imageBytes {
+                    refusal = "an image's result, \(imageBytes / 1024) KB, is over \(Self.imageBytes / 1024) KB"
                 } else {
                     refusal = nil
                 }
