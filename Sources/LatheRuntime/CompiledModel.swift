@@ -2,9 +2,15 @@ import Foundation
 import LatheCodegen
 import LatheIR
 
-/// A model compiled to native code, ready to run. It owns its machine code, its weights and
-/// one arena for intermediates, all made at compile time: a run allocates nothing. Runs on one
-/// model are serialized; compile the graph again for concurrent runs.
+/// A model compiled to native code, ready to run. It owns its machine code and its weights,
+/// made at compile time, and arenas for intermediates: a run allocates nothing once an arena is
+/// free for it.
+///
+/// `run` may be called from many threads at once. Each run under way takes an arena (and its
+/// input and output tables) from the model's spare ones, or makes one when none is spare, and
+/// gives it back when it returns; the weights are shared and only read. Split kernels go to the
+/// process's thread pool (ThreadPool), which every model shares. A model whose runs write its
+/// variables (a training step) runs one run at a time.
 public final class CompiledModel: @unchecked Sendable {
     public let program: KernelProgram
     public let target: HostTarget
@@ -14,40 +20,46 @@ public final class CompiledModel: @unchecked Sendable {
     public var compileSeconds: Double { compileStages.reduce(0) { $0 + $1.seconds } }
     /// The optimized LLVM IR, when asked for in CompileOptions.
     public let llvmIR: String?
+    /// The threads a run uses: its split kernels are cut into this many shares.
+    public let threads: Int
+    /// How a run's threads wait for each other.
+    public let waiting: WaitPolicy
 
     private let jit: JITSession
     private let entry: EntryFunction
     private let weightsRegion: MemoryRegion
-    private let arenaRegion: MemoryRegion
     private var weights: UnsafeMutableRawPointer { weightsRegion.base }
-    private var arena: UnsafeMutableRawPointer { arenaRegion.base }
-    private let inputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
-    private let outputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
-    private let lock = NSLock()
     private let pool: ThreadPool
-    /// The threads a run uses.
-    public var threads: Int { pool.threads }
+    /// Arenas not in use by a run; more are made when runs overlap.
+    private var spareArenas: [RunArena]
+    private let spareLock = NSLock()
+    /// Held by every run of a model that writes variables, and by variable reads and writes.
+    private let variableLock = NSLock()
+    private var writesVariables: Bool { !program.variables.isEmpty }
 
-    /// `weights`: the laid-out weights region, which the model now owns.
+    /// `weights`: the laid-out weights region, which the model now owns. `pool`: the process's,
+    /// unless a test gives its own.
     init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: MemoryRegion, target: HostTarget,
-         compileStages: [(stage: String, seconds: Double)], llvmIR: String?, threads: Int) {
+         compileStages: [(stage: String, seconds: Double)], llvmIR: String?, threads: Int, waiting: WaitPolicy, pool: ThreadPool? = nil) {
         self.program = program
-        pool = ThreadPool(threads: threads)
+        self.threads = max(threads, 1)
+        self.waiting = waiting
+        self.pool = pool ?? (threads > 1 ? ThreadPool.process : ThreadPool.inline)
         self.jit = jit
         self.entry = entry
         self.target = target
         self.compileStages = compileStages
         self.llvmIR = llvmIR
         weightsRegion = weights
-        arenaRegion = MemoryRegion(bytes: program.arenaBytes)
-        inputTable = .allocate(capacity: max(program.inputs.count, 1))
-        outputTable = .allocate(capacity: max(program.outputs.count, 1))
+        spareArenas = []
+        spareArenas.append(newArena())
     }
 
-    deinit {
-        inputTable.deallocate()
-        outputTable.deallocate()
+    /// How many arenas the model holds: one, plus one for each run that overlapped others.
+    public var arenaCount: Int {
+        spareLock.withLock { arenasMade }
     }
+    private var arenasMade = 1
 
     public var inputs: [InputSpec] { program.inputs }
     public var outputNames: [String] { program.outputs.map(\.name) }
@@ -59,8 +71,8 @@ public final class CompiledModel: @unchecked Sendable {
     /// A variable's current value: a weight after some training steps, say.
     public func variable(_ name: String) throws -> HostTensor {
         let v = try placement(ofVariable: name)
-        lock.lock()
-        defer { lock.unlock() }
+        variableLock.lock()
+        defer { variableLock.unlock() }
         let start = (weights + v.offset).assumingMemoryBound(to: Float.self)
         return try HostTensor(shape: v.type.shape, scalars: Array(UnsafeBufferPointer(start: start, count: v.type.count)))
     }
@@ -69,8 +81,8 @@ public final class CompiledModel: @unchecked Sendable {
     public func setVariable(_ name: String, to value: HostTensor) throws {
         let v = try placement(ofVariable: name)
         guard value.shape == v.type.shape else { throw LatheError.inputShapeMismatch(name: name, expected: v.type.shape, got: value.shape) }
-        lock.lock()
-        defer { lock.unlock() }
+        variableLock.lock()
+        defer { variableLock.unlock() }
         value.scalars.withUnsafeBytes { bytes in
             if let base = bytes.baseAddress { (weights + v.offset).copyMemory(from: base, byteCount: bytes.count) }
         }
@@ -118,14 +130,34 @@ public final class CompiledModel: @unchecked Sendable {
                 throw LatheError.inputSizeMismatch(name: "output \(output.name)", expectedCount: output.type.count, got: buffer.count)
             }
         }
-        lock.lock()
-        defer { lock.unlock() }
-        for (i, buffer) in inputs.enumerated() { inputTable[i] = UnsafeMutablePointer(mutating: buffer.baseAddress) }
-        for (i, buffer) in outputs.enumerated() { outputTable[i] = buffer.baseAddress }
-        pool.during {
-            entry(arena.assumingMemoryBound(to: Float.self), weights.assumingMemoryBound(to: Float.self), inputTable, outputTable,
-                  ticks, Unmanaged.passUnretained(pool).toOpaque(), parallelCallback)
+        if writesVariables { variableLock.lock() }
+        defer { if writesVariables { variableLock.unlock() } }
+        let arena = takeArena()
+        defer { giveBack(arena) }
+        for (i, buffer) in inputs.enumerated() { arena.inputTable[i] = UnsafeMutablePointer(mutating: buffer.baseAddress) }
+        for (i, buffer) in outputs.enumerated() { arena.outputTable[i] = buffer.baseAddress }
+        pool.during(arena.parallel) {
+            entry(arena.region.base.assumingMemoryBound(to: Float.self), weights.assumingMemoryBound(to: Float.self), arena.inputTable,
+                  arena.outputTable, ticks, Unmanaged.passUnretained(arena.parallel).toOpaque(), parallelCallback)
         }
+    }
+
+    private func takeArena() -> RunArena {
+        let spare = spareLock.withLock { () -> RunArena? in
+            if let arena = spareArenas.popLast() { return arena }
+            arenasMade += 1
+            return nil
+        }
+        // Made outside the lock: a large arena's mapping should not hold up the other runs.
+        return spare ?? newArena()
+    }
+
+    private func newArena() -> RunArena {
+        RunArena(program, parallel: ParallelRun(pool: pool, threads: threads, policy: waiting))
+    }
+
+    private func giveBack(_ arena: RunArena) {
+        spareLock.withLock { spareArenas.append(arena) }
     }
 
     /// Runs once and returns the seconds each kernel took (the cycle counter read between
@@ -139,6 +171,27 @@ public final class CompiledModel: @unchecked Sendable {
         let total = Double(counts.last! &- counts[0])
         guard total > 0 else { return Array(repeating: 0, count: program.kernels.count) }
         return (0..<program.kernels.count).map { Double(counts[$0 + 1] &- counts[$0]) / total * wall }
+    }
+}
+
+/// One run's memory: the arena for intermediates, the tables of input and output addresses the
+/// entry reads, and the run's handle on the thread pool; made once, so a run allocates nothing.
+private final class RunArena {
+    let region: MemoryRegion
+    let inputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
+    let outputTable: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>
+    let parallel: ParallelRun
+
+    init(_ program: KernelProgram, parallel: ParallelRun) {
+        self.parallel = parallel
+        region = MemoryRegion(bytes: program.arenaBytes)
+        inputTable = .allocate(capacity: max(program.inputs.count, 1))
+        outputTable = .allocate(capacity: max(program.outputs.count, 1))
+    }
+
+    deinit {
+        inputTable.deallocate()
+        outputTable.deallocate()
     }
 }
 

@@ -11,9 +11,11 @@ public struct CompileOptions: Sendable {
     /// Run the graph passes (folding, fusion); without them the graph is only verified and
     /// every node becomes a kernel of its own, which shows what the passes change.
     public var optimize: Bool = true
-    /// Threads a run uses: large convolutions and matrix products are split among them (a
-    /// static split, compiled in).
+    /// Threads a run uses: large convolutions and matrix products are cut into this many
+    /// shares (compiled in), which the process's thread pool hands to its workers.
     public var threads: Int = 1
+    /// How a run's threads wait for work and for each other: spin, then yield, then block.
+    public var waiting = WaitPolicy()
     /// Keep the machine code under the user's cache directory and reuse it when the same model
     /// is compiled again on this machine (ObjectCache).
     public var cache: Bool = true
@@ -23,19 +25,25 @@ public struct CompileOptions: Sendable {
     /// (ModuleParts); by default one a core. With `keepLLVMIR`, one.
     public var compileThreads: Int? = nil
     public init(keepLLVMIR: Bool = false, optimize: Bool = true, threads: Int = 1, cache: Bool = true, cacheDirectory: URL? = nil,
-                compileThreads: Int? = nil) {
+                compileThreads: Int? = nil, waiting: WaitPolicy = WaitPolicy()) {
         self.keepLLVMIR = keepLLVMIR
         self.optimize = optimize
         self.threads = max(threads, 1)
         self.cache = cache
         self.cacheDirectory = cacheDirectory
         self.compileThreads = compileThreads.map { max($0, 1) }
+        self.waiting = waiting
     }
 }
 
 /// Graph -> passes -> kernel program -> LLVM IR -> O2 for the host -> ORC JIT.
 public enum Compiler {
     public static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions = CompileOptions()) throws -> CompiledModel {
+        try compile(graph, outputs: outputs, options: options, pool: nil)
+    }
+
+    /// `pool`: the thread pool the model's runs use; nil for the process's.
+    static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions, pool: ThreadPool?) throws -> CompiledModel {
         var stages = StageClock()
         let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: options.optimize ? nil : Verifier().name)
         let target = HostTarget.detect()
@@ -62,13 +70,14 @@ public enum Compiler {
         } catch where objects.cached.contains(true) {
             // A damaged cache entry: drop the cached parts and compile afresh.
             for (key, cached) in zip(objects.keys, objects.cached) where cached { ObjectCache.remove(key!, directory: options.cacheDirectory) }
-            return try compile(graph, outputs: outputs, options: options)
+            return try compile(graph, outputs: outputs, options: options, pool: pool)
         }
         stages.lap("JIT link")
         let weights = weightsJob.wait()
         stages.lap("weights")
         return CompiledModel(program: program, jit: jit, entry: entry, weights: weights, target: target,
-                             compileStages: stages.laps, llvmIR: objects.llvmIR, threads: options.threads)
+                             compileStages: stages.laps, llvmIR: objects.llvmIR, threads: options.threads,
+                             waiting: options.waiting, pool: pool)
     }
 }
 

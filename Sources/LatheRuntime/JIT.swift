@@ -2,7 +2,8 @@ import CLLVM
 import Foundation
 import LatheIR
 
-/// The compiled entry point: lathe_run(arena, weights, inputs, outputs, ticks, pool, parallel)
+/// The compiled entry point: lathe_run(arena, weights, inputs, outputs, ticks, run, parallel), `run`
+/// the ParallelRun that `parallel` (parallelCallback) hands split kernels to
 /// (LatheCodegen's ModuleEmitter).
 typealias EntryFunction = @convention(c) (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?,
                                           UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?,

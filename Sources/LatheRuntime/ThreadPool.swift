@@ -1,95 +1,330 @@
+import CLatheThreads
 import Foundation
 import Synchronization
 
-/// The threads a compiled model runs its split kernels on: the caller is thread 0, and
-/// `threads - 1` workers are kept for the model's life. During a run the workers spin between
-/// kernels (waking a sleeping thread costs more than a small kernel takes); when the run
-/// returns they block on a semaphore, so no thread spins while the model is idle.
+/// The worker threads every compiled model in the process shares, and the hand-off of a split
+/// kernel's shares to them.
+///
+/// One pool a process (`ThreadPool.process`), with one worker fewer than the CPUs the process
+/// may run on (its affinity mask, not the machine's count): a run's calling thread is the other.
+/// A model compiled for N threads hands each split kernel to the pool as a *job* of N shares
+/// (`task(arguments, t)` for t in 0..<N); N is how many threads one run may use, not how many
+/// the pool has.
+///
+/// Shares are claimed, never assigned. A run holds one of the pool's job slots for its whole
+/// length; publishing a job sets the slot's state word to (generation, N, next share 1) and the
+/// caller runs share 0 at once. Any thread, a worker or the caller itself, takes the next share
+/// with a compare-and-swap on that word, so a worker that wakes late, or whose core another
+/// process holds, costs nothing but a share it never claimed: the caller runs it. (Most kernels
+/// also claim their units from a counter inside a share, so a late thread finds them done.)
+/// The caller then waits until every claimed share is finished.
+///
+/// Waiting yields. A worker with no share to run, and a caller waiting for a worker's share,
+/// spin for a bounded time (`WaitPolicy.spinMicroseconds`, the PAUSE hint in the loop), then
+/// call sched_yield until `yieldMicroseconds` have passed, so that on a busy machine another
+/// process gets the core, then block on a futex until woken. On an idle machine a worker is
+/// still spinning when the next kernel is handed out (a few microseconds apart); the yield
+/// phase costs little there, since a yield with nothing else to run returns at once.
+///
+/// Several runs may be under way at once, from one model or many: each has its own slot, and a
+/// worker serves whichever slot has a share open. More runs than slots run their shares on the
+/// calling thread alone.
 final class ThreadPool: @unchecked Sendable {
     typealias Task = @convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void
 
-    let threads: Int
-    private let shared: Shared
+    /// The process's pool, made on first use by a run with more than one thread.
+    static let process = ThreadPool(workers: Int(lathe_allowed_cpus()) - 1)
+    /// No workers: for models compiled for one thread.
+    static let inline = ThreadPool(workers: 0)
 
-    /// What the workers see: they hold it, not the pool, so the pool can go away first.
-    private final class Shared: @unchecked Sendable {
-        /// Bumped for each job; workers run a job when they see it change.
-        let generation = Atomic<Int>(0)
-        /// Workers still working on the current job.
-        let pending = Atomic<Int>(0)
-        /// Threads taking part in the current job.
-        let jobThreads = Atomic<Int>(0)
-        /// Whether a run is under way (workers spin) or not (workers sleep).
-        let running = Atomic<Bool>(false)
-        let stopping = Atomic<Bool>(false)
-        var task: Task?
-        var arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?
-        let wake: [DispatchSemaphore]
-        let exited = DispatchGroup()
+    /// How many job slots, so how many runs at once can hand shares to the workers.
+    static let slotCount = 64
 
-        init(workers: Int) { wake = (0..<workers).map { _ in DispatchSemaphore(value: 0) } }
+    let workerCount: Int
+    private let slots: [JobSlot]
+    /// Bit s set while slot s has a published job whose shares may not all be claimed yet.
+    private let openJobs = Atomic<UInt64>(0)
+    /// Bumped on every published job: idle workers wait for it to change.
+    private let epoch = FutexWord()
+    /// Workers blocked on `epoch`.
+    private let sleepers = Atomic<Int>(0)
+    /// The wait policy of the latest run to publish a job, which the workers follow.
+    private let workerSpinNanoseconds = Atomic<Int>(WaitPolicy().spinNanoseconds)
+    private let workerYieldNanoseconds = Atomic<Int>(WaitPolicy().yieldNanoseconds)
+    private let stopping = Atomic<Bool>(false)
+    private let exited = DispatchGroup()
+    /// Called by a worker each time it wakes, before it looks for a share (tests hold a worker
+    /// up with it).
+    private let beforeClaiming: (@Sendable () -> Void)?
 
-        func work(_ index: Int) {
-            var seen = 0
-            while true {
-                wake[index - 1].wait()
-                if stopping.load(ordering: .sequentiallyConsistent) { break }
-                while running.load(ordering: .sequentiallyConsistent) || generation.load(ordering: .sequentiallyConsistent) != seen {
-                    let now = generation.load(ordering: .sequentiallyConsistent)
-                    guard now != seen else { continue }
-                    seen = now
-                    if index < jobThreads.load(ordering: .sequentiallyConsistent), let task {
-                        task(arguments, Int64(index))
-                        pending.subtract(1, ordering: .sequentiallyConsistent)
-                    }
-                }
-            }
-            exited.leave()
-        }
-    }
-
-    init(threads: Int) {
-        self.threads = max(threads, 1)
-        shared = Shared(workers: self.threads - 1)
-        for worker in 1..<self.threads {
-            shared.exited.enter()
-            let thread = Thread { [shared] in shared.work(worker) }
+    /// A pool of `workers` threads (0: every share runs on the calling thread).
+    init(workers: Int, beforeClaiming: (@Sendable () -> Void)? = nil) {
+        workerCount = max(workers, 0)
+        self.beforeClaiming = beforeClaiming
+        slots = (0..<Self.slotCount).map { JobSlot(index: $0) }
+        for _ in 0..<workerCount {
+            exited.enter()
+            // The thread holds the pool until it exits: a test's pool is stopped by `stop`.
+            let thread = Thread { [self] in work() }
             thread.stackSize = 1 << 20
             thread.start()
         }
     }
 
-    deinit {
-        shared.stopping.store(true, ordering: .sequentiallyConsistent)
-        shared.wake.forEach { $0.signal() }
-        shared.exited.wait()
+    /// Ends the workers once they finish what they run; for pools other than the process's.
+    func stop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        epoch.add(1)
+        epoch.wake(Int32.max)
+        exited.wait()
     }
 
-    /// Runs `body` with the workers awake.
-    func during<R>(_ body: () throws -> R) rethrows -> R {
-        guard threads > 1 else { return try body() }
-        shared.running.store(true, ordering: .sequentiallyConsistent)
-        shared.wake.forEach { $0.signal() }
-        defer { shared.running.store(false, ordering: .sequentiallyConsistent) }
+    /// Runs `body` with `run` holding a job slot throughout (none when the pool has no workers,
+    /// the run has one thread or every slot is taken: then every share runs on the caller).
+    /// Idle workers are woken now so that they are spinning by the time the first split kernel
+    /// comes.
+    func during<R>(_ run: ParallelRun, _ body: () throws -> R) rethrows -> R {
+        let slot = run.threads > 1 && workerCount > 0 ? acquireSlot() : nil
+        if slot != nil {
+            workerSpinNanoseconds.store(run.policy.spinNanoseconds, ordering: .relaxed)
+            workerYieldNanoseconds.store(run.policy.yieldNanoseconds, ordering: .relaxed)
+            wakeWorkers(run.threads - 1)
+        }
+        run.slot = slot
+        defer {
+            run.slot = nil
+            if let slot { slot.owned.store(false, ordering: .releasing) }
+        }
         return try body()
     }
 
-    /// task(arguments, t) for t in 0..<count, the caller taking t = 0; returns when all are done.
-    func parallel(_ task: Task, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int) {
-        let count = min(count, threads)
-        shared.task = task
-        shared.arguments = arguments
-        shared.jobThreads.store(count, ordering: .sequentiallyConsistent)
-        shared.pending.store(count - 1, ordering: .sequentiallyConsistent)
-        shared.generation.add(1, ordering: .sequentiallyConsistent)
+    private func acquireSlot() -> JobSlot? {
+        for slot in slots where !slot.owned.load(ordering: .relaxed) {
+            if slot.owned.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged { return slot }
+        }
+        return nil
+    }
+
+    private func wakeWorkers(_ count: Int) {
+        epoch.add(1)
+        let asleep = sleepers.load(ordering: .sequentiallyConsistent)
+        if asleep > 0 { epoch.wake(Int32(min(count, asleep))) }
+    }
+
+    /// task(arguments, t) for t in 0..<count: share 0 on the caller at once, the others on
+    /// whichever thread claims them first; returns when all are done.
+    fileprivate func parallel(_ task: Task, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int,
+                              slot: JobSlot?, policy: WaitPolicy) {
+        guard let slot, count > 1, count <= JobSlot.maximumShares else {
+            for t in 0..<max(count, 1) { task(arguments, Int64(t)) }
+            return
+        }
+        slot.publish(task, arguments, count: count)
+        openJobs.bitwiseOr(slot.bit, ordering: .sequentiallyConsistent)
+        wakeWorkers(count - 1)
         task(arguments, 0)
-        while shared.pending.load(ordering: .sequentiallyConsistent) > 0 {}
+        slot.finished.add(1)
+        while let t = slot.claim() { slot.run(t) }
+        // Every share is claimed: no worker need look at this slot again.
+        openJobs.bitwiseAnd(~slot.bit, ordering: .relaxed)
+        slot.waitUntilFinished(count, policy: policy)
+    }
+
+    private func work() {
+        defer { exited.leave() }
+        while true {
+            let seen = epoch.load()
+            if stopping.load(ordering: .sequentiallyConsistent) { return }
+            beforeClaiming?()
+            while runOpenShares() {}
+            waitForJob(after: seen)
+        }
+    }
+
+    /// Claims and runs the open shares of every slot once; whether any ran.
+    private func runOpenShares() -> Bool {
+        var open = openJobs.load(ordering: .acquiring)
+        var ran = false
+        while open != 0 {
+            let slot = slots[open.trailingZeroBitCount]
+            open &= open - 1
+            while let t = slot.claim() {
+                slot.run(t)
+                ran = true
+            }
+        }
+        return ran
+    }
+
+    /// Spins, then yields, then blocks until `epoch` is no longer `seen`.
+    private func waitForJob(after seen: UInt32) {
+        let spin = workerSpinNanoseconds.load(ordering: .relaxed), yield = workerYieldNanoseconds.load(ordering: .relaxed)
+        if WaitPolicy.wait(spinNanoseconds: spin, yieldNanoseconds: yield, until: { epoch.load() != seen }) { return }
+        sleepers.add(1, ordering: .sequentiallyConsistent)
+        epoch.wait(whileEqualTo: seen)
+        sleepers.subtract(1, ordering: .sequentiallyConsistent)
     }
 }
 
-/// The C function the compiled entry calls to run a split kernel: `pool` is the ThreadPool.
+/// The handle a run passes to its compiled entry: the pool, the run's job slot while it runs,
+/// and how its threads wait. The entry's `parallel` callback receives it as an opaque pointer.
+/// A run owns one (with its arena) and uses it for one run at a time.
+final class ParallelRun {
+    let pool: ThreadPool
+    /// The shares a split kernel is cut into.
+    let threads: Int
+    let policy: WaitPolicy
+    fileprivate var slot: JobSlot?
+
+    init(pool: ThreadPool, threads: Int, policy: WaitPolicy) {
+        self.pool = pool
+        self.threads = threads
+        self.policy = policy
+    }
+
+    func parallel(_ task: ThreadPool.Task, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int) {
+        pool.parallel(task, arguments, count: count, slot: slot, policy: policy)
+    }
+}
+
+/// One run's place in the pool: the job it has published and the shares claimed of it.
+private final class JobSlot: @unchecked Sendable {
+    static let maximumShares = 0xFFFF
+
+    let bit: UInt64
+    /// Held by a run for its whole length.
+    let owned = Atomic<Bool>(false)
+    /// generation << 32 | shares << 16 | next unclaimed share. The generation tells one job
+    /// from the next, so a claim prepared against an old job fails.
+    private let state = Atomic<UInt64>(0)
+    private let task = Atomic<UInt>(0)
+    private let arguments = Atomic<UInt>(0)
+    /// Shares of the current job that are done.
+    let finished = FutexWord()
+    /// Whether the owner is blocked (or about to block) on `finished`.
+    private let ownerAsleep = Atomic<Bool>(false)
+    /// Only the owner touches it.
+    private var generation: UInt64 = 0
+
+    init(index: Int) { bit = 1 << UInt64(index) }
+
+    /// Makes a job of `count` shares claimable, share 0 already taken by the caller.
+    func publish(_ task: ThreadPool.Task, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int) {
+        finished.store(0)
+        self.task.store(UInt(bitPattern: unsafeBitCast(task, to: Int.self)), ordering: .relaxed)
+        self.arguments.store(UInt(bitPattern: arguments), ordering: .relaxed)
+        generation = (generation + 1) & 0xFFFF_FFFF
+        // Releasing: a thread that claims a share sees the task, its arguments and everything
+        // the run wrote before (the unit counters, the previous kernels' results).
+        state.store(generation << 32 | UInt64(count) << 16 | 1, ordering: .releasing)
+    }
+
+    /// The next unclaimed share of the current job, if any.
+    func claim() -> Int? {
+        var current = state.load(ordering: .acquiring)
+        while true {
+            let next = current & 0xFFFF, shares = (current >> 16) & 0xFFFF
+            guard next < shares else { return nil }
+            let (exchanged, original) = state.compareExchange(expected: current, desired: current + 1,
+                                                               successOrdering: .acquiring, failureOrdering: .acquiring)
+            if exchanged { return Int(next) }
+            current = original
+        }
+    }
+
+    /// Runs a claimed share and counts it done. The task and arguments are read after the claim:
+    /// the job cannot change before this share is counted.
+    func run(_ share: Int) {
+        let task = unsafeBitCast(Int(bitPattern: self.task.load(ordering: .relaxed)), to: ThreadPool.Task.self)
+        task(UnsafeMutablePointer(bitPattern: arguments.load(ordering: .relaxed)), Int64(share))
+        finished.add(1)
+        if ownerAsleep.load(ordering: .sequentiallyConsistent) { finished.wake(1) }
+    }
+
+    /// Spins, yields, then blocks until `count` shares are done.
+    func waitUntilFinished(_ count: Int, policy: WaitPolicy) {
+        let target = UInt32(count)
+        if WaitPolicy.wait(spinNanoseconds: policy.spinNanoseconds, yieldNanoseconds: policy.yieldNanoseconds,
+                           until: { finished.load() == target }) { return }
+        while true {
+            ownerAsleep.store(true, ordering: .sequentiallyConsistent)
+            let done = finished.load()
+            if done == target { break }
+            finished.wait(whileEqualTo: done)
+        }
+        ownerAsleep.store(false, ordering: .relaxed)
+    }
+}
+
+/// How a thread of a run waits, for a share to run or for the other threads' shares: it spins
+/// for `spinMicroseconds` (answering within a few nanoseconds), then yields its core for up to
+/// `yieldMicroseconds` (answering within a scheduler turn, and letting other processes run),
+/// then blocks until woken (a futex wake, some tens of microseconds).
+public struct WaitPolicy: Sendable, Hashable {
+    public var spinMicroseconds: Double
+    public var yieldMicroseconds: Double
+
+    /// Each is clamped to 0...1 s (NaN: 0).
+    public init(spinMicroseconds: Double = 50, yieldMicroseconds: Double = 100) {
+        self.spinMicroseconds = Self.clamped(spinMicroseconds)
+        self.yieldMicroseconds = Self.clamped(yieldMicroseconds)
+    }
+
+    private static func clamped(_ microseconds: Double) -> Double { microseconds.isNaN ? 0 : min(max(microseconds, 0), 1_000_000) }
+
+    var spinNanoseconds: Int { Int(Self.clamped(spinMicroseconds) * 1000) }
+    var yieldNanoseconds: Int { Int(Self.clamped(yieldMicroseconds) * 1000) }
+
+    /// Spins, then yields, until `done()` (true) or both budgets have passed (false).
+    static func wait(spinNanoseconds: Int, yieldNanoseconds: Int, until done: () -> Bool) -> Bool {
+        if done() { return true }
+        let start = lathe_now_ns()
+        // The clock is read every 64 spins: a read costs about as much as 10 to 20 of them.
+        repeat {
+            for _ in 0..<64 {
+                if done() { return true }
+                lathe_cpu_relax()
+            }
+        } while Int(lathe_now_ns() - start) < spinNanoseconds
+        while Int(lathe_now_ns() - start) < spinNanoseconds + yieldNanoseconds {
+            if done() { return true }
+            lathe_yield()
+        }
+        return done()
+    }
+}
+
+/// A 32-bit atomic word that threads can block on (a futex), on its own cache line.
+final class FutexWord: @unchecked Sendable {
+    private let word: UnsafeMutablePointer<Atomic<UInt32>>
+
+    init() {
+        word = UnsafeMutableRawPointer.allocate(byteCount: 64, alignment: 64).bindMemory(to: Atomic<UInt32>.self, capacity: 1)
+        word.initialize(to: Atomic(0))
+    }
+
+    deinit {
+        word.deinitialize(count: 1)
+        UnsafeMutableRawPointer(word).deallocate()
+    }
+
+    func load() -> UInt32 { word.pointee.load(ordering: .sequentiallyConsistent) }
+    func store(_ value: UInt32) { word.pointee.store(value, ordering: .sequentiallyConsistent) }
+    @discardableResult func add(_ value: UInt32) -> UInt32 { word.pointee.wrappingAdd(value, ordering: .sequentiallyConsistent).newValue }
+
+    /// Blocks while the word holds `value` (or until a spurious wake: callers check again).
+    func wait(whileEqualTo value: UInt32) {
+        lathe_wait_on(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), value, 0)
+    }
+
+    func wake(_ count: Int32) {
+        lathe_wake(UnsafeMutableRawPointer(word).assumingMemoryBound(to: UInt32.self), count)
+    }
+}
+
+/// The C function the compiled entry calls to run a split kernel: `run` is the ParallelRun.
 let parallelCallback: @convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void = {
-    pool, task, arguments, count in
-    guard let pool, let task else { return }
-    Unmanaged<ThreadPool>.fromOpaque(pool).takeUnretainedValue().parallel(task, arguments, count: Int(count))
+    run, task, arguments, count in
+    guard let run, let task else { return }
+    Unmanaged<ParallelRun>.fromOpaque(run).takeUnretainedValue().parallel(task, arguments, count: Int(count))
 }

@@ -27,6 +27,12 @@ struct Bench: ParsableCommand {
     @Flag(help: "Neither read nor write the machine-code cache (compile time is then the cold one).")
     var noCache = false
 
+    @Option(name: .customLong("spin-us"), help: "Microseconds a waiting thread spins before it yields its core.")
+    var spinMicroseconds: Double = WaitPolicy().spinMicroseconds
+
+    @Option(name: .customLong("yield-us"), help: "Microseconds a waiting thread then yields before it blocks.")
+    var yieldMicroseconds: Double = WaitPolicy().yieldMicroseconds
+
     struct KernelTime: Codable {
         let name: String
         let ops: String
@@ -52,7 +58,8 @@ struct Bench: ParsableCommand {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup at least 0") }
         let (graph, outputs) = try options.build()
-        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(threads: threads, cache: !noCache))
+        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(threads: threads, cache: !noCache,
+                                                                                          waiting: WaitPolicy(spinMicroseconds: spinMicroseconds, yieldMicroseconds: yieldMicroseconds)))
         let feeds = randomFeeds(model, seed: options.seed)
         let inputs = model.inputs.map { feeds[$0.name]!.scalars }
         let outputBuffers = model.outputNames.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: model.outputType($0)!.count) }

@@ -1,0 +1,167 @@
+import Foundation
+import Synchronization
+import Lathe
+import LatheExamples
+@testable import LatheRuntime
+import Testing
+
+/// Runs of compiled models from many threads at once, on the process's thread pool, and the
+/// pool's hand-off of shares when a worker is late. Also run under the thread sanitizer:
+/// `swift test --sanitize=thread --filter 'ConcurrentRun|ThreadPoolShares'`.
+@Suite("Concurrent runs")
+struct ConcurrentRunTests {
+    /// An example model compiled for `threads`, with a kernel split among them.
+    static func model(_ name: String, batch: Int, threads: Int, pool: ThreadPool? = nil) throws -> (CompiledModel, [String: HostTensor]) {
+        let example = try #require(Examples.named(name))
+        let (graph, outputs) = try example.graph(batch: batch, seed: 11)
+        let model = try Compiler.compile(graph, outputs: outputs.map { ($0.name, $0.value.id) }, options: CompileOptions(threads: threads), pool: pool)
+        if threads > 1 { try #require(model.program.kernels.contains { $0.threads > 1 }, "\(name) at batch \(batch) splits no kernel") }
+        return (model, feeds(model, seed: 0))
+    }
+
+    static func feeds(_ model: CompiledModel, seed: UInt64) -> [String: HostTensor] {
+        var feeds: [String: HostTensor] = [:]
+        for (i, input) in model.inputs.enumerated() {
+            feeds[input.name] = HostTensor.random(shape: input.shape, seed: seed &* 977 &+ UInt64(i), in: 0...1)
+        }
+        return feeds
+    }
+
+    /// Starts `count` threads at once on `body(thread)` and waits for them all.
+    static func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        let started = DispatchGroup(), finished = DispatchGroup()
+        let gate = DispatchSemaphore(value: 0)
+        for t in 0..<count {
+            started.enter()
+            finished.enter()
+            let thread = Thread {
+                started.leave()
+                gate.wait()
+                body(t)
+                finished.leave()
+            }
+            thread.start()
+        }
+        started.wait()
+        for _ in 0..<count { gate.signal() }
+        finished.wait()
+    }
+
+    /// Eight threads run one model 100 times each, each thread on its own input, and every
+    /// result is bit-identical to a serial run on that input; the runs overlapped, so the model
+    /// made more than one arena.
+    @Test func oneModelFromEightThreads() throws {
+        let (model, _) = try Self.model("mnist-cnn", batch: 4, threads: 2)
+        let inputs = (0..<8).map { Self.feeds(model, seed: UInt64($0)) }
+        let expected = try inputs.map { try model.run($0) }
+        #expect(!bitIdentical(expected[0], expected[1]), "the threads' inputs give different outputs")
+        let mismatches = Tally(), failures = Tally()
+        Self.onThreads(8) { t in
+            for _ in 0..<100 {
+                do {
+                    if try !bitIdentical(model.run(inputs[t]), expected[t]) { mismatches.add() }
+                } catch { failures.add() }
+            }
+        }
+        #expect(failures.count == 0)
+        #expect(mismatches.count == 0)
+        #expect(model.arenaCount > 1, "800 runs on 8 threads never overlapped")
+        #expect(model.arenaCount <= 9)
+    }
+
+    /// Two models, each from a thread of its own, at once, both on the process's pool.
+    @Test func twoModelsFromTwoThreads() throws {
+        let (cnn, cnnFeeds) = try Self.model("mnist-cnn", batch: 8, threads: 2)
+        let (encoder, encoderFeeds) = try Self.model("transformer-encoder", batch: 4, threads: 2)
+        let expected = [try cnn.run(cnnFeeds), try encoder.run(encoderFeeds)]
+        let mismatches = Tally(), failures = Tally()
+        Self.onThreads(2) { t in
+            let (model, feeds) = t == 0 ? (cnn, cnnFeeds) : (encoder, encoderFeeds)
+            for _ in 0..<100 {
+                do {
+                    if try !bitIdentical(model.run(feeds), expected[t]) { mismatches.add() }
+                } catch { failures.add() }
+            }
+        }
+        #expect(failures.count == 0)
+        #expect(mismatches.count == 0)
+    }
+
+    /// A worker that sleeps half a second each time it wakes, before it claims a share, holds no
+    /// run up: the caller claims and runs the shares the worker never took, so a run takes about
+    /// its work (a few milliseconds), not the sleep. (With shares handed out by thread index,
+    /// the run waited for the worker.)
+    @Test func lateWorkerHoldsNothingUp() throws {
+        let sleep = 0.5
+        let pool = ThreadPool(workers: 1, beforeClaiming: { Thread.sleep(forTimeInterval: sleep) })
+        defer { pool.stop() }
+        let (model, feeds) = try Self.model("mnist-cnn", batch: 16, threads: 2, pool: pool)
+        let (reference, _) = try Self.model("mnist-cnn", batch: 16, threads: 1)
+        let expected = try reference.run(feeds)
+        var slowest = 0.0
+        for _ in 0..<3 {
+            let start = ContinuousClock.now
+            let got = try model.run(feeds)
+            let elapsed = ContinuousClock.now - start
+            slowest = max(slowest, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+            #expect(bitIdentical(got, expected))
+        }
+        #expect(slowest < sleep / 4, "a run took \(slowest) s with a worker asleep for \(sleep) s")
+    }
+}
+
+/// A count that threads add to.
+final class Tally: Sendable {
+    private let value = Atomic<Int>(0)
+    func add() { value.add(1, ordering: .relaxed) }
+    var count: Int { value.load(ordering: .relaxed) }
+}
+
+/// Same names, shapes and bits.
+func bitIdentical(_ a: [String: HostTensor], _ b: [String: HostTensor]) -> Bool {
+    a.count == b.count && a.allSatisfy { name, x in
+        guard let y = b[name] else { return false }
+        return x.shape == y.shape && x.scalars.map(\.bitPattern) == y.scalars.map(\.bitPattern)
+    }
+}
+
+/// The pool's hand-off on its own: every share of every job runs exactly once, whichever thread
+/// claims it, with more shares than threads and several callers at once.
+@Suite("Thread pool shares")
+struct ThreadPoolSharesTests {
+    /// task(args, t): args[0][t] += 1.
+    static let countShare: ThreadPool.Task = { arguments, t in
+        arguments![0]![Int(t)] += 1
+    }
+
+    @Test(arguments: [0, 1, 3])
+    func everyShareRunsOnce(workers: Int) {
+        let pool = ThreadPool(workers: workers)
+        defer { pool.stop() }
+        let wrong = Tally()
+        ConcurrentRunTests.onThreads(4) { caller in
+            let shares = 2 + caller * 3
+            let counts = UnsafeMutablePointer<Float>.allocate(capacity: shares)
+            let arguments = UnsafeMutablePointer<UnsafeMutablePointer<Float>?>.allocate(capacity: 1)
+            defer { counts.deallocate(); arguments.deallocate() }
+            arguments[0] = counts
+            let run = ParallelRun(pool: pool, threads: shares, policy: WaitPolicy(spinMicroseconds: 1, yieldMicroseconds: 10))
+            pool.during(run) {
+                for job in 0..<200 {
+                    counts.update(repeating: Float(job), count: shares)
+                    run.parallel(Self.countShare, arguments, count: shares)
+                    for t in 0..<shares where counts[t] != Float(job + 1) { wrong.add() }
+                }
+            }
+        }
+        #expect(wrong.count == 0)
+    }
+
+    /// A wait policy from user input cannot trap when turned into nanoseconds.
+    @Test func waitPolicyIsClamped() {
+        let odd = WaitPolicy(spinMicroseconds: .nan, yieldMicroseconds: 1e300)
+        #expect(odd.spinNanoseconds == 0)
+        #expect(odd.yieldNanoseconds == 1_000_000_000)
+        #expect(WaitPolicy(spinMicroseconds: -5).spinNanoseconds == 0)
+    }
+}
