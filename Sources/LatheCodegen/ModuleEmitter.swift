@@ -35,11 +35,12 @@ struct KernelSignature: Hashable {
 /// machine code on as many threads. Part 0 holds the entry point
 ///
 ///     void lathe_run(float* arena, float* weights, float** inputs, float** outputs,
-///                    i64* ticks, i8* pool, parallel_fn parallel)
+///                    i64* ticks, i8* run, parallel_fn parallel)
 ///
 /// which calls the kernels in order with their buffers' addresses. A kernel split among threads
-/// is handed to `parallel(pool, task, args, threads)`, which runs `task(args, thread)` on each
-/// thread and returns when all are done; `task` unpacks the argument array and calls the kernel.
+/// is handed to `parallel(run, task, args, threads)`, which runs `task(args, t)` for each share
+/// t in 0..<threads, on whichever thread of the run's pool claims it, and returns when all are
+/// done (LatheRuntime's ThreadPool); `task` unpacks the argument array and calls the kernel.
 /// A kernel whose threads claim units has its counter zeroed first.
 /// When `ticks` is not null, the entry stores the cycle counter there before the first kernel
 /// and after each one (for `lathe bench --profile`).
@@ -81,7 +82,7 @@ public enum ModuleEmitter {
         let entry = LLVMAddFunction(b.module, entryName, LLVMFunctionType(b.void, &parameters, 7, 0))!
         LLVMPositionBuilderAtEnd(b.builder, LLVMAppendBasicBlockInContext(b.context, entry, "entry"))
         let (arena, weights, inputs, outputs) = (LLVMGetParam(entry, 0)!, LLVMGetParam(entry, 1)!, LLVMGetParam(entry, 2)!, LLVMGetParam(entry, 3)!)
-        let (ticks, pool, parallel) = (LLVMGetParam(entry, 4)!, LLVMGetParam(entry, 5)!, LLVMGetParam(entry, 6)!)
+        let (ticks, run, parallel) = (LLVMGetParam(entry, 4)!, LLVMGetParam(entry, 5)!, LLVMGetParam(entry, 6)!)
 
         func callerPointer(_ table: LLVMValue, _ index: Int) -> LLVMValue {
             var indices: [LLVMValueRef?] = [b.int(index)]
@@ -121,7 +122,7 @@ public enum ModuleEmitter {
                         var indices: [LLVMValueRef?] = [b.int(k)]
                         LLVMBuildStore(b.builder, pointer, LLVMBuildInBoundsGEP2(b.builder, b.floatPointer, arguments, &indices, 1, ""))
                     }
-                    var callArguments: [LLVMValueRef?] = [pool, task, arguments, b.int(kernel.threads)]
+                    var callArguments: [LLVMValueRef?] = [run, task, arguments, b.int(kernel.threads)]
                     LLVMBuildCall2(b.builder, parallelType, parallel, &callArguments, 4, "")
                 } else {
                     b.call(function.kernel, pointers + [b.int(0)])
