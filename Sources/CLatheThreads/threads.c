@@ -21,7 +21,9 @@ void lathe_wake(uint32_t *word, int32_t count) {
 
 int32_t lathe_allowed_cpus(void) {
     cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0) {
+    // The process's id names its main thread: the mask of whichever thread made the pool could
+    // be narrower.
+    if (sched_getaffinity(getpid(), sizeof set, &set) != 0) {
         long online = sysconf(_SC_NPROCESSORS_ONLN);
         return online > 0 ? (int32_t)online : 1;
     }

@@ -8,7 +8,8 @@ import LatheIR
 ///
 /// `run` may be called from many threads at once. Each run under way takes an arena (and its
 /// input and output tables) from the model's spare ones, or makes one when none is spare, and
-/// gives it back when it returns; the weights are shared and only read. Split kernels go to the
+/// gives it back when it returns (so a burst of N overlapping runs leaves N arenas, kept until the
+/// model is freed); the weights are shared and only read. Split kernels go to the
 /// process's thread pool (ThreadPool), which every model shares. A model whose runs write its
 /// variables (a training step) runs one run at a time.
 public final class CompiledModel: @unchecked Sendable {
@@ -153,7 +154,9 @@ public final class CompiledModel: @unchecked Sendable {
     }
 
     private func newArena() -> RunArena {
-        RunArena(program, parallel: ParallelRun(pool: pool, threads: threads, policy: waiting))
+        // A model that splits no kernel never wakes a worker.
+        let shares = program.kernels.contains { $0.threads > 1 } ? threads : 1
+        return RunArena(program, parallel: ParallelRun(pool: pool, threads: shares, policy: waiting))
     }
 
     private func giveBack(_ arena: RunArena) {

@@ -161,7 +161,9 @@ final class ThreadPool: @unchecked Sendable {
         let spin = workerSpinNanoseconds.load(ordering: .relaxed), yield = workerYieldNanoseconds.load(ordering: .relaxed)
         if WaitPolicy.wait(spinNanoseconds: spin, yieldNanoseconds: yield, until: { epoch.load() != seen }) { return }
         sleepers.add(1, ordering: .sequentiallyConsistent)
-        epoch.wait(whileEqualTo: seen)
+        // Again after a spurious return (and on systems without a futex, where a wait is a
+        // short sleep), so that an idle worker does not spin its budget again.
+        while epoch.load() == seen && !stopping.load(ordering: .sequentiallyConsistent) { epoch.wait(whileEqualTo: seen) }
         sleepers.subtract(1, ordering: .sequentiallyConsistent)
     }
 }

@@ -87,6 +87,31 @@ struct ConcurrentRunTests {
         #expect(mismatches.count == 0)
     }
 
+    /// A training step writes its weights, so its runs take turns: 2 threads x 20 SGD steps on one
+    /// batch leave bit for bit the weights of 400 serial steps.
+    @Test func trainingStepsTakeTurns() throws {
+        func step() throws -> TrainingStep {
+            try TrainingStep(model: Sequential { Dense(64, activation: .relu); Dense(3) }, inputShape: [8, 5], targetShape: [8, 3],
+                             loss: .meanSquaredError, optimizer: .sgd(learningRate: 0.05), seed: 1, threads: 2)
+        }
+        let serial = try step(), concurrent = try step()
+        var feeds = ["input": HostTensor.random(shape: [8, 5], seed: 1), "target": HostTensor.random(shape: [8, 3], seed: 2)]
+        for (name, value) in serial.optimizer.scalars(step: 1, learningRate: serial.learningRate) { feeds[name] = HostTensor(shape: [1], repeating: value) }
+        for _ in 0..<400 { _ = try serial.compiled.run(feeds) }
+        let failures = Tally()
+        let steps = feeds
+        Self.onThreads(4) { _ in
+            for _ in 0..<100 {
+                do { _ = try concurrent.compiled.run(steps) } catch { failures.add() }
+            }
+        }
+        #expect(failures.count == 0)
+        #expect(!serial.compiled.variableNames.isEmpty)
+        for name in serial.compiled.variableNames {
+            #expect(bitIdentical([name: try serial.compiled.variable(name)], [name: try concurrent.compiled.variable(name)]), "\(name)")
+        }
+    }
+
     /// A worker that sleeps half a second each time it wakes, before it claims a share, holds no
     /// run up: the caller claims and runs the shares the worker never took, so a run takes about
     /// its work (a few milliseconds), not the sleep. (With shares handed out by thread index,

@@ -6,7 +6,7 @@
 #include <stdint.h>
 
 /// Blocks while *word == expected (checked atomically with going to sleep), until
-/// lathe_wake_all on the same word, a signal, or `timeout_ns` (<= 0: no limit) passes.
+/// lathe_wake on the same word, a signal, or `timeout_ns` (<= 0: no limit) passes.
 /// Returns at once if *word != expected. Spurious returns happen: the caller checks again.
 void lathe_wait_on(uint32_t *word, uint32_t expected, int64_t timeout_ns);
 
@@ -20,7 +20,7 @@ void lathe_cpu_relax(void);
 /// Gives the core to another runnable thread, if there is one.
 void lathe_yield(void);
 
-/// The CPUs this process may run on (its affinity mask), at least 1.
+/// The CPUs this process may run on (its main thread's affinity mask), at least 1.
 int32_t lathe_allowed_cpus(void);
 
 /// Monotonic clock in nanoseconds.
