@@ -182,8 +182,9 @@ def main():
                   f"Lathe / ORT {bench['medianMs'] / ort_median:.2f}{ov_text} | max |diff| / max |ort| {error:.1e}"
                   f"{'' if error <= 1e-4 else '  DIFFERENT'}", flush=True)
             if a.contention:
-                slowdowns = {r: (summary(loaded[r])[0], summary(loaded[r])[0] / summary(idle[r])[0]) for r in idle}
-                contention_rows.append((name, {r: summary(idle[r])[0] for r in idle}, slowdowns))
+                loaded_medians = {r: summary(loaded[r])[0] for r in idle}
+                slowdowns = {r: (loaded_medians[r], loaded_medians[r] / summary(idle[r])[0]) for r in idle}
+                contention_rows.append((name, slowdowns))
                 print(f"{'':14} under load: " + ", ".join(f"{r} {loaded_ms:8.3f} ms ({slow:.2f}x)" for r, (loaded_ms, slow) in slowdowns.items())
                       + ("" if slowdowns["Lathe"][1] <= slowdowns["ORT"][1] else "  SLOWED MORE THAN ORT"), flush=True)
     if a.markdown:
@@ -197,16 +198,16 @@ def main():
             lines.append(f"| {name} | {lm:.3f} | {lmin:.3f} | {lc / 1000:.2f} | {om:.3f} | {omin:.3f} | **{lm / om:.2f}** | "
                          f"{'%.3f' % ov if ov else 'n/a'} | " + (f"{before:.3f} | {lm / before:.2f} | " if a.baseline else "") + f"{err:.1e} |")
         if contention_rows:
-            names = list(contention_rows[0][1])
+            names = list(contention_rows[0][1])  # the runtimes, in the order they were timed
             lines += ["", "Under load (one spinning process per CPU), same rounds: loaded median ms and slowdown (loaded / idle median).", "",
                       "| model | " + " | ".join(f"{r} loaded ms | {r} slowdown" for r in names) + " |",
                       "|---|" + "---|---|" * len(names)]
-            for name, _, slowdowns in contention_rows:
+            for name, slowdowns in contention_rows:
                 lines.append(f"| {name} | " + " | ".join(f"{slowdowns[r][0]:.3f} | {'**%.2fx**' % slowdowns[r][1] if r == 'Lathe' else '%.2fx' % slowdowns[r][1]}"
                                                         for r in names) + " |")
         with open(a.markdown, "w") as f:
             f.write("\n".join(lines) + "\n")
-    worse_under_load = [name for name, _, slow in contention_rows if slow["Lathe"][1] > slow["ORT"][1]]
+    worse_under_load = [name for name, slow in contention_rows if slow["Lathe"][1] > slow["ORT"][1]]
     if worse_under_load:
         print(f"Lathe slowed more than ONNX Runtime under load on: {', '.join(worse_under_load)}")
     return 1 if any(r[1] is None or r[7] > 1e-4 for r in rows) else 0

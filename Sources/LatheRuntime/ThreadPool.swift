@@ -61,7 +61,8 @@ final class ThreadPool: @unchecked Sendable {
     init(workers: Int, beforeClaiming: (@Sendable () -> Void)? = nil) {
         workerCount = max(workers, 0)
         self.beforeClaiming = beforeClaiming
-        slots = (0..<Self.slotCount).map { JobSlot(index: $0) }
+        // A pool without workers hands out no shares, so it needs no slots.
+        slots = workerCount > 0 ? (0..<Self.slotCount).map { JobSlot(index: $0) } : []
         for _ in 0..<workerCount {
             exited.enter()
             // The thread holds the pool until it exits: a test's pool is stopped by `stop`.
