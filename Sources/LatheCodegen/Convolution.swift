@@ -55,11 +55,10 @@ struct ConvGeometry {
 
     /// The floats of one unfolded tile.
     var unfoldFloats: Int { needsUnfold ? unfoldedRows * tileRows * outW : 0 }
-    /// The floats of working memory the convolution needs: one unfolded tile, then the GEMM's
-    /// packing buffers.
-    func scratchFloats(prepackedWeights: Bool) -> Int {
-        if runsDirect { return directScratchFloats }
-        return unfoldFloats + GemmBlocking.packingFloats(m: groupOutChannels, n: gemmColumns, k: unfoldedRows, packsA: !prepackedWeights)
+    /// The floats of working memory a thread of the GEMM path needs: one unfolded tile, then the
+    /// GEMM's packing buffers.
+    func gemmScratchFloats(prepackedWeights: Bool) -> Int {
+        unfoldFloats + GemmBlocking.packingFloats(m: groupOutChannels, n: gemmColumns, k: unfoldedRows, packsA: !prepackedWeights)
     }
     /// Columns of the GEMM of one (whole) tile.
     var gemmColumns: Int { needsUnfold ? tileRows * outW : outputPlane }
@@ -89,7 +88,7 @@ extension IRBuilder {
                      epilogue: GemmEpilogue? = nil, split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1,
                      prepackedWeights: Bool = false) {
         let thread = thread ?? int(0)
-        let myScratch = scratch.map { pointer($0, imul(thread, int(g.scratchFloats(prepackedWeights: prepackedWeights)))) }
+        let myScratch = scratch.map { pointer($0, imul(thread, int(g.gemmScratchFloats(prepackedWeights: prepackedWeights)))) }
         let packing = myScratch.map { pointer($0, int(g.unfoldFloats)) }
         let rows = g.tileRows
         let fullTiles = g.needsUnfold ? g.outH / rows : 1

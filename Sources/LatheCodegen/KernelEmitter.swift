@@ -34,12 +34,12 @@ extension IRBuilder {
         case let .node(.epilogue(base, count, formula)):
             try contraction(base, out: out, x: Array(x.prefix(count)), shapes: Array(shapes.prefix(count)), shape: shape, scratch: scratch,
                             epilogue: GemmEpilogue(formula: formula, extras: x.indices.dropFirst(count).map { (x[$0], shapes[$0] != shape) }),
-                            split: kernel.split, thread: thread, threads: kernel.threads, weightLayout: kernel.weightLayout)
-        case let .node(.pooled(base, a)):
-            guard let p = PooledConvolution(.pooled(base: base, pool: a), operandShapes: shapes) else {
+                            plan: kernel.plan, thread: thread)
+        case let .node(.pooled(base, _)):
+            guard case let .pooled(p, image) = kernel.plan.algorithm else {
                 throw LatheError.unsupported("\(base.name) pooled in its kernel, with shapes \(shapes)")
             }
-            try pooledConvolution(p, output: out, x: x, pooledShape: shape, scratch: scratch, split: kernel.split, thread: thread, threads: kernel.threads)
+            try pooledConvolution(p, image: image, output: out, x: x, pooledShape: shape, scratch: scratch, plan: kernel.plan, thread: thread)
         case let .node(op):
             switch op {
             case .input, .constant, .variable, .assign, .epilogue, .pooled:
@@ -82,8 +82,7 @@ extension IRBuilder {
                     start += shapes[k][axis]
                 }
             case .matmul, .dense, .conv2d:
-                try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil,
-                                split: kernel.split, thread: thread, threads: kernel.threads, weightLayout: kernel.weightLayout)
+                try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil, plan: kernel.plan, thread: thread)
             case let .pool2d(a):
                 pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape, split: kernel.split, thread: thread, threads: kernel.threads)
             case .globalAveragePool:
@@ -137,46 +136,39 @@ extension IRBuilder {
     }
 
     /// Dense, matmul and conv2d, each a GEMM, with the epilogue applied as results are stored,
-    /// this thread's share of it.
+    /// this thread's share of it, by the algorithm its plan chose.
     func contraction(_ op: Op, out: LLVMValue, x: [LLVMValue], shapes: [[Int]], shape: [Int], scratch: LLVMValue?, epilogue: GemmEpilogue?,
-                             split: ThreadSplit, thread: LLVMValue, threads: Int, weightLayout: WeightLayout) throws {
-        switch op {
-        case .matmul:
-            let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1, weightLayout: weightLayout)
+                     plan: KernelPlan, thread: LLVMValue) throws {
+        let (split, threads, prepacked) = (plan.split, plan.threads, plan.weightLayout.isPacked)
+        let bias = x.count == 3 ? x[2] : nil
+        switch (op, plan.algorithm) {
+        case (.matmul, .gemm):
             batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1], epilogue: epilogue,
-                          packing: scratch.map { pointer($0, imul(thread, int(scratchFloats))) }, prepackedB: weightLayout.isPacked,
+                          packing: scratch.map { pointer($0, imul(thread, int(plan.scratchFloatsPerThread))) }, prepackedB: prepacked,
                           split: split, thread: thread, threads: threads)
-        case .dense:
+        case (.dense, .gemm):
             let (m, k, n) = (shapes[0][0], shapes[0][1], shapes[1][1])
-            let scratchFloats = KernelProgram.scratchFloats(op, operandShapes: shapes, resultShape: shape, threads: 1, weightLayout: weightLayout)
             matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue) { _, rowStart, rows, columnStart, columns, epilogue in
                 gemm(m: rows, n: columns, k: k, a: MatrixView(base: x[0], offset: imul(rowStart, int(k)), rowStride: k),
                      b: MatrixView(base: x[1], offset: columnStart, rowStride: n),
                      c: MatrixView(base: out, offset: iadd(imul(rowStart, int(n)), columnStart), rowStride: n),
                      bias: x.count == 3 ? .perColumn(x[2], offset: columnStart) : .none, epilogue: epilogue,
-                     packing: scratch.map { pointer($0, imul(thread, int(scratchFloats))) }, prepackedB: weightLayout.isPacked)
+                     packing: scratch.map { pointer($0, imul(thread, int(plan.scratchFloatsPerThread))) }, prepackedB: prepacked)
             }
-        case let .conv2d(a):
-            guard let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: shape, a) else {
-                throw LatheError.unsupported("conv2d with shapes \(shapes)")
-            }
-            if case .winograd = weightLayout {
-                // The weights are transformed: no other kernel may read them.
-                guard let scratch, let w = WinogradGeometry(g) else { throw LatheError.backend("conv2d \(shapes): Winograd weights without Winograd's geometry or scratch") }
-                winogradConvolution(w, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
-                                    epilogue: epilogue, split: split, thread: thread, threads: threads)
-                return
-            }
-            if g.runsDirect {
-                guard scratch != nil || g.readsInPlace else { throw LatheError.backend("conv2d \(shapes): a direct convolution without scratch") }
-                directConvolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
-                                  epilogue: epilogue, split: split, thread: thread, threads: threads)
-                return
-            }
-            convolution(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch, epilogue: epilogue,
-                        split: split, thread: thread, threads: threads, prepackedWeights: weightLayout.isPacked)
+        case let (.conv2d, .winograd(w)):
+            // The weights are transformed: no other kernel may read them.
+            guard let scratch else { throw LatheError.backend("conv2d \(shapes): Winograd without scratch") }
+            winogradConvolution(w, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
+                                epilogue: epilogue, split: split, thread: thread, threads: threads)
+        case let (.conv2d, .direct(g)):
+            guard scratch != nil || g.readsInPlace else { throw LatheError.backend("conv2d \(shapes): a direct convolution without scratch") }
+            directConvolution(g, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
+                              epilogue: epilogue, split: split, thread: thread, threads: threads)
+        case let (.conv2d, .unfoldedGemm(g)), let (.conv2d, .pointwiseGemm(g)):
+            convolution(g, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch, epilogue: epilogue,
+                        split: split, thread: thread, threads: threads, prepackedWeights: prepacked)
         default:
-            throw LatheError.unsupported("\(op.name) takes no epilogue")
+            throw LatheError.unsupported("\(op.name) with shapes \(shapes) has no contraction plan")
         }
     }
 

@@ -69,16 +69,15 @@ public struct Kernel: Sendable {
     /// The operand whose buffer the result overwrites (it dies here and is read only at the
     /// index each result is written to), or nil.
     public var inPlaceOperand: Int? = nil
-    /// How the work is divided among threads, and how many threads run it.
-    public var split: ThreadSplit = .single
-    public var threads: Int = 1
-    /// The layout of the constant weights operand (operand 1 of a convolution, dense or matmul):
-    /// packed for its GEMM, or transformed for Winograd, at compile time.
-    public var weightLayout: WeightLayout = .plain
-
-    /// Its threads claim units one at a time from a counter at the start of its scratch
-    /// (Threading.swift's forEachUnit), which the entry zeroes before each run of the kernel.
-    public var claimsUnits: Bool { ThreadSplit.claimsUnits(split, threads: threads) }
+    /// How the kernel computes its node: algorithm, weight layout, split, scratch (KernelPlan).
+    public let plan: KernelPlan
+    /// How the work is divided among threads, and how many threads run it (the plan's).
+    public var split: ThreadSplit { plan.split }
+    public var threads: Int { plan.threads }
+    /// The layout of the constant weights operand (the plan's).
+    public var weightLayout: WeightLayout { plan.weightLayout }
+    /// Its threads claim units from a counter at the start of its scratch (the plan's).
+    public var claimsUnits: Bool { plan.claimsUnits }
 
     /// A reshape written in place moves no data: it has no code.
     public var isNoOp: Bool {
@@ -94,33 +93,10 @@ public struct Kernel: Sendable {
     /// Bytes read and written by one run: operands and result once each.
     public var bytesMoved: Int { isNoOp ? 0 : operands.reduce(result.type.byteCount) { $0 + $1.type.byteCount } }
 
-    public var flops: Int {
-        guard case let .node(op) = work, !isNoOp else { return 0 }
-        return Kernel.flops(of: op, operandShapes: operands.map(\.type.shape), resultShape: result.type.shape)
-    }
+    public var flops: Int { isNoOp ? 0 : plan.flops }
 
-    /// How a contraction is computed, for `lathe inspect`: "winograd F(4x4,3x3)", "direct",
-    /// "im2col+gemm", "gemm"; "packed weights" where its constant operand was packed at compile
-    /// time. Nil for other kernels.
-    public var algorithm: String? {
-        guard case let .node(fused) = work else { return nil }
-        let packed = weightLayout.isPacked ? ", packed weights" : ""
-        func convolution(_ g: ConvGeometry) -> String { g.runsDirect ? "direct" : (g.needsUnfold ? "im2col+gemm" : "gemm") + packed }
-        if let p = PooledConvolution(fused, operandShapes: operands.map(\.type.shape)), case let .conv2d(a) = p.conv,
-           let g = ConvGeometry(input: p.imageShapes[0], weights: p.imageShapes[1], output: p.imageResult, a) {
-            return convolution(g) + ", pooled an image at a time"
-        }
-        switch fused.unfused {
-        case let .conv2d(a):
-            if case let .winograd(tile, _, _, _) = weightLayout { return "winograd F(\(tile)x\(tile),3x3)" }
-            guard let g = ConvGeometry(input: operands[0].type.shape, weights: operands[1].type.shape, output: result.type.shape, a) else { return nil }
-            return convolution(g)
-        case .dense, .matmul:
-            return "gemm" + packed
-        default:
-            return nil
-        }
-    }
+    /// How a contraction is computed, for `lathe inspect` (the plan's algorithm name).
+    public var algorithm: String? { plan.algorithmName }
 
     /// The floating-point operations of one node (see `flops`).
     public static func flops(of op: Op, operandShapes shapes: [[Int]], resultShape: [Int]) -> Int {
@@ -179,14 +155,22 @@ extension KernelProgram {
         let inputNodes = graph.inputs
         for (i, node) in inputNodes.enumerated() { location[node.id] = .input(i) }
 
-        // Constants go to the weights region: as they are, and, for the contractions that read
-        // them packed or transformed (weightLayout), in that layout (only there, when nothing
-        // else reads them).
-        var prepacks: [ValueID: WeightLayout] = [:]
+        // Each kernel's plan, decided once: its algorithm, weight layout, split and scratch.
+        var plans: [ValueID: KernelPlan] = [:]
         for node in graph.nodes where needed[node.id.index] {
-            let layout = weightLayout(node, graph, vectorWidth: vectorWidth)
-            if layout.isPacked { prepacks[node.id] = layout }
+            switch node.op {
+            case .input, .constant, .variable, .assign: continue
+            default: break
+            }
+            var constantWeights = false
+            if node.operands.count >= 2, case .constant = graph[node.operands[1]].op { constantWeights = true }
+            plans[node.id] = KernelPlan.make(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
+                                             constantWeights: constantWeights, threads: threads, vectorWidth: vectorWidth)
         }
+
+        // Constants go to the weights region: as they are, and, for the kernels whose plan reads
+        // them packed or transformed, in that layout (only there, when nothing else reads them).
+        let prepacks = plans.compactMapValues { $0.weightLayout.isPacked ? $0.weightLayout : nil }
         var readPlain = Set(outputs.map(\.value))
         for node in graph.nodes where needed[node.id.index] {
             for (k, operand) in node.operands.enumerated() where !(k == 1 && prepacks[node.id] != nil) { readPlain.insert(operand) }
@@ -252,7 +236,6 @@ extension KernelProgram {
         var request: [ValueID: Int] = [:]
         var scratchRequest: [ValueID: Int] = [:]
         var inPlaceOperand: [ValueID: Int] = [:]
-        var splits: [ValueID: (ThreadSplit, Int)] = [:]
         for node in computed {
             let s = step[node.id]!
             let life = max(s, lastUse[node.id] ?? s)
@@ -267,11 +250,7 @@ extension KernelProgram {
                     requests.append(BufferRequest(bytes: node.type.byteCount, firstUse: s, lastUse: life))
                 }
             }
-            let (split, kernelThreads) = threadPlan(node, graph, threads: threads, vectorWidth: vectorWidth, weightLayout: prepacks[node.id] ?? .plain)
-            splits[node.id] = (split, kernelThreads)
-            let counter = ThreadSplit.claimsUnits(split, threads: kernelThreads) ? ThreadSplit.unitCounterFloats : 0
-            let scratch = (counter + scratchFloats(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
-                                                   threads: kernelThreads, weightLayout: prepacks[node.id] ?? .plain)) * 4
+            let scratch = (plans[node.id]?.scratchFloats ?? 0) * 4
             if scratch > 0 {
                 scratchRequest[node.id] = requests.count
                 requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))
@@ -310,7 +289,7 @@ extension KernelProgram {
         var kernels: [Kernel] = computed.map { node in
             if node.op == .assign {
                 return Kernel(name: "k\(step[node.id]!)_assign", work: .copy, node: node.id, operands: [buffer(node.operands[1])],
-                              result: buffer(node.operands[0]), scratch: nil)
+                              result: buffer(node.operands[0]), scratch: nil, plan: .copy)
             }
             let operands = node.operands.enumerated().map { k, v in
                 if k == 1, let layout = prepacks[node.id] { return KernelBuffer(location: packedLocation[layout]![v]!, type: graph[v].type) }
@@ -320,12 +299,11 @@ extension KernelProgram {
             if let variable = writesVariable[node.id] { inPlace = node.operands.firstIndex(of: variable) }
             return Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
                           operands: operands, result: buffer(node.id), scratch: scratchLocation[node.id],
-                          inPlaceOperand: inPlace, split: splits[node.id]!.0, threads: splits[node.id]!.1,
-                          weightLayout: prepacks[node.id] ?? .plain)
+                          inPlaceOperand: inPlace, plan: plans[node.id]!)
         }
         for (c, copy) in copies.enumerated() {
             kernels.append(Kernel(name: "k\(computed.count + c)_copy", work: .copy, node: copy.value, operands: [buffer(copy.value)],
-                                  result: KernelBuffer(location: .output(copy.output), type: graph[copy.value].type), scratch: nil))
+                                  result: KernelBuffer(location: .output(copy.output), type: graph[copy.value].type), scratch: nil, plan: .copy))
         }
         return KernelProgram(kernels: kernels,
                              inputs: inputNodes.map { InputSpec(name: $0.name, shape: $0.type.shape) },
@@ -412,60 +390,6 @@ extension KernelProgram {
         }
     }
 
-    /// The split of a node's kernel among `threads` threads, and the threads it runs on. A
-    /// Winograd convolution splits its strips of tiles.
-    static func threadPlan(_ node: Node, _ graph: Graph, threads: Int, vectorWidth: Int, weightLayout: WeightLayout = .plain) -> (ThreadSplit, Int) {
-        let shapes = node.operands.map { graph[$0].type.shape }
-        let flops = Kernel.flops(of: node.op, operandShapes: shapes, resultShape: node.type.shape)
-        let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        if case .winograd = weightLayout, let w = winogradGeometry(node.op, shapes, node.type.shape) {
-            let split = ThreadSplit.plan(units: w.units, rows: w.conv.outChannels, flops: flops, threads: threads, blocking: blocking)
-            return (split, split == .single ? 1 : threads)
-        }
-        let split = ThreadSplit.plan(node.op, operandShapes: shapes, resultShape: node.type.shape, flops: flops, threads: threads, blocking: blocking)
-        return (split, split == .single ? 1 : threads)
-    }
-
-    /// How a contraction reads its constant weights: a convolution's transformed for Winograd
-    /// where that serves it, else packed as the GEMM's A where its GEMM packs; a matrix product's
-    /// packed as the GEMM's B where it packs; else as they are.
-    static func weightLayout(_ node: Node, _ graph: Graph, vectorWidth: Int) -> WeightLayout {
-        let op = node.op.unfused
-        guard node.operands.count >= 2, case .constant = graph[node.operands[1]].op else { return .plain }
-        let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        switch op {
-        case .dense, .matmul:
-            // A constant 2-D B shared by every product, with enough rows to pack for (a batch-1
-            // layer streams its weights instead).
-            let shapes = node.operands.map { graph[$0].type.shape }
-            guard shapes[1].count == 2, shapes[0].count >= 2 else { return .plain }
-            let (m, k) = contractionSizes(op, shapes)
-            let n = shapes[1][1]
-            guard blocking.packs(m: m, n: n, k: k) else { return .plain }
-            return .gemmColumnPanels(depth: k, columns: n, panel: blocking.columns)
-        case .lstm:
-            // R^T, read by every step's product: always packed (its packed GEMM runs whatever the sizes).
-            let r = graph[node.operands[1]].type.shape
-            return .gemmColumnPanels(depth: r[0], columns: r[1], panel: blocking.columns)
-        default:
-            break
-        }
-        guard case let .conv2d(a) = op else { return .plain }
-        let x = graph[node.operands[0]].type.shape, w = graph[node.operands[1]].type.shape
-        guard let g = ConvGeometry(input: x, weights: w, output: node.type.shape, a) else { return .plain }
-        let panel = blocking.rows
-        if let winograd = WinogradGeometry(g) {
-            return .winograd(tile: winograd.tile, outChannels: g.outChannels, inChannels: g.channels, panel: panel)
-        }
-        guard !g.runsDirect, g.packs(vectorWidth: vectorWidth) else { return .plain }
-        return .gemmPanels(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: panel)
-    }
-
-    static func winogradGeometry(_ op: Op, _ shapes: [[Int]], _ resultShape: [Int]) -> WinogradGeometry? {
-        guard case let .conv2d(a) = op.unfused, let g = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a) else { return nil }
-        return WinogradGeometry(g)
-    }
-
     /// M and K of a contraction's GEMM (a convolution's per group).
     static func contractionSizes(_ op: Op, _ shapes: [[Int]]) -> (m: Int, k: Int) {
         switch op {
@@ -485,37 +409,5 @@ extension KernelProgram {
         let most = max(g.groupOutChannels, g.unfoldedRows)
         let partial = packing + GemmBlocking.packingFloats(m: most, n: most, k: g.outputPlane, always: true)
         return (packing, partial, partial + g.unfoldedRows * g.groupOutChannels)
-    }
-
-    /// A GEMM packs blocks of its operands into scratch (not those packed at compile time); a
-    /// convolution also unfolds its input (im2col) there a tile at a time unless it is a plain
-    /// 1x1, or keeps its padded planes (direct), or its Winograd strip, transformed input and
-    /// products; a transposed convolution keeps its columns there before scattering them. Each
-    /// of the kernel's threads has its own.
-    public static func scratchFloats(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], threads: Int, weightLayout: WeightLayout = .plain) -> Int {
-        if case .winograd = weightLayout, let w = winogradGeometry(op, shapes, resultShape) { return w.scratchFloats * threads }
-        if let p = PooledConvolution(op, operandShapes: shapes) { return p.perThreadFloats * threads }
-        let prepackedWeights = weightLayout.isPacked
-        let perThread: Int
-        switch op.unfused {
-        case let .conv2d(a):
-            perThread = ConvGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats(prepackedWeights: prepackedWeights) ?? 0
-        case let .conv2dWeightGrad(a, _):
-            perThread = ConvGeometry(input: shapes[0], weights: resultShape, output: shapes[1], a).map { weightGradientScratch($0).floats } ?? 0
-        case let .convTranspose2d(a):
-            perThread = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: resultShape, a)?.scratchFloats ?? 0
-        case .dense:
-            perThread = GemmBlocking.packingFloats(m: shapes[0][0], n: shapes[1][1], k: shapes[0][1], packsB: !prepackedWeights)
-        case .matmul:
-            let (m, n, k) = matmulSizes(shapes[0], shapes[1])
-            perThread = GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !prepackedWeights)
-        case .lstm:
-            guard let l = LSTMGeometry(resultShape: resultShape) else { return 0 }
-            let split: ThreadSplit = threads > 1 ? .units(l.batch) : .single
-            perThread = l.scratchFloats(rows: l.rowsPerThread(split, threads: threads), prepackedWeights: prepackedWeights)
-        default:
-            perThread = 0
-        }
-        return perThread * threads
     }
 }

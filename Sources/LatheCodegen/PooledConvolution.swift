@@ -29,26 +29,25 @@ struct PooledConvolution {
         imageResult = result.shape
     }
 
-    var convScratchFloats: Int { roundUp(KernelProgram.scratchFloats(conv, operandShapes: imageShapes, resultShape: imageResult, threads: 1), 16) }
-    /// A thread's scratch: the convolution's own, then one image's result.
-    var perThreadFloats: Int { convScratchFloats + imageResult.reduce(1, *) }
 }
 
 extension IRBuilder {
     /// Images split among the threads (`.units`), each convolved into the thread's scratch and
-    /// pooled from there.
-    func pooledConvolution(_ p: PooledConvolution, output: LLVMValue, x: [LLVMValue], pooledShape: [Int], scratch: LLVMValue?,
-                           split: ThreadSplit, thread: LLVMValue, threads: Int) throws {
+    /// pooled from there. A thread's scratch (`plan.scratchFloatsPerThread`) holds the image's
+    /// convolution's own (`image`'s plan), then one image's result.
+    func pooledConvolution(_ p: PooledConvolution, image imagePlan: KernelPlan, output: LLVMValue, x: [LLVMValue], pooledShape: [Int],
+                           scratch: LLVMValue?, plan: KernelPlan, thread: LLVMValue) throws {
         guard let scratch else { throw LatheError.backend("\(p.conv.name) pooled in its kernel: no scratch") }
-        let mine = pointer(scratch, imul(thread, int(p.perThreadFloats)))
-        let convolved = pointer(mine, int(p.convScratchFloats))
+        let (split, threads) = (plan.split, plan.threads)
+        let mine = pointer(scratch, imul(thread, int(plan.scratchFloatsPerThread)))
+        let convolved = pointer(mine, int(roundUp(imagePlan.scratchFloatsPerThread, 16)))
         let imageFloats = p.imageShapes[0].reduce(1, *), pooledFloats = pooledShape.dropFirst().reduce(1, *)
         var failure: Error?
         func image(_ n: LLVMValue) {
             do {
                 try contraction(p.conv, out: convolved, x: [pointer(x[0], imul(n, int(imageFloats)))] + x.dropFirst(), shapes: p.imageShapes,
                                 shape: p.imageResult, scratch: mine, epilogue: p.formula.map { GemmEpilogue(formula: $0, extras: []) },
-                                split: .single, thread: int(0), threads: 1, weightLayout: .plain)
+                                plan: imagePlan, thread: int(0))
             } catch {
                 failure = failure ?? error
             }

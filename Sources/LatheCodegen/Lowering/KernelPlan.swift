@@ -1,0 +1,118 @@
+import LatheIR
+
+/// How one kernel computes its node, decided once, after the graph passes, by the plan
+/// function of its op family (`KernelPlan.make`): the algorithm with its geometry, the layout
+/// its constant weights are stored in, how its work is split among threads, the scratch it
+/// needs and the work it does. The emitter, the scratch sizing, the thread plan, `lathe
+/// inspect` and `bench --profile` read the plan; none of them decides any of it again.
+///
+/// The plan functions, one an op family:
+/// - `KernelPlan.convolution` (ConvolutionPlan.swift): conv2d, alone, with an epilogue, or
+///   pooled in its kernel: Winograd, direct, im2col + GEMM, or a 1x1 GEMM.
+/// - `KernelPlan.product` (ProductPlan.swift): dense, matmul and the LSTM's recurrent product.
+/// - `KernelPlan.loops` (LoopPlan.swift): every other op, and the convolution gradients.
+public struct KernelPlan: Sendable {
+    /// The algorithm, carrying the geometry its emitter reads.
+    let algorithm: KernelAlgorithm
+    /// The layout of the constant weights operand (operand 1 of a convolution, dense, matmul or
+    /// LSTM): packed for its GEMM, or transformed for Winograd, at compile time.
+    public let weightLayout: WeightLayout
+    /// How the work is divided among threads, and how many threads run it.
+    public let split: ThreadSplit
+    public let threads: Int
+    /// Floats of working memory one thread uses (its unit counter not included); the kernel's
+    /// scratch holds one such part for each of its threads.
+    public let scratchFloatsPerThread: Int
+    /// Floating-point operations of one run (Kernel.flops(of:)).
+    public let flops: Int
+
+    init(_ algorithm: KernelAlgorithm, weightLayout: WeightLayout = .plain, split: ThreadSplit = .single, threads: Int,
+         scratchFloatsPerThread: Int = 0, flops: Int) {
+        self.algorithm = algorithm
+        self.weightLayout = weightLayout
+        self.split = split
+        self.threads = split == .single ? 1 : threads
+        self.scratchFloatsPerThread = scratchFloatsPerThread
+        self.flops = flops
+    }
+
+    /// Its threads claim units one at a time from a counter at the start of its scratch
+    /// (Threading.swift's forEachUnit), which the entry zeroes before each run of the kernel.
+    public var claimsUnits: Bool { ThreadSplit.claimsUnits(split, threads: threads) }
+
+    /// The floats of the kernel's scratch: its counter, then each thread's part.
+    public var scratchFloats: Int {
+        let parts = scratchFloatsPerThread * threads
+        return parts + (claimsUnits ? ThreadSplit.unitCounterFloats : 0)
+    }
+
+    /// How a contraction is computed, for `lathe inspect`: "winograd F(4x4,3x3)", "direct",
+    /// "im2col+gemm", "gemm"; "packed weights" where its constant operand was packed at compile
+    /// time. Nil for other kernels.
+    public var algorithmName: String? { algorithm.name(packed: weightLayout.isPacked) }
+
+    /// The plan of a kernel computing `op` (a graph node, fused or not) on operands of these
+    /// shapes. `constantWeights`: operand 1 is a constant, which may be laid out for the kernel
+    /// at compile time. `threads`: the threads a run uses. `vectorWidth`: the target's, which
+    /// sets the GEMM's register block and so the weights' panels.
+    public static func make(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], constantWeights: Bool,
+                            threads: Int, vectorWidth: Int) -> KernelPlan {
+        let flops = Kernel.flops(of: op, operandShapes: shapes, resultShape: resultShape)
+        let context = PlanContext(shapes: shapes, resultShape: resultShape, constantWeights: constantWeights, threads: max(threads, 1),
+                                  blocking: GemmBlocking(vectorWidth: vectorWidth), vectorWidth: vectorWidth, flops: flops)
+        if let plan = convolution(op, context) { return plan }
+        if let plan = product(op, context) { return plan }
+        return loops(op, context)
+    }
+
+    /// A plain copy: an output that is also an input, a constant or another output.
+    static let copy = KernelPlan(.loops, threads: 1, flops: 0)
+}
+
+/// What every plan function is given.
+struct PlanContext {
+    let shapes: [[Int]]
+    let resultShape: [Int]
+    let constantWeights: Bool
+    let threads: Int
+    let blocking: GemmBlocking
+    let vectorWidth: Int
+    let flops: Int
+}
+
+/// A kernel's algorithm and the geometry its emitter reads.
+indirect enum KernelAlgorithm: Sendable {
+    /// Winograd's F(m x m, 3 x 3) on transformed weights (WinogradConvolution.swift).
+    case winograd(WinogradGeometry)
+    /// Taps unrolled over a window, for depthwise and first layers (DirectConvolution.swift).
+    case direct(ConvGeometry)
+    /// The input unfolded a tile of output rows at a time, then a GEMM (Convolution.swift).
+    case unfoldedGemm(ConvGeometry)
+    /// A 1x1, stride-1, unpadded convolution: a GEMM reading the input as its B.
+    case pointwiseGemm(ConvGeometry)
+    /// A convolution pooled in its kernel, image by image; `image` is the plan of one image's
+    /// convolution, on one thread (PooledConvolution.swift).
+    case pooled(PooledConvolution, image: KernelPlan)
+    /// A matrix product (dense, matmul): a GEMM per product (Gemm.swift, GemmPacked.swift).
+    case gemm
+    /// The LSTM's steps, a GEMM and the gates each (RecurrentKernel.swift).
+    case recurrent(LSTMGeometry)
+    /// A convolution's weight gradient: unfold, then a GEMM per group (TrainingKernels.swift).
+    case weightGradient(ConvGeometry)
+    /// A transposed convolution: a GEMM into columns, then their scatter (ConvolutionTransposed.swift).
+    case transposedConvolution(ConvTransposeGeometry)
+    /// Loops over the elements: elementwise ops, pooling, reductions, softmax, copies.
+    case loops
+
+    func name(packed: Bool) -> String? {
+        let packedText = packed ? ", packed weights" : ""
+        switch self {
+        case let .winograd(w): return "winograd F(\(w.transform.tile)x\(w.transform.tile),3x3)"
+        case .direct: return "direct"
+        case .unfoldedGemm: return "im2col+gemm" + packedText
+        case .pointwiseGemm, .gemm: return "gemm" + packedText
+        case let .pooled(_, image): return (image.algorithmName ?? "") + ", pooled an image at a time"
+        case .recurrent, .weightGradient, .transposedConvolution, .loops: return nil
+        }
+    }
+}
