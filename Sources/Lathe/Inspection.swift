@@ -1,6 +1,5 @@
 import Foundation
 import LatheCodegen
-import LathePasses
 import LatheRuntime
 
 /// What the compiler made of a model, without generating machine code: the kernels in order,
@@ -47,37 +46,20 @@ public struct Inspection: Codable, Sendable {
     public let memory: Memory
 
     /// Runs the passes (or, without `optimize`, only the verifier) and the planner on the graph,
-    /// which it does not change.
+    /// which it does not change (Compiler.lower, the front half a compile runs).
     public init(_ graph: Graph, outputs: [(name: String, value: ValueID)], optimize: Bool = true, threads: Int = 1) throws {
-        let remarks = RemarkLog()
-        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: optimize ? nil : Verifier().name, remarks: remarks)
-        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)),
-                                              threads: threads, vectorWidth: HostTarget.detect().vectorWidth)
-        let groups = Dictionary(remarks.fusions.filter { $0.kind == "elementwise" }.map { ($0.nodes.last!, $0.nodes) }, uniquingKeysWith: { a, _ in a })
-        let opByName = Dictionary(graph.nodes.map { ($0.name, $0.op.name) }, uniquingKeysWith: { a, _ in a })
-        let pooledFrom = Dictionary(remarks.fusions.filter { $0.kind == "pool" }.map { ($0.nodes.last!, $0.nodes[0]) }, uniquingKeysWith: { a, _ in a })
-        /// The source ops of a fused op made from the node `name`.
-        func sourceOps(_ op: Op, _ name: String) -> [String] {
-            switch op {
-            case .fusedElementwise: return (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
-            case let .epilogue(base, _, _): return [base.name] + (groups[name] ?? [name]).map { opByName[$0] ?? $0 }
-            case let .pooled(base, a): return sourceOps(base, pooledFrom[name] ?? name) + [Op.pool2d(a).name]
-            default: return [op.name]
-            }
+        self.init(try Compiler.lower(graph, outputs: outputs, optimize: optimize, threads: threads))
+    }
+
+    /// The report of a model already lowered: a compiled model's `lowered`, say.
+    public init(_ lowered: LoweredModel) {
+        let program = lowered.program
+        kernels = zip(program.kernels, lowered.inPlaceOf).map { k, inPlaceOf in
+            KernelInfo(name: k.name, ops: k.plan.sourceOps, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved, inPlaceOf: inPlaceOf,
+                       split: k.threads > 1 ? "\(k.threads) threads: \(k.split)" : nil, algorithm: k.algorithm)
         }
-        kernels = program.kernels.map { k in
-            let name = optimized.graph[k.node].name
-            let ops: [String]
-            switch k.work {
-            case let .node(o): ops = sourceOps(o, name)
-            case .copy: ops = ["copy"]
-            }
-            let inPlaceOf = k.inPlaceOperand.map { optimized.graph[optimized.graph[k.node].operands[$0]].name }
-            return KernelInfo(name: k.name, ops: ops, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved, inPlaceOf: inPlaceOf,
-                              split: k.threads > 1 ? "\(k.threads) threads: \(k.split)" : nil, algorithm: k.algorithm)
-        }
-        fusions = remarks.fusions.map { Fusion(kind: $0.kind, nodes: $0.nodes) }
-        refused = remarks.refusals.map { Refusal(candidate: $0.candidate, reason: $0.reason) }
+        fusions = lowered.fusions.map { Fusion(kind: $0.kind, nodes: $0.nodes) }
+        refused = lowered.refusals.map { Refusal(candidate: $0.candidate, reason: $0.reason) }
         memory = Memory(arenaBytes: program.arenaBytes, lowerBoundBytes: program.lowerBoundBytes, naiveBytes: program.naiveBytes,
                         weightsBytes: program.weightsBytes, buffers: program.buffers)
     }

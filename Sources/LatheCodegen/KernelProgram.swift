@@ -165,7 +165,7 @@ extension KernelProgram {
             var constantWeights = false
             if node.operands.count >= 2, case .constant = graph[node.operands[1]].op { constantWeights = true }
             plans[node.id] = KernelPlan.make(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
-                                             constantWeights: constantWeights, threads: threads, vectorWidth: vectorWidth)
+                                             constantWeights: constantWeights, threads: threads, vectorWidth: vectorWidth, sourceOps: node.sourceOps)
         }
 
         // Constants go to the weights region: as they are, and, for the kernels whose plan reads

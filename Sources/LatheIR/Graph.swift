@@ -15,6 +15,14 @@ public struct Node: Sendable {
     public let name: String
     /// The DSL call (or importer) that made the node.
     public let location: SourceLocation
+    /// The ops of the model the node computes: its own op's name, or, for a node that a pass
+    /// fused, the ops of the nodes it was made of, in order (recorded by the pass as it fuses).
+    public let sourceOps: [String]
+
+    init(id: ValueID, op: Op, operands: [ValueID], type: TensorType, name: String, location: SourceLocation, sourceOps: [String]? = nil) {
+        (self.id, self.op, self.operands, self.type, self.name, self.location) = (id, op, operands, type, name, location)
+        self.sourceOps = sourceOps ?? [op.name]
+    }
 }
 
 /// A dataflow graph in SSA form: nodes in a topological order (an operand is always an earlier
@@ -98,7 +106,9 @@ public final class Graph {
 
     /// Adds a computing node after checking its operands against the op's shape rule.
     @discardableResult
-    public func addNode(_ op: Op, _ operands: [ValueID], name: String? = nil, location: SourceLocation = .unknown) throws -> ValueID {
+    /// `sourceOps`: the ops of the nodes a pass fused into this one (by default, its own op).
+    public func addNode(_ op: Op, _ operands: [ValueID], name: String? = nil, location: SourceLocation = .unknown,
+                        sourceOps: [String]? = nil) throws -> ValueID {
         switch op {
         case .input, .constant, .variable:
             throw LatheError.invalidAttribute(op: op.name, reason: "use addInput, addConstant or addVariable", location: location)
@@ -120,7 +130,7 @@ public final class Graph {
             }
             throw LatheError.shapeMismatch(op: described, shapes: types.map(\.shape), reason: error.reason, location: location)
         }
-        return append(op, operands, type, name: name, location: location)
+        return append(op, operands, type, name: name, location: location, sourceOps: sourceOps)
     }
 
     /// "dense1", "dense2", ...: a new name for the next layer of a kind, so that a layer's
@@ -144,12 +154,13 @@ public final class Graph {
         constants[slot] = tensor
     }
 
-    private func append(_ op: Op, _ operands: [ValueID], _ type: TensorType, name: String?, location: SourceLocation) -> ValueID {
+    private func append(_ op: Op, _ operands: [ValueID], _ type: TensorType, name: String?, location: SourceLocation,
+                        sourceOps: [String]? = nil) -> ValueID {
         let id = ValueID(nodes.count)
         var unique = name ?? "\(op.name)_\(id.index)"
         if usedNames.contains(unique) { unique += "_\(id.index)" }
         usedNames.insert(unique)
-        nodes.append(Node(id: id, op: op, operands: operands, type: type, name: unique, location: location))
+        nodes.append(Node(id: id, op: op, operands: operands, type: type, name: unique, location: location, sourceOps: sourceOps))
         return id
     }
 

@@ -1,7 +1,7 @@
 /// Rebuilds a graph node by node into a new one, which is how passes change a graph: SSA values
 /// are never edited in place. A pass walks the source nodes in order and, for each, either
 /// copies it (`copy`) or maps it to something else it adds (`map(_:to:)`). Names and source
-/// locations carry over.
+/// locations, and the source ops a fused node holds, carry over.
 public final class GraphRewrite {
     public let source: Graph
     public let target: Graph
@@ -36,7 +36,7 @@ public final class GraphRewrite {
         case let .variable(slot):
             new = target.addVariable(source.constants[slot], name: node.name, location: node.location)
         default:
-            new = try target.addNode(node.op, try node.operands.map(mapped), name: node.name, location: node.location)
+            new = try target.addNode(node.op, try node.operands.map(mapped), name: node.name, location: node.location, sourceOps: node.sourceOps)
         }
         map(node.id, to: new)
         return new

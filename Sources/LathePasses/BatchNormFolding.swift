@@ -94,6 +94,6 @@ public struct BatchNormFolding: GraphPass {
         let name = "\(layer.name)+\(node.name)"
         let w = target.addConstant(newWeight, name: "\(name).weight", location: layer.location)
         let b = target.addConstant(newBias, name: "\(name).bias", location: layer.location)
-        return try target.addNode(layer.op, [layer.operands[0], w, b], name: name, location: layer.location)
+        return try target.addNode(layer.op, [layer.operands[0], w, b], name: name, location: layer.location, sourceOps: layer.sourceOps)
     }
 }

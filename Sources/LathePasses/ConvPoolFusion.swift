@@ -57,7 +57,8 @@ public struct ConvPoolFusion: GraphPass {
                 continue
             }
             let op = Op.pooled(base: producer.op, pool: a)
-            let fused = try rewrite.target.addNode(op, try producer.operands.map(rewrite.mapped), name: node.name, location: producer.location)
+            let fused = try rewrite.target.addNode(op, try producer.operands.map(rewrite.mapped), name: node.name, location: producer.location,
+                                                   sourceOps: producer.sourceOps + node.sourceOps)
             remarks.fused("pool", [producer.name, node.name])
             rewrite.map(node.id, to: fused)
         }

@@ -46,6 +46,7 @@ public struct ElementwiseFusion: GraphPass {
             }
             var replacements: [ScalarExpr] = []
             var group = [String]()
+            var groupOps = [String]()
             var inlined: [ValueID] = []
             for operand in node.operands {
                 let producer = rewrite.target[try rewrite.mapped(operand)]
@@ -64,13 +65,15 @@ public struct ElementwiseFusion: GraphPass {
                 }
                 replacements.append(inner.substituting(producer.operands.map(leaf)))
                 group += members[producer.id] ?? [producer.name]
+                groupOps += producer.sourceOps
                 inlined.append(producer.id)
             }
             guard !inlined.isEmpty else {
                 try rewrite.copy(node)
                 continue
             }
-            let fused = try rewrite.target.addNode(.fusedElementwise(formula.substituting(replacements)), leaves, name: node.name, location: node.location)
+            let fused = try rewrite.target.addNode(.fusedElementwise(formula.substituting(replacements)), leaves, name: node.name, location: node.location,
+                                                   sourceOps: groupOps + node.sourceOps)
             rewrite.map(node.id, to: fused)
             members[fused] = group + [node.name]
             absorbed.formUnion(inlined)

@@ -100,7 +100,8 @@ public struct EpilogueFusion: GraphPass {
             }
         }
         let op = Op.epilogue(base: base, baseOperands: baseCount, formula: formula.substituting(replacements))
-        let fused = try rewrite.target.addNode(op, Array(producer.operands.prefix(baseCount)) + extras, name: node.name, location: producer.location)
+        let fused = try rewrite.target.addNode(op, Array(producer.operands.prefix(baseCount)) + extras, name: node.name, location: producer.location,
+                                               sourceOps: producer.sourceOps + node.sourceOps)
         remarks.fused("epilogue", [producer.name, node.name])
         return .success(fused)
     }

@@ -13,7 +13,9 @@ import LatheIR
 /// process's thread pool (ThreadPool), which every model shares. A model whose runs write its
 /// variables (a training step) runs one run at a time.
 public final class CompiledModel: @unchecked Sendable {
-    public let program: KernelProgram
+    /// What the front half made of the model: the passes' fusions and each kernel's plan.
+    public let lowered: LoweredModel
+    public var program: KernelProgram { lowered.program }
     public let target: HostTarget
     /// Wall time of each compile stage: passes and planning, LLVM IR, LLVM optimization and machine code (or cache hit), JIT link, weights (laid out alongside).
     public let compileStages: [(stage: String, seconds: Double)]
@@ -40,9 +42,9 @@ public final class CompiledModel: @unchecked Sendable {
 
     /// `weights`: the laid-out weights region, which the model now owns. `pool`: the process's,
     /// unless a test gives its own.
-    init(program: KernelProgram, jit: JITSession, entry: @escaping EntryFunction, weights: MemoryRegion, target: HostTarget,
+    init(lowered: LoweredModel, jit: JITSession, entry: @escaping EntryFunction, weights: MemoryRegion, target: HostTarget,
          compileStages: [(stage: String, seconds: Double)], llvmIR: String?, threads: Int, waiting: WaitPolicy, pool: ThreadPool? = nil) {
-        self.program = program
+        self.lowered = lowered
         self.threads = max(threads, 1)
         self.waiting = waiting
         self.pool = pool ?? (threads > 1 ? ThreadPool.process : ThreadPool.inline)

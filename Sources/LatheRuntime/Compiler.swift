@@ -45,12 +45,12 @@ public enum Compiler {
     /// `pool`: the thread pool the model's runs use; nil for the process's.
     static func compile(_ graph: Graph, outputs: [(name: String, value: ValueID)], options: CompileOptions, pool: ThreadPool?) throws -> CompiledModel {
         var stages = StageClock()
-        let optimized = try Pipeline.run(graph, outputs: outputs.map(\.value), after: options.optimize ? nil : Verifier().name)
         let target = HostTarget.detect()
-        let program = try KernelProgram.build(optimized.graph, outputs: Array(zip(outputs.map(\.name), optimized.outputs)), threads: options.threads,
-                                              vectorWidth: target.vectorWidth)
+        let (lowered, optimized) = try lowerKeepingGraph(graph, outputs: outputs, optimize: options.optimize, threads: options.threads,
+                                                         vectorWidth: target.vectorWidth)
+        let program = lowered.program
         stages.lap("passes and planning")
-        let weightsJob = WeightsJob(program, constants: optimized.graph.constants)
+        let weightsJob = WeightsJob(program, constants: optimized.constants)
         // On a thrown error or a retry, the region is freed once the job is done with it: the
         // job's own closure holds it until then.
         // A part a compile thread (the weights job shares the cores), none empty.
@@ -75,7 +75,7 @@ public enum Compiler {
         stages.lap("JIT link")
         let weights = weightsJob.wait()
         stages.lap("weights")
-        return CompiledModel(program: program, jit: jit, entry: entry, weights: weights, target: target,
+        return CompiledModel(lowered: lowered, jit: jit, entry: entry, weights: weights, target: target,
                              compileStages: stages.laps, llvmIR: objects.llvmIR, threads: options.threads,
                              waiting: options.waiting, pool: pool)
     }

@@ -90,11 +90,10 @@ struct Bench: ParsableCommand {
             for _ in 0..<iterations {
                 for (k, t) in try model.profile(inputs: inputBuffers, outputs: outputBuffers).enumerated() { perKernel[k].append(t) }
             }
-            let report = try Inspection(graph, outputs: outputs, threads: threads)
             kernels = model.program.kernels.enumerated().map { k, kernel in
                 let sorted = perKernel[k].sorted()
                 let t = sorted[sorted.count / 2]
-                return KernelTime(name: kernel.name, ops: report.kernels[k].ops.joined(separator: "+"), medianMs: t * 1000,
+                return KernelTime(name: kernel.name, ops: kernel.plan.sourceOps.joined(separator: "+"), medianMs: t * 1000,
                                   gflops: t > 0 ? Double(kernel.flops) / t / 1e9 : 0, split: kernel.split.description)
             }
         }

@@ -90,7 +90,10 @@ struct Dump: ParsableCommand {
     @Option(help: "text (one node a line), dot (Graphviz), json, or llvm (the optimized LLVM IR of the compiled kernels).")
     var format: String = "text"
 
-    @Option(help: "With --format llvm: the threads the kernels are split among.")
+    @Flag(help: "Print the kernel plan instead of the IR: one kernel a line, with its ops, algorithm and geometry, types, weight layout, split, scratch and buffers.")
+    var kernels = false
+
+    @Option(help: "With --kernels or --format llvm: the threads the kernels are split among.")
     var threads: Int = 1
 
     @Option(help: "Batch size of a built-in model (default: the model's own).")
@@ -115,6 +118,11 @@ struct Dump: ParsableCommand {
         guard ["text", "dot", "json", "llvm"].contains(format) else { throw ValidationError("--format is text, dot, json or llvm, not '\(format)'") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         var (graph, outputs) = try ModelOptions(model: model, batch: batch, seed: seed, dimensions: dimensions, weights: weights).build()
+        if kernels {
+            guard after == nil, format == "text" else { throw ValidationError("--kernels prints the plan of the whole pipeline as text; drop --after and --format") }
+            print(try Compiler.lower(graph, outputs: outputs, threads: threads).program.planText, terminator: "")
+            return
+        }
         if format == "llvm" {
             guard after == nil else { throw ValidationError("--format llvm shows the code of the whole pipeline; drop --after") }
             let compiled = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(keepLLVMIR: true, threads: threads))

@@ -57,6 +57,22 @@ struct CLITests {
         #expect(lines[20] == "output \"probs\" = %19")
     }
 
+    /// The plan, one kernel a line (its exact text, on a fixed vector width, is golden in
+    /// KernelPlanGoldenTests); here the parts no host changes.
+    @Test func dumpKernelsPrintsThePlan() throws {
+        let result = try lathe("dump", "mnist-cnn", "--kernels", "--threads", "2")
+        #expect(result.status == 0, "\(result.err)")
+        let lines = result.out.split(separator: "\n")
+        #expect(lines.count == 7)
+        #expect(lines.enumerated().allSatisfy { $1.hasPrefix("k\($0)_") })
+        #expect(lines[0].contains("conv2d+relu+max_pool2d  an image at a time: direct 3x3, 1->32 channels"))
+        #expect(lines[1].contains("conv2d+relu  winograd F(2x2,3x3) 32->64 channels, 6x6 tiles an image"))
+        #expect(lines[4].contains("dense+relu  gemm M=1 N=128 K=1600  f32[1, 1600], f32[1600, 128], f32[128] -> f32[1, 128]"))
+        #expect(lines[6].hasSuffix("out output[0]"))
+        let refused = try lathe("dump", "mnist-cnn", "--kernels", "--after", "verify")
+        #expect(refused.status != 0 && refused.err.contains("--kernels prints the plan of the whole pipeline"))
+    }
+
     /// The checksum of a seeded run is fixed: the same seed, weights and input every time.
     @Test func runPrintsShapeAndChecksum() throws {
         let first = try lathe("run", "mnist-cnn", "--seed", "4")

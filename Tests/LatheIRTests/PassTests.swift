@@ -266,6 +266,7 @@ struct PassTests {
 
             """)
         #expect(remarks.fusions.map(\.kind) == ["elementwise", "epilogue"])
+        #expect(result[outputs[0]].sourceOps == ["conv2d", "add", "mul", "relu"])
         let feeds = ["x": HostTensor.random(shape: [1, 2, 4, 4], seed: 11), "skip": HostTensor.random(shape: [1, 3, 4, 4], seed: 12)]
         try expectSameValues(g, [y], result, outputs, feeds: feeds)
     }
@@ -291,8 +292,27 @@ struct PassTests {
             output "y0" = %3
 
             """)
+        #expect(result[outputs[0]].sourceOps == ["matmul", "add", "relu"])
         let feeds = ["x": HostTensor.random(shape: [2, 5, 7], seed: 16)]
         try expectSameValues(g, [y], result, outputs, feeds: feeds)
+    }
+
+    /// A fused node records the ops it holds as it is made, also when an epilogue grows one
+    /// absorption at a time (a bias Add, then an activation): `lathe inspect` and the plan read
+    /// them from the node, not from the names in the remarks.
+    @Test func aFusedNodeRecordsTheOpsItHolds() throws {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: [4, 6])
+        let w = g.addConstant(HostTensor.random(shape: [6, 8], seed: 17), name: "w")
+        let b = g.addConstant(HostTensor.random(shape: [8], seed: 18), name: "b")
+        let mm = try g.addNode(.matmul, [x, w], name: "mm")
+        let biased = try g.addNode(.binary(.add), [mm, b], name: "biased")
+        let y = try g.addNode(.unary(.tanh), [biased], name: "y")
+        #expect(g[y].sourceOps == ["tanh"])
+        let (result, outputs) = try EpilogueFusion().run(g, outputs: [y])
+        #expect(result[outputs[0]].sourceOps == ["matmul", "add", "tanh"])
+        let (rewritten, kept) = try DeadCodeElimination().run(result, outputs: outputs)
+        #expect(rewritten[kept[0]].sourceOps == ["matmul", "add", "tanh"], "a pass that copies the node keeps them")
     }
 
     /// A residual Add of two convolutions (MobileNet v2's blocks: the block's input is a
@@ -370,6 +390,8 @@ struct PassTests {
 
             """)
         #expect(remarks.fusions.map(\.kind) == ["epilogue", "pool"])
+        #expect(result[newOutputs[0]].sourceOps == ["avg_pool2d"])
+        #expect(result.nodes[3].sourceOps == ["conv2d", "relu", "max_pool2d"])
         #expect(remarks.refusals == [
             RemarkLog.Refusal(candidate: "wide into wide_pool", reason: "it is not a first layer (one group, at most 4 input channels)"),
             RemarkLog.Refusal(candidate: "shared into shared_pool", reason: "its result is read elsewhere"),

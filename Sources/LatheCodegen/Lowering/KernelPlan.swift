@@ -25,6 +25,9 @@ public struct KernelPlan: Sendable {
     public let scratchFloatsPerThread: Int
     /// Floating-point operations of one run (Kernel.flops(of:)).
     public let flops: Int
+    /// The model's ops the kernel computes, as the fusion passes recorded them (Node.sourceOps):
+    /// "conv2d", "add", "relu" for a convolution with a residual Add and a ReLU fused in.
+    public internal(set) var sourceOps: [String] = []
 
     init(_ algorithm: KernelAlgorithm, weightLayout: WeightLayout = .plain, split: ThreadSplit = .single, threads: Int,
          scratchFloatsPerThread: Int = 0, flops: Int) {
@@ -55,18 +58,23 @@ public struct KernelPlan: Sendable {
     /// shapes. `constantWeights`: operand 1 is a constant, which may be laid out for the kernel
     /// at compile time. `threads`: the threads a run uses. `vectorWidth`: the target's, which
     /// sets the GEMM's register block and so the weights' panels.
+    /// `sourceOps`: the model's ops the node holds (by default, `op` alone).
     public static func make(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], constantWeights: Bool,
-                            threads: Int, vectorWidth: Int) -> KernelPlan {
+                            threads: Int, vectorWidth: Int, sourceOps: [String]? = nil) -> KernelPlan {
         let flops = Kernel.flops(of: op, operandShapes: shapes, resultShape: resultShape)
         let context = PlanContext(shapes: shapes, resultShape: resultShape, constantWeights: constantWeights, threads: max(threads, 1),
                                   blocking: GemmBlocking(vectorWidth: vectorWidth), vectorWidth: vectorWidth, flops: flops)
-        if let plan = convolution(op, context) { return plan }
-        if let plan = product(op, context) { return plan }
-        return loops(op, context)
+        var plan = convolution(op, context) ?? product(op, context) ?? loops(op, context)
+        plan.sourceOps = sourceOps ?? [op.name]
+        return plan
     }
 
     /// A plain copy: an output that is also an input, a constant or another output.
-    static let copy = KernelPlan(.loops, threads: 1, flops: 0)
+    static let copy: KernelPlan = {
+        var plan = KernelPlan(.loops, threads: 1, flops: 0)
+        plan.sourceOps = ["copy"]
+        return plan
+    }()
 }
 
 /// What every plan function is given.
@@ -93,8 +101,8 @@ indirect enum KernelAlgorithm: Sendable {
     /// A convolution pooled in its kernel, image by image; `image` is the plan of one image's
     /// convolution, on one thread (PooledConvolution.swift).
     case pooled(PooledConvolution, image: KernelPlan)
-    /// A matrix product (dense, matmul): a GEMM per product (Gemm.swift, GemmPacked.swift).
-    case gemm
+    /// A matrix product (dense, matmul): `batch` GEMMs of m x k by k x n (Gemm.swift, GemmPacked.swift).
+    case gemm(m: Int, n: Int, k: Int, batch: Int)
     /// The LSTM's steps, a GEMM and the gates each (RecurrentKernel.swift).
     case recurrent(LSTMGeometry)
     /// A convolution's weight gradient: unfold, then a GEMM per group (TrainingKernels.swift).

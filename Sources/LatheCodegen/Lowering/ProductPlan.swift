@@ -21,7 +21,7 @@ extension KernelPlan {
             let layout = columnPanels(m: m, n: n, k: k, c)
             let split = c.threads > 1 && c.flops >= ThreadSplit.minimumFlops
                 ? ThreadSplit.matrix(rows: m, columns: n, threads: c.threads, blocking: c.blocking) : .single
-            return KernelPlan(.gemm, weightLayout: layout, split: split, threads: c.threads,
+            return KernelPlan(.gemm(m: m, n: n, k: k, batch: 1), weightLayout: layout, split: split, threads: c.threads,
                               scratchFloatsPerThread: GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !layout.isPacked), flops: c.flops)
         case .matmul:
             let (m, n, k) = matmulSizes(s[0], s[1])
@@ -32,7 +32,7 @@ extension KernelPlan {
                 split = batch >= c.threads && c.resultShape.count > 2
                     ? .units(batch) : ThreadSplit.matrix(rows: m, columns: n, threads: c.threads, blocking: c.blocking)
             }
-            return KernelPlan(.gemm, weightLayout: layout, split: split, threads: c.threads,
+            return KernelPlan(.gemm(m: m, n: n, k: k, batch: batch), weightLayout: layout, split: split, threads: c.threads,
                               scratchFloatsPerThread: GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !layout.isPacked), flops: c.flops)
         case .lstm:
             guard let l = LSTMGeometry(resultShape: c.resultShape) else { return KernelPlan(.loops, threads: 1, flops: c.flops) }

@@ -1,0 +1,90 @@
+import LatheIR
+
+/// The kernel plan as text, one kernel a line (`lathe dump MODEL --kernels`):
+///
+///     k1_conv2d_epilogue  conv2d+relu  im2col+gemm M=64 N=121 K=288, 1 unit (11-row tiles)  f32[1, 32, 13, 13], ... -> f32[1, 64, 11, 11]
+///         weights gemm panels of 6 rows  2 threads: rows 64 in chunks of 36  scratch 52288 B at arena+0  out arena+52288
+///
+/// (one line in the output): its name, the model's ops it holds, its algorithm with the
+/// geometry the emitter reads, its operand and result types, the layout of its constant
+/// weights (when not plain), its split among threads, its scratch and where its result goes.
+/// The golden plan tests compare this text.
+extension KernelProgram {
+    public var planText: String {
+        let width = kernels.map(\.name.count).max() ?? 0
+        return kernels.map { $0.planLine(nameWidth: width) }.joined(separator: "\n") + "\n"
+    }
+}
+
+extension Kernel {
+    func planLine(nameWidth: Int) -> String {
+        var fields = [name.padding(toLength: nameWidth, withPad: " ", startingAt: 0), plan.sourceOps.joined(separator: "+")]
+        fields.append(isNoOp ? "no code (in place)" : plan.algorithm.detail())
+        fields.append(operands.map(\.type.description).joined(separator: ", ") + " -> " + result.type.description)
+        if plan.weightLayout.isPacked { fields.append("weights " + plan.weightLayout.detail) }
+        fields.append(threads > 1 ? "\(threads) threads: \(split)" : "1 thread")
+        if let scratch { fields.append("scratch \(scratch.type.count * 4) B at \(scratch.location)") }
+        fields.append("in " + operands.map(\.location.description).joined(separator: ", ") + " out \(result.location)"
+                      + (inPlaceOperand.map { " (over operand \($0))" } ?? ""))
+        return fields.joined(separator: "  ")
+    }
+}
+
+extension WeightLayout {
+    /// "gemm panels of 6 rows", "gemm column panels of 16", "winograd F(4x4,3x3) in panels of 6 rows".
+    var detail: String {
+        switch self {
+        case .plain: return "plain"
+        case let .gemmPanels(groups, _, _, panel): return "gemm panels of \(panel) rows" + (groups > 1 ? ", \(groups) groups" : "")
+        case let .gemmColumnPanels(_, _, panel): return "gemm column panels of \(panel)"
+        case let .winograd(tile, _, _, panel): return "winograd F(\(tile)x\(tile),3x3) in panels of \(panel) rows"
+        }
+    }
+}
+
+extension KernelAlgorithm {
+    /// The algorithm and the geometry its emitter reads.
+    func detail() -> String {
+        let name = self.name(packed: false) ?? ""
+        switch self {
+        case let .winograd(w):
+            return "\(name) \(w.conv.channels)->\(w.conv.outChannels) channels, \(w.tilesY)x\(w.tilesX) tiles an image, \(count(w.units, "unit")) of \(w.stripRows) tile rows"
+        case let .direct(g):
+            let block = g.directBlock
+            return "direct \(g.window), \(g.channels)->\(g.outChannels) channels" + (g.groups > 1 ? " in \(g.groups) groups" : "")
+                + ", \(block.channels)x\(block.vectors) register block" + (g.readsInPlace ? ", reads in place" : ", padded planes")
+        case let .unfoldedGemm(g):
+            return "\(name) \(g.window), M=\(g.groupOutChannels) N=\(g.outputPlane) K=\(g.unfoldedRows) a unit, \(count(g.units, "unit")) (\(g.tileRows)-row tiles)"
+        case let .pointwiseGemm(g):
+            return "\(name) 1x1, M=\(g.groupOutChannels) N=\(g.outputPlane) K=\(g.unfoldedRows) a unit, \(count(g.units, "unit"))"
+        case let .pooled(p, image):
+            let pool = Op.pool2d(p.pool)
+            return "an image at a time: \(image.algorithm.detail()); then \(pool.name) \(pool.attributeText)"
+        case let .gemm(m, n, k, batch):
+            return "gemm M=\(m) N=\(n) K=\(k)" + (batch > 1 ? ", \(count(batch, "product"))" : "")
+        case let .recurrent(l):
+            return "lstm \(l.steps) steps, batch \(l.batch), hidden \(l.hidden): a gemm and the gates a step"
+        case let .weightGradient(g):
+            return "weight gradient \(g.window), M=\(g.groupOutChannels) N=\(g.unfoldedRows) K=\(g.outputPlane) a group"
+        case let .transposedConvolution(g):
+            return "transposed convolution \(g.kernelH)x\(g.kernelW), gemm M=\(g.columnRows) N=\(g.inputPlane) K=\(g.groupChannels) then scatter"
+        case .loops:
+            return "loops"
+        }
+    }
+}
+
+extension ConvGeometry {
+    /// "3x3 window, stride 2, pad [1, 1, 1, 1]" (stride and pads only when not 1 and 0).
+    var window: String {
+        let a = attributes
+        var text = "\(kernelH)x\(kernelW)"
+        if a.strides != [1, 1] { text += " stride \(a.strides.map(String.init).joined(separator: "x"))" }
+        if a.pads.contains(where: { $0 != 0 }) { text += " pad \(a.pads.map(String.init).joined(separator: ","))" }
+        if a.dilations != [1, 1] { text += " dilation \(a.dilations.map(String.init).joined(separator: "x"))" }
+        return text
+    }
+}
+
+/// "1 unit", "38 units".
+private func count(_ n: Int, _ noun: String) -> String { "\(n) \(noun)\(n == 1 ? "" : "s")" }

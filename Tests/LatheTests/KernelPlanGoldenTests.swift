@@ -1,0 +1,97 @@
+import Lathe
+import LatheExamples
+import LatheRuntime
+import Testing
+
+/// The kernel plan of whole models as text (`lathe dump MODEL --kernels`), compared line for
+/// line: a change to any kernel's algorithm, geometry, weight layout, split, scratch or buffers
+/// shows here. Planned for 2 threads and 8-float vectors (AVX2's), so the text is the same on
+/// every host. When a plan changes on purpose, check the new line and paste it.
+@Suite("Kernel plans: golden text")
+struct KernelPlanGoldenTests {
+    static func planText(_ graph: Graph, _ outputs: [(name: String, value: ValueID)]) throws -> String {
+        try Compiler.lower(graph, outputs: outputs, threads: 2, vectorWidth: 8).program.planText
+    }
+
+    static func expectLines(_ got: String, _ golden: String, sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+        let (gotLines, goldenLines) = (got.split(separator: "\n"), golden.split(separator: "\n"))
+        #expect(gotLines.count == goldenLines.count, "kernels: \(gotLines.count), golden: \(goldenLines.count)\n\(got)", sourceLocation: sourceLocation)
+        for (g, e) in zip(gotLines, goldenLines) where g != e {
+            Issue.record("plan line differs:\n  got:    \(g)\n  golden: \(e)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func mnistCNN() throws {
+        let (graph, outputs) = try Examples.mnistCNN.graph(batch: 64, seed: 0)
+        Self.expectLines(try Self.planText(graph, outputs.map { ($0.name, $0.value.id) }), """
+        k0_conv2d_epilogue_max_pool2d  conv2d+relu+max_pool2d  an image at a time: direct 3x3, 1->32 channels, 6x2 register block, padded planes; then max_pool2d kernel=[2,2], strides=[2,2], pads=[0,0,0,0]  f32[64, 1, 28, 28], f32[32, 1, 3, 3], f32[32] -> f32[64, 32, 13, 13]  2 threads: 64 units  scratch 179776 B at arena+0  in input[0], weights+0, weights+1152 out arena+3546624
+        k1_conv2d_epilogue             conv2d+relu  winograd F(2x2,3x3) 32->64 channels, 6x6 tiles an image, 22 units of 6 tile rows  f32[64, 32, 13, 13], f32[64, 32, 3, 3], f32[64] -> f32[64, 64, 11, 11]  weights winograd F(2x2,3x3) in panels of 6 rows  2 threads: 22 units  scratch 1564160 B at arena+1982464  in arena+3546624, weights+1536, weights+1280 out arena+0
+        k2_max_pool2d                  max_pool2d  loops  f32[64, 64, 11, 11] -> f32[64, 64, 5, 5]  2 threads: 4096 units  scratch 64 B at arena+2392064  in arena+0 out arena+1982464
+        k3_flatten                     flatten  no code (in place)  f32[64, 64, 5, 5] -> f32[64, 1600]  1 thread  in arena+1982464 out arena+1982464 (over operand 0)
+        k4_dense_epilogue              dense+relu  gemm M=64 N=128 K=1600  f32[64, 1600], f32[1600, 128], f32[128] -> f32[64, 128]  weights gemm column panels of 16  2 threads: columns 128 in chunks of 64  scratch 184384 B at arena+0  in arena+1982464, weights+137216, weights+136704 out arena+184384
+        k5_dense                       dense  gemm M=64 N=10 K=128  f32[64, 128], f32[128, 10], f32[10] -> f32[64, 10]  1 thread  scratch 53248 B at arena+0  in arena+184384, weights+956416, weights+961536 out arena+53248
+        k6_softmax                     softmax  loops  f32[64, 10] -> f32[64, 10]  1 thread  in arena+53248 out output[0]
+        """)
+    }
+
+    /// ResNet-50's first bottleneck block of stage 2 at batch 1: 1x1 reduce, 3x3, 1x1 expand,
+    /// each with BatchNorm (folded), the residual Add and ReLU fused into the last.
+    @Test func resnetBottleneck() throws {
+        let g = Graph(seed: 1)
+        let x = try g.input("x", shape: [1, 256, 56, 56])
+        let branch = Sequential {
+            Conv2D(64, kernel: 1); BatchNorm(); ActivationLayer(.relu)
+            Conv2D(64, kernel: 3, padding: .same); BatchNorm(); ActivationLayer(.relu)
+            Conv2D(256, kernel: 1); BatchNorm()
+        }
+        let y = try (try branch(x) + x).relu()
+        Self.expectLines(try Self.planText(g, [("y", y.id)]), """
+        k0_conv2d_epilogue  conv2d+relu  gemm 1x1, M=64 N=3136 K=256 a unit, 1 unit  f32[1, 256, 56, 56], f32[64, 256, 1, 1], f32[64] -> f32[1, 64, 56, 56]  weights gemm panels of 6 rows  2 threads: columns 3136 in chunks of 1568  scratch 2097216 B at arena+0  in input[0], weights+256, weights+0 out arena+4300288
+        k1_conv2d_epilogue  conv2d+relu  winograd F(4x4,3x3) 64->64 channels, 14x14 tiles an image, 2 units of 7 tile rows  f32[1, 64, 56, 56], f32[64, 64, 3, 3], f32[64] -> f32[1, 64, 56, 56]  weights winograd F(4x4,3x3) in panels of 6 rows  2 threads: 2 units  scratch 4300256 B at arena+0  in arena+4300288, weights+67840, weights+0 out arena+5103104
+        k2_conv2d_epilogue  conv2d+add+relu  gemm 1x1, M=256 N=3136 K=64 a unit, 1 unit  f32[1, 64, 56, 56], f32[256, 64, 1, 1], f32[256], f32[1, 256, 56, 56] -> f32[1, 256, 56, 56]  weights gemm panels of 6 rows  2 threads: columns 3136 in chunks of 1568  scratch 524352 B at arena+0  in arena+5103104, weights+677120, weights+676096, input[0] out output[0]
+        """)
+    }
+
+    /// A BERT-base encoder layer: 128 tokens of 768, 12 heads of 64, a 3072-wide GELU
+    /// feed-forward network, post-norm.
+    @Test func bertLayer() throws {
+        let g = Graph(seed: 2)
+        let tokens = try g.input("tokens", shape: [1, 128, 768])
+        let attention = MultiHeadAttention(heads: 12, keyDim: 64)
+        let feedForward = Sequential { Dense(3072, activation: .gelu); Dense(768) }
+        let (norm1, norm2) = (LayerNorm(), LayerNorm())
+        let attended = try norm1(try tokens + attention(tokens))
+        let encoded = try norm2(try attended + feedForward(attended))
+        Self.expectLines(try Self.planText(g, [("encoded", encoded.id)]), """
+        k0_reshape           reshape  loops  f32[1, 128, 768] -> f32[128, 768]  1 thread  in input[0] out arena+0
+        k1_dense             dense  gemm M=128 N=768 K=768  f32[128, 768], f32[768, 768], f32[768] -> f32[128, 768]  weights gemm column panels of 16  2 threads: columns 768 in chunks of 384  scratch 245824 B at arena+786432  in arena+0, weights+3072, weights+0 out arena+393216
+        k2_reshape           reshape  no code (in place)  f32[128, 768] -> f32[1, 128, 12, 64]  1 thread  in arena+393216 out arena+393216 (over operand 0)
+        k3_transpose         transpose  loops  f32[1, 128, 12, 64] -> f32[1, 12, 128, 64]  2 threads: rows 12 in chunks of 6  scratch 64 B at arena+1179648  in arena+393216 out arena+786432
+        k4_dense             dense  gemm M=128 N=768 K=768  f32[128, 768], f32[768, 768], f32[768] -> f32[128, 768]  weights gemm column panels of 16  2 threads: columns 768 in chunks of 384  scratch 245824 B at arena+1179648  in arena+0, weights+2365440, weights+2362368 out arena+393216
+        k5_reshape           reshape  no code (in place)  f32[128, 768] -> f32[1, 128, 12, 64]  1 thread  in arena+393216 out arena+393216 (over operand 0)
+        k6_transpose         transpose  loops  f32[1, 128, 12, 64] -> f32[1, 12, 128, 64]  2 threads: rows 12 in chunks of 6  scratch 64 B at arena+1572864  in arena+393216 out arena+1179648
+        k7_dense             dense  gemm M=128 N=768 K=768  f32[128, 768], f32[768, 768], f32[768] -> f32[128, 768]  weights gemm column panels of 16  2 threads: columns 768 in chunks of 384  scratch 245824 B at arena+1572864  in arena+0, weights+4727808, weights+4724736 out arena+393216
+        k8_reshape           reshape  no code (in place)  f32[128, 768] -> f32[1, 128, 12, 64]  1 thread  in arena+393216 out arena+393216 (over operand 0)
+        k9_transpose         transpose  loops  f32[1, 128, 12, 64] -> f32[1, 12, 128, 64]  2 threads: rows 12 in chunks of 6  scratch 64 B at arena+0  in arena+393216 out arena+1572864
+        k10_transpose        transpose  loops  f32[1, 12, 128, 64] -> f32[1, 12, 64, 128]  2 threads: rows 12 in chunks of 6  scratch 64 B at arena+0  in arena+1179648 out arena+1966080
+        k11_matmul_epilogue  matmul+mul  gemm M=128 N=128 K=64, 12 products  f32[1, 12, 128, 64], f32[1, 12, 64, 128] -> f32[1, 12, 128, 128]  2 threads: 12 units  scratch 127040 B at arena+1179648  in arena+786432, arena+1966080 out arena+0
+        k12_softmax          softmax  loops  f32[1, 12, 128, 128] -> f32[1, 12, 128, 128]  2 threads: rows 1536 in chunks of 768  scratch 64 B at arena+1966080  in arena+0 out arena+786432
+        k13_matmul           matmul  gemm M=128 N=64 K=128, 12 products  f32[1, 12, 128, 128], f32[1, 12, 128, 64] -> f32[1, 12, 128, 64]  2 threads: 12 units  scratch 188480 B at arena+393216  in arena+786432, arena+1572864 out arena+0
+        k14_transpose        transpose  loops  f32[1, 12, 128, 64] -> f32[1, 128, 12, 64]  2 threads: rows 128 in chunks of 64  scratch 64 B at arena+786432  in arena+0 out arena+393216
+        k15_reshape          reshape  no code (in place)  f32[1, 128, 12, 64] -> f32[128, 768]  1 thread  in arena+393216 out arena+393216 (over operand 0)
+        k16_dense            dense  gemm M=128 N=768 K=768  f32[128, 768], f32[768, 768], f32[768] -> f32[128, 768]  weights gemm column panels of 16  2 threads: columns 768 in chunks of 384  scratch 245824 B at arena+786432  in arena+393216, weights+7090176, weights+7087104 out arena+0
+        k17_reshape          reshape  no code (in place)  f32[128, 768] -> f32[1, 128, 768]  1 thread  in arena+0 out arena+0 (over operand 0)
+        k18_add              add  loops  f32[1, 128, 768], f32[1, 128, 768] -> f32[1, 128, 768]  1 thread  in input[0], arena+0 out arena+0 (over operand 1)
+        k19_layer_norm       layer_norm  loops  f32[1, 128, 768], f32[768], f32[768] -> f32[1, 128, 768]  1 thread  in arena+0, weights+9449472, weights+9452544 out arena+1572864
+        k20_reshape          reshape  loops  f32[1, 128, 768] -> f32[128, 768]  1 thread  in arena+1572864 out arena+1966080
+        k21_dense            dense  gemm M=128 N=3072 K=768  f32[128, 768], f32[768, 3072], f32[3072] -> f32[128, 3072]  weights gemm column panels of 16  2 threads: columns 3072 in chunks of 1536  scratch 245824 B at arena+2359296  in arena+1966080, weights+9467904, weights+9455616 out arena+0
+        k22_reshape          reshape  no code (in place)  f32[128, 3072] -> f32[1, 128, 3072]  1 thread  in arena+0 out arena+0 (over operand 0)
+        k23_gelu             gelu  loops  f32[1, 128, 3072] -> f32[1, 128, 3072]  1 thread  in arena+0 out arena+0 (over operand 0)
+        k24_reshape          reshape  no code (in place)  f32[1, 128, 3072] -> f32[128, 3072]  1 thread  in arena+0 out arena+0 (over operand 0)
+        k25_dense            dense  gemm M=128 N=768 K=3072  f32[128, 3072], f32[3072, 768], f32[768] -> f32[128, 768]  weights gemm column panels of 16  2 threads: columns 768 in chunks of 384  scratch 295744 B at arena+2359296  in arena+0, weights+18908160, weights+18905088 out arena+1966080
+        k26_reshape          reshape  no code (in place)  f32[128, 768] -> f32[1, 128, 768]  1 thread  in arena+1966080 out arena+1966080 (over operand 0)
+        k27_add              add  loops  f32[1, 128, 768], f32[1, 128, 768] -> f32[1, 128, 768]  1 thread  in arena+1572864, arena+1966080 out arena+1572864 (over operand 0)
+        k28_layer_norm       layer_norm  loops  f32[1, 128, 768], f32[768], f32[768] -> f32[1, 128, 768]  1 thread  in arena+1572864, weights+28345344, weights+28348416 out output[0]
+        """)
+    }
+}
