@@ -8,11 +8,6 @@ struct ConvGeometry {
     let outChannels, kernelH, kernelW, outH, outW: Int
     let attributes: Conv2DAttributes
 
-    init?(_ node: Node, _ graph: Graph, _ attributes: Conv2DAttributes) {
-        let x = graph[node.operands[0]].type.shape, w = graph[node.operands[1]].type.shape
-        self.init(input: x, weights: w, output: node.type.shape, attributes)
-    }
-
     init?(input x: [Int], weights w: [Int], output: [Int], _ attributes: Conv2DAttributes) {
         guard x.count == 4, w.count == 4, output.count == 4 else { return nil }
         (batch, channels, height, width) = (x[0], x[1], x[2], x[3])
@@ -84,16 +79,17 @@ extension IRBuilder {
     /// thread takes a run of units, or (`.rows`) a chunk of output channels of every unit; each
     /// thread has its own scratch. When the GEMM packs, one copy of the code serves every tile
     /// and chunk size (they are run-time values); the small unpacked ones are specialized.
-    func convolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
+    func convolution(_ plan: ConvolutionGemm, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
                      epilogue: GemmEpilogue? = nil, split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1,
                      prepackedWeights: Bool = false) {
+        let g = plan.geometry
         let thread = thread ?? int(0)
         let myScratch = scratch.map { pointer($0, imul(thread, int(g.gemmScratchFloats(prepackedWeights: prepackedWeights)))) }
         let packing = myScratch.map { pointer($0, int(g.unfoldFloats)) }
         let rows = g.tileRows
         let fullTiles = g.needsUnfold ? g.outH / rows : 1
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        let packs = packing != nil && g.packs(vectorWidth: vectorWidth)
+        let packs = packing != nil && plan.packs
 
         /// Output channels [channel, channel + count) of the group, output rows of the tile.
         func product(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?,
@@ -110,7 +106,7 @@ extension IRBuilder {
                 if packs, let packing {
                     packedGemm(blocking, m: count, n: columns, maxM: g.groupOutChannels, k: g.unfoldedRows, a: weightsView, b: b, c: c,
                                bias: rowBias, epilogue: epilogue, packing: packing, prepackedA: prepackedWeights,
-                               bInPlace: !g.needsUnfold && g.groupOutChannels <= GemmBlocking.inPlaceRows)
+                               bInPlace: plan.readsInputInPlace)
                 } else {
                     gemm(m: fixedCount ?? g.groupOutChannels, n: fixedColumns ?? g.outputPlane, k: g.unfoldedRows, a: weightsView, b: b, c: c,
                          bias: rowBias, epilogue: epilogue)

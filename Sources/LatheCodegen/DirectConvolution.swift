@@ -8,19 +8,19 @@ import LatheIR
 /// no bounds checks. With a stride s > 1 the planes are read in place: a tap's vector is every
 /// s-th lane of a load s vectors wide, masked at the row's ends, and rows outside the plane are
 /// skipped. Then, for a block of output channels and vectors of outputs along a row
-/// (`directBlock`: mostly 6 channels x 2 vectors), every tap loads the vectors of input and adds
+/// (its plan's DirectBlock: mostly 6 channels x 2 vectors), every tap loads the vectors of input and adds
 /// them, times the tap's weight of each channel, into the block's accumulators: with 6 x 2, two
 /// loads and six broadcasts feed twelve FMAs (3 channels x 4 vectors measured slower on MobileNet
 /// and the Keras CNN). Then bias and epilogue, and the stores; the last outputs of a row that
 /// fill no vector go as one masked vector.
 extension IRBuilder {
-    func directConvolution(_ g: ConvGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
+    func directConvolution(_ g: ConvGeometry, block registerBlock: DirectBlock, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
                            epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
         // Padded copies of the group's planes, unless it reads them in place (and has no scratch).
         let planes = scratch.map { pointer($0, imul(thread, int(g.directScratchFloats))) } ?? input
         let units = g.batch * g.groups
         let perGroup = g.groupOutChannels
-        let (block, _) = g.directBlock
+        let block = registerBlock.channels
         func unit(_ u: LLVMValue, firstRow: LLVMValue, rows: LLVMValue) {
             let image = LLVMBuildUDiv(builder, u, int(g.groups), "")!
             let group = LLVMBuildURem(builder, u, int(g.groups), "")!
@@ -38,8 +38,8 @@ extension IRBuilder {
                 func channels(_ first: LLVMValue, count: Int) {
                     let o = iadd(imul(group, int(perGroup)), first)
                     let planeOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
-                    directRow(g, planes: source, oy: oy, weights: weights, firstChannel: o, count: count, bias: bias, output: output,
-                              at: iadd(planeOutput, imul(oy, int(g.outW))), epilogue: epilogue)
+                    directRow(g, vectors: registerBlock.vectors, planes: source, oy: oy, weights: weights, firstChannel: o, count: count, bias: bias,
+                              output: output, at: iadd(planeOutput, imul(oy, int(g.outW))), epilogue: epilogue)
                 }
                 loop(from: int(0), to: int(perGroup / block * block), step: block) { first in channels(first, count: block) }
                 if perGroup % block > 0 { channels(int(perGroup / block * block), count: perGroup % block) }
@@ -80,7 +80,7 @@ extension IRBuilder {
 
     /// Output row oy of output channels firstChannel..<firstChannel+count: two vectors of outputs
     /// at a time, then one, then the row's end as one partial vector.
-    private func directRow(_ g: ConvGeometry, planes: LLVMValue, oy: LLVMValue, weights: LLVMValue, firstChannel: LLVMValue, count: Int, bias: LLVMValue?,
+    private func directRow(_ g: ConvGeometry, vectors: Int, planes: LLVMValue, oy: LLVMValue, weights: LLVMValue, firstChannel: LLVMValue, count: Int, bias: LLVMValue?,
                            output: LLVMValue, at rowOutput: LLVMValue, epilogue: GemmEpilogue?) {
         let a = g.attributes
         let (sy, sx, dy, dx) = (a.strides[0], a.strides[1], a.dilations[0], a.dilations[1])
@@ -189,7 +189,6 @@ extension IRBuilder {
             }
         }
         // Blocks of `vectors` whole vectors, then the whole vectors left as one block.
-        let vectors = g.directBlock.vectors
         let blockEnd = g.outW / (vectors * width) * (vectors * width)
         let vectorEnd = g.outW / width * width
         loop(0, blockEnd, step: vectors * width, unroll: false) { ox in outputs(ox, lanes: width, vectors: vectors) }
@@ -211,19 +210,6 @@ extension ConvGeometry {
     var runsDirect: Bool {
         (groups == channels && groups > 1 && outChannels % channels == 0 && kernelH * kernelW <= 49)
             || (groups == 1 && channels <= 4 && kernelH * kernelW <= 9)
-    }
-    /// Output channels and vectors of outputs along a row whose sums stay in registers (measured
-    /// on Zen 1, AVX2's 16 registers, one thread): 6 x 2, but for windows read in place, whose
-    /// taps need the wide loads and their shuffles in registers too. There a strided first layer
-    /// takes 8 channels x 1 vector (MobileNet v2's 3 -> 32 stride-2 layer: 1.73 -> 1.24 ms, where
-    /// 6 x 2 spilled its sums every window row) and a strided depthwise layer 1 x 6 (96 channels
-    /// of 112 x 112: 2.3 -> 1.1 ms; six sums in flight hide the FMA's latency, where two waited
-    /// on it). Stride-1 depthwise layers, which read a padded copy, ran best at 1 x 2 (0.50 ms
-    /// against 0.61 at 1 x 4 and 0.63 at 1 x 6, 32 channels of 112 x 112).
-    var directBlock: (channels: Int, vectors: Int) {
-        let perGroup = groupOutChannels
-        guard readsInPlace else { return (min(6, perGroup), 2) }
-        return perGroup == 1 ? (1, 6) : (min(8, perGroup), 1)
     }
     /// Horizontally strided windows read the input planes where they are, each tap's vector
     /// dealt out of wider loads: a padded copy, dealt into stride phases, cost more than the

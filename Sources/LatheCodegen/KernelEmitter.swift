@@ -44,8 +44,8 @@ extension IRBuilder {
             switch op {
             case .input, .constant, .variable, .assign, .epilogue, .pooled:
                 throw LatheError.unsupported("\(op.name) is not a kernel")
-            case let .conv2dWeightGrad(a, _):
-                guard let g = ConvGeometry(input: shapes[0], weights: shape, output: shapes[1], a), let scratch else {
+            case .conv2dWeightGrad:
+                guard case let .weightGradient(g) = kernel.plan.algorithm, let scratch else {
                     throw LatheError.unsupported("conv2d_weight_grad with shapes \(shapes)")
                 }
                 convolutionWeightGradient(g, dw: out, x: x[0], dy: x[1], scratch: scratch, split: kernel.split, thread: thread, threads: kernel.threads)
@@ -107,8 +107,8 @@ extension IRBuilder {
                 }
             case let .layerNorm(axis, epsilon):
                 layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: kernel.operands.map(\.type.count), shape: shape)
-            case let .convTranspose2d(a):
-                guard let g = ConvTransposeGeometry(input: shapes[0], weights: shapes[1], output: shape, a), let scratch else {
+            case .convTranspose2d:
+                guard case let .transposedConvolution(g) = kernel.plan.algorithm, let scratch else {
                     throw LatheError.unsupported("conv_transpose2d with shapes \(shapes)")
                 }
                 convolutionTransposed(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
@@ -124,7 +124,7 @@ extension IRBuilder {
                 let interior = StridedView(base: out, offset: zip(pads.prefix(shape.count), outStrides).map(*).reduce(0, +), strides: outStrides)
                 elementwise(shape: shapes[0], output: interior, inputs: [contiguous(0)]) { v, _ in v[0] }
             case let .lstm(reverse):
-                guard let l = LSTMGeometry(resultShape: shape), let scratch else { throw LatheError.unsupported("lstm with shapes \(shapes)") }
+                guard case let .recurrent(l) = kernel.plan.algorithm, let scratch else { throw LatheError.unsupported("lstm with shapes \(shapes)") }
                 lstmSequence(l, reverse: reverse, output: out, gatesX: x[0], weights: x[1], h0: x[2], c0: x[3], scratch: scratch,
                              prepackedWeights: kernel.weightLayout.isPacked, split: kernel.split, thread: thread, threads: kernel.threads)
             case let .lrn(size, alpha, beta, bias):
@@ -160,9 +160,9 @@ extension IRBuilder {
             guard let scratch else { throw LatheError.backend("conv2d \(shapes): Winograd without scratch") }
             winogradConvolution(w, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
                                 epilogue: epilogue, split: split, thread: thread, threads: threads)
-        case let (.conv2d, .direct(g)):
+        case let (.conv2d, .direct(g, block)):
             guard scratch != nil || g.readsInPlace else { throw LatheError.backend("conv2d \(shapes): a direct convolution without scratch") }
-            directConvolution(g, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
+            directConvolution(g, block: block, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
                               epilogue: epilogue, split: split, thread: thread, threads: threads)
         case let (.conv2d, .unfoldedGemm(g)), let (.conv2d, .pointwiseGemm(g)):
             convolution(g, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch, epilogue: epilogue,

@@ -240,7 +240,7 @@ extension KernelProgram {
             let s = step[node.id]!
             let life = max(s, lastUse[node.id] ?? s)
             if writesOutput[node.id] == nil && location[node.id] == nil && concats.placed[node.id] == nil {
-                if let k = inPlaceCandidates(node, graph, dyingAt: s, lastUse: lastUse).first(where: { request[node.operands[$0]] != nil }),
+                if let k = inPlaceCandidates(node, graph, plan: plans[node.id], dyingAt: s, lastUse: lastUse).first(where: { request[node.operands[$0]] != nil }),
                    let shared = request[node.operands[k]] {
                     inPlaceOperand[node.id] = k
                     request[node.id] = shared
@@ -364,7 +364,7 @@ extension KernelProgram {
     /// result's shape, and is read only at the index of the result being written (an
     /// elementwise input, a reshape's input, a contraction's residual operand; never a GEMM's A
     /// or B, which are read across the whole result).
-    static func inPlaceCandidates(_ node: Node, _ graph: Graph, dyingAt step: Int, lastUse: [ValueID: Int]) -> [Int] {
+    static func inPlaceCandidates(_ node: Node, _ graph: Graph, plan: KernelPlan?, dyingAt step: Int, lastUse: [ValueID: Int]) -> [Int] {
         let readAtIndex: [Int]
         var reshapes = false
         switch node.op {
@@ -375,10 +375,9 @@ extension KernelProgram {
         case .reshape, .flatten, .dropout:
             readAtIndex = [0]
             reshapes = true
-        case let .epilogue(op, baseCount, _):
-            // A GEMM over several K blocks, or one streaming B, stores partial sums into C
-            // before it reads the residual: only a product that writes C once may overwrite it.
-            guard GemmBlocking.writesResultOnce(contractionSizes(op, node.operands.map { graph[$0].type.shape })) else { return [] }
+        case let .epilogue(_, baseCount, _):
+            // Only a contraction that writes C once, after reading the residual, may overwrite it.
+            guard plan?.writesResultOnce == true else { return [] }
             let base = Set(node.operands.prefix(baseCount))
             readAtIndex = node.operands.indices.dropFirst(baseCount).filter { !base.contains(node.operands[$0]) }
         default:
@@ -387,16 +386,6 @@ extension KernelProgram {
         return readAtIndex.filter { k in
             let v = node.operands[k]
             return lastUse[v] == step && graph[v].type.count == node.type.count && (reshapes || graph[v].type.shape == node.type.shape)
-        }
-    }
-
-    /// M and K of a contraction's GEMM (a convolution's per group).
-    static func contractionSizes(_ op: Op, _ shapes: [[Int]]) -> (m: Int, k: Int) {
-        switch op {
-        case .dense: return (shapes[0][0], shapes[0][1])
-        case .matmul: let s = matmulSizes(shapes[0], shapes[1]); return (s.m, s.k)
-        case .conv2d: return (shapes[1][0], shapes[1].dropFirst().reduce(1, *))
-        default: return (0, 0)
         }
     }
 

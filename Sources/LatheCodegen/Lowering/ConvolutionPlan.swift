@@ -26,21 +26,41 @@ extension KernelPlan {
     }
 
     private static func convolution(_ g: ConvGeometry, _ c: PlanContext) -> KernelPlan {
+        // A GEMM over several K blocks, or one streaming B, stores partial sums into C before
+        // it reads the residual: only one that writes C once may overwrite it.
+        let once = GemmBlocking.writesResultOnce((m: g.outChannels, k: g.unfoldedRows))
         if c.constantWeights, let w = WinogradGeometry(g) {
             let split = ThreadSplit.plan(units: w.units, rows: g.outChannels, flops: c.flops, threads: c.threads, blocking: c.blocking)
             return KernelPlan(.winograd(w), weightLayout: .winograd(tile: w.transform.tile, outChannels: g.outChannels, inChannels: g.channels, panel: c.blocking.rows),
-                              split: split, threads: c.threads, scratchFloatsPerThread: w.scratchFloats, flops: c.flops)
+                              split: split, threads: c.threads, scratchFloatsPerThread: w.scratchFloats, flops: c.flops, writesResultOnce: once)
         }
         if g.runsDirect {
-            return KernelPlan(.direct(g), split: directSplit(g, c), threads: c.threads, scratchFloatsPerThread: g.directScratchFloats, flops: c.flops)
+            return KernelPlan(.direct(g, block: directBlock(g)), split: directSplit(g, c), threads: c.threads, scratchFloatsPerThread: g.directScratchFloats,
+                              flops: c.flops, writesResultOnce: once)
         }
-        let layout: WeightLayout = c.constantWeights && g.packs(vectorWidth: c.vectorWidth)
+        let packs = g.packs(vectorWidth: c.vectorWidth)
+        let layout: WeightLayout = c.constantWeights && packs
             ? .gemmPanels(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: c.blocking.rows) : .plain
         // Only where every target packs it: the columns split has no unpacked form.
         let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane
         let split = ThreadSplit.plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: c.flops, threads: c.threads, blocking: c.blocking)
-        return KernelPlan(g.needsUnfold ? .unfoldedGemm(g) : .pointwiseGemm(g), weightLayout: layout, split: split, threads: c.threads,
-                          scratchFloatsPerThread: g.gemmScratchFloats(prepackedWeights: layout.isPacked), flops: c.flops)
+        let gemm = ConvolutionGemm(geometry: g, packs: packs, readsInputInPlace: !g.needsUnfold && g.groupOutChannels <= GemmBlocking.inPlaceRows)
+        return KernelPlan(g.needsUnfold ? .unfoldedGemm(gemm) : .pointwiseGemm(gemm), weightLayout: layout, split: split, threads: c.threads,
+                          scratchFloatsPerThread: g.gemmScratchFloats(prepackedWeights: layout.isPacked), flops: c.flops, writesResultOnce: once)
+    }
+
+    /// Output channels and vectors of outputs along a row whose sums stay in registers (measured
+    /// on Zen 1, AVX2's 16 registers, one thread): 6 x 2, but for windows read in place, whose
+    /// taps need the wide loads and their shuffles in registers too. There a strided first layer
+    /// takes 8 channels x 1 vector (MobileNet v2's 3 -> 32 stride-2 layer: 1.73 -> 1.24 ms, where
+    /// 6 x 2 spilled its sums every window row) and a strided depthwise layer 1 x 6 (96 channels
+    /// of 112 x 112: 2.3 -> 1.1 ms; six sums in flight hide the FMA's latency, where two waited
+    /// on it). Stride-1 depthwise layers, which read a padded copy, ran best at 1 x 2 (0.50 ms
+    /// against 0.61 at 1 x 4 and 0.63 at 1 x 6, 32 channels of 112 x 112).
+    private static func directBlock(_ g: ConvGeometry) -> DirectBlock {
+        let perGroup = g.groupOutChannels
+        guard g.readsInPlace else { return DirectBlock(channels: min(6, perGroup), vectors: 2) }
+        return perGroup == 1 ? DirectBlock(channels: 1, vectors: 6) : DirectBlock(channels: min(8, perGroup), vectors: 1)
     }
 
     /// Images x groups, else rows of the output image (DirectConvolution.swift).

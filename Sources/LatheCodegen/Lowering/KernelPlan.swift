@@ -25,13 +25,18 @@ public struct KernelPlan: Sendable {
     public let scratchFloatsPerThread: Int
     /// Floating-point operations of one run (Kernel.flops(of:)).
     public let flops: Int
+    /// A contraction that stores each result once, after reading its epilogue operands (not
+    /// over several K blocks, nor streaming B into a few rows of C): its result may overwrite a
+    /// residual operand (KernelProgram's in-place choice).
+    public let writesResultOnce: Bool
     /// The model's ops the kernel computes, as the fusion passes recorded them (Node.sourceOps):
     /// "conv2d", "add", "relu" for a convolution with a residual Add and a ReLU fused in.
     public internal(set) var sourceOps: [String] = []
 
     init(_ algorithm: KernelAlgorithm, weightLayout: WeightLayout = .plain, split: ThreadSplit = .single, threads: Int,
-         scratchFloatsPerThread: Int = 0, flops: Int) {
+         scratchFloatsPerThread: Int = 0, flops: Int, writesResultOnce: Bool = false) {
         self.algorithm = algorithm
+        self.writesResultOnce = writesResultOnce
         self.weightLayout = weightLayout
         self.split = split
         self.threads = split == .single ? 1 : threads
@@ -92,12 +97,13 @@ struct PlanContext {
 indirect enum KernelAlgorithm: Sendable {
     /// Winograd's F(m x m, 3 x 3) on transformed weights (WinogradConvolution.swift).
     case winograd(WinogradGeometry)
-    /// Taps unrolled over a window, for depthwise and first layers (DirectConvolution.swift).
-    case direct(ConvGeometry)
+    /// Taps unrolled over a window, for depthwise and first layers, a block of output channels
+    /// x vectors of outputs at a time (DirectConvolution.swift).
+    case direct(ConvGeometry, block: DirectBlock)
     /// The input unfolded a tile of output rows at a time, then a GEMM (Convolution.swift).
-    case unfoldedGemm(ConvGeometry)
+    case unfoldedGemm(ConvolutionGemm)
     /// A 1x1, stride-1, unpadded convolution: a GEMM reading the input as its B.
-    case pointwiseGemm(ConvGeometry)
+    case pointwiseGemm(ConvolutionGemm)
     /// A convolution pooled in its kernel, image by image; `image` is the plan of one image's
     /// convolution, on one thread (PooledConvolution.swift).
     case pooled(PooledConvolution, image: KernelPlan)
@@ -123,4 +129,22 @@ indirect enum KernelAlgorithm: Sendable {
         case .recurrent, .weightGradient, .transposedConvolution, .loops: return nil
         }
     }
+}
+
+/// The register block of a direct convolution: output channels x vectors of outputs along a row
+/// whose sums stay in registers.
+struct DirectBlock: Sendable, Hashable {
+    let channels: Int
+    let vectors: Int
+}
+
+/// A convolution computed as a GEMM per unit (image x group x tile of output rows), and how its
+/// GEMM runs.
+struct ConvolutionGemm: Sendable {
+    let geometry: ConvGeometry
+    /// The packed GEMM runs it (the sizes are run-time values, one copy of the code for every
+    /// tile and chunk), else a small GEMM specialized for its sizes.
+    let packs: Bool
+    /// A 1x1 convolution to a few output channels: the packed GEMM reads B where it is.
+    let readsInputInPlace: Bool
 }

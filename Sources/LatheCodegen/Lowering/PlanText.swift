@@ -49,13 +49,14 @@ extension KernelAlgorithm {
         switch self {
         case let .winograd(w):
             return "\(name) \(w.conv.channels)->\(w.conv.outChannels) channels, \(w.tilesY)x\(w.tilesX) tiles an image, \(count(w.units, "unit")) of \(w.stripRows) tile rows"
-        case let .direct(g):
-            let block = g.directBlock
+        case let .direct(g, block):
             return "direct \(g.window), \(g.channels)->\(g.outChannels) channels" + (g.groups > 1 ? " in \(g.groups) groups" : "")
                 + ", \(block.channels)x\(block.vectors) register block" + (g.readsInPlace ? ", reads in place" : ", padded planes")
-        case let .unfoldedGemm(g):
+        case let .unfoldedGemm(gemm):
+            let g = gemm.geometry
             return "\(name) \(g.window), M=\(g.groupOutChannels) N=\(g.outputPlane) K=\(g.unfoldedRows) a unit, \(count(g.units, "unit")) (\(g.tileRows)-row tiles)"
-        case let .pointwiseGemm(g):
+        case let .pointwiseGemm(gemm):
+            let g = gemm.geometry
             return "\(name) 1x1, M=\(g.groupOutChannels) N=\(g.outputPlane) K=\(g.unfoldedRows) a unit, \(count(g.units, "unit"))"
         case let .pooled(p, image):
             let pool = Op.pool2d(p.pool)
