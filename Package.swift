@@ -15,7 +15,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "Lathe", targets: ["Lathe"]),
-        .executable(name: "lathe", targets: ["lathe"]),
+        .executable(name: "lathe", targets: ["LatheCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -26,7 +26,7 @@ let package = Package(
                 linkerSettings: [.linkedLibrary("LLVM-\(llvmMajor)")]),
         .target(name: "LatheIR"),
         .target(name: "LathePasses", dependencies: ["LatheIR"]),
-        .target(name: "LatheCodegen", dependencies: ["LatheIR", "LathePasses", "CLLVM"],
+        .target(name: "LatheCodegen", dependencies: ["LatheIR", "CLLVM"],
                 swiftSettings: [.define("LLVM_\(llvmMajor)")]),
         .target(name: "CLatheThreads"),
         .target(name: "LatheRuntime", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "CLLVM", "CLatheThreads"]),
@@ -34,12 +34,14 @@ let package = Package(
         .target(name: "LatheONNX", dependencies: ["LatheIR", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "LatheConformance", dependencies: ["Lathe", "LatheONNX"]),
         .target(name: "LatheExamples", dependencies: ["Lathe"], path: "examples/Models"),
-        .executableTarget(name: "lathe", dependencies: [
+        // The `lathe` tool; its folder is not named `lathe`, which differs from `Lathe` only in case.
+        .executableTarget(name: "LatheCLI", dependencies: [
             "Lathe", "LatheExamples", "LatheONNX", "LatheConformance", "LathePasses", .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "LatheIRTests", dependencies: ["LatheIR", "LathePasses"]),
+        .testTarget(name: "LatheCodegenTests", dependencies: ["LatheCodegen"]),
         .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheExamples", "LatheCodegen", "LatheRuntime"]),
-        .testTarget(name: "LatheCLITests", dependencies: ["lathe"]),
+        .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI"]),
         .testTarget(name: "LatheONNXTests", dependencies: ["Lathe", "LatheONNX", "LatheConformance"]),
     ],
     swiftLanguageModes: [.v5]

@@ -1,5 +1,4 @@
 import LatheIR
-import LathePasses
 
 extension Op {
     /// The contraction under a fused epilogue, or the op itself.

@@ -1,4 +1,4 @@
-import LathePasses
+import LatheCodegen
 import Testing
 
 /// Lifetimes are drawn one buffer a line: a letter per step where the buffer is live, '.'
