@@ -132,7 +132,7 @@ extension IRBuilder {
     func convolutionWeightGradient(_ g: ConvGeometry, dw: LLVMValue, x: LLVMValue, dy: LLVMValue, scratch: LLVMValue,
                                    split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let (depth, plane, rowsPerGroup, taps) = (g.unfoldedRows, g.outputPlane, g.groupOutChannels, g.kernelH * g.kernelW)
-        let layout = KernelProgram.weightGradientScratch(g)
+        let layout = g.weightGradientScratch
         let unfolded = pointer(scratch, imul(thread, int(layout.floats)))
         let packing = pointer(unfolded, int(layout.packing)), partial = pointer(unfolded, int(layout.partial))
         var groups = unitShare(split, count: g.groups, thread: thread, threads: threads)

@@ -23,7 +23,7 @@ extension KernelPlan {
         case let .conv2dWeightGrad(a, _):
             if let g = ConvGeometry(input: s[0], weights: result, output: s[1], a) {
                 algorithm = .weightGradient(g)
-                scratch = KernelProgram.weightGradientScratch(g).floats
+                scratch = g.weightGradientScratch.floats
             }
         case let .convTranspose2d(a):
             if let g = ConvTransposeGeometry(input: s[0], weights: s[1], output: result, a) {
@@ -67,5 +67,18 @@ extension KernelPlan {
         default:
             return .single
         }
+    }
+}
+
+extension ConvGeometry {
+    /// A weight gradient's working memory per thread, in floats from its start: the whole
+    /// unfolded image, then the GEMM's packing buffers (for either product, the straight or the
+    /// transposed, on any target, whether or not the sizes would pack), then dW^T for the
+    /// transposed product.
+    var weightGradientScratch: (packing: Int, partial: Int, floats: Int) {
+        let packing = needsUnfold ? unfoldedRows * outputPlane : 0
+        let most = max(groupOutChannels, unfoldedRows)
+        let partial = packing + GemmBlocking.packingFloats(m: most, n: most, k: outputPlane, always: true)
+        return (packing, partial, partial + unfoldedRows * groupOutChannels)
     }
 }
