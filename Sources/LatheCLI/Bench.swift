@@ -72,33 +72,22 @@ struct Bench: ParsableCommand {
         defer { inputBuffers.forEach { $0.deallocate() } }
 
         for _ in 0..<warmup { try model.run(inputs: inputBuffers, outputs: outputBuffers) }
-        var times: [Double] = []
-        for _ in 0..<iterations {
-            let start = ContinuousClock.now
-            try model.run(inputs: inputBuffers, outputs: outputBuffers)
-            times.append(seconds(ContinuousClock.now - start))
-        }
-        times.sort()
-        let median = times[times.count / 2]
-        let p90 = times[min(times.count - 1, Int((Double(times.count) * 0.9).rounded(.up)) - 1)]
+        let times = try Timings.measure(iterations) { try model.run(inputs: inputBuffers, outputs: outputBuffers) }
+        let median = times.median
         let flops = Double(model.program.flops)
         let peak = try MachinePeak.cached(threads: threads)
 
         var kernels: [KernelTime]?
+        var kernelTimings = KernelTimings(kernels: model.program.kernels.count)
         if profile {
-            var perKernel = [[Double]](repeating: [], count: model.program.kernels.count)
-            for _ in 0..<iterations {
-                for (k, t) in try model.profile(inputs: inputBuffers, outputs: outputBuffers).enumerated() { perKernel[k].append(t) }
-            }
-            kernels = model.program.kernels.enumerated().map { k, kernel in
-                let sorted = perKernel[k].sorted()
-                let t = sorted[sorted.count / 2]
-                return KernelTime(name: kernel.name, ops: kernel.plan.sourceOps.joined(separator: "+"), medianMs: t * 1000,
+            for _ in 0..<iterations { kernelTimings.add(try model.profile(inputs: inputBuffers, outputs: outputBuffers)) }
+            kernels = zip(model.program.kernels, kernelTimings.medians).map { kernel, t in
+                KernelTime(name: kernel.name, ops: kernel.plan.sourceOps.joined(separator: "+"), medianMs: t * 1000,
                                   gflops: t > 0 ? Double(kernel.flops) / t / 1e9 : 0, split: kernel.split.description)
             }
         }
         let report = Report(model: options.model, threads: threads, compileMs: model.compileSeconds * 1000, medianMs: median * 1000,
-                            minMs: times[0] * 1000, p90Ms: p90 * 1000, gflops: flops / median / 1e9, peakGflops: peak / 1e9,
+                            minMs: times.min * 1000, p90Ms: times.p90 * 1000, gflops: flops / median / 1e9, peakGflops: peak / 1e9,
                             peakFraction: flops / median / peak, kernels: kernels)
         if json {
             let encoder = JSONEncoder()
@@ -110,13 +99,6 @@ struct Bench: ParsableCommand {
                      options.model, threads, threads == 1 ? "" : "s", report.compileMs, report.medianMs, report.minMs, report.p90Ms, iterations))
         print(String(format: "%.1f MFLOP a run: %.1f GFLOP/s, %.1f%% of the %.1f GFLOP/s peak of %d thread%@",
                      flops / 1e6, report.gflops, report.peakFraction * 100, report.peakGflops, threads, threads == 1 ? "" : "s"))
-        if let kernels {
-            let total = kernels.reduce(0) { $0 + $1.medianMs }
-            let width = kernels.map(\.name.count).max() ?? 0
-            for k in kernels {
-                print(String(format: "  %@  %8.3f ms  %5.1f%%  %7.1f GFLOP/s  %@  (%@)", k.name.padding(toLength: width, withPad: " ", startingAt: 0),
-                             k.medianMs, total > 0 ? k.medianMs / total * 100 : 0, k.gflops, k.ops, k.split))
-            }
-        }
+        if profile { kernelTimings.table(model.program).forEach { print($0) } }
     }
 }

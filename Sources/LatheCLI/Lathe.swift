@@ -14,11 +14,9 @@ struct LatheCommand: ParsableCommand {
         subcommands: [Dump.self, Run.self, Inspect.self, Bench.self, Train.self, Demo.self, Models.self, Conformance.self])
 }
 
-/// Options shared by the commands that take a model: a built-in name or an .onnx file.
-struct ModelOptions: ParsableArguments {
-    @Argument(help: "A built-in model (\(Examples.builtIn.map(\.name).joined(separator: ", "))) or an .onnx file.")
-    var model: String
-
+/// How a model is made, for every command that takes one: its batch, seed, symbolic dimensions
+/// and weights.
+struct ModelSourceOptions: ParsableArguments {
     @Option(help: "Batch size of a built-in model (default: the model's own).")
     var batch: Int?
 
@@ -30,21 +28,26 @@ struct ModelOptions: ParsableArguments {
 
     @Option(help: "Weights for a built-in model from a .safetensors file (as `lathe train --save` writes).")
     var weights: String?
+}
 
-    init() {}
+/// A model (built-in or an .onnx file) and how to make it.
+struct ModelOptions: ParsableArguments {
+    @Argument(help: "A built-in model (\(Examples.builtIn.map(\.name).joined(separator: ", "))) or an .onnx file.")
+    var model: String
 
-    init(model: String, batch: Int?, seed: UInt64, dimensions: [String], weights: String? = nil) {
-        self.weights = weights
-        self.model = model
-        self.batch = batch
-        self.seed = seed
-        self.dimensions = dimensions
-    }
+    @OptionGroup var source: ModelSourceOptions
+
+    var seed: UInt64 { source.seed }
 
     func build() throws -> (graph: Graph, outputs: [(name: String, value: ValueID)]) {
+        try Self.build(model, source)
+    }
+
+    static func build(_ model: String, _ source: ModelSourceOptions) throws -> (graph: Graph, outputs: [(name: String, value: ValueID)]) {
+        let (batch, seed, weights) = (source.batch, source.seed, source.weights)
         if model.hasSuffix(".onnx") || FileManager.default.fileExists(atPath: model) {
             guard weights == nil else { throw ValidationError("--weights is for built-in models; an ONNX file carries its own") }
-            let imported = try ONNXImporter.load(contentsOf: URL(fileURLWithPath: model), dimensions: try parsedDimensions())
+            let imported = try ONNXImporter.load(contentsOf: URL(fileURLWithPath: model), dimensions: try parsedDimensions(source.dimensions))
             return (imported.graph, imported.outputs)
         }
         guard let example = Examples.named(model) else {
@@ -56,7 +59,7 @@ struct ModelOptions: ParsableArguments {
         return (graph, outputs.map { ($0.name, $0.value.id) })
     }
 
-    private func parsedDimensions() throws -> [String: Int] {
+    private static func parsedDimensions(_ dimensions: [String]) throws -> [String: Int] {
         var result: [String: Int] = [:]
         for item in dimensions {
             let parts = item.split(separator: "=", maxSplits: 1)
@@ -96,17 +99,7 @@ struct Dump: ParsableCommand {
     @Option(help: "With --kernels or --format llvm: the threads the kernels are split among.")
     var threads: Int = 1
 
-    @Option(help: "Batch size of a built-in model (default: the model's own).")
-    var batch: Int?
-
-    @Option(help: "Seed of a built-in model's weights.")
-    var seed: UInt64 = 0
-
-    @Option(name: .customLong("dim"), help: "A value for a symbolic input dimension of an ONNX model, NAME=VALUE (default 1).")
-    var dimensions: [String] = []
-
-    @Option(help: "Weights for a built-in model from a .safetensors file (as `lathe train --save` writes).")
-    var weights: String?
+    @OptionGroup var source: ModelSourceOptions
 
     func run() throws {
         if listPasses {
@@ -117,7 +110,7 @@ struct Dump: ParsableCommand {
         guard let model else { throw ValidationError("give a model, or --list-passes") }
         guard ["text", "dot", "json", "llvm"].contains(format) else { throw ValidationError("--format is text, dot, json or llvm, not '\(format)'") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        var (graph, outputs) = try ModelOptions(model: model, batch: batch, seed: seed, dimensions: dimensions, weights: weights).build()
+        var (graph, outputs) = try ModelOptions.build(model, source)
         if kernels {
             guard after == nil, format == "text" else { throw ValidationError("--kernels prints the plan of the whole pipeline as text; drop --after and --format") }
             print(try Compiler.lower(graph, outputs: outputs, threads: threads).program.planText, terminator: "")
@@ -258,20 +251,14 @@ struct Demo: ParsableCommand {
             let feeds = randomFeeds(model, seed: 1)
             let reference = try graph.interpret(outputs: outputs, feeds: feeds)["probs"]!
             var probs = try model.run(feeds)["probs"]!
-            var times: [Double] = []
-            for _ in 0..<max(iterations, 1) {
-                let start = ContinuousClock.now
-                probs = try model.run(feeds)["probs"]!
-                times.append(seconds(ContinuousClock.now - start))
-            }
-            times.sort()
-            let median = times[times.count / 2]
+            let times = try Timings.measure(iterations) { probs = try model.run(feeds)["probs"]! }
+            let median = times.median
             let difference = zip(probs.scalars, reference.scalars).map { abs($0 - $1) }.max() ?? 0
             let program = model.program
             print("mnist-cnn batch \(batch): \(program.kernels.count) kernels, \(String(format: "%.1f", Double(program.flops) / 1e6)) MFLOP a run, arena \(program.arenaBytes / 1024) KiB, weights \(program.weightsBytes / 1024) KiB")
             let cached = model.compileStages.map(\.stage).contains("cache hit") ? " (machine code from the cache)" : ""
             print(String(format: "  compile %.1f ms%@; run median %.3f ms, min %.3f ms over %d runs (%.1f GFLOP/s, 1 thread); max |JIT - interpreter| %.1e",
-                         model.compileSeconds * 1000, cached, median * 1000, times[0] * 1000, times.count, Double(program.flops) / median / 1e9, difference))
+                         model.compileSeconds * 1000, cached, median * 1000, times.min * 1000, times.count, Double(program.flops) / median / 1e9, difference))
         }
     }
 }
@@ -282,8 +269,4 @@ func randomFeeds(_ model: CompiledModel, seed: UInt64) -> [String: HostTensor] {
         feeds[input.name] = HostTensor.random(shape: input.shape, seed: seed &+ UInt64(i) &* 7919, in: 0...1)
     }
     return feeds
-}
-
-func seconds(_ d: Duration) -> Double {
-    Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
 }

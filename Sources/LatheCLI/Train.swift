@@ -98,7 +98,7 @@ struct Train: ParsableCommand {
         let t = Array(data.targets.scalars.prefix(batchSize * data.targetShape.reduce(1, *)))
         var prediction = [Float](repeating: 0, count: trainer.step.predictionCount)
         let program = trainer.step.compiled.program
-        var perKernel = [[Double]](repeating: [], count: program.kernels.count)
+        var kernelTimings = KernelTimings(kernels: program.kernels.count)
         var steps: [Double] = []
         try x.withUnsafeBufferPointer { xs in
             try t.withUnsafeBufferPointer { ts in
@@ -107,29 +107,23 @@ struct Train: ParsableCommand {
                     for _ in 0..<20 {
                         let start = ContinuousClock.now
                         _ = try trainer.step.run(input: xs, target: ts, prediction: p)
-                        steps.append(seconds(ContinuousClock.now - start))
-                        for (k, s) in try trainer.step.profile(input: xs, target: ts, prediction: p).enumerated() { perKernel[k].append(s) }
+                        steps.append((ContinuousClock.now - start).totalSeconds)
+                        kernelTimings.add(try trainer.step.profile(input: xs, target: ts, prediction: p))
                     }
                 }
             }
         }
-        steps.sort()
-        let median = steps[steps.count / 2]
+        let timings = Timings(steps)
+        let median = timings.median
         if json {
-            let report: [String: Double] = ["medianMs": median * 1000, "minMs": steps[0] * 1000, "batch": Double(batchSize), "threads": Double(threads),
+            let report: [String: Double] = ["medianMs": median * 1000, "minMs": timings.min * 1000, "batch": Double(batchSize), "threads": Double(threads),
                                             "gflops": Double(program.flops) / median / 1e9]
             print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys]), as: UTF8.self))
             return
         }
-        print(String(format: "step: median %.2f ms, min %.2f ms over %d steps; %.1f GFLOP/s", median * 1000, steps[0] * 1000, steps.count,
+        print(String(format: "step: median %.2f ms, min %.2f ms over %d steps; %.1f GFLOP/s", median * 1000, timings.min * 1000, timings.count,
                      Double(program.flops) / median / 1e9))
-        let medians = perKernel.map { $0.sorted()[$0.count / 2] }
-        let total = medians.reduce(0, +)
-        let width = program.kernels.map(\.name.count).max() ?? 0
-        for (k, kernel) in program.kernels.enumerated() {
-            print(String(format: "  %@  %8.3f ms  %5.1f%%  %7.1f GFLOP/s  (%@)", kernel.name.padding(toLength: width, withPad: " ", startingAt: 0), medians[k] * 1000,
-                         total > 0 ? medians[k] / total * 100 : 0, medians[k] > 0 ? Double(kernel.flops) / medians[k] / 1e9 : 0, kernel.split.description))
-        }
+        kernelTimings.table(program).forEach { print($0) }
     }
 
     private func chosenOptimizer(_ standard: Optimizer) throws -> Optimizer {

@@ -3,9 +3,15 @@ import Testing
 
 /// Runs the built `lathe` executable and returns its exit status, standard output and error.
 func lathe(_ arguments: String...) throws -> (status: Int32, out: String, err: String) {
+    try lathe(arguments, environment: nil)
+}
+
+/// With these variables added to the environment.
+func lathe(_ arguments: [String], environment: [String: String]?) throws -> (status: Int32, out: String, err: String) {
     let process = Process()
     process.executableURL = try latheExecutable()
     process.arguments = arguments
+    if let environment { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
     let out = Pipe(), err = Pipe()
     process.standardOutput = out
     process.standardError = err
