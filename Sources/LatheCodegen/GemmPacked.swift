@@ -12,7 +12,7 @@ import LatheIR
 ///
 /// The micro-kernel streams KC x NR micro-panels of B from the NB columns held in L2 and walks
 /// C along its rows. (With the B panel in L1 and the A panel loop inside, C was walked down its
-/// columns, rows a page apart, and GEMM-1024 ran 25% slower on Zen 3.) Both operands are read
+/// columns, rows a page apart, and GEMM-1024 ran slower: benchmarks/RESULTS.md, "Measurements behind choices in the code".) Both operands are read
 /// contiguously, whatever their strides. The micro-kernel keeps its MR x NR sums in registers
 /// through KC steps of one broadcast of A and NR / width vector loads of B. Panels at the edges
 /// are zero-padded, so the micro-kernel always runs whole; only its store is cut to the rows
@@ -27,10 +27,8 @@ struct GemmBlocking {
     /// Columns of packed B swept per A panel: at most 160 KB of B panels, held in L2.
     static let nb = 128
     /// Up to this many rows, a 1x1 convolution's GEMM reads its input (B) in place rather than
-    /// packing it: with so few row panels to reuse it, packing cost more than it saved. On Zen 1
-    /// at 2 threads, interleaved processes, median: MobileNet v2's 32 -> 16 channels over
-    /// 112 x 112, 0.54 -> 0.44 ms; 144 -> 24 over 56 x 56, 0.69 -> 0.56 ms; 384 -> 64 over
-    /// 14 x 14 and 64 -> 64 over 56 x 56 a little faster; more rows were no faster.
+    /// packing it: with so few row panels to reuse it, packing cost more than it saved, and more
+    /// rows were no faster (MobileNet v2's 1x1 layers: benchmarks/RESULTS.md, "Measurements behind choices in the code").
     static let inPlaceRows = 64
     /// The largest register block any target uses (AVX-512: 12 x 32), for sizing buffers
     /// without knowing the target.
@@ -325,8 +323,8 @@ extension IRBuilder {
     /// sums[r * NR + j] = sum over p of a[p * MR + r] * b[p * NR + j], the MR x NR sums held in
     /// registers through the loop (unrolled by 4), one broadcast of A feeding NR / width FMAs;
     /// each step of 4 prefetches as many lines of `nextA` as it reads of `a`, so that the next
-    /// panel of weights streamed from memory is in L1 when its first call starts (ResNet-50 at 2
-    /// threads: median of 8 interleaved processes 50.5 -> 47.9 ms, best 43.8 -> 38.1 ms). One
+    /// panel of weights streamed from memory is in L1 when its first call starts (ResNet-50:
+    /// benchmarks/RESULTS.md, "Measurements behind choices in the code"). One
     /// function a module, called by every packed GEMM: a copy inlined in every GEMM variant made
     /// LLVM's optimization several times slower. `columns` (a multiple of the vector width, at
     /// most NR): only the first columns of each panel row (`lathe_micro_MRxNR_C`).

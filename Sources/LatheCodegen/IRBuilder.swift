@@ -201,9 +201,8 @@ final class IRBuilder {
 
     /// The first `valid` lanes of `value` stored at base[index...]: the end of a row that fills
     /// no whole vector. Nothing past them is written. As whole stores of halves, quarters, ...
-    /// (6 lanes: 4, then 2), not a masked store, which Zen 1 runs as microcode: a 384-channel
-    /// 14 x 14 depthwise layer, one masked store a row, took 0.095 ms, with overlapping vectors
-    /// instead 0.070.
+    /// (6 lanes: 4, then 2), not a masked store, which some cores run as microcode (measured on a
+    /// depthwise layer: benchmarks/RESULTS.md, "Measurements behind choices in the code").
     func partialStore(_ value: LLVMValue, _ base: LLVMValue, _ index: LLVMValue, valid: Int) {
         let lanes = lanes(of: value)
         guard valid < lanes else { return store(value, base, index) }

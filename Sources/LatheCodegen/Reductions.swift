@@ -77,7 +77,8 @@ extension IRBuilder {
         // a 26-wide row are 0..7, then 5..12). Its loads end at its last output's last tap.
         let overlapped = vectorizes && vectorEnd < xStop && xStop - xFirst >= width
         // Rows of fewer interior outputs than a vector (the Keras CNN's 11 x 11 planes pooled to
-        // 5 x 5) run one masked vector: 4096 such planes took 146 us one output at a time.
+        // 5 x 5) run one masked vector, not one output at a time (benchmarks/RESULTS.md, "Measurements behind
+        // choices in the code").
         let shortRow = vectorizes && xStop - xFirst > 1 && xStop - xFirst < width ? xStop - xFirst : nil
         planeLoop { plane in
             let inPlane = imul(plane, int(h * w))

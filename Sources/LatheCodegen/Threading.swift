@@ -1,8 +1,8 @@
 import CLLVM
 import LatheIR
 
-/// How a kernel's work is divided among the threads of a run, decided at compile time: the
-/// units, rows or columns it is cut along, and a thread's share. Each thread calls the kernel
+/// How a kernel's work is divided among the threads of a run, decided at compile time by the
+/// kernel's plan (Lowering/): the units, rows or columns it is cut along, and a thread's share. Each thread calls the kernel
 /// with its index; with a counter (`claimsUnits`) the threads claim the shares as they come,
 /// else each takes its own. Contractions, their gradients, pooling and large elementwise ops
 /// are split, when they are large enough to pay for handing work to another thread; the rest
@@ -49,8 +49,8 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     /// (`blocking`; a B packed at compile time is cut only at its panels): the columns, where
     /// each thread then packs only its own part of B, unless their chunks are less even than the
     /// rows' (196 columns in panels of 16 split 112 + 84, a thread 57% of the work; 1024 rows
-    /// split 516 + 508: ResNet-50's 14 x 14 1024 -> 256 1x1 convolution alone, 0.74 -> 0.53
-    /// ms). `columns` 0: rows only.
+    /// split 516 + 508: ResNet-50's 14 x 14 1024 -> 256 1x1 convolution, measured in
+    /// benchmarks/RESULTS.md, "Measurements behind choices in the code"). `columns` 0: rows only.
     static func matrix(rows: Int, columns: Int, threads: Int, blocking: GemmBlocking) -> ThreadSplit {
         let byColumns = columns >= threads * blocking.columns ? chunk(columns, threads: threads, align: blocking.columns) : nil
         let byRows = rows >= threads * blocking.rows ? chunk(rows, threads: threads, align: blocking.rows) : nil
@@ -149,8 +149,8 @@ extension IRBuilder {
     /// thread: with a counter, every (outer, share) pair it claims, one atomic add each, so a
     /// thread that finishes first takes the share of one that has not started; without one,
     /// share `thread` of every repeat. The shares stay whole: cut into halves or quarters to
-    /// balance a slowed core, SqueezeNet ran 7% and 15% slower on a quiet machine (each piece
-    /// packs its part of B and reads all of A again).
+    /// balance a slowed core, SqueezeNet ran slower on a quiet machine (each piece packs its part
+    /// of B and reads all of A again; benchmarks/RESULTS.md, "Measurements behind choices in the code").
     func forClaimedShares(_ shares: Int, outer: Int = 1, thread: LLVMValue, _ body: (LLVMValue, LLVMValue) -> Void) {
         guard let counter = unitCounter else {
             return loop(from: int(0), to: int(outer)) { o in body(o, thread) }

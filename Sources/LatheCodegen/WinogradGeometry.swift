@@ -91,12 +91,11 @@ struct WinogradGeometry {
     /// The convolutions Winograd serves: 3 x 3, stride 1, undilated, ungrouped, with enough
     /// input channels that the transforms are paid back (they cost about as much as a GEMM
     /// with a dozen channels) and at least 4 x 4 tiles an image: below that the transforms
-    /// compute mostly padding (the Keras CNN's 11 x 11 images as 3 x 3 tiles of 4 x 4: 1.2 times
-    /// slower than the GEMM). Those images take F(2x2, 3x3) when the batch has 16 of its tiles, a
+    /// compute mostly padding (the Keras CNN's 11 x 11 images as 3 x 3 tiles of 4 x 4 ran slower
+    /// than the GEMM). Those images take F(2x2, 3x3) when the batch has 16 of its tiles, a
     /// register block's columns: ResNet's 7 x 7 images of batch 1 as 4 x 4 tiles, whose im2col
-    /// GEMM of 49 columns pads a fourth of its work (512 channels: 1.55 -> 0.92 ms alone at 2
-    /// threads; 1.87 -> 1.6 ms inside ResNet-50, where its transformed filters, 1.8 times the
-    /// size of the filters, come from memory).
+    /// GEMM of 49 columns pads a fourth of its work; its transformed filters, 1.8 times the size
+    /// of the filters, come from memory (both measured: benchmarks/RESULTS.md, "Measurements behind choices in the code").
     init?(_ conv: ConvGeometry) {
         let a = conv.attributes
         guard conv.kernelH == 3, conv.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], conv.groups == 1,

@@ -4,7 +4,7 @@ import LatheIR
 /// pools are written in ONNX (a 7x7 AveragePool over 7x7 planes), becomes `global_avg_pool`; a
 /// max pool of the same kind becomes a max reduction over the two spatial axes. Both give one
 /// value a plane, as the pool did. The pool kernel unrolls its window's taps, 49 for ResNet's,
-/// and LLVM took 120 ms to optimize that one kernel; the reduction loops over the plane.
+/// which LLVM was slow to optimize (benchmarks/RESULTS.md, "Measurements behind choices in the code"); the reduction loops over the plane.
 public struct WholePlanePooling: GraphPass {
     public init() {}
     public var name: String { "pool-whole-planes" }

@@ -2,15 +2,15 @@ import Foundation
 
 /// Which vector width the generated code uses on a CPU whose widest vectors may not pay.
 ///
-/// Some AVX-512 cores (AMD's Zen 4) split each 512-bit operation into two 256-bit halves: they
+/// Some AVX-512 cores split each 512-bit operation into two 256-bit halves: they
 /// reach the same FLOP/s with 8-float vectors as with 16, and the wider vector then only costs,
 /// in lanes wasted on small planes (a 13-wide pooling row, a 26-wide convolution row) and in
 /// scalar remainders. So the choice is measured, not assumed from a list of CPU names: the peak
 /// probe runs at the native width and at half of it, and the half width is kept unless the
 /// native one is at least 1.4 times faster (full-rate AVX-512 is about 2x; a split one about
 /// 1x, so the threshold sits well away from both). The answer is cached under the user's cache
-/// directory per CPU and features, like the peak, so it is measured once per machine (0.1-0.2
-/// s) and every later compile makes the same code. With 8-float vectors an AVX-512 core still
+/// directory per CPU and features, like the peak, so it is measured once per machine and every
+/// later compile makes the same code (which cores split, and what the probe costs: benchmarks/RESULTS.md, "Measurements behind choices in the code"). With 8-float vectors an AVX-512 core still
 /// gets AVX-512's 32 registers and its instructions.
 ///
 /// LATHE_VECTOR_WIDTH=4|8|16 overrides the choice (at most the native width): to test the

@@ -2,7 +2,7 @@ import LatheIR
 
 /// Concatenation without a copy: the kernels that compute a concat's operands write them
 /// straight into their places in the concat's buffer, and the concat itself runs no kernel
-/// (SqueezeNet's eight fire modules each end in one: 0.2 ms of copies in 3.7 ms).
+/// (SqueezeNet's eight fire modules each end in one; what their copies cost: benchmarks/RESULTS.md, "Measurements behind choices in the code").
 ///
 /// An operand takes its place when its slab of the result is contiguous (every axis before the
 /// concat's is 1: a batch-1 channel concat), a kernel of its own computes it (not an input, a

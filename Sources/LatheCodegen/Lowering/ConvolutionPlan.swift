@@ -50,13 +50,11 @@ extension KernelPlan {
     }
 
     /// Output channels and vectors of outputs along a row whose sums stay in registers (measured
-    /// on Zen 1, AVX2's 16 registers, one thread): 6 x 2, but for windows read in place, whose
-    /// taps need the wide loads and their shuffles in registers too. There a strided first layer
-    /// takes 8 channels x 1 vector (MobileNet v2's 3 -> 32 stride-2 layer: 1.73 -> 1.24 ms, where
-    /// 6 x 2 spilled its sums every window row) and a strided depthwise layer 1 x 6 (96 channels
-    /// of 112 x 112: 2.3 -> 1.1 ms; six sums in flight hide the FMA's latency, where two waited
-    /// on it). Stride-1 depthwise layers, which read a padded copy, ran best at 1 x 2 (0.50 ms
-    /// against 0.61 at 1 x 4 and 0.63 at 1 x 6, 32 channels of 112 x 112).
+    /// with AVX2's 16 registers: benchmarks/RESULTS.md, "Measurements behind choices in the code"): 6 x 2, but for windows read in place, whose taps need
+    /// the wide loads and their shuffles in registers too. There a strided first layer takes 8
+    /// channels x 1 vector (6 x 2 spilled its sums every window row) and a strided depthwise
+    /// layer 1 x 6 (six sums in flight hide the FMA's latency, where two waited on it). Stride-1
+    /// depthwise layers, which read a padded copy, ran best at 1 x 2.
     private static func directBlock(_ g: ConvGeometry) -> DirectBlock {
         let perGroup = g.groupOutChannels
         guard g.readsInPlace else { return DirectBlock(channels: min(6, perGroup), vectors: 2) }

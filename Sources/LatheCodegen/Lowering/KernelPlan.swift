@@ -32,6 +32,10 @@ public struct KernelPlan: Sendable {
     /// The model's ops the kernel computes, as the fusion passes recorded them (Node.sourceOps):
     /// "conv2d", "add", "relu" for a convolution with a residual Add and a ReLU fused in.
     public internal(set) var sourceOps: [String] = []
+    /// The element types of its operands and of its result: what the emitter generates code for
+    /// (float32 everywhere until typed tensors).
+    public internal(set) var operandElementTypes: [DType] = []
+    public internal(set) var resultElementType: DType = .float32
 
     init(_ algorithm: KernelAlgorithm, weightLayout: WeightLayout = .plain, split: ThreadSplit = .single, threads: Int,
          scratchFloatsPerThread: Int = 0, flops: Int, writesResultOnce: Bool = false) {
@@ -60,17 +64,20 @@ public struct KernelPlan: Sendable {
     public var algorithmName: String? { algorithm.name(packed: weightLayout.isPacked) }
 
     /// The plan of a kernel computing `op` (a graph node, fused or not) on operands of these
-    /// shapes. `constantWeights`: operand 1 is a constant, which may be laid out for the kernel
+    /// types. `constantWeights`: operand 1 is a constant, which may be laid out for the kernel
     /// at compile time. `threads`: the threads a run uses. `vectorWidth`: the target's, which
     /// sets the GEMM's register block and so the weights' panels.
     /// `sourceOps`: the model's ops the node holds (by default, `op` alone).
-    public static func make(_ op: Op, operandShapes shapes: [[Int]], resultShape: [Int], constantWeights: Bool,
+    public static func make(_ op: Op, operandTypes: [TensorType], resultType: TensorType, constantWeights: Bool,
                             threads: Int, vectorWidth: Int, sourceOps: [String]? = nil) -> KernelPlan {
+        let (shapes, resultShape) = (operandTypes.map(\.shape), resultType.shape)
         let flops = Kernel.flops(of: op, operandShapes: shapes, resultShape: resultShape)
         let context = PlanContext(shapes: shapes, resultShape: resultShape, constantWeights: constantWeights, threads: max(threads, 1),
                                   blocking: GemmBlocking(vectorWidth: vectorWidth), vectorWidth: vectorWidth, flops: flops)
         var plan = convolution(op, context) ?? product(op, context) ?? loops(op, context)
         plan.sourceOps = sourceOps ?? [op.name]
+        plan.operandElementTypes = operandTypes.map(\.dtype)
+        plan.resultElementType = resultType.dtype
         return plan
     }
 

@@ -66,7 +66,7 @@ struct ProgramBuilder {
             }
             var constantWeights = false
             if node.operands.count >= 2, case .constant = graph[node.operands[1]].op { constantWeights = true }
-            plans[node.id] = KernelPlan.make(node.op, operandShapes: node.operands.map { graph[$0].type.shape }, resultShape: node.type.shape,
+            plans[node.id] = KernelPlan.make(node.op, operandTypes: node.operands.map { graph[$0].type }, resultType: node.type,
                                              constantWeights: constantWeights, threads: threads, vectorWidth: vectorWidth, sourceOps: node.sourceOps)
         }
     }
