@@ -41,7 +41,7 @@ let package = Package(
         .testTarget(name: "LatheIRTests", dependencies: ["LatheIR", "LathePasses"]),
         .testTarget(name: "LatheCodegenTests", dependencies: ["LatheCodegen"]),
         .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheExamples", "LatheCodegen", "LatheRuntime"]),
-        .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheONNX"]),
+        .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheIR", "LatheONNX"]),
         .testTarget(name: "LatheONNXTests", dependencies: ["Lathe", "LatheONNX", "LatheConformance"]),
     ],
     swiftLanguageModes: [.v5]

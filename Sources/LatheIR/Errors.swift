@@ -15,6 +15,10 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
     case missingInput(name: String)
     case unknownInput(name: String, known: [String])
     case inputShapeMismatch(name: String, expected: [Int], got: [Int])
+    /// A feed whose element type is not the input's (never converted).
+    case inputElementTypeMismatch(name: String, expected: DType, got: DType)
+    /// A tensor read as a type it does not hold.
+    case elementTypeMismatch(what: String, expected: DType, got: DType)
     case inputSizeMismatch(name: String, expectedCount: Int, got: Int)
     case wrongInputCount(expected: Int, got: Int)
     case unknownOutput(name: String, known: [String])
@@ -51,6 +55,10 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
             return "unknown input '\(name)'; the model's inputs are \(known)"
         case let .inputShapeMismatch(name, expected, got):
             return "input '\(name)' has shape \(got), the model expects \(expected)"
+        case let .inputElementTypeMismatch(name, expected, got):
+            return "input '\(name)' holds \(got.rawValue) elements, the model expects \(expected.rawValue) (feeds are not converted)"
+        case let .elementTypeMismatch(what, expected, got):
+            return "\(what) holds \(got.rawValue) elements, not \(expected.rawValue)"
         case let .inputSizeMismatch(name, expected, got):
             return "input '\(name)' has \(got) scalars, the model expects \(expected)"
         case let .wrongInputCount(expected, got):

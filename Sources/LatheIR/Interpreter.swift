@@ -92,9 +92,12 @@ public enum Interpreter {
 public struct InputSpec: Hashable, Sendable {
     public let name: String
     public let shape: [Int]
-    public init(name: String, shape: [Int]) {
+    /// The element type a feed must hold (float32 until typed inputs).
+    public let dtype: DType
+    public init(name: String, shape: [Int], dtype: DType = .float32) {
         self.name = name
         self.shape = shape
+        self.dtype = dtype
     }
 }
 
@@ -108,6 +111,9 @@ public func checkFeeds(_ specs: [InputSpec], _ feeds: [String: HostTensor]) thro
         guard let feed = feeds[spec.name] else { throw LatheError.missingInput(name: spec.name) }
         guard feed.shape == spec.shape else {
             throw LatheError.inputShapeMismatch(name: spec.name, expected: spec.shape, got: feed.shape)
+        }
+        guard feed.dtype == spec.dtype else {
+            throw LatheError.inputElementTypeMismatch(name: spec.name, expected: spec.dtype, got: feed.dtype)
         }
     }
 }

@@ -3,7 +3,8 @@ import Foundation
 /// NumPy's .npy format: a magic string, a version, a Python-dict header
 /// ({'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }) and the raw elements.
 extension HostTensor {
-    /// Reads an .npy file of float, integer or boolean elements, converting them to float32.
+    /// Reads an .npy file of float, integer or boolean elements, in its own element type (an
+    /// int64 file gives an int64 tensor: nothing is converted).
     public init(npy data: Data) throws {
         func fail(_ reason: String) -> LatheError { .malformedFile("not a readable .npy: \(reason)") }
         let bytes = [UInt8](data)
@@ -36,35 +37,20 @@ extension HostTensor {
         guard let count = elementCount(shape) else { throw fail("shape \(shape) is too large") }
         let body = bytes[(start + headerLength)...]
 
-        func read<T>(_ type: T.Type, _ convert: (T) -> Float) throws -> [Float] {
-            let size = MemoryLayout<T>.size
-            guard body.count / size >= count else { throw fail("\(count) elements of \(descr) need \(count * size) bytes, found \(body.count)") }
-            return body.withUnsafeBytes { raw in (0..<count).map { convert(raw.loadUnaligned(fromByteOffset: $0 * size, as: T.self)) } }
-        }
         guard descr.first != ">" else { throw fail("big-endian data (\(descr))") }
-        let values: [Float]
-        switch descr.dropFirst() {
-        case "f4": values = try read(Float.self) { $0 }
-        case "f8": values = try read(Double.self) { Float($0) }
-        case "f2": values = try read(UInt16.self) { Float(Float16(bitPattern: $0)) }
-        case "i8": values = try read(Int64.self) { Float($0) }
-        case "i4": values = try read(Int32.self) { Float($0) }
-        case "i2": values = try read(Int16.self) { Float($0) }
-        case "i1": values = try read(Int8.self) { Float($0) }
-        case "u1", "b1": values = try read(UInt8.self) { Float($0) }
-        default: throw fail("element type \(descr)")
-        }
+        guard let dtype = DType(numpyDescr: descr) else { throw fail("element type \(descr)") }
+        let size = dtype.byteSize
+        guard body.count / size >= count else { throw fail("\(count) elements of \(descr) need \(count * size) bytes, found \(body.count)") }
+        var elements = Array(body.prefix(count * size))
         if fortran && shape.count > 1 {
             // Column-major: the data is the C-order tensor of the reversed shape, transposed.
-            let reversed = Array(shape.reversed())
-            let strides = contiguousStrides(reversed)
-            var ordered: [Float] = []
-            ordered.reserveCapacity(count)
-            forEachOffset(shape: shape, strides: [Array(strides.reversed())]) { ordered.append(values[$0[0]]) }
-            try self.init(shape: shape, scalars: ordered)
-        } else {
-            try self.init(shape: shape, scalars: values)
+            let strides = contiguousStrides(Array(shape.reversed()))
+            var ordered: [UInt8] = []
+            ordered.reserveCapacity(elements.count)
+            forEachOffset(shape: shape, strides: [Array(strides.reversed())]) { ordered.append(contentsOf: elements[($0[0] * size)..<($0[0] * size + size)]) }
+            elements = ordered
         }
+        try self.init(shape: shape, dtype: dtype, bytes: elements)
     }
 
     public init(npyFile url: URL) throws {
@@ -73,17 +59,19 @@ extension HostTensor {
         try self.init(npy: data)
     }
 
-    /// The tensor as an .npy file (version 1.0, little-endian float32, C order).
+    /// The tensor as an .npy file (version 1.0, little-endian, C order) of its own element type;
+    /// bfloat16, which NumPy lacks, is written as float32.
     public var npyData: Data {
         let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
-        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+        let descr = dtype.numpyDescr ?? "<f4"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': (\(dims)), }"
         let unpadded = 10 + header.utf8.count + 1
         header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
         var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
         let length = UInt16(header.utf8.count)
         data.append(contentsOf: [UInt8(length & 0xFF), UInt8(length >> 8)])
         data.append(contentsOf: Array(header.utf8))
-        scalars.withUnsafeBytes { data.append(contentsOf: $0) }
+        if dtype.numpyDescr == nil { scalars.withUnsafeBytes { data.append(contentsOf: $0) } } else { data.append(contentsOf: rawBytes) }
         return data
     }
 }

@@ -1,17 +1,3 @@
-/// Element types. Tensors flowing between kernels are float32; int64 is for shapes and
-/// indices carried as constants.
-public enum DType: String, Hashable, Sendable {
-    case float32 = "f32"
-    case int64 = "i64"
-
-    public var byteSize: Int {
-        switch self {
-        case .float32: return 4
-        case .int64: return 8
-        }
-    }
-}
-
 /// A static tensor type: element type and shape (row-major, every dimension known).
 public struct TensorType: Hashable, Sendable, CustomStringConvertible {
     public var dtype: DType
@@ -69,50 +55,6 @@ public struct SourceLocation: Hashable, Sendable, CustomStringConvertible {
     public static let unknown = SourceLocation(fileID: "<unknown>", line: 0)
     public var isKnown: Bool { line > 0 }
     public var description: String { "\(fileID):\(line)" }
-}
-
-/// A dense float32 tensor in host memory: what users pass in and get back, and what the
-/// reference interpreter computes on.
-public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
-    public let shape: [Int]
-    public var scalars: [Float]
-
-    /// Throws when the number of scalars does not match the shape.
-    public init(shape: [Int], scalars: [Float]) throws {
-        guard elementCount(shape) == scalars.count else {
-            throw LatheError.invalidTensor(shape: shape, scalarCount: scalars.count)
-        }
-        self.shape = shape
-        self.scalars = scalars
-    }
-
-    /// A tensor of one value. A negative dimension, or a shape past `maximumElementCount`,
-    /// gives an empty tensor (shape with a 0), never a trap.
-    public init(shape: [Int], repeating value: Float = 0) {
-        let clamped = shape.map { max($0, 0) }
-        self.shape = elementCount(clamped) == nil ? clamped.map { _ in 0 } : clamped
-        self.scalars = [Float](repeating: value, count: elementCount(self.shape) ?? 0)
-    }
-
-    /// Uniform values in [low, high) from a seeded generator: the same seed gives the same tensor.
-    public static func random(shape: [Int], seed: UInt64, in range: ClosedRange<Float> = -1...1) -> HostTensor {
-        var rng = SeededGenerator(seed: seed)
-        var t = HostTensor(shape: shape)
-        for i in t.scalars.indices { t.scalars[i] = Float.random(in: range, using: &rng) }
-        return t
-    }
-
-    public var count: Int { scalars.count }
-
-    /// A position-weighted sum: equal tensors give equal checksums, and a swap of two
-    /// elements changes it (a plain sum would not notice).
-    public var checksum: Double {
-        var total = 0.0
-        for (i, v) in scalars.enumerated() { total += Double(v) * Double(i % 97 + 1) }
-        return total
-    }
-
-    public var description: String { "HostTensor(\(shape), \(scalars.prefix(8))\(count > 8 ? "..." : ""))" }
 }
 
 /// SplitMix64: a small, fast, seedable generator so that weights and test data are reproducible.

@@ -1,4 +1,5 @@
 import Foundation
+import LatheIR
 import LatheONNX
 import Testing
 
@@ -104,6 +105,22 @@ struct ToolPathTests {
         #expect(try lathe("dump", file.path, "--dim", "N=7").out.contains("f32[7, 3]"))
         let bad = try lathe("run", file.path, "--dim", "N=0")
         #expect(bad.status == 64 && bad.err.contains("--dim takes NAME=VALUE with a positive VALUE"))
+    }
+
+    /// An .npy of another element type than the input's is an error naming both, not converted.
+    @Test func aFeedOfAnotherElementTypeIsAnError() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let model = folder.appendingPathComponent("symbolic.onnx"), ids = folder.appendingPathComponent("ids.npy")
+        try symbolicReluModel().write(to: model)
+        try HostTensor(shape: [2, 3], values: [Int64](0..<6)).npyData.write(to: ids)
+        let refused = try lathe("run", model.path, "--dim", "N=2", "--input", "x=\(ids.path)")
+        #expect(refused.status != 0)
+        #expect(refused.err.contains("input 'x' holds i64 elements, the model expects f32 (feeds are not converted)"), "\(refused.err)")
+        let floats = folder.appendingPathComponent("x.npy")
+        try HostTensor(shape: [2, 3], scalars: [-1, 0, 1, 2, -3, 4]).npyData.write(to: floats)
+        let run = try lathe("run", model.path, "--dim", "N=2", "--input", "x=\(floats.path)")
+        #expect(run.status == 0 && run.out.hasPrefix("y: f32[2, 3] checksum "))
     }
 
     @Test(.enabled(if: FileManager.default.fileExists(atPath: reluModel.path)))
