@@ -87,9 +87,9 @@ extension IRBuilder {
         let myScratch = scratch.map { pointer($0, imul(thread, int(g.gemmScratchFloats(prepackedWeights: prepackedWeights)))) }
         let packing = myScratch.map { pointer($0, int(g.unfoldFloats)) }
         let rows = g.tileRows
-        let fullTiles = g.needsUnfold ? g.outH / rows : 1
+        let fullTiles = plan.unfolds ? g.outH / rows : 1
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        let packs = packing != nil && plan.packs
+        let packs = plan.packs
 
         /// Output channels [channel, channel + count) of the group, output rows of the tile.
         func product(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?,
@@ -112,7 +112,7 @@ extension IRBuilder {
                          bias: rowBias, epilogue: epilogue)
                 }
             }
-            guard let myScratch, g.needsUnfold else {
+            guard let myScratch, plan.unfolds else {
                 let (first, columns) = share ?? (int(0), int(g.outputPlane))
                 multiply(b: MatrixView(base: channelInput, offset: first, rowStride: g.outputPlane),
                          c: MatrixView(base: output, offset: iadd(outputOffset, first), rowStride: g.outputPlane), columns: columns,
@@ -165,7 +165,7 @@ extension IRBuilder {
             forEachUnit(count: g.units, thread: thread, threads: threads) { u in
                 unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels)
             }
-        case let .columns(total, chunk) where packs && !g.needsUnfold:
+        case let .columns(total, chunk) where packs && !plan.unfolds:
             // A 1x1 convolution's output positions: each thread packs only its own columns of B.
             forThreadShare(total: total, chunk: chunk, thread: thread, outer: g.units) { u, start, count in
                 unit(u, channel: int(0), count: int(g.groupOutChannels), fixedCount: g.groupOutChannels, columns: (start, count))

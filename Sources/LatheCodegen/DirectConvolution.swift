@@ -204,13 +204,6 @@ extension IRBuilder {
 }
 
 extension ConvGeometry {
-    /// The direct kernel runs it: one input channel a group (depthwise, any channel multiplier)
-    /// and a window of at most 7 x 7, or one group of at most 4 channels and a window of at most 9
-    /// (a first layer: RGB or gray). Its taps are unrolled, so the windows are bounded.
-    var runsDirect: Bool {
-        (groups == channels && groups > 1 && outChannels % channels == 0 && kernelH * kernelW <= 49)
-            || (groups == 1 && channels <= 4 && kernelH * kernelW <= 9)
-    }
     /// Horizontally strided windows read the input planes where they are, each tap's vector
     /// dealt out of wider loads: a padded copy, dealt into stride phases, cost more than the
     /// convolution itself (MobileNet v2's stride-2 depthwise layers, 2-2.5x ONNX Runtime's time).

@@ -45,10 +45,10 @@ extension IRBuilder {
             case .input, .constant, .variable, .assign, .epilogue, .pooled:
                 throw LatheError.unsupported("\(op.name) is not a kernel")
             case .conv2dWeightGrad:
-                guard case let .weightGradient(g) = kernel.plan.algorithm, let scratch else {
+                guard case let .weightGradient(g, transposed) = kernel.plan.algorithm, let scratch else {
                     throw LatheError.unsupported("conv2d_weight_grad with shapes \(shapes)")
                 }
-                convolutionWeightGradient(g, dw: out, x: x[0], dy: x[1], scratch: scratch, split: kernel.split, thread: thread, threads: kernel.threads)
+                convolutionWeightGradient(g, transposed: transposed, dw: out, x: x[0], dy: x[1], scratch: scratch, split: kernel.split, thread: thread, threads: kernel.threads)
             case let .gatherGrad(axis, _):
                 gatherGradient(axis: axis, output: out, indices: x[0], dy: x[1], shape: shape, indexCount: kernel.operands[0].type.count)
             case let .pool2dGrad(a):
@@ -165,6 +165,7 @@ extension IRBuilder {
             directConvolution(g, block: block, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
                               epilogue: epilogue, split: split, thread: thread, threads: threads)
         case let (.conv2d, .unfoldedGemm(g)), let (.conv2d, .pointwiseGemm(g)):
+            guard scratch != nil || !(g.packs || g.unfolds) else { throw LatheError.backend("conv2d \(shapes): a GEMM convolution without scratch") }
             convolution(g, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch, epilogue: epilogue,
                         split: split, thread: thread, threads: threads, prepackedWeights: prepacked)
         default:

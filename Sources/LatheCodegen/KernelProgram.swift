@@ -148,6 +148,8 @@ extension KernelProgram {
             guard names.insert(name).inserted else { throw LatheError.duplicateName(name) }
             guard graph.contains(value) else { throw LatheError.foreignValue("output '\(name)'") }
         }
+        // The GEMM's register blocks exist for these widths only (ThreadSplit divides by them).
+        guard [4, 8, 16].contains(vectorWidth) else { throw LatheError.unsupported("a vector width of \(vectorWidth) floats (4, 8 or 16)") }
         var builder = ProgramBuilder(graph, outputs: outputs, threads: threads, vectorWidth: vectorWidth)
         builder.planKernels()
         builder.placeWeights()

@@ -129,7 +129,7 @@ extension IRBuilder {
     /// dW[OCg, ICg*KH*KW] += dy[OCg, OH*OW] x unfolded[ICg*KH*KW, OH*OW]^T (the unfolded image
     /// read down its columns by the packing of B). Threads take groups; or input channels, each
     /// unfolding and packing only its own (`.columns`); or rows of dW.
-    func convolutionWeightGradient(_ g: ConvGeometry, dw: LLVMValue, x: LLVMValue, dy: LLVMValue, scratch: LLVMValue,
+    func convolutionWeightGradient(_ g: ConvGeometry, transposed: Bool, dw: LLVMValue, x: LLVMValue, dy: LLVMValue, scratch: LLVMValue,
                                    split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let (depth, plane, rowsPerGroup, taps) = (g.unfoldedRows, g.outputPlane, g.groupOutChannels, g.kernelH * g.kernelW)
         let layout = g.weightGradientScratch
@@ -149,10 +149,9 @@ extension IRBuilder {
         let m = isub(rows.end, rows.start), channelCount = isub(channels.end, channels.start)
         let unfoldedHere = imul(channelCount, int(taps))
         let blocking = GemmBlocking(vectorWidth: vectorWidth)
-        // Fewer output channels than a register block's rows (an autoencoder's last layer): the
-        // transposed product dW^T[K, OCg] += unfolded x dy^T fills the register blocks and packs
-        // the unfolded image contiguously; dW^T is kept in scratch and transposed at the end.
-        let transposed = rowsPerGroup < blocking.rows && depth > rowsPerGroup
+        // `transposed` (the plan's, for fewer output channels than a register block's rows): the
+        // product dW^T[K, OCg] += unfolded x dy^T fills the register blocks and packs the
+        // unfolded image contiguously; dW^T is kept in scratch and transposed at the end.
         let work = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGT, m, int(0), "")!, LLVMBuildICmp(builder, LLVMIntSGT, channelCount, int(0), "")!, "")!
         ifElse(work, then: {
             loop(from: groups.start, to: groups.end) { group in

@@ -88,29 +88,12 @@ struct WinogradGeometry {
     /// that runs past the last tile of a row spills into the next row or into this slack.
     static let slack = 16
 
-    /// The convolutions Winograd serves: 3 x 3, stride 1, undilated, ungrouped, with enough
-    /// input channels that the transforms are paid back (they cost about as much as a GEMM
-    /// with a dozen channels) and at least 4 x 4 tiles an image: below that the transforms
-    /// compute mostly padding (the Keras CNN's 11 x 11 images as 3 x 3 tiles of 4 x 4 ran slower
-    /// than the GEMM). Those images take F(2x2, 3x3) when the batch has 16 of its tiles, a
-    /// register block's columns: ResNet's 7 x 7 images of batch 1 as 4 x 4 tiles, whose im2col
-    /// GEMM of 49 columns pads a fourth of its work; its transformed filters, 1.8 times the size
-    /// of the filters, come from memory (both measured: benchmarks/RESULTS.md, "Measurements behind choices in the code").
-    init?(_ conv: ConvGeometry) {
-        let a = conv.attributes
-        guard conv.kernelH == 3, conv.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], conv.groups == 1,
-              conv.channels >= 16, conv.outChannels >= 16 else { return nil }
-        func tiles(_ t: WinogradTransform) -> (Int, Int) { ((conv.outH + t.tile - 1) / t.tile, (conv.outW + t.tile - 1) / t.tile) }
-        let (y4, x4) = tiles(.f4x4), (y2, x2) = tiles(.f2x2)
-        if y4 >= 4 && x4 >= 4 {
-            transform = .f4x4
-        } else if y2 >= 4 && x2 >= 4 && conv.batch * y2 * x2 >= 16 {
-            transform = .f2x2
-        } else {
-            return nil
-        }
+    /// The geometry of `conv` (3 x 3, stride 1) computed with `transform`; which convolutions
+    /// take Winograd, and which transform, is KernelPlan's choice (ConvolutionPlan.swift).
+    init(_ conv: ConvGeometry, transform: WinogradTransform) {
+        self.transform = transform
         self.conv = conv
-        let (tilesY, tilesX) = tiles(transform)
+        let (tilesY, tilesX) = ((conv.outH + transform.tile - 1) / transform.tile, (conv.outW + transform.tile - 1) / transform.tile)
         stripRows = min(tilesY, (96 + tilesX - 1) / tilesX)
         // Small images: a unit is several whole images, in as even groups as make about 96 columns.
         let tiles = tilesX * tilesY

@@ -76,6 +76,27 @@ struct InPlaceTests {
         #expect(relativeError(got, expected) <= 1e-5)
     }
 
+    /// Split by rows among 3 threads, 37 rows go as 18, 18 and 1: the last thread's one row
+    /// streams B into C before it reads the residual, so the residual keeps its own buffer even
+    /// though the whole product would write C once.
+    @Test func aResidualOfAProductWhoseLastRowChunkStreamsIsNotOverwritten() throws {
+        let g = Graph(seed: 14)
+        let a = try g.input("a", shape: [37, 256]), b = try g.input("b", shape: [256, 24]), z = try g.input("z", shape: [37, 24])
+        let residual = try z.softmax(axis: 1)   // a kernel of its own, whose result dies at the sum
+        let y = try (a.matmul(b) + residual).softmax(axis: 1)   // the sum in the arena, not an output
+        let optimized = try Pipeline.run(g, outputs: [y.id])
+        let program = try KernelProgram.build(optimized.graph, outputs: [("y", optimized.outputs[0])], threads: 3)
+        let epilogue = try #require(program.kernels.first { if case .node(.epilogue) = $0.work { return true } else { return false } })
+        #expect(epilogue.split == .rows(total: 37, chunk: 18))
+        #expect(epilogue.operands.count == 3, "the residual is the epilogue's operand")
+        #expect(epilogue.inPlaceOperand == nil)
+        let feeds = ["a": HostTensor.random(shape: [37, 256], seed: 15), "b": HostTensor.random(shape: [256, 24], seed: 16),
+                     "z": HostTensor.random(shape: [37, 24], seed: 17)]
+        let got = try g.compile(outputs: ["y": y], options: CompileOptions(threads: 3)).run(feeds)["y"]!
+        let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
+        #expect(relativeError(got, expected) <= 1e-5)
+    }
+
     /// A batch-1 channel concat whose operands are computed for it alone runs no kernel: its
     /// operands' kernels write into its buffer (ConcatInPlace.swift). One that reads an input, or
     /// a value read elsewhere too, or concatenates along an axis after a longer one, copies.

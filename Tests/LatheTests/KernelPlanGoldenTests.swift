@@ -21,6 +21,18 @@ struct KernelPlanGoldenTests {
         }
     }
 
+    /// Vector widths the GEMM has register blocks for: 4, 8 and 16 floats; any other is an error.
+    @Test func anUnknownVectorWidthIsAnError() throws {
+        let (graph, outputs) = try Examples.mnistCNN.graph(batch: 1, seed: 0)
+        let named = outputs.map { ($0.name, $0.value.id) }
+        for width in [0, 3, 32] {
+            #expect(throws: LatheError.unsupported("a vector width of \(width) floats (4, 8 or 16)")) {
+                try Compiler.lower(graph, outputs: named, threads: 2, vectorWidth: width)
+            }
+        }
+        for width in [4, 8, 16] { _ = try Compiler.lower(graph, outputs: named, threads: 2, vectorWidth: width) }
+    }
+
     @Test func mnistCNN() throws {
         let (graph, outputs) = try Examples.mnistCNN.graph(batch: 64, seed: 0)
         Self.expectLines(try Self.planText(graph, outputs.map { ($0.name, $0.value.id) }), """

@@ -8,7 +8,7 @@ import LatheIR
 ///    stride 1, enough channels and tiles) and its weights are constant: they are transformed at
 ///    compile time (WeightLayout.winograd). The work is split by strips of tiles, else by output
 ///    channels.
-/// 2. Direct, where ConvGeometry.runsDirect (depthwise, or a first layer of at most 4 channels):
+/// 2. Direct, where `runsDirect` (depthwise, or a first layer of at most 4 channels):
 ///    the taps unrolled over each window. Split by images x groups, else by output rows.
 /// 3. A GEMM per image, group and tile of output rows: the input unfolded into scratch a tile at
 ///    a time (im2col), or read in place by a 1x1, stride-1, unpadded convolution. Constant
@@ -29,12 +29,13 @@ extension KernelPlan {
         // A GEMM over several K blocks, or one streaming B, stores partial sums into C before
         // it reads the residual: only one that writes C once may overwrite it.
         let once = GemmBlocking.writesResultOnce((m: g.outChannels, k: g.unfoldedRows))
-        if c.constantWeights, let w = WinogradGeometry(g) {
+        if c.constantWeights, let transform = winogradTransform(g) {
+            let w = WinogradGeometry(g, transform: transform)
             let split = ThreadSplit.plan(units: w.units, rows: g.outChannels, flops: c.flops, threads: c.threads, blocking: c.blocking)
             return KernelPlan(.winograd(w), weightLayout: .winograd(tile: w.transform.tile, outChannels: g.outChannels, inChannels: g.channels, panel: c.blocking.rows),
                               split: split, threads: c.threads, scratchFloatsPerThread: w.scratchFloats, flops: c.flops, writesResultOnce: once)
         }
-        if g.runsDirect {
+        if runsDirect(g) {
             return KernelPlan(.direct(g, block: directBlock(g)), split: directSplit(g, c), threads: c.threads, scratchFloatsPerThread: g.directScratchFloats,
                               flops: c.flops, writesResultOnce: once)
         }
@@ -44,9 +45,40 @@ extension KernelPlan {
         // Only where every target packs it: the columns split has no unpacked form.
         let columns = g.needsUnfold || !g.packs(vectorWidth: 16) ? 0 : g.outputPlane
         let split = ThreadSplit.plan(units: g.units, rows: g.groupOutChannels, columns: columns, flops: c.flops, threads: c.threads, blocking: c.blocking)
-        let gemm = ConvolutionGemm(geometry: g, packs: packs, readsInputInPlace: !g.needsUnfold && g.groupOutChannels <= GemmBlocking.inPlaceRows)
+        let gemm = ConvolutionGemm(geometry: g, packs: packs, unfolds: g.needsUnfold,
+                                   readsInputInPlace: !g.needsUnfold && g.groupOutChannels <= GemmBlocking.inPlaceRows)
+        // Each GEMM is one group's output channels, or a chunk of them.
+        let gemmWritesOnce = once && writesResultOnce(m: g.groupOutChannels, k: g.unfoldedRows, split: split)
         return KernelPlan(g.needsUnfold ? .unfoldedGemm(gemm) : .pointwiseGemm(gemm), weightLayout: layout, split: split, threads: c.threads,
-                          scratchFloatsPerThread: g.gemmScratchFloats(prepackedWeights: layout.isPacked), flops: c.flops, writesResultOnce: once)
+                          scratchFloatsPerThread: g.gemmScratchFloats(prepackedWeights: layout.isPacked), flops: c.flops, writesResultOnce: gemmWritesOnce)
+    }
+
+    /// The convolutions Winograd serves: 3 x 3, stride 1, undilated, ungrouped, with enough
+    /// input channels that the transforms are paid back (they cost about as much as a GEMM with a
+    /// dozen channels) and at least 4 x 4 tiles an image: below that the transforms compute
+    /// mostly padding (the Keras CNN's 11 x 11 images as 3 x 3 tiles of 4 x 4 ran slower than the
+    /// GEMM). Those images take F(2x2, 3x3) when the batch has 16 of its tiles, a register
+    /// block's columns: ResNet's 7 x 7 images of batch 1 as 4 x 4 tiles, whose im2col GEMM of 49
+    /// columns pads a fourth of its work; its transformed filters, 1.8 times the size of the
+    /// filters, come from memory (both measured: benchmarks/RESULTS.md, "Measurements behind
+    /// choices in the code").
+    static func winogradTransform(_ g: ConvGeometry) -> WinogradTransform? {
+        let a = g.attributes
+        guard g.kernelH == 3, g.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], g.groups == 1,
+              g.channels >= 16, g.outChannels >= 16 else { return nil }
+        func tiles(_ t: WinogradTransform) -> (Int, Int) { ((g.outH + t.tile - 1) / t.tile, (g.outW + t.tile - 1) / t.tile) }
+        let (y4, x4) = tiles(.f4x4), (y2, x2) = tiles(.f2x2)
+        if y4 >= 4 && x4 >= 4 { return .f4x4 }
+        if y2 >= 4 && x2 >= 4 && g.batch * y2 * x2 >= 16 { return .f2x2 }
+        return nil
+    }
+
+    /// The direct kernel runs it: one input channel a group (depthwise, any channel multiplier)
+    /// and a window of at most 7 x 7, or one group of at most 4 channels and a window of at most 9
+    /// (a first layer: RGB or gray). Its taps are unrolled, so the windows are bounded.
+    static func runsDirect(_ g: ConvGeometry) -> Bool {
+        (g.groups == g.channels && g.groups > 1 && g.outChannels % g.channels == 0 && g.kernelH * g.kernelW <= 49)
+            || (g.groups == 1 && g.channels <= 4 && g.kernelH * g.kernelW <= 9)
     }
 
     /// Output channels and vectors of outputs along a row whose sums stay in registers (measured

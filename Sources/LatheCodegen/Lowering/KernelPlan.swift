@@ -4,7 +4,9 @@ import LatheIR
 /// function of its op family (`KernelPlan.make`): the algorithm with its geometry, the layout
 /// its constant weights are stored in, how its work is split among threads, the scratch it
 /// needs and the work it does. The emitter, the scratch sizing, the thread plan, `lathe
-/// inspect` and `bench --profile` read the plan; none of them decides any of it again.
+/// inspect` and `bench --profile` read the plan; none of them decides any of it again. (The
+/// GEMM emitter still picks each product's loop, packed, streaming or register-blocked, by the
+/// size of a thread's chunk; `writesResultOnce` accounts for every chunk a split leaves.)
 ///
 /// The plan functions, one an op family:
 /// - `KernelPlan.convolution` (ConvolutionPlan.swift): conv2d, alone, with an epilogue, or
@@ -51,6 +53,15 @@ public struct KernelPlan: Sendable {
     /// Its threads claim units one at a time from a counter at the start of its scratch
     /// (Threading.swift's forEachUnit), which the entry zeroes before each run of the kernel.
     public var claimsUnits: Bool { ThreadSplit.claimsUnits(split, threads: threads) }
+
+    /// Whether every GEMM of k that a split leaves a thread, of m rows or of a chunk of them
+    /// (the last chunk of a rows split may be a single row, which streams B into C), stores each
+    /// result once (GemmBlocking.writesResultOnce).
+    static func writesResultOnce(m: Int, k: Int, split: ThreadSplit) -> Bool {
+        var rows = [m]
+        if case let .rows(total, chunk) = split, chunk > 0, total > 0 { rows = [min(chunk, total), total - (total - 1) / chunk * chunk] }
+        return rows.allSatisfy { GemmBlocking.writesResultOnce((m: $0, k: k)) }
+    }
 
     /// The floats of the kernel's scratch: its counter, then each thread's part.
     public var scratchFloats: Int {
@@ -118,8 +129,10 @@ indirect enum KernelAlgorithm: Sendable {
     case gemm(m: Int, n: Int, k: Int, batch: Int)
     /// The LSTM's steps, a GEMM and the gates each (RecurrentKernel.swift).
     case recurrent(LSTMGeometry)
-    /// A convolution's weight gradient: unfold, then a GEMM per group (TrainingKernels.swift).
-    case weightGradient(ConvGeometry)
+    /// A convolution's weight gradient: unfold, then a GEMM per group (TrainingKernels.swift);
+    /// `transposed`: the product dW^T = unfolded x dy^T, for fewer output channels than a
+    /// register block's rows.
+    case weightGradient(ConvGeometry, transposed: Bool)
     /// A transposed convolution: a GEMM into columns, then their scatter (ConvolutionTransposed.swift).
     case transposedConvolution(ConvTransposeGeometry)
     /// Loops over the elements: elementwise ops, pooling, reductions, softmax, copies.
@@ -152,6 +165,9 @@ struct ConvolutionGemm: Sendable {
     /// The packed GEMM runs it (the sizes are run-time values, one copy of the code for every
     /// tile and chunk), else a small GEMM specialized for its sizes.
     let packs: Bool
+    /// The input is unfolded a tile of output rows at a time (im2col); else (a 1x1, stride-1,
+    /// unpadded convolution) the GEMM reads it as B.
+    let unfolds: Bool
     /// A 1x1 convolution to a few output channels: the packed GEMM reads B where it is.
     let readsInputInPlace: Bool
 }

@@ -22,7 +22,10 @@ extension KernelPlan {
         switch op.unfused {
         case let .conv2dWeightGrad(a, _):
             if let g = ConvGeometry(input: s[0], weights: result, output: s[1], a) {
-                algorithm = .weightGradient(g)
+                // Fewer output channels than a register block's rows (an autoencoder's last
+                // layer): the transposed product fills the register blocks instead.
+                let transposed = g.groupOutChannels < c.blocking.rows && g.unfoldedRows > g.groupOutChannels
+                algorithm = .weightGradient(g, transposed: transposed)
                 scratch = g.weightGradientScratch.floats
             }
         case let .convTranspose2d(a):

@@ -2,8 +2,10 @@ import LatheIR
 
 /// The kernel plan as text, one kernel a line (`lathe dump MODEL --kernels`):
 ///
-///     k1_conv2d_epilogue  conv2d+relu  im2col+gemm M=64 N=121 K=288, 1 unit (11-row tiles)  f32[1, 32, 13, 13], ... -> f32[1, 64, 11, 11]
-///         weights gemm panels of 6 rows  2 threads: rows 64 in chunks of 36  scratch 52288 B at arena+0  out arena+52288
+///     k5_conv2d_epilogue  conv2d+add+relu  gemm 1x1, M=256 N=3136 K=64 a unit, 1 unit  f32[1, 64, 56, 56], ...
+///         -> f32[1, 256, 56, 56]  weights gemm panels of 6 rows  2 threads: columns 3136 in chunks of 1568
+///         scratch 524352 B at arena+0  in arena+8314368, weights+732864, weights+664768, arena+4300288
+///         out arena+4300288 (over operand 3)
 ///
 /// (one line in the output): its name, the model's ops it holds, its algorithm with the
 /// geometry the emitter reads, its operand and result types, the layout of its constant
@@ -65,8 +67,9 @@ extension KernelAlgorithm {
             return "gemm M=\(m) N=\(n) K=\(k)" + (batch > 1 ? ", \(count(batch, "product"))" : "")
         case let .recurrent(l):
             return "lstm \(l.steps) steps, batch \(l.batch), hidden \(l.hidden): a gemm and the gates a step"
-        case let .weightGradient(g):
-            return "weight gradient \(g.window), M=\(g.groupOutChannels) N=\(g.unfoldedRows) K=\(g.outputPlane) a group"
+        case let .weightGradient(g, transposed):
+            let (m, n) = transposed ? (g.unfoldedRows, g.groupOutChannels) : (g.groupOutChannels, g.unfoldedRows)
+            return "weight gradient \(g.window)\(transposed ? ", transposed" : ""), M=\(m) N=\(n) K=\(g.outputPlane) a group"
         case let .transposedConvolution(g):
             return "transposed convolution \(g.kernelH)x\(g.kernelW), gemm M=\(g.columnRows) N=\(g.inputPlane) K=\(g.groupChannels) then scatter"
         case .loops:

@@ -23,7 +23,7 @@ extension KernelPlan {
                 ? ThreadSplit.matrix(rows: m, columns: n, threads: c.threads, blocking: c.blocking) : .single
             return KernelPlan(.gemm(m: m, n: n, k: k, batch: 1), weightLayout: layout, split: split, threads: c.threads,
                               scratchFloatsPerThread: GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !layout.isPacked), flops: c.flops,
-                              writesResultOnce: GemmBlocking.writesResultOnce((m: m, k: k)))
+                              writesResultOnce: writesResultOnce(m: m, k: k, split: split))
         case .matmul:
             let (m, n, k) = matmulSizes(s[0], s[1])
             let layout = columnPanels(m: m, n: n, k: k, c)
@@ -35,7 +35,7 @@ extension KernelPlan {
             }
             return KernelPlan(.gemm(m: m, n: n, k: k, batch: batch), weightLayout: layout, split: split, threads: c.threads,
                               scratchFloatsPerThread: GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !layout.isPacked), flops: c.flops,
-                              writesResultOnce: GemmBlocking.writesResultOnce((m: m, k: k)))
+                              writesResultOnce: writesResultOnce(m: m, k: k, split: split))
         case .lstm:
             guard let l = LSTMGeometry(resultShape: c.resultShape) else { return KernelPlan(.loops, threads: 1, flops: c.flops) }
             let layout: WeightLayout = c.constantWeights ? .gemmColumnPanels(depth: s[1][0], columns: s[1][1], panel: c.blocking.columns) : .plain
