@@ -38,9 +38,10 @@ public struct Tensor: CustomStringConvertible {
 }
 
 extension Graph {
-    /// Declares an input fed at run time under `name`.
-    public func input(_ name: String, shape: [Int], fileID: String = #fileID, line: Int = #line) throws -> Tensor {
-        Tensor(graph: self, id: try addInput(name: name, shape: shape, location: SourceLocation(fileID: fileID, line: line)))
+    /// Declares an input fed at run time under `name`, of element type `dtype` (the interpreter
+    /// takes any; every op, and so a compiled model, takes f32 until the typed kernels come).
+    public func input(_ name: String, dtype: DType = .float32, shape: [Int], fileID: String = #fileID, line: Int = #line) throws -> Tensor {
+        Tensor(graph: self, id: try addInput(name: name, shape: shape, dtype: dtype, location: SourceLocation(fileID: fileID, line: line)))
     }
 
     /// A constant tensor (weights, a scalar...).

@@ -3,6 +3,8 @@
 public enum LatheError: Error, Equatable, CustomStringConvertible {
     /// An op was given operands whose shapes (or count) it cannot take. Thrown while the graph is built.
     case shapeMismatch(op: String, shapes: [[Int]], reason: String, location: SourceLocation)
+    /// An op was given operands of element types it cannot take. Thrown while the graph is built.
+    case elementTypeError(op: String, types: [DType], reason: String, location: SourceLocation)
     /// An op's attribute is out of range (a negative stride, an axis past the rank, ...).
     case invalidAttribute(op: String, reason: String, location: SourceLocation)
     /// The graph breaks an IR rule (found by the verifier).
@@ -40,6 +42,8 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
         case let .shapeMismatch(op, shapes, reason, location):
             let shown = shapes.map { "\($0)" }.joined(separator: ", ")
             return "\(location): shape error in \(op): \(reason) (operand shapes: \(shown))"
+        case let .elementTypeError(op, types, reason, location):
+            return "\(location): element type error in \(op): \(reason) (operand types: \(types.map(\.rawValue).joined(separator: ", ")))"
         case let .invalidAttribute(op, reason, location):
             return "\(location): invalid attribute of \(op): \(reason)"
         case let .invalidGraph(node, reason):

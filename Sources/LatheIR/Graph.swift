@@ -58,24 +58,25 @@ public final class Graph {
     /// The graph inputs in the order they were declared.
     public var inputs: [Node] { nodes.filter { if case .input = $0.op { return true } else { return false } } }
 
-    public func addInput(name: String, shape: [Int], location: SourceLocation = .unknown) throws -> ValueID {
+    /// A graph input of `shape` and element type `dtype`, fed at run time under `name`.
+    public func addInput(name: String, shape: [Int], dtype: DType = .float32, location: SourceLocation = .unknown) throws -> ValueID {
         guard elementCount(shape) != nil else {
             throw LatheError.invalidAttribute(op: "input", reason: "input '\(name)' has shape \(shape); dimensions must be non-negative and the tensor at most \(maximumElementCount) elements", location: location)
         }
         guard !inputNames.contains(name) else { throw LatheError.duplicateName(name) }
         inputNames.insert(name)
-        return append(.input(name: name), [], TensorType(.float32, shape), name: name, location: location)
+        return append(.input(name: name), [], TensorType(dtype, shape), name: name, location: location)
     }
 
     public func addConstant(_ tensor: HostTensor, name: String? = nil, location: SourceLocation = .unknown) -> ValueID {
         constants.append(tensor)
-        return append(.constant(slot: constants.count - 1), [], TensorType(.float32, tensor.shape), name: name, location: location)
+        return append(.constant(slot: constants.count - 1), [], TensorType(tensor.dtype, tensor.shape), name: name, location: location)
     }
 
     /// Adds state that a training step updates (see Op.variable), starting at `tensor`.
     public func addVariable(_ tensor: HostTensor, name: String? = nil, location: SourceLocation = .unknown) -> ValueID {
         constants.append(tensor)
-        return append(.variable(slot: constants.count - 1), [], TensorType(.float32, tensor.shape), name: name, location: location)
+        return append(.variable(slot: constants.count - 1), [], TensorType(tensor.dtype, tensor.shape), name: name, location: location)
     }
 
     /// A variable that training updates (a layer's weight); `writeBack` hands the learned value
@@ -127,6 +128,9 @@ public final class Graph {
             let described = describeOperands(op, operands, location)
             if error.isAttribute {
                 throw LatheError.invalidAttribute(op: described, reason: error.reason, location: location)
+            }
+            if error.isElementType {
+                throw LatheError.elementTypeError(op: described, types: types.map(\.dtype), reason: error.reason, location: location)
             }
             throw LatheError.shapeMismatch(op: described, shapes: types.map(\.shape), reason: error.reason, location: location)
         }

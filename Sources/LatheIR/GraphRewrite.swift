@@ -30,7 +30,7 @@ public final class GraphRewrite {
         let new: ValueID
         switch node.op {
         case .input:
-            new = try target.addInput(name: node.name, shape: node.type.shape, location: node.location)
+            new = try target.addInput(name: node.name, shape: node.type.shape, dtype: node.type.dtype, location: node.location)
         case let .constant(slot):
             new = target.addConstant(source.constants[slot], name: node.name, location: node.location)
         case let .variable(slot):

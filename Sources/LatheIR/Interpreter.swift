@@ -4,7 +4,7 @@ public enum Interpreter {
     /// Runs the graph and returns the tensors of `outputs`, in order. Assigns run too: after
     /// the call each assigned variable holds its new value (a training step).
     public static func run(_ graph: Graph, outputs: [ValueID], feeds: [String: HostTensor]) throws -> [HostTensor] {
-        try checkFeeds(graph.inputs.map { InputSpec(name: $0.name, shape: $0.type.shape) }, feeds)
+        try checkFeeds(graph.inputs.map { InputSpec(name: $0.name, shape: $0.type.shape, dtype: $0.type.dtype) }, feeds)
         for v in outputs where !graph.contains(v) { throw LatheError.foreignValue("output \(v)") }
         let needed = graph.liveNodes(outputs: outputs)
         var values = [HostTensor?](repeating: nil, count: graph.nodes.count)

@@ -12,8 +12,11 @@ public enum FusionClass: Int, Comparable, Sendable {
 public struct OpRuleFailure: Error {
     public var reason: String
     public var isAttribute: Bool
+    /// The operands' element types, not their shapes, are wrong.
+    public var isElementType = false
     static func shape(_ reason: String) -> OpRuleFailure { OpRuleFailure(reason: reason, isAttribute: false) }
     static func attribute(_ reason: String) -> OpRuleFailure { OpRuleFailure(reason: reason, isAttribute: true) }
+    static func elementType(_ reason: String) -> OpRuleFailure { OpRuleFailure(reason: reason, isAttribute: false, isElementType: true) }
 }
 
 extension UnaryFn {

@@ -12,8 +12,9 @@ extension Op {
         guard arity.contains(operands.count) else {
             throw .shape("takes \(arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound)...\(arity.upperBound)") operands, got \(operands.count)")
         }
-        for t in operands where t.dtype != .float32 {
-            throw .shape("operands must be f32, got \(t)")
+        // Every op computes on f32 until the typed kernels come.
+        for (i, t) in operands.enumerated() where t.dtype != .float32 {
+            throw .elementType("takes f32 operands; operand \(i) is \(t)")
         }
         let shapes = operands.map(\.shape)
         switch self {

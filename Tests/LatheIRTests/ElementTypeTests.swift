@@ -88,3 +88,33 @@ struct ElementTypeTests {
         #expect(message == "input 'x' holds i64 elements, the model expects f32 (feeds are not converted)")
     }
 }
+
+@Suite("Element types in the graph: typed inputs and constants, and ops that refuse them")
+struct GraphElementTypeTests {
+    @Test func anOpGivenAnotherTypeIsAnElementTypeError() throws {
+        let g = Graph()
+        let ids = try g.addInput(name: "ids", shape: [2, 3], dtype: .int64, location: SourceLocation(fileID: "M/ids.swift", line: 4))
+        let x = try g.addInput(name: "x", shape: [2, 3])
+        #expect(g[ids].type == TensorType(.int64, [2, 3]))
+        #expect(throws: LatheError.elementTypeError(op: "add", types: [.float32, .int64], reason: "takes f32 operands; operand 1 is i64[2, 3]",
+                                                   location: SourceLocation(fileID: "M/net.swift", line: 9))) {
+            try g.addNode(.binary(.add), [x, ids], location: SourceLocation(fileID: "M/net.swift", line: 9))
+        }
+        let message = LatheError.elementTypeError(op: "add", types: [.float32, .int64], reason: "takes f32 operands; operand 1 is i64[2, 3]",
+                                                  location: SourceLocation(fileID: "M/net.swift", line: 9)).description
+        #expect(message == "M/net.swift:9: element type error in add: takes f32 operands; operand 1 is i64[2, 3] (operand types: f32, i64)")
+        let mask = g.addConstant(try HostTensor(shape: [3], values: [true, false, true]), name: "mask")
+        #expect(g[mask].type == TensorType(.bool, [3]))
+    }
+
+    /// The interpreter passes a typed input through to an output, fed with its own type only.
+    @Test func theInterpreterTakesTypedFeeds() throws {
+        let g = Graph()
+        let ids = try g.addInput(name: "ids", shape: [3], dtype: .int64)
+        let feed = try HostTensor(shape: [3], values: [Int64(7), 16_777_217, -1])
+        #expect(try Interpreter.run(g, outputs: [ids], feeds: ["ids": feed]) == [feed])
+        #expect(throws: LatheError.inputElementTypeMismatch(name: "ids", expected: .int64, got: .float32)) {
+            try Interpreter.run(g, outputs: [ids], feeds: ["ids": HostTensor(shape: [3], scalars: [7, 1, -1])])
+        }
+    }
+}

@@ -32,6 +32,19 @@ struct ErrorTests {
         #expect(error?.description.contains("[8, 4, 3, 3]") == true)
     }
 
+    /// Token ids declared in the DSL: an op given them names the op, the types and the line; a
+    /// model that passes them straight through does not compile (its kernels are f32 only).
+    @Test func typedInputsAreRefusedWhereKernelsAreF32() throws {
+        let g = Graph()
+        let ids = try g.input("ids", dtype: .int64, shape: [1, 4])
+        let line = #line + 1
+        let error = #expect(throws: LatheError.self) { try ids.relu() }
+        #expect(error?.description.hasPrefix("LatheTests/ErrorTests.swift:\(line): element type error in relu") == true, "\(String(describing: error))")
+        #expect(throws: LatheError.unsupported("input 'ids' holds i64 elements; compiled models take and give f32 tensors (the interpreter runs it)")) {
+            try g.compile(outputs: ["ids": ids])
+        }
+    }
+
     @Test func kernelTooLargeForInput() throws {
         let g = Graph()
         let x = try g.input("x", shape: [1, 1, 4, 4])

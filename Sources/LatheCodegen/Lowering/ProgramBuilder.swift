@@ -218,7 +218,7 @@ struct ProgramBuilder {
                                   result: KernelBuffer(location: .output(copy.output), type: graph[copy.value].type), scratch: nil, plan: .copy))
         }
         return KernelProgram(kernels: kernels,
-                             inputs: graph.inputs.map { InputSpec(name: $0.name, shape: $0.type.shape) },
+                             inputs: graph.inputs.map { InputSpec(name: $0.name, shape: $0.type.shape, dtype: $0.type.dtype) },
                              outputs: outputs.map { ($0.name, graph[$0.value].type) },
                              arenaBytes: memory.arenaBytes, lowerBoundBytes: memory.lowerBoundBytes,
                              naiveBytes: planned.reduce(0) { $0 + MemoryPlanner.align($1.bytes) }, buffers: planned,
