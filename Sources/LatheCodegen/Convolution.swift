@@ -79,12 +79,12 @@ extension IRBuilder {
     /// thread takes a run of units, or (`.rows`) a chunk of output channels of every unit; each
     /// thread has its own scratch. When the GEMM packs, one copy of the code serves every tile
     /// and chunk size (they are run-time values); the small unpacked ones are specialized.
-    func convolution(_ plan: ConvolutionGemm, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
+    func convolution(_ plan: ConvolutionGemm, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?, threadScratchFloats: Int,
                      epilogue: GemmEpilogue? = nil, split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1,
                      prepackedWeights: Bool = false) {
         let g = plan.geometry
         let thread = thread ?? int(0)
-        let myScratch = scratch.map { pointer($0, imul(thread, int(g.gemmScratchFloats(prepackedWeights: prepackedWeights)))) }
+        let myScratch = scratch.map { pointer($0, imul(thread, int(threadScratchFloats))) }
         let packing = myScratch.map { pointer($0, int(g.unfoldFloats)) }
         let rows = g.tileRows
         let fullTiles = plan.unfolds ? g.outH / rows : 1

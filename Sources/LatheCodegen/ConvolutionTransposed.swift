@@ -32,9 +32,9 @@ extension IRBuilder {
     /// as the bias (or zero), the GEMM makes its columns in this thread's scratch, and each
     /// column adds into the output.
     func convolutionTransposed(_ g: ConvTransposeGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue,
-                               split: ThreadSplit, thread: LLVMValue, threads: Int) {
+                               threadScratchFloats: Int, split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let a = g.attributes
-        let mine = pointer(scratch, imul(thread, int(g.scratchFloats)))
+        let mine = pointer(scratch, imul(thread, int(threadScratchFloats)))
         let columns = mine, packing = pointer(mine, int(g.columnRows * g.inputPlane))
         let units = unitShare(split, count: g.batch * g.groups, thread: thread, threads: threads)
         loop(from: units.start, to: units.end) { unit in

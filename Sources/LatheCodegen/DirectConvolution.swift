@@ -14,10 +14,10 @@ import LatheIR
 /// and the Keras CNN). Then bias and epilogue, and the stores; the last outputs of a row that
 /// fill no vector go as one masked vector.
 extension IRBuilder {
-    func directConvolution(_ g: ConvGeometry, block registerBlock: DirectBlock, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?,
+    func directConvolution(_ g: ConvGeometry, block registerBlock: DirectBlock, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, scratch: LLVMValue?, threadScratchFloats: Int,
                            epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
         // Padded copies of the group's planes, unless it reads them in place (and has no scratch).
-        let planes = scratch.map { pointer($0, imul(thread, int(g.directScratchFloats))) } ?? input
+        let planes = scratch.map { pointer($0, imul(thread, int(threadScratchFloats))) } ?? input
         let units = g.batch * g.groups
         let perGroup = g.groupOutChannels
         let block = registerBlock.channels

@@ -48,7 +48,8 @@ extension IRBuilder {
                 guard case let .weightGradient(g, transposed) = kernel.plan.algorithm, let scratch else {
                     throw LatheError.unsupported("conv2d_weight_grad with shapes \(shapes)")
                 }
-                convolutionWeightGradient(g, transposed: transposed, dw: out, x: x[0], dy: x[1], scratch: scratch, split: kernel.split, thread: thread, threads: kernel.threads)
+                convolutionWeightGradient(g, transposed: transposed, dw: out, x: x[0], dy: x[1], scratch: scratch,
+                                          threadScratchFloats: kernel.plan.scratchFloatsPerThread, split: kernel.split, thread: thread, threads: kernel.threads)
             case let .gatherGrad(axis, _):
                 gatherGradient(axis: axis, output: out, indices: x[0], dy: x[1], shape: shape, indexCount: kernel.operands[0].type.count)
             case let .pool2dGrad(a):
@@ -112,6 +113,7 @@ extension IRBuilder {
                     throw LatheError.unsupported("conv_transpose2d with shapes \(shapes)")
                 }
                 convolutionTransposed(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
+                                      threadScratchFloats: kernel.plan.scratchFloatsPerThread,
                                       split: kernel.split, thread: thread, threads: kernel.threads)
             case let .gather(axis):
                 gather(axis: axis, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexCount: kernel.operands[1].type.count)
@@ -126,6 +128,7 @@ extension IRBuilder {
             case let .lstm(reverse):
                 guard case let .recurrent(l) = kernel.plan.algorithm, let scratch else { throw LatheError.unsupported("lstm with shapes \(shapes)") }
                 lstmSequence(l, reverse: reverse, output: out, gatesX: x[0], weights: x[1], h0: x[2], c0: x[3], scratch: scratch,
+                             threadScratchFloats: kernel.plan.scratchFloatsPerThread,
                              prepackedWeights: kernel.weightLayout.isPacked, split: kernel.split, thread: thread, threads: kernel.threads)
             case let .lrn(size, alpha, beta, bias):
                 localResponseNorm(size: size, alpha: alpha, beta: beta, bias: bias, output: out, input: x[0], shape: shape)
@@ -158,15 +161,17 @@ extension IRBuilder {
         case let (.conv2d, .winograd(w)):
             // The weights are transformed: no other kernel may read them.
             guard let scratch else { throw LatheError.backend("conv2d \(shapes): Winograd without scratch") }
-            winogradConvolution(w, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
+            winogradConvolution(w, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch, threadScratchFloats: plan.scratchFloatsPerThread,
                                 epilogue: epilogue, split: split, thread: thread, threads: threads)
         case let (.conv2d, .direct(g, block)):
             guard scratch != nil || g.readsInPlace else { throw LatheError.backend("conv2d \(shapes): a direct convolution without scratch") }
             directConvolution(g, block: block, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
+                              threadScratchFloats: plan.scratchFloatsPerThread,
                               epilogue: epilogue, split: split, thread: thread, threads: threads)
         case let (.conv2d, .unfoldedGemm(g)), let (.conv2d, .pointwiseGemm(g)):
             guard scratch != nil || !(g.packs || g.unfolds) else { throw LatheError.backend("conv2d \(shapes): a GEMM convolution without scratch") }
-            convolution(g, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch, epilogue: epilogue,
+            convolution(g, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
+                        threadScratchFloats: plan.scratchFloatsPerThread, epilogue: epilogue,
                         split: split, thread: thread, threads: threads, prepackedWeights: prepacked)
         default:
             throw LatheError.unsupported("\(op.name) with shapes \(shapes) has no contraction plan")

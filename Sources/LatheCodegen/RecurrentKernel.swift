@@ -35,10 +35,10 @@ struct LSTMGeometry {
 
 extension IRBuilder {
     func lstmSequence(_ l: LSTMGeometry, reverse: Bool, output: LLVMValue, gatesX: LLVMValue, weights: LLVMValue, h0: LLVMValue, c0: LLVMValue,
-                      scratch: LLVMValue, prepackedWeights: Bool, split: ThreadSplit, thread: LLVMValue, threads: Int) {
+                      scratch: LLVMValue, threadScratchFloats: Int, prepackedWeights: Bool, split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let (steps, batch, hidden, columns) = (l.steps, l.batch, l.hidden, l.gateColumns)
         let most = l.rowsPerThread(split, threads: threads)
-        let gates = pointer(scratch, imul(thread, int(l.scratchFloats(rows: most, prepackedWeights: prepackedWeights))))
+        let gates = pointer(scratch, imul(thread, int(threadScratchFloats)))
         let packing = pointer(gates, int(most * columns))
         let (start, end) = unitShare(split, count: batch, thread: thread, threads: threads)
         let rows = isub(end, start)

@@ -129,11 +129,11 @@ extension IRBuilder {
     /// dW[OCg, ICg*KH*KW] += dy[OCg, OH*OW] x unfolded[ICg*KH*KW, OH*OW]^T (the unfolded image
     /// read down its columns by the packing of B). Threads take groups; or input channels, each
     /// unfolding and packing only its own (`.columns`); or rows of dW.
-    func convolutionWeightGradient(_ g: ConvGeometry, transposed: Bool, dw: LLVMValue, x: LLVMValue, dy: LLVMValue, scratch: LLVMValue,
+    func convolutionWeightGradient(_ g: ConvGeometry, transposed: Bool, dw: LLVMValue, x: LLVMValue, dy: LLVMValue, scratch: LLVMValue, threadScratchFloats: Int,
                                    split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let (depth, plane, rowsPerGroup, taps) = (g.unfoldedRows, g.outputPlane, g.groupOutChannels, g.kernelH * g.kernelW)
         let layout = g.weightGradientScratch
-        let unfolded = pointer(scratch, imul(thread, int(layout.floats)))
+        let unfolded = pointer(scratch, imul(thread, int(threadScratchFloats)))
         let packing = pointer(unfolded, int(layout.packing)), partial = pointer(unfolded, int(layout.partial))
         var groups = unitShare(split, count: g.groups, thread: thread, threads: threads)
         var rows = (start: int(0), end: int(rowsPerGroup)), channels = (start: int(0), end: int(g.groupChannels))

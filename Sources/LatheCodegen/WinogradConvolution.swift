@@ -22,9 +22,9 @@ extension IRBuilder {
     /// strip (`.rows`; each thread then transforms the whole strip's input, about 2% of the
     /// work with 128 output channels, for a split that needs no barrier).
     func winogradConvolution(_ w: WinogradGeometry, output: LLVMValue, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?,
-                             scratch: LLVMValue, epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
+                             scratch: LLVMValue, threadScratchFloats: Int, epilogue: GemmEpilogue?, split: ThreadSplit, thread: LLVMValue, threads: Int) {
         let g = w.conv
-        let mine = pointer(scratch, imul(thread, int(w.scratchFloats)))
+        let mine = pointer(scratch, imul(thread, int(threadScratchFloats)))
         let strip = mine
         let transformed = pointer(mine, int(w.stripFloats))
         let products = pointer(transformed, int(w.transformedFloats))
