@@ -155,6 +155,10 @@ public final class Graph {
         guard constants.indices.contains(slot), constants[slot].shape == tensor.shape else {
             throw LatheError.invalidTensor(shape: tensor.shape, scalarCount: tensor.count)
         }
+        // The node's type says what the slot holds: a value of another type would belie it.
+        guard constants[slot].dtype == tensor.dtype else {
+            throw LatheError.elementTypeMismatch(what: "constant slot \(slot) \(tensor.shape)", expected: constants[slot].dtype, got: tensor.dtype)
+        }
         constants[slot] = tensor
     }
 

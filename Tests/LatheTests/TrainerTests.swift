@@ -105,6 +105,28 @@ struct TrainerTests {
         #expect { try graph.loadWeights(WeightFile.read(file)) } throws: { "\($0)".contains("other.weight") }
     }
 
+    @Test("safetensors keep every element type; a weight of another type than its constant is refused")
+    func typedWeights() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-typed-\(UUID().uuidString).safetensors")
+        defer { try? FileManager.default.removeItem(at: file) }
+        let tensors: [(name: String, value: HostTensor)] = [
+            ("f32", HostTensor.random(shape: [2, 3], seed: 1)),
+            ("ids", try HostTensor(shape: [3], values: [Int64(9_007_199_254_740_993), -1, 0])),
+            ("half", try HostTensor(shape: [2], values: [Float16(0.5), -2])),
+            ("mask", try HostTensor(shape: [4], values: [true, false, false, true])),
+            ("bytes", try HostTensor(shape: [1, 2], values: [UInt8(7), 255])),
+        ]
+        try WeightFile.write(tensors, to: file)
+        let back = try WeightFile.read(file)
+        for (name, value) in tensors { #expect(back[name] == value, "\(name)") }
+        let (graph, _) = try Examples.mnistMLP.graph(batch: 1)
+        let weight = try #require(graph.nodes.first { if case .constant = $0.op { return true } else { return false } })
+        let typed = try HostTensor(shape: weight.type.shape, values: [Float64](repeating: 0, count: weight.type.count))
+        #expect(throws: LatheError.inputElementTypeMismatch(name: weight.name, expected: .float32, got: .float64)) {
+            try graph.loadWeights([weight.name: typed])
+        }
+    }
+
     @Test("the training plot is an SVG with the curves")
     func plot() {
         let history = (1...3).map { (e: Int) -> EpochSummary in
