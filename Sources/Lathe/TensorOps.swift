@@ -6,6 +6,10 @@ extension Tensor {
     }
 
     public func relu(fileID: String = #fileID, line: Int = #line) throws -> Tensor { try unary(.relu, fileID, line) }
+    /// The tensor in element type `dtype`, converted as ONNX's Cast: `ids.cast(to: .float32)`.
+    public func cast(to dtype: DType, fileID: String = #fileID, line: Int = #line) throws -> Tensor {
+        try apply(.cast(to: dtype), [], SourceLocation(fileID: fileID, line: line))
+    }
     public func sigmoid(fileID: String = #fileID, line: Int = #line) throws -> Tensor { try unary(.sigmoid, fileID, line) }
     public func tanh(fileID: String = #fileID, line: Int = #line) throws -> Tensor { try unary(.tanh, fileID, line) }
     public func gelu(fileID: String = #fileID, line: Int = #line) throws -> Tensor { try unary(.gelu, fileID, line) }

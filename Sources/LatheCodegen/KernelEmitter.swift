@@ -130,6 +130,12 @@ extension IRBuilder {
                 lstmSequence(l, reverse: reverse, output: out, gatesX: x[0], weights: x[1], h0: x[2], c0: x[3], scratch: scratch,
                              threadScratchFloats: kernel.plan.scratchFloatsPerThread,
                              prepackedWeights: kernel.weightLayout.isPacked, split: kernel.split, thread: thread, threads: kernel.threads)
+            case let .cast(to):
+                // Compiled kernels read and write f32 only: a cast is a copy (KernelProgram refuses others).
+                guard to == .float32, kernel.operands[0].type.dtype == .float32 else {
+                    throw LatheError.unsupported("cast of \(kernel.operands[0].type) to \(to.rawValue) in compiled code")
+                }
+                copy()
             case let .lrn(size, alpha, beta, bias):
                 localResponseNorm(size: size, alpha: alpha, beta: beta, bias: bias, output: out, input: x[0], shape: shape)
             }

@@ -139,6 +139,8 @@ extension Op {
             throw unsupported("\(name) has no gradient rule (a gradient's gradient)")
         case .lstm:
             throw unsupported("the fused lstm has no gradient rule: train the LSTM layer, which is unrolled into steps")
+        case .cast:
+            throw unsupported("cast has no gradient rule")
         }
     }
 

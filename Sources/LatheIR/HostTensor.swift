@@ -89,6 +89,19 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The tensor in element type `dtype`, converted as ONNX's Cast converts (DType.append).
+    public func converted(to dtype: DType) throws -> HostTensor {
+        if dtype == self.dtype { return self }
+        var out: [UInt8] = []
+        out.reserveCapacity(count * dtype.byteSize)
+        if self.dtype == .float32 {
+            for v in floats { dtype.append(Double(v), to: &out) }
+        } else {
+            bytes.withUnsafeBytes { raw in for i in 0..<count { dtype.append(self.dtype.value(in: raw, at: i), to: &out) } }
+        }
+        return try HostTensor(shape: shape, dtype: dtype, bytes: out)
+    }
+
     /// The elements, when the tensor's type is `T`'s.
     public func values<T: TensorElement>(as type: T.Type) throws -> [T] {
         guard dtype == T.dtype else { throw LatheError.elementTypeMismatch(what: "tensor \(shape)", expected: T.dtype, got: dtype) }

@@ -85,6 +85,7 @@ public enum Interpreter {
             }
             return out
         case let .lrn(size, alpha, beta, bias): return lrn(x[0], size: size, alpha: alpha, beta: beta, bias: bias)
+        case let .cast(to): return try x[0].converted(to: to)
         }
     }
 }

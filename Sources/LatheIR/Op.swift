@@ -92,6 +92,10 @@ public enum Op: Hashable, Sendable {
     /// Local response normalization across channels (axis 1):
     /// y = x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta.
     case lrn(size: Int, alpha: Float, beta: Float, bias: Float)
+    /// Element type conversion, as ONNX's Cast: floats rounded to nearest-even (f16, bf16),
+    /// integers truncated toward zero and saturated at the type's range (NaN to 0), bool true
+    /// for any non-zero value. Its operand may be of any element type.
+    case cast(to: DType)
 }
 
 public enum UnaryFn: Hashable, Sendable {

@@ -137,6 +137,7 @@ extension Op {
         case let .reduce(kind, _, _): return "reduce_\(kind.rawValue)"
         case .dropout: return "dropout"
         case .lrn: return "lrn"
+        case .cast: return "cast"
         case .convTranspose2d: return "conv_transpose2d"
         case .gather: return "gather"
         case .pad: return "pad"
@@ -151,7 +152,7 @@ extension Op {
         case .unary: return .elementwise
         case .binary, .batchNorm, .fusedElementwise: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
-        case .gatherGrad, .lstm: return .opaque
+        case .gatherGrad, .lstm, .cast: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
@@ -173,7 +174,7 @@ extension Op {
         switch self {
         case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
-             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask: return 1...1
+             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast: return 1...1
         case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .lstm: return 4...4
@@ -195,6 +196,7 @@ extension Op {
         case let .unary(.selu(alpha, gamma)): return "alpha=\(alpha), gamma=\(gamma)"
         case let .unary(.hardSigmoid(alpha, beta)): return "alpha=\(alpha), beta=\(beta)"
         case let .lrn(size, alpha, beta, bias): return "size=\(size), alpha=\(alpha), beta=\(beta), bias=\(bias)"
+        case let .cast(to): return "to=\(to.rawValue)"
         case let .conv2dWeightGrad(a, kernel):
             return "kernel=\(list(kernel)), strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .conv2d(a):

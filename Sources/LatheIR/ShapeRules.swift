@@ -12,7 +12,8 @@ extension Op {
         guard arity.contains(operands.count) else {
             throw .shape("takes \(arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound)...\(arity.upperBound)") operands, got \(operands.count)")
         }
-        // Every op computes on f32 until the typed kernels come.
+        // Every op but cast computes on f32 until the typed kernels come.
+        if case let .cast(to) = self { return TensorType(to, operands[0].shape) }
         for (i, t) in operands.enumerated() where t.dtype != .float32 {
             throw .elementType("takes f32 operands; operand \(i) is \(t)")
         }
@@ -155,6 +156,8 @@ extension Op {
                 throw .shape("the initial states must be [\(batch), \(hidden)], got \(h0) and \(c0)")
             }
             return TensorType(.float32, [2, steps, batch, hidden])
+        case .cast:
+            return operands[0]   // answered above
         case let .lrn(size, _, _, _):
             guard size > 0 else { throw .attribute("size \(size) must be positive") }
             guard shapes[0].count >= 2 else { throw .shape("LRN needs [N, C, ...]") }

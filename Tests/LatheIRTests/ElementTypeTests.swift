@@ -118,3 +118,38 @@ struct GraphElementTypeTests {
         }
     }
 }
+
+@Suite("cast: ONNX's Cast between element types, in the interpreter")
+struct CastTests {
+    func cast(_ t: HostTensor, to dtype: DType) throws -> HostTensor {
+        let g = Graph()
+        let x = try g.addInput(name: "x", shape: t.shape, dtype: t.dtype)
+        let y = try g.addNode(.cast(to: dtype), [x])
+        #expect(g[y].type == TensorType(dtype, t.shape))
+        return try Interpreter.run(g, outputs: [y], feeds: ["x": t])[0]
+    }
+
+    @Test func convertsAsCastDoes() throws {
+        let floats = try HostTensor(shape: [6], scalars: [300, -300, 2.7, -2.7, .nan, 0])
+        #expect(try cast(floats, to: .int8).values(as: Int8.self) == [127, -128, 2, -2, 0, 0])
+        #expect(try cast(floats, to: .uint8).values(as: UInt8.self) == [255, 0, 2, 0, 0, 0])
+        #expect(try cast(floats, to: .bool).values(as: Bool.self) == [true, true, true, true, true, false])
+        let ids = try HostTensor(shape: [3], values: [Int64(16_777_217), -5, 7])
+        #expect(try cast(ids, to: .float32).scalars == [16_777_216, -5, 7])   // f32's nearest
+        #expect(try cast(ids, to: .float64).values(as: Double.self) == [16_777_217, -5, 7])
+        #expect(try cast(ids, to: .int64) == ids)
+        let halves = try cast(HostTensor(shape: [2], scalars: [1 + 0x1p-11, 65520]), to: .float16)
+        #expect(try halves.values(as: Float16.self) == [1, .infinity])   // halfway to even; past the largest half
+    }
+
+    /// Token ids cast to f32 feed the float ops; an op given the ids uncast is an element type error.
+    @Test func idsCastToFloatFeedFloatOps() throws {
+        let g = Graph()
+        let ids = try g.addInput(name: "ids", shape: [4], dtype: .int64)
+        let x = try g.addNode(.cast(to: .float32), [ids])
+        let y = try g.addNode(.unary(.neg), [x])
+        let out = try Interpreter.run(g, outputs: [y], feeds: ["ids": HostTensor(shape: [4], values: [Int64(1), 2, -3, 0])])[0]
+        #expect(out.scalars == [-1, -2, 3, 0])
+        #expect(throws: LatheError.self) { try g.addNode(.unary(.neg), [ids]) }
+    }
+}

@@ -43,6 +43,13 @@ struct ErrorTests {
         #expect(throws: LatheError.unsupported("input 'ids' holds i64 elements; compiled models take and give f32 tensors (the interpreter runs it)")) {
             try g.compile(outputs: ["ids": ids])
         }
+        // A cast to f32 compiles as a copy; one to another type is refused by name.
+        let f = Graph()
+        let x = try f.input("x", shape: [2, 3])
+        let same = try x.cast(to: .float32).relu(), narrowed = try x.cast(to: .int8)
+        let feeds = ["x": HostTensor.random(shape: [2, 3], seed: 3)]
+        #expect(try f.compile(outputs: ["y": same]).run(feeds)["y"] == f.interpret(outputs: [("y", same)], feeds: feeds)["y"])
+        #expect(throws: LatheError.self) { try f.compile(outputs: ["n": narrowed]) }
     }
 
     @Test func kernelTooLargeForInput() throws {
