@@ -77,15 +77,13 @@ struct Bench: ParsableCommand {
         let flops = Double(model.program.flops)
         let peak = try MachinePeak.cached(threads: threads)
 
-        var kernels: [KernelTime]?
-        var kernelTimings = KernelTimings(kernels: model.program.kernels.count)
+        var rows: [KernelTimings.Row] = []
         if profile {
+            var kernelTimings = KernelTimings(kernels: model.program.kernels.count)
             for _ in 0..<iterations { kernelTimings.add(try model.profile(inputs: inputBuffers, outputs: outputBuffers)) }
-            kernels = zip(model.program.kernels, kernelTimings.medians).map { kernel, t in
-                KernelTime(name: kernel.name, ops: kernel.plan.sourceOps.joined(separator: "+"), medianMs: t * 1000,
-                                  gflops: t > 0 ? Double(kernel.flops) / t / 1e9 : 0, split: kernel.split.description)
-            }
+            rows = kernelTimings.rows(model.program)
         }
+        let kernels = profile ? rows.map { KernelTime(name: $0.name, ops: $0.ops, medianMs: $0.seconds * 1000, gflops: $0.gflops, split: $0.split) } : nil
         let report = Report(model: options.model, threads: threads, compileMs: model.compileSeconds * 1000, medianMs: median * 1000,
                             minMs: times.min * 1000, p90Ms: times.p90 * 1000, gflops: flops / median / 1e9, peakGflops: peak / 1e9,
                             peakFraction: flops / median / peak, kernels: kernels)
@@ -99,6 +97,6 @@ struct Bench: ParsableCommand {
                      options.model, threads, threads == 1 ? "" : "s", report.compileMs, report.medianMs, report.minMs, report.p90Ms, iterations))
         print(String(format: "%.1f MFLOP a run: %.1f GFLOP/s, %.1f%% of the %.1f GFLOP/s peak of %d thread%@",
                      flops / 1e6, report.gflops, report.peakFraction * 100, report.peakGflops, threads, threads == 1 ? "" : "s"))
-        if profile { kernelTimings.table(model.program).forEach { print($0) } }
+        KernelTimings.table(rows).forEach { print($0) }
     }
 }

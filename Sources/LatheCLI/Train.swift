@@ -123,7 +123,7 @@ struct Train: ParsableCommand {
         }
         print(String(format: "step: median %.2f ms, min %.2f ms over %d steps; %.1f GFLOP/s", median * 1000, timings.min * 1000, timings.count,
                      Double(program.flops) / median / 1e9))
-        kernelTimings.table(program).forEach { print($0) }
+        KernelTimings.table(kernelTimings.rows(program)).forEach { print($0) }
     }
 
     private func chosenOptimizer(_ standard: Optimizer) throws -> Optimizer {

@@ -148,15 +148,10 @@ extension KernelProgram {
             guard names.insert(name).inserted else { throw LatheError.duplicateName(name) }
             guard graph.contains(value) else { throw LatheError.foreignValue("output '\(name)'") }
         }
-        // Compiled kernels read and write f32 until the typed kernels come: an input, constant or
-        // variable of another type can reach only an output (every op refuses it as an operand).
-        let live = graph.liveNodes(outputs: outputs.map(\.value))
-        for node in graph.nodes where node.type.dtype != .float32 && live[node.id.index] {
-            throw LatheError.unsupported("\(node.op.name) '\(node.name)' holds \(node.type.dtype.rawValue) elements; compiled models take and give f32 tensors (the interpreter runs it)")
-        }
         // The GEMM's register blocks exist for these widths only (ThreadSplit divides by them).
         guard [4, 8, 16].contains(vectorWidth) else { throw LatheError.unsupported("a vector width of \(vectorWidth) floats (4, 8 or 16)") }
         var builder = ProgramBuilder(graph, outputs: outputs, threads: threads, vectorWidth: vectorWidth)
+        try builder.checkElementTypes()
         builder.planKernels()
         builder.placeWeights()
         builder.writeOutputs()

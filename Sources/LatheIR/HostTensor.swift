@@ -74,7 +74,7 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
     /// 8- and 16-bit types; integers past 2^24 round). Setting them stores them in the tensor's
     /// type, converted as ONNX's Cast converts.
     public var scalars: [Float] {
-        get { dtype == .float32 ? floats : converted }
+        get { dtype == .float32 ? floats : floatView }
         set {
             if dtype == .float32 { floats = newValue } else { bytes = Self.encode(newValue, as: dtype) }
         }
@@ -82,7 +82,7 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
             if dtype == .float32 {
                 yield &floats
             } else {
-                var values = converted
+                var values = floatView
                 yield &values
                 bytes = Self.encode(values, as: dtype)
             }
@@ -92,13 +92,10 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
     /// The tensor in element type `dtype`, converted as ONNX's Cast converts (DType.append).
     public func converted(to dtype: DType) throws -> HostTensor {
         if dtype == self.dtype { return self }
+        if self.dtype == .float32 { return try HostTensor(shape: shape, dtype: dtype, bytes: Self.encode(floats, as: dtype)) }
         var out: [UInt8] = []
         out.reserveCapacity(count * dtype.byteSize)
-        if self.dtype == .float32 {
-            for v in floats { dtype.append(Double(v), to: &out) }
-        } else {
-            bytes.withUnsafeBytes { raw in for i in 0..<count { dtype.append(self.dtype.value(in: raw, at: i), to: &out) } }
-        }
+        bytes.withUnsafeBytes { raw in for i in 0..<count { dtype.append(self.dtype.value(in: raw, at: i), to: &out) } }
         return try HostTensor(shape: shape, dtype: dtype, bytes: out)
     }
 
@@ -114,7 +111,8 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
 
     public var count: Int { dtype == .float32 ? floats.count : bytes.count / dtype.byteSize }
 
-    private var converted: [Float] {
+    /// Another type's elements as float32.
+    private var floatView: [Float] {
         bytes.withUnsafeBytes { raw in (0..<count).map { Float(dtype.value(in: raw, at: $0)) } }
     }
 

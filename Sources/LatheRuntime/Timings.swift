@@ -44,18 +44,32 @@ public struct KernelTimings: Sendable {
     /// Each kernel's median seconds.
     public var medians: [Double] { perKernel.map { Timings($0).median } }
 
+    /// A kernel's median time and what it computes.
+    public struct Row: Sendable {
+        public let name: String
+        /// The model's ops it holds, joined by "+".
+        public let ops: String
+        public let seconds: Double
+        public let gflops: Double
+        public let split: String
+    }
+
+    /// A row a kernel of `program`, the program these timings were taken of.
+    public func rows(_ program: KernelProgram) -> [Row] {
+        zip(program.kernels, medians).map { kernel, t in
+            Row(name: kernel.name, ops: kernel.plan.sourceOps.joined(separator: "+"), seconds: t,
+                gflops: t > 0 ? Double(kernel.flops) / t / 1e9 : 0, split: kernel.split.description)
+        }
+    }
+
     /// One line a kernel: its name, median time, share of the kernels' total, GFLOP/s, the
     /// model's ops it holds and its split.
-    public func table(_ program: KernelProgram) -> [String] {
-        let medians = self.medians
-        let total = medians.reduce(0, +)
-        let width = program.kernels.map(\.name.count).max() ?? 0
-        return zip(program.kernels, medians).map { (kernel: Kernel, t: Double) -> String in
-            let name = kernel.name.padding(toLength: width, withPad: " ", startingAt: 0)
-            let share = total > 0 ? t / total * 100 : 0
-            let gflops = t > 0 ? Double(kernel.flops) / t / 1e9 : 0
-            let ops = kernel.plan.sourceOps.joined(separator: "+")
-            return String(format: "  %@  %8.3f ms  %5.1f%%  %7.1f GFLOP/s  %@  (%@)", name, t * 1000, share, gflops, ops, kernel.split.description)
+    public static func table(_ rows: [Row]) -> [String] {
+        let total = rows.reduce(0) { $0 + $1.seconds }
+        let width = rows.map(\.name.count).max() ?? 0
+        return rows.map { r in
+            String(format: "  %@  %8.3f ms  %5.1f%%  %7.1f GFLOP/s  %@  (%@)", r.name.padding(toLength: width, withPad: " ", startingAt: 0),
+                   r.seconds * 1000, total > 0 ? r.seconds / total * 100 : 0, r.gflops, r.ops, r.split)
         }
     }
 }

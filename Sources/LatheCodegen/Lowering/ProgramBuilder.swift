@@ -2,7 +2,8 @@ import LatheIR
 
 /// KernelProgram.build's stages, in order, one method each:
 ///
-/// 1. `planKernels`: a KernelPlan for every node that will run (KernelPlan.make).
+/// 1. `planKernels`: a KernelPlan for every node that will run (KernelPlan.make), once
+///    `checkElementTypes` has found every value f32.
 /// 2. `placeWeights`: the weights region: each constant read as it is, each variable, and each
 ///    constant weight operand in the layout its kernel's plan reads (only there, when nothing
 ///    else reads it plainly).
@@ -20,8 +21,9 @@ struct ProgramBuilder {
     let outputs: [(name: String, value: ValueID)]
     let threads: Int
     let vectorWidth: Int
-    /// The nodes the outputs and the assigns need.
+    /// The nodes the outputs and the assigns need, by index, and in graph order.
     let needed: [Bool]
+    let neededNodes: [Node]
 
     private(set) var plans: [ValueID: KernelPlan] = [:]
     private var location: [ValueID: BufferLocation] = [:]
@@ -53,10 +55,17 @@ struct ProgramBuilder {
     init(_ graph: Graph, outputs: [(name: String, value: ValueID)], threads: Int, vectorWidth: Int) {
         (self.graph, self.outputs, self.threads, self.vectorWidth) = (graph, outputs, threads, vectorWidth)
         needed = graph.liveNodes(outputs: outputs.map(\.value))
+        neededNodes = graph.nodes.filter { [needed] in needed[$0.id.index] }
         for (i, node) in graph.inputs.enumerated() { location[node.id] = .input(i) }
     }
 
-    private var neededNodes: [Node] { graph.nodes.filter { needed[$0.id.index] } }
+    /// Compiled kernels read and write f32 until the typed kernels come: an input, constant or
+    /// variable of another type can reach only an output (every op but cast refuses it).
+    func checkElementTypes() throws {
+        if let node = neededNodes.first(where: { $0.type.dtype != .float32 }) {
+            throw LatheError.unsupported("\(node.op.name) '\(node.name)' holds \(node.type.dtype.rawValue) elements; compiled models take and give f32 tensors (the interpreter runs it)")
+        }
+    }
 
     mutating func planKernels() {
         for node in neededNodes {
