@@ -38,8 +38,8 @@ public struct Tensor: CustomStringConvertible {
 }
 
 extension Graph {
-    /// Declares an input fed at run time under `name`, of element type `dtype` (the interpreter
-    /// takes any; every op, and so a compiled model, takes f32 until the typed kernels come).
+    /// Declares an input fed at run time under `name`, of element type `dtype`:
+    /// `g.input("input_ids", dtype: .int64, shape: [1, 128])`.
     public func input(_ name: String, dtype: DType = .float32, shape: [Int], fileID: String = #fileID, line: Int = #line) throws -> Tensor {
         Tensor(graph: self, id: try addInput(name: name, shape: shape, dtype: dtype, location: SourceLocation(fileID: fileID, line: line)))
     }
@@ -49,9 +49,11 @@ extension Graph {
         Tensor(graph: self, id: addConstant(value, name: name, location: SourceLocation(fileID: fileID, line: line)))
     }
 
-    /// A scalar constant, broadcast wherever it is used.
-    public func scalar(_ value: Float, fileID: String = #fileID, line: Int = #line) -> Tensor {
-        constant(HostTensor(shape: [], repeating: value), fileID: fileID, line: line)
+    /// A scalar constant of element type `dtype` (converted as Cast converts), broadcast
+    /// wherever it is used.
+    public func scalar(_ value: Float, dtype: DType = .float32, fileID: String = #fileID, line: Int = #line) -> Tensor {
+        let tensor = HostTensor(shape: [], repeating: value)
+        return constant((try? tensor.converted(to: dtype)) ?? tensor, fileID: fileID, line: line)
     }
 
     /// Compiles the graph for the host CPU and returns a model whose outputs are `outputs`, by name.

@@ -56,11 +56,12 @@ extension Tensor {
     public static func - (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.sub, b, .unknown) }
     public static func * (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.mul, b, .unknown) }
     public static func / (a: Tensor, b: Tensor) throws -> Tensor { try a.binary(.div, b, .unknown) }
-    public static func + (a: Tensor, b: Float) throws -> Tensor { try a + a.graph.scalar(b) }
-    public static func - (a: Tensor, b: Float) throws -> Tensor { try a - a.graph.scalar(b) }
-    public static func * (a: Tensor, b: Float) throws -> Tensor { try a * a.graph.scalar(b) }
-    public static func / (a: Tensor, b: Float) throws -> Tensor { try a / a.graph.scalar(b) }
-    public static func * (a: Float, b: Tensor) throws -> Tensor { try b.graph.scalar(a) * b }
+    /// A number meets a tensor in the tensor's element type: `ids + 1` stays i64.
+    public static func + (a: Tensor, b: Float) throws -> Tensor { try a + a.graph.scalar(b, dtype: a.type.dtype) }
+    public static func - (a: Tensor, b: Float) throws -> Tensor { try a - a.graph.scalar(b, dtype: a.type.dtype) }
+    public static func * (a: Tensor, b: Float) throws -> Tensor { try a * a.graph.scalar(b, dtype: a.type.dtype) }
+    public static func / (a: Tensor, b: Float) throws -> Tensor { try a / a.graph.scalar(b, dtype: a.type.dtype) }
+    public static func * (a: Float, b: Tensor) throws -> Tensor { try b.graph.scalar(a, dtype: b.type.dtype) * b }
     public static prefix func - (a: Tensor) throws -> Tensor { try a.apply(.unary(.neg), [], .unknown) }
 
     /// Batched matrix product with NumPy's rules.

@@ -67,45 +67,4 @@ extension IRBuilder {
             }
         }
     }
-
-    /// Copies the slice of `data` each index picks, along `axis`.
-    func gather(axis: Int, output: LLVMValue, data: LLVMValue, indices: LLVMValue, dataShape: [Int], indexCount: Int) {
-        let outer = dataShape[..<axis].reduce(1, *), size = dataShape[axis], inner = dataShape[(axis + 1)...].reduce(1, *)
-        loop(0, outer, unroll: false) { o in
-            loop(0, indexCount, unroll: false) { k in
-                let index = clampedIndex(load(indices, k), size: size)
-                let source = pointer(data, imul(iadd(imul(o, int(size)), index), int(inner)))
-                let target = pointer(output, imul(iadd(imul(o, int(indexCount)), k), int(inner)))
-                elementwise(shape: [inner], output: StridedView(base: target, strides: [1]), inputs: [StridedView(base: source, strides: [1])]) { v, _ in v[0] }
-            }
-        }
-    }
-
-    /// gather's gradient: the output zeroed, then each dy slice added at the row its index picks,
-    /// in order, so repeated indices add up.
-    func gatherGradient(axis: Int, output: LLVMValue, indices: LLVMValue, dy: LLVMValue, shape: [Int], indexCount: Int) {
-        let outer = shape[..<axis].reduce(1, *), size = shape[axis], inner = shape[(axis + 1)...].reduce(1, *)
-        fill(output, count: int(shape.reduce(1, *)), with: 0)
-        loop(0, outer, unroll: false) { o in
-            loop(0, indexCount, unroll: false) { k in
-                let index = clampedIndex(load(indices, k), size: size)
-                let target = StridedView(base: pointer(output, imul(iadd(imul(o, int(size)), index), int(inner))), strides: [1])
-                let source = StridedView(base: pointer(dy, imul(iadd(imul(o, int(indexCount)), k), int(inner))), strides: [1])
-                elementwise(shape: [inner], output: target, inputs: [target, source]) { v, _ in add(v[0], v[1]) }
-            }
-        }
-    }
-
-    /// The code form of LatheIR's gatherIndex: truncate, count negatives from the end, clamp.
-    private func clampedIndex(_ value: LLVMValue, size: Int) -> LLVMValue {
-        let bounded = minimum(maximum(value, float(-1e9)), float(1e9))
-        let finite = select(compare(LLVMRealUNO, value, value), float(0), bounded)
-        var k = LLVMBuildFPToSI(builder, finite, i64, "")!
-        let negative = LLVMBuildICmp(builder, LLVMIntSLT, k, int(0), "")!
-        k = LLVMBuildSelect(builder, negative, iadd(k, int(size)), k, "")
-        let low = LLVMBuildICmp(builder, LLVMIntSLT, k, int(0), "")!
-        k = LLVMBuildSelect(builder, low, int(0), k, "")
-        let high = LLVMBuildICmp(builder, LLVMIntSGT, k, int(size - 1), "")!
-        return LLVMBuildSelect(builder, high, int(size - 1), k, "")
-    }
 }

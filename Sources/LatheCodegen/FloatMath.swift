@@ -5,9 +5,16 @@ import LatheIR
 /// any width, so an elementwise loop never leaves the vector unit for a libm call.
 /// Accuracy: exp a few ulp (Cephes), tanh and erf about 1e-7 absolute.
 extension IRBuilder {
-    /// Emits a ScalarExpr with `arguments` (all of one type, scalar or vector) as its operands.
+    /// Emits a float32 ScalarExpr with `arguments` (all of one type, scalar or vector) as its
+    /// operands; a formula with bools or casts in it goes to the typed emitter (TypedFormula).
     func emit(_ expr: ScalarExpr, _ arguments: [LLVMValue]) -> LLVMValue {
+        guard expr.isFloat32Only else {
+            let width = arguments.first.map { self.lanes(of: $0) } ?? 1
+            return emit(expr, arguments, types: arguments.map { _ in .float32 }, context: .float32, lanes: width)
+        }
         switch expr {
+        case .select, .cast:
+            return emit(expr, arguments, types: arguments.map { _ in .float32 }, context: .float32, lanes: arguments.first.map { self.lanes(of: $0) } ?? 1)
         case let .arg(i): return arguments[i]
         case let .const(c): return float(c, like: arguments[0])
         case let .unary(fn, a):
@@ -23,6 +30,8 @@ extension IRBuilder {
             case .floor: return intrinsic("llvm.floor", x)
             case .ceil: return intrinsic("llvm.ceil", x)
             case .step: return select(compare(LLVMRealOGT, x, float(0, like: x)), float(1, like: x), float(0, like: x))
+            case .round, .sign, .not, .isNaN:
+                return emit(.unary(fn, .arg(0)), [x], types: [.float32], context: .float32, lanes: lanes(of: x))
             }
         case let .binary(fn, a, b):
             let (x, y) = (emit(a, arguments), emit(b, arguments))
@@ -34,6 +43,7 @@ extension IRBuilder {
             case .max: return maximum(x, y)
             case .min: return minimum(x, y)
             case .pow: return intrinsic("llvm.pow", x, y)
+            default: return emit(.binary(fn, .arg(0), .arg(1)), [x, y], types: [.float32, .float32], context: .float32, lanes: lanes(of: x))
             }
         }
     }

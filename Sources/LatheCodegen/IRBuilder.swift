@@ -59,9 +59,10 @@ final class IRBuilder {
     /// A constant shaped like `like` (scalar or vector).
     func float(_ v: Float, like: LLVMValue) -> LLVMValue { float(v, lanes: lanes(of: like)) }
 
+    /// A vector of `lanes` copies of a scalar of any type.
     func splat(_ scalar: LLVMValue, lanes: Int) -> LLVMValue {
         guard lanes > 1 else { return scalar }
-        let vectorType = floatType(lanes: lanes)
+        let vectorType = LLVMVectorType(LLVMTypeOf(scalar), UInt32(lanes))!
         let one = LLVMBuildInsertElement(builder, LLVMGetUndef(vectorType), scalar, LLVMConstInt(i32, 0, 0), "")
         var zeros = [LLVMValue?](repeating: LLVMConstInt(i32, 0, 0), count: lanes)
         return LLVMBuildShuffleVector(builder, one, LLVMGetUndef(vectorType), LLVMConstVector(&zeros, UInt32(lanes)), "splat")

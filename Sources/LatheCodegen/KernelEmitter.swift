@@ -21,11 +21,16 @@ extension IRBuilder {
         defer { unitCounter = nil }
         let shape = kernel.result.type.shape
         let shapes = kernel.operands.map(\.type.shape)
-        let dense = StridedView(base: out, strides: contiguousStrides(shape))
-        func contiguous(_ k: Int) -> StridedView { StridedView(base: x[k], strides: contiguousStrides(shapes[k])) }
+        let types = kernel.operands.map(\.type.dtype), resultType = kernel.result.type.dtype
+        // Data that only moves is moved as integers of its width: exact for any type.
+        let moved = resultType.movementType
+        let dense = StridedView(base: out, strides: contiguousStrides(shape), dtype: resultType)
+        func contiguous(_ k: Int, as dtype: DType? = nil) -> StridedView {
+            StridedView(base: x[k], strides: contiguousStrides(shapes[k]), dtype: dtype ?? types[k])
+        }
         func copy() {
-            elementwise(shape: [kernel.result.type.count], output: StridedView(base: out, strides: [1]),
-                        inputs: [StridedView(base: x[0], strides: [1])]) { v, _ in v[0] }
+            elementwise(shape: [kernel.result.type.count], output: StridedView(base: out, strides: [1], dtype: moved),
+                        inputs: [StridedView(base: x[0], strides: [1], dtype: moved)]) { v, _ in v[0] }
         }
 
         switch kernel.work {
@@ -51,35 +56,40 @@ extension IRBuilder {
                 convolutionWeightGradient(g, transposed: transposed, dw: out, x: x[0], dy: x[1], scratch: scratch,
                                           threadScratchFloats: kernel.plan.scratchFloatsPerThread, split: kernel.split, thread: thread, threads: kernel.threads)
             case let .gatherGrad(axis, _):
-                gatherGradient(axis: axis, output: out, indices: x[0], dy: x[1], shape: shape, indexCount: kernel.operands[0].type.count)
+                gatherGradient(axis: axis, output: out, indices: x[0], dy: x[1], shape: shape, indexCount: kernel.operands[0].type.count, indexType: types[0])
             case let .pool2dGrad(a):
                 pool2dGradient(a, dx: out, x: x[0], dy: x[1], inShape: shapes[0], outShape: shapes[1], split: kernel.split, thread: thread, threads: kernel.threads)
             case let .dropoutMask(_, rate, seed):
                 dropoutMask(DropoutMask(rate: rate, seed: seed), count: kernel.result.type.count, output: out, counter: x[0])
-            case .unary, .binary, .fusedElementwise, .batchNorm:
+            case .unary, .binary, .fusedElementwise, .select, .cast, .batchNorm:
                 let formula = op.formula!
-                var inputs = x.indices.map { StridedView(base: x[$0], strides: broadcastStrides(of: shapes[$0], to: shape)) }
+                var inputs = x.indices.map { StridedView(base: x[$0], strides: broadcastStrides(of: shapes[$0], to: shape), dtype: types[$0]) }
                 if case .batchNorm = op { inputs = [contiguous(0)] + (1..<5).map { StridedView(base: x[$0], strides: channelStrides(rank: shape.count)) } }
+                let float32Only = resultType == .float32 && types.allSatisfy { $0 == .float32 } && formula.isFloat32Only
                 forOuterRows(kernel.split, thread: thread, shape: shape, views: [dense] + inputs) { rows, views in
-                    elementwise(shape: rows, output: views[0], inputs: Array(views.dropFirst())) { v, _ in emit(formula, v) }
+                    elementwise(shape: rows, output: views[0], inputs: Array(views.dropFirst())) { v, lanes in
+                        float32Only ? emit(formula, v) : emit(formula, v, types: types, context: resultType, lanes: lanes)
+                    }
                 }
             case .reshape, .flatten, .dropout:
                 copy()
             case let .transpose(perm):
                 let inStrides = contiguousStrides(shapes[0])
-                forOuterRows(kernel.split, thread: thread, shape: shape, views: [dense, StridedView(base: x[0], strides: perm.map { inStrides[$0] })]) { rows, views in
+                let views = [StridedView(base: out, strides: contiguousStrides(shape), dtype: moved),
+                             StridedView(base: x[0], strides: perm.map { inStrides[$0] }, dtype: moved)]
+                forOuterRows(kernel.split, thread: thread, shape: shape, views: views) { rows, views in
                     elementwise(shape: rows, output: views[0], inputs: [views[1]]) { v, _ in v[0] }
                 }
             case let .slice(starts, _, steps):
                 let inStrides = contiguousStrides(shapes[0])
-                let view = StridedView(base: x[0], offset: zip(starts, inStrides).map(*).reduce(0, +), strides: zip(steps, inStrides).map(*))
-                elementwise(shape: shape, output: dense, inputs: [view]) { v, _ in v[0] }
+                let view = StridedView(base: x[0], offset: zip(starts, inStrides).map(*).reduce(0, +), strides: zip(steps, inStrides).map(*), dtype: moved)
+                elementwise(shape: shape, output: StridedView(base: out, strides: contiguousStrides(shape), dtype: moved), inputs: [view]) { v, _ in v[0] }
             case let .concat(axis):
                 let outStrides = contiguousStrides(shape)
                 var start = 0
                 for k in x.indices {
-                    elementwise(shape: shapes[k], output: StridedView(base: out, offset: start * outStrides[axis], strides: outStrides),
-                                inputs: [contiguous(k)]) { v, _ in v[0] }
+                    elementwise(shape: shapes[k], output: StridedView(base: out, offset: start * outStrides[axis], strides: outStrides, dtype: moved),
+                                inputs: [contiguous(k, as: moved)]) { v, _ in v[0] }
                     start += shapes[k][axis]
                 }
             case .matmul, .dense, .conv2d:
@@ -116,26 +126,21 @@ extension IRBuilder {
                                       threadScratchFloats: kernel.plan.scratchFloatsPerThread,
                                       split: kernel.split, thread: thread, threads: kernel.threads)
             case let .gather(axis):
-                gather(axis: axis, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexCount: kernel.operands[1].type.count)
+                gather(axis: axis, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexCount: kernel.operands[1].type.count,
+                       dataType: moved, indexType: types[1], record: scratch)
             case let .pad(pads, value):
                 // Fill, then copy the input into the interior.
-                elementwise(shape: [kernel.result.type.count], output: StridedView(base: out, strides: [1]), inputs: []) { _, lanes in
-                    float(value, lanes: lanes)
+                elementwise(shape: [kernel.result.type.count], output: StridedView(base: out, strides: [1], dtype: resultType), inputs: []) { _, lanes in
+                    constant(value, resultType, lanes: lanes)
                 }
                 let outStrides = contiguousStrides(shape)
-                let interior = StridedView(base: out, offset: zip(pads.prefix(shape.count), outStrides).map(*).reduce(0, +), strides: outStrides)
-                elementwise(shape: shapes[0], output: interior, inputs: [contiguous(0)]) { v, _ in v[0] }
+                let interior = StridedView(base: out, offset: zip(pads.prefix(shape.count), outStrides).map(*).reduce(0, +), strides: outStrides, dtype: moved)
+                elementwise(shape: shapes[0], output: interior, inputs: [contiguous(0, as: moved)]) { v, _ in v[0] }
             case let .lstm(reverse):
                 guard case let .recurrent(l) = kernel.plan.algorithm, let scratch else { throw LatheError.unsupported("lstm with shapes \(shapes)") }
                 lstmSequence(l, reverse: reverse, output: out, gatesX: x[0], weights: x[1], h0: x[2], c0: x[3], scratch: scratch,
                              threadScratchFloats: kernel.plan.scratchFloatsPerThread,
                              prepackedWeights: kernel.weightLayout.isPacked, split: kernel.split, thread: thread, threads: kernel.threads)
-            case let .cast(to):
-                // Compiled kernels read and write f32 only: a cast is a copy (KernelProgram refuses others).
-                guard to == .float32, kernel.operands[0].type.dtype == .float32 else {
-                    throw LatheError.unsupported("cast of \(kernel.operands[0].type) to \(to.rawValue) in compiled code")
-                }
-                copy()
             case let .lrn(size, alpha, beta, bias):
                 localResponseNorm(size: size, alpha: alpha, beta: beta, bias: bias, output: out, input: x[0], shape: shape)
             }

@@ -68,6 +68,9 @@ public struct Kernel: Sendable {
     /// The operand whose buffer the result overwrites (it dies here and is read only at the
     /// index each result is written to), or nil.
     public var inPlaceOperand: Int? = nil
+    /// The graph node's name and the Swift source location that made it (for run-time errors).
+    public var nodeName = ""
+    public var location = SourceLocation.unknown
     /// How the kernel computes its node: algorithm, weight layout, split, scratch (KernelPlan).
     public let plan: KernelPlan
     /// How the work is divided among threads, and how many threads run it (the plan's).
@@ -151,7 +154,6 @@ extension KernelProgram {
         // The GEMM's register blocks exist for these widths only (ThreadSplit divides by them).
         guard [4, 8, 16].contains(vectorWidth) else { throw LatheError.unsupported("a vector width of \(vectorWidth) floats (4, 8 or 16)") }
         var builder = ProgramBuilder(graph, outputs: outputs, threads: threads, vectorWidth: vectorWidth)
-        try builder.checkElementTypes()
         builder.planKernels()
         builder.placeWeights()
         builder.writeOutputs()

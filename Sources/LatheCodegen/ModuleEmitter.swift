@@ -34,10 +34,12 @@ struct KernelSignature: Hashable {
 /// Emits a whole kernel program as LLVM modules, one per part, for optimizing and generating
 /// machine code on as many threads. Part 0 holds the entry point
 ///
-///     void lathe_run(float* arena, float* weights, float** inputs, float** outputs,
-///                    i64* ticks, i8* run, parallel_fn parallel)
+///     i64 lathe_run(float* arena, float* weights, float** inputs, float** outputs,
+///                   i64* ticks, i8* run, parallel_fn parallel)
 ///
-/// which calls the kernels in order with their buffers' addresses. A kernel split among threads
+/// which calls the kernels in order with their buffers' addresses (of any element type; the
+/// pointers are only addresses) and returns 0, or, when a kernel that checks its indices found
+/// one out of range, stops after it and returns its position plus one (Gather.swift). A kernel split among threads
 /// is handed to `parallel(run, task, args, threads)`, which runs `task(args, t)` for each share
 /// t in 0..<threads, on whichever thread of the run's pool claims it, and returns when all are
 /// done (LatheRuntime's ThreadPool); `task` unpacks the argument array and calls the kernel.
@@ -79,7 +81,7 @@ public enum ModuleEmitter {
 
         var parameters: [LLVMTypeRef?] = [b.floatPointer, b.floatPointer, pointerArray, pointerArray, LLVMPointerType(b.i64, 0),
                                           types[0].bytePointer, LLVMPointerType(parallelType, 0)]
-        let entry = LLVMAddFunction(b.module, entryName, LLVMFunctionType(b.void, &parameters, 7, 0))!
+        let entry = LLVMAddFunction(b.module, entryName, LLVMFunctionType(b.i64, &parameters, 7, 0))!
         LLVMPositionBuilderAtEnd(b.builder, LLVMAppendBasicBlockInContext(b.context, entry, "entry"))
         let (arena, weights, inputs, outputs) = (LLVMGetParam(entry, 0)!, LLVMGetParam(entry, 1)!, LLVMGetParam(entry, 2)!, LLVMGetParam(entry, 3)!)
         let (ticks, run, parallel) = (LLVMGetParam(entry, 4)!, LLVMGetParam(entry, 5)!, LLVMGetParam(entry, 6)!)
@@ -127,10 +129,24 @@ public enum ModuleEmitter {
                 } else {
                     b.call(function.kernel, pointers + [b.int(0)])
                 }
+                if kernel.plan.checksIndices, let record = kernel.scratch {
+                    stopIfFlagged(address(record), status: index + 1, entry: entry, builder: b)
+                }
             }
             tick(index + 1)
         }
-        b.endFunction()
+        LLVMBuildRet(b.builder, b.int(0))
+    }
+
+    /// Returns `status` from the entry when the i64 flag at `record` is set.
+    private static func stopIfFlagged(_ record: LLVMValue, status: Int, entry: LLVMValueRef, builder b: IRBuilder) {
+        let flag = LLVMBuildLoad2(b.builder, b.i64, LLVMBuildPointerCast(b.builder, record, LLVMPointerType(b.i64, 0), ""), "")!
+        let stop = LLVMAppendBasicBlockInContext(b.context, entry, "index_out_of_range")!
+        let next = LLVMAppendBasicBlockInContext(b.context, entry, "next_kernel")!
+        LLVMBuildCondBr(b.builder, LLVMBuildICmp(b.builder, LLVMIntNE, flag, b.int(0), ""), stop, next)
+        LLVMPositionBuilderAtEnd(b.builder, stop)
+        LLVMBuildRet(b.builder, b.int(status))
+        LLVMPositionBuilderAtEnd(b.builder, next)
     }
 
     /// void task(float** args, i64 thread): kernel(args[0], args[1], ..., thread).

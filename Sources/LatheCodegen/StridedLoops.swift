@@ -1,11 +1,14 @@
 import CLLVM
+import LatheIR
 
 /// A tensor seen through strides: element (i0, i1, ...) lives at base[offset + sum(i_d * strides[d])].
-/// Broadcasting is stride 0, a transpose permutes strides, a slice scales them.
+/// Broadcasting is stride 0, a transpose permutes strides, a slice scales them. Its elements
+/// are of `dtype`, loaded in their compute type and stored back as `dtype` (TypedMath).
 struct StridedView {
     var base: LLVMValue
     var offset: Int = 0
     var strides: [Int]
+    var dtype: DType = .float32
 }
 
 /// Merges adjacent axes that every view walks contiguously, so that an elementwise op over
@@ -42,8 +45,9 @@ extension IRBuilder {
 
     /// out[index] = compute(inputs[index]...) over `shape`. The innermost loop runs on full
     /// vectors when the output is contiguous there and every input is contiguous or broadcast,
-    /// with a scalar loop for the remainder; otherwise it is scalar. `compute` receives values
-    /// of one type, scalar or vector of the given lanes, and must return the same type.
+    /// with a scalar loop for the remainder; otherwise it is scalar. `compute` receives each
+    /// input in its element type's compute type, scalar or vector of the given lanes, and
+    /// returns the output's.
     func elementwise(shape: [Int], output: StridedView, inputs: [StridedView], _ compute: ([LLVMValue], Int) -> LLVMValue) {
         let views = [output] + inputs
         let (loopShape, strides) = coalesce(shape: shape, strides: views.map(\.strides))
@@ -55,10 +59,10 @@ extension IRBuilder {
         func emitElement(_ offsets: [LLVMValue], lanes: Int) {
             let values = inputs.indices.map { k -> LLVMValue in
                 let at = offsets[k + 1]
-                if innerStrides[k + 1] == 0 && lanes > 1 { return splat(load(inputs[k].base, at), lanes: lanes) }
-                return load(inputs[k].base, at, lanes: lanes)
+                if innerStrides[k + 1] == 0 && lanes > 1 { return splat(load(inputs[k].base, at, inputs[k].dtype), lanes: lanes) }
+                return load(inputs[k].base, at, lanes: lanes, inputs[k].dtype)
             }
-            store(compute(values, lanes), output.base, offsets[0])
+            store(compute(values, lanes), output.base, offsets[0], output.dtype)
         }
 
         func level(_ axis: Int, _ offsets: [LLVMValue]) {

@@ -180,12 +180,12 @@ extension IRBuilder {
         let units = shape.prefix { $0 == 1 }.count
         if units > 0, units < shape.count {
             return forOuterRows(split, thread: thread, shape: Array(shape.dropFirst(units)),
-                                views: views.map { StridedView(base: $0.base, offset: $0.offset, strides: Array($0.strides.dropFirst(units))) }, body)
+                                views: views.map { StridedView(base: $0.base, offset: $0.offset, strides: Array($0.strides.dropFirst(units)), dtype: $0.dtype) }, body)
         }
         guard case let .rows(total, chunk) = split, shape.first == total else { return onThreadZero(thread) { body(shape, views) } }
         forThreadChunk(total: total, chunk: chunk, thread: thread) { start, size in
             body([size] + shape.dropFirst(), views.map { v in
-                StridedView(base: pointer(v.base, imul(start, int(v.strides[0]))), offset: v.offset, strides: v.strides)
+                StridedView(base: pointer(v.base, imul(start, int(v.strides[0])), v.dtype), offset: v.offset, strides: v.strides, dtype: v.dtype)
             })
         }
     }

@@ -1,6 +1,6 @@
-/// Element types: ONNX's numeric types and bool. Host tensors (HostTensor) hold any of them;
-/// tensors flowing between compiled kernels are float32 until the typed kernels come, so a graph
-/// input of another type is refused at compile time, and a feed of another type at run time.
+/// Element types: ONNX's numeric types and bool. Host tensors (HostTensor), graph values and
+/// compiled kernels' buffers hold any of them; each op's type rule says which it takes
+/// (ShapeRules.swift), and a feed of another type than its input's is refused at run time.
 public enum DType: String, Hashable, Sendable, CaseIterable {
     case float32 = "f32"
     case float64 = "f64"

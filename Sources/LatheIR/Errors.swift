@@ -22,6 +22,9 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
     /// A tensor read as a type it does not hold.
     case elementTypeMismatch(what: String, expected: DType, got: DType)
     case inputSizeMismatch(name: String, expectedCount: Int, got: Int)
+    /// An index read at run time (gather's) outside its axis, after ONNX's wrap of negative
+    /// indices: the node (name, op and Swift location), the index as given and the axis size.
+    case indexOutOfRange(node: String, op: String, index: Int64, bound: Int, location: SourceLocation)
     case wrongInputCount(expected: Int, got: Int)
     case unknownOutput(name: String, known: [String])
     /// A value used as an output that does not belong to the graph being compiled.
@@ -65,6 +68,8 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
             return "\(what) holds \(got.rawValue) elements, not \(expected.rawValue)"
         case let .inputSizeMismatch(name, expected, got):
             return "input '\(name)' has \(got) scalars, the model expects \(expected)"
+        case let .indexOutOfRange(node, op, index, bound, location):
+            return "\(location): index out of range in \(op) '\(node)': \(index) is outside -\(bound)..<\(bound)"
         case let .wrongInputCount(expected, got):
             return "the model takes \(expected) inputs, got \(got)"
         case let .unknownOutput(name, known):

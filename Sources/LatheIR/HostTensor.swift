@@ -106,6 +106,11 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
         return bytes.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * MemoryLayout<T>.stride, as: T.self) } }
     }
 
+    /// Calls `body` with the elements' little-endian bytes, copying none.
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        dtype == .float32 ? try floats.withUnsafeBytes(body) : try bytes.withUnsafeBytes(body)
+    }
+
     /// The elements' little-endian bytes, of any type.
     public var rawBytes: [UInt8] { dtype == .float32 ? floats.withUnsafeBytes { Array($0) } : bytes }
 

@@ -34,19 +34,20 @@ public enum Interpreter {
         case let .constant(slot), let .variable(slot): return graph.constants[slot]
         case .assign: return x[1]
         case let .pool2dGrad(a): return pool2dGrad(x[0], x[1], a)
-        case let .gatherGrad(axis, _): return gatherGrad(indices: x[0], dy: x[1], axis: axis, shape: shape)
+        case let .gatherGrad(axis, size):
+            return gatherGrad(indices: try checkedIndices(x[0], size: size, node: node), dy: x[1], axis: axis, shape: shape)
         case let .conv2dWeightGrad(a, _): return conv2dWeightGrad(x[0], x[1], a, shape: shape)
         case let .dropoutMask(_, rate, seed): return dropoutMask(shape: shape, rate: rate, seed: seed, step: x[0].scalars[0])
-        case .unary, .binary, .fusedElementwise:
-            return elementwise(node.op.formula!, x, shape: shape, strides: x.map { broadcastStrides(of: $0.shape, to: shape) })
+        case .unary, .binary, .fusedElementwise, .select, .cast:
+            return elementwise(node.op.formula!, x, type: node.type, strides: x.map { broadcastStrides(of: $0.shape, to: shape) })
         case .batchNorm:
             let params = channelStrides(rank: shape.count)
-            return elementwise(node.op.formula!, x, shape: shape, strides: [contiguousStrides(shape)] + Array(repeating: params, count: 4))
+            return elementwise(node.op.formula!, x, type: node.type, strides: [contiguousStrides(shape)] + Array(repeating: params, count: 4))
         case let .epilogue(base, count, formula):
             let baseNode = Node(id: node.id, op: base, operands: Array(node.operands.prefix(count)), type: node.type, name: node.name, location: node.location)
             let result = try evaluate(baseNode, Array(x.prefix(count)), graph: graph, feeds: feeds)
             let operands = [result] + x.dropFirst(count)
-            return elementwise(formula, operands, shape: shape, strides: operands.map { broadcastStrides(of: $0.shape, to: shape) })
+            return elementwise(formula, operands, type: node.type, strides: operands.map { broadcastStrides(of: $0.shape, to: shape) })
         case let .pooled(base, a):
             let baseType = try base.inferType(x.map { TensorType(.float32, $0.shape) })
             let baseNode = Node(id: node.id, op: base, operands: node.operands, type: baseType, name: node.name, location: node.location)
@@ -58,34 +59,35 @@ public enum Interpreter {
         case .globalAveragePool:
             return reduce(x[0], .mean, axes: Array(2..<x[0].shape.count), shape: shape)
         case .reshape, .flatten, .dropout:
-            return try HostTensor(shape: shape, scalars: x[0].scalars)
+            return try HostTensor(shape: shape, dtype: x[0].dtype, bytes: x[0].rawBytes)
         case let .transpose(perm):
             let inStrides = contiguousStrides(x[0].shape)
-            return gather(x[0], shape: shape, strides: perm.map { inStrides[$0] }, base: 0)
+            return x[0].picking(shape: shape, strides: perm.map { inStrides[$0] }, base: 0)
         case let .slice(starts, _, steps):
             let inStrides = contiguousStrides(x[0].shape)
             let base = zip(starts, inStrides).map(*).reduce(0, +)
-            return gather(x[0], shape: shape, strides: zip(steps, inStrides).map(*), base: base)
+            return x[0].picking(shape: shape, strides: zip(steps, inStrides).map(*), base: base)
         case let .concat(axis): return concat(x, axis: axis, shape: shape)
         case let .softmax(axis): return softmax(x[0], axis: axis, log: false)
         case let .logSoftmax(axis): return softmax(x[0], axis: axis, log: true)
         case let .layerNorm(axis, epsilon): return layerNorm(x, axis: axis, epsilon: epsilon)
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
         case let .convTranspose2d(a): return convTranspose2d(x, a, shape: shape)
-        case let .gather(axis): return gather(x[0], indices: x[1], axis: axis, shape: shape)
+        case let .gather(axis):
+            let indices = try checkedIndices(x[1], size: x[0].shape[axis], node: node)
+            return gather(x[0], indices: indices, axis: axis, shape: shape)
         case let .lstm(reverse): return lstm(x, reverse: reverse, shape: shape)
         case let .pad(pads, value):
-            var out = HostTensor(shape: shape, repeating: value)
+            var sources = [Int](repeating: -1, count: node.type.count)
             let outStrides = contiguousStrides(shape)
             let base = zip(pads.prefix(shape.count), outStrides).map(*).reduce(0, +)
             var i = 0
             forEachOffset(shape: x[0].shape, strides: [outStrides], bases: [base]) { offsets in
-                out.scalars[offsets[0]] = x[0].scalars[i]
+                sources[offsets[0]] = i
                 i += 1
             }
-            return out
+            return x[0].picking(sources, shape: shape, fill: value)
         case let .lrn(size, alpha, beta, bias): return lrn(x[0], size: size, alpha: alpha, beta: beta, bias: bias)
-        case let .cast(to): return try x[0].converted(to: to)
         }
     }
 }
@@ -93,7 +95,7 @@ public enum Interpreter {
 public struct InputSpec: Hashable, Sendable {
     public let name: String
     public let shape: [Int]
-    /// The element type a feed must hold (float32 until typed inputs).
+    /// The element type a feed must hold.
     public let dtype: DType
     public init(name: String, shape: [Int], dtype: DType = .float32) {
         self.name = name

@@ -17,6 +17,9 @@ public enum Op: Hashable, Sendable {
     case unary(UnaryFn)
     /// Two operands with NumPy broadcasting.
     case binary(BinaryFn)
+    /// Operands (condition, a, b), broadcast (NumPy): a where the bool condition holds, else b
+    /// (ONNX's Where).
+    case select
     /// Elementwise ops fused into one loop: a composed formula over any number of operands,
     /// each broadcast (NumPy) to the result's shape. Made by the elementwise fusion pass.
     case fusedElementwise(ScalarExpr)
@@ -93,13 +96,16 @@ public enum Op: Hashable, Sendable {
     /// y = x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta.
     case lrn(size: Int, alpha: Float, beta: Float, bias: Float)
     /// Element type conversion, as ONNX's Cast: floats rounded to nearest-even (f16, bf16),
-    /// integers truncated toward zero and saturated at the type's range (NaN to 0), bool true
-    /// for any non-zero value. Its operand may be of any element type.
+    /// integers truncated toward zero and saturated at the type's range (NaN to 0), integers
+    /// wrapped to a narrower integer type, bool true for any non-zero value. Its operand may be
+    /// of any element type; an elementwise op, it fuses with its neighbours.
     case cast(to: DType)
 }
 
 public enum UnaryFn: Hashable, Sendable {
     case neg, abs, exp, log, sqrt, reciprocal, erf, floor, ceil, step
+    /// Half to even; -1, 0 or 1; bool negation; a bool, true for NaN.
+    case round, sign, not, isNaN
     case relu, sigmoid, tanh, gelu, geluTanh, softplus, softsign, hardSwish
     case leakyRelu(alpha: Float)
     case clip(min: Float, max: Float)
@@ -110,6 +116,12 @@ public enum UnaryFn: Hashable, Sendable {
 
 public enum BinaryFn: String, Hashable, Sendable, CaseIterable {
     case add, sub, mul, div, max, min, pow
+    /// Floored (the divisor's sign) and truncated (C's fmod) remainders: ONNX's Mod.
+    case mod, fmod
+    /// Comparisons, giving bool.
+    case equal, less, lessOrEqual = "less_or_equal", greater, greaterOrEqual = "greater_or_equal"
+    /// On bools.
+    case and, or, xor
 }
 
 public enum ReduceKind: String, Hashable, Sendable, CaseIterable {

@@ -39,6 +39,10 @@ extension UnaryFn {
         case .floor: return "floor"
         case .ceil: return "ceil"
         case .step: return "step"
+        case .round: return "round"
+        case .sign: return "sign"
+        case .not: return "not"
+        case .isNaN: return "is_nan"
         case .softplus: return "softplus"
         case .softsign: return "softsign"
         case .hardSwish: return "hard_swish"
@@ -70,6 +74,10 @@ extension UnaryFn {
         case .floor: return .unary(.floor, x)
         case .ceil: return .unary(.ceil, x)
         case .step: return .step(x)
+        case .round: return .unary(.round, x)
+        case .sign: return .unary(.sign, x)
+        case .not: return .unary(.not, x)
+        case .isNaN: return .unary(.isNaN, x)
         // log(1 + exp(x)) written as max(x, 0) + log(1 + exp(-|x|)), which cannot overflow.
         case .softplus: return .max(x, .const(0)) + .unary(.log, .const(1) + .exp(-.unary(.abs, x)))
         case .softsign: return x / (.const(1) + .unary(.abs, x))
@@ -93,6 +101,16 @@ extension BinaryFn {
         case .max: scalar = .max
         case .min: scalar = .min
         case .pow: scalar = .pow
+        case .mod: scalar = .mod
+        case .fmod: scalar = .fmod
+        case .equal: scalar = .equal
+        case .less: scalar = .less
+        case .lessOrEqual: scalar = .lessOrEqual
+        case .greater: scalar = .greater
+        case .greaterOrEqual: scalar = .greaterOrEqual
+        case .and: scalar = .and
+        case .or: scalar = .or
+        case .xor: scalar = .xor
         }
         return .binary(scalar, .arg(0), .arg(1))
     }
@@ -118,6 +136,7 @@ extension Op {
         case let .unary(fn): return fn.name
         case let .binary(fn): return fn.rawValue
         case .fusedElementwise: return "fused_elementwise"
+        case .select: return "where"
         case let .epilogue(base, _, _): return "\(base.name)_epilogue"
         case let .pooled(base, a): return "\(base.name)_\(Op.pool2d(a).name)"
         case .matmul: return "matmul"
@@ -149,10 +168,10 @@ extension Op {
         switch self {
         case .input, .constant, .variable, .assign, .dropoutMask: return .opaque
         case .pool2dGrad: return .reduction
-        case .unary: return .elementwise
-        case .binary, .batchNorm, .fusedElementwise: return .broadcast
+        case .unary, .cast: return .elementwise
+        case .binary, .batchNorm, .fusedElementwise, .select: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
-        case .gatherGrad, .lstm, .cast: return .opaque
+        case .gatherGrad, .lstm: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
@@ -164,6 +183,8 @@ extension Op {
         case let .unary(fn): return fn.formula
         case let .binary(fn): return fn.formula
         case let .fusedElementwise(formula): return formula
+        case .select: return .select(.arg(0), .arg(1), .arg(2))
+        case let .cast(to): return .cast(to, .arg(0))
         case let .batchNorm(eps): return batchNormFormula(epsilon: eps)
         default: return nil
         }
@@ -177,6 +198,7 @@ extension Op {
              .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast: return 1...1
         case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
+        case .select: return 3...3
         case .lstm: return 4...4
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max

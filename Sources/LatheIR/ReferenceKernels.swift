@@ -3,24 +3,17 @@ import Foundation
 /// The interpreter's kernels. Accumulations run in Double so that the oracle is more exact
 /// than what it checks.
 extension Interpreter {
-    static func elementwise(_ formula: ScalarExpr, _ x: [HostTensor], shape: [Int], strides: [[Int]]) -> HostTensor {
+    static func elementwise(_ formula: ScalarExpr, _ x: [HostTensor], type: TensorType, strides: [[Int]]) -> HostTensor {
+        guard type.dtype == .float32, x.allSatisfy({ $0.dtype == .float32 }), formula.isFloat32Only else {
+            return typedElementwise(formula, x, type: type, strides: strides)
+        }
         let f = formula.makeEvaluator()
-        var out = HostTensor(shape: shape)
+        var out = HostTensor(shape: type.shape)
         var args = [Float](repeating: 0, count: x.count)
         var i = 0
-        forEachOffset(shape: shape, strides: strides) { offsets in
+        forEachOffset(shape: type.shape, strides: strides) { offsets in
             for k in x.indices { args[k] = x[k].scalars[offsets[k]] }
             out.scalars[i] = f(args)
-            i += 1
-        }
-        return out
-    }
-
-    static func gather(_ x: HostTensor, shape: [Int], strides: [Int], base: Int) -> HostTensor {
-        var out = HostTensor(shape: shape)
-        var i = 0
-        forEachOffset(shape: shape, strides: [strides], bases: [base]) { offsets in
-            out.scalars[i] = x.scalars[offsets[0]]
             i += 1
         }
         return out
@@ -244,21 +237,21 @@ extension Interpreter {
         return out
     }
 
-    static func gather(_ x: HostTensor, indices: HostTensor, axis: Int, shape: [Int]) -> HostTensor {
-        var out = HostTensor(shape: shape)
-        forEachGathered(dataShape: x.shape, axis: axis, indices: indices) { data, gathered in out.scalars[gathered] = x.scalars[data] }
-        return out
+    static func gather(_ x: HostTensor, indices: [Int], axis: Int, shape: [Int]) -> HostTensor {
+        var sources = [Int](repeating: 0, count: shape.reduce(1, *))
+        forEachGathered(dataShape: x.shape, axis: axis, indices: indices) { data, gathered in sources[gathered] = data }
+        return x.picking(sources, shape: shape)
     }
 
     /// Calls `body(data offset, gathered offset)` for each element gather copies: the walk that
     /// gather and its gradient share.
-    static func forEachGathered(dataShape: [Int], axis: Int, indices: HostTensor, _ body: (Int, Int) -> Void) {
+    /// `indices` are in range (`checkedIndices`).
+    static func forEachGathered(dataShape: [Int], axis: Int, indices: [Int], _ body: (Int, Int) -> Void) {
         let outer = dataShape[..<axis].reduce(1, *), inner = dataShape[(axis + 1)...].reduce(1, *)
         let size = dataShape[axis]
         var i = 0
         for o in 0..<outer {
-            for index in indices.scalars {
-                let k = gatherIndex(index, size: size)
+            for k in indices {
                 for j in 0..<inner { body((o * size + k) * inner + j, i); i += 1 }
             }
         }
@@ -286,18 +279,22 @@ extension Interpreter {
     }
 
     static func concat(_ x: [HostTensor], axis: Int, shape: [Int]) -> HostTensor {
-        var out = HostTensor(shape: shape)
+        // The operands' elements one after another, then each output element picked from them.
+        let joined = (try? HostTensor(shape: [x.reduce(0) { $0 + $1.count }], dtype: x[0].dtype, bytes: x.flatMap(\.rawBytes)))
+            ?? HostTensor(shape: [0])
+        var sources = [Int](repeating: 0, count: shape.reduce(1, *))
         let outer = shape.prefix(axis).reduce(1, *)
         let inner = shape.dropFirst(axis + 1).reduce(1, *)
-        var offset = 0
+        var (offset, start) = (0, 0)
         for t in x {
             let chunk = t.shape[axis] * inner
             for o in 0..<outer {
-                for j in 0..<chunk { out.scalars[o * shape[axis] * inner + offset + j] = t.scalars[o * chunk + j] }
+                for j in 0..<chunk { sources[o * shape[axis] * inner + offset + j] = start + o * chunk + j }
             }
             offset += chunk
+            start += t.count
         }
-        return out
+        return joined.picking(sources, shape: shape)
     }
 }
 

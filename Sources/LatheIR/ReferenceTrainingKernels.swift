@@ -66,7 +66,7 @@ extension Interpreter {
         return out
     }
 
-    static func gatherGrad(indices: HostTensor, dy: HostTensor, axis: Int, shape: [Int]) -> HostTensor {
+    static func gatherGrad(indices: [Int], dy: HostTensor, axis: Int, shape: [Int]) -> HostTensor {
         var sums = [Double](repeating: 0, count: shape.reduce(1, *))
         forEachGathered(dataShape: shape, axis: axis, indices: indices) { data, gathered in sums[data] += Double(dy.scalars[gathered]) }
         var out = HostTensor(shape: shape)

@@ -21,7 +21,8 @@ extension ScalarExpr {
             case .sqrt: slope = .const(0.5) / self
             case .tanh: slope = .const(1) - self * self
             case .erf: slope = .const(1.1283791670955126) * .exp(-(a * a))
-            case .floor, .ceil, .step: return .const(0)
+            // Piecewise constant, or not a number at all.
+            case .floor, .ceil, .step, .round, .sign, .not, .isNaN: return .const(0)
             }
             return ScalarExpr.product(slope, da)
         case let .binary(fn, a, b):
@@ -37,7 +38,18 @@ extension ScalarExpr {
             case .pow:
                 let byBase = ScalarExpr.product(da, b * .binary(.pow, a, b - .const(1)))
                 return .sum(byBase, .product(db, self * .unary(.log, a)))
+            // a - q b with the quotient q piecewise constant: floored for mod, truncated for fmod.
+            case .mod: return .sum(da, .product(db, -.unary(.floor, a / b)))
+            case .fmod: return .sum(da, .product(db, -.unary(.sign, a / b) * .unary(.floor, .unary(.abs, a / b))))
+            case .equal, .less, .lessOrEqual, .greater, .greaterOrEqual, .and, .or, .xor: return .const(0)
             }
+        case let .select(c, a, b):
+            let (da, db) = (a.derivative(wrt: i), b.derivative(wrt: i))
+            if da == .const(0) && db == .const(0) { return .const(0) }
+            return .select(c, da, db)
+        case let .cast(type, a):
+            // A conversion between float types passes the slope on; one to an integer or a bool has none.
+            return type.isFloatingPoint ? a.derivative(wrt: i) : .const(0)
         }
     }
 

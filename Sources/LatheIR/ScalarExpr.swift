@@ -9,6 +9,10 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
     case const(Float)
     case unary(ScalarUnary, ScalarExpr)
     case binary(ScalarBinary, ScalarExpr, ScalarExpr)
+    /// `condition ? a : b`, the condition a bool (ONNX's Where).
+    case select(ScalarExpr, ScalarExpr, ScalarExpr)
+    /// The operand converted to an element type, as ONNX's Cast converts (DType.append).
+    case cast(DType, ScalarExpr)
 
     public static func + (a: ScalarExpr, b: ScalarExpr) -> ScalarExpr { .binary(.add, a, b) }
     public static func - (a: ScalarExpr, b: ScalarExpr) -> ScalarExpr { .binary(.sub, a, b) }
@@ -21,7 +25,7 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
     public static func step(_ a: ScalarExpr) -> ScalarExpr { .unary(.step, a) }
 
     /// Turns the tree into nested closures once, so the interpreter does not walk the enum
-    /// per element.
+    /// per element: the float32 formula's evaluator (TypedScalar.swift has every type's).
     public func makeEvaluator() -> ([Float]) -> Float {
         switch self {
         case let .arg(i): return { $0[i] }
@@ -34,6 +38,12 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
             let ea = a.makeEvaluator(), eb = b.makeEvaluator()
             let f = fn.reference
             return { f(ea($0), eb($0)) }
+        case let .select(c, a, b):
+            let (ec, ea, eb) = (c.makeEvaluator(), a.makeEvaluator(), b.makeEvaluator())
+            return { ec($0) != 0 ? ea($0) : eb($0) }
+        case let .cast(type, a):
+            let ea = a.makeEvaluator()
+            return { type.rounded(ea($0)) }
         }
     }
 
@@ -45,18 +55,19 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
         case let .unary(.neg, a): return "-\(a.parenthesized)"
         case let .unary(fn, a): return "\(fn.rawValue)(\(a))"
         case let .binary(fn, a, b):
-            switch fn {
-            case .add: return "\(a) + \(b.parenthesized)"
-            case .sub: return "\(a) - \(b.parenthesized)"
-            case .mul: return "\(a.parenthesized) * \(b.parenthesized)"
-            case .div: return "\(a.parenthesized) / \(b.parenthesized)"
-            case .max, .min, .pow: return "\(fn.rawValue)(\(a), \(b))"
+            if let symbol = fn.infixSymbol {
+                let left = fn == .add || fn == .sub ? a.description : a.parenthesized
+                let right = b.parenthesized
+                return "\(left) \(symbol) \(right)"
             }
+            return "\(fn.rawValue)(\(a), \(b))"
+        case let .select(c, a, b): return "where(\(c), \(a), \(b))"
+        case let .cast(type, a): return "cast<\(type.rawValue)>(\(a))"
         }
     }
 
     private var parenthesized: String {
-        if case .binary(let fn, _, _) = self, fn == .add || fn == .sub || fn == .mul || fn == .div { return "(\(self))" }
+        if case .binary(let fn, _, _) = self, fn.infixSymbol != nil { return "(\(self))" }
         return description
     }
 
@@ -67,6 +78,8 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
         case .const: return self
         case let .unary(fn, a): return .unary(fn, a.substituting(replacements))
         case let .binary(fn, a, b): return .binary(fn, a.substituting(replacements), b.substituting(replacements))
+        case let .select(c, a, b): return .select(c.substituting(replacements), a.substituting(replacements), b.substituting(replacements))
+        case let .cast(type, a): return .cast(type, a.substituting(replacements))
         }
     }
 
@@ -77,13 +90,20 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
         case .const: return 0
         case let .unary(_, a): return a.arity
         case let .binary(_, a, b): return Swift.max(a.arity, b.arity)
+        case let .select(c, a, b): return Swift.max(c.arity, a.arity, b.arity)
+        case let .cast(_, a): return a.arity
         }
     }
 }
 
 public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
     /// `step` is Heaviside's: 1 where x > 0, else 0 (the slope of relu, the mask of max).
-    case neg, abs, exp, log, sqrt, tanh, erf, floor, ceil, step
+    /// `round` rounds half to even; `sign` is -1, 0 or 1; `not` negates a bool; `isNaN` is a
+    /// bool.
+    case neg, abs, exp, log, sqrt, tanh, erf, floor, ceil, step, round, sign, not, isNaN
+
+    /// Computes on floating-point types only.
+    public var needsFloat: Bool { [.exp, .log, .sqrt, .tanh, .erf, .floor, .ceil, .round, .isNaN].contains(self) }
 
     /// The reference semantics, from the C library.
     public var reference: (Float) -> Float {
@@ -98,12 +118,43 @@ public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
         case .floor: return { $0.rounded(.down) }
         case .ceil: return { $0.rounded(.up) }
         case .step: return { $0 > 0 ? 1 : 0 }
+        case .round: return { $0.rounded(.toNearestOrEven) }
+        case .sign: return { $0 > 0 ? 1 : $0 < 0 ? -1 : $0 }
+        case .not: return { $0 == 0 ? 1 : 0 }
+        case .isNaN: return { $0.isNaN ? 1 : 0 }
         }
     }
 }
 
 public enum ScalarBinary: String, Hashable, Sendable, CaseIterable {
-    case add, sub, mul, div, max, min, pow
+    /// `mod` is floored (the result takes the divisor's sign, Python's %), `fmod` truncated (the
+    /// dividend's, C's fmod): ONNX's Mod with fmod 0 and 1. Integer division truncates, and
+    /// integer division or remainder by zero gives 0. The comparisons give bools; and, or and
+    /// xor take them.
+    case add, sub, mul, div, max, min, pow, mod, fmod
+    case equal, less, lessOrEqual, greater, greaterOrEqual
+    case and, or, xor
+
+    /// The comparisons: operands of any one type, a bool result.
+    public var isComparison: Bool { [.equal, .less, .lessOrEqual, .greater, .greaterOrEqual].contains(self) }
+    /// And, or, xor: bool operands and result.
+    public var isLogical: Bool { [.and, .or, .xor].contains(self) }
+
+    /// How the formula prints between its operands, for those that print so.
+    var infixSymbol: String? {
+        switch self {
+        case .add: return "+"
+        case .sub: return "-"
+        case .mul: return "*"
+        case .div: return "/"
+        case .equal: return "=="
+        case .less: return "<"
+        case .lessOrEqual: return "<="
+        case .greater: return ">"
+        case .greaterOrEqual: return ">="
+        default: return nil
+        }
+    }
 
     public var reference: (Float, Float) -> Float {
         switch self {
@@ -115,6 +166,19 @@ public enum ScalarBinary: String, Hashable, Sendable, CaseIterable {
         case .max: return { $0.isNaN || $1.isNaN ? .nan : Swift.max($0, $1) }
         case .min: return { $0.isNaN || $1.isNaN ? .nan : Swift.min($0, $1) }
         case .pow: return { Foundation.pow($0, $1) }
+        case .mod: return { a, b in
+            let r = Foundation.fmod(a, b)
+            return r != 0 && (r < 0) != (b < 0) ? r + b : r
+        }
+        case .fmod: return { Foundation.fmod($0, $1) }
+        case .equal: return { $0 == $1 ? 1 : 0 }
+        case .less: return { $0 < $1 ? 1 : 0 }
+        case .lessOrEqual: return { $0 <= $1 ? 1 : 0 }
+        case .greater: return { $0 > $1 ? 1 : 0 }
+        case .greaterOrEqual: return { $0 >= $1 ? 1 : 0 }
+        case .and: return { $0 != 0 && $1 != 0 ? 1 : 0 }
+        case .or: return { $0 != 0 || $1 != 0 ? 1 : 0 }
+        case .xor: return { ($0 != 0) != ($1 != 0) ? 1 : 0 }
         }
     }
 }

@@ -12,17 +12,15 @@ extension Op {
         guard arity.contains(operands.count) else {
             throw .shape("takes \(arity.lowerBound == arity.upperBound ? "\(arity.lowerBound)" : "\(arity.lowerBound)...\(arity.upperBound)") operands, got \(operands.count)")
         }
-        // Every op but cast computes on f32 until the typed kernels come.
-        if case let .cast(to) = self { return TensorType(to, operands[0].shape) }
-        for (i, t) in operands.enumerated() where t.dtype != .float32 {
-            throw .elementType("takes f32 operands; operand \(i) is \(t)")
-        }
+        try checkElementTypes(operands)
         let shapes = operands.map(\.shape)
+        // Ops that move data keep its type; elementwise ones type their formula (TypedScalar).
+        let dtype = operands.first?.dtype ?? .float32
         switch self {
         case .input, .constant, .variable:
             throw .shape("inputs, constants and variables carry their own type")
         case .assign:
-            guard shapes[0] == shapes[1] else { throw .shape("the variable is \(shapes[0]), the value \(shapes[1])") }
+            guard operands[0] == operands[1] else { throw .shape("the variable is \(operands[0]), the value \(operands[1])") }
             return operands[1]
         case let .conv2dWeightGrad(a, kernel):
             let (x, dy) = (shapes[0], shapes[1])
@@ -71,16 +69,24 @@ extension Op {
             }
             if case let .epilogue(_, count, _) = base, count != operands.count { throw .attribute("a pooled convolution's epilogue reads no other operands") }
             return try Op.pool2d(a).inferType([base.inferType(operands)])
-        case .unary, .dropout:
-            if case let .dropout(rate) = self, !(0..<1).contains(rate) { throw .attribute("rate \(rate) is not in [0, 1)") }
+        case .dropout(let rate):
+            guard (0..<1).contains(rate) else { throw .attribute("rate \(rate) is not in [0, 1)") }
             return operands[0]
-        case .binary:
-            return TensorType(.float32, try broadcastShapes(shapes[0], shapes[1]))
+        case let .unary(fn):
+            return TensorType(try fn.formula.elementType([dtype]) ?? dtype, shapes[0])
+        case let .binary(fn):
+            return TensorType(try fn.formula.elementType(operands.map(\.dtype)) ?? .float32, try broadcastShapes(shapes[0], shapes[1]))
         case let .fusedElementwise(formula):
             guard formula.arity <= operands.count else { throw .shape("the formula reads \(formula.arity) operands, the node has \(operands.count)") }
             var shape: [Int] = []
             for s in shapes { shape = try broadcastShapes(shape, s) }
-            return TensorType(.float32, shape)
+            return TensorType(try formula.elementType(operands.map(\.dtype)) ?? .float32, shape)
+        case .select:
+            var shape: [Int] = []
+            for s in shapes { shape = try broadcastShapes(shape, s) }
+            return TensorType(try formula!.elementType(operands.map(\.dtype)) ?? .float32, shape)
+        case let .cast(to):
+            return TensorType(to, shapes[0])
         case .matmul:
             return TensorType(.float32, try matmulShape(shapes[0], shapes[1]))
         case .dense:
@@ -106,18 +112,18 @@ extension Op {
             guard count == operands[0].count else {
                 throw .shape("cannot reshape \(operands[0].count) elements to \(target)")
             }
-            return TensorType(.float32, target)
+            return TensorType(dtype, target)
         case let .flatten(axis):
             let x = shapes[0]
             guard (0...x.count).contains(axis) else { throw .attribute("axis \(axis) is out of 0...\(x.count)") }
-            return TensorType(.float32, [x.prefix(axis).reduce(1, *), x.dropFirst(axis).reduce(1, *)])
+            return TensorType(dtype, [x.prefix(axis).reduce(1, *), x.dropFirst(axis).reduce(1, *)])
         case let .transpose(perm):
             guard perm.sorted() == Array(0..<shapes[0].count) else {
                 throw .attribute("perm \(perm) is not a permutation of the \(shapes[0].count) axes")
             }
-            return TensorType(.float32, perm.map { shapes[0][$0] })
+            return TensorType(dtype, perm.map { shapes[0][$0] })
         case let .concat(axis):
-            return TensorType(.float32, try concatShape(shapes, axis: axis))
+            return TensorType(dtype, try concatShape(shapes, axis: axis))
         case let .slice(starts, ends, steps):
             let x = shapes[0]
             guard starts.count == x.count, ends.count == x.count, steps.count == x.count else {
@@ -131,20 +137,20 @@ extension Op {
                 }
                 out.append((ends[axis] - starts[axis] + steps[axis] - 1) / steps[axis])
             }
-            return TensorType(.float32, out)
+            return TensorType(dtype, out)
         case let .convTranspose2d(a):
             return TensorType(.float32, try convTranspose2dShape(shapes, a))
         case let .gather(axis):
             let x = shapes[0]
             guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
-            return TensorType(.float32, Array(x[..<axis]) + shapes[1] + Array(x[(axis + 1)...]))
+            return TensorType(dtype, Array(x[..<axis]) + shapes[1] + Array(x[(axis + 1)...]))
         case let .pad(pads, _):
             let x = shapes[0]
             guard pads.count == 2 * x.count, pads.allSatisfy({ $0 >= 0 }) else {
                 throw .attribute("pads \(pads) must be \(2 * x.count) non-negative numbers")
             }
             guard pads.allSatisfy({ $0 <= maximumElementCount }) else { throw .attribute("pads \(pads) are too large") }
-            return TensorType(.float32, x.indices.map { x[$0] + pads[$0] + pads[$0 + x.count] })
+            return TensorType(dtype, x.indices.map { x[$0] + pads[$0] + pads[$0 + x.count] })
         case .lstm:
             let (gates, r, h0, c0) = (shapes[0], shapes[1], shapes[2], shapes[3])
             guard gates.count == 3, r.count == 2, gates[2] % 4 == 0, gates[2] > 0 else {
@@ -156,8 +162,6 @@ extension Op {
                 throw .shape("the initial states must be [\(batch), \(hidden)], got \(h0) and \(c0)")
             }
             return TensorType(.float32, [2, steps, batch, hidden])
-        case .cast:
-            return operands[0]   // answered above
         case let .lrn(size, _, _, _):
             guard size > 0 else { throw .attribute("size \(size) must be positive") }
             guard shapes[0].count >= 2 else { throw .shape("LRN needs [N, C, ...]") }
@@ -189,6 +193,31 @@ extension Op {
 }
 
 extension Op {
+    /// The element types the op takes: ops that move data take any (concat and assign one for
+    /// all operands), gather's indices are i32, i64 or f32 (whole numbers), elementwise ops'
+    /// formulas check their own (ScalarExpr.elementType); every other op computes on f32.
+    private func checkElementTypes(_ operands: [TensorType]) throws(OpRuleFailure) {
+        let types = operands.map(\.dtype)
+        let indexTypes: [DType] = [.int32, .int64, .float32]
+        switch self {
+        case .unary, .binary, .fusedElementwise, .select, .cast, .reshape, .flatten, .dropout, .transpose, .slice, .pad:
+            return
+        case .concat, .assign:
+            if let other = types.first(where: { $0 != types[0] }) {
+                throw .elementType("takes operands of one element type, got \(types[0].rawValue) and \(other.rawValue)")
+            }
+        case .gather:
+            guard indexTypes.contains(types[1]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[1].rawValue)") }
+        case .gatherGrad:
+            guard indexTypes.contains(types[0]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[0].rawValue)") }
+            guard types[1] == .float32 else { throw .elementType("dy must be f32, got \(types[1].rawValue)") }
+        default:
+            for (i, t) in operands.enumerated() where t.dtype != .float32 {
+                throw .elementType("takes f32 operands; operand \(i) is \(t)")
+            }
+        }
+    }
+
     /// Whether an epilogue operand of this shape is a vector along the result's last axis,
     /// which a Dense or MatMul reads at each result's column (a bias added after a MatMul).
     public static func epilogueReadsPerColumn(base: Op, operand: [Int], result: [Int]) -> Bool {

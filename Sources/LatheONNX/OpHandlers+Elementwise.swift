@@ -78,7 +78,8 @@ extension OpHandlers {
 
     /// Integer arithmetic over constants (shape computations), exactly, with broadcasting.
     static func foldIntegers(_ fn: BinaryFn, _ a: ImportedValue, _ b: ImportedValue, _ c: ImportContext) throws -> ImportedValue? {
-        guard case let .constant(x) = a, case let .constant(y) = b, x.isInteger, y.isInteger else { return nil }
+        guard case let .constant(x) = a, case let .constant(y) = b, x.isInteger, y.isInteger,
+              [.add, .sub, .mul, .div, .max, .min, .pow].contains(fn) else { return nil }
         let shape: [Int]
         do throws(OpRuleFailure) { shape = try broadcastShapes(x.shape, y.shape) } catch { throw c.fail(error.reason) }
         let (xs, ys) = (x.ints, y.ints)
@@ -95,6 +96,7 @@ extension OpHandlers {
             case .pow:
                 let v = pow(Double(p), Double(q))
                 out.append(v.isFinite ? Int64(max(min(v, 9.2e18), -9.2e18)) : 0)
+            default: out.append(0)   // refused by the guard
             }
         }
         return .constant(ConstantTensor(shape: shape, ints: out))

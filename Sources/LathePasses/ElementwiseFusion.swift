@@ -9,7 +9,8 @@ import LatheIR
 /// and it has the node's own shape (inlining a smaller operand into a broadcast would compute
 /// it once per output element instead of once). Leaf operands are deduplicated. The inlined
 /// nodes are left for dead-code elimination. Each group made is noted, and each refused
-/// candidate with the reason.
+/// candidate with the reason. Ops of every element type fuse alike: the fused formula types
+/// itself from its leaves (a comparison's bool, a cast's type).
 public struct ElementwiseFusion: GraphPass {
     public init() {}
     public var name: String { "fuse-elementwise" }
@@ -21,7 +22,7 @@ public struct ElementwiseFusion: GraphPass {
 
     static func isElementwise(_ op: Op) -> Bool {
         switch op {
-        case .unary, .binary, .fusedElementwise: return true
+        case .unary, .binary, .fusedElementwise, .select, .cast: return true
         default: return false
         }
     }

@@ -78,6 +78,10 @@ public struct EpilogueFusion: GraphPass {
         if uses[node.operands[k].index] > 1 { return refused("\(graph[node.operands[k]].name) has \(uses[node.operands[k].index]) readers") }
         if isOutput.contains(node.operands[k]) { return refused("\(graph[node.operands[k]].name) is a graph output") }
         if producer.type.shape != node.type.shape { return refused("the result \(producer.type.shape) is broadcast to \(node.type.shape)") }
+        // A GEMM's epilogue computes on f32 alone.
+        if node.type.dtype != .float32 || !formula.isFloat32Only || node.operands.contains(where: { graph[$0].type.dtype != .float32 }) {
+            return refused("\(node.name) computes on element types other than f32")
+        }
         // The producer's own extras come first, then this node's other operands.
         var extras = Array(producer.operands.dropFirst(baseCount))
         var replacements: [ScalarExpr] = []

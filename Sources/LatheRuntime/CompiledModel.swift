@@ -76,17 +76,18 @@ public final class CompiledModel: @unchecked Sendable {
         let v = try placement(ofVariable: name)
         variableLock.lock()
         defer { variableLock.unlock() }
-        let start = (weights + v.offset).assumingMemoryBound(to: Float.self)
-        return try HostTensor(shape: v.type.shape, scalars: Array(UnsafeBufferPointer(start: start, count: v.type.count)))
+        return try HostTensor(shape: v.type.shape, dtype: v.type.dtype,
+                              bytes: Array(UnsafeRawBufferPointer(start: weights + v.offset, count: v.type.byteCount)))
     }
 
-    /// Sets a variable (same shape), e.g. to load weights or reset an optimizer.
+    /// Sets a variable (same shape and element type), e.g. to load weights or reset an optimizer.
     public func setVariable(_ name: String, to value: HostTensor) throws {
         let v = try placement(ofVariable: name)
         guard value.shape == v.type.shape else { throw LatheError.inputShapeMismatch(name: name, expected: v.type.shape, got: value.shape) }
+        guard value.dtype == v.type.dtype else { throw LatheError.inputElementTypeMismatch(name: name, expected: v.type.dtype, got: value.dtype) }
         variableLock.lock()
         defer { variableLock.unlock() }
-        value.scalars.withUnsafeBytes { bytes in
+        value.withUnsafeBytes { bytes in
             if let base = bytes.baseAddress { (weights + v.offset).copyMemory(from: base, byteCount: bytes.count) }
         }
     }
@@ -96,53 +97,98 @@ public final class CompiledModel: @unchecked Sendable {
         return v
     }
 
-    /// Runs on named host tensors and returns the named outputs.
+    /// Runs on named host tensors (each of its input's element type) and returns the named
+    /// outputs.
     public func run(_ feeds: [String: HostTensor]) throws -> [String: HostTensor] {
         try checkFeeds(program.inputs, feeds)
-        let outputBuffers = program.outputs.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.type.count) }
+        let outputBuffers = program.outputs.map { UnsafeMutableRawBufferPointer.allocate(byteCount: $0.type.byteCount, alignment: 64) }
         defer { outputBuffers.forEach { $0.deallocate() } }
-        try withBuffers(program.inputs.map { feeds[$0.name]!.scalars }) { inputBuffers in
-            try run(inputs: inputBuffers, outputs: outputBuffers)
+        try withBytes(program.inputs.map { feeds[$0.name]! }) { inputBuffers in
+            try run(inputs: inputBuffers, outputs: outputBuffers, ticks: nil)
         }
         var results: [String: HostTensor] = [:]
         for (output, buffer) in zip(program.outputs, outputBuffers) {
-            results[output.name] = try HostTensor(shape: output.type.shape, scalars: Array(buffer))
+            if output.type.dtype == .float32 {
+                results[output.name] = try HostTensor(shape: output.type.shape, scalars: Array(buffer.bindMemory(to: Float.self)))
+            } else {
+                results[output.name] = try HostTensor(shape: output.type.shape, dtype: output.type.dtype, bytes: Array(buffer))
+            }
         }
         return results
     }
 
-    /// The allocation-free path: the caller's buffers, in the order of `inputs` and `outputNames`,
-    /// each exactly the size of its tensor.
+    /// The allocation-free path for float32 models: the caller's buffers, in the order of
+    /// `inputs` and `outputNames`, each exactly the size of its tensor.
     public func run(inputs: [UnsafeBufferPointer<Float>], outputs: [UnsafeMutableBufferPointer<Float>]) throws {
-        try run(inputs: inputs, outputs: outputs, ticks: nil)
+        try run(inputs: try floatBuffers(inputs), outputs: try floatBuffers(outputs), ticks: nil)
     }
 
-    private func run(inputs: [UnsafeBufferPointer<Float>], outputs: [UnsafeMutableBufferPointer<Float>], ticks: UnsafeMutablePointer<UInt64>?) throws {
+    /// The allocation-free path for tensors of any element type: the caller's buffers, in the
+    /// order of `inputs` and `outputNames`, each exactly its tensor's bytes (little-endian
+    /// elements of its type; a bool is a 0 or 1 byte).
+    public func run(inputBytes: [UnsafeRawBufferPointer], outputBytes: [UnsafeMutableRawBufferPointer]) throws {
+        try run(inputs: inputBytes, outputs: outputBytes, ticks: nil)
+    }
+
+    /// Float buffers seen as bytes, once every input and output is found to be float32.
+    private func floatBuffers(_ inputs: [UnsafeBufferPointer<Float>]) throws -> [UnsafeRawBufferPointer] {
+        for spec in program.inputs where spec.dtype != .float32 {
+            throw LatheError.inputElementTypeMismatch(name: spec.name, expected: spec.dtype, got: .float32)
+        }
+        return inputs.map { UnsafeRawBufferPointer($0) }
+    }
+
+    private func floatBuffers(_ outputs: [UnsafeMutableBufferPointer<Float>]) throws -> [UnsafeMutableRawBufferPointer] {
+        for output in program.outputs where output.type.dtype != .float32 {
+            throw LatheError.elementTypeMismatch(what: "output '\(output.name)'", expected: .float32, got: output.type.dtype)
+        }
+        return outputs.map { UnsafeMutableRawBufferPointer($0) }
+    }
+
+    private func run(inputs: [UnsafeRawBufferPointer], outputs: [UnsafeMutableRawBufferPointer], ticks: UnsafeMutablePointer<UInt64>?) throws {
         guard inputs.count == program.inputs.count else { throw LatheError.wrongInputCount(expected: program.inputs.count, got: inputs.count) }
         guard outputs.count == program.outputs.count else {
             throw LatheError.unknownOutput(name: "(\(outputs.count) output buffers)", known: program.outputs.map(\.name))
         }
         for (spec, buffer) in zip(program.inputs, inputs) {
-            let expected = spec.shape.reduce(1, *)
-            guard buffer.count == expected, buffer.baseAddress != nil || expected == 0 else {
-                throw LatheError.inputSizeMismatch(name: spec.name, expectedCount: expected, got: buffer.count)
+            let type = TensorType(spec.dtype, spec.shape)
+            guard buffer.count == type.byteCount, buffer.baseAddress != nil || type.count == 0 else {
+                throw LatheError.inputSizeMismatch(name: spec.name, expectedCount: type.count, got: buffer.count / spec.dtype.byteSize)
             }
         }
         for (output, buffer) in zip(program.outputs, outputs) {
-            guard buffer.count == output.type.count, buffer.baseAddress != nil || output.type.count == 0 else {
-                throw LatheError.inputSizeMismatch(name: "output \(output.name)", expectedCount: output.type.count, got: buffer.count)
+            guard buffer.count == output.type.byteCount, buffer.baseAddress != nil || output.type.count == 0 else {
+                throw LatheError.inputSizeMismatch(name: "output \(output.name)", expectedCount: output.type.count, got: buffer.count / output.type.dtype.byteSize)
             }
         }
         if writesVariables { variableLock.lock() }
         defer { if writesVariables { variableLock.unlock() } }
         let arena = takeArena()
         defer { giveBack(arena) }
-        for (i, buffer) in inputs.enumerated() { arena.inputTable[i] = UnsafeMutablePointer(mutating: buffer.baseAddress) }
-        for (i, buffer) in outputs.enumerated() { arena.outputTable[i] = buffer.baseAddress }
-        pool.during(arena.parallel) {
+        for (i, buffer) in inputs.enumerated() {
+            arena.inputTable[i] = UnsafeMutableRawPointer(mutating: buffer.baseAddress)?.assumingMemoryBound(to: Float.self)
+        }
+        for (i, buffer) in outputs.enumerated() { arena.outputTable[i] = buffer.baseAddress?.assumingMemoryBound(to: Float.self) }
+        let status = pool.during(arena.parallel) {
             entry(arena.region.base.assumingMemoryBound(to: Float.self), weights.assumingMemoryBound(to: Float.self), arena.inputTable,
                   arena.outputTable, ticks, Unmanaged.passUnretained(arena.parallel).toOpaque(), parallelCallback)
         }
+        if status > 0 { throw indexError(kernel: program.kernels[Int(status) - 1], arena: arena) }
+    }
+
+    /// The error a kernel that checks its indices recorded (Gather.swift's index record).
+    private func indexError(kernel: Kernel, arena: RunArena) -> LatheError {
+        var index: Int64 = 0
+        if case let .arena(offset)? = kernel.scratch?.location {
+            index = (arena.region.base + offset + 8).loadUnaligned(as: Int64.self)
+        }
+        let bound = kernel.operands.first?.type.shape[axisOf(kernel)] ?? 0
+        return .indexOutOfRange(node: kernel.nodeName, op: kernel.plan.sourceOps.first ?? kernel.name, index: index, bound: bound, location: kernel.location)
+    }
+
+    private func axisOf(_ kernel: Kernel) -> Int {
+        if case let .node(.gather(axis)) = kernel.work { return axis }
+        return 0
     }
 
     private func takeArena() -> RunArena {
@@ -168,6 +214,11 @@ public final class CompiledModel: @unchecked Sendable {
     /// Runs once and returns the seconds each kernel took (the cycle counter read between
     /// kernels, scaled by the run's wall time).
     public func profile(inputs: [UnsafeBufferPointer<Float>], outputs: [UnsafeMutableBufferPointer<Float>]) throws -> [Double] {
+        try profile(inputBytes: try floatBuffers(inputs), outputBytes: try floatBuffers(outputs))
+    }
+
+    /// The same on buffers of any element type (see `run(inputBytes:outputBytes:)`).
+    public func profile(inputBytes inputs: [UnsafeRawBufferPointer], outputBytes outputs: [UnsafeMutableRawBufferPointer]) throws -> [Double] {
         var counts = [UInt64](repeating: 0, count: program.kernels.count + 1)
         let start = ContinuousClock.now
         try counts.withUnsafeMutableBufferPointer { try run(inputs: inputs, outputs: outputs, ticks: $0.baseAddress) }
@@ -200,11 +251,12 @@ private final class RunArena {
     }
 }
 
-private func withBuffers<R>(_ arrays: [[Float]], _ body: ([UnsafeBufferPointer<Float>]) throws -> R) rethrows -> R {
-    var buffers: [UnsafeBufferPointer<Float>] = []
+/// Calls `body` with the bytes of each tensor, in order, copying none.
+private func withBytes<R>(_ tensors: [HostTensor], _ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
+    var buffers: [UnsafeRawBufferPointer] = []
     func nest(_ i: Int) throws -> R {
-        if i == arrays.count { return try body(buffers) }
-        return try arrays[i].withUnsafeBufferPointer { buffer in
+        if i == tensors.count { return try body(buffers) }
+        return try tensors[i].withUnsafeBytes { buffer in
             buffers.append(buffer)
             return try nest(i + 1)
         }

@@ -104,25 +104,32 @@ private final class WeightsJob: @unchecked Sendable {
 
     init(_ program: KernelProgram, constants: [HostTensor]) {
         region = MemoryRegion(bytes: program.weightsBytes)
-        nonisolated(unsafe) let buffer = UnsafeMutableBufferPointer(start: region.base.assumingMemoryBound(to: Float.self), count: program.weightsBytes / 4)
+        nonisolated(unsafe) let bytes = UnsafeMutableRawBufferPointer(start: region.base, count: program.weightsBytes)
         DispatchQueue.global(qos: .userInitiated).async {
-            // Written once, not zeroed first: every float is a placement's or a gap zeroed here
+            // Written once, not zeroed first: every byte is a placement's or a gap zeroed here
             // (a fresh mapping is zero already: zeroing ResNet-50's packed weights, whose
             // panels pad 64 rows to 66, took a tenth of a cached compile).
             let zeroed = self.region.startsZeroed
             let placements = program.weightPlacements.map { slot, offset, layout in
-                (slot, (offset / 4)..<(offset / 4 + layout.floatCount(constants[slot].count)), layout)
+                let t = constants[slot]
+                return (slot, offset..<(offset + (t.dtype == .float32 ? layout.floatCount(t.count) * 4 : t.rawBytes.count)), layout)
             }
             var end = 0
             for (_, range, _) in placements.sorted(by: { $0.1.lowerBound < $1.1.lowerBound }) {
-                if !zeroed { UnsafeMutableBufferPointer(rebasing: buffer[end..<range.lowerBound]).update(repeating: 0) }
+                if !zeroed { UnsafeMutableRawBufferPointer(rebasing: bytes[end..<range.lowerBound]).initializeMemory(as: UInt8.self, repeating: 0) }
                 end = range.upperBound
             }
-            if !zeroed { UnsafeMutableBufferPointer(rebasing: buffer[end..<buffer.count]).update(repeating: 0) }
+            if !zeroed { UnsafeMutableRawBufferPointer(rebasing: bytes[end..<bytes.count]).initializeMemory(as: UInt8.self, repeating: 0) }
             // Placements are disjoint: both cores share them (the whole compile, on a cache hit).
             DispatchQueue.concurrentPerform(iterations: placements.count) { p in
                 let (slot, range, layout) = placements[p]
-                layout.write(constants[slot], into: UnsafeMutableBufferPointer(rebasing: buffer[range]), zeroed: zeroed)
+                let t = constants[slot]
+                let target = UnsafeMutableRawBufferPointer(rebasing: bytes[range])
+                if t.dtype == .float32 {
+                    layout.write(t, into: target.bindMemory(to: Float.self), zeroed: zeroed)
+                } else {
+                    t.rawBytes.withUnsafeBytes { target.copyMemory(from: $0) }
+                }
             }
             self.done.signal()
         }

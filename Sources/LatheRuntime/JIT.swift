@@ -4,12 +4,13 @@ import LatheIR
 
 /// The compiled entry point: lathe_run(arena, weights, inputs, outputs, ticks, run, parallel), `run`
 /// the ParallelRun that `parallel` (parallelCallback) hands split kernels to
-/// (LatheCodegen's ModuleEmitter).
+/// (LatheCodegen's ModuleEmitter). It returns 0, or the position plus one of the kernel that
+/// found an index out of range.
 typealias EntryFunction = @convention(c) (UnsafeMutablePointer<Float>?, UnsafeMutablePointer<Float>?,
                                           UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?,
                                           UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?,
                                           UnsafeMutablePointer<UInt64>?, UnsafeMutableRawPointer?,
-                                          (@convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void)?) -> Void
+                                          (@convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void)?) -> Int64
 
 /// Owns an ORC LLJIT instance, and with it the machine code: function pointers taken from it
 /// are valid while it lives.

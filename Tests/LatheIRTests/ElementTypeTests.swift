@@ -96,13 +96,18 @@ struct GraphElementTypeTests {
         let ids = try g.addInput(name: "ids", shape: [2, 3], dtype: .int64, location: SourceLocation(fileID: "M/ids.swift", line: 4))
         let x = try g.addInput(name: "x", shape: [2, 3])
         #expect(g[ids].type == TensorType(.int64, [2, 3]))
-        #expect(throws: LatheError.elementTypeError(op: "add", types: [.float32, .int64], reason: "takes f32 operands; operand 1 is i64[2, 3]",
+        #expect(throws: LatheError.elementTypeError(op: "add", types: [.float32, .int64], reason: "add takes operands of one type, got f32 and i64",
                                                    location: SourceLocation(fileID: "M/net.swift", line: 9))) {
             try g.addNode(.binary(.add), [x, ids], location: SourceLocation(fileID: "M/net.swift", line: 9))
         }
-        let message = LatheError.elementTypeError(op: "add", types: [.float32, .int64], reason: "takes f32 operands; operand 1 is i64[2, 3]",
+        let message = LatheError.elementTypeError(op: "add", types: [.float32, .int64], reason: "add takes operands of one type, got f32 and i64",
                                                   location: SourceLocation(fileID: "M/net.swift", line: 9)).description
-        #expect(message == "M/net.swift:9: element type error in add: takes f32 operands; operand 1 is i64[2, 3] (operand types: f32, i64)")
+        #expect(message == "M/net.swift:9: element type error in add: add takes operands of one type, got f32 and i64 (operand types: f32, i64)")
+        // An op that computes on f32 alone names the operand.
+        #expect(throws: LatheError.elementTypeError(op: "softmax", types: [.int64], reason: "takes f32 operands; operand 0 is i64[2, 3]",
+                                                   location: SourceLocation(fileID: "M/net.swift", line: 10))) {
+            try g.addNode(.softmax(axis: 1), [ids], location: SourceLocation(fileID: "M/net.swift", line: 10))
+        }
         let mask = g.addConstant(try HostTensor(shape: [3], values: [true, false, true]), name: "mask")
         #expect(g[mask].type == TensorType(.bool, [3]))
     }
@@ -142,7 +147,8 @@ struct CastTests {
         #expect(try halves.values(as: Float16.self) == [1, .infinity])   // halfway to even; past the largest half
     }
 
-    /// Token ids cast to f32 feed the float ops; an op given the ids uncast is an element type error.
+    /// Token ids cast to f32 feed the float ops; a float-only op given the ids uncast is an
+    /// element type error.
     @Test func idsCastToFloatFeedFloatOps() throws {
         let g = Graph()
         let ids = try g.addInput(name: "ids", shape: [4], dtype: .int64)
@@ -150,6 +156,6 @@ struct CastTests {
         let y = try g.addNode(.unary(.neg), [x])
         let out = try Interpreter.run(g, outputs: [y], feeds: ["ids": HostTensor(shape: [4], values: [Int64(1), 2, -3, 0])])[0]
         #expect(out.scalars == [-1, -2, 3, 0])
-        #expect(throws: LatheError.self) { try g.addNode(.unary(.neg), [ids]) }
+        #expect(throws: LatheError.self) { try g.addNode(.unary(.exp), [ids]) }
     }
 }

@@ -51,9 +51,16 @@ let gradientCases: [OpCase] = {
     for (fn, range) in unary {
         cases.append(OpCase("\(fn.name)", [Operand(shape: [3, 7], range: range)]) { try $0[0].apply(.unary(fn), [], .unknown) })
     }
-    for fn in BinaryFn.allCases {
+    // The arithmetic ones (comparisons and logic give bools, which have no slope); mod's
+    // operands keep a / b in (0, 1), away from its jumps.
+    for fn in BinaryFn.allCases where !fn.formula.isComparisonOrLogic {
         for (a, b) in [([3, 5], [3, 5]), ([2, 3, 5], [5]), ([4, 1], [1, 6])] {
-            let ranges: (ClosedRange<Float>, ClosedRange<Float>) = fn == .pow ? (0.5...2, -2...2) : fn == .div ? (-2...2, 0.5...2) : (-2...2, -2...2)
+            let ranges: (ClosedRange<Float>, ClosedRange<Float>) = switch fn {
+            case .pow: (0.5...2, -2...2)
+            case .div: (-2...2, 0.5...2)
+            case .mod, .fmod: (0.2...0.9, 1.2...2)
+            default: (-2...2, -2...2)
+            }
             cases.append(OpCase("\(fn.rawValue) \(a) \(b)", [Operand(shape: a, range: ranges.0), Operand(shape: b, range: ranges.1)]) {
                 try $0[0].apply(.binary(fn), [$0[1]], .unknown)
             })
@@ -182,5 +189,13 @@ struct GradientTests {
         let g = Graph()
         let x = try g.input("x", shape: [3])
         #expect(throws: LatheError.self) { _ = try g.gradients(of: try x.relu().id, wrt: [x.id]) }
+    }
+}
+
+extension ScalarExpr {
+    /// A comparison or a logical op: a formula whose result is a bool.
+    var isComparisonOrLogic: Bool {
+        if case let .binary(fn, _, _) = self { return fn.isComparison || fn.isLogical }
+        return false
     }
 }

@@ -106,7 +106,7 @@ extension KernelPlan {
               let g = ConvGeometry(input: p.imageShapes[0], weights: p.imageShapes[1], output: p.imageResult, a) else { return nil }
         let imageFlops = Kernel.flops(of: p.conv, operandShapes: p.imageShapes, resultShape: p.imageResult)
         let image = convolution(g, PlanContext(shapes: p.imageShapes, resultShape: p.imageResult, constantWeights: false, threads: 1,
-                                               blocking: c.blocking, vectorWidth: c.vectorWidth, flops: imageFlops))
+                                               blocking: c.blocking, vectorWidth: c.vectorWidth, flops: imageFlops, operandTypes: c.operandTypes))
         let batch = c.shapes[0][0]
         let split: ThreadSplit = c.threads > 1 && c.flops >= ThreadSplit.minimumFlops && batch >= c.threads ? .units(batch) : .single
         // A thread's scratch: the image's convolution's own, then one image's result.

@@ -40,7 +40,7 @@ extension KernelProgram {
             // index it writes (elementwise, same shape), or not at all.
             let overwritable: Bool
             switch producer.op {
-            case .unary, .binary, .fusedElementwise: overwritable = producer.operands.allSatisfy { $0 != variable || graph[$0].type.shape == producer.type.shape }
+            case .unary, .binary, .fusedElementwise, .select, .cast: overwritable = producer.operands.allSatisfy { $0 != variable || graph[$0].type.shape == producer.type.shape }
             default: overwritable = !producer.operands.contains(variable)
             }
             guard computedByItsOwnKernel, overwritable, !outputSet.contains(value), assignsOf[value] == 1,
@@ -58,7 +58,7 @@ extension KernelProgram {
         let readAtIndex: [Int]
         var reshapes = false
         switch node.op {
-        case .unary, .binary, .fusedElementwise:
+        case .unary, .binary, .fusedElementwise, .select, .cast:
             readAtIndex = Array(node.operands.indices)
         case .batchNorm:
             readAtIndex = [0]
@@ -75,7 +75,9 @@ extension KernelProgram {
         }
         return readAtIndex.filter { k in
             let v = node.operands[k]
-            return lastUse[v] == step && graph[v].type.count == node.type.count && (reshapes || graph[v].type.shape == node.type.shape)
+            // Elements of one size: a wider result would overwrite operand elements not yet read.
+            return lastUse[v] == step && graph[v].type.count == node.type.count && graph[v].type.dtype.byteSize == node.type.dtype.byteSize
+                && (reshapes || graph[v].type.shape == node.type.shape)
         }
     }
 }

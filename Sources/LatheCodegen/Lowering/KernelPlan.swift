@@ -38,6 +38,11 @@ public struct KernelPlan: Sendable {
     /// (float32 everywhere until typed tensors).
     public internal(set) var operandElementTypes: [DType] = []
     public internal(set) var resultElementType: DType = .float32
+    /// It reads indices from outside (gather's integer indices) and checks them: its scratch
+    /// starts with an index record, whose flag the entry reads after it (Gather.swift).
+    public internal(set) var checksIndices = false
+    /// The floats of a gather's index record: an i64 flag and the i64 index out of range.
+    static let indexRecordFloats = 4
 
     init(_ algorithm: KernelAlgorithm, weightLayout: WeightLayout = .plain, split: ThreadSplit = .single, threads: Int,
          scratchFloatsPerThread: Int = 0, flops: Int, writesResultOnce: Bool = false) {
@@ -84,11 +89,13 @@ public struct KernelPlan: Sendable {
         let (shapes, resultShape) = (operandTypes.map(\.shape), resultType.shape)
         let flops = Kernel.flops(of: op, operandShapes: shapes, resultShape: resultShape)
         let context = PlanContext(shapes: shapes, resultShape: resultShape, constantWeights: constantWeights, threads: max(threads, 1),
-                                  blocking: GemmBlocking(vectorWidth: vectorWidth), vectorWidth: vectorWidth, flops: flops)
+                                  blocking: GemmBlocking(vectorWidth: vectorWidth), vectorWidth: vectorWidth, flops: flops,
+                                  operandTypes: operandTypes.map(\.dtype))
         var plan = convolution(op, context) ?? product(op, context) ?? loops(op, context)
         plan.sourceOps = sourceOps ?? [op.name]
         plan.operandElementTypes = operandTypes.map(\.dtype)
         plan.resultElementType = resultType.dtype
+        if case .gather = op, operandTypes[1].dtype.isInteger { plan.checksIndices = true }
         return plan
     }
 
@@ -109,6 +116,7 @@ struct PlanContext {
     let blocking: GemmBlocking
     let vectorWidth: Int
     let flops: Int
+    let operandTypes: [DType]
 }
 
 /// A kernel's algorithm and the geometry its emitter reads.

@@ -33,6 +33,8 @@ extension KernelPlan {
                 algorithm = .transposedConvolution(g)
                 scratch = g.scratchFloats
             }
+        case .gather where c.operandTypes[1].isInteger:
+            scratch = KernelPlan.indexRecordFloats
         default:
             break
         }
@@ -54,7 +56,7 @@ extension KernelPlan {
             if a.groups >= 2 * threads || (a.groups > 1 && a.groups % threads == 0) { return .units(a.groups) }
             if channels >= 2 * threads { return .columns(total: channels, chunk: chunk(channels, 1)) }
             return rows >= 2 * threads ? .rows(total: rows, chunk: chunk(rows, 4)) : .single
-        case .unary, .binary, .fusedElementwise, .batchNorm, .transpose:
+        case .unary, .binary, .fusedElementwise, .select, .cast, .batchNorm, .transpose:
             guard let rows = result.first(where: { $0 > 1 }), rows >= threads else { return .single }
             return .rows(total: rows, chunk: chunk(rows, 1))
         case let .softmax(axis), let .logSoftmax(axis):

@@ -2,8 +2,7 @@ import LatheIR
 
 /// KernelProgram.build's stages, in order, one method each:
 ///
-/// 1. `planKernels`: a KernelPlan for every node that will run (KernelPlan.make), once
-///    `checkElementTypes` has found every value f32.
+/// 1. `planKernels`: a KernelPlan for every node that will run (KernelPlan.make).
 /// 2. `placeWeights`: the weights region: each constant read as it is, each variable, and each
 ///    constant weight operand in the layout its kernel's plan reads (only there, when nothing
 ///    else reads it plainly).
@@ -59,14 +58,6 @@ struct ProgramBuilder {
         for (i, node) in graph.inputs.enumerated() { location[node.id] = .input(i) }
     }
 
-    /// Compiled kernels read and write f32 until the typed kernels come: an input, constant or
-    /// variable of another type can reach only an output (every op but cast refuses it).
-    func checkElementTypes() throws {
-        if let node = neededNodes.first(where: { $0.type.dtype != .float32 }) {
-            throw LatheError.unsupported("\(node.op.name) '\(node.name)' holds \(node.type.dtype.rawValue) elements; compiled models take and give f32 tensors (the interpreter runs it)")
-        }
-    }
-
     mutating func planKernels() {
         for node in neededNodes {
             switch node.op {
@@ -93,24 +84,24 @@ struct ProgramBuilder {
         }
         for node in neededNodes {
             if case let .constant(slot) = node.op, readPlain.contains(node.id) {
-                location[node.id] = placeWeight(slot, .plain, floats: node.type.count)
+                location[node.id] = placeWeight(slot, .plain, bytes: node.type.byteCount)
             }
             if case let .variable(slot) = node.op {
                 variables.append(VariablePlacement(name: node.name, offset: weightsBytes, type: node.type))
-                location[node.id] = placeWeight(slot, .plain, floats: node.type.count)
+                location[node.id] = placeWeight(slot, .plain, bytes: node.type.byteCount)
             }
             if let layout = prepacked(node.id), case let .constant(slot) = graph[node.operands[1]].op {
                 let key = node.operands[1]
                 if packedLocation[layout, default: [:]][key] == nil {
-                    packedLocation[layout, default: [:]][key] = placeWeight(slot, layout, floats: layout.floatCount(graph[key].type.count))
+                    packedLocation[layout, default: [:]][key] = placeWeight(slot, layout, bytes: layout.floatCount(graph[key].type.count) * 4)
                 }
             }
         }
     }
 
-    private mutating func placeWeight(_ slot: Int, _ layout: WeightLayout, floats: Int) -> BufferLocation {
+    private mutating func placeWeight(_ slot: Int, _ layout: WeightLayout, bytes: Int) -> BufferLocation {
         weightPlacements.append((slot, weightsBytes, layout))
-        defer { weightsBytes += MemoryPlanner.align(floats * 4) }
+        defer { weightsBytes += MemoryPlanner.align(bytes) }
         return .weights(weightsBytes)
     }
 
@@ -218,9 +209,11 @@ struct ProgramBuilder {
             }
             var inPlace = inPlaceOperand[node.id]
             if let variable = writesVariable[node.id] { inPlace = node.operands.firstIndex(of: variable) }
-            return Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
-                          operands: operands, result: buffer(node.id), scratch: scratchLocation[node.id],
-                          inPlaceOperand: inPlace, plan: plans[node.id]!)
+            var kernel = Kernel(name: "k\(step[node.id]!)_\(node.op.name)", work: .node(node.op), node: node.id,
+                                operands: operands, result: buffer(node.id), scratch: scratchLocation[node.id],
+                                inPlaceOperand: inPlace, plan: plans[node.id]!)
+            (kernel.nodeName, kernel.location) = (node.name, node.location)
+            return kernel
         }
         for (c, copy) in copies.enumerated() {
             kernels.append(Kernel(name: "k\(computed.count + c)_copy", work: .copy, node: copy.value, operands: [buffer(copy.value)],

@@ -1,0 +1,125 @@
+import CLLVM
+import LatheIR
+
+/// Formulas over operands of any element types (ScalarExpr with TypedScalar's type rule), as
+/// vector code: each operation in its operands' compute type (TypedMath), integer division and
+/// remainder guarded so that a zero divisor gives 0 and never traps.
+extension IRBuilder {
+    /// Emits `expr` over `arguments` (of `types`, each in its compute type, all of `lanes`);
+    /// `context` types a formula that reads no operand. The result is in its type's compute type.
+    func emit(_ expr: ScalarExpr, _ arguments: [LLVMValue], types: [DType], context: DType, lanes: Int) -> LLVMValue {
+        func typeOf(_ e: ScalarExpr) -> DType? { (try? e.elementType(types)) ?? nil }
+        let type = typeOf(expr) ?? context
+        func part(_ e: ScalarExpr, _ context: DType) -> LLVMValue { emit(e, arguments, types: types, context: context, lanes: lanes) }
+        switch expr {
+        case let .arg(i): return arguments[i]
+        case let .const(c): return constant(c, type, lanes: lanes)
+        case let .cast(to, a):
+            let from = typeOf(a) ?? .float32
+            return convert(part(a, from), from: from, to: to)
+        case let .select(c, a, b):
+            return select(part(c, .bool), part(a, type), part(b, type))
+        case let .unary(fn, a):
+            let operandType = fn == .not ? .bool : typeOf(a) ?? type
+            return roundedToType(unary(fn, part(a, operandType), operandType), type)
+        case let .binary(fn, a, b):
+            let operandType = typeOf(a) ?? typeOf(b) ?? (fn.isComparison ? .float32 : type)
+            return roundedToType(binary(fn, part(a, operandType), part(b, operandType), operandType), type)
+        }
+    }
+
+    private func unary(_ fn: ScalarUnary, _ x: LLVMValue, _ t: DType) -> LLVMValue {
+        let lanes = lanes(of: x)
+        func c(_ v: Float) -> LLVMValue { constant(v, t, lanes: lanes) }
+        if t.isFloatingPoint {
+            switch fn {
+            case .exp, .log, .tanh, .erf:
+                guard t == .float64 else { return emit(.unary(fn, .arg(0)), [x]) }
+                let single = LLVMBuildFPTrunc(builder, x, computeType(.float32, lanes: lanes), "")!
+                return LLVMBuildFPExt(builder, emit(.unary(fn, .arg(0)), [single]), LLVMTypeOf(x), "")
+            case .neg: return neg(x)
+            case .abs: return intrinsic("llvm.fabs", x)
+            case .sqrt: return intrinsic("llvm.sqrt", x)
+            case .floor: return intrinsic("llvm.floor", x)
+            case .ceil: return intrinsic("llvm.ceil", x)
+            case .round: return intrinsic("llvm.roundeven", x)
+            case .step: return select(compare(LLVMRealOGT, x, c(0)), c(1), c(0))
+            // ±0 and NaN are their own sign.
+            case .sign: return select(compare(LLVMRealOGT, x, c(0)), c(1), select(compare(LLVMRealOLT, x, c(0)), c(-1), x))
+            case .isNaN: return compare(LLVMRealUNO, x, x)
+            case .not: return compare(LLVMRealOEQ, x, c(0))
+            }
+        }
+        if t == .bool { return fn == .not ? LLVMBuildXor(builder, x, constant(1, .bool, lanes: lanes), "") : x }
+        let (greater, less): (LLVMIntPredicate, LLVMIntPredicate) = t.isSigned ? (LLVMIntSGT, LLVMIntSLT) : (LLVMIntUGT, LLVMIntULT)
+        func icmp(_ p: LLVMIntPredicate, _ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildICmp(builder, p, a, b, "") }
+        switch fn {
+        case .neg: return LLVMBuildSub(builder, c(0), x, "")
+        case .abs: return t.isSigned ? select(icmp(LLVMIntSLT, x, c(0)), LLVMBuildSub(builder, c(0), x, ""), x) : x
+        case .step: return select(icmp(greater, x, c(0)), c(1), c(0))
+        case .sign: return select(icmp(greater, x, c(0)), c(1), select(icmp(less, x, c(0)), c(-1), c(0)))
+        default: return x
+        }
+    }
+
+    private func binary(_ fn: ScalarBinary, _ x: LLVMValue, _ y: LLVMValue, _ t: DType) -> LLVMValue {
+        let lanes = lanes(of: x)
+        func c(_ v: Float) -> LLVMValue { constant(v, t, lanes: lanes) }
+        if t.isFloatingPoint {
+            switch fn {
+            case .add: return add(x, y)
+            case .sub: return sub(x, y)
+            case .mul: return mul(x, y)
+            case .div: return div(x, y)
+            case .max: return maximum(x, y)
+            case .min: return minimum(x, y)
+            case .pow: return intrinsic("llvm.pow", x, y)
+            case .fmod: return LLVMBuildFRem(builder, x, y, "")
+            case .mod:
+                // C's remainder moved to the divisor's sign when the two differ.
+                let r = LLVMBuildFRem(builder, x, y, "")!
+                let differ = LLVMBuildXor(builder, compare(LLVMRealOLT, r, c(0)), compare(LLVMRealOLT, y, c(0)), "")!
+                let fix = LLVMBuildAnd(builder, compare(LLVMRealONE, r, c(0)), differ, "")!
+                return select(fix, add(r, y), r)
+            case .equal: return compare(LLVMRealOEQ, x, y)
+            case .less: return compare(LLVMRealOLT, x, y)
+            case .lessOrEqual: return compare(LLVMRealOLE, x, y)
+            case .greater: return compare(LLVMRealOGT, x, y)
+            case .greaterOrEqual: return compare(LLVMRealOGE, x, y)
+            case .and, .or, .xor: return constant(0, .bool, lanes: lanes)
+            }
+        }
+        func icmp(_ p: LLVMIntPredicate, _ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildICmp(builder, p, a, b, "") }
+        let signed = t.isSigned && t != .bool
+        switch fn {
+        case .and: return LLVMBuildAnd(builder, x, y, "")
+        case .or: return LLVMBuildOr(builder, x, y, "")
+        case .xor: return LLVMBuildXor(builder, x, y, "")
+        case .equal: return icmp(LLVMIntEQ, x, y)
+        case .less: return icmp(signed ? LLVMIntSLT : LLVMIntULT, x, y)
+        case .lessOrEqual: return icmp(signed ? LLVMIntSLE : LLVMIntULE, x, y)
+        case .greater: return icmp(signed ? LLVMIntSGT : LLVMIntUGT, x, y)
+        case .greaterOrEqual: return icmp(signed ? LLVMIntSGE : LLVMIntUGE, x, y)
+        case .add: return LLVMBuildAdd(builder, x, y, "")
+        case .sub: return LLVMBuildSub(builder, x, y, "")
+        case .mul: return LLVMBuildMul(builder, x, y, "")
+        case .max: return select(icmp(signed ? LLVMIntSGT : LLVMIntUGT, x, y), x, y)
+        case .min: return select(icmp(signed ? LLVMIntSLT : LLVMIntULT, x, y), x, y)
+        case .pow: return c(0)
+        case .div, .fmod, .mod:
+            // A zero divisor gives 0; -1 is done apart (MIN / -1 overflows, and traps on x86).
+            let zero = icmp(LLVMIntEQ, y, c(0))
+            let minusOne = signed ? icmp(LLVMIntEQ, y, c(-1)) : constant(0, .bool, lanes: lanes)
+            let safe = select(LLVMBuildOr(builder, zero, minusOne, "")!, c(1), y)
+            if fn == .div {
+                let quotient = signed ? LLVMBuildSDiv(builder, x, safe, "")! : LLVMBuildUDiv(builder, x, safe, "")!
+                return select(zero, c(0), select(minusOne, LLVMBuildSub(builder, c(0), x, ""), quotient))
+            }
+            let r = select(LLVMBuildOr(builder, zero, minusOne, "")!, c(0), signed ? LLVMBuildSRem(builder, x, safe, "")! : LLVMBuildURem(builder, x, safe, "")!)
+            guard fn == .mod, signed else { return r }
+            let differ = LLVMBuildXor(builder, icmp(LLVMIntSLT, r, c(0)), icmp(LLVMIntSLT, y, c(0)), "")!
+            let fix = LLVMBuildAnd(builder, icmp(LLVMIntNE, r, c(0)), differ, "")!
+            return select(fix, LLVMBuildAdd(builder, r, y, ""), r)
+        }
+    }
+}

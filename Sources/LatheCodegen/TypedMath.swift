@@ -1,0 +1,191 @@
+import CLLVM
+import LatheIR
+
+/// Code for values of every element type: how each type is stored and computed, typed loads
+/// and stores, conversions (ONNX's Cast), and formulas over any types, with the semantics of
+/// LatheIR's TypedScalar (the interpreter's).
+///
+/// Each type is computed in one LLVM type: float32, float16 and bfloat16 in `float` (a float16 or
+/// bfloat16 result rounded to its type after each operation, so a fused chain gives what the
+/// unfused ops give), float64 in `double`, integers in iN of their width (signedness is in the
+/// operations), bool in i1. They are stored as themselves: half, i16 for bfloat16, i8 for bool.
+/// Transcendental functions of float64 are computed in float32.
+extension IRBuilder {
+    /// The LLVM type values of `dtype` are computed in, as a vector of `lanes` (scalar for 1).
+    func computeType(_ dtype: DType, lanes: Int = 1) -> LLVMType {
+        let scalar: LLVMType
+        switch dtype {
+        case .float32, .float16, .bfloat16: scalar = f32
+        case .float64: scalar = LLVMDoubleTypeInContext(context)
+        case .bool: scalar = i1
+        default: scalar = LLVMIntTypeInContext(context, UInt32(dtype.byteSize * 8))
+        }
+        return lanes == 1 ? scalar : LLVMVectorType(scalar, UInt32(lanes))
+    }
+
+    /// The LLVM type an element of `dtype` is stored as.
+    func storageType(_ dtype: DType, lanes: Int = 1) -> LLVMType {
+        let scalar: LLVMType
+        switch dtype {
+        case .float16: scalar = LLVMHalfTypeInContext(context)
+        case .bfloat16: scalar = LLVMInt16TypeInContext(context)
+        case .bool: scalar = LLVMInt8TypeInContext(context)
+        default: return computeType(dtype, lanes: lanes)
+        }
+        return lanes == 1 ? scalar : LLVMVectorType(scalar, UInt32(lanes))
+    }
+
+    /// The address of element `index` of a buffer of `dtype` elements.
+    func pointer(_ base: LLVMValue, _ index: LLVMValue, _ dtype: DType) -> LLVMValue {
+        if dtype == .float32 { return pointer(base, index) }
+        let element = storageType(dtype)
+        let typed = LLVMBuildPointerCast(builder, base, LLVMPointerType(element, 0), "")!
+        var indices: [LLVMValue?] = [index]
+        return LLVMBuildInBoundsGEP2(builder, element, typed, &indices, 1, "")
+    }
+
+    /// `lanes` elements of `dtype` from base[index...], in their compute type.
+    func load(_ base: LLVMValue, _ index: LLVMValue, lanes: Int = 1, _ dtype: DType) -> LLVMValue {
+        if dtype == .float32 { return load(base, index, lanes: lanes) }
+        let type = storageType(dtype, lanes: lanes)
+        let address = LLVMBuildPointerCast(builder, pointer(base, index, dtype), LLVMPointerType(type, 0), "")!
+        let loaded = LLVMBuildLoad2(builder, type, address, "")!
+        LLVMSetAlignment(loaded, UInt32(dtype.byteSize))
+        return widen(loaded, dtype)
+    }
+
+    /// Stores `value` (in `dtype`'s compute type) at base[index...] as `dtype`.
+    func store(_ value: LLVMValue, _ base: LLVMValue, _ index: LLVMValue, _ dtype: DType) {
+        if dtype == .float32 { return store(value, base, index) }
+        let stored = narrow(value, dtype)
+        let address = LLVMBuildPointerCast(builder, pointer(base, index, dtype), LLVMPointerType(LLVMTypeOf(stored), 0), "")!
+        LLVMSetAlignment(LLVMBuildStore(builder, stored, address), UInt32(dtype.byteSize))
+    }
+
+    /// A stored value (half, bfloat16 bits, a bool byte) in its compute type.
+    private func widen(_ stored: LLVMValue, _ dtype: DType) -> LLVMValue {
+        let lanes = lanes(of: stored)
+        switch dtype {
+        case .float16: return LLVMBuildFPExt(builder, stored, computeType(.float32, lanes: lanes), "")
+        case .bfloat16:
+            let wide = LLVMBuildZExt(builder, stored, integerType(32, lanes: lanes), "")!
+            return LLVMBuildBitCast(builder, LLVMBuildShl(builder, wide, integer(16, bits: 32, like: wide), ""), computeType(.float32, lanes: lanes), "")
+        case .bool: return LLVMBuildICmp(builder, LLVMIntNE, stored, LLVMConstNull(LLVMTypeOf(stored)), "")
+        default: return stored
+        }
+    }
+
+    /// A computed value as it is stored: float16 and bfloat16 rounded to nearest-even, a bool
+    /// as a 0 or 1 byte.
+    private func narrow(_ value: LLVMValue, _ dtype: DType) -> LLVMValue {
+        let lanes = lanes(of: value)
+        switch dtype {
+        case .float16: return LLVMBuildFPTrunc(builder, value, storageType(.float16, lanes: lanes), "")
+        case .bfloat16:
+            // The upper half of the float32, rounded to nearest-even; a NaN stays a quiet NaN.
+            let bits = LLVMBuildBitCast(builder, value, integerType(32, lanes: lanes), "")!
+            let lowBit = LLVMBuildAnd(builder, LLVMBuildLShr(builder, bits, integer(16, bits: 32, like: bits), ""), integer(1, bits: 32, like: bits), "")!
+            let rounded = LLVMBuildAdd(builder, LLVMBuildAdd(builder, bits, integer(0x7FFF, bits: 32, like: bits), ""), lowBit, "")!
+            let quiet = LLVMBuildOr(builder, LLVMBuildLShr(builder, bits, integer(16, bits: 32, like: bits), ""), integer(0x40, bits: 32, like: bits), "")!
+            let upper = select(compare(LLVMRealUNO, value, value), quiet, LLVMBuildLShr(builder, rounded, integer(16, bits: 32, like: bits), "")!)
+            return LLVMBuildTrunc(builder, upper, storageType(.bfloat16, lanes: lanes), "")
+        case .bool: return LLVMBuildZExt(builder, value, storageType(.bool, lanes: lanes), "")
+        default: return value
+        }
+    }
+
+    /// A float16 or bfloat16 value computed in float32, rounded to its type (still in float32).
+    func roundedToType(_ value: LLVMValue, _ dtype: DType) -> LLVMValue {
+        guard dtype == .float16 || dtype == .bfloat16 else { return value }
+        return widen(narrow(value, dtype), dtype)
+    }
+
+    private func integerType(_ bits: Int, lanes: Int) -> LLVMType {
+        let scalar = LLVMIntTypeInContext(context, UInt32(bits))!
+        return lanes == 1 ? scalar : LLVMVectorType(scalar, UInt32(lanes))
+    }
+
+    /// An integer constant of `bits` bits shaped like `like`.
+    private func integer(_ v: Int64, bits: Int, like: LLVMValue) -> LLVMValue {
+        constant(LLVMConstInt(LLVMIntTypeInContext(context, UInt32(bits)), UInt64(bitPattern: v), 1), lanes: lanes(of: like))
+    }
+
+    private func constant(_ scalar: LLVMValue, lanes: Int) -> LLVMValue {
+        guard lanes > 1 else { return scalar }
+        var elements = [LLVMValue?](repeating: scalar, count: lanes)
+        return LLVMConstVector(&elements, UInt32(lanes))
+    }
+
+    /// `value` as a constant of `dtype` (converted as Cast converts), in its compute type.
+    func constant(_ value: Float, _ dtype: DType, lanes: Int) -> LLVMValue {
+        let converted = dtype.converting(.float(Double(value)))
+        let scalar: LLVMValue
+        switch converted {
+        case let .float(v): scalar = LLVMConstReal(computeType(dtype), v)
+        case let .signed(v): scalar = LLVMConstInt(computeType(dtype), UInt64(bitPattern: v), 1)
+        case let .unsigned(v): scalar = LLVMConstInt(computeType(dtype), v, 0)
+        case let .bool(v): scalar = LLVMConstInt(i1, v ? 1 : 0, 0)
+        }
+        return constant(scalar, lanes: lanes)
+    }
+
+    /// `value`, of `from`'s compute type, converted to `to` as ONNX's Cast converts (see
+    /// DType.converting): floats rounded to nearest-even; floats to integers truncated and
+    /// saturated, NaN to 0 (llvm.fptosi.sat); integers wrapped or extended by the source's
+    /// signedness; bool true for any non-zero value (NaN too).
+    func convert(_ value: LLVMValue, from: DType, to: DType) -> LLVMValue {
+        guard from != to else { return value }
+        let lanes = lanes(of: value)
+        let target = computeType(to, lanes: lanes)
+        switch (from.isFloatingPoint, from == .bool, to.isFloatingPoint, to == .bool) {
+        case (true, _, true, _):
+            // Through float32 when either side is a half type: as ONNX Runtime converts.
+            var v = value
+            if from == .float64 && to != .float64 { v = LLVMBuildFPTrunc(builder, v, computeType(.float32, lanes: lanes), "") }
+            if to == .float64 { v = LLVMBuildFPExt(builder, v, target, "") }
+            return roundedToType(v, to)
+        case (true, _, _, true):
+            return LLVMBuildFCmp(builder, LLVMRealUNE, value, LLVMConstNull(LLVMTypeOf(value)), "")
+        case (true, _, _, _):
+            let name = to.isSigned ? "llvm.fptosi.sat" : "llvm.fptoui.sat"
+            return callOverloaded(name, overloads: [target, LLVMTypeOf(value)], returning: target, [value])
+        case (_, true, true, _):
+            return LLVMBuildUIToFP(builder, value, target, "")
+        case (_, true, _, _):
+            return LLVMBuildZExt(builder, value, target, "")
+        case (_, _, true, _):
+            let v = from.isSigned ? LLVMBuildSIToFP(builder, value, target, "")! : LLVMBuildUIToFP(builder, value, target, "")!
+            return roundedToType(v, to)
+        case (_, _, _, true):
+            return LLVMBuildICmp(builder, LLVMIntNE, value, LLVMConstNull(LLVMTypeOf(value)), "")
+        default:
+            let (fromBits, toBits) = (from.byteSize, to.byteSize)
+            if toBits < fromBits { return LLVMBuildTrunc(builder, value, target, "") }
+            if toBits == fromBits { return value }
+            return from.isSigned ? LLVMBuildSExt(builder, value, target, "") : LLVMBuildZExt(builder, value, target, "")
+        }
+    }
+
+    /// Calls intrinsic `name` overloaded on `overloads`.
+    func callOverloaded(_ name: String, overloads: [LLVMType], returning type: LLVMType, _ arguments: [LLVMValue]) -> LLVMValue {
+        var overloadTypes = overloads.map { Optional($0) }
+        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloadTypes, overloads.count)
+        var parameters: [LLVMType?] = arguments.map { LLVMTypeOf($0) }
+        let functionType = LLVMFunctionType(type, &parameters, UInt32(arguments.count), 0)
+        var args = arguments.map { Optional($0) }
+        return LLVMBuildCall2(builder, functionType, function, &args, UInt32(args.count), "")
+    }
+}
+
+extension DType {
+    /// The type data of this type is moved as when it is only copied (a transpose, a slice, a
+    /// gather): the integer of its width, or float32 for 4 bytes (as every f32 kernel moves it).
+    var movementType: DType {
+        switch byteSize {
+        case 1: return .uint8
+        case 2: return .uint16
+        case 8: return .int64
+        default: return .float32
+        }
+    }
+}

@@ -1,0 +1,67 @@
+/// The interpreter's kernels for tensors of any element type: formulas evaluated per element
+/// type (TypedScalar.swift), data moved element by element whatever its type, and indices read
+/// at run time checked.
+extension Interpreter {
+    /// A formula over operands of any types, each operation in its own type.
+    static func typedElementwise(_ formula: ScalarExpr, _ x: [HostTensor], type: TensorType, strides: [[Int]]) -> HostTensor {
+        let f = formula.makeTypedEvaluator(x.map(\.dtype), context: type.dtype)
+        let bytes = x.map(\.rawBytes)
+        var out: [UInt8] = []
+        out.reserveCapacity(type.byteCount)
+        var args = [Scalar](repeating: .bool(false), count: x.count)
+        forEachOffset(shape: type.shape, strides: strides) { offsets in
+            for k in x.indices { args[k] = bytes[k].withUnsafeBytes { x[k].dtype.scalar(in: $0, at: offsets[k]) } }
+            type.dtype.append(type.dtype.converting(f(args)), to: &out)
+        }
+        return (try? HostTensor(shape: type.shape, dtype: type.dtype, bytes: out)) ?? HostTensor(shape: type.shape)
+    }
+
+    /// Gather's indices as positions on an axis of `size`: integers wrapped when negative (ONNX)
+    /// and checked, a typed error naming the node when one is outside -size..<size; float
+    /// indices (the DSL's) truncated, wrapped and clamped (gatherIndex).
+    static func checkedIndices(_ indices: HostTensor, size: Int, node: Node) throws -> [Int] {
+        guard indices.dtype.isInteger else { return indices.scalars.map { gatherIndex($0, size: size) } }
+        let bytes = indices.rawBytes
+        return try (0..<indices.count).map { i in
+            let raw: Int64
+            switch bytes.withUnsafeBytes({ indices.dtype.scalar(in: $0, at: i) }) {
+            case let .signed(v): raw = v
+            case let .unsigned(v): raw = Int64(clamping: v)
+            default: raw = 0
+            }
+            guard raw >= -Int64(size), raw < Int64(size) else {
+                throw LatheError.indexOutOfRange(node: node.name, op: node.op.name, index: raw, bound: size, location: node.location)
+            }
+            return Int(raw < 0 ? raw + Int64(size) : raw)
+        }
+    }
+}
+
+extension HostTensor {
+    /// A tensor of `shape` whose element i is this tensor's element sources[i], or `fill`
+    /// (converted to the type) where sources[i] is negative. Any element type.
+    func picking(_ sources: [Int], shape: [Int], fill: Float = 0) -> HostTensor {
+        if dtype == .float32 {
+            let own = scalars
+            return (try? HostTensor(shape: shape, scalars: sources.map { $0 < 0 ? fill : own[$0] })) ?? HostTensor(shape: shape)
+        }
+        let size = dtype.byteSize
+        var filler: [UInt8] = []
+        dtype.append(Double(fill), to: &filler)
+        let own = rawBytes
+        var out: [UInt8] = []
+        out.reserveCapacity(sources.count * size)
+        for s in sources {
+            if s < 0 { out += filler } else { out += own[(s * size)..<((s + 1) * size)] }
+        }
+        return (try? HostTensor(shape: shape, dtype: dtype, bytes: out)) ?? HostTensor(shape: shape)
+    }
+
+    /// The elements at base + sum(index_d * strides[d]) for each index of `shape`, in order.
+    func picking(shape: [Int], strides: [Int], base: Int) -> HostTensor {
+        var sources: [Int] = []
+        sources.reserveCapacity(shape.reduce(1, *))
+        forEachOffset(shape: shape, strides: [strides], bases: [base]) { sources.append($0[0]) }
+        return picking(sources, shape: shape)
+    }
+}

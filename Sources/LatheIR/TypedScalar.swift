@@ -1,0 +1,315 @@
+import Foundation
+
+/// Formulas over every element type: the type rule of a ScalarExpr and the reference semantics
+/// the interpreter computes and the code generator reproduces.
+///
+/// A formula's operands carry their element types; a constant takes the type of what it meets
+/// (the other operand of its binary op, or the formula's type), so that `max($0, 0)` is relu
+/// for f32 and for i32 alike. Arithmetic wants operands of one type and gives that type;
+/// comparisons give bool; and, or, xor and not take bools; `where` takes a bool condition and
+/// two values of one type; a cast gives its type. Floats compute per operation in their type,
+/// float16 and bfloat16 in float32 rounded to their type after each operation; integers wrap at
+/// their width, and integer division or remainder by zero gives 0 (never a trap).
+
+/// One element of any type, as the reference interpreter computes it: floats as Double,
+/// rounded to their type after each operation; integers as 64 bits, wrapped to their type's
+/// width after each operation; bools as Bool.
+public enum Scalar: Hashable, Sendable {
+    case float(Double)
+    case signed(Int64)
+    case unsigned(UInt64)
+    case bool(Bool)
+
+    /// The value as a Double (exact for every type but 64-bit integers past 2^53).
+    public var double: Double {
+        switch self {
+        case let .float(v): return v
+        case let .signed(v): return Double(v)
+        case let .unsigned(v): return Double(v)
+        case let .bool(v): return v ? 1 : 0
+        }
+    }
+}
+
+extension DType {
+    /// Element `index` of little-endian `bytes` of this type.
+    public func scalar(in bytes: UnsafeRawBufferPointer, at index: Int) -> Scalar {
+        let offset = index * byteSize
+        switch self {
+        case .float32, .float64, .float16, .bfloat16: return .float(value(in: bytes, at: index))
+        case .int8, .int16, .int32: return .signed(Int64(value(in: bytes, at: index)))
+        case .int64: return .signed(bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
+        case .uint8, .uint16, .uint32: return .unsigned(UInt64(value(in: bytes, at: index)))
+        case .uint64: return .unsigned(bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+        case .bool: return .bool(bytes[offset] != 0)
+        }
+    }
+
+    /// Appends a value already of this type (see `converting`) as its little-endian bytes.
+    public func append(_ scalar: Scalar, to bytes: inout [UInt8]) {
+        func put<T>(_ v: T) { withUnsafeBytes(of: v) { bytes.append(contentsOf: $0) } }
+        switch (self, scalar) {
+        case let (.int64, .signed(v)): put(v)
+        case let (.uint64, .unsigned(v)): put(v)
+        case let (_, .signed(v)) where isInteger: put(v) ; bytes.removeLast(8 - byteSize)
+        case let (_, .unsigned(v)) where isInteger: put(v) ; bytes.removeLast(8 - byteSize)
+        default: append(scalar.double, to: &bytes)
+        }
+    }
+
+    /// `scalar` (of any type) as a value of this type, as ONNX's Cast converts: floats rounded
+    /// to nearest-even, integers from floats truncated toward zero and saturated (NaN to 0),
+    /// integers from integers wrapped, bool true for any non-zero value.
+    public func converting(_ scalar: Scalar) -> Scalar {
+        switch (self, scalar) {
+        case let (.bool, .signed(v)): return .bool(v != 0)
+        case let (.bool, .unsigned(v)): return .bool(v != 0)
+        case (.bool, _): return .bool(scalar.double != 0)
+        case let (_, .signed(v)) where isInteger: return normalized(isSigned ? .signed(v) : .unsigned(UInt64(bitPattern: v)))
+        case let (_, .unsigned(v)) where isInteger: return normalized(isSigned ? .signed(Int64(bitPattern: v)) : .unsigned(v))
+        case let (_, .bool(v)) where isInteger: return isSigned ? .signed(v ? 1 : 0) : .unsigned(v ? 1 : 0)
+        case let (_, .float(v)) where isInteger:
+            guard !v.isNaN else { return isSigned ? .signed(0) : .unsigned(0) }
+            if isSigned {
+                let bits = Int64(byteSize * 8)
+                let (lo, hi) = (-Double(sign: .plus, exponent: Int(bits - 1), significand: 1), Double(sign: .plus, exponent: Int(bits - 1), significand: 1))
+                if v <= lo { return .signed(bits == 64 ? .min : -(1 << (bits - 1))) }
+                if v >= hi { return .signed(bits == 64 ? .max : (1 << (bits - 1)) - 1) }
+                return .signed(Int64(v.rounded(.towardZero)))
+            }
+            let hi = Double(sign: .plus, exponent: byteSize * 8, significand: 1)
+            if v <= 0 { return .unsigned(0) }
+            if v >= hi { return .unsigned(byteSize == 8 ? .max : (1 << UInt64(byteSize * 8)) - 1) }
+            return .unsigned(UInt64(v.rounded(.towardZero)))
+        default: return normalized(.float(scalar.double))
+        }
+    }
+
+    /// A result computed at 64 bits brought to this type: a float rounded to it, an integer
+    /// wrapped to its width.
+    public func normalized(_ scalar: Scalar) -> Scalar {
+        switch (self, scalar) {
+        case let (.float32, .float(v)): return .float(Double(Float(v)))
+        case let (.float16, .float(v)): return .float(Double(Float(Float16(Float(v)))))
+        case let (.bfloat16, .float(v)): return .float(Double(Float(bitPattern: UInt32(Float(v).bfloat16Bits) << 16)))
+        case let (.int8, .signed(v)): return .signed(Int64(Int8(truncatingIfNeeded: v)))
+        case let (.int16, .signed(v)): return .signed(Int64(Int16(truncatingIfNeeded: v)))
+        case let (.int32, .signed(v)): return .signed(Int64(Int32(truncatingIfNeeded: v)))
+        case let (.uint8, .unsigned(v)): return .unsigned(UInt64(UInt8(truncatingIfNeeded: v)))
+        case let (.uint16, .unsigned(v)): return .unsigned(UInt64(UInt16(truncatingIfNeeded: v)))
+        case let (.uint32, .unsigned(v)): return .unsigned(UInt64(UInt32(truncatingIfNeeded: v)))
+        default: return scalar
+        }
+    }
+
+    /// `value` cast to this type and back to float32.
+    func rounded(_ value: Float) -> Float { Float(converting(.float(Double(value))).double) }
+}
+
+extension ScalarExpr {
+    /// The formula's element type, given its operands' types; nil when it reads no operand (a
+    /// constant, typed by what it meets). Throws when the types do not fit the operations.
+    public func elementType(_ operands: [DType]) throws(OpRuleFailure) -> DType? {
+        func describe(_ t: DType?) -> String { t?.rawValue ?? "a constant" }
+        switch self {
+        case let .arg(i):
+            guard operands.indices.contains(i) else { throw .shape("the formula reads $\(i) of \(operands.count) operands") }
+            return operands[i]
+        case .const: return nil
+        case let .cast(type, a):
+            _ = try a.elementType(operands)
+            return type
+        case let .unary(fn, a):
+            let t = try a.elementType(operands)
+            switch fn {
+            case .not:
+                guard t == nil || t == .bool else { throw .elementType("not takes bool, got \(describe(t))") }
+                return .bool
+            case .isNaN:
+                guard t?.isFloatingPoint ?? true else { throw .elementType("is_nan takes a float, got \(describe(t))") }
+                return .bool
+            default:
+                if t == .bool { throw .elementType("\(fn.rawValue) takes numbers, got bool") }
+                if fn.needsFloat, let t, !t.isFloatingPoint { throw .elementType("\(fn.rawValue) takes floats, got \(t.rawValue)") }
+                return t
+            }
+        case let .binary(fn, a, b):
+            let (ta, tb) = (try a.elementType(operands), try b.elementType(operands))
+            if let ta, let tb, ta != tb { throw .elementType("\(fn.rawValue) takes operands of one type, got \(ta.rawValue) and \(tb.rawValue)") }
+            let t = ta ?? tb
+            if fn.isLogical {
+                guard t == nil || t == .bool else { throw .elementType("\(fn.rawValue) takes bools, got \(describe(t))") }
+                return .bool
+            }
+            if fn.isComparison {
+                if t == .bool && fn != .equal { throw .elementType("\(fn.rawValue) compares numbers, got bool") }
+                return .bool
+            }
+            if t == .bool { throw .elementType("\(fn.rawValue) takes numbers, got bool") }
+            if fn == .pow, let t, !t.isFloatingPoint { throw .elementType("pow takes floats, got \(t.rawValue)") }
+            return t
+        case let .select(c, a, b):
+            let tc = try c.elementType(operands)
+            guard tc == nil || tc == .bool else { throw .elementType("where's condition must be bool, got \(describe(tc))") }
+            let (ta, tb) = (try a.elementType(operands), try b.elementType(operands))
+            if let ta, let tb, ta != tb { throw .elementType("where takes values of one type, got \(ta.rawValue) and \(tb.rawValue)") }
+            return ta ?? tb
+        }
+    }
+
+    /// Whether the formula computes on float32 alone, given float32 operands: no cast, no
+    /// comparison, no bool (the interpreter's fast path, `makeEvaluator`).
+    public var isFloat32Only: Bool {
+        switch self {
+        case .arg, .const: return true
+        case .cast, .select: return false
+        case let .unary(fn, a): return fn != .not && fn != .isNaN && a.isFloat32Only
+        case let .binary(fn, a, b): return !fn.isComparison && !fn.isLogical && a.isFloat32Only && b.isFloat32Only
+        }
+    }
+
+    /// The evaluator of the formula over operands of `types` (checked by `elementType`), each
+    /// operation in its own type; `context` types a formula that reads no operand.
+    public func makeTypedEvaluator(_ types: [DType], context: DType = .float32) -> ([Scalar]) -> Scalar {
+        let type = ((try? elementType(types)) ?? nil) ?? context
+        switch self {
+        case let .arg(i): return { $0[i] }
+        case let .const(c):
+            let value = type.converting(.float(Double(c)))
+            return { _ in value }
+        case let .cast(to, a):
+            let ea = a.makeTypedEvaluator(types)
+            return { to.converting(ea($0)) }
+        case let .select(c, a, b):
+            let (ec, ea, eb) = (c.makeTypedEvaluator(types, context: .bool), a.makeTypedEvaluator(types, context: type),
+                                b.makeTypedEvaluator(types, context: type))
+            return { ec($0) == .bool(true) ? ea($0) : eb($0) }
+        case let .unary(fn, a):
+            let operandType = fn == .not ? DType.bool : ((try? a.elementType(types)) ?? nil) ?? type
+            let ea = a.makeTypedEvaluator(types, context: operandType)
+            return { type.normalized(fn.evaluate(ea($0))) }
+        case let .binary(fn, a, b):
+            let operandType = (((try? a.elementType(types)) ?? nil) ?? ((try? b.elementType(types)) ?? nil)) ?? (fn.isComparison ? .float32 : type)
+            let (ea, eb) = (a.makeTypedEvaluator(types, context: operandType), b.makeTypedEvaluator(types, context: operandType))
+            return { type.normalized(fn.evaluate(ea($0), eb($0))) }
+        }
+    }
+}
+
+extension ScalarUnary {
+    /// The operation on a value of any type it accepts, at 64 bits (normalized by the caller).
+    func evaluate(_ x: Scalar) -> Scalar {
+        switch x {
+        case let .float(v): return evaluate(v)
+        case let .bool(v): return .bool(self == .not ? !v : v)
+        case let .signed(v):
+            switch self {
+            case .neg: return .signed(0 &- v)
+            case .abs: return .signed(v < 0 ? 0 &- v : v)
+            case .step: return .signed(v > 0 ? 1 : 0)
+            case .sign: return .signed(v > 0 ? 1 : v < 0 ? -1 : 0)
+            default: return x
+            }
+        case let .unsigned(v):
+            switch self {
+            case .neg: return .unsigned(0 &- v)
+            case .step, .sign: return .unsigned(v > 0 ? 1 : 0)
+            default: return x
+            }
+        }
+    }
+
+    private func evaluate(_ v: Double) -> Scalar {
+        switch self {
+        case .isNaN: return .bool(v.isNaN)
+        case .not: return .bool(v == 0)
+        case .exp: return .float(Foundation.exp(v))
+        case .log: return .float(Foundation.log(v))
+        case .sqrt: return .float(v.squareRoot())
+        case .tanh: return .float(Foundation.tanh(v))
+        case .erf: return .float(Foundation.erf(v))
+        case .neg: return .float(-v)
+        case .abs: return .float(Swift.abs(v))
+        case .floor: return .float(v.rounded(.down))
+        case .ceil: return .float(v.rounded(.up))
+        case .round: return .float(v.rounded(.toNearestOrEven))
+        case .step: return .float(v > 0 ? 1 : 0)
+        case .sign: return .float(v > 0 ? 1 : v < 0 ? -1 : v)
+        }
+    }
+}
+
+extension ScalarBinary {
+    /// The operation on two values of one type, at 64 bits (normalized by the caller).
+    func evaluate(_ a: Scalar, _ b: Scalar) -> Scalar {
+        switch (a, b) {
+        case let (.float(x), .float(y)):
+            switch self {
+            case .equal: return .bool(x == y)
+            case .less: return .bool(x < y)
+            case .lessOrEqual: return .bool(x <= y)
+            case .greater: return .bool(x > y)
+            case .greaterOrEqual: return .bool(x >= y)
+            case .add: return .float(x + y)
+            case .sub: return .float(x - y)
+            case .mul: return .float(x * y)
+            case .div: return .float(x / y)
+            case .max: return .float(x.isNaN || y.isNaN ? .nan : Swift.max(x, y))
+            case .min: return .float(x.isNaN || y.isNaN ? .nan : Swift.min(x, y))
+            case .pow: return .float(Foundation.pow(x, y))
+            case .fmod: return .float(Foundation.fmod(x, y))
+            case .mod:
+                let r = Foundation.fmod(x, y)
+                return .float(r != 0 && (r < 0) != (y < 0) ? r + y : r)
+            case .and, .or, .xor: return .bool(false)
+            }
+        case let (.bool(x), .bool(y)):
+            switch self {
+            case .and: return .bool(x && y)
+            case .or: return .bool(x || y)
+            case .xor, .fmod: return .bool(x != y)
+            case .equal: return .bool(x == y)
+            default: return .bool(false)
+            }
+        case let (.signed(x), .signed(y)):
+            switch self {
+            case .equal: return .bool(x == y)
+            case .less: return .bool(x < y)
+            case .lessOrEqual: return .bool(x <= y)
+            case .greater: return .bool(x > y)
+            case .greaterOrEqual: return .bool(x >= y)
+            case .add: return .signed(x &+ y)
+            case .sub: return .signed(x &- y)
+            case .mul: return .signed(x &* y)
+            case .max: return .signed(Swift.max(x, y))
+            case .min: return .signed(Swift.min(x, y))
+            case .div: return .signed(y == 0 ? 0 : x.dividedReportingOverflow(by: y).partialValue)
+            case .fmod: return .signed(y == 0 ? 0 : x.remainderReportingOverflow(dividingBy: y).partialValue)
+            case .mod:
+                guard y != 0 else { return .signed(0) }
+                let r = x.remainderReportingOverflow(dividingBy: y).partialValue
+                return .signed(r != 0 && (r < 0) != (y < 0) ? r &+ y : r)
+            case .pow, .and, .or, .xor: return .signed(0)
+            }
+        case let (.unsigned(x), .unsigned(y)):
+            switch self {
+            case .equal: return .bool(x == y)
+            case .less: return .bool(x < y)
+            case .lessOrEqual: return .bool(x <= y)
+            case .greater: return .bool(x > y)
+            case .greaterOrEqual: return .bool(x >= y)
+            case .add: return .unsigned(x &+ y)
+            case .sub: return .unsigned(x &- y)
+            case .mul: return .unsigned(x &* y)
+            case .max: return .unsigned(Swift.max(x, y))
+            case .min: return .unsigned(Swift.min(x, y))
+            case .div: return .unsigned(y == 0 ? 0 : x / y)
+            case .mod, .fmod: return .unsigned(y == 0 ? 0 : x % y)
+            case .pow, .and, .or, .xor: return .unsigned(0)
+            }
+        default:
+            // Operands of two kinds: the type rule lets none through.
+            return .bool(false)
+        }
+    }
+}

@@ -1,0 +1,194 @@
+import Lathe
+import Testing
+
+/// Random values of any element type: integers drawn from the range (unsigned ones from its
+/// non-negative part), bools fair coins, floats uniform in the range (then rounded to a half type).
+func randomTensor(_ dtype: DType, shape: [Int], seed: UInt64, range: ClosedRange<Float> = -20...20) -> HostTensor {
+    var rng = SeededGenerator(seed: seed)
+    let count = shape.reduce(1, *)
+    let values: [Float] = (0..<count).map { _ in
+        if dtype == .bool { return Float(Int.random(in: 0...1, using: &rng)) }
+        if dtype.isInteger {
+            let low = dtype.isSigned ? Int(range.lowerBound) : max(0, Int(range.lowerBound))
+            return Float(Int.random(in: low...max(low, Int(range.upperBound)), using: &rng))
+        }
+        return Float.random(in: range, using: &rng)
+    }
+    let floats = try! HostTensor(shape: shape, scalars: values)
+    return try! floats.converted(to: dtype)
+}
+
+/// One typed operand of a test graph.
+struct TypedOperand: Sendable {
+    var dtype: DType
+    var shape: [Int]
+    var range: ClosedRange<Float> = -20...20
+}
+
+struct TypedCase: Sendable, CustomStringConvertible {
+    let description: String
+    let operands: [TypedOperand]
+    let build: @Sendable ([Tensor]) throws -> Tensor
+
+    init(_ description: String, _ operands: [TypedOperand], _ build: @escaping @Sendable ([Tensor]) throws -> Tensor) {
+        (self.description, self.operands, self.build) = (description, operands, build)
+    }
+}
+
+/// Runs a case compiled and interpreted on seeded random inputs; integer and bool results must
+/// be equal bit for bit, float ones within `tolerance` (relativeError).
+func checkTypedCase(_ c: TypedCase, threads: Int = 1, seed: UInt64 = 11) throws {
+    let g = Graph(seed: seed)
+    let inputs = try c.operands.enumerated().map { try g.input("x\($0.offset)", dtype: $0.element.dtype, shape: $0.element.shape) }
+    let y = try c.build(inputs)
+    var feeds: [String: HostTensor] = [:]
+    for (i, operand) in c.operands.enumerated() {
+        feeds["x\(i)"] = randomTensor(operand.dtype, shape: operand.shape, seed: seed &+ UInt64(i) &* 31, range: operand.range)
+    }
+    let model = try g.compile(outputs: ["y": y], options: CompileOptions(threads: threads))
+    let got = try model.run(feeds)["y"]!
+    let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
+    #expect(got.shape == expected.shape && got.dtype == expected.dtype, "\(c)")
+    switch expected.dtype {
+    case .float32, .float64: #expect(relativeError(got, expected) <= 1e-5, "\(c): \(got) vs \(expected)")
+    case .float16, .bfloat16: #expect(relativeError(got, expected) <= 4e-3, "\(c): \(got) vs \(expected)")
+    default: #expect(got.rawBytes == expected.rawBytes, "\(c): \(got) vs \(expected)")
+    }
+}
+
+let numericTypes = DType.allCases.filter { $0 != .bool }
+
+let typedArithmeticCases: [TypedCase] = numericTypes.flatMap { t in
+    ([BinaryFn.add, .sub, .mul, .div, .max, .min, .mod, .fmod] + (t.isFloatingPoint ? [.pow] : [])).map { fn in
+        // Integer divisors include 0, which gives 0 (never a trap).
+        let divisor: ClosedRange<Float> = t.isFloatingPoint && [.div, .mod, .fmod, .pow].contains(fn) ? 0.5...4 : -6...6
+        let base: ClosedRange<Float> = fn == .pow ? 0.1...3 : -30...30
+        return TypedCase("\(fn.rawValue) \(t.rawValue)", [TypedOperand(dtype: t, shape: [3, 17], range: base), TypedOperand(dtype: t, shape: [17], range: divisor)]) {
+            try $0[0].apply(.binary(fn), [$0[1]], .unknown)
+        }
+    }
+}
+
+let comparisonCases: [TypedCase] = DType.allCases.flatMap { t in
+    [BinaryFn.equal, .less, .lessOrEqual, .greater, .greaterOrEqual].filter { t != .bool || $0 == .equal }.map { fn in
+        // A small range, so that equal elements occur.
+        TypedCase("\(fn.rawValue) \(t.rawValue)", [TypedOperand(dtype: t, shape: [4, 1, 9], range: -3...3), TypedOperand(dtype: t, shape: [5, 1], range: -3...3)]) {
+            try $0[0].apply(.binary(fn), [$0[1]], .unknown)
+        }
+    }
+}
+
+let logicCases: [TypedCase] = [BinaryFn.and, .or, .xor].map { fn in
+    TypedCase("\(fn.rawValue)", [TypedOperand(dtype: .bool, shape: [3, 35]), TypedOperand(dtype: .bool, shape: [35])]) {
+        try $0[0].apply(.binary(fn), [$0[1]], .unknown)
+    }
+} + [TypedCase("not", [TypedOperand(dtype: .bool, shape: [2, 37])]) { try $0[0].not() }]
+
+let whereCases: [TypedCase] = DType.allCases.map { t in
+    TypedCase("where \(t.rawValue)", [TypedOperand(dtype: .bool, shape: [3, 17]), TypedOperand(dtype: t, shape: [17]), TypedOperand(dtype: t, shape: [])]) {
+        try Tensor.where($0[0], $0[1], $0[2])
+    }
+}
+
+/// Every pair of types, on values past the narrow types' ranges (saturation and wrapping) and
+/// with fractions (truncation).
+let castCases: [TypedCase] = DType.allCases.flatMap { from in
+    DType.allCases.map { to in
+        TypedCase("cast \(from.rawValue) to \(to.rawValue)", [TypedOperand(dtype: from, shape: [2, 33], range: -300...300)]) { try $0[0].cast(to: to) }
+    }
+}
+
+let typedUnaryCases: [TypedCase] = {
+    var cases: [TypedCase] = []
+    let integerFns: [(UnaryFn, String)] = [(.neg, "neg"), (.abs, "abs"), (.sign, "sign"), (.relu, "relu")]
+    for t in numericTypes {
+        for (fn, name) in integerFns where t.isSigned || fn == .relu {
+            cases.append(TypedCase("\(name) \(t.rawValue)", [TypedOperand(dtype: t, shape: [3, 19])]) { try $0[0].apply(.unary(fn), [], .unknown) })
+        }
+    }
+    let floatFns: [(UnaryFn, ClosedRange<Float>)] = [(.round, -5...5), (.floor, -5...5), (.exp, -4...4), (.sqrt, 0...9), (.tanh, -3...3), (.sigmoid, -6...6)]
+    for t in [DType.float16, .bfloat16, .float64] {
+        for (fn, range) in floatFns {
+            cases.append(TypedCase("\(fn.name) \(t.rawValue)", [TypedOperand(dtype: t, shape: [37], range: range)]) { try $0[0].apply(.unary(fn), [], .unknown) })
+        }
+    }
+    cases.append(TypedCase("round f32 halves", [TypedOperand(dtype: .float32, shape: [41], range: -4...4)]) { x in
+        try (x[0] * 2).rounded().multiplied(by: x[0].graph.scalar(0.5))
+    })
+    return cases
+}()
+
+/// Data that moves, of types of each width.
+let movementCases: [TypedCase] = [DType.int64, .bool, .float16, .uint8, .int32].flatMap { t in [
+    TypedCase("transpose \(t.rawValue)", [TypedOperand(dtype: t, shape: [3, 5, 7])]) { try $0[0].transposed([2, 0, 1]) },
+    TypedCase("slice \(t.rawValue)", [TypedOperand(dtype: t, shape: [6, 11])]) { try $0[0].sliced(axes: [0, 1], starts: [1, 2], ends: [5, 11], steps: [2, 3]) },
+    TypedCase("concat \(t.rawValue)", [TypedOperand(dtype: t, shape: [2, 3, 5]), TypedOperand(dtype: t, shape: [2, 4, 5])]) { try concat([$0[0], $0[1]], axis: 1) },
+    TypedCase("pad \(t.rawValue)", [TypedOperand(dtype: t, shape: [3, 5])]) { try $0[0].apply(.pad(pads: [1, 0, 2, 3], value: 1), [], .unknown) },
+    TypedCase("reshape \(t.rawValue)", [TypedOperand(dtype: t, shape: [4, 6])]) { try $0[0].reshaped([2, 12]).transposed() },
+    TypedCase("gather \(t.rawValue) by i64", [TypedOperand(dtype: t, shape: [9, 5]), TypedOperand(dtype: .int64, shape: [2, 3], range: -9...8)]) {
+        try $0[0].apply(.gather(axis: 0), [$0[1]], .unknown)
+    },
+    TypedCase("gather \(t.rawValue) by i32 on axis 1", [TypedOperand(dtype: t, shape: [3, 6, 2]), TypedOperand(dtype: .int32, shape: [4], range: -6...5)]) {
+        try $0[0].apply(.gather(axis: 1), [$0[1]], .unknown)
+    },
+] }
+
+@Suite("Typed ops: JIT against the interpreter, every element type")
+struct TypedOpTests {
+    @Test(arguments: typedArithmeticCases) func arithmetic(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: comparisonCases) func comparisons(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: logicCases + whereCases) func logicAndWhere(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: castCases) func casts(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: typedUnaryCases) func unary(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: movementCases) func movement(_ c: TypedCase) throws { try checkTypedCase(c) }
+
+    @Test("a formula over several types fuses into one kernel, split among threads")
+    func fusedAcrossTypes() throws {
+        let c = TypedCase("mask from ids, then where", [TypedOperand(dtype: .int64, shape: [4, 300], range: 0...5), TypedOperand(dtype: .float32, shape: [4, 300])]) { x in
+            let padding = try x[0].equal(x[0].graph.scalar(0, dtype: .int64))
+            let shifted = try (x[0] + 1).cast(to: .float32).multiplied(by: x[1])
+            return try Tensor.where(padding.not(), shifted, x[1].graph.scalar(-1e4)).maximum(x[1])
+        }
+        try checkTypedCase(c)
+        try checkTypedCase(c, threads: 2)
+        let g = Graph()
+        let ids = try g.input("ids", dtype: .int64, shape: [4, 300])
+        let y = try Tensor.where(ids.equal(g.scalar(0, dtype: .int64)).not(), ids.cast(to: .float32) * 2, g.scalar(-1))
+        let model = try g.compile(outputs: ["y": y])
+        #expect(model.program.kernels.count == 1, "\(model.program.kernels.map(\.name))")
+    }
+
+    @Test("NaN and infinities cast as ONNX's Cast: NaN to 0, saturated at the type's range, non-zero true")
+    func castSpecialValues() throws {
+        for to in DType.allCases {
+            let g = Graph()
+            let x = try g.input("x", shape: [6])
+            let model = try g.compile(outputs: ["y": try x.cast(to: to)])
+            let feed = try HostTensor(shape: [6], scalars: [.nan, .infinity, -.infinity, 1e20, -1e20, -0.0])
+            let got = try model.run(["x": feed])["y"]!
+            let expected = try g.interpret(outputs: [("y", try x.cast(to: to))], feeds: ["x": feed])["y"]!
+            #expect(got.rawBytes == expected.rawBytes, "f32 to \(to.rawValue): \(got) vs \(expected)")
+        }
+    }
+
+    @Test("a gather index out of range is a typed error naming the node, compiled and interpreted; a negative one counts from the end")
+    func indexOutOfRange() throws {
+        let g = Graph()
+        let table = g.constant(HostTensor.random(shape: [10, 4], seed: 3), name: "table")
+        let ids = try g.input("ids", dtype: .int64, shape: [1, 5])
+        let y = try table.apply(.gather(axis: 0), [ids], name: "lookup", SourceLocation(fileID: "Model.swift", line: 12))
+        let model = try g.compile(outputs: ["y": y])
+        let good = try HostTensor(shape: [1, 5], values: [0, 9, -1, -10, 3] as [Int64])
+        let got = try model.run(["ids": good])["y"]!
+        #expect(got == (try g.interpret(outputs: [("y", y)], feeds: ["ids": good])["y"]!))
+        #expect(Array(got.scalars[8..<12]) == Array(got.scalars[4..<8]), "-1 picks row 9")
+        for bad in [10, -11, Int64.max, Int64.min] {
+            let feed = try HostTensor(shape: [1, 5], values: [1, 2, bad, 20, 0] as [Int64])
+            let expected = LatheError.indexOutOfRange(node: "lookup", op: "gather", index: bad, bound: 10, location: SourceLocation(fileID: "Model.swift", line: 12))
+            #expect(throws: expected) { try model.run(["ids": feed]) }
+            #expect(throws: expected) { try g.interpret(outputs: [("y", y)], feeds: ["ids": feed]) }
+        }
+        // The model runs on after an error.
+        #expect(try model.run(["ids": good])["y"]! == got)
+    }
+}
