@@ -32,7 +32,8 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
         guard elementCount(shape) == values.count else {
             throw LatheError.invalidTensor(shape: shape, scalarCount: values.count)
         }
-        if let floats = values as? [Float] {
+        // By the type, not by a cast: an empty [Float16] casts to [Float].
+        if T.self == Float.self, let floats = values as? [Float] {
             self.init(checked: shape, dtype: .float32, floats: floats, bytes: [])
         } else {
             self.init(checked: shape, dtype: T.dtype, floats: [], bytes: values.withUnsafeBytes { Array($0) })

@@ -40,7 +40,7 @@ extension Interpreter {
 extension HostTensor {
     /// A tensor of `shape` whose element i is this tensor's element sources[i], or `fill`
     /// (converted to the type) where sources[i] is negative. Any element type.
-    func picking(_ sources: [Int], shape: [Int], fill: Float = 0) -> HostTensor {
+    public func picking(_ sources: [Int], shape: [Int], fill: Float = 0) -> HostTensor {
         if dtype == .float32 {
             let own = scalars
             return (try? HostTensor(shape: shape, scalars: sources.map { $0 < 0 ? fill : own[$0] })) ?? HostTensor(shape: shape)
@@ -58,7 +58,7 @@ extension HostTensor {
     }
 
     /// The elements at base + sum(index_d * strides[d]) for each index of `shape`, in order.
-    func picking(shape: [Int], strides: [Int], base: Int) -> HostTensor {
+    public func picking(shape: [Int], strides: [Int], base: Int) -> HostTensor {
         var sources: [Int] = []
         sources.reserveCapacity(shape.reduce(1, *))
         forEachOffset(shape: shape, strides: [strides], bases: [base]) { sources.append($0[0]) }

@@ -2,72 +2,64 @@ import Foundation
 import LatheIR
 
 /// A tensor known at import time: an initializer, a Constant node, or the folded result of a
-/// shape computation. Integers stay integers, so that shape subgraphs (Shape, Gather, Concat,
-/// Unsqueeze, ...) fold exactly.
+/// computation over constants (shape subgraphs: Shape, Gather, Concat, Unsqueeze, ...). It
+/// keeps its ONNX element type exactly, so that shape arithmetic folds exactly and a constant
+/// becomes a graph constant of its own type.
 struct ConstantTensor {
-    enum Elements {
-        case float([Float])
-        case int([Int64])
-    }
-
-    var shape: [Int]
-    var elements: Elements
+    var tensor: HostTensor
     /// The ONNX name it was defined under (an initializer or a Constant's output), so that it
     /// becomes one graph constant however often it is used.
     var origin: String?
 
+    init(_ tensor: HostTensor) { self.tensor = tensor }
+
     init(shape: [Int], floats: [Float]) {
-        self.shape = shape
-        elements = .float(floats)
+        tensor = (try? HostTensor(shape: shape, scalars: floats)) ?? HostTensor(shape: [0])
     }
 
-    init(shape: [Int], ints: [Int64]) {
-        self.shape = shape
-        elements = .int(ints)
+    /// An int64 tensor (ONNX's type for shapes and indices), or of `dtype` converted from them.
+    init(shape: [Int], ints: [Int64], dtype: DType = .int64) {
+        let values = (try? HostTensor(shape: shape, values: ints)) ?? HostTensor(shape: [0])
+        tensor = (try? values.converted(to: dtype)) ?? values
     }
 
-    var count: Int { shape.reduce(1, *) }
-    var isInteger: Bool { if case .int = elements { return true } else { return false } }
+    var shape: [Int] { tensor.shape }
+    var dtype: DType { tensor.dtype }
+    var count: Int { tensor.count }
+    /// Integers and bools: what shape computations fold.
+    var isInteger: Bool { !dtype.isFloatingPoint }
 
-    var floats: [Float] {
-        switch elements {
-        case let .float(v): return v
-        case let .int(v): return v.map { Float($0) }
-        }
-    }
+    var floats: [Float] { tensor.scalars }
 
+    /// The values as int64: exact for integer types, floats truncated and clamped.
     var ints: [Int64] {
-        switch elements {
-        case let .int(v): return v
-        case let .float(v): return v.map { $0.isFinite ? Int64(max(min($0, 9.2e18), -9.2e18)) : 0 }
+        guard isInteger else { return floats.map { $0.isFinite ? Int64(max(min($0, 9.2e18), -9.2e18)) : 0 } }
+        return tensor.withUnsafeBytes { raw in
+            (0..<count).map { i -> Int64 in
+                switch dtype.scalar(in: raw, at: i) {
+                case let .signed(v): return v
+                case let .unsigned(v): return Int64(truncatingIfNeeded: v)
+                case let .bool(v): return v ? 1 : 0
+                case let .float(v): return Int64(v)
+                }
+            }
         }
     }
 
     /// The values as Ints, clamped into Int's range.
     var intValues: [Int] { ints.map { Int($0) } }
 
-    var hostTensor: HostTensor { HostTensor(uncheckedShape: shape, scalars: floats) }
+    var hostTensor: HostTensor { tensor }
 
     func reshaped(_ newShape: [Int]) -> ConstantTensor {
-        var copy = self
-        copy.shape = newShape
-        copy.origin = nil
-        return copy
-    }
-}
-
-extension HostTensor {
-    /// For shapes and scalars already known to agree.
-    init(uncheckedShape shape: [Int], scalars: [Float]) {
-        self.init(shape: shape.map { max($0, 0) })
-        if self.scalars.count == scalars.count { self.scalars = scalars }
+        ConstantTensor((try? HostTensor(shape: newShape, dtype: dtype, bytes: tensor.rawBytes)) ?? tensor)
     }
 }
 
 /// ONNX's TensorProto.DataType values that Lathe reads.
 enum ONNXDataType: Int32 {
     case float = 1, uint8 = 2, int8 = 3, uint16 = 4, int16 = 5, int32 = 6, int64 = 7, string = 8, bool = 9
-    case float16 = 10, double = 11, uint32 = 12, uint64 = 13
+    case float16 = 10, double = 11, uint32 = 12, uint64 = 13, bfloat16 = 16
 }
 
 extension ConstantTensor {
@@ -97,37 +89,38 @@ extension ConstantTensor {
             return values
         }
         let hasRaw = !raw.isEmpty || count == 0
+        func typed<T: TensorElement>(_ values: [T]) throws -> ConstantTensor { ConstantTensor(try HostTensor(shape: shape, values: values)) }
         switch type {
         case .float:
-            self.init(shape: shape, floats: hasRaw ? try fromRaw(Float.self) : try checked(proto.floatData))
+            self = try typed(hasRaw ? try fromRaw(Float.self) : try checked(proto.floatData))
         case .double:
-            self.init(shape: shape, floats: (hasRaw ? try fromRaw(Double.self) : try checked(proto.doubleData)).map { Float($0) })
+            self = try typed(hasRaw ? try fromRaw(Double.self) : try checked(proto.doubleData))
         case .float16:
             let bits: [UInt16] = hasRaw ? try fromRaw(UInt16.self) : try checked(proto.int32Data).map { UInt16(truncatingIfNeeded: $0) }
-            self.init(shape: shape, floats: bits.map { Float(Float16(bitPattern: $0)) })
+            self = try typed(bits.map { Float16(bitPattern: $0) })
+        case .bfloat16:
+            let bits: [UInt16] = hasRaw ? try fromRaw(UInt16.self) : try checked(proto.int32Data).map { UInt16(truncatingIfNeeded: $0) }
+            self = ConstantTensor(try HostTensor(shape: shape, dtype: .bfloat16, bytes: bits.withUnsafeBytes { Array($0) }))
         case .int64:
-            self.init(shape: shape, ints: hasRaw ? try fromRaw(Int64.self) : try checked(proto.int64Data))
+            self = try typed(hasRaw ? try fromRaw(Int64.self) : try checked(proto.int64Data))
         case .int32:
-            self.init(shape: shape, ints: (hasRaw ? try fromRaw(Int32.self) : try checked(proto.int32Data)).map { Int64($0) })
+            self = try typed(hasRaw ? try fromRaw(Int32.self) : try checked(proto.int32Data))
         case .int16:
-            self.init(shape: shape, ints: (hasRaw ? try fromRaw(Int16.self).map { Int64($0) } : try checked(proto.int32Data).map { Int64($0) }))
+            self = try typed(hasRaw ? try fromRaw(Int16.self) : try checked(proto.int32Data).map { Int16(truncatingIfNeeded: $0) })
         case .int8:
-            self.init(shape: shape, ints: (hasRaw ? try fromRaw(Int8.self).map { Int64($0) } : try checked(proto.int32Data).map { Int64($0) }))
-        case .uint8, .bool:
-            self.init(shape: shape, ints: (hasRaw ? try fromRaw(UInt8.self).map { Int64($0) } : try checked(proto.int32Data).map { Int64($0) }))
+            self = try typed(hasRaw ? try fromRaw(Int8.self) : try checked(proto.int32Data).map { Int8(truncatingIfNeeded: $0) })
+        case .uint8:
+            self = try typed(hasRaw ? try fromRaw(UInt8.self) : try checked(proto.int32Data).map { UInt8(truncatingIfNeeded: $0) })
+        case .bool:
+            self = try typed((hasRaw ? try fromRaw(UInt8.self) : try checked(proto.int32Data).map { UInt8(truncatingIfNeeded: $0) }).map { $0 != 0 })
         case .uint16:
-            self.init(shape: shape, ints: (hasRaw ? try fromRaw(UInt16.self).map { Int64($0) } : try checked(proto.int32Data).map { Int64($0) }))
+            self = try typed(hasRaw ? try fromRaw(UInt16.self) : try checked(proto.int32Data).map { UInt16(truncatingIfNeeded: $0) })
         case .uint32:
-            self.init(shape: shape, ints: (hasRaw ? try fromRaw(UInt32.self).map { Int64($0) } : try checked(proto.uint64Data).map { Int64($0) }))
+            self = try typed(hasRaw ? try fromRaw(UInt32.self) : try checked(proto.uint64Data).map { UInt32(truncatingIfNeeded: $0) })
         case .uint64:
-            self.init(shape: shape, ints: (hasRaw ? try fromRaw(UInt64.self) : try checked(proto.uint64Data)).map { Int64(truncatingIfNeeded: $0) })
+            self = try typed(hasRaw ? try fromRaw(UInt64.self) : try checked(proto.uint64Data))
         case .string:
             throw LatheError.malformedModel("tensor '\(name)' holds strings, which Lathe does not compute on")
         }
-    }
-
-    /// Whether a data type is one Lathe reads as floats (else integers or booleans).
-    static func isFloat(_ dataType: Int32) -> Bool {
-        dataType == ONNXDataType.float.rawValue || dataType == ONNXDataType.double.rawValue || dataType == ONNXDataType.float16.rawValue
     }
 }

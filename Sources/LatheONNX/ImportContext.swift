@@ -64,6 +64,13 @@ final class ImportContext {
         }
     }
 
+    func dtype(_ v: ImportedValue) -> DType {
+        switch v {
+        case let .node(id): return graph[id].type.dtype
+        case let .constant(c): return c.dtype
+        }
+    }
+
     /// The value as a graph node, adding a constant node the first time a constant is used.
     func materialize(_ v: ImportedValue) -> ValueID {
         switch v {
@@ -79,19 +86,52 @@ final class ImportContext {
     /// Adds `op` over the operands. When every operand is a constant the result is computed now,
     /// by the reference interpreter, and stays a constant: weight transposes, BatchNorm
     /// parameter arithmetic and the like never reach the compiled model.
+    ///
+    /// An op that computes on f32 alone (a convolution, a matrix product, softmax, ...) given
+    /// f16, bf16 or f64 operands computes in f32: those operands are cast to f32, and the result
+    /// back to their type (as ONNX Runtime computes half types on CPUs without half arithmetic).
     func apply(_ op: Op, _ operands: [ImportedValue], name suffix: String? = nil) throws -> ImportedValue {
         let name = node.output.first.map { output in suffix.map { "\(output)/\($0)" } ?? output }
         let constants = operands.compactMap { v -> HostTensor? in if case let .constant(c) = v { return c.hostTensor } else { return nil } }
+        let types = operands.map(dtype)
+        if let wide = types.first(where: { $0 != .float32 && promotes($0, for: op) }), computesOnFloat32Only(op, types) {
+            let promoted = try operands.map { try promotes(dtype($0), for: op) ? apply(.cast(to: .float32), [$0], name: "\(suffix ?? "in")_f32") : $0 }
+            return try apply(.cast(to: wide), [try apply(op, promoted, name: suffix.map { "\($0)_f32" } ?? "f32")], name: suffix)
+        }
         if constants.count == operands.count {
-            let tensor = try Interpreter.fold(op, constants, location: location)
-            return .constant(ConstantTensor(shape: tensor.shape, floats: tensor.scalars))
+            return .constant(ConstantTensor(try Interpreter.fold(op, constants, location: location)))
         }
         let ids = operands.map(materialize)
         return .node(try graph.addNode(op, ids, name: name, location: location))
     }
 
-    /// A scalar float constant.
-    func scalar(_ v: Float) -> ImportedValue { .constant(ConstantTensor(shape: [], floats: [v])) }
+    /// Whether the op refuses these operand types but takes them with every promoted one f32.
+    private func computesOnFloat32Only(_ op: Op, _ types: [DType]) -> Bool {
+        let shapes = Array(repeating: [Int](), count: types.count)
+        func elementTypeFailure(_ types: [DType]) -> Bool {
+            do throws(OpRuleFailure) { _ = try op.inferType(zip(types, shapes).map { TensorType($0, $1) }); return false } catch { return error.isElementType }
+        }
+        return elementTypeFailure(types) && !elementTypeFailure(types.map { promotes($0, for: op) ? .float32 : $0 })
+    }
+
+    /// Whether an operand of this type computes in f32 for an op that computes on f32 alone:
+    /// floats; and integers that f32 holds exactly, for ops that only pick among their inputs
+    /// (max pooling, reduce_max), whose result is then exact.
+    private func promotes(_ type: DType, for op: Op) -> Bool {
+        if type.isFloatingPoint { return true }
+        guard [.int8, .uint8, .int16, .uint16].contains(type) else { return false }
+        switch op {
+        case .pool2d(let a) where a.kind == .max: return true
+        case .reduce(.max, _, _): return true
+        default: return false
+        }
+    }
+
+    /// A scalar constant of element type `dtype`.
+    func scalar(_ v: Float, _ dtype: DType = .float32) -> ImportedValue {
+        let tensor = HostTensor(shape: [], repeating: v)
+        return .constant(ConstantTensor((try? tensor.converted(to: dtype)) ?? tensor))
+    }
 
     /// An error about the current node that is the model's fault.
     func fail(_ reason: String) -> LatheError {

@@ -74,7 +74,7 @@ public enum ONNXImporter {
     /// The ONNX op types (default domain) the importer reads.
     public static var supportedOpTypes: Set<String> { Set(OpHandlers.table.keys) }
 
-    /// Reads a serialized TensorProto (as in ONNX's test data) as a float tensor.
+    /// Reads a serialized TensorProto (as in ONNX's test data) as a tensor of its own type.
     public static func readTensor(_ data: Data, name: String = "tensor") throws -> HostTensor {
         let proto: Onnx_TensorProto
         do { proto = try Onnx_TensorProto(serializedBytes: data) } catch {
@@ -84,15 +84,15 @@ public enum ONNXImporter {
     }
 
     /// What a model uses, read without importing it (for test suites and reports): its op types,
-    /// and whether every graph input and output is a float tensor (Lathe computes in float32).
-    public static func summary(_ data: Data) throws -> (opTypes: [String], floatInputsAndOutputs: Bool) {
+    /// and whether every graph input and output is a float32 tensor.
+    public static func summary(_ data: Data) throws -> (opTypes: [String], float32Interface: Bool) {
         let model: Onnx_ModelProto
         do { model = try Onnx_ModelProto(serializedBytes: data) } catch { throw LatheError.malformedModel("not an ONNX model (\(error))") }
         let ops = model.graph.node.map { $0.domain.isEmpty || $0.domain == "ai.onnx" ? $0.opType : "\($0.domain).\($0.opType)" }
         let initialized = Set(model.graph.initializer.map(\.name))
         let io = model.graph.input.filter { !initialized.contains($0.name) } + model.graph.output
         let allFloat = io.allSatisfy { info in
-            if case let .tensorType(t)? = info.type.value { return t.elemType == ONNXDataType.float.rawValue }
+            if case let .tensorType(t)? = info.type.value { return t.elemType == Int32(DType.float32.onnxCode) }
             return false
         }
         return (ops, allFloat)
@@ -120,8 +120,8 @@ public enum ONNXImporter {
         guard case let .tensorType(tensor)? = input.type.value else {
             throw LatheError.unsupported("input '\(input.name)' of \(fileName) is not a tensor")
         }
-        guard ConstantTensor.isFloat(tensor.elemType) else {
-            throw LatheError.unsupported("input '\(input.name)' of \(fileName) has element type \(tensor.elemType); Lathe takes float inputs")
+        guard let dtype = DType(onnxCode: Int(tensor.elemType)) else {
+            throw LatheError.unsupported("input '\(input.name)' of \(fileName) has ONNX element type \(tensor.elemType) (strings, complex numbers and 8-bit floats are not computed on)")
         }
         let shape = tensor.shape.dim.map { dim -> Int in
             switch dim.value {
@@ -130,6 +130,6 @@ public enum ONNXImporter {
             case nil: return 1
             }
         }
-        return try graph.addInput(name: input.name, shape: shape, location: SourceLocation(fileID: fileName, line: 0))
+        return try graph.addInput(name: input.name, shape: shape, dtype: dtype, location: SourceLocation(fileID: fileName, line: 0))
     }
 }

@@ -11,20 +11,23 @@ extension OpHandlers {
         "Elu": { .elu(alpha: $0.float("alpha", 1)) },
         "Selu": { .selu(alpha: $0.float("alpha", 1.67326319217681884765625), gamma: $0.float("gamma", 1.05070102214813232421875)) },
         "HardSigmoid": { .hardSigmoid(alpha: $0.float("alpha", 0.2), beta: $0.float("beta", 0.5)) },
+        "Not": { _ in .not }, "IsNaN": { _ in .isNaN }, "Sign": { _ in .sign }, "Round": { _ in .round },
     ]
 
-    static let binaryOps: [String: BinaryFn] = ["Add": .add, "Sub": .sub, "Mul": .mul, "Div": .div, "Pow": .pow]
+    static let binaryOps: [String: BinaryFn] = [
+        "Add": .add, "Sub": .sub, "Mul": .mul, "Div": .div, "Pow": .pow,
+        "Equal": .equal, "Less": .less, "LessOrEqual": .lessOrEqual, "Greater": .greater, "GreaterOrEqual": .greaterOrEqual,
+        "And": .and, "Or": .or, "Xor": .xor,
+    ]
 
     static let elementwise: [String: Handler] = {
         var table: [String: Handler] = [:]
         for (name, fn) in unaryOps {
             table[name] = { c in [try c.apply(.unary(fn(c.node)), [try c.required(0)])] }
         }
-        for (name, fn) in binaryOps {
+        for (name, fn) in binaryOps where fn != .pow {
             table[name] = { c in
-                let (a, b) = (try c.required(0), try c.required(1))
-                if let folded = try foldIntegers(fn, a, b, c) { return [folded] }
-                return [try c.apply(.binary(fn), [a, b])]
+                [try c.apply(.binary(fn), [try c.required(0), try c.required(1)])]
             }
         }
         table["Gelu"] = { c in
@@ -49,18 +52,33 @@ extension OpHandlers {
             if let hi { y = try c.apply(.binary(.min), [y, hi]) }
             return [y]
         }
+        table["Pow"] = { c in
+            // The exponent may be of another type than the base: a float base takes it in its
+            // own type; an integer base is raised in f64 and truncated back, as ONNX Runtime does.
+            let (base, exponent) = (try c.required(0), try c.required(1))
+            let type = c.dtype(base)
+            if type.isFloatingPoint { return [try c.apply(.binary(.pow), [base, try cast(exponent, to: type, c)])] }
+            let raised = try c.apply(.binary(.pow), [try cast(base, to: .float64, c), try cast(exponent, to: .float64, c)], name: "f64")
+            return [try cast(raised, to: type, c)]
+        }
+        table["Mod"] = { c in
+            let (a, b) = (try c.required(0), try c.required(1))
+            // fmod 0: the remainder takes the divisor's sign (Python's %); 1: the dividend's (C's fmod).
+            return [try c.apply(.binary(c.node.int("fmod", 0) != 0 ? .fmod : .mod), [a, b])]
+        }
+        table["Where"] = { c in [try c.apply(.select, [try c.required(0), try c.required(1), try c.required(2)])] }
         table["Max"] = { c in [try variadic(.max, c)] }
         table["Min"] = { c in [try variadic(.min, c)] }
         table["Sum"] = { c in [try variadic(.add, c)] }
         table["Mean"] = { c in
             let sum = try variadic(.add, c)
-            return [try c.apply(.binary(.mul), [sum, c.scalar(1 / Float(c.node.input.count))], name: "mean")]
+            return [try c.apply(.binary(.mul), [sum, c.scalar(1 / Float(c.node.input.count), c.dtype(sum))], name: "mean")]
         }
         table["PRelu"] = { c in
             // max(x, 0) + slope * min(x, 0)
             let (x, slope) = (try c.required(0), try c.required(1))
-            let positive = try c.apply(.binary(.max), [x, c.scalar(0)], name: "positive")
-            let negative = try c.apply(.binary(.min), [x, c.scalar(0)], name: "negative")
+            let positive = try c.apply(.binary(.max), [x, c.scalar(0, c.dtype(x))], name: "positive")
+            let negative = try c.apply(.binary(.min), [x, c.scalar(0, c.dtype(x))], name: "negative")
             let scaled = try c.apply(.binary(.mul), [slope, negative], name: "scaled")
             return [try c.apply(.binary(.add), [positive, scaled])]
         }
@@ -74,32 +92,6 @@ extension OpHandlers {
             result = try c.apply(.binary(fn), [result, try c.required(i)], name: i + 1 < c.node.input.count ? "\(i)" : nil)
         }
         return result
-    }
-
-    /// Integer arithmetic over constants (shape computations), exactly, with broadcasting.
-    static func foldIntegers(_ fn: BinaryFn, _ a: ImportedValue, _ b: ImportedValue, _ c: ImportContext) throws -> ImportedValue? {
-        guard case let .constant(x) = a, case let .constant(y) = b, x.isInteger, y.isInteger,
-              [.add, .sub, .mul, .div, .max, .min, .pow].contains(fn) else { return nil }
-        let shape: [Int]
-        do throws(OpRuleFailure) { shape = try broadcastShapes(x.shape, y.shape) } catch { throw c.fail(error.reason) }
-        let (xs, ys) = (x.ints, y.ints)
-        var out: [Int64] = []
-        forEachOffset(shape: shape, strides: [broadcastStrides(of: x.shape, to: shape), broadcastStrides(of: y.shape, to: shape)]) { o in
-            let (p, q) = (xs[o[0]], ys[o[1]])
-            switch fn {
-            case .add: out.append(p &+ q)
-            case .sub: out.append(p &- q)
-            case .mul: out.append(p &* q)
-            case .div: out.append(q == 0 ? 0 : p.dividedReportingOverflow(by: q).partialValue)
-            case .max: out.append(max(p, q))
-            case .min: out.append(min(p, q))
-            case .pow:
-                let v = pow(Double(p), Double(q))
-                out.append(v.isFinite ? Int64(max(min(v, 9.2e18), -9.2e18)) : 0)
-            default: out.append(0)   // refused by the guard
-            }
-        }
-        return .constant(ConstantTensor(shape: shape, ints: out))
     }
 }
 

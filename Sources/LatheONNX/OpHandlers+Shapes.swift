@@ -10,7 +10,7 @@ extension OpHandlers {
             // For inference the output is the input and the mask keeps everything.
             let x = try c.required(0)
             let shape = c.shape(x)
-            return [x, .constant(ConstantTensor(shape: shape, ints: Array(repeating: 1, count: shape.reduce(1, *))))]
+            return [x, .constant(ConstantTensor(shape: shape, ints: Array(repeating: 1, count: shape.reduce(1, *)), dtype: .bool))]
         },
         "Reshape": { c in
             let x = try c.required(0)
@@ -52,8 +52,8 @@ extension OpHandlers {
             guard let first = parts.first else { throw c.fail("has no operands") }
             let axis = try c.axis(c.node.int("axis", 0), rank: c.shape(first).count)
             let constants = parts.compactMap { if case let .constant(k) = $0, k.isInteger { return k } else { return nil } }
-            if constants.count == parts.count, axis == 0, constants.allSatisfy({ $0.shape.count == 1 }) {
-                return [.constant(ConstantTensor(shape: [constants.reduce(0) { $0 + $1.count }], ints: constants.flatMap(\.ints)))]
+            if constants.count == parts.count, axis == 0, constants.allSatisfy({ $0.shape.count == 1 && $0.dtype == constants[0].dtype }) {
+                return [.constant(ConstantTensor(shape: [constants.reduce(0) { $0 + $1.count }], ints: constants.flatMap(\.ints), dtype: constants[0].dtype))]
             }
             return [try c.apply(.concat(axis: axis), parts)]
         },
@@ -85,8 +85,8 @@ extension OpHandlers {
             guard let count = elementCount(dims) else { throw c.fail("has shape \(dims): a negative dimension or too many elements") }
             guard let t = c.node.attribute("value") else { return [.constant(ConstantTensor(shape: dims, floats: Array(repeating: 0, count: count)))] }
             let fill = try ConstantTensor(t.t, name: c.node.displayName)
-            if fill.isInteger { return [.constant(ConstantTensor(shape: dims, ints: Array(repeating: fill.ints.first ?? 0, count: count)))] }
-            return [.constant(ConstantTensor(shape: dims, floats: Array(repeating: fill.floats.first ?? 0, count: count)))]
+            guard fill.count == 1 else { throw c.fail("has a value of \(fill.count) elements, not one") }
+            return [.constant(ConstantTensor(fill.tensor.picking(Array(repeating: 0, count: count), shape: dims)))]
         },
         "Range": { c in
             guard let start = try c.constantInput(0, "start"), let limit = try c.constantInput(1, "limit"), let delta = try c.constantInput(2, "delta") else {
@@ -97,23 +97,18 @@ extension OpHandlers {
             let steps = ((l - s) / d).rounded(.up)
             guard steps.isFinite, steps <= Double(maximumElementCount) else { throw c.fail("makes \(steps) elements") }
             let count = max(Int(steps), 0)
-            if start.isInteger { return [.constant(ConstantTensor(shape: [count], ints: (0..<count).map { Int64(s) + Int64($0) * Int64(d) }))] }
-            return [.constant(ConstantTensor(shape: [count], floats: (0..<count).map { Float(s + Double($0) * d) }))]
+            if start.isInteger {
+                let (first, step) = (start.ints.first ?? 0, delta.ints.first ?? 1)
+                return [.constant(ConstantTensor(shape: [count], ints: (0..<count).map { first &+ Int64($0) &* step }, dtype: start.dtype))]
+            }
+            let values = ConstantTensor(shape: [count], floats: (0..<count).map { Float(s + Double($0) * d) })
+            return [.constant(ConstantTensor((try? values.tensor.converted(to: start.dtype)) ?? values.tensor))]
         },
         "Cast": { c in
-            let x = try c.required(0)
-            let to = Int32(c.node.int("to", 1))
-            switch x {
-            case let .constant(k):
-                var cast = ConstantTensor.isFloat(to) ? ConstantTensor(shape: k.shape, floats: k.floats)
-                                                      : ConstantTensor(shape: k.shape, ints: k.floats.map { $0.isFinite ? Int64($0.rounded(.towardZero)) : 0 })
-                if to == ONNXDataType.bool.rawValue { cast = ConstantTensor(shape: k.shape, ints: k.floats.map { $0 != 0 ? 1 : 0 }) }
-                return [.constant(cast)]
-            case .node:
-                guard ConstantTensor.isFloat(to) else { throw c.unsupported("casting a computed tensor to type \(to) is not supported") }
-                return [x]
-            }
+            guard let to = DType(onnxCode: c.node.int("to", 1)) else { throw c.unsupported("casts to ONNX type \(c.node.int("to", 1)), which Lathe does not compute on") }
+            return [try cast(try c.required(0), to: to, c)]
         },
+        "CastLike": { c in [try cast(try c.required(0), to: c.dtype(try c.required(1)), c)] },
         "Gather": gather,
         "Expand": { c in
             let x = try c.required(0)
@@ -123,9 +118,13 @@ extension OpHandlers {
             if case let .constant(k) = x, k.isInteger {
                 return [.constant(k.gathered(shape: shape, strides: broadcastStrides(of: k.shape, to: shape), base: 0))]
             }
-            guard let count = elementCount(shape) else { throw c.fail("expands to \(shape), too many elements") }
-            let zeros = ImportedValue.constant(ConstantTensor(shape: shape, floats: Array(repeating: 0, count: count)))
-            return [try c.apply(.binary(.add), [x, zeros])]
+            // Broadcast by a formula that reads x alone, with a second operand whose shape has
+            // the expanded axes only (and so holds few elements): any element type.
+            let own = Array(repeating: 1, count: shape.count - c.shape(x).count) + c.shape(x)
+            let carrier = shape.indices.map { own[$0] == 1 ? shape[$0] : 1 }
+            guard let count = elementCount(carrier) else { throw c.fail("expands to \(shape), too many elements") }
+            let zeros = ConstantTensor(shape: carrier, floats: Array(repeating: 0, count: count))
+            return [try c.apply(.fusedElementwise(.arg(0)), [x, .constant(ConstantTensor((try? zeros.tensor.converted(to: c.dtype(x))) ?? zeros.tensor))])]
         },
         "ReduceSum": { c in [try reduce(.sum, c, axesInputSince: 13)] },
         "ReduceMean": { c in [try reduce(.mean, c, axesInputSince: 18)] },
@@ -243,13 +242,23 @@ extension OpHandlers {
         return [try c.apply(.pad(pads: pads, value: value), [x])]
     }
 
-    /// Gather with constant indices: a constant result when the data is constant too, else one
-    /// slice per index, joined and reshaped to data[:axis] + indices + data[axis+1:].
+    /// Cast: a constant converted now, a computed value by the cast op.
+    static func cast(_ x: ImportedValue, to dtype: DType, _ c: ImportContext) throws -> ImportedValue {
+        if case let .constant(k) = x { return .constant(ConstantTensor(try k.tensor.converted(to: dtype))) }
+        return c.dtype(x) == dtype ? x : try c.apply(.cast(to: dtype), [x])
+    }
+
+    /// Gather. Indices computed at run time go to the gather op, which checks them as it runs.
+    /// Constant indices are checked now: a constant result when the data is constant too, else
+    /// one slice per index, joined and reshaped to data[:axis] + indices + data[axis+1:].
     static func gather(_ c: ImportContext) throws -> [ImportedValue] {
         let data = try c.required(0)
-        guard let indices = try c.constantInput(1, "indices") else { throw c.fail("has no indices") }
         let shape = c.shape(data)
         let axis = try c.axis(c.node.int("axis", 0), rank: shape.count)
+        if case .node? = try c.input(1) {
+            return [try c.apply(.gather(axis: axis), [data, try c.required(1)])]
+        }
+        guard let indices = try c.constantInput(1, "indices") else { throw c.fail("has no indices") }
         let picks = try indices.intValues.map { i -> Int in
             let j = i < 0 ? i + shape[axis] : i
             guard (0..<shape[axis]).contains(j) else { throw c.fail("has index \(i) out of range for axis size \(shape[axis])") }
@@ -274,12 +283,7 @@ extension OpHandlers {
 extension ConstantTensor {
     /// Elements read through strides from `base`: the constant form of a slice, transpose or broadcast.
     func gathered(shape: [Int], strides: [Int], base: Int) -> ConstantTensor {
-        var offsets: [Int] = []
-        forEachOffset(shape: shape, strides: [strides], bases: [base]) { offsets.append($0[0]) }
-        switch elements {
-        case let .int(v): return ConstantTensor(shape: shape, ints: offsets.map { v[$0] })
-        case let .float(v): return ConstantTensor(shape: shape, floats: offsets.map { v[$0] })
-        }
+        ConstantTensor(tensor.picking(shape: shape, strides: strides, base: base))
     }
 
     func gathered(transpose perm: [Int]) -> ConstantTensor {
@@ -287,19 +291,20 @@ extension ConstantTensor {
         return gathered(shape: perm.map { shape[$0] }, strides: perm.map { strides[$0] }, base: 0)
     }
 
-    /// Joins constants of one kind along an axis.
+    /// Joins constants of one element type along an axis.
     static func concatenated(_ parts: [ConstantTensor], axis: Int) -> ConstantTensor {
-        guard var shape = parts.first?.shape else { return ConstantTensor(shape: [0], floats: []) }
+        guard var shape = parts.first?.shape, let dtype = parts.first?.dtype else { return ConstantTensor(shape: [0], floats: []) }
         shape[axis] = parts.reduce(0) { $0 + $1.shape[axis] }
         let outer = shape.prefix(axis).reduce(1, *)
-        let integer = parts.allSatisfy(\.isInteger)
-        var ints: [Int64] = [], floats: [Float] = []
+        let size = dtype.byteSize
+        let own = parts.map { ((try? $0.tensor.converted(to: dtype)) ?? $0.tensor).rawBytes }
+        var bytes: [UInt8] = []
         for o in 0..<outer {
-            for p in parts {
-                let chunk = p.count / max(outer, 1)
-                if integer { ints += p.ints[(o * chunk)..<((o + 1) * chunk)] } else { floats += p.floats[(o * chunk)..<((o + 1) * chunk)] }
+            for (p, part) in zip(parts, own) {
+                let chunk = p.count / max(outer, 1) * size
+                bytes += part[(o * chunk)..<((o + 1) * chunk)]
             }
         }
-        return integer ? ConstantTensor(shape: shape, ints: ints) : ConstantTensor(shape: shape, floats: floats)
+        return ConstantTensor((try? HostTensor(shape: shape, dtype: dtype, bytes: bytes)) ?? HostTensor(shape: [0]))
     }
 }

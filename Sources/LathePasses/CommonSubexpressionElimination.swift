@@ -2,7 +2,7 @@ import LatheIR
 
 /// Common-subexpression elimination: two nodes with the same op and the same (rewritten)
 /// operands compute the same value, so the second maps to the first. Small constants with
-/// equal data merge too (exporters repeat scalars such as 0, 1 and epsilon).
+/// equal data and element type merge too (exporters repeat scalars such as 0, 1 and epsilon).
 public struct CommonSubexpressionElimination: GraphPass {
     public init() {}
     public var name: String { "eliminate-common-subexpressions" }
@@ -17,7 +17,8 @@ public struct CommonSubexpressionElimination: GraphPass {
 
     struct ConstantKey: Hashable {
         let shape: [Int]
-        let bits: [UInt32]
+        let dtype: DType
+        let bytes: [UInt8]
     }
 
     public func run(_ graph: Graph, outputs: [ValueID]) throws -> (graph: Graph, outputs: [ValueID]) {
@@ -34,7 +35,7 @@ public struct CommonSubexpressionElimination: GraphPass {
                     try rewrite.copy(node)
                     continue
                 }
-                let key = ConstantKey(shape: value.shape, bits: value.scalars.map(\.bitPattern))
+                let key = ConstantKey(shape: value.shape, dtype: value.dtype, bytes: value.rawBytes)
                 if let existing = seenConstants[key] { rewrite.map(node.id, to: existing) } else { seenConstants[key] = try rewrite.copy(node) }
             default:
                 let key = Key(op: node.op, operands: try node.operands.map { try rewrite.mapped($0) })

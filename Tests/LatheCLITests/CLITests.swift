@@ -246,7 +246,7 @@ struct CLIExportTests {
     @Test func llvm() throws {
         let result = try lathe("dump", "simple-nn", "--format", "llvm")
         #expect(result.status == 0)
-        #expect(result.out.contains("define void @lathe_run("))
+        #expect(result.out.contains("i64 @lathe_run("))
         #expect(result.out.contains("@k0_dense_epilogue(") && result.out.contains("@lathe_micro_"))
         #expect(try lathe("dump", "simple-nn", "--format", "llvm", "--after", "fold-constants").status == 64)
     }

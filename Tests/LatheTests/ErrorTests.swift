@@ -32,24 +32,30 @@ struct ErrorTests {
         #expect(error?.description.contains("[8, 4, 3, 3]") == true)
     }
 
-    /// Token ids declared in the DSL: an op given them names the op, the types and the line; a
-    /// model that passes them straight through does not compile (its kernels are f32 only).
-    @Test func typedInputsAreRefusedWhereKernelsAreF32() throws {
+    /// Token ids declared in the DSL: an op that computes on floats names the op, the types and
+    /// the line; ids passed straight through come back as they went in; a feed of another type
+    /// is refused by name, compiled or interpreted.
+    @Test func typedInputsReachOnlyOpsThatTakeThem() throws {
         let g = Graph()
         let ids = try g.input("ids", dtype: .int64, shape: [1, 4])
         let line = #line + 1
-        let error = #expect(throws: LatheError.self) { try ids.relu() }
-        #expect(error?.description.hasPrefix("LatheTests/ErrorTests.swift:\(line): element type error in relu") == true, "\(String(describing: error))")
-        #expect(throws: LatheError.unsupported("input 'ids' holds i64 elements; compiled models take and give f32 tensors (the interpreter runs it)")) {
-            try g.compile(outputs: ["ids": ids])
+        let error = #expect(throws: LatheError.self) { try ids.softmax() }
+        #expect(error?.description.hasPrefix("LatheTests/ErrorTests.swift:\(line): element type error in softmax") == true, "\(String(describing: error))")
+        let model = try g.compile(outputs: ["ids": ids, "next": try ids + 1])
+        let feed = try HostTensor(shape: [1, 4], values: [101, 16_777_217, -1, Int64.max] as [Int64])
+        let out = try model.run(["ids": feed])
+        #expect(out["ids"] == feed)
+        #expect(try out["next"]!.values(as: Int64.self) == [102, 16_777_218, 0, Int64.min])
+        #expect(throws: LatheError.inputElementTypeMismatch(name: "ids", expected: .int64, got: .float32)) {
+            try model.run(["ids": HostTensor(shape: [1, 4], scalars: [1, 2, 3, 4])])
         }
-        // A cast to f32 compiles as a copy; one to another type is refused by name.
-        let f = Graph()
-        let x = try f.input("x", shape: [2, 3])
-        let same = try x.cast(to: .float32).relu(), narrowed = try x.cast(to: .int8)
-        let feeds = ["x": HostTensor.random(shape: [2, 3], seed: 3)]
-        #expect(try f.compile(outputs: ["y": same]).run(feeds)["y"] == f.interpret(outputs: [("y", same)], feeds: feeds)["y"])
-        #expect(throws: LatheError.self) { try f.compile(outputs: ["n": narrowed]) }
+        // The float-buffer path is for f32 models; the byte path takes any type.
+        var out64 = [Float](repeating: 0, count: 8)
+        #expect(throws: LatheError.self) {
+            try [Float](repeating: 0, count: 4).withUnsafeBufferPointer { input in
+                try out64.withUnsafeMutableBufferPointer { try model.run(inputs: [input], outputs: [$0, $0]) }
+            }
+        }
     }
 
     @Test func kernelTooLargeForInput() throws {
