@@ -201,7 +201,7 @@ struct Run: ParsableCommand {
         if let outputDir { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) }
         for name in model.outputNames {
             let t = results[name]!
-            print("\(name): f32\(t.shape) checksum \(String(format: "%.6f", t.checksum))")
+            print("\(name): \(t.dtype.rawValue)\(t.shape) checksum \(String(format: "%.6f", t.checksum))")
             if let outputDir {
                 try t.npyData.write(to: URL(fileURLWithPath: outputDir).appendingPathComponent(fileName(forOutput: name) + ".npy"))
             }
@@ -263,10 +263,13 @@ struct Demo: ParsableCommand {
     }
 }
 
+/// Inputs for a run that was given none: floats uniform in [0, 1), integers 0 or 1 (a valid
+/// token id of any vocabulary, and a valid mask), bools fair coins; each input in its own type.
 func randomFeeds(_ model: CompiledModel, seed: UInt64) -> [String: HostTensor] {
     var feeds: [String: HostTensor] = [:]
     for (i, input) in model.inputs.enumerated() {
-        feeds[input.name] = HostTensor.random(shape: input.shape, seed: seed &+ UInt64(i) &* 7919, in: 0...1)
+        let floats = HostTensor.random(shape: input.shape, seed: seed &+ UInt64(i) &* 7919, in: 0...(input.dtype.isFloatingPoint ? 1 : 1.999))
+        feeds[input.name] = (try? floats.converted(to: input.dtype)) ?? floats
     }
     return feeds
 }

@@ -91,10 +91,12 @@ public enum ModuleEmitter {
             let slot = LLVMBuildInBoundsGEP2(b.builder, b.floatPointer, table, &indices, 1, "")
             return LLVMBuildLoad2(b.builder, b.floatPointer, slot, "")
         }
+        // Byte offsets: an operand written into its place in a concat of 1- or 2-byte elements
+        // need not start at a multiple of 4.
         func address(_ buffer: KernelBuffer) -> LLVMValue {
             switch buffer.location {
-            case let .arena(offset): return b.pointer(arena, b.int(offset / 4))
-            case let .weights(offset): return b.pointer(weights, b.int(offset / 4))
+            case let .arena(offset): return b.pointer(arena, b.int(offset), .uint8)
+            case let .weights(offset): return b.pointer(weights, b.int(offset), .uint8)
             case let .input(i): return callerPointer(inputs, i)
             case let .output(i): return callerPointer(outputs, i)
             }

@@ -110,6 +110,7 @@ extension OpHandlers {
         },
         "CastLike": { c in [try cast(try c.required(0), to: c.dtype(try c.required(1)), c)] },
         "Gather": gather,
+        "Split": split,
         "Expand": { c in
             let x = try c.required(0)
             guard let target = try c.constantInput(1, "shape") else { throw c.fail("has no shape") }
@@ -240,6 +241,38 @@ extension OpHandlers {
             pads = pads.map { max($0, 0) }
         }
         return [try c.apply(.pad(pads: pads, value: value), [x])]
+    }
+
+    /// Split into the node's outputs along an axis: sizes from the `split` operand (or
+    /// attribute before opset 13), else equal parts (the last smaller when they do not divide,
+    /// as opset 18's num_outputs says).
+    static func split(_ c: ImportContext) throws -> [ImportedValue] {
+        let x = try c.required(0)
+        let shape = c.shape(x)
+        let axis = try c.axis(c.node.int("axis", 0), rank: shape.count)
+        let parts = c.node.output.count
+        guard parts > 0 else { throw c.fail("has no outputs") }
+        var sizes: [Int]
+        if let given = c.opset < 13 ? c.node.ints("split") : try c.constantInput(1, "split")?.intValues {
+            sizes = given
+        } else {
+            let chunk = (shape[axis] + parts - 1) / parts
+            sizes = (0..<parts).map { max(0, min(chunk, shape[axis] - $0 * chunk)) }
+        }
+        guard sizes.count == parts, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == shape[axis] else {
+            throw c.fail("splits axis \(axis) of size \(shape[axis]) into \(sizes) for \(parts) outputs")
+        }
+        var start = 0
+        return try sizes.enumerated().map { k, size in
+            var (s, e) = (Array(repeating: 0, count: shape.count), shape)
+            (s[axis], e[axis]) = (start, start + size)
+            start += size
+            if case let .constant(t) = x {
+                let strides = contiguousStrides(shape)
+                return .constant(t.gathered(shape: zip(s, e).map { $1 - $0 }, strides: strides, base: zip(s, strides).map(*).reduce(0, +)))
+            }
+            return try c.apply(.slice(starts: s, ends: e, steps: Array(repeating: 1, count: shape.count)), [x], name: "part\(k)")
+        }
     }
 
     /// Cast: a constant converted now, a computed value by the cast op.

@@ -133,6 +133,16 @@ let movementCases: [TypedCase] = [DType.int64, .bool, .float16, .uint8, .int32].
     },
 ] }
 
+/// A concat whose operands are computed into their places in its buffer, at byte offsets that
+/// are not multiples of 4 (ConcatInPlace).
+let concatInPlaceCases: [TypedCase] = [DType.bool, .int16, .uint8].map { t in
+    TypedCase("concat in place \(t.rawValue)", [TypedOperand(dtype: t, shape: [1, 3]), TypedOperand(dtype: t, shape: [1, 5]), TypedOperand(dtype: t, shape: [1, 1])]) { x in
+        func computed(_ v: Tensor) throws -> Tensor { t == .bool ? try v.not() : try v + 1 }
+        // Read by another kernel: a concat that is a graph output is not placed.
+        return try computed(concat([computed(x[0]), computed(x[1]), computed(x[2])], axis: 1))
+    }
+}
+
 @Suite("Typed ops: JIT against the interpreter, every element type")
 struct TypedOpTests {
     @Test(arguments: typedArithmeticCases) func arithmetic(_ c: TypedCase) throws { try checkTypedCase(c) }
@@ -140,7 +150,7 @@ struct TypedOpTests {
     @Test(arguments: logicCases + whereCases) func logicAndWhere(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: castCases) func casts(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: typedUnaryCases) func unary(_ c: TypedCase) throws { try checkTypedCase(c) }
-    @Test(arguments: movementCases) func movement(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: movementCases + concatInPlaceCases) func movement(_ c: TypedCase) throws { try checkTypedCase(c) }
 
     @Test("a formula over several types fuses into one kernel, split among threads")
     func fusedAcrossTypes() throws {
