@@ -38,9 +38,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 from zoo import models, relative, safe  # noqa: E402
-from peer_round import feeds as seeded_feeds  # noqa: E402  (the peers' rounds take the same inputs)
+from peer_round import feeds as seeded_feeds, ort_dtype  # noqa: E402  (the peers' rounds take the same inputs)
 
-DEFAULT_MODELS = ["keras_cnn_b1", "keras_cnn_b64", "mlp_simple", "lstm_ts", "bert_layer", "squeezenet", "mobilenet_v2", "resnet50", "vgg19"]
+DEFAULT_MODELS = ["keras_cnn_b1", "keras_cnn_b64", "mlp_simple", "lstm_ts", "bert_layer", "squeezenet", "mobilenet_v2", "resnet50", "vgg19",
+                  "bert_base_seq128"]
 # Runs a round fill its 2 s: a round of 40 runs (the cap before) lasted 0.16 s for the Keras CNN at
 # batch 64, short enough for one burst of load to decide it.
 # 7 rounds, not 5: on this shared host eight ResNet-50 processes of Lathe timed back to back gave
@@ -78,7 +79,7 @@ def summary(rounds):
 
 
 def feeds_for(session):
-    return seeded_feeds([(i.name, i.shape) for i in session.get_inputs()])
+    return seeded_feeds([(i.name, i.shape, ort_dtype(i.type)) for i in session.get_inputs()])
 
 
 def lathe_outputs(lathe, path, feeds, names, threads, workdir, name):

@@ -12,10 +12,23 @@ import numpy as np
 
 
 def feeds(inputs):
-    """Seeded uniform [0, 1) inputs for (name, shape) pairs, a symbolic dimension taken as 1:
-    compare.py checks the outputs on these, and every round runs on them."""
+    """Seeded inputs for (name, shape, numpy dtype) triples, a symbolic dimension taken as 1:
+    floats uniform in [0, 1), integers and bools 0 or 1 (a token id of any vocabulary, a mask),
+    as `lathe run` and `lathe bench` make them. compare.py checks the outputs on these, and
+    every round runs on them."""
     rng = np.random.default_rng(0)
-    return {name: rng.uniform(0, 1, size=[d if isinstance(d, int) else 1 for d in shape]).astype(np.float32) for name, shape in inputs}
+    values = {}
+    for name, shape, dtype in inputs:
+        size = [d if isinstance(d, int) else 1 for d in shape]
+        floating = np.issubdtype(dtype, np.floating)
+        values[name] = (rng.uniform(0, 1, size=size) if floating else rng.integers(0, 2, size=size)).astype(dtype)
+    return values
+
+
+def ort_dtype(type_string):
+    """numpy's dtype of an ONNX Runtime input type such as 'tensor(int64)'."""
+    name = type_string[len("tensor("):-1]
+    return np.dtype({"float": "float32", "double": "float64", "float16": "float16", "bool": "bool"}.get(name, name))
 
 
 def runner(kind, path, threads):
@@ -26,13 +39,14 @@ def runner(kind, path, threads):
         options.intra_op_num_threads = threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        values = feeds([(i.name, i.shape) for i in session.get_inputs()])
+        values = feeds([(i.name, i.shape, ort_dtype(i.type)) for i in session.get_inputs()])
         return lambda: session.run(None, values)
     import openvino as ov
     import onnx
     model = onnx.load(path, load_external_data=False)
     initializers = {t.name for t in model.graph.initializer}
-    inputs = [(i.name, [d.dim_value if d.HasField("dim_value") else 1 for d in i.type.tensor_type.shape.dim])
+    inputs = [(i.name, [d.dim_value if d.HasField("dim_value") else 1 for d in i.type.tensor_type.shape.dim],
+               onnx.helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type))
               for i in model.graph.input if i.name not in initializers]
     compiled = ov.Core().compile_model(path, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()

@@ -41,7 +41,11 @@ def check(name, path, lathe, workdir):
     feeds, args = {}, []
     for i, inp in enumerate(session.get_inputs()):
         shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-        feeds[inp.name] = rng.uniform(0, 1, size=shape).astype(np.float32)
+        # Floats uniform in [0, 1); token ids and masks 0 or 1, valid for any vocabulary.
+        if inp.type in ("tensor(int64)", "tensor(int32)"):
+            feeds[inp.name] = rng.integers(0, 2, size=shape).astype(np.int64 if inp.type == "tensor(int64)" else np.int32)
+        else:
+            feeds[inp.name] = rng.uniform(0, 1, size=shape).astype(np.float32)
         file = os.path.join(workdir, f"{name}_in{i}.npy")
         np.save(file, feeds[inp.name])
         args += ["--input", f"{inp.name}={file}"]

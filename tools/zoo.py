@@ -1,7 +1,7 @@
 """The ONNX models Lathe is checked and benchmarked on, made on the fly in a work directory:
 the light model zoo that ships inside the onnx package (its constant-fill weights made seeded
-random), MobileNet v2 (tools/mobilenet_v2.py) and the seed models of
-../shared/tools/mkseedmodels.py. Used by tools/check-onnx-models.py and benchmarks/compare.py.
+random), MobileNet v2 (tools/mobilenet_v2.py), the seed models of
+../shared/tools/mkseedmodels.py, and a BERT-base encoder from token ids (where torch is installed). Used by tools/check-onnx-models.py and benchmarks/compare.py.
 """
 import os, subprocess, sys
 
@@ -33,7 +33,23 @@ def models(workdir):
         found += [(f[:-5], os.path.join(seeds, f)) for f in sorted(os.listdir(seeds)) if f.endswith(".onnx")]
     else:
         print(f"note: {maker} is missing; the seed models are not checked")
+    found += bert_base(workdir)
     return found
+
+
+def bert_base(workdir):
+    """A BERT-base encoder from token ids (tools/mktransformers.py --benchmark: transformers'
+    BertModel from a configuration, random weights, sequence 128, batch 1): 440 MB, made once
+    per work directory. Needs torch and transformers."""
+    path = os.path.join(workdir, "bert_base_seq128.onnx")
+    if not os.path.exists(path):
+        try:
+            import torch, transformers  # noqa: F401
+        except ImportError:
+            print("note: torch or transformers is missing; bert_base_seq128 is not checked")
+            return []
+        subprocess.run([sys.executable, os.path.join(HERE, "mktransformers.py"), workdir, "--benchmark"], check=True, stdout=subprocess.DEVNULL)
+    return [("bert_base_seq128", path)]
 
 
 def randomize_weights(path, workdir):

@@ -31,8 +31,13 @@ public final class LayerNorm: Layer {
     }
 }
 
-/// Looks up a vector per id: input [batch, time] of whole-number ids (as floats), output
-/// [batch, time, dimension]. Ids outside 0..<vocabulary are clamped into it.
+/// Looks up a vector per id: input [batch, time] of token ids, output [batch, time, dimension].
+/// Ids of an integer type (i64, i32: what tokenizers give) are checked as the model runs: one
+/// outside -vocabulary..<vocabulary is LatheError.indexOutOfRange naming the layer, a negative
+/// one counts from the end (ONNX's Gather). Whole-number ids as f32 are clamped into range.
+///
+///     let ids = try g.input("input_ids", dtype: .int64, shape: [1, 16])
+///     let vectors = try Embedding(vocabulary: 1000, dimension: 64)(ids)      // f32 [1, 16, 64]
 public final class Embedding: Layer {
     public let vocabulary: Int
     public let dimension: Int
@@ -64,7 +69,11 @@ public final class Embedding: Layer {
 
 /// Multi-head self-attention (Keras' MultiHeadAttention with query = key = value):
 /// per head, softmax(q k^T / sqrt(keyDim)) v, then one output projection back to the model
-/// width. `causal` masks each position from the ones after it.
+/// width. `causal` masks each position from the ones after it; a padding mask [batch, time]
+/// (bool, or integers as `transformers`' attention_mask: non-zero for a token, 0 for padding)
+/// keeps every position from attending to padding.
+///
+///     let attended = try MultiHeadAttention(heads: 4, keyDim: 16)(x, paddingMask: mask)
 public final class MultiHeadAttention: Layer {
     public let heads: Int
     public let keyDim: Int
@@ -82,7 +91,9 @@ public final class MultiHeadAttention: Layer {
 
     private var output: Dense?
 
-    public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    public func callAsFunction(_ x: Tensor) throws -> Tensor { try callAsFunction(x, paddingMask: nil) }
+
+    public func callAsFunction(_ x: Tensor, paddingMask: Tensor?) throws -> Tensor {
         try x.checkSequence("multi_head_attention", location)
         guard heads > 0, keyDim > 0 else {
             throw LatheError.invalidAttribute(op: "multi_head_attention", reason: "heads and keyDim must be positive", location: location)
@@ -103,6 +114,18 @@ public final class MultiHeadAttention: Layer {
             for i in 0..<steps { for j in (i + 1)..<max(steps, i + 1) { mask.scalars[i * steps + j] = -1e9 } }
             let maskConstant = g.constant(mask, name: "\(name).mask", fileID: location.fileID, line: location.line)
             scores = try scores.apply(.binary(.add), [maskConstant], name: "\(name).masked", location)
+        }
+        if let paddingMask {
+            guard paddingMask.shape == [batch, steps] else {
+                throw LatheError.shapeMismatch(op: "multi_head_attention", shapes: [x.shape, paddingMask.shape],
+                                               reason: "the padding mask must be [batch, time] = [\(batch), \(steps)]", location: location)
+            }
+            // 0 where a key is a token, -1e9 where it is padding, for every head and query.
+            let keep = paddingMask.type.dtype == .bool ? paddingMask : try paddingMask.apply(.cast(to: .bool), [], name: "\(name).keep", location)
+            let bias = try keep.apply(.select, [g.scalar(0, fileID: location.fileID, line: location.line), g.scalar(-1e9, fileID: location.fileID, line: location.line)],
+                                      name: "\(name).padding", location)
+                .apply(.reshape(shape: [batch, 1, 1, steps]), [], name: "\(name).padding_bias", location)
+            scores = try scores.apply(.binary(.add), [bias], name: "\(name).unpadded", location)
         }
         let weights = try scores.apply(.softmax(axis: 3), [], name: "\(name).weights", location)
         let context = try weights.apply(.matmul, [v], name: "\(name).context", location)

@@ -6,7 +6,7 @@ import LatheRuntime
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compile a model, time its runs, and report latency, GFLOP/s and the share of the machine's peak.",
-        discussion: "The peak is measured once per CPU and thread count with Lathe's own FMA probe and cached under $XDG_CACHE_HOME/lathe (or ~/.cache/lathe). Inputs are seeded uniform [0, 1) values.")
+        discussion: "The peak is measured once per CPU and thread count with Lathe's own FMA probe and cached under $XDG_CACHE_HOME/lathe (or ~/.cache/lathe). Inputs are seeded random values of each input's type: floats uniform in [0, 1), integers 0 or 1, bools either.")
     @OptionGroup var options: ModelOptions
 
     @Option(help: "Threads a run uses.")
@@ -61,18 +61,19 @@ struct Bench: ParsableCommand {
         let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(threads: threads, cache: !noCache,
                                                                                           waiting: WaitPolicy(spinMicroseconds: spinMicroseconds, yieldMicroseconds: yieldMicroseconds)))
         let feeds = randomFeeds(model, seed: options.seed)
-        let inputs = model.inputs.map { feeds[$0.name]!.scalars }
-        let outputBuffers = model.outputNames.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: model.outputType($0)!.count) }
+        // Buffers of each tensor's bytes, whatever its element type (token ids, masks).
+        let outputBuffers = model.outputNames.map { UnsafeMutableRawBufferPointer.allocate(byteCount: model.outputType($0)!.byteCount, alignment: 64) }
         defer { outputBuffers.forEach { $0.deallocate() } }
-        let inputBuffers = inputs.map { array -> UnsafeBufferPointer<Float> in
-            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: array.count)
-            _ = buffer.initialize(from: array)
-            return UnsafeBufferPointer(buffer)
+        let inputBuffers = model.inputs.map { input -> UnsafeRawBufferPointer in
+            let bytes = feeds[input.name]!.rawBytes
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 64)
+            buffer.copyBytes(from: bytes)
+            return UnsafeRawBufferPointer(buffer)
         }
         defer { inputBuffers.forEach { $0.deallocate() } }
 
-        for _ in 0..<warmup { try model.run(inputs: inputBuffers, outputs: outputBuffers) }
-        let times = try Timings.measure(iterations) { try model.run(inputs: inputBuffers, outputs: outputBuffers) }
+        for _ in 0..<warmup { try model.run(inputBytes: inputBuffers, outputBytes: outputBuffers) }
+        let times = try Timings.measure(iterations) { try model.run(inputBytes: inputBuffers, outputBytes: outputBuffers) }
         let median = times.median
         let flops = Double(model.program.flops)
         let peak = try MachinePeak.cached(threads: threads)
@@ -80,7 +81,7 @@ struct Bench: ParsableCommand {
         var rows: [KernelTimings.Row] = []
         if profile {
             var kernelTimings = KernelTimings(kernels: model.program.kernels.count)
-            for _ in 0..<iterations { kernelTimings.add(try model.profile(inputs: inputBuffers, outputs: outputBuffers)) }
+            for _ in 0..<iterations { kernelTimings.add(try model.profile(inputBytes: inputBuffers, outputBytes: outputBuffers)) }
             rows = kernelTimings.rows(model.program)
         }
         let kernels = profile ? rows.map { KernelTime(name: $0.name, ops: $0.ops, medianMs: $0.seconds * 1000, gflops: $0.gflops, split: $0.split) } : nil

@@ -162,7 +162,7 @@ struct Inspect: ParsableCommand {
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Compile a model and run it once.",
-        discussion: "Inputs come from .npy files (--input NAME=FILE.npy) or, for those not given, seeded uniform [0, 1) values. Each output's shape and checksum is printed, and with --output-dir written to DIR/NAME.npy.")
+        discussion: "Inputs come from .npy files (--input NAME=FILE.npy) or, for those not given, seeded random values of each input's type (floats uniform in [0, 1), integers 0 or 1, bools either). Each output's shape and checksum is printed, and with --output-dir written to DIR/NAME.npy.")
     @OptionGroup var options: ModelOptions
 
     @Option(name: .customLong("input"), help: "An input from an .npy file, NAME=FILE.npy; repeat for several.")
@@ -263,13 +263,11 @@ struct Demo: ParsableCommand {
     }
 }
 
-/// Inputs for a run that was given none: floats uniform in [0, 1), integers 0 or 1 (a valid
-/// token id of any vocabulary, and a valid mask), bools fair coins; each input in its own type.
+/// Inputs for a run that was given none, each of its input's type (HostTensor.random).
 func randomFeeds(_ model: CompiledModel, seed: UInt64) -> [String: HostTensor] {
     var feeds: [String: HostTensor] = [:]
     for (i, input) in model.inputs.enumerated() {
-        let floats = HostTensor.random(shape: input.shape, seed: seed &+ UInt64(i) &* 7919, in: 0...(input.dtype.isFloatingPoint ? 1 : 1.999))
-        feeds[input.name] = (try? floats.converted(to: input.dtype)) ?? floats
+        feeds[input.name] = HostTensor.random(shape: input.shape, dtype: input.dtype, seed: seed &+ UInt64(i) &* 7919)
     }
     return feeds
 }

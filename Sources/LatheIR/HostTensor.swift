@@ -71,6 +71,13 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
         return t
     }
 
+    /// Seeded inputs of any element type, for runs that were given none: floats uniform in
+    /// [0, 1), integers 0 or 1 (a token id of any vocabulary, and a valid mask), bools either.
+    public static func random(shape: [Int], dtype: DType, seed: UInt64) -> HostTensor {
+        let floats = random(shape: shape, seed: seed, in: 0...(dtype.isFloatingPoint ? 1 : 1.999))
+        return (try? floats.converted(to: dtype)) ?? floats
+    }
+
     /// The elements as float32: a float32 tensor's own, another type's converted (exact for the
     /// 8- and 16-bit types; integers past 2^24 round). Setting them stores them in the tensor's
     /// type, converted as ONNX's Cast converts.

@@ -303,13 +303,9 @@ extension OpHandlers {
             let parts = picks.map { k.gathered(shape: Array(shape[..<axis]) + [1] + Array(shape[(axis + 1)...]), strides: strides, base: $0 * strides[axis]) }
             return [.constant(ConstantTensor.concatenated(parts, axis: axis).reshaped(outShape))]
         }
-        let slices = try picks.enumerated().map { n, j -> ImportedValue in
-            var (s, e) = (Array(repeating: 0, count: shape.count), shape)
-            (s[axis], e[axis]) = (j, j + 1)
-            return try c.apply(.slice(starts: s, ends: e, steps: Array(repeating: 1, count: shape.count)), [data], name: "index\(n)")
-        }
-        let joined = slices.count == 1 ? slices[0] : try c.apply(.concat(axis: axis), slices, name: "joined")
-        return [try reshape(joined, to: outShape, c)]
+        // One kernel whatever the number of indices (checked here, so in range).
+        let checked = ConstantTensor(shape: indices.shape, ints: picks.map(Int64.init))
+        return [try c.apply(.gather(axis: axis), [data, .constant(checked)])]
     }
 }
 

@@ -22,7 +22,7 @@ struct ConcurrentRunTests {
     static func feeds(_ model: CompiledModel, seed: UInt64) -> [String: HostTensor] {
         var feeds: [String: HostTensor] = [:]
         for (i, input) in model.inputs.enumerated() {
-            feeds[input.name] = HostTensor.random(shape: input.shape, seed: seed &* 977 &+ UInt64(i), in: 0...1)
+            feeds[input.name] = HostTensor.random(shape: input.shape, dtype: input.dtype, seed: seed &* 977 &+ UInt64(i))
         }
         return feeds
     }

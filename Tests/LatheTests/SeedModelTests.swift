@@ -10,7 +10,7 @@ struct SeedModelTests {
         let (graph, outputs) = try example.graph(batch: batch, seed: 3)
         let model = try graph.compile(outputs: outputs)
         var feeds: [String: HostTensor] = [:]
-        for (i, input) in model.inputs.enumerated() { feeds[input.name] = HostTensor.random(shape: input.shape, seed: UInt64(i), in: 0...1) }
+        for (i, input) in model.inputs.enumerated() { feeds[input.name] = HostTensor.random(shape: input.shape, dtype: input.dtype, seed: UInt64(i)) }
         let got = try model.run(feeds)
         let expected = try graph.interpret(outputs: outputs, feeds: feeds)
         for output in outputs {
