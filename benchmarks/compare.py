@@ -107,6 +107,17 @@ def lathe_bench(lathe, path, threads, iterations, warmup, cold=False):
                                      + (["--no-cache"] if cold else []), capture_output=True, text=True, check=True).stdout)
 
 
+def baseline_runs(baseline, path, threads):
+    """Whether the earlier build runs the model at all (one that predates a model's input types
+    cannot): if not, the row says n/a for it."""
+    try:
+        lathe_bench(baseline, path, threads, 1, 0)
+        return True
+    except Exception as e:
+        print(f"note: the baseline does not run {os.path.basename(path)}: {str(e)[:200]}", flush=True)
+        return False
+
+
 def has_openvino():
     try:
         import openvino  # noqa: F401
@@ -150,7 +161,7 @@ def main():
                 iterations = int(max(ROUND_MIN, ROUND_BUDGET * 1000 / max(cold["medianMs"], 1e-3)))
                 warmup = max(2, iterations // 10)
                 runtimes = [("Lathe", lambda: lathe_round(a.lathe, path, a.threads, iterations, warmup))]
-                if a.baseline:
+                if a.baseline and baseline_runs(a.baseline, path, a.threads):
                     runtimes.append(("Lathe before", lambda: lathe_round(a.baseline, path, a.threads, iterations, warmup)))
                 runtimes.append(("ORT", lambda: peer_round("ort", path, a.threads)))
                 if has_openvino():
@@ -197,7 +208,8 @@ def main():
                 lines.append(f"| {name} | failed | | | | | | | " + ("| | " if a.baseline else "") + "|")
                 continue
             lines.append(f"| {name} | {lm:.3f} | {lmin:.3f} | {lc / 1000:.2f} | {om:.3f} | {omin:.3f} | **{lm / om:.2f}** | "
-                         f"{'%.3f' % ov if ov else 'n/a'} | " + (f"{before:.3f} | {lm / before:.2f} | " if a.baseline else "") + f"{err:.1e} |")
+                         f"{'%.3f' % ov if ov else 'n/a'} | " + ((f"{before:.3f} | {lm / before:.2f} | " if before else "n/a | | ") if a.baseline else "")
+                         + f"{err:.1e} |")
         if contention_rows:
             names = list(contention_rows[0][1])  # the runtimes, in the order they were timed
             lines += ["", "Under load (one spinning process per CPU), same rounds: loaded median ms and slowdown (loaded / idle median).", "",

@@ -30,7 +30,7 @@ extension IRBuilder {
             case .floor: return intrinsic("llvm.floor", x)
             case .ceil: return intrinsic("llvm.ceil", x)
             case .step: return select(compare(LLVMRealOGT, x, float(0, like: x)), float(1, like: x), float(0, like: x))
-            case .round, .sign, .not, .isNaN:
+            case .round, .sign, .not, .isNaN, .bitNot:
                 return emit(.unary(fn, .arg(0)), [x], types: [.float32], context: .float32, lanes: lanes(of: x))
             }
         case let .binary(fn, a, b):

@@ -149,7 +149,7 @@ final class IRBuilder {
 
     /// Calls intrinsic `name`, overloaded on `overloads`, on `arguments` (of their own types).
     @discardableResult
-    private func callIntrinsic(_ name: String, overloads: [LLVMType], returning type: LLVMType, _ arguments: [LLVMValue]) -> LLVMValue {
+    func callIntrinsic(_ name: String, overloads: [LLVMType], returning type: LLVMType, _ arguments: [LLVMValue]) -> LLVMValue {
         var overloadTypes = overloads.map { Optional($0) }
         let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloadTypes, overloads.count)
         var parameters: [LLVMType?] = arguments.map { LLVMTypeOf($0) }

@@ -141,6 +141,8 @@ extension IRBuilder {
                 lstmSequence(l, reverse: reverse, output: out, gatesX: x[0], weights: x[1], h0: x[2], c0: x[3], scratch: scratch,
                              threadScratchFloats: kernel.plan.scratchFloatsPerThread,
                              prepackedWeights: kernel.weightLayout.isPacked, split: kernel.split, thread: thread, threads: kernel.threads)
+            case let .argExtreme(kind, axis, _, last):
+                argExtreme(kind, axis: axis, lastIndex: last, output: out, input: x[0], inShape: shapes[0])
             case let .lrn(size, alpha, beta, bias):
                 localResponseNorm(size: size, alpha: alpha, beta: beta, bias: bias, output: out, input: x[0], shape: shape)
             }

@@ -247,4 +247,31 @@ extension IRBuilder {
             }
         }
     }
+
+    /// arg_max / arg_min along an axis, one output at a time: the index of the first (or, with
+    /// `lastIndex`, the last) extreme element, a NaN counting as extreme (the interpreter's rule).
+    func argExtreme(_ kind: ArgKind, axis: Int, lastIndex: Bool, output: LLVMValue, input: LLVMValue, inShape: [Int]) {
+        let (outer, length) = (inShape[..<axis].reduce(1, *), inShape[axis])
+        let inner = inShape[(axis + 1)...].reduce(1, *)
+        loop(0, outer, unroll: false) { o in
+            loop(0, inner, unroll: false) { i in
+                let base = iadd(imul(o, int(length * inner)), i)
+                let bestSlot = variable(load(input, base)), indexSlot = variable(int(0))
+                loop(1, length, unroll: false) { k in
+                    let v = load(input, offset(base, k, times: inner))
+                    let best = read(bestSlot, type: f32)
+                    let (vNaN, bestNaN) = (compare(LLVMRealUNO, v, v), compare(LLVMRealUNO, best, best))
+                    let better = compare(kind == .max ? LLVMRealOGT : LLVMRealOLT, v, best)
+                    var take = LLVMBuildAnd(builder, LLVMBuildNot(builder, bestNaN, "")!, LLVMBuildOr(builder, better, vNaN, "")!, "")!
+                    if lastIndex {
+                        let tie = LLVMBuildOr(builder, compare(LLVMRealOEQ, v, best), LLVMBuildAnd(builder, vNaN, bestNaN, "")!, "")!
+                        take = LLVMBuildOr(builder, take, tie, "")!
+                    }
+                    write(select(take, v, best), bestSlot)
+                    write(select(take, k, read(indexSlot, type: i64)), indexSlot)
+                }
+                store(read(indexSlot, type: i64), output, iadd(imul(o, int(inner)), i), .int64)
+            }
+        }
+    }
 }

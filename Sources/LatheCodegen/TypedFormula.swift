@@ -48,6 +48,7 @@ extension IRBuilder {
             case .sign: return select(compare(LLVMRealOGT, x, c(0)), c(1), select(compare(LLVMRealOLT, x, c(0)), c(-1), x))
             case .isNaN: return compare(LLVMRealUNO, x, x)
             case .not: return compare(LLVMRealOEQ, x, c(0))
+            case .bitNot: return x   // integers only (the type rule)
             }
         }
         if t == .bool { return fn == .not ? LLVMBuildXor(builder, x, constant(1, .bool, lanes: lanes), "") : x }
@@ -55,6 +56,7 @@ extension IRBuilder {
         func icmp(_ p: LLVMIntPredicate, _ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildICmp(builder, p, a, b, "") }
         switch fn {
         case .neg: return LLVMBuildSub(builder, c(0), x, "")
+        case .bitNot: return LLVMBuildNot(builder, x, "")
         case .abs: return t.isSigned ? select(icmp(LLVMIntSLT, x, c(0)), LLVMBuildSub(builder, c(0), x, ""), x) : x
         case .step: return select(icmp(greater, x, c(0)), c(1), c(0))
         case .sign: return select(icmp(greater, x, c(0)), c(1), select(icmp(less, x, c(0)), c(-1), c(0)))
@@ -67,13 +69,8 @@ extension IRBuilder {
         func c(_ v: Float) -> LLVMValue { constant(v, t, lanes: lanes) }
         if t.isFloatingPoint {
             switch fn {
-            case .add: return add(x, y)
-            case .sub: return sub(x, y)
-            case .mul: return mul(x, y)
-            case .div: return div(x, y)
-            case .max: return maximum(x, y)
-            case .min: return minimum(x, y)
-            case .pow: return intrinsic("llvm.pow", x, y)
+            // The float32 code, which reads no constant, so serves float64 as well.
+            case .add, .sub, .mul, .div, .max, .min, .pow: return emit(.binary(fn, .arg(0), .arg(1)), [x, y])
             case .fmod: return LLVMBuildFRem(builder, x, y, "")
             case .mod:
                 // C's remainder moved to the divisor's sign when the two differ.
@@ -86,7 +83,7 @@ extension IRBuilder {
             case .lessOrEqual: return compare(LLVMRealOLE, x, y)
             case .greater: return compare(LLVMRealOGT, x, y)
             case .greaterOrEqual: return compare(LLVMRealOGE, x, y)
-            case .and, .or, .xor: return constant(0, .bool, lanes: lanes)
+            case .and, .or, .xor, .bitAnd, .bitOr, .bitXor, .shiftLeft, .shiftRight: return constant(0, .bool, lanes: lanes)
             }
         }
         func icmp(_ p: LLVMIntPredicate, _ a: LLVMValue, _ b: LLVMValue) -> LLVMValue { LLVMBuildICmp(builder, p, a, b, "") }
@@ -106,6 +103,17 @@ extension IRBuilder {
         case .max: return select(icmp(signed ? LLVMIntSGT : LLVMIntUGT, x, y), x, y)
         case .min: return select(icmp(signed ? LLVMIntSLT : LLVMIntULT, x, y), x, y)
         case .pow: return c(0)
+        case .bitAnd: return LLVMBuildAnd(builder, x, y, "")
+        case .bitOr: return LLVMBuildOr(builder, x, y, "")
+        case .bitXor: return LLVMBuildXor(builder, x, y, "")
+        case .shiftLeft, .shiftRight:
+            // An amount of the width or more (unsigned: a negative one too) shifts every bit out,
+            // where LLVM's shifts would give poison.
+            let bits = c(Float(t.byteSize * 8))
+            let out = icmp(LLVMIntUGE, y, bits)
+            if fn == .shiftLeft { return select(out, c(0), LLVMBuildShl(builder, x, select(out, c(0), y), "")) }
+            if !signed { return select(out, c(0), LLVMBuildLShr(builder, x, select(out, c(0), y), "")) }
+            return LLVMBuildAShr(builder, x, select(out, c(Float(t.byteSize * 8 - 1)), y), "")
         case .div, .fmod, .mod:
             // A zero divisor gives 0; -1 is done apart (MIN / -1 overflows, and traps on x86).
             let zero = icmp(LLVMIntEQ, y, c(0))

@@ -148,7 +148,7 @@ extension IRBuilder {
             return LLVMBuildFCmp(builder, LLVMRealUNE, value, LLVMConstNull(LLVMTypeOf(value)), "")
         case (true, _, _, _):
             let name = to.isSigned ? "llvm.fptosi.sat" : "llvm.fptoui.sat"
-            return callOverloaded(name, overloads: [target, LLVMTypeOf(value)], returning: target, [value])
+            return callIntrinsic(name, overloads: [target, LLVMTypeOf(value)], returning: target, [value])
         case (_, true, true, _):
             return LLVMBuildUIToFP(builder, value, target, "")
         case (_, true, _, _):
@@ -164,16 +164,6 @@ extension IRBuilder {
             if toBits == fromBits { return value }
             return from.isSigned ? LLVMBuildSExt(builder, value, target, "") : LLVMBuildZExt(builder, value, target, "")
         }
-    }
-
-    /// Calls intrinsic `name` overloaded on `overloads`.
-    func callOverloaded(_ name: String, overloads: [LLVMType], returning type: LLVMType, _ arguments: [LLVMValue]) -> LLVMValue {
-        var overloadTypes = overloads.map { Optional($0) }
-        let function = LLVMGetIntrinsicDeclaration(module, LLVMLookupIntrinsicID(name, name.utf8.count), &overloadTypes, overloads.count)
-        var parameters: [LLVMType?] = arguments.map { LLVMTypeOf($0) }
-        let functionType = LLVMFunctionType(type, &parameters, UInt32(arguments.count), 0)
-        var args = arguments.map { Optional($0) }
-        return LLVMBuildCall2(builder, functionType, function, &args, UInt32(args.count), "")
     }
 }
 

@@ -15,7 +15,7 @@ extension Op {
             // die at the op, and a convolution's ReLU stays fused into it.
             if let slope = fn.slopeFromResult { return [try c.elementwise(.arg(0) * slope.substituting([.arg(1)]), [dy, c.node.id], "dx")] }
             return try elementwiseGradients(formula!, operands: x, c)
-        case .binary, .fusedElementwise, .select:
+        case .binary, .fusedElementwise, .select, .cast:
             return try elementwiseGradients(formula!, operands: x, c)
         case let .batchNorm(epsilon):
             // Parameters [C] read along axis 1: as [1, C, 1, ...] they broadcast the NumPy way.
@@ -139,8 +139,8 @@ extension Op {
             throw unsupported("\(name) has no gradient rule (a gradient's gradient)")
         case .lstm:
             throw unsupported("the fused lstm has no gradient rule: train the LSTM layer, which is unrolled into steps")
-        case .cast:
-            throw unsupported("cast has no gradient rule")
+        case .argExtreme:
+            return [nil]   // an index: no slope
         }
     }
 

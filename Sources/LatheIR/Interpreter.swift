@@ -88,6 +88,7 @@ public enum Interpreter {
             }
             return x[0].picking(sources, shape: shape, fill: value)
         case let .lrn(size, alpha, beta, bias): return lrn(x[0], size: size, alpha: alpha, beta: beta, bias: bias)
+        case let .argExtreme(kind, axis, _, last): return try argExtreme(x[0], kind, axis: axis, lastIndex: last, shape: shape)
         }
     }
 }

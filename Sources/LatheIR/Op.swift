@@ -100,12 +100,20 @@ public enum Op: Hashable, Sendable {
     /// wrapped to a narrower integer type, bool true for any non-zero value. Its operand may be
     /// of any element type; an elementwise op, it fuses with its neighbours.
     case cast(to: DType)
+    /// The position of the largest (or smallest) element along `axis`, as int64: the first
+    /// one, or the last with `lastIndex`; a NaN counts as the largest and the smallest (NumPy's
+    /// argmax and argmin). The axis is kept as 1 with `keepDims`, else dropped.
+    case argExtreme(ArgKind, axis: Int, keepDims: Bool, lastIndex: Bool)
+}
+
+public enum ArgKind: String, Hashable, Sendable {
+    case max, min
 }
 
 public enum UnaryFn: Hashable, Sendable {
     case neg, abs, exp, log, sqrt, reciprocal, erf, floor, ceil, step
-    /// Half to even; -1, 0 or 1; bool negation; a bool, true for NaN.
-    case round, sign, not, isNaN
+    /// Half to even; -1, 0 or 1; bool negation; a bool, true for NaN; every bit of an integer flipped.
+    case round, sign, not, isNaN, bitNot
     case relu, sigmoid, tanh, gelu, geluTanh, softplus, softsign, hardSwish
     case leakyRelu(alpha: Float)
     case clip(min: Float, max: Float)
@@ -122,6 +130,8 @@ public enum BinaryFn: String, Hashable, Sendable, CaseIterable {
     case equal, less, lessOrEqual = "less_or_equal", greater, greaterOrEqual = "greater_or_equal"
     /// On bools.
     case and, or, xor
+    /// On integers: bitwise and, or, xor; shifts (every bit out past the type's width).
+    case bitAnd = "bit_and", bitOr = "bit_or", bitXor = "bit_xor", shiftLeft = "shift_left", shiftRight = "shift_right"
 }
 
 public enum ReduceKind: String, Hashable, Sendable, CaseIterable {

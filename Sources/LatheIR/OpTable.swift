@@ -43,6 +43,7 @@ extension UnaryFn {
         case .sign: return "sign"
         case .not: return "not"
         case .isNaN: return "is_nan"
+        case .bitNot: return "bit_not"
         case .softplus: return "softplus"
         case .softsign: return "softsign"
         case .hardSwish: return "hard_swish"
@@ -78,6 +79,7 @@ extension UnaryFn {
         case .sign: return .unary(.sign, x)
         case .not: return .unary(.not, x)
         case .isNaN: return .unary(.isNaN, x)
+        case .bitNot: return .unary(.bitNot, x)
         // log(1 + exp(x)) written as max(x, 0) + log(1 + exp(-|x|)), which cannot overflow.
         case .softplus: return .max(x, .const(0)) + .unary(.log, .const(1) + .exp(-.unary(.abs, x)))
         case .softsign: return x / (.const(1) + .unary(.abs, x))
@@ -111,6 +113,11 @@ extension BinaryFn {
         case .and: scalar = .and
         case .or: scalar = .or
         case .xor: scalar = .xor
+        case .bitAnd: scalar = .bitAnd
+        case .bitOr: scalar = .bitOr
+        case .bitXor: scalar = .bitXor
+        case .shiftLeft: scalar = .shiftLeft
+        case .shiftRight: scalar = .shiftRight
         }
         return .binary(scalar, .arg(0), .arg(1))
     }
@@ -156,6 +163,7 @@ extension Op {
         case let .reduce(kind, _, _): return "reduce_\(kind.rawValue)"
         case .dropout: return "dropout"
         case .lrn: return "lrn"
+        case let .argExtreme(kind, _, _, _): return "arg_\(kind.rawValue)"
         case .cast: return "cast"
         case .convTranspose2d: return "conv_transpose2d"
         case .gather: return "gather"
@@ -172,7 +180,7 @@ extension Op {
         case .binary, .batchNorm, .fusedElementwise, .select: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
         case .gatherGrad, .lstm: return .opaque
-        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn: return .reduction
+        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
     }
@@ -195,7 +203,7 @@ extension Op {
         switch self {
         case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
-             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast: return 1...1
+             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast, .argExtreme: return 1...1
         case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .select: return 3...3
@@ -218,6 +226,7 @@ extension Op {
         case let .unary(.selu(alpha, gamma)): return "alpha=\(alpha), gamma=\(gamma)"
         case let .unary(.hardSigmoid(alpha, beta)): return "alpha=\(alpha), beta=\(beta)"
         case let .lrn(size, alpha, beta, bias): return "size=\(size), alpha=\(alpha), beta=\(beta), bias=\(bias)"
+        case let .argExtreme(_, axis, keep, last): return "axis=\(axis), keep_dims=\(keep)" + (last ? ", last_index=true" : "")
         case let .cast(to): return "to=\(to.rawValue)"
         case let .conv2dWeightGrad(a, kernel):
             return "kernel=\(list(kernel)), strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"

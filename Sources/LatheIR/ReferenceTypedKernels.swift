@@ -37,6 +37,31 @@ extension Interpreter {
     }
 }
 
+extension Interpreter {
+    /// The index of the first (or last) largest or smallest element along an axis; a NaN is
+    /// both (NumPy's argmax and argmin pick the first NaN).
+    static func argExtreme(_ x: HostTensor, _ kind: ArgKind, axis: Int, lastIndex: Bool, shape: [Int]) throws -> HostTensor {
+        let values = x.scalars
+        let (outer, length) = (x.shape[..<axis].reduce(1, *), x.shape[axis])
+        let inner = x.shape[(axis + 1)...].reduce(1, *)
+        var out: [Int64] = []
+        out.reserveCapacity(outer * inner)
+        for o in 0..<outer {
+            for i in 0..<inner {
+                var (best, index) = (values[o * length * inner + i], 0)
+                for k in 1..<max(length, 1) {
+                    let v = values[(o * length + k) * inner + i]
+                    let better = kind == .max ? v > best : v < best
+                    let tie = v == best || (v.isNaN && best.isNaN)
+                    if !best.isNaN && (better || v.isNaN) || lastIndex && tie { (best, index) = (v, k) }
+                }
+                out.append(Int64(index))
+            }
+        }
+        return try HostTensor(shape: shape, values: out)
+    }
+}
+
 extension HostTensor {
     /// A tensor of `shape` whose element i is this tensor's element sources[i], or `fill`
     /// (converted to the type) where sources[i] is negative. Any element type.

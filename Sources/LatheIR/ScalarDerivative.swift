@@ -22,7 +22,7 @@ extension ScalarExpr {
             case .tanh: slope = .const(1) - self * self
             case .erf: slope = .const(1.1283791670955126) * .exp(-(a * a))
             // Piecewise constant, or not a number at all.
-            case .floor, .ceil, .step, .round, .sign, .not, .isNaN: return .const(0)
+            case .floor, .ceil, .step, .round, .sign, .not, .isNaN, .bitNot: return .const(0)
             }
             return ScalarExpr.product(slope, da)
         case let .binary(fn, a, b):
@@ -41,7 +41,8 @@ extension ScalarExpr {
             // a - q b with the quotient q piecewise constant: floored for mod, truncated for fmod.
             case .mod: return .sum(da, .product(db, -.unary(.floor, a / b)))
             case .fmod: return .sum(da, .product(db, -.unary(.sign, a / b) * .unary(.floor, .unary(.abs, a / b))))
-            case .equal, .less, .lessOrEqual, .greater, .greaterOrEqual, .and, .or, .xor: return .const(0)
+            case .equal, .less, .lessOrEqual, .greater, .greaterOrEqual, .and, .or, .xor, .bitAnd, .bitOr, .bitXor, .shiftLeft, .shiftRight:
+                return .const(0)
             }
         case let .select(c, a, b):
             let (da, db) = (a.derivative(wrt: i), b.derivative(wrt: i))

@@ -101,6 +101,8 @@ public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
     /// `round` rounds half to even; `sign` is -1, 0 or 1; `not` negates a bool; `isNaN` is a
     /// bool.
     case neg, abs, exp, log, sqrt, tanh, erf, floor, ceil, step, round, sign, not, isNaN
+    /// Every bit flipped, on integers.
+    case bitNot
 
     /// Computes on floating-point types only.
     public var needsFloat: Bool { [.exp, .log, .sqrt, .tanh, .erf, .floor, .ceil, .round, .isNaN].contains(self) }
@@ -122,6 +124,7 @@ public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
         case .sign: return { $0 > 0 ? 1 : $0 < 0 ? -1 : $0 }
         case .not: return { $0 == 0 ? 1 : 0 }
         case .isNaN: return { $0.isNaN ? 1 : 0 }
+        case .bitNot: return { $0 }   // on integers only (TypedScalar)
         }
     }
 }
@@ -134,11 +137,16 @@ public enum ScalarBinary: String, Hashable, Sendable, CaseIterable {
     case add, sub, mul, div, max, min, pow, mod, fmod
     case equal, less, lessOrEqual, greater, greaterOrEqual
     case and, or, xor
+    /// Bitwise ops and shifts, on integers. A shift by the type's width or more (or by a
+    /// negative amount) shifts every bit out: 0, or a negative signed value's sign on the right.
+    case bitAnd, bitOr, bitXor, shiftLeft, shiftRight
 
     /// The comparisons: operands of any one type, a bool result.
     public var isComparison: Bool { [.equal, .less, .lessOrEqual, .greater, .greaterOrEqual].contains(self) }
     /// And, or, xor: bool operands and result.
     public var isLogical: Bool { [.and, .or, .xor].contains(self) }
+    /// Bitwise ops and shifts: integer operands and result.
+    public var isBitwise: Bool { [.bitAnd, .bitOr, .bitXor, .shiftLeft, .shiftRight].contains(self) }
 
     /// How the formula prints between its operands, for those that print so.
     var infixSymbol: String? {
@@ -179,6 +187,7 @@ public enum ScalarBinary: String, Hashable, Sendable, CaseIterable {
         case .and: return { $0 != 0 && $1 != 0 ? 1 : 0 }
         case .or: return { $0 != 0 || $1 != 0 ? 1 : 0 }
         case .xor: return { ($0 != 0) != ($1 != 0) ? 1 : 0 }
+        case .bitAnd, .bitOr, .bitXor, .shiftLeft, .shiftRight: return { _, _ in 0 }   // on integers only (TypedScalar)
         }
     }
 }

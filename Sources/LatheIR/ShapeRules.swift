@@ -162,6 +162,13 @@ extension Op {
                 throw .shape("the initial states must be [\(batch), \(hidden)], got \(h0) and \(c0)")
             }
             return TensorType(.float32, [2, steps, batch, hidden])
+        case let .argExtreme(_, axis, keepDims, _):
+            let x = shapes[0]
+            guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
+            guard x[axis] > 0 else { throw .shape("axis \(axis) of \(x) is empty: no element to pick") }
+            var out = x
+            if keepDims { out[axis] = 1 } else { out.remove(at: axis) }
+            return TensorType(.int64, out)
         case let .lrn(size, _, _, _):
             guard size > 0 else { throw .attribute("size \(size) must be positive") }
             guard shapes[0].count >= 2 else { throw .shape("LRN needs [N, C, ...]") }

@@ -128,6 +128,9 @@ extension ScalarExpr {
             case .isNaN:
                 guard t?.isFloatingPoint ?? true else { throw .elementType("is_nan takes a float, got \(describe(t))") }
                 return .bool
+            case .bitNot:
+                guard t?.isInteger ?? true else { throw .elementType("bit_not takes integers, got \(describe(t))") }
+                return t
             default:
                 if t == .bool { throw .elementType("\(fn.rawValue) takes numbers, got bool") }
                 if fn.needsFloat, let t, !t.isFloatingPoint { throw .elementType("\(fn.rawValue) takes floats, got \(t.rawValue)") }
@@ -140,6 +143,10 @@ extension ScalarExpr {
             if fn.isLogical {
                 guard t == nil || t == .bool else { throw .elementType("\(fn.rawValue) takes bools, got \(describe(t))") }
                 return .bool
+            }
+            if fn.isBitwise {
+                guard t?.isInteger ?? true else { throw .elementType("\(fn.rawValue) takes integers, got \(describe(t))") }
+                return t
             }
             if fn.isComparison {
                 if t == .bool && fn != .equal { throw .elementType("\(fn.rawValue) compares numbers, got bool") }
@@ -163,8 +170,8 @@ extension ScalarExpr {
         switch self {
         case .arg, .const: return true
         case .cast, .select: return false
-        case let .unary(fn, a): return fn != .not && fn != .isNaN && a.isFloat32Only
-        case let .binary(fn, a, b): return !fn.isComparison && !fn.isLogical && a.isFloat32Only && b.isFloat32Only
+        case let .unary(fn, a): return fn != .not && fn != .isNaN && fn != .bitNot && a.isFloat32Only
+        case let .binary(fn, a, b): return !fn.isComparison && !fn.isLogical && !fn.isBitwise && a.isFloat32Only && b.isFloat32Only
         }
     }
 
@@ -205,6 +212,7 @@ extension ScalarUnary {
         case let .signed(v):
             switch self {
             case .neg: return .signed(0 &- v)
+            case .bitNot: return .signed(~v)
             case .abs: return .signed(v < 0 ? 0 &- v : v)
             case .step: return .signed(v > 0 ? 1 : 0)
             case .sign: return .signed(v > 0 ? 1 : v < 0 ? -1 : 0)
@@ -213,6 +221,7 @@ extension ScalarUnary {
         case let .unsigned(v):
             switch self {
             case .neg: return .unsigned(0 &- v)
+            case .bitNot: return .unsigned(~v)
             case .step, .sign: return .unsigned(v > 0 ? 1 : 0)
             default: return x
             }
@@ -235,6 +244,7 @@ extension ScalarUnary {
         case .round: return .float(v.rounded(.toNearestOrEven))
         case .step: return .float(v > 0 ? 1 : 0)
         case .sign: return .float(v > 0 ? 1 : v < 0 ? -1 : v)
+        case .bitNot: return .float(v)
         }
     }
 }
@@ -261,7 +271,7 @@ extension ScalarBinary {
             case .mod:
                 let r = Foundation.fmod(x, y)
                 return .float(r != 0 && (r < 0) != (y < 0) ? r + y : r)
-            case .and, .or, .xor: return .bool(false)
+            case .and, .or, .xor, .bitAnd, .bitOr, .bitXor, .shiftLeft, .shiftRight: return .bool(false)
             }
         case let (.bool(x), .bool(y)):
             switch self {
@@ -271,45 +281,42 @@ extension ScalarBinary {
             case .equal: return .bool(x == y)
             default: return .bool(false)
             }
-        case let (.signed(x), .signed(y)):
-            switch self {
-            case .equal: return .bool(x == y)
-            case .less: return .bool(x < y)
-            case .lessOrEqual: return .bool(x <= y)
-            case .greater: return .bool(x > y)
-            case .greaterOrEqual: return .bool(x >= y)
-            case .add: return .signed(x &+ y)
-            case .sub: return .signed(x &- y)
-            case .mul: return .signed(x &* y)
-            case .max: return .signed(Swift.max(x, y))
-            case .min: return .signed(Swift.min(x, y))
-            case .div: return .signed(y == 0 ? 0 : x.dividedReportingOverflow(by: y).partialValue)
-            case .fmod: return .signed(y == 0 ? 0 : x.remainderReportingOverflow(dividingBy: y).partialValue)
-            case .mod:
-                guard y != 0 else { return .signed(0) }
-                let r = x.remainderReportingOverflow(dividingBy: y).partialValue
-                return .signed(r != 0 && (r < 0) != (y < 0) ? r &+ y : r)
-            case .pow, .and, .or, .xor: return .signed(0)
-            }
-        case let (.unsigned(x), .unsigned(y)):
-            switch self {
-            case .equal: return .bool(x == y)
-            case .less: return .bool(x < y)
-            case .lessOrEqual: return .bool(x <= y)
-            case .greater: return .bool(x > y)
-            case .greaterOrEqual: return .bool(x >= y)
-            case .add: return .unsigned(x &+ y)
-            case .sub: return .unsigned(x &- y)
-            case .mul: return .unsigned(x &* y)
-            case .max: return .unsigned(Swift.max(x, y))
-            case .min: return .unsigned(Swift.min(x, y))
-            case .div: return .unsigned(y == 0 ? 0 : x / y)
-            case .mod, .fmod: return .unsigned(y == 0 ? 0 : x % y)
-            case .pow, .and, .or, .xor: return .unsigned(0)
-            }
+        case let (.signed(x), .signed(y)): return integers(x, y, Scalar.signed)
+        case let (.unsigned(x), .unsigned(y)): return integers(x, y, Scalar.unsigned)
         default:
             // Operands of two kinds: the type rule lets none through.
             return .bool(false)
+        }
+    }
+
+    /// The operation on two integers of one signedness; `make` wraps a result.
+    private func integers<T: FixedWidthInteger>(_ x: T, _ y: T, _ make: (T) -> Scalar) -> Scalar {
+        switch self {
+        case .equal: return .bool(x == y)
+        case .less: return .bool(x < y)
+        case .lessOrEqual: return .bool(x <= y)
+        case .greater: return .bool(x > y)
+        case .greaterOrEqual: return .bool(x >= y)
+        case .add: return make(x &+ y)
+        case .sub: return make(x &- y)
+        case .mul: return make(x &* y)
+        case .max: return make(Swift.max(x, y))
+        case .min: return make(Swift.min(x, y))
+        case .div: return make(y == 0 ? 0 : x.dividedReportingOverflow(by: y).partialValue)
+        case .fmod: return make(y == 0 ? 0 : x.remainderReportingOverflow(dividingBy: y).partialValue)
+        case .mod:
+            // C's remainder moved to the divisor's sign when the two differ.
+            guard y != 0 else { return make(0) }
+            let r = x.remainderReportingOverflow(dividingBy: y).partialValue
+            return make(r != 0 && (r < 0) != (y < 0) ? r &+ y : r)
+        case .bitAnd: return make(x & y)
+        case .bitOr: return make(x | y)
+        case .bitXor: return make(x ^ y)
+        // Computed at 64 bits, then wrapped to the type: an amount past the type's width shifts
+        // every bit out; a negative one (an unsigned huge one, as the code reads it) too.
+        case .shiftLeft: return make(y < 0 || y >= 64 ? 0 : x << y)
+        case .shiftRight: return make(y < 0 || y >= 64 ? (x < 0 ? ~0 : 0) : x >> y)
+        case .pow, .and, .or, .xor: return make(0)
         }
     }
 }

@@ -96,7 +96,9 @@ final class ImportContext {
         let types = operands.map(dtype)
         if let wide = types.first(where: { $0 != .float32 && promotes($0, for: op) }), computesOnFloat32Only(op, types) {
             let promoted = try operands.map { try promotes(dtype($0), for: op) ? apply(.cast(to: .float32), [$0], name: "\(suffix ?? "in")_f32") : $0 }
-            return try apply(.cast(to: wide), [try apply(op, promoted, name: suffix.map { "\($0)_f32" } ?? "f32")], name: suffix)
+            let result = try apply(op, promoted, name: suffix.map { "\($0)_f32" } ?? "f32")
+            // A float result goes back to the operands' type; an index (arg_max's) stays.
+            return dtype(result) == .float32 ? try apply(.cast(to: wide), [result], name: suffix) : result
         }
         if constants.count == operands.count {
             return .constant(ConstantTensor(try Interpreter.fold(op, constants, location: location)))
@@ -122,7 +124,7 @@ final class ImportContext {
         guard [.int8, .uint8, .int16, .uint16].contains(type) else { return false }
         switch op {
         case .pool2d(let a) where a.kind == .max: return true
-        case .reduce(.max, _, _): return true
+        case .reduce(.max, _, _), .argExtreme: return true
         default: return false
         }
     }

@@ -11,13 +11,13 @@ extension OpHandlers {
         "Elu": { .elu(alpha: $0.float("alpha", 1)) },
         "Selu": { .selu(alpha: $0.float("alpha", 1.67326319217681884765625), gamma: $0.float("gamma", 1.05070102214813232421875)) },
         "HardSigmoid": { .hardSigmoid(alpha: $0.float("alpha", 0.2), beta: $0.float("beta", 0.5)) },
-        "Not": { _ in .not }, "IsNaN": { _ in .isNaN }, "Sign": { _ in .sign }, "Round": { _ in .round },
+        "Not": { _ in .not }, "IsNaN": { _ in .isNaN }, "Sign": { _ in .sign }, "Round": { _ in .round }, "BitwiseNot": { _ in .bitNot },
     ]
 
     static let binaryOps: [String: BinaryFn] = [
         "Add": .add, "Sub": .sub, "Mul": .mul, "Div": .div, "Pow": .pow,
         "Equal": .equal, "Less": .less, "LessOrEqual": .lessOrEqual, "Greater": .greater, "GreaterOrEqual": .greaterOrEqual,
-        "And": .and, "Or": .or, "Xor": .xor,
+        "And": .and, "Or": .or, "Xor": .xor, "BitwiseAnd": .bitAnd, "BitwiseOr": .bitOr, "BitwiseXor": .bitXor,
     ]
 
     static let elementwise: [String: Handler] = {
@@ -65,6 +65,27 @@ extension OpHandlers {
             let (a, b) = (try c.required(0), try c.required(1))
             // fmod 0: the remainder takes the divisor's sign (Python's %); 1: the dividend's (C's fmod).
             return [try c.apply(.binary(c.node.int("fmod", 0) != 0 ? .fmod : .mod), [a, b])]
+        }
+        table["BitShift"] = { c in
+            let fn: BinaryFn
+            switch c.node.string("direction", "") {
+            case "LEFT": fn = .shiftLeft
+            case "RIGHT": fn = .shiftRight
+            case let other: throw c.fail("has direction '\(other)', not LEFT or RIGHT")
+            }
+            return [try c.apply(.binary(fn), [try c.required(0), try c.required(1)])]
+        }
+        table["IsInf"] = { c in
+            // x == +inf, x == -inf, or |x| == inf; neither detected: no element is (NaN equals nothing).
+            let x = try c.required(0)
+            let (negative, positive) = (c.node.int("detect_negative", 1) != 0, c.node.int("detect_positive", 1) != 0)
+            let type = c.dtype(x)
+            switch (negative, positive) {
+            case (true, true): return [try c.apply(.binary(.equal), [try c.apply(.unary(.abs), [x], name: "abs"), c.scalar(.infinity, type)])]
+            case (false, true): return [try c.apply(.binary(.equal), [x, c.scalar(.infinity, type)])]
+            case (true, false): return [try c.apply(.binary(.equal), [x, c.scalar(-.infinity, type)])]
+            case (false, false): return [try c.apply(.binary(.equal), [x, c.scalar(.nan, type)])]
+            }
         }
         table["Where"] = { c in [try c.apply(.select, [try c.required(0), try c.required(1), try c.required(2)])] }
         table["Max"] = { c in [try variadic(.max, c)] }

@@ -130,6 +130,29 @@ extension OpHandlers {
         "ReduceSum": { c in [try reduce(.sum, c, axesInputSince: 13)] },
         "ReduceMean": { c in [try reduce(.mean, c, axesInputSince: 18)] },
         "ReduceMax": { c in [try reduce(.max, c, axesInputSince: 18)] },
+        "ArgMax": { c in [try argExtreme(.max, c)] },
+        "ArgMin": { c in [try argExtreme(.min, c)] },
+        // The others, from those three and elementwise ops.
+        "ReduceMin": { c in
+            // -max(-x); bools (all of them true) through f32.
+            let x = try c.required(0), type = c.dtype(x)
+            let values = type == .bool ? try cast(x, to: .float32, c) : x
+            let negated = try c.apply(.unary(.neg), [values], name: "negated")
+            let least = try c.apply(.unary(.neg), [try reduce(.max, c, axesInputSince: 18, of: negated, name: "max")], name: type == .bool ? "least" : nil)
+            return [try cast(least, to: type, c)]
+        },
+        "ReduceL1": { c in [try reduce(.sum, c, axesInputSince: 18, of: try c.apply(.unary(.abs), [try c.required(0)], name: "abs"))] },
+        "ReduceSumSquare": { c in [try reduce(.sum, c, axesInputSince: 18, of: try squared(c))] },
+        "ReduceL2": { c in [try c.apply(.unary(.sqrt), [try reduce(.sum, c, axesInputSince: 18, of: try squared(c), name: "sum")])] },
+        "ReduceLogSum": { c in [try c.apply(.unary(.log), [try reduce(.sum, c, axesInputSince: 18, name: "sum")])] },
+        "ReduceLogSumExp": { c in
+            // log(sum(exp(x - m))) + m, m the maximum: no exp overflows.
+            let x = try c.required(0)
+            let m = try reduce(.max, c, axesInputSince: 18, keepDims: true, name: "max")
+            let shifted = try c.apply(.unary(.exp), [try c.apply(.binary(.sub), [x, m], name: "shifted")], name: "exp")
+            let logSum = try c.apply(.unary(.log), [try reduce(.sum, c, axesInputSince: 18, of: shifted, name: "sum")], name: "log")
+            return [try c.apply(.binary(.add), [logSum, try reshape(m, to: c.shape(logSum), c)])]
+        },
     ]
 
     /// Axes from an attribute (before `since`) or from operand `inputIndex` (from `since` on).
@@ -164,15 +187,30 @@ extension OpHandlers {
         return try c.apply(.reshape(shape: shape), [x])
     }
 
-    static func reduce(_ kind: ReduceKind, _ c: ImportContext, axesInputSince: Int) throws -> ImportedValue {
-        let x = try c.required(0)
+    /// The node's reduction of `x` (by default its operand 0) over its axes; `keepDims` overrides
+    /// the node's keepdims (a reduction that feeds the rest of a composite one).
+    static func reduce(_ kind: ReduceKind, _ c: ImportContext, axesInputSince: Int, of operand: ImportedValue? = nil, keepDims: Bool? = nil,
+                       name: String? = nil) throws -> ImportedValue {
+        let x = try operand ?? c.required(0)
         let rank = c.shape(x).count
         var axes = try (axesOperand(c, inputIndex: 1, since: axesInputSince) ?? []).map { try c.axis($0, rank: rank) }
         if axes.isEmpty {
             if c.node.int("noop_with_empty_axes", 0) != 0 { return x }
             axes = Array(0..<rank)
         }
-        return try c.apply(.reduce(kind, axes: axes.sorted(), keepDims: c.node.int("keepdims", 1) != 0), [x])
+        return try c.apply(.reduce(kind, axes: axes.sorted(), keepDims: keepDims ?? (c.node.int("keepdims", 1) != 0)), [x], name: name)
+    }
+
+    static func argExtreme(_ kind: ArgKind, _ c: ImportContext) throws -> ImportedValue {
+        let x = try c.required(0)
+        let axis = try c.axis(c.node.int("axis", 0), rank: c.shape(x).count)
+        return try c.apply(.argExtreme(kind, axis: axis, keepDims: c.node.int("keepdims", 1) != 0, lastIndex: c.node.int("select_last_index", 0) != 0), [x])
+    }
+
+    /// The node's operand 0 times itself.
+    static func squared(_ c: ImportContext) throws -> ImportedValue {
+        let x = try c.required(0)
+        return try c.apply(.binary(.mul), [x, x], name: "squared")
     }
 
     /// Slice with per-axis starts, ends and positive steps, clamped as ONNX says.

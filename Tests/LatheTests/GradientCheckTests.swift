@@ -51,9 +51,9 @@ let gradientCases: [OpCase] = {
     for (fn, range) in unary {
         cases.append(OpCase("\(fn.name)", [Operand(shape: [3, 7], range: range)]) { try $0[0].apply(.unary(fn), [], .unknown) })
     }
-    // The arithmetic ones (comparisons and logic give bools, which have no slope); mod's
+    // The arithmetic ones on floats (comparisons and logic give bools, which have no slope); mod's
     // operands keep a / b in (0, 1), away from its jumps.
-    for fn in BinaryFn.allCases where !fn.formula.isComparisonOrLogic {
+    for fn in BinaryFn.allCases where !fn.formula.isComparisonOrLogic && (try? fn.formula.elementType([.float32, .float32])) != nil {
         for (a, b) in [([3, 5], [3, 5]), ([2, 3, 5], [5]), ([4, 1], [1, 6])] {
             let ranges: (ClosedRange<Float>, ClosedRange<Float>) = switch fn {
             case .pow: (0.5...2, -2...2)

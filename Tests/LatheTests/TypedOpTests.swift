@@ -59,9 +59,11 @@ func checkTypedCase(_ c: TypedCase, threads: Int = 1, seed: UInt64 = 11) throws 
 let numericTypes = DType.allCases.filter { $0 != .bool }
 
 let typedArithmeticCases: [TypedCase] = numericTypes.flatMap { t in
-    ([BinaryFn.add, .sub, .mul, .div, .max, .min, .mod, .fmod] + (t.isFloatingPoint ? [.pow] : [])).map { fn in
-        // Integer divisors include 0, which gives 0 (never a trap).
-        let divisor: ClosedRange<Float> = t.isFloatingPoint && [.div, .mod, .fmod, .pow].contains(fn) ? 0.5...4 : -6...6
+    ([BinaryFn.add, .sub, .mul, .div, .max, .min, .mod, .fmod] + (t.isFloatingPoint ? [.pow] : [.bitAnd, .bitOr, .bitXor, .shiftLeft, .shiftRight])).map { fn in
+        // Integer divisors include 0, which gives 0 (never a trap); shift amounts run past
+        // every width (and below 0 for signed types).
+        let divisor: ClosedRange<Float> = t.isFloatingPoint && [.div, .mod, .fmod, .pow].contains(fn) ? 0.5...4
+            : [.shiftLeft, .shiftRight].contains(fn) ? -3...70 : -6...6
         let base: ClosedRange<Float> = fn == .pow ? 0.1...3 : -30...30
         return TypedCase("\(fn.rawValue) \(t.rawValue)", [TypedOperand(dtype: t, shape: [3, 17], range: base), TypedOperand(dtype: t, shape: [17], range: divisor)]) {
             try $0[0].apply(.binary(fn), [$0[1]], .unknown)
@@ -100,9 +102,9 @@ let castCases: [TypedCase] = DType.allCases.flatMap { from in
 
 let typedUnaryCases: [TypedCase] = {
     var cases: [TypedCase] = []
-    let integerFns: [(UnaryFn, String)] = [(.neg, "neg"), (.abs, "abs"), (.sign, "sign"), (.relu, "relu")]
+    let integerFns: [(UnaryFn, String)] = [(.neg, "neg"), (.abs, "abs"), (.sign, "sign"), (.relu, "relu"), (.bitNot, "bit_not")]
     for t in numericTypes {
-        for (fn, name) in integerFns where t.isSigned || fn == .relu {
+        for (fn, name) in integerFns where (t.isSigned || fn == .relu || fn == .bitNot) && (fn != .bitNot || t.isInteger) {
             cases.append(TypedCase("\(name) \(t.rawValue)", [TypedOperand(dtype: t, shape: [3, 19])]) { try $0[0].apply(.unary(fn), [], .unknown) })
         }
     }
@@ -143,6 +145,20 @@ let concatInPlaceCases: [TypedCase] = [DType.bool, .int16, .uint8].map { t in
     }
 }
 
+/// arg_max and arg_min on every axis, of values with ties (small integers as f32) and without.
+let argExtremeCases: [TypedCase] = [ArgKind.max, .min].flatMap { kind in
+    (0..<3).flatMap { axis in
+        [(false, false), (true, false), (false, true)].flatMap { keep, last in [
+            TypedCase("arg_\(kind.rawValue) axis \(axis) keep \(keep) last \(last), ties", [TypedOperand(dtype: .int8, shape: [3, 7, 5], range: -2...2)]) {
+                try $0[0].cast(to: .float32).apply(.argExtreme(kind, axis: axis, keepDims: keep, lastIndex: last), [], .unknown)
+            },
+            TypedCase("arg_\(kind.rawValue) axis \(axis) keep \(keep) last \(last)", [TypedOperand(dtype: .float32, shape: [4, 9, 3])]) {
+                try $0[0].apply(.argExtreme(kind, axis: axis, keepDims: keep, lastIndex: last), [], .unknown)
+            },
+        ] }
+    }
+}
+
 @Suite("Typed ops: JIT against the interpreter, every element type")
 struct TypedOpTests {
     @Test(arguments: typedArithmeticCases) func arithmetic(_ c: TypedCase) throws { try checkTypedCase(c) }
@@ -150,6 +166,22 @@ struct TypedOpTests {
     @Test(arguments: logicCases + whereCases) func logicAndWhere(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: castCases) func casts(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: typedUnaryCases) func unary(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: argExtremeCases) func argExtremes(_ c: TypedCase) throws { try checkTypedCase(c) }
+
+    @Test("arg_max picks the first largest, a NaN first of all; last_index the last")
+    func argExtremeByHand() throws {
+        let g = Graph()
+        let x = try g.input("x", shape: [2, 4])
+        let first = try x.apply(.argExtreme(.max, axis: 1, keepDims: false, lastIndex: false), [], .unknown)
+        let last = try x.apply(.argExtreme(.max, axis: 1, keepDims: false, lastIndex: true), [], .unknown)
+        let smallest = try x.apply(.argExtreme(.min, axis: 1, keepDims: true, lastIndex: false), [], .unknown)
+        let model = try g.compile(outputs: ["first": first, "last": last, "smallest": smallest])
+        let out = try model.run(["x": try HostTensor(shape: [2, 4], scalars: [1, 3, 3, 2, 0, .nan, 5, .nan])])
+        #expect(try out["first"]!.values(as: Int64.self) == [1, 1])
+        #expect(try out["last"]!.values(as: Int64.self) == [2, 3])
+        #expect(try out["smallest"]!.values(as: Int64.self) == [0, 1])
+        #expect(out["smallest"]!.shape == [2, 1])
+    }
     @Test(arguments: movementCases + concatInPlaceCases) func movement(_ c: TypedCase) throws { try checkTypedCase(c) }
 
     @Test("a formula over several types fuses into one kernel, split among threads")
