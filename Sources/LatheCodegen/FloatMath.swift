@@ -29,6 +29,8 @@ extension IRBuilder {
             case .erf: return erf(x)
             case .floor: return intrinsic("llvm.floor", x)
             case .ceil: return intrinsic("llvm.ceil", x)
+            case .sin: return intrinsic("llvm.sin", x)
+            case .cos: return intrinsic("llvm.cos", x)
             case .step: return select(compare(LLVMRealOGT, x, float(0, like: x)), float(1, like: x), float(0, like: x))
             case .round, .sign, .not, .isNaN, .bitNot:
                 return emit(.unary(fn, .arg(0)), [x], types: [.float32], context: .float32, lanes: lanes(of: x))

@@ -1,7 +1,7 @@
 import CLLVM
 import LatheIR
 
-/// Gather and its gradient, on data of any element type (moved as integers of its width) and
+/// Gather, gather_elements and gather's gradient, on data of any element type (moved as integers of its width) and
 /// indices of i32, i64 or f32.
 ///
 /// Integer indices come from outside (ONNX's token ids): a negative one counts from the end of
@@ -28,10 +28,34 @@ extension IRBuilder {
             }
         }
         guard indexType.isInteger, let record else { return copy() }
+        ifIndicesInRange(indices, count: indexCount, indexType, size: size, record: record, copy)
+    }
+
+    /// out[p] = data[p, its `axis` coordinate replaced by indices[p]] for each position p of
+    /// the indices (gather_elements), once every index is found in range.
+    func gatherElements(axis: Int, output: LLVMValue, data: LLVMValue, indices: LLVMValue, dataShape: [Int], indexShape: [Int],
+                        dataType: DType, indexType: DType, record: LLVMValue) {
+        let size = dataShape[axis], dataStrides = contiguousStrides(dataShape)
+        let views = [StridedView(base: output, strides: contiguousStrides(indexShape), dtype: dataType),
+                     StridedView(base: indices, strides: contiguousStrides(indexShape), dtype: indexType),
+                     StridedView(base: data, strides: dataStrides.enumerated().map { $0.offset == axis ? 0 : $0.element }, dtype: dataType)]
+        ifIndicesInRange(indices, count: indexShape.reduce(1, *), indexType, size: size, record: record) {
+            self.forEachOffset(shape: indexShape, views: views) { offsets in
+                let index = self.index(self.load(indices, offsets[1], indexType), indexType, size: size)
+                let value = self.load(data, self.iadd(offsets[2], self.imul(index, self.int(dataStrides[axis]))), dataType)
+                self.store(value, output, offsets[0], dataType)
+            }
+        }
+    }
+
+    /// Checks `count` integer indices against an axis of `size` (after the wrap of negative
+    /// ones), writing the first one out of range to the index record, then runs `body` when
+    /// none is.
+    private func ifIndicesInRange(_ indices: LLVMValue, count: Int, _ indexType: DType, size: Int, record: LLVMValue, _ body: () -> Void) {
         let flag = LLVMBuildPointerCast(builder, record, LLVMPointerType(i64, 0), "")!
         let badIndex = pointer(record, int(1), .int64)
         LLVMBuildStore(builder, int(0), flag)
-        loop(0, indexCount, unroll: false) { k in
+        loop(0, count, unroll: false) { k in
             let value = widenedIndex(load(indices, k, indexType), indexType)
             let outside = LLVMBuildOr(builder, LLVMBuildICmp(builder, LLVMIntSLT, value, int(-size), "")!,
                                       LLVMBuildICmp(builder, LLVMIntSGE, value, int(size), "")!, "")!
@@ -41,7 +65,7 @@ extension IRBuilder {
                 LLVMBuildStore(builder, value, badIndex)
             }, else: {})
         }
-        ifElse(LLVMBuildICmp(builder, LLVMIntEQ, LLVMBuildLoad2(builder, i64, flag, "")!, int(0), "")!, then: copy, else: {})
+        ifElse(LLVMBuildICmp(builder, LLVMIntEQ, LLVMBuildLoad2(builder, i64, flag, "")!, int(0), "")!, then: body, else: {})
     }
 
     /// gather's gradient: the output zeroed, then each dy slice added at the row its index picks,

@@ -33,7 +33,7 @@ extension IRBuilder {
         func c(_ v: Float) -> LLVMValue { constant(v, t, lanes: lanes) }
         if t.isFloatingPoint {
             switch fn {
-            case .exp, .log, .tanh, .erf:
+            case .exp, .log, .tanh, .erf, .sin, .cos:
                 guard t == .float64 else { return emit(.unary(fn, .arg(0)), [x]) }
                 let single = LLVMBuildFPTrunc(builder, x, computeType(.float32, lanes: lanes), "")!
                 return LLVMBuildFPExt(builder, emit(.unary(fn, .arg(0)), [single]), LLVMTypeOf(x), "")

@@ -141,6 +141,8 @@ extension Op {
             throw unsupported("the fused lstm has no gradient rule: train the LSTM layer, which is unrolled into steps")
         case .argExtreme:
             return [nil]   // an index: no slope
+        case .gatherElements:
+            throw unsupported("gather_elements has no gradient rule yet")
         }
     }
 

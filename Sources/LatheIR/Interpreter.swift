@@ -73,6 +73,18 @@ public enum Interpreter {
         case let .layerNorm(axis, epsilon): return layerNorm(x, axis: axis, epsilon: epsilon)
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
         case let .convTranspose2d(a): return convTranspose2d(x, a, shape: shape)
+        case let .gatherElements(axis):
+            let indices = try checkedIndices(x[1], size: x[0].shape[axis], node: node)
+            let dataStrides = contiguousStrides(x[0].shape)
+            var sources: [Int] = []
+            sources.reserveCapacity(indices.count)
+            var k = 0
+            // The data offset of each index position with its axis coordinate left out.
+            forEachOffset(shape: shape, strides: [dataStrides.enumerated().map { $0.offset == axis ? 0 : $0.element }]) { offsets in
+                sources.append(offsets[0] + indices[k] * dataStrides[axis])
+                k += 1
+            }
+            return x[0].picking(sources, shape: shape)
         case let .gather(axis):
             let indices = try checkedIndices(x[1], size: x[0].shape[axis], node: node)
             return gather(x[0], indices: indices, axis: axis, shape: shape)

@@ -81,6 +81,10 @@ public enum Op: Hashable, Sendable {
     /// Picks slices of the data along `axis` by index: output data[:axis] + indices + data[axis+1:].
     /// Indices are float operands holding whole numbers; out-of-range ones are clamped.
     case gather(axis: Int)
+    /// Operands (data, indices) of one rank: out[p] = data[p with its `axis` coordinate replaced
+    /// by indices[p]], for every position p of the indices (ONNX's GatherElements). Integer
+    /// indices, checked as the model runs as gather's are.
+    case gatherElements(axis: Int)
     /// Constant padding: `pads` lists the cells added before each axis, then after each axis
     /// (ONNX's order), all non-negative.
     case pad(pads: [Int], value: Float)
@@ -114,6 +118,8 @@ public enum UnaryFn: Hashable, Sendable {
     case neg, abs, exp, log, sqrt, reciprocal, erf, floor, ceil, step
     /// Half to even; -1, 0 or 1; bool negation; a bool, true for NaN; every bit of an integer flipped.
     case round, sign, not, isNaN, bitNot
+    /// Sine and cosine.
+    case sin, cos
     case relu, sigmoid, tanh, gelu, geluTanh, softplus, softsign, hardSwish
     case leakyRelu(alpha: Float)
     case clip(min: Float, max: Float)

@@ -44,6 +44,8 @@ extension UnaryFn {
         case .not: return "not"
         case .isNaN: return "is_nan"
         case .bitNot: return "bit_not"
+        case .sin: return "sin"
+        case .cos: return "cos"
         case .softplus: return "softplus"
         case .softsign: return "softsign"
         case .hardSwish: return "hard_swish"
@@ -80,6 +82,8 @@ extension UnaryFn {
         case .not: return .unary(.not, x)
         case .isNaN: return .unary(.isNaN, x)
         case .bitNot: return .unary(.bitNot, x)
+        case .sin: return .unary(.sin, x)
+        case .cos: return .unary(.cos, x)
         // log(1 + exp(x)) written as max(x, 0) + log(1 + exp(-|x|)), which cannot overflow.
         case .softplus: return .max(x, .const(0)) + .unary(.log, .const(1) + .exp(-.unary(.abs, x)))
         case .softsign: return x / (.const(1) + .unary(.abs, x))
@@ -167,6 +171,7 @@ extension Op {
         case .cast: return "cast"
         case .convTranspose2d: return "conv_transpose2d"
         case .gather: return "gather"
+        case .gatherElements: return "gather_elements"
         case .pad: return "pad"
         case .lstm: return "lstm"
         }
@@ -178,7 +183,7 @@ extension Op {
         case .pool2dGrad: return .reduction
         case .unary, .cast: return .elementwise
         case .binary, .batchNorm, .fusedElementwise, .select: return .broadcast
-        case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .pad: return .injective
+        case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .gatherElements, .pad: return .injective
         case .gatherGrad, .lstm: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
@@ -204,7 +209,7 @@ extension Op {
         case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
              .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast, .argExtreme: return 1...1
-        case .binary, .matmul, .gather, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
+        case .binary, .matmul, .gather, .gatherElements, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .select: return 3...3
         case .lstm: return 4...4
@@ -236,7 +241,7 @@ extension Op {
         case let .layerNorm(axis, eps): return "axis=\(axis), epsilon=\(eps)"
         case let .convTranspose2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
-        case let .gather(axis): return "axis=\(axis)"
+        case let .gather(axis), let .gatherElements(axis): return "axis=\(axis)"
         case let .gatherGrad(axis, size): return "axis=\(axis), size=\(size)"
         case let .fusedElementwise(formula): return "\(formula)"
         case let .epilogue(base, _, formula):

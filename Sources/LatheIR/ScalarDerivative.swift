@@ -21,6 +21,8 @@ extension ScalarExpr {
             case .sqrt: slope = .const(0.5) / self
             case .tanh: slope = .const(1) - self * self
             case .erf: slope = .const(1.1283791670955126) * .exp(-(a * a))
+            case .sin: slope = .unary(.cos, a)
+            case .cos: slope = -.unary(.sin, a)
             // Piecewise constant, or not a number at all.
             case .floor, .ceil, .step, .round, .sign, .not, .isNaN, .bitNot: return .const(0)
             }

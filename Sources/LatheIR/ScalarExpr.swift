@@ -103,9 +103,11 @@ public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
     case neg, abs, exp, log, sqrt, tanh, erf, floor, ceil, step, round, sign, not, isNaN
     /// Every bit flipped, on integers.
     case bitNot
+    /// The C library's sine and cosine (called per element from compiled code).
+    case sin, cos
 
     /// Computes on floating-point types only.
-    public var needsFloat: Bool { [.exp, .log, .sqrt, .tanh, .erf, .floor, .ceil, .round, .isNaN].contains(self) }
+    public var needsFloat: Bool { [.exp, .log, .sqrt, .tanh, .erf, .floor, .ceil, .round, .isNaN, .sin, .cos].contains(self) }
 
     /// The reference semantics, from the C library.
     public var reference: (Float) -> Float {
@@ -125,6 +127,8 @@ public enum ScalarUnary: String, Hashable, Sendable, CaseIterable {
         case .not: return { $0 == 0 ? 1 : 0 }
         case .isNaN: return { $0.isNaN ? 1 : 0 }
         case .bitNot: return { $0 }   // on integers only (TypedScalar)
+        case .sin: return { Foundation.sin($0) }
+        case .cos: return { Foundation.cos($0) }
         }
     }
 }

@@ -144,6 +144,14 @@ extension Op {
             let x = shapes[0]
             guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
             return TensorType(dtype, Array(x[..<axis]) + shapes[1] + Array(x[(axis + 1)...]))
+        case let .gatherElements(axis):
+            let (x, indices) = (shapes[0], shapes[1])
+            guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
+            guard indices.count == x.count, zip(indices, x).enumerated().allSatisfy({ $0.offset == axis || $0.element.0 <= $0.element.1 }) else {
+                throw .shape("indices \(indices) must have the data's rank and no larger dimension but on axis \(axis) (data \(x))")
+            }
+            guard x[axis] > 0 || indices.reduce(1, *) == 0 else { throw .shape("axis \(axis) of \(x) is empty: nothing to pick") }
+            return TensorType(dtype, indices)
         case let .pad(pads, _):
             let x = shapes[0]
             guard pads.count == 2 * x.count, pads.allSatisfy({ $0 >= 0 }) else {
@@ -215,6 +223,8 @@ extension Op {
             }
         case .gather:
             guard indexTypes.contains(types[1]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[1].rawValue)") }
+        case .gatherElements:
+            guard [.int32, .int64].contains(types[1]) else { throw .elementType("indices must be i32 or i64, got \(types[1].rawValue)") }
         case .gatherGrad:
             guard indexTypes.contains(types[0]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[0].rawValue)") }
             guard types[1] == .float32 else { throw .elementType("dy must be f32, got \(types[1].rawValue)") }

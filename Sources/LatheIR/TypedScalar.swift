@@ -237,6 +237,8 @@ extension ScalarUnary {
         case .sqrt: return .float(v.squareRoot())
         case .tanh: return .float(Foundation.tanh(v))
         case .erf: return .float(Foundation.erf(v))
+        case .sin: return .float(Foundation.sin(v))
+        case .cos: return .float(Foundation.cos(v))
         case .neg: return .float(-v)
         case .abs: return .float(Swift.abs(v))
         case .floor: return .float(v.rounded(.down))

@@ -111,6 +111,11 @@ extension OpHandlers {
         "CastLike": { c in [try cast(try c.required(0), to: c.dtype(try c.required(1)), c)] },
         "Gather": gather,
         "Split": split,
+        "GatherElements": { c in
+            let data = try c.required(0)
+            let axis = try c.axis(c.node.int("axis", 0), rank: c.shape(data).count)
+            return [try c.apply(.gatherElements(axis: axis), [data, try c.required(1)])]
+        },
         "Expand": { c in
             let x = try c.required(0)
             guard let target = try c.constantInput(1, "shape") else { throw c.fail("has no shape") }

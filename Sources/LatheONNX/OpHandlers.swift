@@ -10,4 +10,6 @@ enum OpHandlers {
         .merging(neuralNetwork) { a, _ in a }
         .merging(shapes) { a, _ in a }
         .merging(recurrent) { a, _ in a }
+        .merging(composed) { a, _ in a }
+        .merging(losses) { a, _ in a }
 }

@@ -188,6 +188,7 @@ public final class CompiledModel: @unchecked Sendable {
 
     private func axisOf(_ kernel: Kernel) -> Int {
         if case let .node(.gather(axis)) = kernel.work { return axis }
+        if case let .node(.gatherElements(axis)) = kernel.work { return axis }
         return 0
     }
 

@@ -11,6 +11,7 @@ let unaryCases: [OpCase] = {
         (.leakyRelu(alpha: 0.1), -3...3), (.clip(min: -0.5, max: 0.7), -2...2), (.erf, -4...4), (.erf, -0.4...0.4),
         (.floor, -5...5), (.geluTanh, -6...6), (.ceil, -5...5), (.softplus, -30...30), (.softsign, -5...5), (.hardSwish, -5...5),
         (.step, -3...3), (.elu(alpha: 0.7), -4...4), (.selu(alpha: 1.67326, gamma: 1.0507), -4...4), (.hardSigmoid(alpha: 0.2, beta: 0.5), -5...5),
+        (.sin, -7...7), (.cos, -7...7), (.round, -5...5), (.sign, -3...3),
     ]
     return fns.flatMap { fn, range in
         elementwiseShapes.map { shape in

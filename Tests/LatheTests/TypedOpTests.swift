@@ -145,6 +145,16 @@ let concatInPlaceCases: [TypedCase] = [DType.bool, .int16, .uint8].map { t in
     }
 }
 
+/// gather_elements on two axes, of data of each width, by indices of both types (negative ones too).
+let gatherElementsCases: [TypedCase] = [DType.float32, .int64, .bool, .float16].flatMap { t in [
+    TypedCase("gather_elements \(t.rawValue) axis 0", [TypedOperand(dtype: t, shape: [4, 5, 3]), TypedOperand(dtype: .int64, shape: [2, 5, 3], range: -4...3)]) {
+        try $0[0].apply(.gatherElements(axis: 0), [$0[1]], .unknown)
+    },
+    TypedCase("gather_elements \(t.rawValue) axis 1", [TypedOperand(dtype: t, shape: [4, 5, 3]), TypedOperand(dtype: .int32, shape: [4, 7, 2], range: -5...4)]) {
+        try $0[0].apply(.gatherElements(axis: 1), [$0[1]], .unknown)
+    },
+] }
+
 /// arg_max and arg_min on every axis, of values with ties (small integers as f32) and without.
 let argExtremeCases: [TypedCase] = [ArgKind.max, .min].flatMap { kind in
     (0..<3).flatMap { axis in
@@ -167,6 +177,20 @@ struct TypedOpTests {
     @Test(arguments: castCases) func casts(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: typedUnaryCases) func unary(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: argExtremeCases) func argExtremes(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: gatherElementsCases) func gatherElements(_ c: TypedCase) throws { try checkTypedCase(c) }
+
+    @Test("a gather_elements index out of range is a typed error, compiled and interpreted")
+    func gatherElementsOutOfRange() throws {
+        let g = Graph()
+        let data = try g.input("data", shape: [3, 4])
+        let indices = try g.input("indices", dtype: .int64, shape: [3, 2])
+        let y = try data.apply(.gatherElements(axis: 1), [indices], name: "pick", SourceLocation(fileID: "M.swift", line: 3))
+        let model = try g.compile(outputs: ["y": y])
+        let feeds = ["data": HostTensor.random(shape: [3, 4], seed: 1), "indices": try HostTensor(shape: [3, 2], values: [0, 3, -4, 1, 4, 0] as [Int64])]
+        let expected = LatheError.indexOutOfRange(node: "pick", op: "gather_elements", index: 4, bound: 4, location: SourceLocation(fileID: "M.swift", line: 3))
+        #expect(throws: expected) { try model.run(feeds) }
+        #expect(throws: expected) { try g.interpret(outputs: [("y", y)], feeds: feeds) }
+    }
 
     @Test("arg_max picks the first largest, a NaN first of all; last_index the last")
     func argExtremeByHand() throws {

@@ -95,7 +95,10 @@ public struct KernelPlan: Sendable {
         plan.sourceOps = sourceOps ?? [op.name]
         plan.operandElementTypes = operandTypes.map(\.dtype)
         plan.resultElementType = resultType.dtype
-        if case .gather = op, operandTypes[1].dtype.isInteger { plan.checksIndices = true }
+        switch op {
+        case .gather, .gatherElements: plan.checksIndices = operandTypes[1].dtype.isInteger
+        default: break
+        }
         return plan
     }
 
