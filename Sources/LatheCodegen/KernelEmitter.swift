@@ -125,6 +125,8 @@ extension IRBuilder {
                 convolutionTransposed(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
                                       threadScratchFloats: kernel.plan.scratchFloatsPerThread,
                                       split: kernel.split, thread: thread, threads: kernel.threads)
+            case let .cumulativeSum(axis, exclusive, reverse):
+                cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse, output: out, input: x[0], shape: shape, type: resultType)
             case let .gatherElements(axis):
                 guard let scratch else { throw LatheError.backend("gather_elements \(shapes) without its index record") }
                 gatherElements(axis: axis, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexShape: shapes[1],

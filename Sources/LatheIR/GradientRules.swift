@@ -143,6 +143,8 @@ extension Op {
             return [nil]   // an index: no slope
         case .gatherElements:
             throw unsupported("gather_elements has no gradient rule yet")
+        case .cumulativeSum:
+            throw unsupported("cumsum has no gradient rule yet")
         }
     }
 

@@ -73,6 +73,8 @@ public enum Interpreter {
         case let .layerNorm(axis, epsilon): return layerNorm(x, axis: axis, epsilon: epsilon)
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
         case let .convTranspose2d(a): return convTranspose2d(x, a, shape: shape)
+        case let .cumulativeSum(axis, exclusive, reverse):
+            return cumulativeSum(x[0], axis: axis, exclusive: exclusive, reverse: reverse)
         case let .gatherElements(axis):
             let indices = try checkedIndices(x[1], size: x[0].shape[axis], node: node)
             let dataStrides = contiguousStrides(x[0].shape)

@@ -81,6 +81,10 @@ public enum Op: Hashable, Sendable {
     /// Picks slices of the data along `axis` by index: output data[:axis] + indices + data[axis+1:].
     /// Indices are float operands holding whole numbers; out-of-range ones are clamped.
     case gather(axis: Int)
+    /// Running sums along `axis` (ONNX's CumSum): each element the sum of those before it and
+    /// itself, or before it alone when `exclusive`; from the end when `reverse`. Any numeric type,
+    /// summed in it (integers wrap).
+    case cumulativeSum(axis: Int, exclusive: Bool, reverse: Bool)
     /// Operands (data, indices) of one rank: out[p] = data[p with its `axis` coordinate replaced
     /// by indices[p]], for every position p of the indices (ONNX's GatherElements). Integer
     /// indices, checked as the model runs as gather's are.

@@ -172,6 +172,7 @@ extension Op {
         case .convTranspose2d: return "conv_transpose2d"
         case .gather: return "gather"
         case .gatherElements: return "gather_elements"
+        case .cumulativeSum: return "cumsum"
         case .pad: return "pad"
         case .lstm: return "lstm"
         }
@@ -185,7 +186,7 @@ extension Op {
         case .binary, .batchNorm, .fusedElementwise, .select: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .gatherElements, .pad: return .injective
         case .gatherGrad, .lstm: return .opaque
-        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme: return .reduction
+        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme, .cumulativeSum: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
     }
@@ -208,7 +209,7 @@ extension Op {
         switch self {
         case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
-             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast, .argExtreme: return 1...1
+             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast, .argExtreme, .cumulativeSum: return 1...1
         case .binary, .matmul, .gather, .gatherElements, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .select: return 3...3
@@ -242,6 +243,8 @@ extension Op {
         case let .convTranspose2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .gather(axis), let .gatherElements(axis): return "axis=\(axis)"
+        case let .cumulativeSum(axis, exclusive, reverse):
+            return "axis=\(axis)" + (exclusive ? ", exclusive=true" : "") + (reverse ? ", reverse=true" : "")
         case let .gatherGrad(axis, size): return "axis=\(axis), size=\(size)"
         case let .fusedElementwise(formula): return "\(formula)"
         case let .epilogue(base, _, formula):

@@ -62,6 +62,32 @@ extension Interpreter {
     }
 }
 
+extension Interpreter {
+    /// Running sums along an axis, in the tensor's type (TypedScalar's add).
+    static func cumulativeSum(_ x: HostTensor, axis: Int, exclusive: Bool, reverse: Bool) -> HostTensor {
+        let (outer, length) = (x.shape[..<axis].reduce(1, *), x.shape[axis])
+        let inner = x.shape[(axis + 1)...].reduce(1, *)
+        let type = x.dtype
+        let values = x.withUnsafeBytes { raw in (0..<x.count).map { type.scalar(in: raw, at: $0) } }
+        var sums = values
+        for o in 0..<outer {
+            for i in 0..<inner {
+                var total = type.converting(.float(0))
+                for step in 0..<length {
+                    let k = reverse ? length - 1 - step : step
+                    let at = (o * length + k) * inner + i
+                    let before = total
+                    total = type.normalized(ScalarBinary.add.evaluate(total, values[at]))
+                    sums[at] = exclusive ? before : total
+                }
+            }
+        }
+        var bytes: [UInt8] = []
+        for s in sums { type.append(s, to: &bytes) }
+        return (try? HostTensor(shape: x.shape, dtype: type, bytes: bytes)) ?? x
+    }
+}
+
 extension HostTensor {
     /// A tensor of `shape` whose element i is this tensor's element sources[i], or `fill`
     /// (converted to the type) where sources[i] is negative. Any element type.

@@ -170,6 +170,9 @@ extension Op {
                 throw .shape("the initial states must be [\(batch), \(hidden)], got \(h0) and \(c0)")
             }
             return TensorType(.float32, [2, steps, batch, hidden])
+        case let .cumulativeSum(axis, _, _):
+            guard (0..<shapes[0].count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(shapes[0].count)") }
+            return operands[0]
         case let .argExtreme(_, axis, keepDims, _):
             let x = shapes[0]
             guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
@@ -217,6 +220,8 @@ extension Op {
         switch self {
         case .unary, .binary, .fusedElementwise, .select, .cast, .reshape, .flatten, .dropout, .transpose, .slice, .pad:
             return
+        case .cumulativeSum:
+            guard types[0] != .bool else { throw .elementType("cumsum takes numbers, got bool") }
         case .concat, .assign:
             if let other = types.first(where: { $0 != types[0] }) {
                 throw .elementType("takes operands of one element type, got \(types[0].rawValue) and \(other.rawValue)")

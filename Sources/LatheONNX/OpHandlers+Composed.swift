@@ -38,6 +38,33 @@ extension OpHandlers {
             return [try formula(.select(below, .arg(0) + bias, .select(above, .arg(0) - bias, .const(0))), c)]
         },
         "RMSNormalization": rmsNorm,
+        "CumSum": { c in
+            let x = try c.required(0)
+            guard let axis = try c.constantInput(1, "axis")?.intValues.first else { throw c.fail("has no axis") }
+            return [try c.apply(.cumulativeSum(axis: try c.axis(axis, rank: c.shape(x).count), exclusive: c.node.int("exclusive", 0) != 0,
+                                               reverse: c.node.int("reverse", 0) != 0), [x])]
+        },
+        "OneHot": { c in
+            // on where the (wrapped) index equals the position along the new axis, else off.
+            let indices = try c.required(0)
+            guard let depth = try c.constantInput(1, "depth")?.floats.first.map({ Int($0) }), depth > 0 else { throw c.fail("needs a positive depth") }
+            let values = try c.required(2)
+            guard c.shape(values).reduce(1, *) == 2 else { throw c.fail("needs values [off, on], got \(c.shape(values))") }
+            let rank = c.shape(indices).count + 1
+            let axis = try c.axis(c.node.int("axis", -1), rank: rank)
+            let type = c.dtype(indices)
+            let wrapped = try c.apply(.fusedElementwise(.select(.binary(.less, .arg(0), .const(0)), .arg(0) + .const(Float(depth)), .arg(0))), [indices], name: "wrapped")
+            var expanded = c.shape(indices)
+            expanded.insert(1, at: axis)
+            var positionShape = Array(repeating: 1, count: rank)
+            positionShape[axis] = depth
+            let positions = ImportedValue.constant(ConstantTensor(shape: positionShape, ints: (0..<depth).map(Int64.init), dtype: type))
+            let hot = try c.apply(.binary(.equal), [try reshape(wrapped, to: expanded, c), positions], name: "hot")
+            let flat = try reshape(values, to: [2], c)
+            let off = try c.apply(.slice(starts: [0], ends: [1], steps: [1]), [flat], name: "off")
+            let on = try c.apply(.slice(starts: [1], ends: [2], steps: [1]), [flat], name: "on")
+            return [try c.apply(.select, [hot, on, off])]
+        },
         "LpNormalization": { c in
             // x / (sum over the axis of |x|^p)^(1/p), p 1 or 2; 0 where the norm is 0.
             let x = try c.required(0)

@@ -155,6 +155,17 @@ let gatherElementsCases: [TypedCase] = [DType.float32, .int64, .bool, .float16].
     },
 ] }
 
+/// cumsum on both axes, forward and reverse, inclusive and exclusive, in several types.
+let cumulativeSumCases: [TypedCase] = [DType.float32, .int32, .int64, .float16, .uint8, .float64].flatMap { t in
+    (0..<2).flatMap { axis in
+        [(false, false), (true, false), (false, true), (true, true)].map { exclusive, reverse in
+            TypedCase("cumsum \(t.rawValue) axis \(axis) exclusive \(exclusive) reverse \(reverse)", [TypedOperand(dtype: t, shape: [5, 19], range: -9...9)]) {
+                try $0[0].apply(.cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse), [], .unknown)
+            }
+        }
+    }
+}
+
 /// arg_max and arg_min on every axis, of values with ties (small integers as f32) and without.
 let argExtremeCases: [TypedCase] = [ArgKind.max, .min].flatMap { kind in
     (0..<3).flatMap { axis in
@@ -178,6 +189,7 @@ struct TypedOpTests {
     @Test(arguments: typedUnaryCases) func unary(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: argExtremeCases) func argExtremes(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: gatherElementsCases) func gatherElements(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: cumulativeSumCases) func cumulativeSums(_ c: TypedCase) throws { try checkTypedCase(c) }
 
     @Test("a gather_elements index out of range is a typed error, compiled and interpreted")
     func gatherElementsOutOfRange() throws {

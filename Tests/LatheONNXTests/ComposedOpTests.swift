@@ -1,0 +1,79 @@
+import Foundation
+import Lathe
+import LatheONNX
+import Testing
+
+/// A one-node ONNX model: `op` over the graph inputs and initializers named in `inputs`, in
+/// that order, with integer attributes.
+private func oneNodeModel(_ op: String, inputs: [(name: String, type: DType, shape: [Int])], initializers: [(String, HostTensor)],
+                          operands: [String], attributes: [String: Int] = [:], output: (type: DType, shape: [Int])) throws -> Data {
+    func info(_ name: String, _ type: DType, _ shape: [Int]) -> Onnx_ValueInfoProto {
+        var value = Onnx_ValueInfoProto()
+        value.name = name
+        var tensor = Onnx_TypeProto.Tensor()
+        tensor.elemType = Int32(type.onnxCode)
+        tensor.shape.dim = shape.map { d in var dim = Onnx_TensorShapeProto.Dimension(); dim.dimValue = Int64(d); return dim }
+        value.type.tensorType = tensor
+        return value
+    }
+    var model = Onnx_ModelProto()
+    model.irVersion = 8
+    var opset = Onnx_OperatorSetIdProto()
+    opset.version = 17
+    model.opsetImport = [opset]
+    var node = Onnx_NodeProto()
+    (node.opType, node.name, node.input, node.output) = (op, "n", operands, ["y"])
+    node.attribute = attributes.sorted { $0.key < $1.key }.map { key, value in
+        var a = Onnx_AttributeProto()
+        (a.name, a.type, a.i) = (key, .int, Int64(value))
+        return a
+    }
+    model.graph.node = [node]
+    model.graph.input = inputs.map { info($0.name, $0.type, $0.shape) }
+    model.graph.output = [info("y", output.type, output.shape)]
+    model.graph.initializer = initializers.map { name, t in
+        var proto = Onnx_TensorProto()
+        (proto.name, proto.dims, proto.dataType, proto.rawData) = (name, t.shape.map(Int64.init), Int32(t.dtype.onnxCode), Data(t.rawBytes))
+        return proto
+    }
+    return try model.serializedData()
+}
+
+private func run(_ data: Data, _ feeds: [String: HostTensor]) throws -> HostTensor {
+    let imported = try ONNXImporter.load(data)
+    return try Compiler.compile(imported.graph, outputs: imported.outputs).run(feeds)["y"]!
+}
+
+@Suite("ONNX ops written with the IR's own: hand-computed values")
+struct ComposedOpTests {
+    @Test func cumSumOfTokenMask() throws {
+        // RoBERTa's position ids: the running count of real tokens.
+        let model = try oneNodeModel("CumSum", inputs: [("mask", .int64, [2, 5])], initializers: [("axis", try HostTensor(shape: [], values: [Int64(1)]))],
+                                     operands: ["mask", "axis"], output: (.int64, [2, 5]))
+        let mask = try HostTensor(shape: [2, 5], values: [1, 1, 1, 0, 0, 1, 1, 1, 1, 1] as [Int64])
+        #expect(try run(model, ["mask": mask]).values(as: Int64.self) == [1, 2, 3, 3, 3, 1, 2, 3, 4, 5])
+        let reversed = try oneNodeModel("CumSum", inputs: [("x", .float32, [4])], initializers: [("axis", try HostTensor(shape: [1], values: [Int64(0)]))],
+                                        operands: ["x", "axis"], attributes: ["exclusive": 1, "reverse": 1], output: (.float32, [4]))
+        #expect(try run(reversed, ["x": try HostTensor(shape: [4], scalars: [1, 2, 3, 4])]).scalars == [9, 7, 4, 0])
+    }
+
+    @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
+        let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
+                                     initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],
+                                     operands: ["i", "depth", "values"], output: (.float32, [4, 3]))
+        let out = try run(model, ["i": try HostTensor(shape: [4], values: [0, 2, -1, 7] as [Int64])])
+        #expect(out.scalars == [5, -1, -1, -1, -1, 5, -1, -1, 5, -1, -1, -1])
+    }
+
+    @Test func triluKeepsATriangle() throws {
+        let model = try oneNodeModel("Trilu", inputs: [("x", .int32, [3, 4])], initializers: [("k", try HostTensor(shape: [], values: [Int64(1)]))],
+                                     operands: ["x", "k"], attributes: ["upper": 0], output: (.int32, [3, 4]))
+        let x = try HostTensor(shape: [3, 4], values: (1...12).map(Int32.init))
+        #expect(try run(model, ["x": x]).values(as: Int32.self) == [1, 2, 0, 0, 5, 6, 7, 0, 9, 10, 11, 12])
+    }
+
+    @Test func hardmaxMarksTheFirstLargest() throws {
+        let model = try oneNodeModel("Hardmax", inputs: [("x", .float32, [2, 3])], initializers: [], operands: ["x"], output: (.float32, [2, 3]))
+        #expect(try run(model, ["x": try HostTensor(shape: [2, 3], scalars: [1, 3, 3, -1, -2, -3])]).scalars == [0, 1, 0, 1, 0, 0])
+    }
+}
