@@ -10,6 +10,8 @@ public struct Inspection: Codable, Sendable {
         public let name: String
         /// The IR ops the kernel computes (several once fusion merges them).
         public let ops: [String]
+        /// The result's element type ("f32", "i64", "bool", ...) and shape.
+        public let dtype: String
         public let shape: [Int]
         public let flops: Int
         public let bytes: Int
@@ -55,7 +57,7 @@ public struct Inspection: Codable, Sendable {
     public init(_ lowered: LoweredModel) {
         let program = lowered.program
         kernels = zip(program.kernels, lowered.inPlaceOf).map { k, inPlaceOf in
-            KernelInfo(name: k.name, ops: k.plan.sourceOps, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved, inPlaceOf: inPlaceOf,
+            KernelInfo(name: k.name, ops: k.plan.sourceOps, dtype: k.result.type.dtype.rawValue, shape: k.result.type.shape, flops: k.flops, bytes: k.bytesMoved, inPlaceOf: inPlaceOf,
                        split: k.threads > 1 ? "\(k.threads) threads: \(k.split)" : nil, algorithm: k.algorithm)
         }
         fusions = lowered.fusions.map { Fusion(kind: $0.kind, nodes: $0.nodes) }
@@ -107,7 +109,7 @@ public struct Inspection: Codable, Sendable {
         var lines = ["kernels (\(kernels.count)):"]
         let width = kernels.map(\.name.count).max() ?? 0
         for k in kernels {
-            lines.append("  \(k.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(k.ops.joined(separator: "+")) -> f32\(k.shape)  \(k.flops) flop  \(k.bytes) bytes" + (k.algorithm.map { "  by \($0)" } ?? "") + (k.inPlaceOf.map { "  in place of \($0)" } ?? "")
+            lines.append("  \(k.name.padding(toLength: width, withPad: " ", startingAt: 0))  \(k.ops.joined(separator: "+")) -> \(k.dtype)\(k.shape)  \(k.flops) flop  \(k.bytes) bytes" + (k.algorithm.map { "  by \($0)" } ?? "") + (k.inPlaceOf.map { "  in place of \($0)" } ?? "")
                          + (k.split.map { "  [\($0)]" } ?? ""))
         }
         if fusions.isEmpty && refused.isEmpty { lines.append("fusions: none") }

@@ -173,7 +173,7 @@ struct CLIInspectTests {
         let object = try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any]
         let kernels = object?["kernels"] as? [[String: Any]] ?? []
         #expect(kernels.count == 7)
-        #expect(Set(kernels.first?.keys.map { $0 } ?? []) == ["name", "ops", "shape", "flops", "bytes", "algorithm"])
+        #expect(Set(kernels.first?.keys.map { $0 } ?? []) == ["name", "ops", "dtype", "shape", "flops", "bytes", "algorithm"])
         #expect(kernels.first?["ops"] as? [String] == ["conv2d", "relu", "max_pool2d"])
         // One input channel: the direct kernel, not a GEMM of depth 9, and its pool in the same
         // kernel (fuse-conv-pool).
