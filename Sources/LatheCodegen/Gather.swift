@@ -6,8 +6,8 @@ import LatheIR
 ///
 /// Integer indices come from outside (ONNX's token ids): a negative one counts from the end of
 /// the axis, and one outside -size..<size is an error. The kernel checks every index before it
-/// copies anything; the first one out of range is written to its index record (two i64s at the
-/// start of its scratch: a flag, then the index), and nothing is copied. The entry point reads
+/// copies anything; the first one out of range is written to its index record (three i64s at
+/// the start of its scratch: a flag, the index, its bound), and nothing is copied. The entry point reads
 /// the flag after the kernel and stops the run there, and the runtime throws
 /// LatheError.indexOutOfRange naming the node. Float indices (the DSL's) are truncated,
 /// wrapped and clamped into range, as the interpreter's gatherIndex.
@@ -28,7 +28,7 @@ extension IRBuilder {
             }
         }
         guard indexType.isInteger, let record else { return copy() }
-        ifIndicesInRange(indices, count: indexCount, indexType, size: size, record: record, copy)
+        ifIndicesInRange(indices, count: indexCount, indexType, sizes: [size], record: record, copy)
     }
 
     /// out[p] = data[p, its `axis` coordinate replaced by indices[p]] for each position p of
@@ -39,7 +39,7 @@ extension IRBuilder {
         let views = [StridedView(base: output, strides: contiguousStrides(indexShape), dtype: dataType),
                      StridedView(base: indices, strides: contiguousStrides(indexShape), dtype: indexType),
                      StridedView(base: data, strides: dataStrides.enumerated().map { $0.offset == axis ? 0 : $0.element }, dtype: dataType)]
-        ifIndicesInRange(indices, count: indexShape.reduce(1, *), indexType, size: size, record: record) {
+        ifIndicesInRange(indices, count: indexShape.reduce(1, *), indexType, sizes: [size], record: record) {
             self.forEachOffset(shape: indexShape, views: views) { offsets in
                 let index = self.index(self.load(indices, offsets[1], indexType), indexType, size: size)
                 let value = self.load(data, self.iadd(offsets[2], self.imul(index, self.int(dataStrides[axis]))), dataType)
@@ -48,22 +48,25 @@ extension IRBuilder {
         }
     }
 
-    /// Checks `count` integer indices against an axis of `size` (after the wrap of negative
-    /// ones), writing the first one out of range to the index record, then runs `body` when
-    /// none is.
-    private func ifIndicesInRange(_ indices: LLVMValue, count: Int, _ indexType: DType, size: Int, record: LLVMValue, _ body: () -> Void) {
+    /// Checks `count` tuples of integer indices, component j against an axis of `sizes[j]`
+    /// (after the wrap of negative ones), writing the first one out of range and its bound to
+    /// the index record, then runs `body` when none is.
+    func ifIndicesInRange(_ indices: LLVMValue, count: Int, _ indexType: DType, sizes: [Int], record: LLVMValue, _ body: () -> Void) {
         let flag = LLVMBuildPointerCast(builder, record, LLVMPointerType(i64, 0), "")!
-        let badIndex = pointer(record, int(1), .int64)
+        let (badIndex, badBound) = (pointer(record, int(1), .int64), pointer(record, int(2), .int64))
         LLVMBuildStore(builder, int(0), flag)
-        loop(0, count, unroll: false) { k in
-            let value = widenedIndex(load(indices, k, indexType), indexType)
-            let outside = LLVMBuildOr(builder, LLVMBuildICmp(builder, LLVMIntSLT, value, int(-size), "")!,
-                                      LLVMBuildICmp(builder, LLVMIntSGE, value, int(size), "")!, "")!
-            let first = LLVMBuildICmp(builder, LLVMIntEQ, LLVMBuildLoad2(builder, i64, flag, "")!, int(0), "")!
-            ifElse(LLVMBuildAnd(builder, outside, first, "")!, then: {
-                LLVMBuildStore(builder, int(1), flag)
-                LLVMBuildStore(builder, value, badIndex)
-            }, else: {})
+        loop(0, count, unroll: false) { t in
+            for (j, size) in sizes.enumerated() {
+                let value = widenedIndex(load(indices, iadd(imul(t, int(sizes.count)), int(j)), indexType), indexType)
+                let outside = LLVMBuildOr(builder, LLVMBuildICmp(builder, LLVMIntSLT, value, int(-size), "")!,
+                                          LLVMBuildICmp(builder, LLVMIntSGE, value, int(size), "")!, "")!
+                let first = LLVMBuildICmp(builder, LLVMIntEQ, LLVMBuildLoad2(builder, i64, flag, "")!, int(0), "")!
+                ifElse(LLVMBuildAnd(builder, outside, first, "")!, then: {
+                    LLVMBuildStore(builder, int(1), flag)
+                    LLVMBuildStore(builder, value, badIndex)
+                    LLVMBuildStore(builder, int(size), badBound)
+                }, else: {})
+            }
         }
         ifElse(LLVMBuildICmp(builder, LLVMIntEQ, LLVMBuildLoad2(builder, i64, flag, "")!, int(0), "")!, then: body, else: {})
     }
@@ -84,14 +87,14 @@ extension IRBuilder {
     }
 
     /// An index as an i64 (from i32 by sign extension).
-    private func widenedIndex(_ value: LLVMValue, _ type: DType) -> LLVMValue {
+    func widenedIndex(_ value: LLVMValue, _ type: DType) -> LLVMValue {
         type == .int64 ? value : LLVMBuildSExt(builder, value, i64, "")
     }
 
     /// The position an index picks on an axis of `size`: negative ones counted from the end,
     /// then clamped into 0..<size (a checked integer index is in range already; a float one is
     /// truncated first, as LatheIR's gatherIndex).
-    private func index(_ value: LLVMValue, _ type: DType, size: Int) -> LLVMValue {
+    func index(_ value: LLVMValue, _ type: DType, size: Int) -> LLVMValue {
         var k: LLVMValue
         if type.isInteger {
             k = widenedIndex(value, type)

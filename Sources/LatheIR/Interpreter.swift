@@ -73,6 +73,8 @@ public enum Interpreter {
         case let .layerNorm(axis, epsilon): return layerNorm(x, axis: axis, epsilon: epsilon)
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
         case let .convTranspose2d(a): return convTranspose2d(x, a, shape: shape)
+        case let .scatter(axis, reduction):
+            return try scatter(x[0], indices: x[1], updates: x[2], axis: axis, reduction: reduction, node: node)
         case let .cumulativeSum(axis, exclusive, reverse):
             return cumulativeSum(x[0], axis: axis, exclusive: exclusive, reverse: reverse)
         case let .gatherElements(axis):

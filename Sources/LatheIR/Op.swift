@@ -81,6 +81,13 @@ public enum Op: Hashable, Sendable {
     /// Picks slices of the data along `axis` by index: output data[:axis] + indices + data[axis+1:].
     /// Indices are float operands holding whole numbers; out-of-range ones are clamped.
     case gather(axis: Int)
+    /// Operands (data, indices, updates): the data with each update written, or combined by
+    /// `reduction`, at its index (ONNX's ScatterElements, along `axis`: indices and updates of
+    /// one shape, each update going to its own position with its axis coordinate replaced by its
+    /// index; ScatterND, `axis` nil: indices [..., k] pick slices of the data's first k axes,
+    /// updates [..., the slice's shape]). Updates land in order, so a repeated index takes the
+    /// last update, or all of them combined. Integer indices, checked as the model runs.
+    case scatter(axis: Int?, reduction: ScatterReduction)
     /// Running sums along `axis` (ONNX's CumSum): each element the sum of those before it and
     /// itself, or before it alone when `exclusive`; from the end when `reverse`. Any numeric type,
     /// summed in it (integers wrap).
@@ -112,6 +119,23 @@ public enum Op: Hashable, Sendable {
     /// one, or the last with `lastIndex`; a NaN counts as the largest and the smallest (NumPy's
     /// argmax and argmin). The axis is kept as 1 with `keepDims`, else dropped.
     case argExtreme(ArgKind, axis: Int, keepDims: Bool, lastIndex: Bool)
+}
+
+/// How a scatter's update meets the element it lands on: replaces it, or is added, multiplied,
+/// or taken the larger or smaller of.
+public enum ScatterReduction: String, Hashable, Sendable, CaseIterable {
+    case none, add, mul, max, min
+
+    /// The combining formula ($0 the element, $1 the update), nil for none.
+    public var formula: ScalarExpr? {
+        switch self {
+        case .none: return nil
+        case .add: return .arg(0) + .arg(1)
+        case .mul: return .arg(0) * .arg(1)
+        case .max: return .max(.arg(0), .arg(1))
+        case .min: return .min(.arg(0), .arg(1))
+        }
+    }
 }
 
 public enum ArgKind: String, Hashable, Sendable {

@@ -173,6 +173,7 @@ extension Op {
         case .gather: return "gather"
         case .gatherElements: return "gather_elements"
         case .cumulativeSum: return "cumsum"
+        case let .scatter(axis, _): return axis == nil ? "scatter_nd" : "scatter_elements"
         case .pad: return "pad"
         case .lstm: return "lstm"
         }
@@ -185,7 +186,7 @@ extension Op {
         case .unary, .cast: return .elementwise
         case .binary, .batchNorm, .fusedElementwise, .select: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .gatherElements, .pad: return .injective
-        case .gatherGrad, .lstm: return .opaque
+        case .gatherGrad, .lstm, .scatter: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme, .cumulativeSum: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
@@ -213,6 +214,7 @@ extension Op {
         case .binary, .matmul, .gather, .gatherElements, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .select: return 3...3
+        case .scatter: return 3...3
         case .lstm: return 4...4
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
@@ -243,6 +245,8 @@ extension Op {
         case let .convTranspose2d(a):
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .gather(axis), let .gatherElements(axis): return "axis=\(axis)"
+        case let .scatter(axis, reduction):
+            return (axis.map { "axis=\($0), " } ?? "") + "reduction=\(reduction.rawValue)"
         case let .cumulativeSum(axis, exclusive, reverse):
             return "axis=\(axis)" + (exclusive ? ", exclusive=true" : "") + (reverse ? ", reverse=true" : "")
         case let .gatherGrad(axis, size): return "axis=\(axis), size=\(size)"

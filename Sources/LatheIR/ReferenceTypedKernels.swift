@@ -63,6 +63,41 @@ extension Interpreter {
 }
 
 extension Interpreter {
+    /// The data with each update written or combined at its index, in order (Op.scatter).
+    static func scatter(_ data: HostTensor, indices: HostTensor, updates: HostTensor, axis: Int?, reduction: ScatterReduction, node: Node) throws -> HostTensor {
+        let type = data.dtype, strides = contiguousStrides(data.shape)
+        var out = data.withUnsafeBytes { raw in (0..<data.count).map { type.scalar(in: raw, at: $0) } }
+        let news = updates.withUnsafeBytes { raw in (0..<updates.count).map { type.scalar(in: raw, at: $0) } }
+        // The element (ScatterElements) or the slice's first element (ScatterND) of each update.
+        var targets: [Int] = []
+        if let axis {
+            let checked = try checkedIndices(indices, size: data.shape[axis], node: node)
+            var k = 0
+            forEachOffset(shape: indices.shape, strides: [strides.enumerated().map { $0.offset == axis ? 0 : $0.element }]) { offsets in
+                targets.append(offsets[0] + checked[k] * strides[axis])
+                k += 1
+            }
+        } else {
+            let depth = indices.shape.last ?? 1
+            let slice = data.shape.dropFirst(depth).reduce(1, *)
+            let raw = try (0..<depth).map { j in
+                try checkedIndices(indices.picking(shape: Array(indices.shape.dropLast()), strides: Array(contiguousStrides(indices.shape).dropLast()), base: j),
+                                   size: data.shape[j], node: node)
+            }
+            for t in 0..<(indices.count / max(depth, 1)) {
+                let base = (0..<depth).reduce(0) { $0 + raw[$1][t] * strides[$1] }
+                targets += (0..<slice).map { base + $0 }
+            }
+        }
+        let combine = reduction.formula?.makeTypedEvaluator([type, type], context: type)
+        for (update, target) in zip(news, targets) {
+            out[target] = combine.map { type.normalized($0([out[target], update])) } ?? update
+        }
+        var bytes: [UInt8] = []
+        for s in out { type.append(s, to: &bytes) }
+        return (try? HostTensor(shape: data.shape, dtype: type, bytes: bytes)) ?? data
+    }
+
     /// Running sums along an axis, in the tensor's type (TypedScalar's add).
     static func cumulativeSum(_ x: HostTensor, axis: Int, exclusive: Bool, reverse: Bool) -> HostTensor {
         let (outer, length) = (x.shape[..<axis].reduce(1, *), x.shape[axis])

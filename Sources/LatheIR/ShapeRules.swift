@@ -170,6 +170,23 @@ extension Op {
                 throw .shape("the initial states must be [\(batch), \(hidden)], got \(h0) and \(c0)")
             }
             return TensorType(.float32, [2, steps, batch, hidden])
+        case let .scatter(axis, _):
+            let (x, indices, updates) = (shapes[0], shapes[1], shapes[2])
+            if let axis {
+                guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
+                guard indices == updates, indices.count == x.count,
+                      zip(indices, x).enumerated().allSatisfy({ $0.offset == axis || $0.element.0 <= $0.element.1 }) else {
+                    throw .shape("indices \(indices) and updates \(updates) must have one shape, the data's rank, and no larger dimension but on axis \(axis) (data \(x))")
+                }
+            } else {
+                guard let k = indices.last, !indices.isEmpty, k >= 1, k <= x.count else {
+                    throw .shape("indices \(indices) must end in k, 1 <= k <= the data's rank \(x.count)")
+                }
+                guard updates == Array(indices.dropLast()) + Array(x.dropFirst(k)) else {
+                    throw .shape("updates must be \(Array(indices.dropLast()) + Array(x.dropFirst(k))) for indices \(indices) into data \(x), got \(updates)")
+                }
+            }
+            return operands[0]
         case let .cumulativeSum(axis, _, _):
             guard (0..<shapes[0].count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(shapes[0].count)") }
             return operands[0]
@@ -230,6 +247,10 @@ extension Op {
             guard indexTypes.contains(types[1]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[1].rawValue)") }
         case .gatherElements:
             guard [.int32, .int64].contains(types[1]) else { throw .elementType("indices must be i32 or i64, got \(types[1].rawValue)") }
+        case let .scatter(_, reduction):
+            guard [.int32, .int64].contains(types[1]) else { throw .elementType("indices must be i32 or i64, got \(types[1].rawValue)") }
+            guard types[2] == types[0] else { throw .elementType("updates must be of the data's type \(types[0].rawValue), got \(types[2].rawValue)") }
+            if reduction != .none, types[0] == .bool { throw .elementType("a \(reduction.rawValue) reduction takes numbers, got bool") }
         case .gatherGrad:
             guard indexTypes.contains(types[0]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[0].rawValue)") }
             guard types[1] == .float32 else { throw .elementType("dy must be f32, got \(types[1].rawValue)") }

@@ -256,12 +256,9 @@ extension ScalarBinary {
     func evaluate(_ a: Scalar, _ b: Scalar) -> Scalar {
         switch (a, b) {
         case let (.float(x), .float(y)):
+            if let result = comparison(x, y) { return result }
             switch self {
-            case .equal: return .bool(x == y)
-            case .less: return .bool(x < y)
-            case .lessOrEqual: return .bool(x <= y)
-            case .greater: return .bool(x > y)
-            case .greaterOrEqual: return .bool(x >= y)
+            case .equal, .less, .lessOrEqual, .greater, .greaterOrEqual: return .bool(false)   // compared above
             case .add: return .float(x + y)
             case .sub: return .float(x - y)
             case .mul: return .float(x * y)
@@ -293,12 +290,9 @@ extension ScalarBinary {
 
     /// The operation on two integers of one signedness; `make` wraps a result.
     private func integers<T: FixedWidthInteger>(_ x: T, _ y: T, _ make: (T) -> Scalar) -> Scalar {
+        if let result = comparison(x, y) { return result }
         switch self {
-        case .equal: return .bool(x == y)
-        case .less: return .bool(x < y)
-        case .lessOrEqual: return .bool(x <= y)
-        case .greater: return .bool(x > y)
-        case .greaterOrEqual: return .bool(x >= y)
+        case .equal, .less, .lessOrEqual, .greater, .greaterOrEqual: return .bool(false)   // compared above
         case .add: return make(x &+ y)
         case .sub: return make(x &- y)
         case .mul: return make(x &* y)
@@ -319,6 +313,18 @@ extension ScalarBinary {
         case .shiftLeft: return make(y < 0 || y >= 64 ? 0 : x << y)
         case .shiftRight: return make(y < 0 || y >= 64 ? (x < 0 ? ~0 : 0) : x >> y)
         case .pow, .and, .or, .xor: return make(0)
+        }
+    }
+
+    /// A comparison's bool, or nil for the other operations.
+    private func comparison<T: Comparable>(_ x: T, _ y: T) -> Scalar? {
+        switch self {
+        case .equal: return .bool(x == y)
+        case .less: return .bool(x < y)
+        case .lessOrEqual: return .bool(x <= y)
+        case .greater: return .bool(x > y)
+        case .greaterOrEqual: return .bool(x >= y)
+        default: return nil
         }
     }
 }

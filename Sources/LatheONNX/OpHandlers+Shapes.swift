@@ -111,6 +111,12 @@ extension OpHandlers {
         "CastLike": { c in [try cast(try c.required(0), to: c.dtype(try c.required(1)), c)] },
         "Gather": gather,
         "Split": split,
+        "ScatterElements": { c in
+            let data = try c.required(0)
+            let axis = try c.axis(c.node.int("axis", 0), rank: c.shape(data).count)
+            return [try c.apply(.scatter(axis: axis, reduction: try scatterReduction(c)), [data, try c.required(1), try c.required(2)])]
+        },
+        "ScatterND": { c in [try c.apply(.scatter(axis: nil, reduction: try scatterReduction(c)), [try c.required(0), try c.required(1), try c.required(2)])] },
         "GatherElements": { c in
             let data = try c.required(0)
             let axis = try c.axis(c.node.int("axis", 0), rank: c.shape(data).count)
@@ -316,6 +322,12 @@ extension OpHandlers {
             }
             return try c.apply(.slice(starts: s, ends: e, steps: Array(repeating: 1, count: shape.count)), [x], name: "part\(k)")
         }
+    }
+
+    static func scatterReduction(_ c: ImportContext) throws -> ScatterReduction {
+        let name = c.node.string("reduction", "none")
+        guard let reduction = ScatterReduction(rawValue: name) else { throw c.fail("has reduction '\(name)' (none, add, mul, max or min)") }
+        return reduction
     }
 
     /// Cast: a constant converted now, a computed value by the cast op.

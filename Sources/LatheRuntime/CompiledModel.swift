@@ -178,18 +178,12 @@ public final class CompiledModel: @unchecked Sendable {
 
     /// The error a kernel that checks its indices recorded (Gather.swift's index record).
     private func indexError(kernel: Kernel, arena: RunArena) -> LatheError {
-        var index: Int64 = 0
+        var (index, bound): (Int64, Int64) = (0, 0)
         if case let .arena(offset)? = kernel.scratch?.location {
             index = (arena.region.base + offset + 8).loadUnaligned(as: Int64.self)
+            bound = (arena.region.base + offset + 16).loadUnaligned(as: Int64.self)
         }
-        let bound = kernel.operands.first?.type.shape[axisOf(kernel)] ?? 0
-        return .indexOutOfRange(node: kernel.nodeName, op: kernel.plan.sourceOps.first ?? kernel.name, index: index, bound: bound, location: kernel.location)
-    }
-
-    private func axisOf(_ kernel: Kernel) -> Int {
-        if case let .node(.gather(axis)) = kernel.work { return axis }
-        if case let .node(.gatherElements(axis)) = kernel.work { return axis }
-        return 0
+        return .indexOutOfRange(node: kernel.nodeName, op: kernel.plan.sourceOps.first ?? kernel.name, index: index, bound: Int(bound), location: kernel.location)
     }
 
     private func takeArena() -> RunArena {

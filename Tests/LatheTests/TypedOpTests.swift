@@ -155,6 +155,25 @@ let gatherElementsCases: [TypedCase] = [DType.float32, .int64, .bool, .float16].
     },
 ] }
 
+/// scatter_elements on two axes and scatter_nd on whole rows and on elements, every reduction,
+/// with repeated indices (small index ranges), in several types.
+let scatterCases: [TypedCase] = [DType.float32, .int64, .float16, .int8].flatMap { t in
+    ScatterReduction.allCases.flatMap { reduction in [
+        TypedCase("scatter_elements \(t.rawValue) axis 1 \(reduction.rawValue)",
+                  [TypedOperand(dtype: t, shape: [4, 6]), TypedOperand(dtype: .int64, shape: [3, 5], range: -6...5), TypedOperand(dtype: t, shape: [3, 5])]) {
+            try $0[0].apply(.scatter(axis: 1, reduction: reduction), [$0[1], $0[2]], .unknown)
+        },
+        TypedCase("scatter_nd \(t.rawValue) rows \(reduction.rawValue)",
+                  [TypedOperand(dtype: t, shape: [5, 3]), TypedOperand(dtype: .int32, shape: [4, 1], range: -5...4), TypedOperand(dtype: t, shape: [4, 3])]) {
+            try $0[0].apply(.scatter(axis: nil, reduction: reduction), [$0[1], $0[2]], .unknown)
+        },
+        TypedCase("scatter_nd \(t.rawValue) elements \(reduction.rawValue)",
+                  [TypedOperand(dtype: t, shape: [3, 4]), TypedOperand(dtype: .int64, shape: [2, 3, 2], range: 0...2), TypedOperand(dtype: t, shape: [2, 3])]) {
+            try $0[0].apply(.scatter(axis: nil, reduction: reduction), [$0[1], $0[2]], .unknown)
+        },
+    ] }
+}
+
 /// cumsum on both axes, forward and reverse, inclusive and exclusive, in several types.
 let cumulativeSumCases: [TypedCase] = [DType.float32, .int32, .int64, .float16, .uint8, .float64].flatMap { t in
     (0..<2).flatMap { axis in
@@ -190,6 +209,22 @@ struct TypedOpTests {
     @Test(arguments: argExtremeCases) func argExtremes(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: gatherElementsCases) func gatherElements(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: cumulativeSumCases) func cumulativeSums(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: scatterCases) func scatters(_ c: TypedCase) throws { try checkTypedCase(c) }
+
+    @Test("a scatter_nd index out of range names the bound of its own axis")
+    func scatterOutOfRange() throws {
+        let g = Graph()
+        let data = try g.input("data", shape: [3, 7])
+        let indices = try g.input("indices", dtype: .int64, shape: [2, 2])
+        let updates = try g.input("updates", shape: [2])
+        let y = try data.apply(.scatter(axis: nil, reduction: .add), [indices, updates], name: "put", SourceLocation(fileID: "M.swift", line: 5))
+        let model = try g.compile(outputs: ["y": y])
+        let feeds = ["data": HostTensor(shape: [3, 7]), "indices": try HostTensor(shape: [2, 2], values: [2, 6, 1, 7] as [Int64]),
+                     "updates": try HostTensor(shape: [2], scalars: [1, 2])]
+        let expected = LatheError.indexOutOfRange(node: "put", op: "scatter_nd", index: 7, bound: 7, location: SourceLocation(fileID: "M.swift", line: 5))
+        #expect(throws: expected) { try model.run(feeds) }
+        #expect(throws: expected) { try g.interpret(outputs: [("y", y)], feeds: feeds) }
+    }
 
     @Test("a gather_elements index out of range is a typed error, compiled and interpreted")
     func gatherElementsOutOfRange() throws {

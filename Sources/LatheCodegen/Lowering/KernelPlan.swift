@@ -41,8 +41,8 @@ public struct KernelPlan: Sendable {
     /// It reads indices from outside (gather's integer indices) and checks them: its scratch
     /// starts with an index record, whose flag the entry reads after it (Gather.swift).
     public internal(set) var checksIndices = false
-    /// The floats of a gather's index record: an i64 flag and the i64 index out of range.
-    static let indexRecordFloats = 4
+    /// The floats of an index record: an i64 flag, the i64 index out of range and its bound.
+    static let indexRecordFloats = 6
 
     init(_ algorithm: KernelAlgorithm, weightLayout: WeightLayout = .plain, split: ThreadSplit = .single, threads: Int,
          scratchFloatsPerThread: Int = 0, flops: Int, writesResultOnce: Bool = false) {
@@ -96,7 +96,7 @@ public struct KernelPlan: Sendable {
         plan.operandElementTypes = operandTypes.map(\.dtype)
         plan.resultElementType = resultType.dtype
         switch op {
-        case .gather, .gatherElements: plan.checksIndices = operandTypes[1].dtype.isInteger
+        case .gather, .gatherElements, .scatter: plan.checksIndices = operandTypes[1].dtype.isInteger
         default: break
         }
         return plan
