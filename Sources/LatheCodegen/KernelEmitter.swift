@@ -125,6 +125,10 @@ extension IRBuilder {
                 convolutionTransposed(g, output: out, input: x[0], weights: x[1], bias: x.count == 3 ? x[2] : nil, scratch: scratch,
                                       threadScratchFloats: kernel.plan.scratchFloatsPerThread,
                                       split: kernel.split, thread: thread, threads: kernel.threads)
+            case let .gatherND(batchDims):
+                guard let scratch else { throw LatheError.backend("gather_nd \(shapes) without its index record") }
+                gatherND(batchDims: batchDims, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexShape: shapes[1],
+                         type: moved, indexType: types[1], record: scratch)
             case let .scatter(axis, reduction):
                 guard let scratch else { throw LatheError.backend("scatter \(shapes) without its index record") }
                 scatter(axis: axis, reduction: reduction, output: out, data: x[0], indices: x[1], updates: x[2], dataShape: shapes[0], indexShape: shapes[1],

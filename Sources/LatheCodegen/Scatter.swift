@@ -3,7 +3,8 @@ import LatheIR
 
 /// Scatter (ONNX's ScatterElements and ScatterND): the data copied to the result, then, once
 /// every index is found in range (Gather.swift's index record), each update written, or
-/// combined by the reduction, at its place, in order.
+/// combined by the reduction, at its place, in order. gather_nd walks index tuples as
+/// scatter_nd does.
 extension IRBuilder {
     func scatter(axis: Int?, reduction: ScatterReduction, output: LLVMValue, data: LLVMValue, indices: LLVMValue, updates: LLVMValue,
                  dataShape: [Int], indexShape: [Int], type: DType, indexType: DType, record: LLVMValue) {
@@ -31,18 +32,36 @@ extension IRBuilder {
             }
             return
         }
+        forEachSlice(dataShape: dataShape, indices: indices, indexShape: indexShape, indexType: indexType, batchDims: 0, record: record) { t, slice, base, s in
+            land(self.load(updates, self.iadd(self.imul(t, self.int(slice)), s), type), at: self.iadd(base, s))
+        }
+    }
+
+    /// gather_nd: each index tuple's slice of the data, tuple after tuple.
+    func gatherND(batchDims: Int, output: LLVMValue, data: LLVMValue, indices: LLVMValue, dataShape: [Int], indexShape: [Int],
+                  type: DType, indexType: DType, record: LLVMValue) {
+        forEachSlice(dataShape: dataShape, indices: indices, indexShape: indexShape, indexType: indexType, batchDims: batchDims, record: record) { t, slice, base, s in
+            self.store(self.load(data, self.iadd(base, s), type), output, self.iadd(self.imul(t, self.int(slice)), s), type)
+        }
+    }
+
+    /// Once every index tuple (the last axis of the indices) is found in range, calls
+    /// `body(tuple, slice length, the slice's first data offset, position in the slice)` for
+    /// every element of every tuple's slice: the tuples share the data's first `batchDims` axes.
+    private func forEachSlice(dataShape: [Int], indices: LLVMValue, indexShape: [Int], indexType: DType, batchDims b: Int, record: LLVMValue,
+                              _ body: @escaping (LLVMValue, Int, LLVMValue, LLVMValue) -> Void) {
+        let strides = contiguousStrides(dataShape)
         let depth = indexShape.last ?? 1
-        let tuples = indexShape.reduce(1, *) / max(depth, 1), slice = dataShape.dropFirst(depth).reduce(1, *)
-        ifIndicesInRange(indices, count: tuples, indexType, sizes: Array(dataShape.prefix(depth)), record: record) {
+        let tuples = indexShape.reduce(1, *) / max(depth, 1), slice = dataShape.dropFirst(b + depth).reduce(1, *)
+        let perBatch = tuples / max(dataShape.prefix(b).reduce(1, *), 1), batchStride = dataShape.dropFirst(b).reduce(1, *)
+        ifIndicesInRange(indices, count: tuples, indexType, sizes: Array(dataShape[b..<(b + depth)]), record: record) {
             self.loop(0, tuples, unroll: false) { t in
-                var base = self.int(0)
+                var base = self.imul(LLVMBuildUDiv(self.builder, t, self.int(max(perBatch, 1)), "")!, self.int(batchStride))
                 for j in 0..<depth {
-                    let index = self.index(self.load(indices, self.iadd(self.imul(t, self.int(depth)), self.int(j)), indexType), indexType, size: dataShape[j])
-                    base = self.iadd(base, self.imul(index, self.int(strides[j])))
+                    let component = self.load(indices, self.iadd(self.imul(t, self.int(depth)), self.int(j)), indexType)
+                    base = self.iadd(base, self.imul(self.index(component, indexType, size: dataShape[b + j]), self.int(strides[b + j])))
                 }
-                self.loop(0, slice, unroll: false) { s in
-                    land(self.load(updates, self.iadd(self.imul(t, self.int(slice)), s), type), at: self.iadd(base, s))
-                }
+                self.loop(0, slice, unroll: false) { s in body(t, slice, base, s) }
             }
         }
     }

@@ -145,6 +145,8 @@ extension Op {
             throw unsupported("gather_elements has no gradient rule yet")
         case .cumulativeSum:
             throw unsupported("cumsum has no gradient rule yet")
+        case .gatherND:
+            throw unsupported("gather_nd has no gradient rule yet")
         case .scatter:
             throw unsupported("scatter has no gradient rule yet")
         }

@@ -73,6 +73,9 @@ public enum Interpreter {
         case let .layerNorm(axis, epsilon): return layerNorm(x, axis: axis, epsilon: epsilon)
         case let .reduce(kind, axes, _): return reduce(x[0], kind, axes: axes, shape: shape)
         case let .convTranspose2d(a): return convTranspose2d(x, a, shape: shape)
+        case let .gatherND(batchDims):
+            let (sources, _) = try ndSources(dataShape: x[0].shape, indices: x[1], batchDims: batchDims, node: node)
+            return x[0].picking(sources, shape: shape)
         case let .scatter(axis, reduction):
             return try scatter(x[0], indices: x[1], updates: x[2], axis: axis, reduction: reduction, node: node)
         case let .cumulativeSum(axis, exclusive, reverse):

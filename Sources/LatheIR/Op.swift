@@ -81,6 +81,11 @@ public enum Op: Hashable, Sendable {
     /// Picks slices of the data along `axis` by index: output data[:axis] + indices + data[axis+1:].
     /// Indices are float operands holding whole numbers; out-of-range ones are clamped.
     case gather(axis: Int)
+    /// Operands (data, indices [..., k]): the slices of the data that the last axis of the indices
+    /// picks among its axes after the first `batchDims` (which data and indices share), shaped
+    /// indices[..., :-1] + data[batchDims + k...] (ONNX's GatherND). Integer indices, checked
+    /// as the model runs.
+    case gatherND(batchDims: Int)
     /// Operands (data, indices, updates): the data with each update written, or combined by
     /// `reduction`, at its index (ONNX's ScatterElements, along `axis`: indices and updates of
     /// one shape, each update going to its own position with its axis coordinate replaced by its

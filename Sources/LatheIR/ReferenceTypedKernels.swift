@@ -63,6 +63,36 @@ extension Interpreter {
 }
 
 extension Interpreter {
+    /// The data offsets gather_nd (and scatter_nd, with no batch axes) reads or writes, in
+    /// order, and the slice length: each index tuple's slice, tuple by tuple, its components
+    /// checked in order.
+    static func ndSources(dataShape: [Int], indices: HostTensor, batchDims b: Int, node: Node) throws -> ([Int], Int) {
+        let depth = indices.shape.last ?? 1
+        let strides = contiguousStrides(dataShape)
+        let slice = dataShape.dropFirst(b + depth).reduce(1, *)
+        let tuples = indices.count / max(depth, 1)
+        let perBatch = tuples / max(dataShape.prefix(b).reduce(1, *), 1)
+        let batchStride = dataShape.dropFirst(b).reduce(1, *)
+        let values = indices.withUnsafeBytes { raw in (0..<indices.count).map { i -> Int64 in
+            if case let .signed(v) = indices.dtype.scalar(in: raw, at: i) { return v }
+            if case let .unsigned(v) = indices.dtype.scalar(in: raw, at: i) { return Int64(clamping: v) }
+            return 0
+        } }
+        var sources: [Int] = []
+        for t in 0..<tuples {
+            var base = (t / max(perBatch, 1)) * batchStride
+            for j in 0..<depth {
+                let size = dataShape[b + j], raw = values[t * depth + j]
+                guard raw >= -Int64(size), raw < Int64(size) else {
+                    throw LatheError.indexOutOfRange(node: node.name, op: node.op.name, index: raw, bound: size, location: node.location)
+                }
+                base += Int(raw < 0 ? raw + Int64(size) : raw) * strides[b + j]
+            }
+            sources += (0..<slice).map { base + $0 }
+        }
+        return (sources, slice)
+    }
+
     /// The data with each update written or combined at its index, in order (Op.scatter).
     static func scatter(_ data: HostTensor, indices: HostTensor, updates: HostTensor, axis: Int?, reduction: ScatterReduction, node: Node) throws -> HostTensor {
         let type = data.dtype, strides = contiguousStrides(data.shape)
@@ -78,16 +108,7 @@ extension Interpreter {
                 k += 1
             }
         } else {
-            let depth = indices.shape.last ?? 1
-            let slice = data.shape.dropFirst(depth).reduce(1, *)
-            let raw = try (0..<depth).map { j in
-                try checkedIndices(indices.picking(shape: Array(indices.shape.dropLast()), strides: Array(contiguousStrides(indices.shape).dropLast()), base: j),
-                                   size: data.shape[j], node: node)
-            }
-            for t in 0..<(indices.count / max(depth, 1)) {
-                let base = (0..<depth).reduce(0) { $0 + raw[$1][t] * strides[$1] }
-                targets += (0..<slice).map { base + $0 }
-            }
+            targets = try ndSources(dataShape: data.shape, indices: indices, batchDims: 0, node: node).0
         }
         let combine = reduction.formula?.makeTypedEvaluator([type, type], context: type)
         for (update, target) in zip(news, targets) {

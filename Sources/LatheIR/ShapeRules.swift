@@ -170,6 +170,12 @@ extension Op {
                 throw .shape("the initial states must be [\(batch), \(hidden)], got \(h0) and \(c0)")
             }
             return TensorType(.float32, [2, steps, batch, hidden])
+        case let .gatherND(b):
+            let (x, indices) = (shapes[0], shapes[1])
+            guard b >= 0, b < min(x.count, indices.count) else { throw .attribute("batch_dims \(b) must be below both ranks (\(x.count), \(indices.count))") }
+            guard Array(x.prefix(b)) == Array(indices.prefix(b)) else { throw .shape("data \(x) and indices \(indices) differ on their \(b) batch axes") }
+            guard let k = indices.last, k >= 1, b + k <= x.count else { throw .shape("indices \(indices) must end in k, 1 <= k <= \(x.count - b)") }
+            return TensorType(dtype, Array(indices.dropLast()) + Array(x.dropFirst(b + k)))
         case let .scatter(axis, _):
             let (x, indices, updates) = (shapes[0], shapes[1], shapes[2])
             if let axis {
@@ -245,7 +251,7 @@ extension Op {
             }
         case .gather:
             guard indexTypes.contains(types[1]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[1].rawValue)") }
-        case .gatherElements:
+        case .gatherElements, .gatherND:
             guard [.int32, .int64].contains(types[1]) else { throw .elementType("indices must be i32 or i64, got \(types[1].rawValue)") }
         case let .scatter(_, reduction):
             guard [.int32, .int64].contains(types[1]) else { throw .elementType("indices must be i32 or i64, got \(types[1].rawValue)") }

@@ -12,4 +12,5 @@ enum OpHandlers {
         .merging(recurrent) { a, _ in a }
         .merging(composed) { a, _ in a }
         .merging(losses) { a, _ in a }
+        .merging(indexing) { a, _ in a }
 }

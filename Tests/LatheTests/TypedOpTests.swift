@@ -174,6 +174,19 @@ let scatterCases: [TypedCase] = [DType.float32, .int64, .float16, .int8].flatMap
     ] }
 }
 
+/// gather_nd picking elements, rows, and within batches.
+let gatherNDCases: [TypedCase] = [DType.float32, .int64, .bool].flatMap { t in [
+    TypedCase("gather_nd \(t.rawValue) elements", [TypedOperand(dtype: t, shape: [3, 4, 2]), TypedOperand(dtype: .int64, shape: [5, 3], range: -2...1)]) {
+        try $0[0].apply(.gatherND(batchDims: 0), [$0[1]], .unknown)
+    },
+    TypedCase("gather_nd \(t.rawValue) rows", [TypedOperand(dtype: t, shape: [6, 5]), TypedOperand(dtype: .int32, shape: [2, 2, 1], range: -6...5)]) {
+        try $0[0].apply(.gatherND(batchDims: 0), [$0[1]], .unknown)
+    },
+    TypedCase("gather_nd \(t.rawValue) batch_dims 1", [TypedOperand(dtype: t, shape: [2, 4, 3]), TypedOperand(dtype: .int64, shape: [2, 5, 1], range: 0...3)]) {
+        try $0[0].apply(.gatherND(batchDims: 1), [$0[1]], .unknown)
+    },
+] }
+
 /// cumsum on both axes, forward and reverse, inclusive and exclusive, in several types.
 let cumulativeSumCases: [TypedCase] = [DType.float32, .int32, .int64, .float16, .uint8, .float64].flatMap { t in
     (0..<2).flatMap { axis in
@@ -210,6 +223,7 @@ struct TypedOpTests {
     @Test(arguments: gatherElementsCases) func gatherElements(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: cumulativeSumCases) func cumulativeSums(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: scatterCases) func scatters(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: gatherNDCases) func gatherNDs(_ c: TypedCase) throws { try checkTypedCase(c) }
 
     @Test("a scatter_nd index out of range names the bound of its own axis")
     func scatterOutOfRange() throws {

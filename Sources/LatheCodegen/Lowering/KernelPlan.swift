@@ -96,7 +96,7 @@ public struct KernelPlan: Sendable {
         plan.operandElementTypes = operandTypes.map(\.dtype)
         plan.resultElementType = resultType.dtype
         switch op {
-        case .gather, .gatherElements, .scatter: plan.checksIndices = operandTypes[1].dtype.isInteger
+        case .gather, .gatherElements, .gatherND, .scatter: plan.checksIndices = operandTypes[1].dtype.isInteger
         default: break
         }
         return plan

@@ -33,7 +33,7 @@ extension KernelPlan {
                 algorithm = .transposedConvolution(g)
                 scratch = g.scratchFloats
             }
-        case .gather where c.operandTypes[1].isInteger, .gatherElements, .scatter:
+        case .gather where c.operandTypes[1].isInteger, .gatherElements, .gatherND, .scatter:
             scratch = KernelPlan.indexRecordFloats
         default:
             break
