@@ -133,6 +133,8 @@ extension IRBuilder {
                 guard let scratch else { throw LatheError.backend("scatter \(shapes) without its index record") }
                 scatter(axis: axis, reduction: reduction, output: out, data: x[0], indices: x[1], updates: x[2], dataShape: shapes[0], indexShape: shapes[1],
                         type: resultType, indexType: types[1], record: scratch)
+            case let .topK(k, axis, largest):
+                topK(k: k, axis: axis, largest: largest, output: out, input: x[0], inShape: shapes[0])
             case let .cumulativeSum(axis, exclusive, reverse):
                 cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse, output: out, input: x[0], shape: shape, type: resultType)
             case let .gatherElements(axis):

@@ -294,4 +294,46 @@ extension IRBuilder {
             }
         }
     }
+
+    /// top_k's positions: k scans of the line, each taking the best element that comes after
+    /// the one taken before in top_k's order (LatheIR's Interpreter.topKPrecedes), so that no
+    /// working memory is needed.
+    func topK(k: Int, axis: Int, largest: Bool, output: LLVMValue, input: LLVMValue, inShape: [Int]) {
+        let (outer, length) = (inShape[..<axis].reduce(1, *), inShape[axis])
+        let inner = inShape[(axis + 1)...].reduce(1, *)
+        /// (a at i) before (b at j), for f32 a and b and i64 positions.
+        func precedes(_ a: LLVMValue, _ i: LLVMValue, _ b: LLVMValue, _ j: LLVMValue) -> LLVMValue {
+            let (aNaN, bNaN) = (compare(LLVMRealUNO, a, a), compare(LLVMRealUNO, b, b))
+            let earlier = LLVMBuildICmp(builder, LLVMIntSLT, i, j, "")!
+            let better = compare(largest ? LLVMRealOGT : LLVMRealOLT, a, b)
+            let numbers = select(compare(LLVMRealOEQ, a, b), earlier, better)
+            let bothNaN = LLVMBuildAnd(builder, aNaN, bNaN, "")!
+            let oneNaN = LLVMBuildXor(builder, aNaN, bNaN, "")!
+            let nanFirst = largest ? aNaN : bNaN
+            return select(bothNaN, earlier, select(oneNaN, nanFirst, numbers))
+        }
+        loop(0, outer, unroll: false) { o in
+            loop(0, inner, unroll: false) { i in
+                let base = iadd(imul(o, int(length * inner)), i)
+                let previous = variable(int(-1))
+                loop(0, k, unroll: false) { r in
+                    let best = variable(int(-1))
+                    loop(0, length, unroll: false) { p in
+                        let v = load(input, offset(base, p, times: inner))
+                        let last = read(previous, type: i64), chosen = read(best, type: i64)
+                        let first = LLVMBuildICmp(builder, LLVMIntSLT, last, int(0), "")!
+                        let lastValue = load(input, offset(base, imax(last, int(0)), times: inner))
+                        let after = LLVMBuildOr(builder, first, precedes(lastValue, last, v, p), "")!
+                        let none = LLVMBuildICmp(builder, LLVMIntSLT, chosen, int(0), "")!
+                        let chosenValue = load(input, offset(base, imax(chosen, int(0)), times: inner))
+                        let beats = LLVMBuildOr(builder, none, precedes(v, p, chosenValue, chosen), "")!
+                        write(select(LLVMBuildAnd(builder, after, beats, "")!, p, chosen), best)
+                    }
+                    let taken = read(best, type: i64)
+                    write(taken, previous)
+                    store(taken, output, iadd(imul(iadd(imul(o, int(k)), r), int(inner)), i), .int64)
+                }
+            }
+        }
+    }
 }

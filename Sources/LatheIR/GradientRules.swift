@@ -139,7 +139,7 @@ extension Op {
             throw unsupported("\(name) has no gradient rule (a gradient's gradient)")
         case .lstm:
             throw unsupported("the fused lstm has no gradient rule: train the LSTM layer, which is unrolled into steps")
-        case .argExtreme:
+        case .argExtreme, .topK:
             return [nil]   // an index: no slope
         case .gatherElements:
             throw unsupported("gather_elements has no gradient rule yet")

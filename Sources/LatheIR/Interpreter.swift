@@ -78,6 +78,7 @@ public enum Interpreter {
             return x[0].picking(sources, shape: shape)
         case let .scatter(axis, reduction):
             return try scatter(x[0], indices: x[1], updates: x[2], axis: axis, reduction: reduction, node: node)
+        case let .topK(k, axis, largest): return try topK(x[0], k: k, axis: axis, largest: largest, shape: shape)
         case let .cumulativeSum(axis, exclusive, reverse):
             return cumulativeSum(x[0], axis: axis, exclusive: exclusive, reverse: reverse)
         case let .gatherElements(axis):

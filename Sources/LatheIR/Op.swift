@@ -93,6 +93,10 @@ public enum Op: Hashable, Sendable {
     /// updates [..., the slice's shape]). Updates land in order, so a repeated index takes the
     /// last update, or all of them combined. Integer indices, checked as the model runs.
     case scatter(axis: Int?, reduction: ScatterReduction)
+    /// The positions, as int64, of the `k` largest (or smallest) elements along `axis`, best
+    /// first; equal elements by position, and a NaN larger than any number (ONNX's TopK
+    /// indices; its values are a gather_elements of them).
+    case topK(k: Int, axis: Int, largest: Bool)
     /// Running sums along `axis` (ONNX's CumSum): each element the sum of those before it and
     /// itself, or before it alone when `exclusive`; from the end when `reverse`. Any numeric type,
     /// summed in it (integers wrap).

@@ -174,6 +174,7 @@ extension Op {
         case .gatherElements: return "gather_elements"
         case .gatherND: return "gather_nd"
         case .cumulativeSum: return "cumsum"
+        case .topK: return "top_k"
         case let .scatter(axis, _): return axis == nil ? "scatter_nd" : "scatter_elements"
         case .pad: return "pad"
         case .lstm: return "lstm"
@@ -188,7 +189,7 @@ extension Op {
         case .binary, .batchNorm, .fusedElementwise, .select: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .gatherElements, .gatherND, .pad: return .injective
         case .gatherGrad, .lstm, .scatter: return .opaque
-        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme, .cumulativeSum: return .reduction
+        case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme, .cumulativeSum, .topK: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
     }
@@ -211,7 +212,7 @@ extension Op {
         switch self {
         case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
-             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast, .argExtreme, .cumulativeSum: return 1...1
+             .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast, .argExtreme, .cumulativeSum, .topK: return 1...1
         case .binary, .matmul, .gather, .gatherElements, .gatherND, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .select: return 3...3
@@ -247,6 +248,7 @@ extension Op {
             return "strides=\(list(a.strides)), pads=\(list(a.pads)), output_padding=\(list(a.outputPadding)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .gather(axis), let .gatherElements(axis): return "axis=\(axis)"
         case let .gatherND(batchDims): return "batch_dims=\(batchDims)"
+        case let .topK(k, axis, largest): return "k=\(k), axis=\(axis), largest=\(largest)"
         case let .scatter(axis, reduction):
             return (axis.map { "axis=\($0), " } ?? "") + "reduction=\(reduction.rawValue)"
         case let .cumulativeSum(axis, exclusive, reverse):

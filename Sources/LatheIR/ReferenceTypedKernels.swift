@@ -119,6 +119,33 @@ extension Interpreter {
         return (try? HostTensor(shape: data.shape, dtype: type, bytes: bytes)) ?? data
     }
 
+    /// The positions of the k best elements along an axis, best first (Op.topK's order).
+    static func topK(_ x: HostTensor, k: Int, axis: Int, largest: Bool, shape: [Int]) throws -> HostTensor {
+        let values = x.scalars
+        let (outer, length) = (x.shape[..<axis].reduce(1, *), x.shape[axis])
+        let inner = x.shape[(axis + 1)...].reduce(1, *)
+        var out = [Int64](repeating: 0, count: outer * k * inner)
+        for o in 0..<outer {
+            for i in 0..<inner {
+                let value = { (p: Int) in values[(o * length + p) * inner + i] }
+                let order = (0..<length).sorted { topKPrecedes(value($0), $0, value($1), $1, largest: largest) }
+                for (r, p) in order.prefix(k).enumerated() { out[(o * k + r) * inner + i] = Int64(p) }
+            }
+        }
+        return try HostTensor(shape: shape, values: out)
+    }
+
+    /// Whether (a, at i) comes before (b, at j) in top_k's order: the better value (a NaN above
+    /// any number), equal values by position.
+    public static func topKPrecedes(_ a: Float, _ i: Int, _ b: Float, _ j: Int, largest: Bool) -> Bool {
+        if a.isNaN || b.isNaN {
+            if a.isNaN && b.isNaN { return i < j }
+            return a.isNaN == largest
+        }
+        if a != b { return largest ? a > b : a < b }
+        return i < j
+    }
+
     /// Running sums along an axis, in the tensor's type (TypedScalar's add).
     static func cumulativeSum(_ x: HostTensor, axis: Int, exclusive: Bool, reverse: Bool) -> HostTensor {
         let (outer, length) = (x.shape[..<axis].reduce(1, *), x.shape[axis])

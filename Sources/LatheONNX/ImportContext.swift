@@ -124,7 +124,7 @@ final class ImportContext {
         guard [.int8, .uint8, .int16, .uint16].contains(type) else { return false }
         switch op {
         case .pool2d(let a) where a.kind == .max: return true
-        case .reduce(.max, _, _), .argExtreme: return true
+        case .reduce(.max, _, _), .argExtreme, .topK: return true
         default: return false
         }
     }

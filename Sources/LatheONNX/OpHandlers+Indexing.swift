@@ -13,6 +13,14 @@ extension OpHandlers {
         },
         "GatherND": { c in [try c.apply(.gatherND(batchDims: c.node.int("batch_dims", 0)), [try c.required(0), try c.required(1)])] },
         "ScatterND": { c in [try c.apply(.scatter(axis: nil, reduction: try scatterReduction(c)), [try c.required(0), try c.required(1), try c.required(2)])] },
+        "TopK": { c in
+            // The positions by the top_k op, the values gathered at them.
+            let x = try c.required(0)
+            let axis = try c.axis(c.node.int("axis", -1), rank: c.shape(x).count)
+            guard let k = try c.constantInput(1, "k")?.intValues.first ?? c.node.ints("k")?.first else { throw c.fail("has no k") }
+            let indices = try c.apply(.topK(k: k, axis: axis, largest: c.node.int("largest", 1) != 0), [x], name: "indices")
+            return [try c.apply(.gatherElements(axis: axis), [x, indices]), indices]
+        },
         "GatherElements": { c in
             let data = try c.required(0)
             let axis = try c.axis(c.node.int("axis", 0), rank: c.shape(data).count)

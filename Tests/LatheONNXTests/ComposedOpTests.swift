@@ -72,6 +72,13 @@ struct ComposedOpTests {
         #expect(try run(model, ["x": x]).values(as: Int32.self) == [1, 2, 0, 0, 5, 6, 7, 0, 9, 10, 11, 12])
     }
 
+    @Test func topKGivesTheLargestValuesInOrder() throws {
+        let model = try oneNodeModel("TopK", inputs: [("x", .float16, [2, 5])], initializers: [("k", try HostTensor(shape: [1], values: [Int64(2)]))],
+                                     operands: ["x", "k"], output: (.float16, [2, 2]))
+        let x = try HostTensor(shape: [2, 5], values: [1, 9, 3, 9, 0, -1, -5, 4, 2, 8].map { Float16($0) })
+        #expect(try run(model, ["x": x]).values(as: Float16.self) == [9, 9, 8, 4])
+    }
+
     @Test func hardmaxMarksTheFirstLargest() throws {
         let model = try oneNodeModel("Hardmax", inputs: [("x", .float32, [2, 3])], initializers: [], operands: ["x"], output: (.float32, [2, 3]))
         #expect(try run(model, ["x": try HostTensor(shape: [2, 3], scalars: [1, 3, 3, -1, -2, -3])]).scalars == [0, 1, 0, 1, 0, 0])

@@ -187,6 +187,18 @@ let gatherNDCases: [TypedCase] = [DType.float32, .int64, .bool].flatMap { t in [
     },
 ] }
 
+/// top_k of values with ties (small integers as f32) and without, both orders, on two axes.
+let topKCases: [TypedCase] = [true, false].flatMap { largest in
+    [(0, 3), (1, 1), (1, 7)].flatMap { axis, k in [
+        TypedCase("top_k \(k) axis \(axis) largest \(largest), ties", [TypedOperand(dtype: .int8, shape: [7, 9], range: -2...2)]) {
+            try $0[0].cast(to: .float32).apply(.topK(k: k, axis: axis, largest: largest), [], .unknown)
+        },
+        TypedCase("top_k \(k) axis \(axis) largest \(largest)", [TypedOperand(dtype: .float32, shape: [7, 9])]) {
+            try $0[0].apply(.topK(k: k, axis: axis, largest: largest), [], .unknown)
+        },
+    ] }
+}
+
 /// cumsum on both axes, forward and reverse, inclusive and exclusive, in several types.
 let cumulativeSumCases: [TypedCase] = [DType.float32, .int32, .int64, .float16, .uint8, .float64].flatMap { t in
     (0..<2).flatMap { axis in
@@ -224,6 +236,18 @@ struct TypedOpTests {
     @Test(arguments: cumulativeSumCases) func cumulativeSums(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: scatterCases) func scatters(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: gatherNDCases) func gatherNDs(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: topKCases) func topKs(_ c: TypedCase) throws { try checkTypedCase(c) }
+
+    @Test("top_k takes NaN first when largest, last when smallest, and equal values by position")
+    func topKByHand() throws {
+        let g = Graph()
+        let x = try g.input("x", shape: [5])
+        let model = try g.compile(outputs: ["big": try x.apply(.topK(k: 3, axis: 0, largest: true), [], .unknown),
+                                            "small": try x.apply(.topK(k: 3, axis: 0, largest: false), [], .unknown)])
+        let out = try model.run(["x": try HostTensor(shape: [5], scalars: [2, .nan, 5, 2, -1])])
+        #expect(try out["big"]!.values(as: Int64.self) == [1, 2, 0])
+        #expect(try out["small"]!.values(as: Int64.self) == [4, 0, 3])
+    }
 
     @Test("a scatter_nd index out of range names the bound of its own axis")
     func scatterOutOfRange() throws {
