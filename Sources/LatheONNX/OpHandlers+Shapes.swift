@@ -248,12 +248,14 @@ extension OpHandlers {
         return [try c.apply(.slice(starts: s, ends: e, steps: st), [x])]
     }
 
-    /// Constant-mode Pad. Negative pads crop, as a slice before the padding.
+    /// Pad: constant mode by the pad op; edge, reflect and wrap by gathers (below). Negative pads
+    /// crop, as a slice before the padding.
     static func pad(_ c: ImportContext) throws -> [ImportedValue] {
         var x = try c.required(0)
         let shape = c.shape(x)
         let rank = shape.count
-        guard c.node.string("mode", "constant") == "constant" else { throw c.unsupported("mode \(c.node.string("mode", "")) is not supported (only constant)") }
+        let mode = c.node.string("mode", "constant")
+        guard ["constant", "edge", "reflect", "wrap"].contains(mode) else { throw c.fail("has unknown mode '\(mode)'") }
         var raw: [Int]
         var value: Float = 0
         if c.opset < 11 {
@@ -277,7 +279,25 @@ extension OpHandlers {
             x = try c.apply(.slice(starts: starts, ends: ends, steps: Array(repeating: 1, count: rank)), [x], name: "crop")
             pads = pads.map { max($0, 0) }
         }
-        return [try c.apply(.pad(pads: pads, value: value), [x])]
+        guard mode != "constant" else { return [try c.apply(.pad(pads: pads, value: value), [x])] }
+        // Edge, reflect and wrap: along each padded axis, a gather of the positions each output
+        // row copies (clamped; mirrored about the ends, which are not repeated; wrapped).
+        let cropped = c.shape(x)
+        for axis in 0..<rank where pads[axis] > 0 || pads[axis + rank] > 0 {
+            let size = cropped[axis]
+            guard size > 0, mode != "reflect" || (size > 1 && max(pads[axis], pads[axis + rank]) < size) else {
+                throw c.fail("pads axis \(axis) of size \(size) by \(pads[axis]) and \(pads[axis + rank]) in mode \(mode)")
+            }
+            let positions = (-pads[axis]..<(size + pads[axis + rank])).map { i -> Int64 in
+                switch mode {
+                case "edge": return Int64(min(max(i, 0), size - 1))
+                case "reflect": return Int64(i < 0 ? -i : i >= size ? 2 * (size - 1) - i : i)
+                default: return Int64(((i % size) + size) % size)
+                }
+            }
+            x = try c.apply(.gather(axis: axis), [x, .constant(ConstantTensor(shape: [positions.count], ints: positions))], name: "\(mode)\(axis)")
+        }
+        return [x]
     }
 
     /// Split into the node's outputs along an axis: sizes from the `split` operand (or

@@ -79,6 +79,22 @@ struct ComposedOpTests {
         #expect(try run(model, ["x": x]).values(as: Float16.self) == [9, 9, 8, 4])
     }
 
+    /// numpy.pad's modes edge, reflect and wrap on [[1, 2, 3], [4, 5, 6]], pads 1 before and 2
+    /// after the columns.
+    @Test(arguments: [("edge", [1, 1, 2, 3, 3, 3, 4, 4, 5, 6, 6, 6] as [Int32]), ("reflect", [2, 1, 2, 3, 2, 1, 5, 4, 5, 6, 5, 4]),
+                      ("wrap", [3, 1, 2, 3, 1, 2, 6, 4, 5, 6, 4, 5])])
+    func padModes(mode: String, expected: [Int32]) throws {
+        var model = try oneNodeModel("Pad", inputs: [("x", .int32, [2, 3])], initializers: [("pads", try HostTensor(shape: [4], values: [0, 1, 0, 2] as [Int64]))],
+                                     operands: ["x", "pads"], output: (.int32, [2, 6]))
+        var proto = try Onnx_ModelProto(serializedBytes: model)
+        var attribute = Onnx_AttributeProto()
+        (attribute.name, attribute.type, attribute.s) = ("mode", .string, Data(mode.utf8))
+        proto.graph.node[0].attribute.append(attribute)
+        model = try proto.serializedData()
+        let x = try HostTensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6] as [Int32])
+        #expect(try run(model, ["x": x]).values(as: Int32.self) == expected)
+    }
+
     @Test func hardmaxMarksTheFirstLargest() throws {
         let model = try oneNodeModel("Hardmax", inputs: [("x", .float32, [2, 3])], initializers: [], operands: ["x"], output: (.float32, [2, 3]))
         #expect(try run(model, ["x": try HostTensor(shape: [2, 3], scalars: [1, 3, 3, -1, -2, -3])]).scalars == [0, 1, 0, 1, 0, 0])
