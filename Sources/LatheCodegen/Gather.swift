@@ -99,8 +99,10 @@ extension IRBuilder {
         if type.isInteger {
             k = widenedIndex(value, type)
         } else {
+            // NaN and the infinities pick 0, as gatherIndex says.
             let bounded = minimum(maximum(value, float(-1e9)), float(1e9))
-            k = LLVMBuildFPToSI(builder, select(compare(LLVMRealUNO, value, value), float(0), bounded), i64, "")!
+            let nonFinite = compare(LLVMRealUEQ, intrinsic("llvm.fabs", value), float(.infinity))
+            k = LLVMBuildFPToSI(builder, select(nonFinite, float(0), bounded), i64, "")!
         }
         k = LLVMBuildSelect(builder, LLVMBuildICmp(builder, LLVMIntSLT, k, int(0), "")!, iadd(k, int(size)), k, "")
         k = LLVMBuildSelect(builder, LLVMBuildICmp(builder, LLVMIntSLT, k, int(0), "")!, int(0), k, "")

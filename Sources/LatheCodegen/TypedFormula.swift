@@ -35,8 +35,22 @@ extension IRBuilder {
             switch fn {
             case .exp, .log, .tanh, .erf, .sin, .cos:
                 guard t == .float64 else { return emit(.unary(fn, .arg(0)), [x]) }
-                let single = LLVMBuildFPTrunc(builder, x, computeType(.float32, lanes: lanes), "")!
-                return LLVMBuildFPExt(builder, emit(.unary(fn, .arg(0)), [single]), LLVMTypeOf(x), "")
+                switch fn {
+                // The C library's, in double (the float32 polynomials would lose range and digits).
+                case .exp: return intrinsic("llvm.exp", x)
+                case .log: return intrinsic("llvm.log", x)
+                case .sin: return intrinsic("llvm.sin", x)
+                case .cos: return intrinsic("llvm.cos", x)
+                case .tanh:
+                    // 1 - 2 / (e^2x + 1), and x itself where that would cancel (|x| < 2^-20).
+                    let e = intrinsic("llvm.exp", add(x, x))
+                    let big = sub(c(1), div(c(2), add(e, c(1))))
+                    return select(compare(LLVMRealOLT, intrinsic("llvm.fabs", x), c(0x1p-20)), x, big)
+                default:
+                    // erf in float32 (documented in docs/ir.md; the interpreter does the same).
+                    let single = LLVMBuildFPTrunc(builder, x, computeType(.float32, lanes: lanes), "")!
+                    return LLVMBuildFPExt(builder, emit(.unary(fn, .arg(0)), [single]), LLVMTypeOf(x), "")
+                }
             case .neg: return neg(x)
             case .abs: return intrinsic("llvm.fabs", x)
             case .sqrt: return intrinsic("llvm.sqrt", x)

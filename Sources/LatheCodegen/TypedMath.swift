@@ -9,7 +9,7 @@ import LatheIR
 /// bfloat16 result rounded to its type after each operation, so a fused chain gives what the
 /// unfused ops give), float64 in `double`, integers in iN of their width (signedness is in the
 /// operations), bool in i1. They are stored as themselves: half, i16 for bfloat16, i8 for bool.
-/// Transcendental functions of float64 are computed in float32.
+/// float64's erf is computed in float32; its other functions are the C library's, in double.
 extension IRBuilder {
     /// The LLVM type values of `dtype` are computed in, as a vector of `lanes` (scalar for 1).
     func computeType(_ dtype: DType, lanes: Int = 1) -> LLVMType {

@@ -176,7 +176,8 @@ public enum ScalarBinary: String, Hashable, Sendable, CaseIterable {
         case .div: return { $0 / $1 }
         // NaN propagates, as in NumPy's maximum/minimum.
         case .max: return { $0.isNaN || $1.isNaN ? .nan : Swift.max($0, $1) }
-        case .min: return { $0.isNaN || $1.isNaN ? .nan : Swift.min($0, $1) }
+        // On a tie (0 and -0) the second, as the compiled select(a < b, a, b) gives.
+        case .min: return { $0.isNaN || $1.isNaN ? .nan : ($0 < $1 ? $0 : $1) }
         case .pow: return { Foundation.pow($0, $1) }
         case .mod: return { a, b in
             let r = Foundation.fmod(a, b)

@@ -143,6 +143,7 @@ extension Op {
         case let .gather(axis):
             let x = shapes[0]
             guard (0..<x.count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(x.count)") }
+            guard x[axis] > 0 || shapes[1].reduce(1, *) == 0 else { throw .shape("axis \(axis) of \(x) is empty: nothing to pick") }
             return TensorType(dtype, Array(x[..<axis]) + shapes[1] + Array(x[(axis + 1)...]))
         case let .gatherElements(axis):
             let (x, indices) = (shapes[0], shapes[1])

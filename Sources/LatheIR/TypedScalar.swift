@@ -81,6 +81,10 @@ extension DType {
             if v <= 0 { return .unsigned(0) }
             if v >= hi { return .unsigned(byteSize == 8 ? .max : (1 << UInt64(byteSize * 8)) - 1) }
             return .unsigned(UInt64(v.rounded(.towardZero)))
+        // An integer to f32 (and from there to a half type) rounds once, as the compiled
+        // sitofp does: through Double it would round twice past 2^53.
+        case let (_, .signed(v)) where self != .float64: return normalized(.float(Double(Float(v))))
+        case let (_, .unsigned(v)) where self != .float64: return normalized(.float(Double(Float(v))))
         default: return normalized(.float(scalar.double))
         }
     }
@@ -264,7 +268,7 @@ extension ScalarBinary {
             case .mul: return .float(x * y)
             case .div: return .float(x / y)
             case .max: return .float(x.isNaN || y.isNaN ? .nan : Swift.max(x, y))
-            case .min: return .float(x.isNaN || y.isNaN ? .nan : Swift.min(x, y))
+            case .min: return .float(x.isNaN || y.isNaN ? .nan : (x < y ? x : y))   // a tie gives the second, as compiled
             case .pow: return .float(Foundation.pow(x, y))
             case .fmod: return .float(Foundation.fmod(x, y))
             case .mod:

@@ -309,6 +309,35 @@ struct TypedOpTests {
         #expect(model.program.kernels.count == 1, "\(model.program.kernels.map(\.name))")
     }
 
+    /// Values where computing in another precision, rounding twice or breaking a tie another way
+    /// would show: compiled and interpreted agree exactly.
+    @Test("edge values: f64 range, i64 to f32 rounding, a signed-zero tie, a non-finite float index")
+    func edgeValues() throws {
+        let g = Graph()
+        let wide = try g.input("wide", dtype: .float64, shape: [4])
+        let ids = try g.input("ids", dtype: .int64, shape: [2])
+        let zeros = try g.input("zeros", shape: [2])
+        let table = g.constant(HostTensor.random(shape: [5, 3], seed: 2))
+        let index = try g.input("index", shape: [2])
+        let outputs: [(name: String, value: Tensor)] = [
+            ("exp", try wide.exp()), ("log", try wide.abs().log()), ("tanh", try wide.tanh()),
+            ("f32", try ids.cast(to: .float32)), ("bf16", try ids.cast(to: .bfloat16)),
+            ("min", try zeros.minimum(try zeros.negated())), ("row", try table.apply(.gather(axis: 0), [index], .unknown)),
+        ]
+        let model = try g.compile(outputs: outputs)
+        let feeds = ["wide": try HostTensor(shape: [4], values: [100, -100, 1e-50, 3e-7] as [Double]),
+                     "ids": try HostTensor(shape: [2], values: [4_611_686_293_305_294_849, -4_611_686_293_305_294_849] as [Int64]),
+                     "zeros": try HostTensor(shape: [2], scalars: [0, -0.0]),
+                     "index": try HostTensor(shape: [2], scalars: [.infinity, -.infinity])]
+        let got = try model.run(feeds), expected = try g.interpret(outputs: outputs, feeds: feeds)
+        for (name, _) in outputs where name != "exp" && name != "log" && name != "tanh" {
+            #expect(got[name]!.rawBytes == expected[name]!.rawBytes, "\(name): \(got[name]!) vs \(expected[name]!)")
+        }
+        for name in ["exp", "log", "tanh"] { #expect(relativeError(got[name]!, expected[name]!) <= 1e-12, "\(name): \(got[name]!) vs \(expected[name]!)") }
+        #expect(try got["exp"]!.values(as: Double.self)[0] > 1e43, "f64 exp keeps its range")
+        #expect(try got["f32"]!.values(as: Float.self)[0] == Float(4_611_686_293_305_294_849 as Int64), "one rounding")
+    }
+
     @Test("NaN and infinities cast as ONNX's Cast: NaN to 0, saturated at the type's range, non-zero true")
     func castSpecialValues() throws {
         for to in DType.allCases {
