@@ -137,7 +137,7 @@ extension OpHandlers {
         var x = try c.required(0)
         let original = c.shape(x)
         let spatial = original.count - 2
-        guard (1...2).contains(spatial) else { throw c.unsupported("only 1-D and 2-D pooling are supported (input rank \(original.count))") }
+        guard (1...3).contains(spatial) else { throw c.unsupported("only 1-D, 2-D and 3-D pooling are supported (input rank \(original.count))") }
         guard var kernel = c.node.ints("kernel_shape"), kernel.count == spatial else { throw c.fail("needs a kernel_shape of \(spatial) sizes") }
         if c.node.output.count > 1, !c.node.output[1].isEmpty { throw c.unsupported("the Indices output is not supported") }
         var dilations = c.node.ints("dilations") ?? Array(repeating: 1, count: spatial)
@@ -146,25 +146,56 @@ extension OpHandlers {
         guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial else {
             throw c.fail("has strides, dilations or pads of the wrong length")
         }
+        var extra = Array(repeating: 0, count: spatial)
+        if c.node.int("ceil_mode", 0) != 0 {
+            // Ceil mode adds windows at the end; padding them reproduces it, except that a window
+            // starting wholly in the end padding is dropped (as ONNX Runtime and PyTorch do).
+            for i in 0..<spatial {
+                let size = original[2 + i]
+                let span = size + pads[i] + pads[i + spatial] - ((kernel[i] - 1) * dilations[i] + 1)
+                var out = (span + strides[i] - 1) / strides[i] + 1
+                if (out - 1) * strides[i] >= size + pads[i] { out -= 1 }
+                extra[i] = max(0, (out - 1) * strides[i] - span)
+            }
+        }
+        var include = c.node.int("count_include_pad", 0) != 0
+        if kind == .average && include && extra.contains(where: { $0 > 0 }) {
+            // The divisor counts the real pads but not the cells ceil mode adds: the real pads
+            // become zeros of the input, and only the added cells stay padding, not counted.
+            x = try c.apply(.pad(pads: [0, 0] + pads.prefix(spatial) + [0, 0] + pads.suffix(spatial), value: 0), [x], name: "padded")
+            (pads, include) = (Array(repeating: 0, count: spatial) + extra, false)
+        } else {
+            for i in 0..<spatial { pads[i + spatial] += extra[i] }
+        }
+        if spatial == 3 {
+            return try pool3d(kind, x, kernel: kernel, strides: strides, pads: pads, dilations: dilations, countIncludePad: include, c)
+        }
         if spatial == 1 {
             x = try addHeight(x, c)
             (kernel, strides, dilations, pads) = ([1] + kernel, [1] + strides, [1] + dilations, heightPads(pads))
         }
-        let shape = c.shape(x)
-        if c.node.int("ceil_mode", 0) != 0 {
-            // Ceil mode adds windows at the end; padding them reproduces it, except that a window
-            // starting wholly in the end padding is dropped (as ONNX Runtime and PyTorch do).
-            for i in 0..<2 {
-                let span = shape[2 + i] + pads[i] + pads[i + 2] - ((kernel[i] - 1) * dilations[i] + 1)
-                var out = (span + strides[i] - 1) / strides[i] + 1
-                if (out - 1) * strides[i] >= shape[2 + i] + pads[i] { out -= 1 }
-                pads[i + 2] += max(0, (out - 1) * strides[i] - span)
-            }
-        }
-        let include = c.node.int("count_include_pad", 0) != 0
         let attributes = Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include, dilations: dilations)
         let y = try c.apply(.pool2d(attributes), [x], name: spatial == 1 ? "2d" : nil)
         return spatial == 1 ? try removeHeight(y, c) : y
+    }
+
+    /// 3-D pooling as two 2-D ones: over height and width, each depth slice ([N, C*D, H, W]);
+    /// then over depth, each (channel, row and column of the result) ([N, C, D, H'*W'], a
+    /// kd x 1 window). Exact for max; for average too, since a window's count of cells (padded
+    /// ones counted or not) is the product of its counts along depth and across the slice.
+    static func pool3d(_ kind: PoolKind, _ x: ImportedValue, kernel: [Int], strides: [Int], pads: [Int], dilations: [Int], countIncludePad: Bool,
+                       _ c: ImportContext) throws -> ImportedValue {
+        let s = c.shape(x)
+        let (n, channels, depth, height, width) = (s[0], s[1], s[2], s[3], s[4])
+        let slices = try reshape(x, to: [n, channels * depth, height, width], c)
+        let across = Pool2DAttributes(kind: kind, kernel: [kernel[1], kernel[2]], strides: [strides[1], strides[2]],
+                                      pads: [pads[1], pads[2], pads[4], pads[5]], countIncludePad: countIncludePad, dilations: [dilations[1], dilations[2]])
+        let pooled = try c.apply(.pool2d(across), [slices], name: "height_width")
+        let (rows, columns) = (c.shape(pooled)[2], c.shape(pooled)[3])
+        let alongDepth = Pool2DAttributes(kind: kind, kernel: [kernel[0], 1], strides: [strides[0], 1], pads: [pads[0], 0, pads[3], 0],
+                                          countIncludePad: countIncludePad, dilations: [dilations[0], 1])
+        let y = try c.apply(.pool2d(alongDepth), [try reshape(pooled, to: [n, channels, depth, rows * columns], c)], name: "depth")
+        return try reshape(y, to: [n, channels, c.shape(y)[2], rows, columns], c)
     }
 
     /// Gemm: Y = alpha * A' B' + beta * C, with A' and B' optionally transposed. A bias that is
