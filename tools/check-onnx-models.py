@@ -30,6 +30,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 from zoo import models, relative, safe  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+from peer_round import feeds as seeded_feeds, ort_dtype  # noqa: E402  (the inputs compare.py checks and times on)
 TOLERANCE = 1e-4
 PASSES_TOLERANCE = 1e-5
 ARENA_OVER_BOUND = 1.1
@@ -37,15 +39,9 @@ ARENA_OVER_BOUND = 1.1
 
 def check(name, path, lathe, workdir):
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feeds, args = {}, []
+    # Floats uniform in [0, 1); token ids and masks 0 or 1, valid for any vocabulary.
+    feeds, args = seeded_feeds([(i.name, i.shape, ort_dtype(i.type)) for i in session.get_inputs()]), []
     for i, inp in enumerate(session.get_inputs()):
-        shape = [d if isinstance(d, int) else 1 for d in inp.shape]
-        # Floats uniform in [0, 1); token ids and masks 0 or 1, valid for any vocabulary.
-        if inp.type in ("tensor(int64)", "tensor(int32)"):
-            feeds[inp.name] = rng.integers(0, 2, size=shape).astype(np.int64 if inp.type == "tensor(int64)" else np.int32)
-        else:
-            feeds[inp.name] = rng.uniform(0, 1, size=shape).astype(np.float32)
         file = os.path.join(workdir, f"{name}_in{i}.npy")
         np.save(file, feeds[inp.name])
         args += ["--input", f"{inp.name}={file}"]

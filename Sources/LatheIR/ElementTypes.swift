@@ -105,32 +105,11 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
         }
     }
 
-    /// Appends `value` converted to this type as ONNX's Cast converts: floats rounded to
-    /// nearest-even (float16, bfloat16), integers truncated toward zero and saturated at the
-    /// type's range (NaN to 0), bool true for any non-zero value.
+    /// Appends `value` converted to this type as ONNX's Cast converts (`converting`, the one
+    /// conversion rule: floats rounded to nearest-even, integers truncated toward zero and
+    /// saturated at the type's range, NaN to 0, bool true for any non-zero value).
     func append(_ value: Double, to bytes: inout [UInt8]) {
-        func put<T>(_ v: T) { withUnsafeBytes(of: v) { bytes.append(contentsOf: $0) } }
-        func integer<T: FixedWidthInteger>(_: T.Type) -> T {
-            guard !value.isNaN else { return 0 }
-            if value <= Double(T.min) { return T.min }
-            if value >= Double(T.max) { return T.max }
-            return T(value.rounded(.towardZero))
-        }
-        switch self {
-        case .float32: put(Float(value))
-        case .float64: put(value)
-        case .float16: put(Float16(value).bitPattern)
-        case .bfloat16: put(Float(value).bfloat16Bits)
-        case .int8: put(integer(Int8.self))
-        case .uint8: put(integer(UInt8.self))
-        case .int16: put(integer(Int16.self))
-        case .uint16: put(integer(UInt16.self))
-        case .int32: put(integer(Int32.self))
-        case .uint32: put(integer(UInt32.self))
-        case .int64: put(integer(Int64.self))
-        case .uint64: put(integer(UInt64.self))
-        case .bool: bytes.append(value != 0 ? 1 : 0)
-        }
+        append(converting(.float(value)), to: &bytes)
     }
 }
 

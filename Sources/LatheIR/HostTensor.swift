@@ -97,13 +97,16 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The tensor in element type `dtype`, converted as ONNX's Cast converts (DType.append).
+    /// The tensor in element type `dtype`, converted as ONNX's Cast converts (DType.converting,
+    /// as the cast op does).
     public func converted(to dtype: DType) throws -> HostTensor {
         if dtype == self.dtype { return self }
         if self.dtype == .float32 { return try HostTensor(shape: shape, dtype: dtype, bytes: Self.encode(floats, as: dtype)) }
         var out: [UInt8] = []
         out.reserveCapacity(count * dtype.byteSize)
-        bytes.withUnsafeBytes { raw in for i in 0..<count { dtype.append(self.dtype.value(in: raw, at: i), to: &out) } }
+        // Element by element through `converting`, as the cast op converts (an int64 past 2^53
+        // stays exact, and a narrower integer type wraps).
+        bytes.withUnsafeBytes { raw in for i in 0..<count { dtype.append(dtype.converting(self.dtype.scalar(in: raw, at: i)), to: &out) } }
         return try HostTensor(shape: shape, dtype: dtype, bytes: out)
     }
 

@@ -21,6 +21,13 @@ extension Interpreter {
     /// indices (the DSL's) truncated, wrapped and clamped (gatherIndex).
     static func checkedIndices(_ indices: HostTensor, size: Int, node: Node) throws -> [Int] {
         guard indices.dtype.isInteger else { return indices.scalars.map { gatherIndex($0, size: size) } }
+        return try checkedIndices(indices, sizes: [size], node: node)
+    }
+
+    /// Integer indices read as tuples of `sizes.count` components, component j a position on an
+    /// axis of `sizes[j]`: wrapped when negative and checked in order, tuple by tuple, as the
+    /// compiled kernels check them (Gather.swift's ifIndicesInRange).
+    static func checkedIndices(_ indices: HostTensor, sizes: [Int], node: Node) throws -> [Int] {
         let bytes = indices.rawBytes
         return try (0..<indices.count).map { i in
             let raw: Int64
@@ -29,6 +36,7 @@ extension Interpreter {
             case let .unsigned(v): raw = Int64(clamping: v)
             default: raw = 0
             }
+            let size = sizes[i % sizes.count]
             guard raw >= -Int64(size), raw < Int64(size) else {
                 throw LatheError.indexOutOfRange(node: node.name, op: node.op.name, index: raw, bound: size, location: node.location)
             }
@@ -73,21 +81,11 @@ extension Interpreter {
         let tuples = indices.count / max(depth, 1)
         let perBatch = tuples / max(dataShape.prefix(b).reduce(1, *), 1)
         let batchStride = dataShape.dropFirst(b).reduce(1, *)
-        let values = indices.withUnsafeBytes { raw in (0..<indices.count).map { i -> Int64 in
-            if case let .signed(v) = indices.dtype.scalar(in: raw, at: i) { return v }
-            if case let .unsigned(v) = indices.dtype.scalar(in: raw, at: i) { return Int64(clamping: v) }
-            return 0
-        } }
+        let positions = try checkedIndices(indices, sizes: Array(dataShape[b..<(b + depth)]), node: node)
         var sources: [Int] = []
         for t in 0..<tuples {
             var base = (t / max(perBatch, 1)) * batchStride
-            for j in 0..<depth {
-                let size = dataShape[b + j], raw = values[t * depth + j]
-                guard raw >= -Int64(size), raw < Int64(size) else {
-                    throw LatheError.indexOutOfRange(node: node.name, op: node.op.name, index: raw, bound: size, location: node.location)
-                }
-                base += Int(raw < 0 ? raw + Int64(size) : raw) * strides[b + j]
-            }
+            for j in 0..<depth { base += positions[t * depth + j] * strides[b + j] }
             sources += (0..<slice).map { base + $0 }
         }
         return (sources, slice)

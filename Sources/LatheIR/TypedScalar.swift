@@ -49,11 +49,15 @@ extension DType {
     public func append(_ scalar: Scalar, to bytes: inout [UInt8]) {
         func put<T>(_ v: T) { withUnsafeBytes(of: v) { bytes.append(contentsOf: $0) } }
         switch (self, scalar) {
-        case let (.int64, .signed(v)): put(v)
-        case let (.uint64, .unsigned(v)): put(v)
-        case let (_, .signed(v)) where isInteger: put(v) ; bytes.removeLast(8 - byteSize)
-        case let (_, .unsigned(v)) where isInteger: put(v) ; bytes.removeLast(8 - byteSize)
-        default: append(scalar.double, to: &bytes)
+        // Integers: the low bytes of the 64-bit value (little-endian).
+        case let (_, .signed(v)) where isInteger: put(v); bytes.removeLast(8 - byteSize)
+        case let (_, .unsigned(v)) where isInteger: put(v); bytes.removeLast(8 - byteSize)
+        case (.bool, _): bytes.append(scalar.double != 0 ? 1 : 0)
+        case (.float64, _): put(scalar.double)
+        // A float32, float16 or bfloat16 value is exact in float32.
+        case (.float16, _): put(Float16(Float(scalar.double)).bitPattern)
+        case (.bfloat16, _): put(Float(scalar.double).bfloat16Bits)
+        default: put(Float(scalar.double))
         }
     }
 

@@ -56,12 +56,6 @@ struct ConstantTensor {
     }
 }
 
-/// ONNX's TensorProto.DataType values that Lathe reads.
-enum ONNXDataType: Int32 {
-    case float = 1, uint8 = 2, int8 = 3, uint16 = 4, int16 = 5, int32 = 6, int64 = 7, string = 8, bool = 9
-    case float16 = 10, double = 11, uint32 = 12, uint64 = 13, bfloat16 = 16
-}
-
 extension ConstantTensor {
     /// Decodes a TensorProto: raw little-endian bytes or the typed repeated fields.
     init(_ proto: Onnx_TensorProto, name: String) throws {
@@ -72,7 +66,9 @@ extension ConstantTensor {
         if proto.dataLocation == .external {
             throw LatheError.malformedModel("tensor '\(name)' keeps its data in an external file, which Lathe does not read yet")
         }
-        guard let type = ONNXDataType(rawValue: proto.dataType) else {
+        // ONNX's codes are DType's (DType.onnxCode); 8 is STRING.
+        if proto.dataType == 8 { throw LatheError.malformedModel("tensor '\(name)' holds strings, which Lathe does not compute on") }
+        guard let type = DType(onnxCode: Int(proto.dataType)) else {
             throw LatheError.malformedModel("tensor '\(name)' has data type \(proto.dataType), which Lathe does not read")
         }
         let raw = proto.rawData
@@ -91,9 +87,9 @@ extension ConstantTensor {
         let hasRaw = !raw.isEmpty || count == 0
         func typed<T: TensorElement>(_ values: [T]) throws -> ConstantTensor { ConstantTensor(try HostTensor(shape: shape, values: values)) }
         switch type {
-        case .float:
+        case .float32:
             self = try typed(hasRaw ? try fromRaw(Float.self) : try checked(proto.floatData))
-        case .double:
+        case .float64:
             self = try typed(hasRaw ? try fromRaw(Double.self) : try checked(proto.doubleData))
         case .float16:
             let bits: [UInt16] = hasRaw ? try fromRaw(UInt16.self) : try checked(proto.int32Data).map { UInt16(truncatingIfNeeded: $0) }
@@ -119,8 +115,6 @@ extension ConstantTensor {
             self = try typed(hasRaw ? try fromRaw(UInt32.self) : try checked(proto.uint64Data).map { UInt32(truncatingIfNeeded: $0) })
         case .uint64:
             self = try typed(hasRaw ? try fromRaw(UInt64.self) : try checked(proto.uint64Data))
-        case .string:
-            throw LatheError.malformedModel("tensor '\(name)' holds strings, which Lathe does not compute on")
         }
     }
 }

@@ -147,6 +147,16 @@ struct CastTests {
         #expect(try halves.values(as: Float16.self) == [1, .infinity])   // halfway to even; past the largest half
     }
 
+    /// A host tensor converts as the cast op does (one rule, DType.converting): a narrower
+    /// integer wraps, an int64 past 2^53 rounds once to f32.
+    @Test func hostConversionIsTheCastOps() throws {
+        let ids = try HostTensor(shape: [3], values: [300, -129, 4_611_686_293_305_294_849] as [Int64])
+        for to in [DType.int8, .uint8, .float32, .bfloat16, .float16, .int32] {
+            #expect(try ids.converted(to: to) == cast(ids, to: to), "i64 to \(to.rawValue)")
+        }
+        #expect(try ids.converted(to: .int8).values(as: Int8.self) == [44, 127, 1])
+    }
+
     /// Token ids cast to f32 feed the float ops; a float-only op given the ids uncast is an
     /// element type error.
     @Test func idsCastToFloatFeedFloatOps() throws {
