@@ -33,6 +33,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("yield-us"), help: "Microseconds a waiting thread then yields before it blocks.")
     var yieldMicroseconds: Double = WaitPolicy().yieldMicroseconds
 
+    @Option(name: .customLong("alone-us"), help: "Microseconds runs keep to their calling thread after the workers missed two jobs in a row (0: never).")
+    var aloneMicroseconds: Double = WaitPolicy().aloneMicroseconds
+
     struct KernelTime: Codable {
         let name: String
         let ops: String
@@ -59,7 +62,8 @@ struct Bench: ParsableCommand {
         guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup at least 0") }
         let (graph, outputs) = try options.build()
         let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(threads: threads, cache: !noCache,
-                                                                                          waiting: WaitPolicy(spinMicroseconds: spinMicroseconds, yieldMicroseconds: yieldMicroseconds)))
+                                                                                          waiting: WaitPolicy(spinMicroseconds: spinMicroseconds, yieldMicroseconds: yieldMicroseconds,
+                                                                                                              aloneMicroseconds: aloneMicroseconds)))
         let feeds = randomFeeds(model, seed: options.seed)
         // Buffers of each tensor's bytes, whatever its element type (token ids, masks).
         let outputBuffers = model.outputNames.map { UnsafeMutableRawBufferPointer.allocate(byteCount: model.outputType($0)!.byteCount, alignment: 64) }

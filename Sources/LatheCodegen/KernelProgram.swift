@@ -73,6 +73,12 @@ public struct Kernel: Sendable {
     public var location = SourceLocation.unknown
     /// How the kernel computes its node: algorithm, weight layout, split, scratch (KernelPlan).
     public let plan: KernelPlan
+    /// The plan of the same kernel on one thread, for a split kernel whose split costs work of
+    /// its own (chunks of a GEMM's rows or columns each pack the other operand again): what a
+    /// run calls when the pool's workers have been busy elsewhere, so that a run left alone
+    /// goes at one thread's speed, not at the split's run one share after another. Same weight
+    /// layout and result placement; the kernel's scratch is sized for both.
+    public internal(set) var alonePlan: KernelPlan? = nil
     /// How the work is divided among threads, and how many threads run it (the plan's).
     public var split: ThreadSplit { plan.split }
     public var threads: Int { plan.threads }
@@ -80,6 +86,15 @@ public struct Kernel: Sendable {
     public var weightLayout: WeightLayout { plan.weightLayout }
     /// Its threads claim units from a counter at the start of its scratch (the plan's).
     public var claimsUnits: Bool { plan.claimsUnits }
+
+    /// The kernel as its alone plan computes it (for the emitter), if it has one.
+    var alone: Kernel? {
+        guard let alonePlan else { return nil }
+        var kernel = Kernel(name: name + "_alone", work: work, node: node, operands: operands, result: result, scratch: scratch,
+                            inPlaceOperand: inPlaceOperand, plan: alonePlan)
+        (kernel.nodeName, kernel.location) = (nodeName, location)
+        return kernel
+    }
 
     /// A reshape written in place moves no data: it has no code.
     public var isNoOp: Bool {

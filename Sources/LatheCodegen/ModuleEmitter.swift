@@ -18,8 +18,10 @@ struct KernelSignature: Hashable {
     let split: ThreadSplit
     let threads: Int
     let weightLayout: WeightLayout
+    let hasAlonePlan: Bool
 
     init(_ kernel: Kernel) {
+        hasAlonePlan = kernel.alonePlan != nil
         weightLayout = kernel.weightLayout
         inPlaceOperand = kernel.inPlaceOperand
         split = kernel.split
@@ -40,9 +42,11 @@ struct KernelSignature: Hashable {
 /// which calls the kernels in order with their buffers' addresses (of any element type; the
 /// pointers are only addresses) and returns 0, or, when a kernel that checks its indices found
 /// one out of range, stops after it and returns its position plus one (Gather.swift). A kernel split among threads
-/// is handed to `parallel(run, task, args, threads)`, which runs `task(args, t)` for each share
-/// t in 0..<threads, on whichever thread of the run's pool claims it, and returns when all are
-/// done (LatheRuntime's ThreadPool); `task` unpacks the argument array and calls the kernel.
+/// is handed to `parallel(run, task, alone, args, threads)`, which runs `task(args, t)` for each
+/// share t in 0..<threads, on whichever thread of the run's pool claims it, and returns when all
+/// are done (LatheRuntime's ThreadPool); `task` unpacks the argument array and calls the kernel.
+/// `alone` (null when the kernel has no alone plan) is the same kernel planned for one thread,
+/// `alone(args, 0)`, which the pool runs instead while its workers are busy elsewhere.
 /// A kernel whose threads claim units has its counter zeroed first.
 /// When `ticks` is not null, the entry stores the cycle counter there before the first kernel
 /// and after each one (for `lathe bench --profile`).
@@ -63,9 +67,9 @@ public enum ModuleEmitter {
         // A kernel's code depends only on what it computes, on its shapes and on its thread split
         // (buffers arrive as pointers), so kernels with one signature share one function:
         // ResNet-50's repeated blocks compile once.
-        var bySignature: [KernelSignature: (kernel: LLVMValueRef, task: LLVMValueRef?)] = [:]
+        var bySignature: [KernelSignature: EmittedKernel] = [:]
         var instructions = [Int](repeating: 0, count: parts.count)
-        let functions = try program.kernels.map { kernel -> (kernel: LLVMValueRef, task: LLVMValueRef?)? in
+        let functions = try program.kernels.map { kernel -> EmittedKernel? in
             if kernel.isNoOp { return nil }
             let signature = KernelSignature(kernel)
             if let shared = bySignature[signature] { return shared }
@@ -73,8 +77,13 @@ public enum ModuleEmitter {
             let builder = builders[part]
             let function = try builder.emitKernel(kernel)
             let task = kernel.threads > 1 ? emitTask(calling: function, kernel: kernel, builder: builder, type: types[part].task) : nil
-            instructions[part] += instructionCount(function) + (task.map(instructionCount) ?? 0)
-            let inPartZero = part == 0 ? (function, task) : (declare(exporting: function, in: b), task.map { declare(exporting: $0, in: b) })
+            var alone: LLVMValueRef?
+            if let aloneKernel = kernel.alone {
+                alone = emitTask(calling: try builder.emitKernel(aloneKernel), kernel: aloneKernel, builder: builder, type: types[part].task)
+            }
+            instructions[part] += [function, task, alone].compactMap { $0 }.map(instructionCount).reduce(0, +)
+            func visible(_ f: LLVMValueRef) -> LLVMValueRef { part == 0 ? f : declare(exporting: f, in: b) }
+            let inPartZero = EmittedKernel(kernel: visible(function), task: task.map(visible), alone: alone.map(visible))
             bySignature[signature] = inPartZero
             return inPartZero
         }
@@ -126,8 +135,9 @@ public enum ModuleEmitter {
                         var indices: [LLVMValueRef?] = [b.int(k)]
                         LLVMBuildStore(b.builder, pointer, LLVMBuildInBoundsGEP2(b.builder, b.floatPointer, arguments, &indices, 1, ""))
                     }
-                    var callArguments: [LLVMValueRef?] = [run, task, arguments, b.int(kernel.threads)]
-                    LLVMBuildCall2(b.builder, parallelType, parallel, &callArguments, 4, "")
+                    let alone = function.alone ?? LLVMConstPointerNull(LLVMTypeOf(task))
+                    var callArguments: [LLVMValueRef?] = [run, task, alone, arguments, b.int(kernel.threads)]
+                    LLVMBuildCall2(b.builder, parallelType, parallel, &callArguments, 5, "")
                 } else {
                     b.call(function.kernel, pointers + [b.int(0)])
                 }
@@ -214,7 +224,15 @@ private struct EntryTypes {
         var taskParameters: [LLVMTypeRef?] = [pointerArray, b.i64]
         task = LLVMFunctionType(b.void, &taskParameters, 2, 0)!
         bytePointer = LLVMPointerType(LLVMInt8TypeInContext(b.context), 0)!
-        var parallelParameters: [LLVMTypeRef?] = [bytePointer, LLVMPointerType(task, 0), pointerArray, b.i64]
-        parallel = LLVMFunctionType(b.void, &parallelParameters, 4, 0)!
+        var parallelParameters: [LLVMTypeRef?] = [bytePointer, LLVMPointerType(task, 0), LLVMPointerType(task, 0), pointerArray, b.i64]
+        parallel = LLVMFunctionType(b.void, &parallelParameters, 5, 0)!
     }
+}
+
+/// A kernel's functions as part 0 sees them: the kernel, and for a split kernel its task and
+/// its alone plan's task.
+private struct EmittedKernel {
+    let kernel: LLVMValueRef
+    let task: LLVMValueRef?
+    let alone: LLVMValueRef?
 }

@@ -10,7 +10,7 @@ import LatheIR
 /// unreadable entry is a miss.
 enum ObjectCache {
     /// Bumped when the code generator changes what the same IR means.
-    static let formatVersion = 1
+    static let formatVersion = 2
 
     static func key(module: LLVMModuleRef, target: HostTarget) -> String {
         var hash = StableHash()

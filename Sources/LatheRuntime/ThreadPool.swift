@@ -26,6 +26,16 @@ import Synchronization
 /// still spinning when the next kernel is handed out (a few microseconds apart); the yield
 /// phase costs little there, since a yield with nothing else to run returns at once.
 ///
+/// Absent workers are noticed. A job whose every share its caller ran itself, though a worker
+/// was awake (spinning or yielding, not blocked), is a miss: that worker's core is held by
+/// another process or its time by other runs. After `WaitPolicy.missesBeforeAlone` misses in a
+/// row, runs keep to their calling thread for `aloneMicroseconds`: they hand out no jobs and
+/// wake no worker, and a kernel with an alone plan (the same kernel planned for one thread,
+/// for splits that cost work: Kernel.alonePlan) runs that instead of its shares one after
+/// another. Then the next job is handed out again. On a busy machine a run then goes at one
+/// thread's speed instead of at the split's serial speed with hand-offs on top; on an idle one
+/// an awake worker claims a share within nanoseconds, so jobs do not miss.
+///
 /// Several runs may be under way at once, from one model or many: each has its own slot, and a
 /// worker serves whichever slot has a share open. More runs than slots run their shares on the
 /// calling thread alone.
@@ -51,6 +61,10 @@ final class ThreadPool: @unchecked Sendable {
     /// The wait policy of the latest run to publish a job, which the workers follow.
     private let workerSpinNanoseconds = Atomic<Int>(WaitPolicy().spinNanoseconds)
     private let workerYieldNanoseconds = Atomic<Int>(WaitPolicy().yieldNanoseconds)
+    /// Jobs in a row that no worker took a share of while one was awake.
+    private let misses = Atomic<Int>(0)
+    /// Until this time (lathe_now_ns) runs keep to their calling threads.
+    private let aloneUntil = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let exited = DispatchGroup()
     /// Called by a worker each time it wakes, before it looks for a share (tests hold a worker
@@ -89,7 +103,7 @@ final class ThreadPool: @unchecked Sendable {
         if slot != nil {
             workerSpinNanoseconds.store(run.policy.spinNanoseconds, ordering: .relaxed)
             workerYieldNanoseconds.store(run.policy.yieldNanoseconds, ordering: .relaxed)
-            wakeWorkers(run.threads - 1)
+            if !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(run.threads - 1) }
         }
         run.slot = slot
         defer {
@@ -113,23 +127,45 @@ final class ThreadPool: @unchecked Sendable {
     }
 
     /// task(arguments, t) for t in 0..<count: share 0 on the caller at once, the others on
-    /// whichever thread claims them first; returns when all are done.
-    fileprivate func parallel(_ task: Task, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int,
+    /// whichever thread claims them first; returns when all are done. While workers are absent
+    /// (see the type's comment), or with no worker to hand shares to, the caller runs
+    /// `alone(arguments, 0)` if there is one, else every share itself.
+    fileprivate func parallel(_ task: Task, alone: Task?, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int,
                               slot: JobSlot?, policy: WaitPolicy) {
-        guard let slot, count > 1, count <= JobSlot.maximumShares else {
-            for t in 0..<max(count, 1) { task(arguments, Int64(t)) }
+        guard let slot, count > 1, count <= JobSlot.maximumShares, !keepsAlone(now: Int(lathe_now_ns())) else {
+            if let alone {
+                alone(arguments, 0)
+            } else {
+                for t in 0..<max(count, 1) { task(arguments, Int64(t)) }
+            }
             return
         }
+        // A worker blocked on the futex takes some microseconds to wake: a job it misses then
+        // says nothing of its core.
+        let workerAwake = sleepers.load(ordering: .relaxed) < workerCount
         slot.publish(task, arguments, count: count)
         openJobs.bitwiseOr(slot.bit, ordering: .sequentiallyConsistent)
         wakeWorkers(count - 1)
         task(arguments, 0)
         slot.finished.add(1)
-        while let t = slot.claim() { slot.run(t) }
+        var ranHere = 1
+        while let t = slot.claim() {
+            slot.run(t)
+            ranHere += 1
+        }
         // Every share is claimed: no worker need look at this slot again.
         openJobs.bitwiseAnd(~slot.bit, ordering: .relaxed)
         slot.waitUntilFinished(count, policy: policy)
+        if ranHere < count {
+            misses.store(0, ordering: .relaxed)
+        } else if workerAwake, misses.add(1, ordering: .relaxed).newValue >= WaitPolicy.missesBeforeAlone, policy.aloneNanoseconds > 0 {
+            misses.store(0, ordering: .relaxed)
+            aloneUntil.store(Int(lathe_now_ns()) + policy.aloneNanoseconds, ordering: .relaxed)
+        }
     }
+
+    /// Whether runs keep to their calling threads now (workers were absent lately).
+    private func keepsAlone(now: Int) -> Bool { now < aloneUntil.load(ordering: .relaxed) }
 
     private func work() {
         defer { exited.leave() }
@@ -185,8 +221,8 @@ final class ParallelRun {
         self.policy = policy
     }
 
-    func parallel(_ task: ThreadPool.Task, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int) {
-        pool.parallel(task, arguments, count: count, slot: slot, policy: policy)
+    func parallel(_ task: ThreadPool.Task, alone: ThreadPool.Task?, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int) {
+        pool.parallel(task, alone: alone, arguments, count: count, slot: slot, policy: policy)
     }
 }
 
@@ -262,21 +298,29 @@ private final class JobSlot: @unchecked Sendable {
 /// How a thread of a run waits, for a share to run or for the other threads' shares: it spins
 /// for `spinMicroseconds` (answering within a few nanoseconds), then yields its core for up to
 /// `yieldMicroseconds` (answering within a scheduler turn, and letting other processes run),
-/// then blocks until woken (a futex wake, some tens of microseconds).
+/// then blocks until woken (a futex wake, some tens of microseconds). After two jobs in a row
+/// that no awake worker took a share of, runs keep to their calling threads for
+/// `aloneMicroseconds` (0: never), then hand jobs out again (ThreadPool).
 public struct WaitPolicy: Sendable, Hashable {
     public var spinMicroseconds: Double
     public var yieldMicroseconds: Double
+    public var aloneMicroseconds: Double
 
     /// Each is clamped to 0...1 s (NaN: 0).
-    public init(spinMicroseconds: Double = 50, yieldMicroseconds: Double = 100) {
+    public init(spinMicroseconds: Double = 50, yieldMicroseconds: Double = 100, aloneMicroseconds: Double = 1000) {
         self.spinMicroseconds = Self.clamped(spinMicroseconds)
         self.yieldMicroseconds = Self.clamped(yieldMicroseconds)
+        self.aloneMicroseconds = Self.clamped(aloneMicroseconds)
     }
+
+    /// Missed jobs in a row after which runs keep to their calling threads.
+    static let missesBeforeAlone = 2
 
     private static func clamped(_ microseconds: Double) -> Double { microseconds.isNaN ? 0 : min(max(microseconds, 0), 1_000_000) }
 
     var spinNanoseconds: Int { Int(Self.clamped(spinMicroseconds) * 1000) }
     var yieldNanoseconds: Int { Int(Self.clamped(yieldMicroseconds) * 1000) }
+    var aloneNanoseconds: Int { Int(Self.clamped(aloneMicroseconds) * 1000) }
 
     /// Spins, then yields, until `done()` (true) or both budgets have passed (false).
     static func wait(spinNanoseconds: Int, yieldNanoseconds: Int, until done: () -> Bool) -> Bool {
@@ -326,8 +370,8 @@ final class FutexWord: @unchecked Sendable {
 }
 
 /// The C function the compiled entry calls to run a split kernel: `run` is the ParallelRun.
-let parallelCallback: @convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void = {
-    run, task, arguments, count in
+let parallelCallback: @convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, ThreadPool.Task?, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void = {
+    run, task, alone, arguments, count in
     guard let run, let task else { return }
-    Unmanaged<ParallelRun>.fromOpaque(run).takeUnretainedValue().parallel(task, arguments, count: Int(count))
+    Unmanaged<ParallelRun>.fromOpaque(run).takeUnretainedValue().parallel(task, alone: alone, arguments, count: Int(count))
 }

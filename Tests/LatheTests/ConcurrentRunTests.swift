@@ -112,6 +112,20 @@ struct ConcurrentRunTests {
         }
     }
 
+    /// A model compiled for 2 threads whose kernels split by rows or columns has each of them
+    /// also planned for one thread (Kernel.alonePlan); with no worker to hand shares to, a run
+    /// calls those, and gets bit for bit what the model compiled for one thread gives.
+    @Test(arguments: [("mnist-cnn", 1), ("dcgan-discriminator", 1), ("mnist-mlp", 4)])
+    func aloneKernelsMatchOneThread(name: String, batch: Int) throws {
+        let noWorkers = ThreadPool(workers: 0)
+        let (model, feeds) = try Self.model(name, batch: batch, threads: 2, pool: noWorkers)
+        let (reference, _) = try Self.model(name, batch: batch, threads: 1)
+        let alone = model.program.kernels.filter { $0.alonePlan != nil }
+        try #require(!alone.isEmpty, "\(name) at batch \(batch) has no kernel split by rows or columns")
+        #expect(alone.allSatisfy { $0.alonePlan?.threads == 1 && $0.threads == 2 })
+        #expect(bitIdentical(try model.run(feeds), try reference.run(feeds)))
+    }
+
     /// A worker that sleeps half a second each time it wakes, before it claims a share, holds no
     /// run up: the caller claims and runs the shares the worker never took, so a run takes about
     /// its work (a few milliseconds), not the sleep. (With shares handed out by thread index,
@@ -174,12 +188,45 @@ struct ThreadPoolSharesTests {
             pool.during(run) {
                 for job in 0..<200 {
                     counts.update(repeating: Float(job), count: shares)
-                    run.parallel(Self.countShare, arguments, count: shares)
+                    run.parallel(Self.countShare, alone: nil, arguments, count: shares)
                     for t in 0..<shares where counts[t] != Float(job + 1) { wrong.add() }
                 }
             }
         }
         #expect(wrong.count == 0)
+    }
+
+    /// alone(args, 0): args[0][last] += 1, the shares' counts untouched.
+    static let countAlone: ThreadPool.Task = { arguments, _ in
+        arguments![0]![2] += 1
+    }
+
+    /// A worker that is awake (not blocked) but never claims a share in time, as one whose core
+    /// another process holds: after two jobs its caller ran all of, the run keeps to its thread,
+    /// calling the alone task instead of handing out shares, until `aloneMicroseconds` have
+    /// passed; then it hands the next job out again. With `aloneMicroseconds` 0 it never does.
+    @Test(arguments: [0.0, 30_000.0])
+    func absentWorkerLeavesRunsAlone(aloneMicroseconds: Double) {
+        let pool = ThreadPool(workers: 1, beforeClaiming: { Thread.sleep(forTimeInterval: 0.2) })
+        defer { pool.stop() }
+        let counts = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+        let arguments = UnsafeMutablePointer<UnsafeMutablePointer<Float>?>.allocate(capacity: 1)
+        defer { counts.deallocate(); arguments.deallocate() }
+        arguments[0] = counts
+        counts.update(repeating: 0, count: 3)
+        let run = ParallelRun(pool: pool, threads: 2, policy: WaitPolicy(spinMicroseconds: 1, yieldMicroseconds: 1, aloneMicroseconds: aloneMicroseconds))
+        pool.during(run) {
+            for _ in 0..<10 { run.parallel(Self.countShare, alone: Self.countAlone, arguments, count: 2) }
+        }
+        if aloneMicroseconds == 0 {
+            #expect(counts[0] == 10 && counts[1] == 10 && counts[2] == 0, "\(counts[0]) \(counts[1]) \(counts[2])")
+            return
+        }
+        // Two missed jobs, then eight alone.
+        #expect(counts[0] == 2 && counts[1] == 2 && counts[2] == 8, "\(counts[0]) \(counts[1]) \(counts[2])")
+        Thread.sleep(forTimeInterval: aloneMicroseconds * 2e-6)
+        pool.during(run) { run.parallel(Self.countShare, alone: Self.countAlone, arguments, count: 2) }
+        #expect(counts[0] == 3 && counts[1] == 3 && counts[2] == 8, "the job after the alone time was not handed out")
     }
 
     /// A wait policy from user input cannot trap when turned into nanoseconds.
@@ -188,5 +235,6 @@ struct ThreadPoolSharesTests {
         #expect(odd.spinNanoseconds == 0)
         #expect(odd.yieldNanoseconds == 1_000_000_000)
         #expect(WaitPolicy(spinMicroseconds: -5).spinNanoseconds == 0)
+        #expect(WaitPolicy(aloneMicroseconds: .infinity).aloneNanoseconds == 1_000_000_000)
     }
 }

@@ -46,6 +46,23 @@ struct KernelPlanGoldenTests {
         """)
     }
 
+    /// The same CNN at batch 1: its Winograd convolution (one strip of tiles) is split by output
+    /// channels and its first dense by columns of unpacked weights, chunks that each pack the
+    /// other operand again, so both are also planned for one thread ("or 1 thread alone"), with
+    /// their scratch sized for either plan.
+    @Test func mnistCNNBatch1() throws {
+        let (graph, outputs) = try Examples.mnistCNN.graph(batch: 1, seed: 0)
+        Self.expectLines(try Self.planText(graph, outputs.map { ($0.name, $0.value.id) }), """
+        k0_conv2d_epilogue_max_pool2d  conv2d+relu+max_pool2d  an image at a time: direct 3x3, 1->32 channels, 6x2 register block, padded planes; then max_pool2d kernel=[2,2], strides=[2,2], pads=[0,0,0,0]  f32[1, 1, 28, 28], f32[32, 1, 3, 3], f32[32] -> f32[1, 32, 13, 13]  1 thread  scratch 89856 B at arena+0  in input[0], weights+0, weights+1152 out arena+694016
+        k1_conv2d_epilogue             conv2d+relu  winograd F(2x2,3x3) 32->64 channels, 6x6 tiles an image, 1 unit of 6 tile rows  f32[1, 32, 13, 13], f32[64, 32, 3, 3], f32[64] -> f32[1, 64, 11, 11]  weights winograd F(2x2,3x3) in panels of 6 rows  2 threads: rows 64 in chunks of 36, or 1 thread alone  scratch 663040 B at arena+0  in arena+694016, weights+1536, weights+1280 out arena+663040
+        k2_max_pool2d                  max_pool2d  loops  f32[1, 64, 11, 11] -> f32[1, 64, 5, 5]  1 thread  in arena+663040 out arena+0
+        k3_flatten                     flatten  no code (in place)  f32[1, 64, 5, 5] -> f32[1, 1600]  1 thread  in arena+0 out arena+0 (over operand 0)
+        k4_dense_epilogue              dense+relu  gemm M=1 N=128 K=1600  f32[1, 1600], f32[1600, 128], f32[128] -> f32[1, 128]  2 threads: columns 128 in chunks of 64, or 1 thread alone  scratch 64 B at arena+6912  in arena+0, weights+136704, weights+955904 out arena+6400
+        k5_dense                       dense  gemm M=1 N=10 K=128  f32[1, 128], f32[128, 10], f32[10] -> f32[1, 10]  1 thread  in arena+6400, weights+956416, weights+961536 out arena+0
+        k6_softmax                     softmax  loops  f32[1, 10] -> f32[1, 10]  1 thread  in arena+0 out output[0]
+        """)
+    }
+
     /// ResNet-50's first bottleneck block of stage 2 at batch 1: 1x1 reduce, 3x3, 1x1 expand,
     /// each with BatchNorm (folded), the residual Add and ReLU fused into the last.
     @Test func resnetBottleneck() throws {

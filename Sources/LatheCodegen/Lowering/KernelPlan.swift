@@ -68,6 +68,37 @@ public struct KernelPlan: Sendable {
         return rows.allSatisfy { GemmBlocking.writesResultOnce((m: $0, k: k)) }
     }
 
+    /// Whether running its shares one after another on one thread does markedly more work than
+    /// its plan on one thread: a matrix product's chunks of rows each pack all of B again (the
+    /// Keras CNN's 11 x 11 Winograd convolution split by output channels: 47 us its two shares
+    /// in a row, 38 us alone), its chunks of columns all of A unless A was packed at compile
+    /// time. What is done again is a share of the work that shrinks as the product grows: above
+    /// `aloneFlopsLimit` a second plan is not worth its compile time. A split into units does
+    /// each unit's work once, whoever claims it; loops split by rows do no work twice.
+    var splitCostsWork: Bool {
+        guard threads > 1, flops < Self.aloneFlopsLimit else { return false }
+        switch algorithm {
+        case .winograd, .unfoldedGemm, .pointwiseGemm, .gemm: break
+        default: return false
+        }
+        switch split {
+        case .rows: return true
+        case .columns: return !weightLayout.isPacked
+        case .single, .units: return false
+        }
+    }
+
+    /// Kernels of fewer FLOPs than this whose split costs work are also planned for one thread.
+    static let aloneFlopsLimit = 20_000_000
+
+    /// Whether this plan (on one thread) may run in place of `split`'s: the same weight layout,
+    /// a result it may write wherever `split`'s may (over a residual only if it too writes
+    /// each result once), and no index record (whose place in the scratch the entry reads).
+    func canStandIn(for split: KernelPlan) -> Bool {
+        threads == 1 && weightLayout == split.weightLayout && (writesResultOnce || !split.writesResultOnce)
+            && !checksIndices && !split.checksIndices
+    }
+
     /// The floats of the kernel's scratch: its counter, then each thread's part.
     public var scratchFloats: Int {
         let parts = scratchFloatsPerThread * threads

@@ -9,7 +9,8 @@ import LatheIR
 ///
 /// (one line in the output): its name, the model's ops it holds, its algorithm with the
 /// geometry the emitter reads, its operand and result types, the layout of its constant
-/// weights (when not plain), its split among threads, its scratch and where its result goes.
+/// weights (when not plain), its split among threads (", or 1 thread alone" when it also has a
+/// plan for one thread: Kernel.alonePlan), its scratch and where its result goes.
 /// The golden plan tests compare this text.
 extension KernelProgram {
     public var planText: String {
@@ -24,7 +25,7 @@ extension Kernel {
         fields.append(isNoOp ? "no code (in place)" : plan.algorithm.detail())
         fields.append(operands.map(\.type.description).joined(separator: ", ") + " -> " + result.type.description)
         if plan.weightLayout.isPacked { fields.append("weights " + plan.weightLayout.detail) }
-        fields.append(threads > 1 ? "\(threads) threads: \(split)" : "1 thread")
+        fields.append(threads > 1 ? "\(threads) threads: \(split)" + (alonePlan != nil ? ", or 1 thread alone" : "") : "1 thread")
         if let scratch { fields.append("scratch \(scratch.type.count * 4) B at \(scratch.location)") }
         fields.append("in " + operands.map(\.location.description).joined(separator: ", ") + " out \(result.location)"
                       + (inPlaceOperand.map { " (over operand \($0))" } ?? ""))

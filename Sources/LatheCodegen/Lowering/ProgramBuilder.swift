@@ -25,6 +25,8 @@ struct ProgramBuilder {
     let neededNodes: [Node]
 
     private(set) var plans: [ValueID: KernelPlan] = [:]
+    /// A split kernel's plan on one thread, where its split costs work (Kernel.alonePlan).
+    private var alonePlans: [ValueID: KernelPlan] = [:]
     private var location: [ValueID: BufferLocation] = [:]
     // placeWeights
     private var weightPlacements: [(slot: Int, offset: Int, layout: WeightLayout)] = []
@@ -66,8 +68,14 @@ struct ProgramBuilder {
             }
             var constantWeights = false
             if node.operands.count >= 2, case .constant = graph[node.operands[1]].op { constantWeights = true }
-            plans[node.id] = KernelPlan.make(node.op, operandTypes: node.operands.map { graph[$0].type }, resultType: node.type,
-                                             constantWeights: constantWeights, threads: threads, vectorWidth: vectorWidth, sourceOps: node.sourceOps)
+            let plan = KernelPlan.make(node.op, operandTypes: node.operands.map { graph[$0].type }, resultType: node.type,
+                                       constantWeights: constantWeights, threads: threads, vectorWidth: vectorWidth, sourceOps: node.sourceOps)
+            plans[node.id] = plan
+            if plan.splitCostsWork {
+                let alone = KernelPlan.make(node.op, operandTypes: node.operands.map { graph[$0].type }, resultType: node.type,
+                                            constantWeights: constantWeights, threads: 1, vectorWidth: vectorWidth, sourceOps: node.sourceOps)
+                if alone.canStandIn(for: plan) { alonePlans[node.id] = alone }
+            }
         }
     }
 
@@ -159,7 +167,7 @@ struct ProgramBuilder {
                     requests.append(BufferRequest(bytes: node.type.byteCount, firstUse: s, lastUse: life))
                 }
             }
-            let scratch = (plans[node.id]?.scratchFloats ?? 0) * 4
+            let scratch = max(plans[node.id]?.scratchFloats ?? 0, alonePlans[node.id]?.scratchFloats ?? 0) * 4
             if scratch > 0 {
                 scratchRequest[node.id] = requests.count
                 requests.append(BufferRequest(bytes: scratch, firstUse: s, lastUse: s))
@@ -213,6 +221,7 @@ struct ProgramBuilder {
                                 operands: operands, result: buffer(node.id), scratch: scratchLocation[node.id],
                                 inPlaceOperand: inPlace, plan: plans[node.id]!)
             (kernel.nodeName, kernel.location) = (node.name, node.location)
+            kernel.alonePlan = alonePlans[node.id]
             return kernel
         }
         for (c, copy) in copies.enumerated() {
