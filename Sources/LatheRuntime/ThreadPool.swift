@@ -29,12 +29,13 @@ import Synchronization
 /// Absent workers are noticed. A job whose every share its caller ran itself, though a worker
 /// was awake (spinning or yielding, not blocked), is a miss: that worker's core is held by
 /// another process or its time by other runs. After `WaitPolicy.missesBeforeAlone` misses in a
-/// row, runs keep to their calling thread for `aloneMicroseconds`: they hand out no jobs and
-/// wake no worker, and a kernel with an alone plan (the same kernel planned for one thread,
-/// for splits that cost work: Kernel.alonePlan) runs that instead of its shares one after
-/// another. Then the next job is handed out again. On a busy machine a run then goes at one
-/// thread's speed instead of at the split's serial speed with hand-offs on top; on an idle one
-/// an awake worker claims a share within nanoseconds, so jobs do not miss.
+/// row, for `aloneMicroseconds`, a kernel with an alone plan (the same kernel planned for one
+/// thread, for splits whose shares in a row cost more: Kernel.alonePlan) runs that on the
+/// caller instead of being handed out, and runs wake no worker when they start; a kernel split
+/// into units is still handed out, since a worker back on its core takes the units left. Then
+/// jobs are handed out again. On a busy machine a small model then goes at one thread's speed
+/// instead of at the split's serial speed with hand-offs on top; on an idle one an awake worker
+/// claims a share within nanoseconds, so jobs do not miss.
 ///
 /// Several runs may be under way at once, from one model or many: each has its own slot, and a
 /// worker serves whichever slot has a share open. More runs than slots run their shares on the
@@ -129,15 +130,18 @@ final class ThreadPool: @unchecked Sendable {
     /// task(arguments, t) for t in 0..<count: share 0 on the caller at once, the others on
     /// whichever thread claims them first; returns when all are done. While workers are absent
     /// (see the type's comment), or with no worker to hand shares to, the caller runs
-    /// `alone(arguments, 0)` if there is one, else every share itself.
+    /// `alone(arguments, 0)` instead if there is one.
     fileprivate func parallel(_ task: Task, alone: Task?, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int,
                               slot: JobSlot?, policy: WaitPolicy) {
-        guard let slot, count > 1, count <= JobSlot.maximumShares, !keepsAlone(now: Int(lathe_now_ns())) else {
-            if let alone {
-                alone(arguments, 0)
-            } else {
-                for t in 0..<max(count, 1) { task(arguments, Int64(t)) }
-            }
+        // A kernel whose shares cost more than its alone plan runs that while workers are
+        // absent; one split into units is handed out still, since a worker back on its core
+        // takes the units left (its shares in a row cost no more than running alone).
+        if let alone, slot == nil || keepsAlone(now: Int(lathe_now_ns())) {
+            alone(arguments, 0)
+            return
+        }
+        guard let slot, count > 1, count <= JobSlot.maximumShares else {
+            for t in 0..<max(count, 1) { task(arguments, Int64(t)) }
             return
         }
         // A worker blocked on the futex takes some microseconds to wake: a job it misses then
