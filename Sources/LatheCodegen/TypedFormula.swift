@@ -14,9 +14,9 @@ extension IRBuilder {
         switch expr {
         case let .arg(i): return arguments[i]
         case let .const(c): return constant(c, type, lanes: lanes)
-        case let .cast(to, a):
+        case let .cast(to, a, rule):
             let from = typeOf(a) ?? .float32
-            return convert(part(a, from), from: from, to: to)
+            return convert(part(a, from), from: from, to: to, rule: rule)
         case let .select(c, a, b):
             return select(part(c, .bool), part(a, type), part(b, type))
         case let .unary(fn, a):

@@ -9,13 +9,15 @@ import LatheIR
 /// bfloat16 result rounded to its type after each operation, so a fused chain gives what the
 /// unfused ops give), float64 in `double`, integers in iN of their width (signedness is in the
 /// operations), bool in i1. They are stored as themselves: half, i16 for bfloat16, i8 for bool.
+/// The narrow floats are computed in `float` and stored as their bit patterns in a byte, the
+/// narrow integers in a byte (NarrowTypeCode.swift).
 /// float64's erf is computed in float32; its other functions are the C library's, in double.
 extension IRBuilder {
     /// The LLVM type values of `dtype` are computed in, as a vector of `lanes` (scalar for 1).
     func computeType(_ dtype: DType, lanes: Int = 1) -> LLVMType {
         let scalar: LLVMType
         switch dtype {
-        case .float32, .float16, .bfloat16: scalar = f32
+        case .float32, .float16, .bfloat16, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1: scalar = f32
         case .float64: scalar = LLVMDoubleTypeInContext(context)
         case .bool: scalar = i1
         default: scalar = LLVMIntTypeInContext(context, UInt32(dtype.byteSize * 8))
@@ -29,7 +31,7 @@ extension IRBuilder {
         switch dtype {
         case .float16: scalar = LLVMHalfTypeInContext(context)
         case .bfloat16: scalar = LLVMInt16TypeInContext(context)
-        case .bool: scalar = LLVMInt8TypeInContext(context)
+        case .bool, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1: scalar = LLVMInt8TypeInContext(context)
         default: return computeType(dtype, lanes: lanes)
         }
         return lanes == 1 ? scalar : LLVMVectorType(scalar, UInt32(lanes))
@@ -71,6 +73,7 @@ extension IRBuilder {
             let wide = LLVMBuildZExt(builder, stored, integerType(32, lanes: lanes), "")!
             return LLVMBuildBitCast(builder, LLVMBuildShl(builder, wide, integer(16, bits: 32, like: wide), ""), computeType(.float32, lanes: lanes), "")
         case .bool: return LLVMBuildICmp(builder, LLVMIntNE, stored, LLVMConstNull(LLVMTypeOf(stored)), "")
+        case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1: return decodeNarrow(stored, dtype)
         default: return stored
         }
     }
@@ -90,12 +93,15 @@ extension IRBuilder {
             let upper = select(compare(LLVMRealUNO, value, value), quiet, LLVMBuildLShr(builder, rounded, integer(16, bits: 32, like: bits), "")!)
             return LLVMBuildTrunc(builder, upper, storageType(.bfloat16, lanes: lanes), "")
         case .bool: return LLVMBuildZExt(builder, value, storageType(.bool, lanes: lanes), "")
+        case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1: return encodeNarrow(value, dtype)
         default: return value
         }
     }
 
-    /// A float16 or bfloat16 value computed in float32, rounded to its type (still in float32).
-    func roundedToType(_ value: LLVMValue, _ dtype: DType) -> LLVMValue {
+    /// A float16, bfloat16 or narrow float value computed in float32, rounded to its type (still
+    /// in float32); a narrow float by `rule` (NarrowTypes.swift).
+    func roundedToType(_ value: LLVMValue, _ dtype: DType, rule: CastRule = .standard) -> LLVMValue {
+        if dtype.narrowFloat != nil || dtype == .float8e8m0 { return roundNarrow(value, dtype, rule: rule) }
         guard dtype == .float16 || dtype == .bfloat16 else { return value }
         return widen(narrow(value, dtype), dtype)
     }
@@ -132,9 +138,16 @@ extension IRBuilder {
     /// `value`, of `from`'s compute type, converted to `to` as ONNX's Cast converts (see
     /// DType.converting): floats rounded to nearest-even; floats to integers truncated and
     /// saturated, NaN to 0 (llvm.fptosi.sat); integers wrapped or extended by the source's
-    /// signedness; bool true for any non-zero value (NaN too).
-    func convert(_ value: LLVMValue, from: DType, to: DType) -> LLVMValue {
+    /// signedness; bool true for any non-zero value (NaN too). To a narrow type as
+    /// NarrowTypes.swift says: a float by `rule`, a narrow integer wrapped to its width (from a
+    /// float, truncated to 64 bits first, as the interpreter does).
+    func convert(_ value: LLVMValue, from: DType, to: DType, rule: CastRule = .standard) -> LLVMValue {
         guard from != to else { return value }
+        if to.isNarrowInteger && from.isFloatingPoint {
+            let wide = convert(value, from: from, to: .int64)
+            return wrapNarrow(LLVMBuildTrunc(builder, wide, computeType(to, lanes: lanes(of: value)), "")!, to)
+        }
+        if to.isNarrowInteger { return wrapNarrow(convert(value, from: from, to: to.isSigned ? .int8 : .uint8), to) }
         let lanes = lanes(of: value)
         let target = computeType(to, lanes: lanes)
         switch (from.isFloatingPoint, from == .bool, to.isFloatingPoint, to == .bool) {
@@ -143,19 +156,19 @@ extension IRBuilder {
             var v = value
             if from == .float64 && to != .float64 { v = LLVMBuildFPTrunc(builder, v, computeType(.float32, lanes: lanes), "") }
             if to == .float64 { v = LLVMBuildFPExt(builder, v, target, "") }
-            return roundedToType(v, to)
+            return roundedToType(v, to, rule: rule)
         case (true, _, _, true):
             return LLVMBuildFCmp(builder, LLVMRealUNE, value, LLVMConstNull(LLVMTypeOf(value)), "")
         case (true, _, _, _):
             let name = to.isSigned ? "llvm.fptosi.sat" : "llvm.fptoui.sat"
             return callIntrinsic(name, overloads: [target, LLVMTypeOf(value)], returning: target, [value])
         case (_, true, true, _):
-            return LLVMBuildUIToFP(builder, value, target, "")
+            return roundedToType(LLVMBuildUIToFP(builder, value, target, "")!, to, rule: rule)
         case (_, true, _, _):
             return LLVMBuildZExt(builder, value, target, "")
         case (_, _, true, _):
             let v = from.isSigned ? LLVMBuildSIToFP(builder, value, target, "")! : LLVMBuildUIToFP(builder, value, target, "")!
-            return roundedToType(v, to)
+            return roundedToType(v, to, rule: rule)
         case (_, _, _, true):
             return LLVMBuildICmp(builder, LLVMIntNE, value, LLVMConstNull(LLVMTypeOf(value)), "")
         default:

@@ -15,20 +15,35 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
     case int64 = "i64"
     case uint64 = "u64"
     case bool = "bool"
+    // The narrow types (NarrowTypes.swift): converted and moved only, a byte an element.
+    case float8e4m3fn = "f8e4m3fn"
+    case float8e4m3fnuz = "f8e4m3fnuz"
+    case float8e5m2 = "f8e5m2"
+    case float8e5m2fnuz = "f8e5m2fnuz"
+    case float8e8m0 = "f8e8m0"
+    case float4e2m1 = "f4e2m1"
+    case int4 = "i4"
+    case uint4 = "u4"
+    case int2 = "i2"
+    case uint2 = "u2"
 
-    /// Bytes an element: bool takes one, as in ONNX and NumPy.
+    /// Bytes an element: bool takes one, as in ONNX and NumPy, and so does each narrow type
+    /// (unpacked).
     public var byteSize: Int {
         switch self {
-        case .int8, .uint8, .bool: return 1
+        case .int8, .uint8, .bool, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1,
+             .int4, .uint4, .int2, .uint2: return 1
         case .float16, .bfloat16, .int16, .uint16: return 2
         case .float32, .int32, .uint32: return 4
         case .float64, .int64, .uint64: return 8
         }
     }
 
-    public var isFloatingPoint: Bool { [.float32, .float64, .float16, .bfloat16].contains(self) }
+    public var isFloatingPoint: Bool {
+        [.float32, .float64, .float16, .bfloat16, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1].contains(self)
+    }
     public var isInteger: Bool { !isFloatingPoint && self != .bool }
-    public var isSigned: Bool { isFloatingPoint || [.int8, .int16, .int32, .int64].contains(self) }
+    public var isSigned: Bool { isFloatingPoint || [.int8, .int16, .int32, .int64, .int4, .int2].contains(self) }
 
     /// ONNX's TensorProto.DataType code (1 FLOAT, 2 UINT8, ..., 16 BFLOAT16).
     public var onnxCode: Int {
@@ -46,17 +61,27 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
         case .uint32: return 12
         case .uint64: return 13
         case .bfloat16: return 16
+        case .float8e4m3fn: return 17
+        case .float8e4m3fnuz: return 18
+        case .float8e5m2: return 19
+        case .float8e5m2fnuz: return 20
+        case .uint4: return 21
+        case .int4: return 22
+        case .float4e2m1: return 23
+        case .float8e8m0: return 24
+        case .uint2: return 25
+        case .int2: return 26
         }
     }
 
-    /// The type of an ONNX TensorProto.DataType code; nil for strings, complex numbers and the
-    /// 8-bit and 4-bit floats.
+    /// The type of an ONNX TensorProto.DataType code; nil for strings and complex numbers.
     public init?(onnxCode: Int) {
         guard let type = DType.allCases.first(where: { $0.onnxCode == onnxCode }) else { return nil }
         self = type
     }
 
-    /// NumPy's type string, little-endian ("<f4", "|b1"); bfloat16 has none (NumPy lacks it).
+    /// NumPy's type string, little-endian ("<f4", "|b1"); bfloat16 and the narrow types have
+    /// none (NumPy lacks them).
     public var numpyDescr: String? {
         switch self {
         case .float32: return "<f4"
@@ -72,6 +97,7 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
         case .int64: return "<i8"
         case .uint64: return "<u8"
         case .bool: return "|b1"
+        default: return nil
         }
     }
 
@@ -102,6 +128,10 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
         case .int64: return Double(bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
         case .uint64: return Double(bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
         case .bool: return bytes[offset] != 0 ? 1 : 0
+        case .float8e8m0: return PowerOfTwoFormat.decode(bytes[offset])
+        case .int4, .int2: return Double(Int8(bitPattern: bytes[offset]))
+        case .uint4, .uint2: return Double(bytes[offset])
+        case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float4e2m1: return narrowFloat?.decode(bytes[offset]) ?? .nan
         }
     }
 

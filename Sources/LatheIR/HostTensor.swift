@@ -98,15 +98,15 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The tensor in element type `dtype`, converted as ONNX's Cast converts (DType.converting,
-    /// as the cast op does).
-    public func converted(to dtype: DType) throws -> HostTensor {
+    /// as the cast op does), by `rule` where ONNX leaves a choice (the narrow floats).
+    public func converted(to dtype: DType, rule: CastRule = .standard) throws -> HostTensor {
         if dtype == self.dtype { return self }
-        if self.dtype == .float32 { return try HostTensor(shape: shape, dtype: dtype, bytes: Self.encode(floats, as: dtype)) }
+        if self.dtype == .float32 && rule == .standard { return try HostTensor(shape: shape, dtype: dtype, bytes: Self.encode(floats, as: dtype)) }
         var out: [UInt8] = []
         out.reserveCapacity(count * dtype.byteSize)
         // Element by element through `converting`, as the cast op converts (an int64 past 2^53
         // stays exact, and a narrower integer type wraps).
-        bytes.withUnsafeBytes { raw in for i in 0..<count { dtype.append(dtype.converting(self.dtype.scalar(in: raw, at: i)), to: &out) } }
+        bytes.withUnsafeBytes { raw in for i in 0..<count { dtype.append(dtype.converting(self.dtype.scalar(in: raw, at: i), rule: rule), to: &out) } }
         return try HostTensor(shape: shape, dtype: dtype, bytes: out)
     }
 

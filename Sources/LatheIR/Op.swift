@@ -121,9 +121,10 @@ public enum Op: Hashable, Sendable {
     case lrn(size: Int, alpha: Float, beta: Float, bias: Float)
     /// Element type conversion, as ONNX's Cast: floats rounded to nearest-even (f16, bf16),
     /// integers truncated toward zero and saturated at the type's range (NaN to 0), integers
-    /// wrapped to a narrower integer type, bool true for any non-zero value. Its operand may be
-    /// of any element type; an elementwise op, it fuses with its neighbours.
-    case cast(to: DType)
+    /// wrapped to a narrower integer type, bool true for any non-zero value; to and from the
+    /// narrow types as NarrowTypes.swift says, by `rule` where ONNX leaves a choice. Its operand
+    /// may be of any element type; an elementwise op, it fuses with its neighbours.
+    case cast(to: DType, rule: CastRule = .standard)
     /// The position of the largest (or smallest) element along `axis`, as int64: the first
     /// one, or the last with `lastIndex`; a NaN counts as the largest and the smallest (NumPy's
     /// argmax and argmin). The axis is kept as 1 with `keepDims`, else dropped.

@@ -201,7 +201,7 @@ extension Op {
         case let .binary(fn): return fn.formula
         case let .fusedElementwise(formula): return formula
         case .select: return .select(.arg(0), .arg(1), .arg(2))
-        case let .cast(to): return .cast(to, .arg(0))
+        case let .cast(to, rule): return .cast(to, .arg(0), rule)
         case let .batchNorm(eps): return batchNormFormula(epsilon: eps)
         default: return nil
         }
@@ -237,7 +237,7 @@ extension Op {
         case let .unary(.hardSigmoid(alpha, beta)): return "alpha=\(alpha), beta=\(beta)"
         case let .lrn(size, alpha, beta, bias): return "size=\(size), alpha=\(alpha), beta=\(beta), bias=\(bias)"
         case let .argExtreme(_, axis, keep, last): return "axis=\(axis), keep_dims=\(keep)" + (last ? ", last_index=true" : "")
-        case let .cast(to): return "to=\(to.rawValue)"
+        case let .cast(to, rule): return "to=\(to.rawValue)" + (rule == .standard ? "" : ", " + rule.description.replacingOccurrences(of: " ", with: ", "))
         case let .conv2dWeightGrad(a, kernel):
             return "kernel=\(list(kernel)), strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .conv2d(a):

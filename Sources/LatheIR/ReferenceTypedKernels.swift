@@ -11,7 +11,10 @@ extension Interpreter {
         var args = [Scalar](repeating: .bool(false), count: x.count)
         forEachOffset(shape: type.shape, strides: strides) { offsets in
             for k in x.indices { args[k] = bytes[k].withUnsafeBytes { x[k].dtype.scalar(in: $0, at: offsets[k]) } }
-            type.dtype.append(type.dtype.converting(f(args)), to: &out)
+            // A narrow type's value is already one of the type's (its cast rounded it by its rule):
+            // converting it again by the standard rule would saturate what the rule did not.
+            let value = f(args)
+            type.dtype.append(type.dtype.isComputed ? type.dtype.converting(value) : value, to: &out)
         }
         return (try? HostTensor(shape: type.shape, dtype: type.dtype, bytes: out)) ?? HostTensor(shape: type.shape)
     }

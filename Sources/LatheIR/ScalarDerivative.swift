@@ -50,7 +50,7 @@ extension ScalarExpr {
             let (da, db) = (a.derivative(wrt: i), b.derivative(wrt: i))
             if da == .const(0) && db == .const(0) { return .const(0) }
             return .select(c, da, db)
-        case let .cast(type, a):
+        case let .cast(type, a, _):
             // A conversion between float types passes the slope on; one to an integer or a bool has none.
             return type.isFloatingPoint ? a.derivative(wrt: i) : .const(0)
         }

@@ -11,8 +11,9 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
     case binary(ScalarBinary, ScalarExpr, ScalarExpr)
     /// `condition ? a : b`, the condition a bool (ONNX's Where).
     case select(ScalarExpr, ScalarExpr, ScalarExpr)
-    /// The operand converted to an element type, as ONNX's Cast converts (DType.append).
-    case cast(DType, ScalarExpr)
+    /// The operand converted to an element type, as ONNX's Cast converts (DType.converting),
+    /// by the rule where ONNX leaves a choice (the narrow floats: NarrowTypes.swift).
+    case cast(DType, ScalarExpr, CastRule = .standard)
 
     public static func + (a: ScalarExpr, b: ScalarExpr) -> ScalarExpr { .binary(.add, a, b) }
     public static func - (a: ScalarExpr, b: ScalarExpr) -> ScalarExpr { .binary(.sub, a, b) }
@@ -41,9 +42,9 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
         case let .select(c, a, b):
             let (ec, ea, eb) = (c.makeEvaluator(), a.makeEvaluator(), b.makeEvaluator())
             return { ec($0) != 0 ? ea($0) : eb($0) }
-        case let .cast(type, a):
+        case let .cast(type, a, rule):
             let ea = a.makeEvaluator()
-            return { type.rounded(ea($0)) }
+            return { Float(type.converting(.float(Double(ea($0))), rule: rule).double) }
         }
     }
 
@@ -62,7 +63,7 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
             }
             return "\(fn.rawValue)(\(a), \(b))"
         case let .select(c, a, b): return "where(\(c), \(a), \(b))"
-        case let .cast(type, a): return "cast<\(type.rawValue)>(\(a))"
+        case let .cast(type, a, rule): return "cast<\(type.rawValue)\(rule == .standard ? "" : " \(rule)")>(\(a))"
         }
     }
 
@@ -79,7 +80,7 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
         case let .unary(fn, a): return .unary(fn, a.substituting(replacements))
         case let .binary(fn, a, b): return .binary(fn, a.substituting(replacements), b.substituting(replacements))
         case let .select(c, a, b): return .select(c.substituting(replacements), a.substituting(replacements), b.substituting(replacements))
-        case let .cast(type, a): return .cast(type, a.substituting(replacements))
+        case let .cast(type, a, rule): return .cast(type, a.substituting(replacements), rule)
         }
     }
 
@@ -91,7 +92,7 @@ public indirect enum ScalarExpr: Hashable, Sendable, CustomStringConvertible {
         case let .unary(_, a): return a.arity
         case let .binary(_, a, b): return Swift.max(a.arity, b.arity)
         case let .select(c, a, b): return Swift.max(c.arity, a.arity, b.arity)
-        case let .cast(_, a): return a.arity
+        case let .cast(_, a, _): return a.arity
         }
     }
 }

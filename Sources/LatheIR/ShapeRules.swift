@@ -85,7 +85,7 @@ extension Op {
             var shape: [Int] = []
             for s in shapes { shape = try broadcastShapes(shape, s) }
             return TensorType(try formula!.elementType(operands.map(\.dtype)) ?? .float32, shape)
-        case let .cast(to):
+        case let .cast(to, _):
             return TensorType(to, shapes[0])
         case .matmul:
             return TensorType(.float32, try matmulShape(shapes[0], shapes[1]))

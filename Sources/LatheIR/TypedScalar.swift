@@ -36,8 +36,10 @@ extension DType {
     public func scalar(in bytes: UnsafeRawBufferPointer, at index: Int) -> Scalar {
         let offset = index * byteSize
         switch self {
-        case .float32, .float64, .float16, .bfloat16: return .float(value(in: bytes, at: index))
-        case .int8, .int16, .int32: return .signed(Int64(value(in: bytes, at: index)))
+        case .float32, .float64, .float16, .bfloat16, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1:
+            return .float(value(in: bytes, at: index))
+        case .int8, .int16, .int32, .int4, .int2: return .signed(Int64(value(in: bytes, at: index)))
+        case .uint4, .uint2: return .unsigned(UInt64(bytes[offset]))
         case .int64: return .signed(bytes.loadUnaligned(fromByteOffset: offset, as: Int64.self))
         case .uint8, .uint16, .uint32: return .unsigned(UInt64(value(in: bytes, at: index)))
         case .uint64: return .unsigned(bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
@@ -57,14 +59,32 @@ extension DType {
         // A float32, float16 or bfloat16 value is exact in float32.
         case (.float16, _): put(Float16(Float(scalar.double)).bitPattern)
         case (.bfloat16, _): put(Float(scalar.double).bfloat16Bits)
+        case (.float8e8m0, _): bytes.append(PowerOfTwoFormat.encode(scalar.double))
+        case (.float8e4m3fn, _), (.float8e4m3fnuz, _), (.float8e5m2, _), (.float8e5m2fnuz, _), (.float4e2m1, _):
+            bytes.append(narrowFloat?.encode(scalar.double) ?? 0)
         default: put(Float(scalar.double))
         }
     }
 
     /// `scalar` (of any type) as a value of this type, as ONNX's Cast converts: floats rounded
     /// to nearest-even, integers from floats truncated toward zero and saturated (NaN to 0),
-    /// integers from integers wrapped, bool true for any non-zero value.
-    public func converting(_ scalar: Scalar) -> Scalar {
+    /// integers from integers wrapped, bool true for any non-zero value. The narrow types
+    /// convert as NarrowTypes.swift says, by `rule` where ONNX leaves a choice.
+    public func converting(_ scalar: Scalar, rule: CastRule = .standard) -> Scalar {
+        if isNarrowInteger {
+            switch scalar {
+            case let .signed(v): return wrappedNarrow(v)
+            case let .unsigned(v): return wrappedNarrow(Int64(bitPattern: v))
+            case let .bool(v): return wrappedNarrow(v ? 1 : 0)
+            case let .float(v): return wrappedNarrow(Self.saturatingInt64(v))
+            }
+        }
+        if self == .float8e8m0 {
+            return .float(PowerOfTwoFormat.decode(PowerOfTwoFormat.code(Float(Self.float32Value(scalar)), rule: rule)))
+        }
+        if let format = narrowFloat {
+            return .float(format.rounded(Double(Float(Self.float32Value(scalar))), saturate: rule.saturate))
+        }
         switch (self, scalar) {
         case let (.bool, .signed(v)): return .bool(v != 0)
         case let (.bool, .unsigned(v)): return .bool(v != 0)
@@ -93,6 +113,23 @@ extension DType {
         }
     }
 
+    /// A value of any type as float32 converts it (an integer rounded once, as sitofp does).
+    private static func float32Value(_ scalar: Scalar) -> Double {
+        switch scalar {
+        case let .signed(v): return Double(Float(v))
+        case let .unsigned(v): return Double(Float(v))
+        default: return scalar.double
+        }
+    }
+
+    /// A float truncated toward zero to 64 bits, saturating (NaN to 0), as llvm.fptosi.sat.
+    static func saturatingInt64(_ v: Double) -> Int64 {
+        if v.isNaN { return 0 }
+        if v >= 0x1p63 { return .max }
+        if v <= -0x1p63 { return .min }
+        return Int64(v.rounded(.towardZero))
+    }
+
     /// A result computed at 64 bits brought to this type: a float rounded to it, an integer
     /// wrapped to its width.
     public func normalized(_ scalar: Scalar) -> Scalar {
@@ -106,6 +143,8 @@ extension DType {
         case let (.uint8, .unsigned(v)): return .unsigned(UInt64(UInt8(truncatingIfNeeded: v)))
         case let (.uint16, .unsigned(v)): return .unsigned(UInt64(UInt16(truncatingIfNeeded: v)))
         case let (.uint32, .unsigned(v)): return .unsigned(UInt64(UInt32(truncatingIfNeeded: v)))
+        case let (_, .signed(v)) where isNarrowInteger: return wrappedNarrow(v)
+        case let (_, .unsigned(v)) where isNarrowInteger: return wrappedNarrow(Int64(bitPattern: v))
         default: return scalar
         }
     }
@@ -124,11 +163,12 @@ extension ScalarExpr {
             guard operands.indices.contains(i) else { throw .shape("the formula reads $\(i) of \(operands.count) operands") }
             return operands[i]
         case .const: return nil
-        case let .cast(type, a):
+        case let .cast(type, a, _):
             _ = try a.elementType(operands)
             return type
         case let .unary(fn, a):
             let t = try a.elementType(operands)
+            if let t, !t.isComputed { throw .elementType("\(fn.rawValue) does not compute on \(t.rawValue), which is only converted and moved: cast it first") }
             switch fn {
             case .not:
                 guard t == nil || t == .bool else { throw .elementType("not takes bool, got \(describe(t))") }
@@ -148,6 +188,7 @@ extension ScalarExpr {
             let (ta, tb) = (try a.elementType(operands), try b.elementType(operands))
             if let ta, let tb, ta != tb { throw .elementType("\(fn.rawValue) takes operands of one type, got \(ta.rawValue) and \(tb.rawValue)") }
             let t = ta ?? tb
+            if let t, !t.isComputed { throw .elementType("\(fn.rawValue) does not compute on \(t.rawValue), which is only converted and moved: cast it first") }
             if fn.isLogical {
                 guard t == nil || t == .bool else { throw .elementType("\(fn.rawValue) takes bools, got \(describe(t))") }
                 return .bool
@@ -192,9 +233,9 @@ extension ScalarExpr {
         case let .const(c):
             let value = type.converting(.float(Double(c)))
             return { _ in value }
-        case let .cast(to, a):
+        case let .cast(to, a, rule):
             let ea = a.makeTypedEvaluator(types)
-            return { to.converting(ea($0)) }
+            return { to.converting(ea($0), rule: rule) }
         case let .select(c, a, b):
             let (ec, ea, eb) = (c.makeTypedEvaluator(types, context: .bool), a.makeTypedEvaluator(types, context: type),
                                 b.makeTypedEvaluator(types, context: type))

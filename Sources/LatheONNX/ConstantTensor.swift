@@ -115,6 +115,25 @@ extension ConstantTensor {
             self = try typed(hasRaw ? try fromRaw(UInt32.self) : try checked(proto.uint64Data).map { UInt32(truncatingIfNeeded: $0) })
         case .uint64:
             self = try typed(hasRaw ? try fromRaw(UInt64.self) : try checked(proto.uint64Data))
+        case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1, .int4, .uint4, .int2, .uint2:
+            let packed = hasRaw ? [UInt8](raw) : proto.int32Data.map { UInt8(truncatingIfNeeded: $0) }
+            self = ConstantTensor(try HostTensor(shape: shape, dtype: type, bytes: try Self.unpacked(packed, type, count: count, name: name)))
+        }
+    }
+
+    /// A narrow type's elements a byte each, from ONNX's packing: the 4-bit types two to a byte
+    /// and the 2-bit ones four, low bits first; a signed integer's value sign-extended.
+    static func unpacked(_ packed: [UInt8], _ type: DType, count: Int, name: String) throws -> [UInt8] {
+        let per = type.elementsPerPackedByte
+        guard packed.count == (count + per - 1) / per else {
+            throw LatheError.malformedModel("tensor '\(name)' of \(count) \(type.rawValue) elements has \(packed.count) bytes of data")
+        }
+        guard per > 1 else { return packed }
+        let bits = 8 / per
+        return (0..<count).map { i in
+            let field = (packed[i / per] >> UInt8((i % per) * bits)) & UInt8((1 << bits) - 1)
+            guard type.isNarrowInteger, type.isSigned else { return field }
+            return UInt8(bitPattern: Int8(bitPattern: field << UInt8(8 - bits)) >> Int8(8 - bits))
         }
     }
 }

@@ -120,7 +120,7 @@ final class ImportContext {
     /// floats; and integers that f32 holds exactly, for ops that only pick among their inputs
     /// (max pooling, reduce_max), whose result is then exact.
     private func promotes(_ type: DType, for op: Op) -> Bool {
-        if type.isFloatingPoint { return true }
+        if type.isFloatingPoint { return type.isComputed }
         guard [.int8, .uint8, .int16, .uint16].contains(type) else { return false }
         switch op {
         case .pool2d(let a) where a.kind == .max: return true

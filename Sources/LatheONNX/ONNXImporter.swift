@@ -17,8 +17,8 @@ public struct ImportedModel {
 public enum ONNXImporter {
     /// Semantics follow opset 21. Opsets 22 to 28 (onnx 1.23) changed the ops Lathe reads only
     /// by admitting more element types (checked against onnx.defs: same attributes, defaults
-    /// and operands; Range's stash_type and Cast's round_mode concern types Lathe does not
-    /// compute in), so their models are read the same way.
+    /// and operands; Range's stash_type concerns types Lathe does not compute in), so their
+    /// models are read the same way.
     public static let supportedOpsets = 7...28
 
     /// `dimensions` gives values to symbolic input dimensions ("batch": 8); others default to 1.
@@ -121,7 +121,7 @@ public enum ONNXImporter {
             throw LatheError.unsupported("input '\(input.name)' of \(fileName) is not a tensor")
         }
         guard let dtype = DType(onnxCode: Int(tensor.elemType)) else {
-            throw LatheError.unsupported("input '\(input.name)' of \(fileName) has ONNX element type \(tensor.elemType) (strings, complex numbers and 8-bit floats are not computed on)")
+            throw LatheError.unsupported("input '\(input.name)' of \(fileName) has ONNX element type \(tensor.elemType) (strings and complex numbers are not computed on)")
         }
         let shape = tensor.shape.dim.map { dim -> Int in
             switch dim.value {

@@ -106,9 +106,9 @@ extension OpHandlers {
         },
         "Cast": { c in
             guard let to = DType(onnxCode: c.node.int("to", 1)) else { throw c.unsupported("casts to ONNX type \(c.node.int("to", 1)), which Lathe does not compute on") }
-            return [try cast(try c.required(0), to: to, c)]
+            return [try cast(try c.required(0), to: to, rule: try castRule(c), c)]
         },
-        "CastLike": { c in [try cast(try c.required(0), to: c.dtype(try c.required(1)), c)] },
+        "CastLike": { c in [try cast(try c.required(0), to: c.dtype(try c.required(1)), rule: try castRule(c), c)] },
         "Split": split,
         "Expand": { c in
             let x = try c.required(0)
@@ -333,9 +333,16 @@ extension OpHandlers {
     }
 
     /// Cast: a constant converted now, a computed value by the cast op.
-    static func cast(_ x: ImportedValue, to dtype: DType, _ c: ImportContext) throws -> ImportedValue {
-        if case let .constant(k) = x { return .constant(ConstantTensor(try k.tensor.converted(to: dtype))) }
-        return c.dtype(x) == dtype ? x : try c.apply(.cast(to: dtype), [x])
+    static func cast(_ x: ImportedValue, to dtype: DType, rule: CastRule = .standard, _ c: ImportContext) throws -> ImportedValue {
+        if case let .constant(k) = x { return .constant(ConstantTensor(try k.tensor.converted(to: dtype, rule: rule))) }
+        return c.dtype(x) == dtype ? x : try c.apply(.cast(to: dtype, rule: rule), [x])
+    }
+
+    /// Cast's and CastLike's `saturate` (8-bit floats) and `round_mode` (FLOAT8E8M0).
+    static func castRule(_ c: ImportContext) throws -> CastRule {
+        let mode = c.node.string("round_mode", "up")
+        guard let rounding = PowerOfTwoRounding(rawValue: mode) else { throw c.fail("has round_mode '\(mode)'; ONNX's are up, down and nearest") }
+        return CastRule(saturate: c.node.int("saturate", 1) != 0, powerOfTwoRounding: rounding)
     }
 }
 

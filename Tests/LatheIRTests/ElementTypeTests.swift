@@ -24,6 +24,12 @@ struct ElementTypeTests {
         case .int64: return try HostTensor(shape: shape, values: [Int64.min, -1, 0, 16_777_217, 9_007_199_254_740_993, .max])
         case .uint64: return try HostTensor(shape: shape, values: [UInt64(0), 1, 2, 9_007_199_254_740_993, 1 << 63, .max])
         case .bool: return try HostTensor(shape: shape, values: [true, false, false, true, true, false])
+        case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1, .int4, .uint4, .int2, .uint2:
+            // Bytes holding values of the type: codes 0...5 of a narrow float, a narrow integer's smallest and largest.
+            let low = dtype.isSigned && dtype.isInteger ? -(1 << (dtype.valueBits - 1)) : 0
+            let high = dtype.isInteger ? (1 << (dtype.valueBits - (dtype.isSigned ? 1 : 0))) - 1 : 5
+            let bytes: [UInt8] = dtype.isInteger ? [low, -1, 0, 1, high - 1, high].map { UInt8(truncatingIfNeeded: max(low, min(high, $0))) } : [0, 1, 2, 3, 4, 5]
+            return try HostTensor(shape: shape, dtype: dtype, bytes: bytes)
         }
     }
 
@@ -32,8 +38,8 @@ struct ElementTypeTests {
         let t = try Self.sample(dtype)
         #expect(t.dtype == dtype && t.count == 6 && t.rawBytes.count == 6 * dtype.byteSize)
         let back = try HostTensor(npy: t.npyData)
-        if dtype == .bfloat16 {
-            // NumPy has no bfloat16: written as float32, the same values.
+        if dtype.numpyDescr == nil {
+            // NumPy has no bfloat16 and no narrow types: written as float32, the same values.
             #expect(back.dtype == .float32 && back.scalars == t.scalars)
         } else {
             #expect(back == t, "\(dtype) through .npy")

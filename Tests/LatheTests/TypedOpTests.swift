@@ -56,7 +56,8 @@ func checkTypedCase(_ c: TypedCase, threads: Int = 1, seed: UInt64 = 11) throws 
     }
 }
 
-let numericTypes = DType.allCases.filter { $0 != .bool }
+/// The types ops compute on (the narrow ones are only cast and moved).
+let numericTypes = DType.allCases.filter { $0 != .bool && $0.isComputed }
 
 let typedArithmeticCases: [TypedCase] = numericTypes.flatMap { t in
     ([BinaryFn.add, .sub, .mul, .div, .max, .min, .mod, .fmod] + (t.isFloatingPoint ? [.pow] : [.bitAnd, .bitOr, .bitXor, .shiftLeft, .shiftRight])).map { fn in
@@ -71,7 +72,7 @@ let typedArithmeticCases: [TypedCase] = numericTypes.flatMap { t in
     }
 }
 
-let comparisonCases: [TypedCase] = DType.allCases.flatMap { t in
+let comparisonCases: [TypedCase] = DType.allCases.filter(\.isComputed).flatMap { t in
     [BinaryFn.equal, .less, .lessOrEqual, .greater, .greaterOrEqual].filter { t != .bool || $0 == .equal }.map { fn in
         // A small range, so that equal elements occur.
         TypedCase("\(fn.rawValue) \(t.rawValue)", [TypedOperand(dtype: t, shape: [4, 1, 9], range: -3...3), TypedOperand(dtype: t, shape: [5, 1], range: -3...3)]) {
@@ -121,7 +122,7 @@ let typedUnaryCases: [TypedCase] = {
 }()
 
 /// Data that moves, of types of each width.
-let movementCases: [TypedCase] = [DType.int64, .bool, .float16, .uint8, .int32].flatMap { t in [
+let movementCases: [TypedCase] = [DType.int64, .bool, .float16, .uint8, .int32, .float8e5m2, .int4].flatMap { t in [
     TypedCase("transpose \(t.rawValue)", [TypedOperand(dtype: t, shape: [3, 5, 7])]) { try $0[0].transposed([2, 0, 1]) },
     TypedCase("slice \(t.rawValue)", [TypedOperand(dtype: t, shape: [6, 11])]) { try $0[0].sliced(axes: [0, 1], starts: [1, 2], ends: [5, 11], steps: [2, 3]) },
     TypedCase("concat \(t.rawValue)", [TypedOperand(dtype: t, shape: [2, 3, 5]), TypedOperand(dtype: t, shape: [2, 4, 5])]) { try concat([$0[0], $0[1]], axis: 1) },
@@ -336,6 +337,25 @@ struct TypedOpTests {
         for name in ["exp", "log", "tanh"] { #expect(relativeError(got[name]!, expected[name]!) <= 1e-12, "\(name): \(got[name]!) vs \(expected[name]!)") }
         #expect(try got["exp"]!.values(as: Double.self)[0] > 1e43, "f64 exp keeps its range")
         #expect(try got["f32"]!.values(as: Float.self)[0] == Float(4_611_686_293_305_294_849 as Int64), "one rounding")
+    }
+
+    /// The narrow floats by every rule, on values around their ranges and ties, from float32
+    /// and float16: compiled as interpreted, bit for bit.
+    @Test(arguments: [DType.float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float4e2m1, .float8e8m0])
+    func narrowFloatRules(_ to: DType) throws {
+        let rules = [CastRule(), CastRule(saturate: false)] + PowerOfTwoRounding.allCases.flatMap { r in [CastRule(powerOfTwoRounding: r), CastRule(saturate: false, powerOfTwoRounding: r)] }
+        let values: [Float] = [0.25, 0.75, 1.5, 2.5, 3.5, 5, 7, 0.1, 1e-7, 464, 480, 500, 57344, 61440, 1e6, 0x1.8p127, 3e38, 1e-40] + (0..<40).map { Float($0) * 0.37 - 7 }
+        let feed = try HostTensor(shape: [values.count * 2 + 4], scalars: values + values.map { -$0 } + [.nan, .infinity, -.infinity, -0.0])
+        for from in [DType.float32, .float16] {
+            for rule in rules {
+                let g = Graph()
+                let x = try g.input("x", shape: feed.shape)
+                let y = try x.cast(to: from).apply(.cast(to: to, rule: rule), [], .unknown)
+                let got = try g.compile(outputs: ["y": y]).run(["x": feed])["y"]!
+                let expected = try g.interpret(outputs: [("y", y)], feeds: ["x": feed])["y"]!
+                #expect(got.rawBytes == expected.rawBytes, "\(from.rawValue) to \(to.rawValue) \(rule): \(got) vs \(expected)")
+            }
+        }
     }
 
     @Test("NaN and infinities cast as ONNX's Cast: NaN to 0, saturated at the type's range, non-zero true")

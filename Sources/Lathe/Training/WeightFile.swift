@@ -21,6 +21,17 @@ public enum WeightFile {
         case .int64: return "I64"
         case .uint64: return "U64"
         case .bool: return "BOOL"
+        // safetensors' names where it has them; the narrow types it lacks under names of their own.
+        case .float8e4m3fn: return "F8_E4M3"
+        case .float8e5m2: return "F8_E5M2"
+        case .float8e8m0: return "F8_E8M0"
+        case .float8e4m3fnuz: return "F8_E4M3FNUZ"
+        case .float8e5m2fnuz: return "F8_E5M2FNUZ"
+        case .float4e2m1: return "F4_UNPACKED"
+        case .int4: return "I4_UNPACKED"
+        case .uint4: return "U4_UNPACKED"
+        case .int2: return "I2_UNPACKED"
+        case .uint2: return "U2_UNPACKED"
         }
     }
 
