@@ -33,7 +33,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("yield-us"), help: "Microseconds a waiting thread then yields before it blocks.")
     var yieldMicroseconds: Double = WaitPolicy().yieldMicroseconds
 
-    @Option(name: .customLong("alone-us"), help: "Microseconds runs keep to their calling thread after the workers missed two jobs in a row (0: never).")
+    @Option(name: .customLong("alone-us"), help: "Microseconds kernels with a one-thread plan run it after the workers missed two jobs in a row (0: never).")
     var aloneMicroseconds: Double = WaitPolicy().aloneMicroseconds
 
     struct KernelTime: Codable {

@@ -104,7 +104,7 @@ extension IRBuilder {
         if f.unsignedZero { result = select(compare(LLVMRealOEQ, q, float(0, like: value)), float(0, like: value), result) }
         let isNaN = compare(LLVMRealUNO, value, value)
         // FLOAT4E2M1 has no NaN: a NaN becomes a zero of the opposite sign (NarrowTypes.swift).
-        let nan = f.hasNaN ? float(.nan, like: value) : intrinsic("llvm.copysign", float(0, like: value), neg(value))
+        let nan = f.hasNaN ? intrinsic("llvm.copysign", float(.nan, like: value), value) : intrinsic("llvm.copysign", float(0, like: value), neg(value))
         return select(isNaN, nan, result)
     }
 

@@ -79,8 +79,8 @@ public enum NodeTestSuite {
                 guard got.dtype == want.dtype || want.count == 0 else {
                     return result(.failed("output \(outputName) holds \(got.dtype.rawValue), expected \(want.dtype.rawValue)"))
                 }
-                // Integers and bools exactly; floats within ONNX's tolerances.
-                if !want.dtype.isFloatingPoint, got.rawBytes != want.rawBytes {
+                // Integers, bools and the narrow types exactly; floats within ONNX's tolerances.
+                if !want.dtype.isFloatingPoint || !want.dtype.isComputed, got.rawBytes != want.rawBytes {
                     let bad = got.scalars.indices.first { got.scalars[$0] != want.scalars[$0] } ?? 0
                     return result(.failed("output \(outputName)[\(bad)] is \(got.scalars[bad]), expected \(want.scalars[bad])"))
                 }
@@ -128,7 +128,7 @@ public enum NodeTestSuite {
             "",
             "ONNX's own node tests, each case run through the importer and the JIT and compared with ONNX's tolerances",
             "(rtol 1e-3, atol 1e-5; f16 and bf16 results within four units in their last place, rtol 2^-9 and 2^-6),",
-            "integer and bool results exactly. Regenerate with:",
+            "integer, bool and narrow-type (8- and 4-bit float, 4- and 2-bit integer) results exactly. Regenerate with:",
             "",
             "    swift build -c release && .build/release/lathe conformance ../shared/onnx-node-tests/node --report docs/conformance.md",
             "",

@@ -49,8 +49,15 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
             let floats = bytes.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * 4, as: Float.self) } }
             self.init(checked: shape, dtype: .float32, floats: floats, bytes: [])
         } else {
-            // A bool is one byte, 0 or 1: any other non-zero byte is true.
-            self.init(checked: shape, dtype: dtype, floats: [], bytes: dtype == .bool ? bytes.map { $0 == 0 ? 0 : 1 } : bytes)
+            // A bool is one byte, 0 or 1: any other non-zero byte is true. A narrow integer's byte
+            // is its value wrapped to its width (an int4 0x0F is -1).
+            var normalized = bytes
+            if dtype == .bool { normalized = bytes.map { $0 == 0 ? 0 : 1 } }
+            if dtype.isNarrowInteger {
+                let shift = UInt8(8 - dtype.valueBits)
+                normalized = bytes.map { dtype.isSigned ? UInt8(bitPattern: Int8(bitPattern: $0 << shift) >> Int8(shift)) : ($0 << shift) >> shift }
+            }
+            self.init(checked: shape, dtype: dtype, floats: [], bytes: normalized)
         }
     }
 

@@ -88,8 +88,8 @@ public struct NarrowFloatFormat: Sendable {
         let magnitude = c & (signBit - 1)
         let (e, m) = (magnitude >> mantissaBits, magnitude & mantissaMask)
         let negative = c & signBit != 0
-        if hasInfinity && e == topExponent { return m == 0 ? (negative ? -.infinity : .infinity) : .nan }
-        if topCodeIsNaN && e == topExponent && m == mantissaMask { return .nan }
+        if hasInfinity && e == topExponent { return m == 0 ? (negative ? -.infinity : .infinity) : (negative ? -.nan : .nan) }
+        if topCodeIsNaN && e == topExponent && m == mantissaMask { return negative ? -.nan : .nan }
         let value = e == 0 ? Double(m) * subnormalStep
             : (1 + Double(m) / Double(1 << mantissaBits)) * Double(sign: .plus, exponent: e - bias, significand: 1)
         return negative ? -value : value
@@ -97,9 +97,10 @@ public struct NarrowFloatFormat: Sendable {
 
     /// `v` rounded to nearest-even among the format's values; past the largest finite one, that
     /// value (saturating, and always for a format with neither infinity nor NaN), else infinity
-    /// or NaN. The result is one of the format's values, so `encode` takes it exactly.
+    /// or NaN. The result is one of the format's values, so `encode` takes it exactly; a NaN
+    /// keeps its sign (the FNUZ types' one NaN has none).
     public func rounded(_ v: Double, saturate: Bool) -> Double {
-        if v.isNaN { return hasNaN ? .nan : (v.sign == .plus ? -0.0 : 0.0) }
+        if v.isNaN { return hasNaN ? v : (v.sign == .plus ? -0.0 : 0.0) }
         let a = abs(v)
         var q: Double
         if a.isInfinite {

@@ -251,7 +251,7 @@ extension Op {
         case .unary, .binary, .fusedElementwise, .select, .cast, .reshape, .flatten, .dropout, .transpose, .slice, .pad:
             return
         case .cumulativeSum:
-            guard types[0] != .bool else { throw .elementType("cumsum takes numbers, got bool") }
+            guard types[0] != .bool, types[0].isComputed else { throw .elementType("cumsum takes numbers it computes on, got \(types[0].rawValue)") }
         case .concat, .assign:
             if let other = types.first(where: { $0 != types[0] }) {
                 throw .elementType("takes operands of one element type, got \(types[0].rawValue) and \(other.rawValue)")
@@ -263,7 +263,9 @@ extension Op {
         case let .scatter(_, reduction):
             guard [.int32, .int64].contains(types[1]) else { throw .elementType("indices must be i32 or i64, got \(types[1].rawValue)") }
             guard types[2] == types[0] else { throw .elementType("updates must be of the data's type \(types[0].rawValue), got \(types[2].rawValue)") }
-            if reduction != .none, types[0] == .bool { throw .elementType("a \(reduction.rawValue) reduction takes numbers, got bool") }
+            if reduction != .none, types[0] == .bool || !types[0].isComputed {
+                throw .elementType("a \(reduction.rawValue) reduction takes numbers it computes on, got \(types[0].rawValue)")
+            }
         case .gatherGrad:
             guard indexTypes.contains(types[0]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[0].rawValue)") }
             guard types[1] == .float32 else { throw .elementType("dy must be f32, got \(types[1].rawValue)") }

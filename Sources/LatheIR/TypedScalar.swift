@@ -235,6 +235,8 @@ extension ScalarExpr {
             return { _ in value }
         case let .cast(to, a, rule):
             let ea = a.makeTypedEvaluator(types)
+            // A cast to its operand's own type changes nothing (an f8e5m2 infinity stays one).
+            if ((try? a.elementType(types)) ?? nil) == to { return ea }
             return { to.converting(ea($0), rule: rule) }
         case let .select(c, a, b):
             let (ec, ea, eb) = (c.makeTypedEvaluator(types, context: .bool), a.makeTypedEvaluator(types, context: type),

@@ -15,7 +15,7 @@ public struct CompileOptions: Sendable {
     /// shares (compiled in), which the process's thread pool hands to its workers.
     public var threads: Int = 1
     /// How a run's threads wait for work and for each other: spin, then yield, then block; and
-    /// how long runs keep to their calling threads after the workers were absent.
+    /// how long kernels with a one-thread plan run it after the workers were absent.
     public var waiting = WaitPolicy()
     /// Keep the machine code under the user's cache directory and reuse it when the same model
     /// is compiled again on this machine (ObjectCache).

@@ -64,7 +64,8 @@ final class ThreadPool: @unchecked Sendable {
     private let workerYieldNanoseconds = Atomic<Int>(WaitPolicy().yieldNanoseconds)
     /// Jobs in a row that no worker took a share of while one was awake.
     private let misses = Atomic<Int>(0)
-    /// Until this time (lathe_now_ns) runs keep to their calling threads.
+    /// Until this time (lathe_now_ns) kernels with an alone plan run it (for runs whose policy
+    /// has an alone time).
     private let aloneUntil = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
     private let exited = DispatchGroup()
@@ -104,7 +105,7 @@ final class ThreadPool: @unchecked Sendable {
         if slot != nil {
             workerSpinNanoseconds.store(run.policy.spinNanoseconds, ordering: .relaxed)
             workerYieldNanoseconds.store(run.policy.yieldNanoseconds, ordering: .relaxed)
-            if !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(run.threads - 1) }
+            if run.policy.aloneNanoseconds == 0 || !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(run.threads - 1) }
         }
         run.slot = slot
         defer {
@@ -136,7 +137,7 @@ final class ThreadPool: @unchecked Sendable {
         // A kernel whose shares cost more than its alone plan runs that while workers are
         // absent; one split into units is handed out still, since a worker back on its core
         // takes the units left (its shares in a row cost no more than running alone).
-        if let alone, slot == nil || keepsAlone(now: Int(lathe_now_ns())) {
+        if let alone, slot == nil || (policy.aloneNanoseconds > 0 && keepsAlone(now: Int(lathe_now_ns()))) {
             alone(arguments, 0)
             return
         }
@@ -162,13 +163,13 @@ final class ThreadPool: @unchecked Sendable {
         slot.waitUntilFinished(count, policy: policy)
         if ranHere < count {
             misses.store(0, ordering: .relaxed)
-        } else if workerAwake, misses.add(1, ordering: .relaxed).newValue >= WaitPolicy.missesBeforeAlone, policy.aloneNanoseconds > 0 {
+        } else if workerAwake, misses.add(1, ordering: .relaxed).newValue >= WaitPolicy.missesBeforeAlone {
             misses.store(0, ordering: .relaxed)
-            aloneUntil.store(Int(lathe_now_ns()) + policy.aloneNanoseconds, ordering: .relaxed)
+            if policy.aloneNanoseconds > 0 { aloneUntil.store(Int(lathe_now_ns()) + policy.aloneNanoseconds, ordering: .relaxed) }
         }
     }
 
-    /// Whether runs keep to their calling threads now (workers were absent lately).
+    /// Whether kernels with an alone plan run it now (workers were absent lately).
     private func keepsAlone(now: Int) -> Bool { now < aloneUntil.load(ordering: .relaxed) }
 
     private func work() {
@@ -303,8 +304,8 @@ private final class JobSlot: @unchecked Sendable {
 /// for `spinMicroseconds` (answering within a few nanoseconds), then yields its core for up to
 /// `yieldMicroseconds` (answering within a scheduler turn, and letting other processes run),
 /// then blocks until woken (a futex wake, some tens of microseconds). After two jobs in a row
-/// that no awake worker took a share of, runs keep to their calling threads for
-/// `aloneMicroseconds` (0: never), then hand jobs out again (ThreadPool).
+/// that no awake worker took a share of, kernels with an alone plan run it on the caller for
+/// `aloneMicroseconds` (0: never, for runs of this policy), then are handed out again (ThreadPool).
 public struct WaitPolicy: Sendable, Hashable {
     public var spinMicroseconds: Double
     public var yieldMicroseconds: Double
@@ -317,7 +318,7 @@ public struct WaitPolicy: Sendable, Hashable {
         self.aloneMicroseconds = Self.clamped(aloneMicroseconds)
     }
 
-    /// Missed jobs in a row after which runs keep to their calling threads.
+    /// Missed jobs in a row after which kernels with an alone plan run it.
     static let missesBeforeAlone = 2
 
     private static func clamped(_ microseconds: Double) -> Double { microseconds.isNaN ? 0 : min(max(microseconds, 0), 1_000_000) }

@@ -89,6 +89,12 @@ struct NarrowTypeTests {
         #expect(PowerOfTwoFormat.decode(0xFF).isNaN)
     }
 
+    /// A narrow integer's byte is its value wrapped to its width, however it was given.
+    @Test func narrowIntegerBytesAreWrapped() throws {
+        #expect(try HostTensor(shape: [3], dtype: .int4, bytes: [0x0F, 0x07, 0xF8]).scalars == [-1, 7, -8])
+        #expect(try HostTensor(shape: [2], dtype: .uint2, bytes: [0x07, 0xFF]).scalars == [3, 3])
+    }
+
     /// Ops other than cast and data movement refuse them, naming the cure.
     @Test func onlyCastAndMovementTakeThem() throws {
         for dtype in [DType.float8e4m3fn, .int4, .float8e8m0] {

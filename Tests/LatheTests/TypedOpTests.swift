@@ -358,6 +358,25 @@ struct TypedOpTests {
         }
     }
 
+    /// Every bit pattern of each narrow float (negative NaNs, both zeros, infinities) cast to
+    /// f32, f16, another narrow float and an integer, and moved by where: compiled as interpreted.
+    @Test(arguments: [DType.float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float4e2m1, .float8e8m0])
+    func everyNarrowBitPattern(_ from: DType) throws {
+        let count = from == .float4e2m1 ? 16 : 256
+        let feed = try HostTensor(shape: [count], dtype: from, bytes: (0..<count).map(UInt8.init))
+        let mask = try HostTensor(shape: [count], values: (0..<count).map { $0 % 3 != 0 })
+        let g = Graph()
+        let x = try g.input("x", dtype: from, shape: [count])
+        let keep = try g.input("keep", dtype: .bool, shape: [count])
+        let outputs: [(name: String, value: Tensor)] = [
+            ("f32", try x.cast(to: .float32)), ("f16", try x.cast(to: .float16)), ("f4", try x.cast(to: .float4e2m1)),
+            ("e5m2", try x.cast(to: .float8e5m2)), ("i8", try x.cast(to: .int8)), ("where", try Tensor.where(keep, x, x)),
+        ]
+        let got = try g.compile(outputs: outputs).run(["x": feed, "keep": mask])
+        let expected = try g.interpret(outputs: outputs, feeds: ["x": feed, "keep": mask])
+        for (name, _) in outputs { #expect(got[name]!.rawBytes == expected[name]!.rawBytes, "\(from.rawValue) \(name)") }
+    }
+
     @Test("NaN and infinities cast as ONNX's Cast: NaN to 0, saturated at the type's range, non-zero true")
     func castSpecialValues() throws {
         for to in DType.allCases {
