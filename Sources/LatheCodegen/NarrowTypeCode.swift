@@ -9,10 +9,10 @@ import LatheIR
 extension IRBuilder {
     /// A narrow float's bit pattern (i8) as its value, in float32.
     func decodeNarrow(_ code: LLVMValue, _ dtype: DType) -> LLVMValue {
-        let c = LLVMBuildZExt(builder, code, int32Type(like: code), "")!
+        let c = LLVMBuildZExt(builder, code, integerType(32, lanes: lanes(of: code)), "")!
         if dtype == .float8e8m0 { return powerOfTwoValue(c) }
         guard let f = dtype.narrowFloat else { return code }
-        let k = { (v: Int) in self.int32(v, like: c) }
+        let k = { (v: Int) in self.integer(Int64(v), bits: 32, like: c) }
         let bits = LLVMBuildAnd(builder, c, k(f.signBit * 2 - 1), "")!
         let magnitude = LLVMBuildAnd(builder, bits, k(f.signBit - 1), "")!
         let e = LLVMBuildLShr(builder, magnitude, k(f.mantissaBits), "")!
@@ -36,8 +36,8 @@ extension IRBuilder {
     func encodeNarrow(_ value: LLVMValue, _ dtype: DType) -> LLVMValue {
         let i8Type = LLVMInt8TypeInContext(context)!
         let byteType = lanes(of: value) == 1 ? i8Type : LLVMVectorType(i8Type, UInt32(lanes(of: value)))!
-        let bits = LLVMBuildBitCast(builder, value, int32Type(like: value), "")!
-        let k = { (v: Int) in self.int32(v, like: bits) }
+        let bits = LLVMBuildBitCast(builder, value, integerType(32, lanes: lanes(of: value)), "")!
+        let k = { (v: Int) in self.integer(Int64(v), bits: 32, like: bits) }
         let isNaN = compare(LLVMRealUNO, value, value)
         if dtype == .float8e8m0 {
             let code = select(isNaN, k(Int(PowerOfTwoFormat.nanCode)), LLVMBuildAnd(builder, LLVMBuildLShr(builder, bits, k(23), ""), k(0xFF), ""))
@@ -45,10 +45,10 @@ extension IRBuilder {
         }
         guard let f = dtype.narrowFloat else { return value }
         let a = intrinsic("llvm.fabs", value)
-        let aBits = LLVMBuildBitCast(builder, a, int32Type(like: value), "")!
+        let aBits = LLVMBuildBitCast(builder, a, integerType(32, lanes: lanes(of: value)), "")!
         let normal = LLVMBuildSub(builder, LLVMBuildLShr(builder, aBits, k(23 - f.mantissaBits), ""), k((127 - f.bias) << f.mantissaBits), "")!
         let scaled = mul(a, float(Float(1 / f.subnormalStep), like: value))
-        let subnormal = LLVMBuildFPToUI(builder, scaled, int32Type(like: value), "")!
+        let subnormal = LLVMBuildFPToUI(builder, scaled, integerType(32, lanes: lanes(of: value)), "")!
         var magnitude = select(compare(LLVMRealOLT, a, float(Float(f.minNormal), like: value)), subnormal, normal)
         let top = (1 << f.exponentBits) - 1
         if f.hasInfinity { magnitude = select(compare(LLVMRealOEQ, a, float(.infinity, like: value)), k(top << f.mantissaBits), magnitude) }
@@ -66,8 +66,8 @@ extension IRBuilder {
     /// A float32 rounded to a narrow float's values by `rule` (still float32): what
     /// NarrowFloatFormat.rounded and PowerOfTwoFormat.code compute.
     func roundNarrow(_ value: LLVMValue, _ dtype: DType, rule: CastRule) -> LLVMValue {
-        let bits = LLVMBuildBitCast(builder, value, int32Type(like: value), "")!
-        let k = { (v: Int) in self.int32(v, like: bits) }
+        let bits = LLVMBuildBitCast(builder, value, integerType(32, lanes: lanes(of: value)), "")!
+        let k = { (v: Int) in self.integer(Int64(v), bits: 32, like: bits) }
         if dtype == .float8e8m0 {
             let exponent = LLVMBuildAnd(builder, LLVMBuildLShr(builder, bits, k(23), ""), k(0xFF), "")!
             let i1Type = LLVMInt1TypeInContext(context)!
@@ -82,13 +82,13 @@ extension IRBuilder {
                 up = LLVMBuildAnd(builder, guardBit, LLVMBuildOr(builder, rest, LLVMBuildICmp(builder, LLVMIntUGT, exponent, k(0), ""), ""), "")
             }
             if rule.saturate { up = LLVMBuildAnd(builder, up, LLVMBuildICmp(builder, LLVMIntNE, exponent, k(0xFE), ""), "") }
-            var code = LLVMBuildAdd(builder, exponent, LLVMBuildZExt(builder, up, int32Type(like: value), ""), "")!
+            var code = LLVMBuildAdd(builder, exponent, LLVMBuildZExt(builder, up, integerType(32, lanes: lanes(of: value)), ""), "")!
             code = select(integerEqual(exponent, 0xFF), k(0xFF), code)
             return powerOfTwoValue(code)
         }
         guard let f = dtype.narrowFloat else { return value }
         let a = intrinsic("llvm.fabs", value)
-        let aBits = LLVMBuildBitCast(builder, a, int32Type(like: value), "")!
+        let aBits = LLVMBuildBitCast(builder, a, integerType(32, lanes: lanes(of: value)), "")!
         // Nearest-even on the float32 bits: add half an ulp of the narrow type less one, plus the
         // kept part's last bit, then clear the dropped bits (a carry moves into the exponent).
         let shift = 23 - f.mantissaBits
@@ -116,37 +116,22 @@ extension IRBuilder {
         let scalarType = lanes(of: value) == 1 ? type : LLVMGetElementType(type)!
         let shift = Int(LLVMGetIntTypeWidth(scalarType)) - dtype.valueBits
         let amount = LLVMConstInt(scalarType, UInt64(shift), 0)!
-        let splatAmount = lanes(of: value) == 1 ? amount : splatConstant(amount, lanes: lanes(of: value))
+        let splatAmount = constant(amount, lanes: lanes(of: value))
         let up = LLVMBuildShl(builder, value, splatAmount, "")!
         return dtype.isSigned ? LLVMBuildAShr(builder, up, splatAmount, "") : LLVMBuildLShr(builder, up, splatAmount, "")
     }
 
     /// FLOAT8E8M0's value of a code held in i32 lanes: 2^(code - 127), NaN for 255.
     private func powerOfTwoValue(_ code: LLVMValue) -> LLVMValue {
-        let k = { (v: Int) in self.int32(v, like: code) }
+        let k = { (v: Int) in self.integer(Int64(v), bits: 32, like: code) }
         // 2^-127 is a float32 subnormal: its one mantissa bit.
         let bits = select(integerEqual(code, 0), k(0x40_0000), LLVMBuildShl(builder, code, k(23), ""))
         let value = LLVMBuildBitCast(builder, bits, floatType(lanes: lanes(of: code)), "")!
         return select(integerEqual(code, Int(PowerOfTwoFormat.nanCode)), float(.nan, like: code), value)
     }
 
-    private func int32Type(like value: LLVMValue) -> LLVMType {
-        let scalar = LLVMInt32TypeInContext(context)!
-        return lanes(of: value) == 1 ? scalar : LLVMVectorType(scalar, UInt32(lanes(of: value)))
-    }
-
-    private func int32(_ v: Int, like value: LLVMValue) -> LLVMValue {
-        let scalar = LLVMConstInt(LLVMInt32TypeInContext(context), UInt64(bitPattern: Int64(v)), 1)!
-        return lanes(of: value) == 1 ? scalar : splatConstant(scalar, lanes: lanes(of: value))
-    }
-
-    private func splatConstant(_ scalar: LLVMValue, lanes: Int) -> LLVMValue {
-        var elements = [LLVMValue?](repeating: scalar, count: lanes)
-        return LLVMConstVector(&elements, UInt32(lanes))
-    }
-
     /// An i32 comparison with a constant, lane by lane.
     private func integerEqual(_ a: LLVMValue, _ v: Int) -> LLVMValue {
-        LLVMBuildICmp(builder, LLVMIntEQ, a, int32(v, like: a), "")
+        LLVMBuildICmp(builder, LLVMIntEQ, a, integer(Int64(v), bits: 32, like: a), "")
     }
 }

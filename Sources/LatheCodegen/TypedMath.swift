@@ -17,10 +17,10 @@ extension IRBuilder {
     func computeType(_ dtype: DType, lanes: Int = 1) -> LLVMType {
         let scalar: LLVMType
         switch dtype {
-        case .float32, .float16, .bfloat16, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1: scalar = f32
+        case .float32, .float16, .bfloat16: scalar = f32
         case .float64: scalar = LLVMDoubleTypeInContext(context)
         case .bool: scalar = i1
-        default: scalar = LLVMIntTypeInContext(context, UInt32(dtype.byteSize * 8))
+        default: scalar = dtype.isNarrowFloat ? f32 : LLVMIntTypeInContext(context, UInt32(dtype.byteSize * 8))
         }
         return lanes == 1 ? scalar : LLVMVectorType(scalar, UInt32(lanes))
     }
@@ -31,8 +31,10 @@ extension IRBuilder {
         switch dtype {
         case .float16: scalar = LLVMHalfTypeInContext(context)
         case .bfloat16: scalar = LLVMInt16TypeInContext(context)
-        case .bool, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1: scalar = LLVMInt8TypeInContext(context)
-        default: return computeType(dtype, lanes: lanes)
+        case .bool: scalar = LLVMInt8TypeInContext(context)
+        default:
+            guard dtype.isNarrowFloat else { return computeType(dtype, lanes: lanes) }
+            scalar = LLVMInt8TypeInContext(context)
         }
         return lanes == 1 ? scalar : LLVMVectorType(scalar, UInt32(lanes))
     }
@@ -73,8 +75,7 @@ extension IRBuilder {
             let wide = LLVMBuildZExt(builder, stored, integerType(32, lanes: lanes), "")!
             return LLVMBuildBitCast(builder, LLVMBuildShl(builder, wide, integer(16, bits: 32, like: wide), ""), computeType(.float32, lanes: lanes), "")
         case .bool: return LLVMBuildICmp(builder, LLVMIntNE, stored, LLVMConstNull(LLVMTypeOf(stored)), "")
-        case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1: return decodeNarrow(stored, dtype)
-        default: return stored
+        default: return dtype.isNarrowFloat ? decodeNarrow(stored, dtype) : stored
         }
     }
 
@@ -93,30 +94,30 @@ extension IRBuilder {
             let upper = select(compare(LLVMRealUNO, value, value), quiet, LLVMBuildLShr(builder, rounded, integer(16, bits: 32, like: bits), "")!)
             return LLVMBuildTrunc(builder, upper, storageType(.bfloat16, lanes: lanes), "")
         case .bool: return LLVMBuildZExt(builder, value, storageType(.bool, lanes: lanes), "")
-        case .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1: return encodeNarrow(value, dtype)
-        default: return value
+        default: return dtype.isNarrowFloat ? encodeNarrow(value, dtype) : value
         }
     }
 
     /// A float16, bfloat16 or narrow float value computed in float32, rounded to its type (still
     /// in float32); a narrow float by `rule` (NarrowTypes.swift).
     func roundedToType(_ value: LLVMValue, _ dtype: DType, rule: CastRule = .standard) -> LLVMValue {
-        if dtype.narrowFloat != nil || dtype == .float8e8m0 { return roundNarrow(value, dtype, rule: rule) }
+        if dtype.isNarrowFloat { return roundNarrow(value, dtype, rule: rule) }
         guard dtype == .float16 || dtype == .bfloat16 else { return value }
         return widen(narrow(value, dtype), dtype)
     }
 
-    private func integerType(_ bits: Int, lanes: Int) -> LLVMType {
+    func integerType(_ bits: Int, lanes: Int) -> LLVMType {
         let scalar = LLVMIntTypeInContext(context, UInt32(bits))!
         return lanes == 1 ? scalar : LLVMVectorType(scalar, UInt32(lanes))
     }
 
     /// An integer constant of `bits` bits shaped like `like`.
-    private func integer(_ v: Int64, bits: Int, like: LLVMValue) -> LLVMValue {
+    func integer(_ v: Int64, bits: Int, like: LLVMValue) -> LLVMValue {
         constant(LLVMConstInt(LLVMIntTypeInContext(context, UInt32(bits)), UInt64(bitPattern: v), 1), lanes: lanes(of: like))
     }
 
-    private func constant(_ scalar: LLVMValue, lanes: Int) -> LLVMValue {
+    /// `lanes` copies of a constant scalar (the scalar itself for one lane).
+    func constant(_ scalar: LLVMValue, lanes: Int) -> LLVMValue {
         guard lanes > 1 else { return scalar }
         var elements = [LLVMValue?](repeating: scalar, count: lanes)
         return LLVMConstVector(&elements, UInt32(lanes))

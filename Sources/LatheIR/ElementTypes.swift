@@ -40,7 +40,7 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
     }
 
     public var isFloatingPoint: Bool {
-        [.float32, .float64, .float16, .bfloat16, .float8e4m3fn, .float8e4m3fnuz, .float8e5m2, .float8e5m2fnuz, .float8e8m0, .float4e2m1].contains(self)
+        [.float32, .float64, .float16, .bfloat16].contains(self) || isNarrowFloat
     }
     public var isInteger: Bool { !isFloatingPoint && self != .bool }
     public var isSigned: Bool { isFloatingPoint || [.int8, .int16, .int32, .int64, .int4, .int2].contains(self) }

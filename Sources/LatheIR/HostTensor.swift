@@ -53,10 +53,7 @@ public struct HostTensor: Equatable, Sendable, CustomStringConvertible {
             // is its value wrapped to its width (an int4 0x0F is -1).
             var normalized = bytes
             if dtype == .bool { normalized = bytes.map { $0 == 0 ? 0 : 1 } }
-            if dtype.isNarrowInteger {
-                let shift = UInt8(8 - dtype.valueBits)
-                normalized = bytes.map { dtype.isSigned ? UInt8(bitPattern: Int8(bitPattern: $0 << shift) >> Int8(shift)) : ($0 << shift) >> shift }
-            }
+            if dtype.isNarrowInteger { normalized = bytes.map(dtype.wrappedNarrowByte) }
             self.init(checked: shape, dtype: dtype, floats: [], bytes: normalized)
         }
     }

@@ -175,7 +175,10 @@ public enum PowerOfTwoFormat {
 
 extension DType {
     /// Whether ops compute on it; the narrow types are only converted and moved.
-    public var isComputed: Bool { narrowFloat == nil && self != .float8e8m0 && !isNarrowInteger }
+    public var isComputed: Bool { !isNarrowFloat && !isNarrowInteger }
+
+    /// The 8- and 4-bit floats: computed in f32, stored as their bit patterns.
+    public var isNarrowFloat: Bool { narrowFloat != nil || self == .float8e8m0 }
 
     /// The layout of a narrow float with a sign bit.
     public var narrowFloat: NarrowFloatFormat? {
@@ -214,5 +217,14 @@ extension DType {
     func wrappedNarrow(_ v: Int64) -> Scalar {
         let shift = Int64(64 - valueBits)
         return isSigned ? .signed((v << shift) >> shift) : .unsigned(UInt64(bitPattern: v) & ((1 << UInt64(valueBits)) - 1))
+    }
+
+    /// A narrow integer's byte as memory holds it: its low bits' value, wrapped to the width.
+    func wrappedNarrowByte(_ byte: UInt8) -> UInt8 {
+        switch wrappedNarrow(Int64(byte)) {
+        case let .signed(v): return UInt8(truncatingIfNeeded: v)
+        case let .unsigned(v): return UInt8(truncatingIfNeeded: v)
+        default: return byte
+        }
     }
 }

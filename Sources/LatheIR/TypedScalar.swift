@@ -71,14 +71,8 @@ extension DType {
     /// integers from integers wrapped, bool true for any non-zero value. The narrow types
     /// convert as NarrowTypes.swift says, by `rule` where ONNX leaves a choice.
     public func converting(_ scalar: Scalar, rule: CastRule = .standard) -> Scalar {
-        if isNarrowInteger {
-            switch scalar {
-            case let .signed(v): return wrappedNarrow(v)
-            case let .unsigned(v): return wrappedNarrow(Int64(bitPattern: v))
-            case let .bool(v): return wrappedNarrow(v ? 1 : 0)
-            case let .float(v): return wrappedNarrow(Self.saturatingInt64(v))
-            }
-        }
+        // To int64 first (a float truncated and saturated, as the compiled fptosi.sat), then wrapped.
+        if isNarrowInteger, case let .signed(v) = DType.int64.converting(scalar) { return wrappedNarrow(v) }
         if self == .float8e8m0 {
             return .float(PowerOfTwoFormat.decode(PowerOfTwoFormat.code(Float(Self.float32Value(scalar)), rule: rule)))
         }
@@ -122,14 +116,6 @@ extension DType {
         }
     }
 
-    /// A float truncated toward zero to 64 bits, saturating (NaN to 0), as llvm.fptosi.sat.
-    static func saturatingInt64(_ v: Double) -> Int64 {
-        if v.isNaN { return 0 }
-        if v >= 0x1p63 { return .max }
-        if v <= -0x1p63 { return .min }
-        return Int64(v.rounded(.towardZero))
-    }
-
     /// A result computed at 64 bits brought to this type: a float rounded to it, an integer
     /// wrapped to its width.
     public func normalized(_ scalar: Scalar) -> Scalar {
@@ -143,14 +129,19 @@ extension DType {
         case let (.uint8, .unsigned(v)): return .unsigned(UInt64(UInt8(truncatingIfNeeded: v)))
         case let (.uint16, .unsigned(v)): return .unsigned(UInt64(UInt16(truncatingIfNeeded: v)))
         case let (.uint32, .unsigned(v)): return .unsigned(UInt64(UInt32(truncatingIfNeeded: v)))
-        case let (_, .signed(v)) where isNarrowInteger: return wrappedNarrow(v)
-        case let (_, .unsigned(v)) where isNarrowInteger: return wrappedNarrow(Int64(bitPattern: v))
         default: return scalar
         }
     }
 
     /// `value` cast to this type and back to float32.
     func rounded(_ value: Float) -> Float { Float(converting(.float(Double(value))).double) }
+}
+
+extension OpRuleFailure {
+    /// An operation given a narrow type, which only casts and data movement take.
+    static func notComputed(_ operation: String, _ type: DType) -> OpRuleFailure {
+        .elementType("\(operation) does not compute on \(type.rawValue), which is only converted and moved: cast it first")
+    }
 }
 
 extension ScalarExpr {
@@ -168,7 +159,7 @@ extension ScalarExpr {
             return type
         case let .unary(fn, a):
             let t = try a.elementType(operands)
-            if let t, !t.isComputed { throw .elementType("\(fn.rawValue) does not compute on \(t.rawValue), which is only converted and moved: cast it first") }
+            if let t, !t.isComputed { throw .notComputed(fn.rawValue, t) }
             switch fn {
             case .not:
                 guard t == nil || t == .bool else { throw .elementType("not takes bool, got \(describe(t))") }
@@ -188,7 +179,7 @@ extension ScalarExpr {
             let (ta, tb) = (try a.elementType(operands), try b.elementType(operands))
             if let ta, let tb, ta != tb { throw .elementType("\(fn.rawValue) takes operands of one type, got \(ta.rawValue) and \(tb.rawValue)") }
             let t = ta ?? tb
-            if let t, !t.isComputed { throw .elementType("\(fn.rawValue) does not compute on \(t.rawValue), which is only converted and moved: cast it first") }
+            if let t, !t.isComputed { throw .notComputed(fn.rawValue, t) }
             if fn.isLogical {
                 guard t == nil || t == .bool else { throw .elementType("\(fn.rawValue) takes bools, got \(describe(t))") }
                 return .bool

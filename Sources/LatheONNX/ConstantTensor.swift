@@ -122,7 +122,7 @@ extension ConstantTensor {
     }
 
     /// A narrow type's elements a byte each, from ONNX's packing: the 4-bit types two to a byte
-    /// and the 2-bit ones four, low bits first; a signed integer's value sign-extended.
+    /// and the 2-bit ones four, low bits first (HostTensor sign-extends a signed integer's bits).
     static func unpacked(_ packed: [UInt8], _ type: DType, count: Int, name: String) throws -> [UInt8] {
         let per = type.elementsPerPackedByte
         guard packed.count == (count + per - 1) / per else {
@@ -130,10 +130,6 @@ extension ConstantTensor {
         }
         guard per > 1 else { return packed }
         let bits = 8 / per
-        return (0..<count).map { i in
-            let field = (packed[i / per] >> UInt8((i % per) * bits)) & UInt8((1 << bits) - 1)
-            guard type.isNarrowInteger, type.isSigned else { return field }
-            return UInt8(bitPattern: Int8(bitPattern: field << UInt8(8 - bits)) >> Int8(8 - bits))
-        }
+        return (0..<count).map { i in (packed[i / per] >> UInt8((i % per) * bits)) & UInt8((1 << bits) - 1) }
     }
 }

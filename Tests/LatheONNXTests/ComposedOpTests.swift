@@ -7,20 +7,7 @@ import Testing
 /// that order, with integer attributes.
 private func oneNodeModel(_ op: String, inputs: [(name: String, type: DType, shape: [Int])], initializers: [(String, HostTensor)],
                           operands: [String], attributes: [String: Int] = [:], output: (type: DType, shape: [Int])) throws -> Data {
-    func info(_ name: String, _ type: DType, _ shape: [Int]) -> Onnx_ValueInfoProto {
-        var value = Onnx_ValueInfoProto()
-        value.name = name
-        var tensor = Onnx_TypeProto.Tensor()
-        tensor.elemType = Int32(type.onnxCode)
-        tensor.shape.dim = shape.map { d in var dim = Onnx_TensorShapeProto.Dimension(); dim.dimValue = Int64(d); return dim }
-        value.type.tensorType = tensor
-        return value
-    }
-    var model = Onnx_ModelProto()
-    model.irVersion = 8
-    var opset = Onnx_OperatorSetIdProto()
-    opset.version = 17
-    model.opsetImport = [opset]
+    var model = emptyONNXModel()
     var node = Onnx_NodeProto()
     (node.opType, node.name, node.input, node.output) = (op, "n", operands, ["y"])
     node.attribute = attributes.sorted { $0.key < $1.key }.map { key, value in
@@ -29,8 +16,8 @@ private func oneNodeModel(_ op: String, inputs: [(name: String, type: DType, sha
         return a
     }
     model.graph.node = [node]
-    model.graph.input = inputs.map { info($0.name, $0.type, $0.shape) }
-    model.graph.output = [info("y", output.type, output.shape)]
+    model.graph.input = inputs.map { onnxValueInfo($0.name, $0.type, $0.shape) }
+    model.graph.output = [onnxValueInfo("y", output.type, output.shape)]
     model.graph.initializer = initializers.map { name, t in
         var proto = Onnx_TensorProto()
         (proto.name, proto.dims, proto.dataType, proto.rawData) = (name, t.shape.map(Int64.init), Int32(t.dtype.onnxCode), Data(t.rawBytes))

@@ -3,24 +3,32 @@ import Lathe
 import LatheONNX
 import Testing
 
-/// A small valid model built in Swift: y = relu(x W + b) with W 3x2, then an op given by name.
-func smallModel(extraOp: String? = nil, extraOps: [String] = []) -> Data {
+/// An empty model of IR version 8 and opset 17, for tests that build one in Swift.
+func emptyONNXModel() -> Onnx_ModelProto {
     var model = Onnx_ModelProto()
     model.irVersion = 8
     var opset = Onnx_OperatorSetIdProto()
     opset.version = 17
     model.opsetImport = [opset]
+    return model
+}
+
+/// A graph input's or output's name, element type and shape.
+func onnxValueInfo(_ name: String, _ type: DType, _ shape: [Int]) -> Onnx_ValueInfoProto {
+    var value = Onnx_ValueInfoProto()
+    value.name = name
+    var tensor = Onnx_TypeProto.Tensor()
+    tensor.elemType = Int32(type.onnxCode)
+    tensor.shape.dim = shape.map { d in var dim = Onnx_TensorShapeProto.Dimension(); dim.dimValue = Int64(d); return dim }
+    value.type.tensorType = tensor
+    return value
+}
+
+/// A small valid model built in Swift: y = relu(x W + b) with W 3x2, then an op given by name.
+func smallModel(extraOp: String? = nil, extraOps: [String] = []) -> Data {
+    var model = emptyONNXModel()
     var graph = Onnx_GraphProto()
     graph.name = "small"
-    func valueInfo(_ name: String, _ dims: [Int64]) -> Onnx_ValueInfoProto {
-        var info = Onnx_ValueInfoProto()
-        info.name = name
-        var tensor = Onnx_TypeProto.Tensor()
-        tensor.elemType = 1
-        tensor.shape.dim = dims.map { d in var dim = Onnx_TensorShapeProto.Dimension(); dim.dimValue = d; return dim }
-        info.type.tensorType = tensor
-        return info
-    }
     func node(_ op: String, _ inputs: [String], _ outputs: [String], name: String) -> Onnx_NodeProto {
         var n = Onnx_NodeProto()
         n.opType = op
@@ -40,14 +48,14 @@ func smallModel(extraOp: String? = nil, extraOps: [String] = []) -> Data {
     b.dataType = 1
     b.floatData = [0.25, -0.5]
     graph.initializer = [w, b]
-    graph.input = [valueInfo("x", [4, 3])]
+    graph.input = [onnxValueInfo("x", .float32, [4, 3])]
     graph.node = [node("Gemm", ["x", "W", "b"], ["h"], name: "fc"), node("Relu", ["h"], ["y"], name: "act")]
     var last = "y"
     for (i, op) in (extraOp.map { [$0] } ?? extraOps).enumerated() {
         graph.node.append(node(op, [last], ["z\(i)"], name: "extra\(i)"))
         last = "z\(i)"
     }
-    graph.output = [valueInfo(last, [4, 2])]
+    graph.output = [onnxValueInfo(last, .float32, [4, 2])]
     model.graph = graph
     return try! model.serializedData()
 }

@@ -35,6 +35,13 @@ struct TypedCase: Sendable, CustomStringConvertible {
     }
 }
 
+/// `expected` thrown by the compiled model and by the interpreter alike, on `feeds`.
+func expectBothThrow(_ expected: LatheError, _ model: CompiledModel, _ g: Graph, _ y: Tensor, _ feeds: [String: HostTensor],
+                     sourceLocation: Testing.SourceLocation = #_sourceLocation) {
+    #expect(throws: expected, sourceLocation: sourceLocation) { try model.run(feeds) }
+    #expect(throws: expected, sourceLocation: sourceLocation) { try g.interpret(outputs: [("y", y)], feeds: feeds) }
+}
+
 /// Runs a case compiled and interpreted on seeded random inputs; integer and bool results must
 /// be equal bit for bit, float ones within `tolerance` (relativeError).
 func checkTypedCase(_ c: TypedCase, threads: Int = 1, seed: UInt64 = 11) throws {
@@ -260,9 +267,8 @@ struct TypedOpTests {
         let model = try g.compile(outputs: ["y": y])
         let feeds = ["data": HostTensor(shape: [3, 7]), "indices": try HostTensor(shape: [2, 2], values: [2, 6, 1, 7] as [Int64]),
                      "updates": try HostTensor(shape: [2], scalars: [1, 2])]
-        let expected = LatheError.indexOutOfRange(node: "put", op: "scatter_nd", index: 7, bound: 7, location: SourceLocation(fileID: "M.swift", line: 5))
-        #expect(throws: expected) { try model.run(feeds) }
-        #expect(throws: expected) { try g.interpret(outputs: [("y", y)], feeds: feeds) }
+        expectBothThrow(.indexOutOfRange(node: "put", op: "scatter_nd", index: 7, bound: 7, location: SourceLocation(fileID: "M.swift", line: 5)),
+                        model, g, y, feeds)
     }
 
     @Test("a gather_elements index out of range is a typed error, compiled and interpreted")
@@ -273,9 +279,8 @@ struct TypedOpTests {
         let y = try data.apply(.gatherElements(axis: 1), [indices], name: "pick", SourceLocation(fileID: "M.swift", line: 3))
         let model = try g.compile(outputs: ["y": y])
         let feeds = ["data": HostTensor.random(shape: [3, 4], seed: 1), "indices": try HostTensor(shape: [3, 2], values: [0, 3, -4, 1, 4, 0] as [Int64])]
-        let expected = LatheError.indexOutOfRange(node: "pick", op: "gather_elements", index: 4, bound: 4, location: SourceLocation(fileID: "M.swift", line: 3))
-        #expect(throws: expected) { try model.run(feeds) }
-        #expect(throws: expected) { try g.interpret(outputs: [("y", y)], feeds: feeds) }
+        expectBothThrow(.indexOutOfRange(node: "pick", op: "gather_elements", index: 4, bound: 4, location: SourceLocation(fileID: "M.swift", line: 3)),
+                        model, g, y, feeds)
     }
 
     @Test("arg_max picks the first largest, a NaN first of all; last_index the last")
@@ -403,9 +408,8 @@ struct TypedOpTests {
         #expect(Array(got.scalars[8..<12]) == Array(got.scalars[4..<8]), "-1 picks row 9")
         for bad in [10, -11, Int64.max, Int64.min] {
             let feed = try HostTensor(shape: [1, 5], values: [1, 2, bad, 20, 0] as [Int64])
-            let expected = LatheError.indexOutOfRange(node: "lookup", op: "gather", index: bad, bound: 10, location: SourceLocation(fileID: "Model.swift", line: 12))
-            #expect(throws: expected) { try model.run(["ids": feed]) }
-            #expect(throws: expected) { try g.interpret(outputs: [("y", y)], feeds: ["ids": feed]) }
+            expectBothThrow(.indexOutOfRange(node: "lookup", op: "gather", index: bad, bound: 10, location: SourceLocation(fileID: "Model.swift", line: 12)),
+                            model, g, y, ["ids": feed])
         }
         // The model runs on after an error.
         #expect(try model.run(["ids": good])["y"]! == got)
