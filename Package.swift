@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "CLatheThreads"),
         .target(name: "LatheRuntime", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "CLLVM", "CLatheThreads"]),
         .target(name: "Lathe", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "LatheRuntime"]),
-        .target(name: "LatheONNX", dependencies: ["LatheIR", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "LatheONNX", dependencies: ["LatheIR", "LatheRuntime", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "LatheConformance", dependencies: ["Lathe", "LatheONNX"]),
         .target(name: "LatheExamples", dependencies: ["Lathe"], path: "examples/Models"),
         // The `lathe` tool; its folder is not named `lathe`, which differs from `Lathe` only in case.

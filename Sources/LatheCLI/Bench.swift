@@ -60,11 +60,13 @@ struct Bench: ParsableCommand {
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard iterations >= 1, warmup >= 0 else { throw ValidationError("--iterations must be at least 1 and --warmup at least 0") }
-        let (graph, outputs) = try options.build()
-        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(threads: threads, cache: !noCache,
+        let built = try options.build()
+        let model = try Compiler.compile(built.graph, outputs: built.outputs, options: CompileOptions(threads: threads, cache: !noCache,
                                                                                           waiting: WaitPolicy(spinMicroseconds: spinMicroseconds, yieldMicroseconds: yieldMicroseconds,
                                                                                                               aloneMicroseconds: aloneMicroseconds)))
-        let feeds = randomFeeds(model, seed: options.seed)
+        var feeds = randomFeeds(model, seed: options.seed)
+        for (name, tensor) in try options.source.inputFiles() where !built.valueInputs.contains(name) { feeds[name] = tensor }
+        try checkFeeds(model.inputs, feeds)
         // Buffers of each tensor's bytes, whatever its element type (token ids, masks).
         let outputBuffers = model.outputNames.map { UnsafeMutableRawBufferPointer.allocate(byteCount: model.outputType($0)!.byteCount, alignment: 64) }
         defer { outputBuffers.forEach { $0.deallocate() } }

@@ -28,6 +28,28 @@ struct ModelSourceOptions: ParsableArguments {
 
     @Option(help: "Weights for a built-in model from a .safetensors file (as `lathe train --save` writes).")
     var weights: String?
+
+    @Option(name: .customLong("input"), help: "An input from an .npy file, NAME=FILE.npy; repeat for several. `run` feeds it; where an ONNX model needs an input's values to compile (a Reshape's shape, a Pad's pads), every command builds the model for them.")
+    var inputs: [String] = []
+
+    /// The tensors of --input, by input name.
+    func inputFiles() throws -> [String: HostTensor] {
+        var files: [String: HostTensor] = [:]
+        for item in inputs {
+            let parts = item.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2 else { throw ValidationError("--input takes NAME=FILE.npy, got '\(item)'") }
+            files[String(parts[0])] = try HostTensor(npyFile: URL(fileURLWithPath: String(parts[1])))
+        }
+        return files
+    }
+}
+
+/// A model as the commands take it: its graph, named outputs, and the ONNX inputs whose
+/// values (from --input) it was built for, which are constants of it and not inputs.
+struct BuiltModel {
+    var graph: Graph
+    var outputs: [(name: String, value: ValueID)]
+    var valueInputs: [String] = []
 }
 
 /// A model (built-in or an .onnx file) and how to make it.
@@ -39,16 +61,21 @@ struct ModelOptions: ParsableArguments {
 
     var seed: UInt64 { source.seed }
 
-    func build() throws -> (graph: Graph, outputs: [(name: String, value: ValueID)]) {
+    func build() throws -> BuiltModel {
         try Self.build(model, source)
     }
 
-    static func build(_ model: String, _ source: ModelSourceOptions) throws -> (graph: Graph, outputs: [(name: String, value: ValueID)]) {
+    static func build(_ model: String, _ source: ModelSourceOptions) throws -> BuiltModel {
         let (batch, seed, weights) = (source.batch, source.seed, source.weights)
         if model.hasSuffix(".onnx") || FileManager.default.fileExists(atPath: model) {
             guard weights == nil else { throw ValidationError("--weights is for built-in models; an ONNX file carries its own") }
-            let imported = try ONNXImporter.load(contentsOf: URL(fileURLWithPath: model), dimensions: try parsedDimensions(source.dimensions))
-            return (imported.graph, imported.outputs)
+            let imported = try ONNXImporter.load(contentsOf: URL(fileURLWithPath: model), dimensions: try parsedDimensions(source.dimensions),
+                                                 inputValues: try source.inputFiles())
+            if !imported.valueInputs.isEmpty {
+                let names = imported.valueInputs.map { "'\($0)'" }.joined(separator: ", ")
+                FileHandle.standardError.write("built for the values of \(names), which must be known when compiling\n".data(using: .utf8)!)
+            }
+            return BuiltModel(graph: imported.graph, outputs: imported.outputs, valueInputs: imported.valueInputs)
         }
         guard let example = Examples.named(model) else {
             throw ValidationError("unknown model '\(model)'; built-in models: \(Examples.builtIn.map(\.name).joined(separator: ", ")), or give an .onnx file")
@@ -56,7 +83,7 @@ struct ModelOptions: ParsableArguments {
         if let batch, batch <= 0 { throw ValidationError("--batch must be positive") }
         let (graph, outputs) = try example.graph(batch: batch, seed: seed)
         if let weights { try graph.loadWeights(WeightFile.read(URL(fileURLWithPath: weights))) }
-        return (graph, outputs.map { ($0.name, $0.value.id) })
+        return BuiltModel(graph: graph, outputs: outputs.map { ($0.name, $0.value.id) })
     }
 
     private static func parsedDimensions(_ dimensions: [String]) throws -> [String: Int] {
@@ -110,7 +137,8 @@ struct Dump: ParsableCommand {
         guard let model else { throw ValidationError("give a model, or --list-passes") }
         guard ["text", "dot", "json", "llvm"].contains(format) else { throw ValidationError("--format is text, dot, json or llvm, not '\(format)'") }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        var (graph, outputs) = try ModelOptions.build(model, source)
+        let built = try ModelOptions.build(model, source)
+        var (graph, outputs) = (built.graph, built.outputs)
         if kernels {
             guard after == nil, format == "text" else { throw ValidationError("--kernels prints the plan of the whole pipeline as text; drop --after and --format") }
             print(try Compiler.lower(graph, outputs: outputs, threads: threads).program.planText, terminator: "")
@@ -152,8 +180,8 @@ struct Inspect: ParsableCommand {
 
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        let (graph, outputs) = try options.build()
-        let report = try Inspection(graph, outputs: outputs, optimize: !noPasses, threads: threads)
+        let built = try options.build()
+        let report = try Inspection(built.graph, outputs: built.outputs, optimize: !noPasses, threads: threads)
         if let svg { try report.svg.write(toFile: svg, atomically: true, encoding: .utf8) }
         print(json ? report.json : report.text, terminator: json ? "\n" : "")
     }
@@ -164,9 +192,6 @@ struct Run: ParsableCommand {
         abstract: "Compile a model and run it once.",
         discussion: "Inputs come from .npy files (--input NAME=FILE.npy) or, for those not given, seeded random values of each input's type (floats uniform in [0, 1), integers 0 or 1, bools either). Each output's shape and checksum is printed, and with --output-dir written to DIR/NAME.npy.")
     @OptionGroup var options: ModelOptions
-
-    @Option(name: .customLong("input"), help: "An input from an .npy file, NAME=FILE.npy; repeat for several.")
-    var inputs: [String] = []
 
     @Option(help: "Write each output to DIR/NAME.npy.")
     var outputDir: String?
@@ -185,14 +210,10 @@ struct Run: ParsableCommand {
 
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        let (graph, outputs) = try options.build()
-        let model = try Compiler.compile(graph, outputs: outputs, options: CompileOptions(optimize: !noPasses, threads: threads, cache: !noCache))
+        let built = try options.build()
+        let model = try Compiler.compile(built.graph, outputs: built.outputs, options: CompileOptions(optimize: !noPasses, threads: threads, cache: !noCache))
         var feeds = randomFeeds(model, seed: options.seed)
-        for item in inputs {
-            let parts = item.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2 else { throw ValidationError("--input takes NAME=FILE.npy, got '\(item)'") }
-            feeds[String(parts[0])] = try HostTensor(npyFile: URL(fileURLWithPath: String(parts[1])))
-        }
+        for (name, tensor) in try options.source.inputFiles() where !built.valueInputs.contains(name) { feeds[name] = tensor }
         if timing {
             let stages = model.compileStages.map { String(format: "%@ %.1f ms", $0.stage, $0.seconds * 1000) }.joined(separator: ", ")
             FileHandle.standardError.write("compile: \(stages)\n".data(using: .utf8)!)

@@ -134,7 +134,7 @@ extension IRBuilder {
                 scatter(axis: axis, reduction: reduction, output: out, data: x[0], indices: x[1], updates: x[2], dataShape: shapes[0], indexShape: shapes[1],
                         type: resultType, indexType: types[1], record: scratch)
             case let .topK(k, axis, largest):
-                topK(k: k, axis: axis, largest: largest, output: out, input: x[0], inShape: shapes[0])
+                topK(k: k, axis: axis, largest: largest, output: out, input: x[0], inShape: shapes[0], type: types[0])
             case let .cumulativeSum(axis, exclusive, reverse):
                 cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse, output: out, input: x[0], shape: shape, type: resultType)
             case let .gatherElements(axis):

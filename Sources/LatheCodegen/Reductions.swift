@@ -297,14 +297,20 @@ extension IRBuilder {
 
     /// top_k's positions: k scans of the line, each taking the best element that comes after
     /// the one taken before in top_k's order (LatheIR's Interpreter.topKPrecedes), so that no
-    /// working memory is needed.
-    func topK(k: Int, axis: Int, largest: Bool, output: LLVMValue, input: LLVMValue, inShape: [Int]) {
+    /// working memory is needed. Elements compare in their type's compute type: floats with
+    /// NaN above every number, integers signed or not by their type.
+    func topK(k: Int, axis: Int, largest: Bool, output: LLVMValue, input: LLVMValue, inShape: [Int], type: DType) {
         let (outer, length) = (inShape[..<axis].reduce(1, *), inShape[axis])
         let inner = inShape[(axis + 1)...].reduce(1, *)
-        /// (a at i) before (b at j), for f32 a and b and i64 positions.
+        func load(_ base: LLVMValue, _ index: LLVMValue) -> LLVMValue { self.load(base, index, type) }
+        /// (a at i) before (b at j), for a and b of `type` and i64 positions.
         func precedes(_ a: LLVMValue, _ i: LLVMValue, _ b: LLVMValue, _ j: LLVMValue) -> LLVMValue {
-            let (aNaN, bNaN) = (compare(LLVMRealUNO, a, a), compare(LLVMRealUNO, b, b))
             let earlier = LLVMBuildICmp(builder, LLVMIntSLT, i, j, "")!
+            guard type.isFloatingPoint else {
+                let better = LLVMBuildICmp(builder, largest ? (type.isSigned ? LLVMIntSGT : LLVMIntUGT) : (type.isSigned ? LLVMIntSLT : LLVMIntULT), a, b, "")!
+                return select(LLVMBuildICmp(builder, LLVMIntEQ, a, b, "")!, earlier, better)
+            }
+            let (aNaN, bNaN) = (compare(LLVMRealUNO, a, a), compare(LLVMRealUNO, b, b))
             let better = compare(largest ? LLVMRealOGT : LLVMRealOLT, a, b)
             let numbers = select(compare(LLVMRealOEQ, a, b), earlier, better)
             let bothNaN = LLVMBuildAnd(builder, aNaN, bNaN, "")!

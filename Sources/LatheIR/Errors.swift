@@ -39,6 +39,12 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
     case malformedFile(String)
     /// Every op of a model that Lathe cannot import, all at once.
     case unsupportedOps([UnsupportedOp])
+    /// An operand that must be known at compile time (a Reshape's shape, a Pad's pads, a
+    /// reduction's axes) is computed from these graph inputs: the graph exists only for their
+    /// values. `operand`
+    /// names the node and operand (with its location). ONNXModel compiles per value; an import
+    /// given the values takes them as constants.
+    case inputValuesNeeded(inputs: [String], operand: String)
 
     public var description: String {
         switch self {
@@ -88,6 +94,10 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
             let total = ops.reduce(0) { $0 + $1.count }
             return "\(total) node\(total == 1 ? "" : "s") of \(ops.count) unsupported op type\(ops.count == 1 ? "" : "s"):\n"
                 + ops.map { "  \($0)" }.joined(separator: "\n")
+        case let .inputValuesNeeded(inputs, operand):
+            let names = inputs.map { "'\($0)'" }.joined(separator: ", ")
+            return "\(operand) is computed from input\(inputs.count == 1 ? "" : "s") \(names) and must be known when the model is compiled: "
+                + "give the input values when importing (ONNXModel compiles the model for each set of values it is run with; `lathe` takes them from --input NAME=FILE.npy)"
         }
     }
 }

@@ -120,9 +120,11 @@ extension Interpreter {
         return (try? HostTensor(shape: data.shape, dtype: type, bytes: bytes)) ?? data
     }
 
-    /// The positions of the k best elements along an axis, best first (Op.topK's order).
+    /// The positions of the k best elements along an axis, best first (Op.topK's order), the
+    /// elements compared in their type.
     static func topK(_ x: HostTensor, k: Int, axis: Int, largest: Bool, shape: [Int]) throws -> HostTensor {
-        let values = x.scalars
+        let type = x.dtype
+        let values = x.withUnsafeBytes { raw in (0..<x.count).map { type.scalar(in: raw, at: $0) } }
         let (outer, length) = (x.shape[..<axis].reduce(1, *), x.shape[axis])
         let inner = x.shape[(axis + 1)...].reduce(1, *)
         var out = [Int64](repeating: 0, count: outer * k * inner)
@@ -137,14 +139,17 @@ extension Interpreter {
     }
 
     /// Whether (a, at i) comes before (b, at j) in top_k's order: the better value (a NaN above
-    /// any number), equal values by position.
-    public static func topKPrecedes(_ a: Float, _ i: Int, _ b: Float, _ j: Int, largest: Bool) -> Bool {
-        if a.isNaN || b.isNaN {
-            if a.isNaN && b.isNaN { return i < j }
-            return a.isNaN == largest
+    /// any number), equal values by position. Both of one type.
+    public static func topKPrecedes(_ a: Scalar, _ i: Int, _ b: Scalar, _ j: Int, largest: Bool) -> Bool {
+        func order<T: Comparable>(_ a: T, _ b: T) -> Bool { a != b ? (largest ? a > b : a < b) : i < j }
+        switch (a, b) {
+        case let (.signed(x), .signed(y)): return order(x, y)
+        case let (.unsigned(x), .unsigned(y)): return order(x, y)
+        default:
+            let (x, y) = (a.double, b.double)
+            if x.isNaN || y.isNaN { return x.isNaN && y.isNaN ? i < j : x.isNaN == largest }
+            return order(x, y)
         }
-        if a != b { return largest ? a > b : a < b }
-        return i < j
     }
 
     /// Running sums along an axis, in the tensor's type (TypedScalar's add).

@@ -243,15 +243,16 @@ extension Op {
 extension Op {
     /// The element types the op takes: ops that move data take any (concat and assign one for
     /// all operands), gather's indices are i32, i64 or f32 (whole numbers), elementwise ops'
-    /// formulas check their own (ScalarExpr.elementType); every other op computes on f32.
+    /// formulas check their own (ScalarExpr.elementType), cumsum and top_k take any number
+    /// type they compute on; every other op computes on f32.
     private func checkElementTypes(_ operands: [TensorType]) throws(OpRuleFailure) {
         let types = operands.map(\.dtype)
         let indexTypes: [DType] = [.int32, .int64, .float32]
         switch self {
         case .unary, .binary, .fusedElementwise, .select, .cast, .reshape, .flatten, .dropout, .transpose, .slice, .pad:
             return
-        case .cumulativeSum:
-            guard types[0] != .bool, types[0].isComputed else { throw .elementType("cumsum takes numbers it computes on, got \(types[0].rawValue)") }
+        case .cumulativeSum, .topK:
+            guard types[0] != .bool, types[0].isComputed else { throw .elementType("\(name) takes numbers it computes on, got \(types[0].rawValue)") }
         case .concat, .assign:
             if let other = types.first(where: { $0 != types[0] }) {
                 throw .elementType("takes operands of one element type, got \(types[0].rawValue) and \(other.rawValue)")

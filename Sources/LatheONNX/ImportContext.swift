@@ -53,8 +53,31 @@ final class ImportContext {
         switch try input(i) {
         case nil: return nil
         case let .constant(c)?: return c
-        case .node?: throw unsupported("its \(what) (operand \(i + 1)) must be a constant, not computed at run time")
+        case let .node(id)?:
+            let operand = "\(location): \(node.opType) node '\(node.displayName)': its \(what) (operand \(i + 1))"
+            if let inputs = inputsDetermining(id) { throw LatheError.inputValuesNeeded(inputs: inputs, operand: operand) }
+            throw unsupported("its \(what) (operand \(i + 1)) must be a constant, not computed at run time")
         }
+    }
+
+    /// The graph inputs a value is computed from, in the order they were declared, when nothing
+    /// else feeds it (only inputs and constants, through ops that compute the same result for
+    /// the same operands): with their values it would be a constant. Nil otherwise.
+    private func inputsDetermining(_ value: ValueID) -> [String]? {
+        var seen: Set<ValueID> = [], stack = [value], inputs: [ValueID] = []
+        while let v = stack.popLast() {
+            guard seen.insert(v).inserted else { continue }
+            switch graph[v].op {
+            case .input: inputs.append(v)
+            case .constant: break
+            case .variable: return nil
+            default:
+                guard !graph[v].operands.isEmpty else { return nil }
+                stack += graph[v].operands
+            }
+        }
+        guard !inputs.isEmpty else { return nil }
+        return inputs.sorted().compactMap { if case let .input(name) = graph[$0].op { name } else { nil } }
     }
 
     func shape(_ v: ImportedValue) -> [Int] {
@@ -124,7 +147,7 @@ final class ImportContext {
         guard [.int8, .uint8, .int16, .uint16].contains(type) else { return false }
         switch op {
         case .pool2d(let a) where a.kind == .max: return true
-        case .reduce(.max, _, _), .argExtreme, .topK: return true
+        case .reduce(.max, _, _), .argExtreme: return true
         default: return false
         }
     }

@@ -9,6 +9,9 @@ public struct ImportedModel {
     /// The default-domain opset the model was written for.
     public let opset: Int
     public let producer: String
+    /// The inputs the graph was built for the values of (each sets a shape, axes, pads...):
+    /// constants of this graph, not among its inputs. Empty for most models.
+    public let valueInputs: [String]
 }
 
 /// Reads ONNX models (protobuf, opsets 7 to 21) into the graph IR. Initializers become
@@ -22,15 +25,46 @@ public enum ONNXImporter {
     public static let supportedOpsets = 7...28
 
     /// `dimensions` gives values to symbolic input dimensions ("batch": 8); others default to 1.
-    public static func load(contentsOf url: URL, dimensions: [String: Int] = [:]) throws -> ImportedModel {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw LatheError.malformedModel("cannot read \(url.path): \(error.localizedDescription)")
-        }
-        return try load(data, fileName: url.lastPathComponent, dimensions: dimensions)
+    ///
+    /// `inputValues` holds values for inputs that may set shapes: where an operand that must be
+    /// known at import (a Reshape's shape, a Pad's pads, a reduction's axes) is computed from
+    /// graph inputs, those inputs' values are taken from it and become constants, and the graph
+    /// is built for them (ImportedModel.valueInputs lists them). Values of other inputs are not
+    /// used. Without the values needed the import throws LatheError.inputValuesNeeded.
+    public static func load(contentsOf url: URL, dimensions: [String: Int] = [:], inputValues: [String: HostTensor] = [:]) throws -> ImportedModel {
+        try load(read(url), fileName: url.lastPathComponent, dimensions: dimensions, inputValues: inputValues)
     }
 
-    public static func load(_ data: Data, fileName: String = "model.onnx", dimensions: [String: Int] = [:]) throws -> ImportedModel {
+    public static func load(_ data: Data, fileName: String = "model.onnx", dimensions: [String: Int] = [:], inputValues: [String: HostTensor] = [:]) throws -> ImportedModel {
+        try load(parse(data, fileName: fileName), fileName: fileName, dimensions: dimensions, inputValues: inputValues)
+    }
+
+    /// Imports a parsed model, taking the values of `inputValues` for the inputs shapes depend
+    /// on: each import that stops for want of some input's values starts again with them.
+    static func load(_ model: Onnx_ModelProto, fileName: String, dimensions: [String: Int], inputValues: [String: HostTensor]) throws -> ImportedModel {
+        var taken: [String: HostTensor] = [:]
+        while true {
+            do {
+                return try importGraph(model, fileName: fileName, dimensions: dimensions, constantInputs: taken)
+            } catch let LatheError.inputValuesNeeded(inputs, operand) {
+                let missing = inputs.filter { taken[$0] == nil }
+                guard !missing.isEmpty, missing.allSatisfy({ inputValues[$0] != nil }) else {
+                    throw LatheError.inputValuesNeeded(inputs: inputs.filter { inputValues[$0] == nil }, operand: operand)
+                }
+                for name in missing { taken[name] = inputValues[name] }
+            }
+        }
+    }
+
+    static func read(_ url: URL) throws -> Data {
+        do { return try Data(contentsOf: url) } catch {
+            throw LatheError.malformedModel("cannot read \(url.path): \(error.localizedDescription)")
+        }
+    }
+
+    /// The model's protobuf, checked to hold a graph with outputs of an opset Lathe reads, and
+    /// no op type it does not import (all such listed at once).
+    static func parse(_ data: Data, fileName: String) throws -> Onnx_ModelProto {
         let model: Onnx_ModelProto
         do { model = try Onnx_ModelProto(serializedBytes: data) } catch {
             throw LatheError.malformedModel("\(fileName) is not an ONNX model (\(error))")
@@ -38,12 +72,22 @@ public enum ONNXImporter {
         guard model.hasGraph, !model.graph.output.isEmpty else {
             throw LatheError.malformedModel("\(fileName) holds no graph with outputs; is it an ONNX model?")
         }
-        let opset = model.opsetImport.first { $0.domain.isEmpty || $0.domain == "ai.onnx" }.map { Int($0.version) } ?? 1
+        let opset = opset(of: model)
         guard supportedOpsets.contains(opset) else {
             throw LatheError.unsupported("\(fileName) uses opset \(opset); Lathe reads opsets \(supportedOpsets.lowerBound) to \(supportedOpsets.upperBound)")
         }
         try checkSupported(model.graph)
+        return model
+    }
 
+    static func opset(of model: Onnx_ModelProto) -> Int {
+        model.opsetImport.first { $0.domain.isEmpty || $0.domain == "ai.onnx" }.map { Int($0.version) } ?? 1
+    }
+
+    /// One import: the inputs in `constantInputs` are constants of those values.
+    private static func importGraph(_ model: Onnx_ModelProto, fileName: String, dimensions: [String: Int],
+                                    constantInputs: [String: HostTensor]) throws -> ImportedModel {
+        let opset = opset(of: model)
         let context = ImportContext(opset: opset, fileName: fileName)
         var initialized: Set<String> = []
         for tensor in model.graph.initializer {
@@ -52,8 +96,16 @@ public enum ONNXImporter {
             context.define(tensor.name, .constant(constant))
             initialized.insert(tensor.name)
         }
+        var valueInputs: [String] = []
         for input in model.graph.input where !initialized.contains(input.name) {
-            context.define(input.name, .node(try addInput(input, to: context.graph, dimensions: dimensions, fileName: fileName)))
+            if let value = constantInputs[input.name] {
+                var constant = ConstantTensor(try checked(value, for: input, fileName: fileName))
+                constant.origin = input.name
+                context.define(input.name, .constant(constant))
+                valueInputs.append(input.name)
+            } else {
+                context.define(input.name, .node(try addInput(input, to: context.graph, dimensions: dimensions, fileName: fileName)))
+            }
         }
         for (index, node) in model.graph.node.enumerated() {
             context.begin(node, index: index)
@@ -68,7 +120,19 @@ public enum ONNXImporter {
         let outputs = try model.graph.output.map { output -> (name: String, value: ValueID) in
             (output.name, context.materialize(try context.value(output.name)))
         }
-        return ImportedModel(graph: context.graph, outputs: outputs, opset: opset, producer: model.producerName)
+        return ImportedModel(graph: context.graph, outputs: outputs, opset: opset, producer: model.producerName, valueInputs: valueInputs)
+    }
+
+    /// A value given for an input: of its element type, and of its shape where the model fixes
+    /// a dimension (a symbolic or unnamed one takes any size).
+    private static func checked(_ value: HostTensor, for input: Onnx_ValueInfoProto, fileName: String) throws -> HostTensor {
+        let (dtype, dims) = try declaredType(input, fileName: fileName)
+        guard value.dtype == dtype else { throw LatheError.inputElementTypeMismatch(name: input.name, expected: dtype, got: value.dtype) }
+        let fits = value.shape.count == dims.count && zip(value.shape, dims).allSatisfy { size, dim in dim.map { $0 == size } ?? true }
+        guard fits else {
+            throw LatheError.inputShapeMismatch(name: input.name, expected: dims.map { $0 ?? -1 }, got: value.shape)
+        }
+        return value
     }
 
     /// The ONNX op types (default domain) the importer reads.
@@ -117,19 +181,31 @@ public enum ONNXImporter {
     }
 
     static func addInput(_ input: Onnx_ValueInfoProto, to graph: Graph, dimensions: [String: Int], fileName: String) throws -> ValueID {
+        let (dtype, dims) = try declaredType(input, fileName: fileName)
+        let shape = zip(dims, input.tensorShapeDims).map { dim, proto -> Int in
+            if let dim { return dim }
+            if case let .dimParam(name)? = proto.value { return dimensions[name] ?? 1 }
+            return 1
+        }
+        return try graph.addInput(name: input.name, shape: shape, dtype: dtype, location: SourceLocation(fileID: fileName, line: 0))
+    }
+
+    /// An input's element type and its dimensions: nil where symbolic or unnamed.
+    static func declaredType(_ input: Onnx_ValueInfoProto, fileName: String) throws -> (DType, [Int?]) {
         guard case let .tensorType(tensor)? = input.type.value else {
             throw LatheError.unsupported("input '\(input.name)' of \(fileName) is not a tensor")
         }
         guard let dtype = DType(onnxCode: Int(tensor.elemType)) else {
             throw LatheError.unsupported("input '\(input.name)' of \(fileName) has ONNX element type \(tensor.elemType) (strings and complex numbers are not computed on)")
         }
-        let shape = tensor.shape.dim.map { dim -> Int in
-            switch dim.value {
-            case let .dimValue(v)?: return Int(v)
-            case let .dimParam(name)?: return dimensions[name] ?? 1
-            case nil: return 1
-            }
-        }
-        return try graph.addInput(name: input.name, shape: shape, dtype: dtype, location: SourceLocation(fileID: fileName, line: 0))
+        return (dtype, tensor.shape.dim.map { if case let .dimValue(v)? = $0.value { Int(v) } else { nil } })
+    }
+}
+
+extension Onnx_ValueInfoProto {
+    /// The dimensions of a tensor type's shape (none for other types).
+    var tensorShapeDims: [Onnx_TensorShapeProto.Dimension] {
+        if case let .tensorType(tensor)? = type.value { return tensor.shape.dim }
+        return []
     }
 }

@@ -128,7 +128,13 @@ extension OpHandlers {
         },
         "ReduceSum": { c in [try reduce(.sum, c, axesInputSince: 13)] },
         "ReduceMean": { c in [try reduce(.mean, c, axesInputSince: 18)] },
-        "ReduceMax": { c in [try reduce(.max, c, axesInputSince: 18)] },
+        "ReduceMax": { c in
+            // Bools through f32: any true is a maximum above 0 (an empty set's is -inf: false).
+            let x = try c.required(0)
+            guard c.dtype(x) == .bool else { return [try reduce(.max, c, axesInputSince: 18)] }
+            let largest = try reduce(.max, c, axesInputSince: 18, of: try cast(x, to: .float32, c), name: "max")
+            return [try c.apply(.binary(.greater), [largest, c.scalar(0)])]
+        },
         "ArgMax": { c in [try argExtreme(.max, c)] },
         "ArgMin": { c in [try argExtreme(.min, c)] },
         // The others, from those three and elementwise ops.

@@ -107,6 +107,8 @@ struct CLITests {
 /// An ONNX model from ONNX's own node tests, beside the repository.
 let reluModel = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("shared/onnx-node-tests/node/test_relu/model.onnx")
+/// ONNX's test case of a Pad whose pads and value are graph inputs.
+let constantPadCase = reluModel.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("test_constant_pad")
 
 @Suite("The lathe tool on ONNX files")
 struct CLIONNXTests {

@@ -123,6 +123,35 @@ struct ToolPathTests {
         #expect(run.status == 0 && run.out.hasPrefix("y: f32[2, 3] checksum "))
     }
 
+    /// ONNX's test_constant_pad, whose pads and pad value are inputs: each command builds the
+    /// model for the values --input gives, and without them names the node and the input.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: constantPadCase.path)))
+    func inputsNeededToCompile() throws {
+        let folder = try temporaryFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let model = constantPadCase.appendingPathComponent("model.onnx").path
+        func tensor(_ file: String) throws -> HostTensor {
+            try ONNXImporter.readTensor(Data(contentsOf: constantPadCase.appendingPathComponent("test_data_set_0/\(file).pb")))
+        }
+        var inputs: [String] = []
+        for (i, name) in ["x", "pads", "value"].enumerated() {
+            let file = folder.appendingPathComponent("\(name).npy")
+            try tensor("input_\(i)").npyData.write(to: file)
+            inputs += ["--input", "\(name)=\(file.path)"]
+        }
+        let refused = try lathe("run", model)
+        #expect(refused.status != 0)
+        #expect(refused.err.contains("Pad node 'y': its pads (operand 2) is computed from input 'pads' and must be known when the model is compiled"), "\(refused.err)")
+        let run = try lathe(["run", model, "--output-dir", folder.path] + inputs, environment: nil)
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.err.contains("built for the values of 'pads', 'value', which must be known when compiling"), "\(run.err)")
+        #expect(run.out.hasPrefix("y: f32[1, 3, 7, 12] checksum "))
+        let y = try HostTensor(npyFile: folder.appendingPathComponent("y.npy"))
+        #expect(y == (try tensor("output_0")))
+        #expect(try lathe(["dump", model] + inputs, environment: nil).out.contains("f32[1, 3, 7, 12]"))
+        #expect(try lathe(["bench", model, "--iterations", "2"] + inputs, environment: nil).status == 0)
+    }
+
     @Test(.enabled(if: FileManager.default.fileExists(atPath: reluModel.path)))
     func conformanceWritesItsReport() throws {
         let folder = try temporaryFolder()

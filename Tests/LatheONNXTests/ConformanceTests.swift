@@ -17,9 +17,12 @@ struct ConformanceTests {
         print(NodeTestSuite.report(results).split(separator: "\n").drop { !$0.hasPrefix("| cases") }.prefix(3).joined(separator: "\n"))
         #expect(results.count > 1800)
         #expect(claimed.count > 900)
+        let claimedPassed = claimed.filter { $0.outcome == .passed }
+        #expect(Double(claimedPassed.count) >= 0.95 * Double(claimed.count), "\(claimedPassed.count) of \(claimed.count) claimed cases pass")
         #expect(Double(floatPassed.count) >= 0.95 * Double(floatClaimed.count), "\(floatPassed.count) of \(floatClaimed.count) claimed float32 cases pass")
-        // Typed tensors brought the passing cases from 366 to 984, the narrow types to 1132: none may be lost.
-        #expect(results.filter { $0.outcome == .passed }.count >= 1132)
+        // Typed tensors brought the passing cases from 366 to 984, the narrow types to 1132,
+        // compiling for the values of inputs that set shapes to 1347: none may be lost.
+        #expect(results.filter { $0.outcome == .passed }.count >= 1347)
         // A wrong number is worse than a refusal: none of the claimed cases may compute wrongly.
         for r in claimed { if case let .failed(reason) = r.outcome { Issue.record("\(r.name): \(reason)") } }
     }

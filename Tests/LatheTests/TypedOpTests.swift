@@ -195,7 +195,8 @@ let gatherNDCases: [TypedCase] = [DType.float32, .int64, .bool].flatMap { t in [
     },
 ] }
 
-/// top_k of values with ties (small integers as f32) and without, both orders, on two axes.
+/// top_k of values with ties (small integers as f32) and without, both orders, on two axes;
+/// and in every number type it takes, with ties.
 let topKCases: [TypedCase] = [true, false].flatMap { largest in
     [(0, 3), (1, 1), (1, 7)].flatMap { axis, k in [
         TypedCase("top_k \(k) axis \(axis) largest \(largest), ties", [TypedOperand(dtype: .int8, shape: [7, 9], range: -2...2)]) {
@@ -205,6 +206,12 @@ let topKCases: [TypedCase] = [true, false].flatMap { largest in
             try $0[0].apply(.topK(k: k, axis: axis, largest: largest), [], .unknown)
         },
     ] }
+} + [DType.int64, .uint64, .int32, .uint32, .int16, .int8, .uint8, .float16, .bfloat16, .float64].flatMap { t in
+    [true, false].map { largest in
+        TypedCase("top_k \(t.rawValue) largest \(largest)", [TypedOperand(dtype: t, shape: [5, 11], range: -6...6)]) {
+            try $0[0].apply(.topK(k: 4, axis: 1, largest: largest), [], .unknown)
+        }
+    }
 }
 
 /// cumsum on both axes, forward and reverse, inclusive and exclusive, in several types.
@@ -255,6 +262,22 @@ struct TypedOpTests {
         let out = try model.run(["x": try HostTensor(shape: [5], scalars: [2, .nan, 5, 2, -1])])
         #expect(try out["big"]!.values(as: Int64.self) == [1, 2, 0])
         #expect(try out["small"]!.values(as: Int64.self) == [4, 0, 3])
+    }
+
+    @Test("top_k orders 64-bit integers exactly: neighbours past 2^53, unsigned above 2^63")
+    func topKWideIntegers() throws {
+        let g = Graph()
+        let signed = try g.input("signed", dtype: .int64, shape: [4])
+        let unsigned = try g.input("unsigned", dtype: .uint64, shape: [4])
+        let model = try g.compile(outputs: ["signed": try signed.apply(.topK(k: 4, axis: 0, largest: true), [], .unknown),
+                                            "unsigned": try unsigned.apply(.topK(k: 2, axis: 0, largest: false), [], .unknown)])
+        let feeds = ["signed": try HostTensor(shape: [4], values: [1 << 53, (1 << 53) + 1, -(1 << 62), (1 << 53) - 1] as [Int64]),
+                     "unsigned": try HostTensor(shape: [4], values: [1 << 63, 7, (1 << 63) + 1, 6] as [UInt64])]
+        let out = try model.run(feeds)
+        #expect(try out["signed"]!.values(as: Int64.self) == [1, 0, 3, 2])
+        #expect(try out["unsigned"]!.values(as: Int64.self) == [3, 1])
+        let reference = try g.interpret(outputs: [("signed", try signed.apply(.topK(k: 4, axis: 0, largest: true), [], .unknown))], feeds: feeds)
+        #expect(try reference["signed"]!.values(as: Int64.self) == [1, 0, 3, 2])
     }
 
     @Test("a scatter_nd index out of range names the bound of its own axis")
