@@ -12,10 +12,10 @@ import numpy as np
 
 
 def feeds(inputs):
-    """Seeded inputs for (name, shape, numpy dtype) triples, a symbolic dimension taken as 1:
-    floats uniform in [0, 1), integers and bools 0 or 1 (a token id of any vocabulary, a mask),
-    as `lathe run` and `lathe bench` make them. compare.py checks the outputs on these, and
-    every round runs on them."""
+    """Seeded inputs for (name, shape, numpy dtype) triples, a symbolic dimension taken as 1
+    (`lathe` needs such a size given: --dim NAME=1): floats uniform in [0, 1), integers and bools
+    0 or 1 (a token id of any vocabulary, a mask), as `lathe run` and `lathe bench` make them.
+    compare.py checks the outputs on these, and every round runs on them."""
     rng = np.random.default_rng(0)
     values = {}
     for name, shape, dtype in inputs:

@@ -23,7 +23,7 @@ struct ModelSourceOptions: ParsableArguments {
     @Option(help: "Seed of a built-in model's weights and of the random input.")
     var seed: UInt64 = 0
 
-    @Option(name: .customLong("dim"), help: "A value for a symbolic input dimension of an ONNX model, NAME=VALUE (default 1).")
+    @Option(name: .customLong("dim"), help: "The size of a symbolic input dimension of an ONNX model, NAME=SIZE (else the shape of an --input file that has it).")
     var dimensions: [String] = []
 
     @Option(help: "Weights for a built-in model from a .safetensors file (as `lathe train --save` writes).")
@@ -69,8 +69,9 @@ struct ModelOptions: ParsableArguments {
         let (batch, seed, weights) = (source.batch, source.seed, source.weights)
         if model.hasSuffix(".onnx") || FileManager.default.fileExists(atPath: model) {
             guard weights == nil else { throw ValidationError("--weights is for built-in models; an ONNX file carries its own") }
+            let files = try source.inputFiles()
             let imported = try ONNXImporter.load(contentsOf: URL(fileURLWithPath: model), dimensions: try parsedDimensions(source.dimensions),
-                                                 inputValues: try source.inputFiles())
+                                                 inputShapes: files.mapValues(\.shape), inputValues: files)
             if !imported.valueInputs.isEmpty {
                 let names = imported.valueInputs.map { "'\($0)'" }.joined(separator: ", ")
                 FileHandle.standardError.write("built for the values of \(names), which must be known when compiling\n".data(using: .utf8)!)
@@ -90,7 +91,7 @@ struct ModelOptions: ParsableArguments {
         var result: [String: Int] = [:]
         for item in dimensions {
             let parts = item.split(separator: "=", maxSplits: 1)
-            guard parts.count == 2, let value = Int(parts[1]), value > 0 else { throw ValidationError("--dim takes NAME=VALUE with a positive VALUE, got '\(item)'") }
+            guard parts.count == 2, let value = Int(parts[1]), value > 0 else { throw ValidationError("--dim takes NAME=SIZE with a positive SIZE, got '\(item)'") }
             result[String(parts[0])] = value
         }
         return result

@@ -45,6 +45,9 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
     /// names the node and operand (with its location). ONNXModel compiles per value; an import
     /// given the values takes them as constants.
     case inputValuesNeeded(inputs: [String], operand: String)
+    /// A graph input's dimension that the model leaves open (symbolic, named `name`, or
+    /// unnamed) and nothing gave a size: the graph exists only for concrete sizes.
+    case dimensionNeeded(input: String, axis: Int, name: String?)
 
     public var description: String {
         switch self {
@@ -98,6 +101,11 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
             let names = inputs.map { "'\($0)'" }.joined(separator: ", ")
             return "\(operand) is computed from input\(inputs.count == 1 ? "" : "s") \(names) and must be known when the model is compiled: "
                 + "give the input values when importing (ONNXModel compiles the model for each set of values it is run with; `lathe` takes them from --input NAME=FILE.npy)"
+        case let .dimensionNeeded(input, axis, name):
+            let dimension = name.map { "symbolic dimension '\($0)'" } ?? "an unnamed dimension"
+            let option = name.map { "--dim \($0)=SIZE or " } ?? ""
+            return "input '\(input)' has \(dimension) (axis \(axis)) and no size was given: ONNXModel takes it from each run's feed "
+                + "(compiling once per size); `lathe` from \(option)the shape of --input \(input)=FILE.npy"
         }
     }
 }

@@ -24,28 +24,42 @@ public enum ONNXImporter {
     /// models are read the same way.
     public static let supportedOpsets = 7...28
 
-    /// `dimensions` gives values to symbolic input dimensions ("batch": 8); others default to 1.
+    /// The graph is built for concrete input shapes. `dimensions` gives sizes to symbolic
+    /// dimensions by name ("batch": 8); `inputShapes` gives inputs' whole shapes (a feed's),
+    /// which also size the symbolic names they hold and any unnamed dimensions. A dimension
+    /// neither gives is LatheError.dimensionNeeded (ONNXModel sizes them from each run's feeds).
     ///
-    /// `inputValues` holds values for inputs that may set shapes: where an operand that must be
-    /// known at import (a Reshape's shape, a Pad's pads, a reduction's axes) is computed from
-    /// graph inputs, those inputs' values are taken from it and become constants, and the graph
-    /// is built for them (ImportedModel.valueInputs lists them). Values of other inputs are not
-    /// used. Without the values needed the import throws LatheError.inputValuesNeeded.
-    public static func load(contentsOf url: URL, dimensions: [String: Int] = [:], inputValues: [String: HostTensor] = [:]) throws -> ImportedModel {
-        try load(read(url), fileName: url.lastPathComponent, dimensions: dimensions, inputValues: inputValues)
+    /// `inputValues` holds values for inputs the graph may need at import: where an operand
+    /// that must be known then (a Reshape's shape, a Pad's pads, a reduction's axes) is
+    /// computed from graph inputs, those inputs' values are taken from it and become constants,
+    /// and the graph is built for them (ImportedModel.valueInputs lists them). Values of other
+    /// inputs are not used (but their shapes are). Without the values needed the import throws
+    /// LatheError.inputValuesNeeded.
+    public static func load(contentsOf url: URL, dimensions: [String: Int] = [:], inputShapes: [String: [Int]] = [:],
+                            inputValues: [String: HostTensor] = [:]) throws -> ImportedModel {
+        try load(read(url), fileName: url.lastPathComponent, dimensions: dimensions, inputShapes: inputShapes, inputValues: inputValues)
     }
 
-    public static func load(_ data: Data, fileName: String = "model.onnx", dimensions: [String: Int] = [:], inputValues: [String: HostTensor] = [:]) throws -> ImportedModel {
-        try load(parse(data, fileName: fileName), fileName: fileName, dimensions: dimensions, inputValues: inputValues)
+    public static func load(_ data: Data, fileName: String = "model.onnx", dimensions: [String: Int] = [:], inputShapes: [String: [Int]] = [:],
+                            inputValues: [String: HostTensor] = [:]) throws -> ImportedModel {
+        try load(parse(data, fileName: fileName), fileName: fileName, dimensions: dimensions, inputShapes: inputShapes, inputValues: inputValues)
     }
 
-    /// Imports a parsed model, taking the values of `inputValues` for the inputs shapes depend
-    /// on: each import that stops for want of some input's values starts again with them.
-    static func load(_ model: Onnx_ModelProto, fileName: String, dimensions: [String: Int], inputValues: [String: HostTensor]) throws -> ImportedModel {
+    /// Imports a parsed model, taking the values of `inputValues` for the inputs the graph
+    /// depends on: each import that stops for want of some input's values starts again with them.
+    static func load(_ model: Onnx_ModelProto, fileName: String, dimensions: [String: Int], inputShapes: [String: [Int]],
+                     inputValues: [String: HostTensor]) throws -> ImportedModel {
+        let inputs = try declaredInputs(model, fileName: fileName)
+        for input in inputs {
+            if let value = inputValues[input.name], value.dtype != input.dtype {
+                throw LatheError.inputElementTypeMismatch(name: input.name, expected: input.dtype, got: value.dtype)
+            }
+        }
+        let shapes = try InputShapes(inputs, dimensions: dimensions, given: inputShapes.merging(inputValues.mapValues(\.shape)) { $1 })
         var taken: [String: HostTensor] = [:]
         while true {
             do {
-                return try importGraph(model, fileName: fileName, dimensions: dimensions, constantInputs: taken)
+                return try importGraph(model, inputs: inputs, shapes: shapes, fileName: fileName, constantInputs: taken)
             } catch let LatheError.inputValuesNeeded(inputs, operand) {
                 let missing = inputs.filter { taken[$0] == nil }
                 guard !missing.isEmpty, missing.allSatisfy({ inputValues[$0] != nil }) else {
@@ -54,6 +68,12 @@ public enum ONNXImporter {
                 for name in missing { taken[name] = inputValues[name] }
             }
         }
+    }
+
+    /// The graph inputs that are not initializers, as the file declares them.
+    static func declaredInputs(_ model: Onnx_ModelProto, fileName: String) throws -> [DeclaredInput] {
+        let initialized = Set(model.graph.initializer.map(\.name))
+        return try model.graph.input.filter { !initialized.contains($0.name) }.map { try DeclaredInput($0, fileName: fileName) }
     }
 
     static func read(_ url: URL) throws -> Data {
@@ -85,26 +105,26 @@ public enum ONNXImporter {
     }
 
     /// One import: the inputs in `constantInputs` are constants of those values.
-    private static func importGraph(_ model: Onnx_ModelProto, fileName: String, dimensions: [String: Int],
+    private static func importGraph(_ model: Onnx_ModelProto, inputs: [DeclaredInput], shapes: InputShapes, fileName: String,
                                     constantInputs: [String: HostTensor]) throws -> ImportedModel {
         let opset = opset(of: model)
         let context = ImportContext(opset: opset, fileName: fileName)
-        var initialized: Set<String> = []
         for tensor in model.graph.initializer {
             var constant = try ConstantTensor(tensor, name: tensor.name)
             constant.origin = tensor.name
             context.define(tensor.name, .constant(constant))
-            initialized.insert(tensor.name)
         }
         var valueInputs: [String] = []
-        for input in model.graph.input where !initialized.contains(input.name) {
+        for input in inputs {
             if let value = constantInputs[input.name] {
-                var constant = ConstantTensor(try checked(value, for: input, fileName: fileName))
+                var constant = ConstantTensor(value)
                 constant.origin = input.name
                 context.define(input.name, .constant(constant))
                 valueInputs.append(input.name)
             } else {
-                context.define(input.name, .node(try addInput(input, to: context.graph, dimensions: dimensions, fileName: fileName)))
+                let id = try context.graph.addInput(name: input.name, shape: try shapes.shape(of: input), dtype: input.dtype,
+                                                    location: SourceLocation(fileID: fileName, line: 0))
+                context.define(input.name, .node(id))
             }
         }
         for (index, node) in model.graph.node.enumerated() {
@@ -121,18 +141,6 @@ public enum ONNXImporter {
             (output.name, context.materialize(try context.value(output.name)))
         }
         return ImportedModel(graph: context.graph, outputs: outputs, opset: opset, producer: model.producerName, valueInputs: valueInputs)
-    }
-
-    /// A value given for an input: of its element type, and of its shape where the model fixes
-    /// a dimension (a symbolic or unnamed one takes any size).
-    private static func checked(_ value: HostTensor, for input: Onnx_ValueInfoProto, fileName: String) throws -> HostTensor {
-        let (dtype, dims) = try declaredType(input, fileName: fileName)
-        guard value.dtype == dtype else { throw LatheError.inputElementTypeMismatch(name: input.name, expected: dtype, got: value.dtype) }
-        let fits = value.shape.count == dims.count && zip(value.shape, dims).allSatisfy { size, dim in dim.map { $0 == size } ?? true }
-        guard fits else {
-            throw LatheError.inputShapeMismatch(name: input.name, expected: dims.map { $0 ?? -1 }, got: value.shape)
-        }
-        return value
     }
 
     /// The ONNX op types (default domain) the importer reads.
@@ -178,34 +186,5 @@ public enum ONNXImporter {
             missing[key]!.nodes.append(node.displayName)
         }
         if !order.isEmpty { throw LatheError.unsupportedOps(order.map { missing[$0]! }) }
-    }
-
-    static func addInput(_ input: Onnx_ValueInfoProto, to graph: Graph, dimensions: [String: Int], fileName: String) throws -> ValueID {
-        let (dtype, dims) = try declaredType(input, fileName: fileName)
-        let shape = zip(dims, input.tensorShapeDims).map { dim, proto -> Int in
-            if let dim { return dim }
-            if case let .dimParam(name)? = proto.value { return dimensions[name] ?? 1 }
-            return 1
-        }
-        return try graph.addInput(name: input.name, shape: shape, dtype: dtype, location: SourceLocation(fileID: fileName, line: 0))
-    }
-
-    /// An input's element type and its dimensions: nil where symbolic or unnamed.
-    static func declaredType(_ input: Onnx_ValueInfoProto, fileName: String) throws -> (DType, [Int?]) {
-        guard case let .tensorType(tensor)? = input.type.value else {
-            throw LatheError.unsupported("input '\(input.name)' of \(fileName) is not a tensor")
-        }
-        guard let dtype = DType(onnxCode: Int(tensor.elemType)) else {
-            throw LatheError.unsupported("input '\(input.name)' of \(fileName) has ONNX element type \(tensor.elemType) (strings and complex numbers are not computed on)")
-        }
-        return (dtype, tensor.shape.dim.map { if case let .dimValue(v)? = $0.value { Int(v) } else { nil } })
-    }
-}
-
-extension Onnx_ValueInfoProto {
-    /// The dimensions of a tensor type's shape (none for other types).
-    var tensorShapeDims: [Onnx_TensorShapeProto.Dimension] {
-        if case let .tensorType(tensor)? = type.value { return tensor.shape.dim }
-        return []
     }
 }

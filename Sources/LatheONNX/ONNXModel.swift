@@ -2,19 +2,25 @@ import Foundation
 import LatheIR
 import LatheRuntime
 
-/// An ONNX model ready to run: read and checked once, compiled for the values it needs.
+/// An ONNX model ready to run: read and checked once, compiled for the sizes and values it
+/// needs.
 ///
-/// Most models compile once, when made. Some compute a shape from an input's values: a Pad
-/// whose pads, a Reshape whose shape, a reduction whose axes or a Range whose limit come from
-/// a graph input. Lathe compiles every shape statically, so such a model is compiled for the
-/// values of those inputs (`valueInputs`), on the first run that feeds them, and again for each
-/// new set of values; the `specializationLimit` most recently used compiled models are kept,
-/// and the machine-code cache makes compiling a set seen before cheap.
+/// Lathe compiles every shape statically. A model whose inputs have fixed sizes (or sizes
+/// `dimensions` gives) and whose shapes do not depend on input values compiles once, when made.
+/// Otherwise it is compiled on the first run, for that run's feeds, and again for each new
+/// combination of
+/// - the shapes of its *open inputs*, those with a symbolic or unnamed dimension that
+///   `dimensions` does not size (`openInputs`), and
+/// - the values of its *value inputs*, those that an operand needed to compile is computed
+///   from: a Pad's pads, a Reshape's shape, a reduction's axes, a Range's limit (`valueInputs`).
+/// The `specializationLimit` most recently used compiled models are kept; the machine-code
+/// cache makes compiling a combination seen before cheap.
 ///
 /// ```swift
-/// let model = try ONNXModel(contentsOf: URL(fileURLWithPath: "pad.onnx"))
-/// // model.valueInputs == ["pads"]: the output's shape depends on them
-/// let y = try model.run(["x": x, "pads": HostTensor([1, 1, 0, 0] as [Int64], shape: [4])])["y"]!
+/// let model = try ONNXModel(contentsOf: URL(fileURLWithPath: "encoder.onnx"))
+/// // input_ids is [batch, sequence]: each new size compiles once
+/// let short = try model.run(["input_ids": try HostTensor(shape: [1, 8], values: ids8)])
+/// let long = try model.run(["input_ids": try HostTensor(shape: [1, 128], values: ids128)])
 /// ```
 ///
 /// `run` may be called from many threads at once.
@@ -29,11 +35,13 @@ public final class ONNXModel: @unchecked Sendable {
     public let specializationLimit: Int
 
     private let proto: Onnx_ModelProto
-    /// The inputs found so far whose values set shapes. An import that is given some of them
-    /// may find more further on, so this grows as runs compile new values.
+    /// The inputs whose shapes choose the compiled model.
+    public let openInputs: [String]
+    /// The inputs found so far whose values choose the compiled model. An import that is given
+    /// some of them may find more further on, so this grows as runs compile new values.
     private var knownValueInputs: [String]
-    /// Compiled models, each with the value inputs it was built for and their values, most
-    /// recently used last.
+    /// Compiled models, each with the open inputs' shapes and the value inputs' values it was
+    /// built for, most recently used last.
     private var compiled: [Specialization] = []
     private let lock = NSLock()
     /// Held while compiling, so concurrent first runs of new values compile each set once.
@@ -43,7 +51,7 @@ public final class ONNXModel: @unchecked Sendable {
         try self.init(ONNXImporter.read(url), fileName: url.lastPathComponent, dimensions: dimensions, options: options, specializationLimit: specializationLimit)
     }
 
-    /// Reads the model, and compiles it unless its shapes depend on input values.
+    /// Reads the model, and compiles it unless its shapes depend on input sizes or values.
     public init(_ data: Data, fileName: String = "model.onnx", dimensions: [String: Int] = [:], options: CompileOptions = CompileOptions(),
                 specializationLimit: Int = 8) throws {
         proto = try ONNXImporter.parse(data, fileName: fileName)
@@ -51,20 +59,21 @@ public final class ONNXModel: @unchecked Sendable {
         self.dimensions = dimensions
         self.options = options
         self.specializationLimit = max(specializationLimit, 1)
-        let initialized = Set(proto.graph.initializer.map(\.name))
-        inputNames = proto.graph.input.map(\.name).filter { !initialized.contains($0) }
+        let declared = try ONNXImporter.declaredInputs(proto, fileName: fileName)
+        inputNames = declared.map(\.name)
         outputNames = proto.graph.output.map(\.name)
+        openInputs = declared.filter { $0.isOpen(given: dimensions) }.map(\.name)
+        knownValueInputs = []
+        guard openInputs.isEmpty else { return }
         do {
-            let imported = try ONNXImporter.load(proto, fileName: fileName, dimensions: dimensions, inputValues: [:])
-            knownValueInputs = []
-            compiled = [Specialization(values: [], model: try Compiler.compile(imported.graph, outputs: imported.outputs, options: options))]
+            let imported = try ONNXImporter.load(proto, fileName: fileName, dimensions: dimensions, inputShapes: [:], inputValues: [:])
+            compiled = [Specialization(shapes: [], values: [], model: try Compiler.compile(imported.graph, outputs: imported.outputs, options: options))]
         } catch let LatheError.inputValuesNeeded(inputs, _) {
             knownValueInputs = inputs
         }
     }
 
-    /// The inputs whose values the model is compiled for (each sets a shape), as far as found:
-    /// empty for a model compiled once.
+    /// The inputs whose values the model is compiled for, as far as found: empty for most.
     public var valueInputs: [String] { lock.withLock { knownValueInputs } }
 
     /// How many compiled models are held now.
@@ -84,22 +93,25 @@ public final class ONNXModel: @unchecked Sendable {
         if let hit = try cached(feeds) { return hit }
         return try compileLock.withLock {
             if let hit = try cached(feeds) { return hit }
-            let imported = try ONNXImporter.load(proto, fileName: fileName, dimensions: dimensions, inputValues: feeds)
+            let imported = try ONNXImporter.load(proto, fileName: fileName, dimensions: dimensions,
+                                                 inputShapes: feeds.mapValues(\.shape), inputValues: feeds)
             let model = try Compiler.compile(imported.graph, outputs: imported.outputs, options: options)
+            let shapes = openInputs.map { InputShape(name: $0, shape: feeds[$0]!.shape) }
             let values = imported.valueInputs.map { InputValue(name: $0, value: feeds[$0]!) }
             lock.withLock {
                 for name in imported.valueInputs where !knownValueInputs.contains(name) { knownValueInputs.append(name) }
-                compiled.append(Specialization(values: values, model: model))
+                compiled.append(Specialization(shapes: shapes, values: values, model: model))
                 if compiled.count > specializationLimit { compiled.removeFirst() }
             }
             return (model, imported.valueInputs)
         }
     }
 
-    /// The compiled model for these feeds' values, marked most recently used; nil if none.
+    /// The compiled model for these feeds' shapes and values, marked most recently used; nil if
+    /// none.
     private func cached(_ feeds: [String: HostTensor]) throws -> (model: CompiledModel, valueInputs: [String])? {
         try lock.withLock {
-            for name in knownValueInputs where feeds[name] == nil { throw LatheError.missingInput(name: name) }
+            for name in openInputs + knownValueInputs where feeds[name] == nil { throw LatheError.missingInput(name: name) }
             guard let i = compiled.firstIndex(where: { $0.matches(feeds) }) else { return nil }
             let entry = compiled.remove(at: i)
             compiled.append(entry)
@@ -108,20 +120,28 @@ public final class ONNXModel: @unchecked Sendable {
     }
 }
 
+/// An open input's shape that a model was compiled for.
+private struct InputShape {
+    let name: String
+    let shape: [Int]
+}
+
 /// A value input's value that a model was compiled for.
 private struct InputValue {
     let name: String
     let value: HostTensor
 }
 
-/// A model compiled for the values of some inputs.
+/// A model compiled for the shapes of the open inputs and the values of some inputs.
 private struct Specialization {
+    let shapes: [InputShape]
     let values: [InputValue]
     let model: CompiledModel
 
-    /// Whether the feeds hold the values this model was compiled for (type, shape and bytes).
+    /// Whether the feeds have the shapes and hold the values (type, shape and bytes) this model
+    /// was compiled for.
     func matches(_ feeds: [String: HostTensor]) -> Bool {
-        values.allSatisfy { v in
+        shapes.allSatisfy { feeds[$0.name]?.shape == $0.shape } && values.allSatisfy { v in
             guard let feed = feeds[v.name] else { return false }
             return feed.dtype == v.value.dtype && feed.shape == v.value.shape && feed.rawBytes == v.value.rawBytes
         }

@@ -101,10 +101,14 @@ struct ToolPathTests {
         let five = try lathe("run", file.path, "--dim", "N=5")
         #expect(five.status == 0, "\(five.err)")
         #expect(five.out.hasPrefix("y: f32[5, 3] checksum "))
-        #expect(try lathe("run", file.path).out.hasPrefix("y: f32[1, 3] checksum "), "N is 1 unless given")
+        let unsized = try lathe("run", file.path)
+        #expect(unsized.status != 0 && unsized.err.contains("input 'x' has symbolic dimension 'N' (axis 0) and no size was given"), "never 1 by default")
+        let x = folder.appendingPathComponent("x.npy")
+        try HostTensor(shape: [4, 3], repeating: 1).npyData.write(to: x)
+        #expect(try lathe("run", file.path, "--input", "x=\(x.path)").out.hasPrefix("y: f32[4, 3] checksum "), "sized by the file's shape")
         #expect(try lathe("dump", file.path, "--dim", "N=7").out.contains("f32[7, 3]"))
         let bad = try lathe("run", file.path, "--dim", "N=0")
-        #expect(bad.status == 64 && bad.err.contains("--dim takes NAME=VALUE with a positive VALUE"))
+        #expect(bad.status == 64 && bad.err.contains("--dim takes NAME=SIZE with a positive SIZE"))
     }
 
     /// An .npy of another element type than the input's is an error naming both, not converted.
