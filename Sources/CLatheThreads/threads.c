@@ -6,7 +6,9 @@
 #include <unistd.h>
 
 #if defined(__linux__)
+#include <fcntl.h>
 #include <linux/futex.h>
+#include <stdlib.h>
 #include <sys/syscall.h>
 
 void lathe_wait_on(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
@@ -30,6 +32,25 @@ int32_t lathe_allowed_cpus(void) {
     int count = CPU_COUNT(&set);
     return count > 0 ? count : 1;
 }
+
+int32_t lathe_runnable_threads(void) {
+    // "0.94 1.51 1.59 3/512 12345": the fourth field is runnable/total scheduling entities.
+    int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char text[128];
+    ssize_t length = read(fd, text, sizeof text - 1);
+    close(fd);
+    if (length <= 0) return -1;
+    text[length] = 0;
+    char *field = text;
+    for (int spaces = 0; spaces < 3; field++) {
+        if (*field == 0) return -1;
+        if (*field == ' ') spaces++;
+    }
+    char *end;
+    long runnable = strtol(field, &end, 10);
+    return end != field && *end == '/' && runnable >= 0 ? (int32_t)runnable : -1;
+}
 #else
 // No futex: poll. The word is read racily on purpose; the caller re-checks it atomically.
 void lathe_wait_on(uint32_t *word, uint32_t expected, int64_t timeout_ns) {
@@ -45,6 +66,8 @@ int32_t lathe_allowed_cpus(void) {
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     return online > 0 ? (int32_t)online : 1;
 }
+
+int32_t lathe_runnable_threads(void) { return -1; }
 #endif
 
 void lathe_cpu_relax(void) {

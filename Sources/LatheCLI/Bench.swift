@@ -36,6 +36,9 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("alone-us"), help: "Microseconds kernels with a one-thread plan run it after the workers missed two jobs in a row (0: never).")
     var aloneMicroseconds: Double = WaitPolicy().aloneMicroseconds
 
+    @Flag(help: "Split kernels among the threads even when other threads hold the machine's cores (by default such a run keeps to its calling thread).")
+    var ignoreLoad = false
+
     struct KernelTime: Codable {
         let name: String
         let ops: String
@@ -63,7 +66,7 @@ struct Bench: ParsableCommand {
         let built = try options.build()
         let model = try Compiler.compile(built.graph, outputs: built.outputs, options: CompileOptions(threads: threads, cache: !noCache,
                                                                                           waiting: WaitPolicy(spinMicroseconds: spinMicroseconds, yieldMicroseconds: yieldMicroseconds,
-                                                                                                              aloneMicroseconds: aloneMicroseconds)))
+                                                                                                              aloneMicroseconds: aloneMicroseconds, checksLoad: !ignoreLoad)))
         var feeds = randomFeeds(model, seed: options.seed)
         for (name, tensor) in try options.source.inputFiles() where !built.valueInputs.contains(name) { feeds[name] = tensor }
         try checkFeeds(model.inputs, feeds)

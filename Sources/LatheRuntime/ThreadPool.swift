@@ -37,6 +37,17 @@ import Synchronization
 /// instead of at the split's serial speed with hand-offs on top; on an idle one an awake worker
 /// claims a share within nanoseconds, so jobs do not miss.
 ///
+/// Busy machines are noticed before a run starts. Never more runnable threads than cores: a
+/// run of a policy that `checksLoad` looks at how many threads the machine has runnable (Linux's
+/// /proc/loadavg, sampled at most every 2 ms by any run of the process, the fewer of two samples
+/// in a row), takes away this thread and the pool's awake workers, and counts the cores left of
+/// the pool's. With fewer than two, the
+/// run takes no job slot and runs on its calling thread alone (alone plans included), waking no
+/// worker; with more, it wakes at most one worker fewer than the cores left. A thread of another
+/// process then keeps its core, and the run goes at one thread's speed instead of sharing every
+/// core with it and waiting, kernel after kernel, for whichever of its threads the scheduler left
+/// out.
+///
 /// Several runs may be under way at once, from one model or many: each has its own slot, and a
 /// worker serves whichever slot has a share open. More runs than slots run their shares on the
 /// calling thread alone.
@@ -44,7 +55,10 @@ final class ThreadPool: @unchecked Sendable {
     typealias Task = @convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void
 
     /// The process's pool, made on first use by a run with more than one thread.
-    static let process = ThreadPool(workers: Int(lathe_allowed_cpus()) - 1)
+    static let process = ThreadPool(workers: Int(lathe_allowed_cpus()) - 1, runnableThreads: {
+        let count = lathe_runnable_threads()
+        return count >= 0 ? Int(count) : nil
+    })
     /// No workers: for models compiled for one thread.
     static let inline = ThreadPool(workers: 0)
 
@@ -67,6 +81,16 @@ final class ThreadPool: @unchecked Sendable {
     /// Until this time (lathe_now_ns) kernels with an alone plan run it (for runs whose policy
     /// has an alone time).
     private let aloneUntil = Atomic<Int>(0)
+    /// How many threads the machine has runnable now, this one included, or nil (nil: runs
+    /// never check the load). The process's pool reads /proc/loadavg; tests give their own.
+    private let runnableThreads: (@Sendable () -> Int?)?
+    /// When the load was last sampled (lathe_now_ns); the runnable threads not this pool's
+    /// then; and the fewer of that and the sample before (so that one sample's passing thread,
+    /// a kernel worker's or a shell's, does not make a run alone).
+    private let loadSampledAt = Atomic<Int>(0)
+    private let lastOthersRunnable = Atomic<Int>(-1)
+    private let othersRunnable = Atomic<Int>(0)
+    static let loadSampleNanoseconds = 2_000_000
     private let stopping = Atomic<Bool>(false)
     private let exited = DispatchGroup()
     /// Called by a worker each time it wakes, before it looks for a share (tests hold a worker
@@ -74,8 +98,9 @@ final class ThreadPool: @unchecked Sendable {
     private let beforeClaiming: (@Sendable () -> Void)?
 
     /// A pool of `workers` threads (0: every share runs on the calling thread).
-    init(workers: Int, beforeClaiming: (@Sendable () -> Void)? = nil) {
+    init(workers: Int, runnableThreads: (@Sendable () -> Int?)? = nil, beforeClaiming: (@Sendable () -> Void)? = nil) {
         workerCount = max(workers, 0)
+        self.runnableThreads = runnableThreads
         self.beforeClaiming = beforeClaiming
         // A pool without workers hands out no shares, so it needs no slots.
         slots = workerCount > 0 ? (0..<Self.slotCount).map { JobSlot(index: $0) } : []
@@ -101,11 +126,12 @@ final class ThreadPool: @unchecked Sendable {
     /// Idle workers are woken now so that they are spinning by the time the first split kernel
     /// comes.
     func during<R>(_ run: ParallelRun, _ body: () throws -> R) rethrows -> R {
-        let slot = run.threads > 1 && workerCount > 0 ? acquireSlot() : nil
+        let free = run.threads > 1 && workerCount > 0 ? freeCores(run.policy) : 0
+        let slot = free >= 2 ? acquireSlot() : nil
         if slot != nil {
             workerSpinNanoseconds.store(run.policy.spinNanoseconds, ordering: .relaxed)
             workerYieldNanoseconds.store(run.policy.yieldNanoseconds, ordering: .relaxed)
-            if run.policy.aloneNanoseconds == 0 || !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(run.threads - 1) }
+            if run.policy.aloneNanoseconds == 0 || !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(min(run.threads, free) - 1) }
         }
         run.slot = slot
         defer {
@@ -113,6 +139,22 @@ final class ThreadPool: @unchecked Sendable {
             if let slot { slot.owned.store(false, ordering: .releasing) }
         }
         return try body()
+    }
+
+    /// The pool's cores (its workers and a caller) that no other thread wants, as last sampled
+    /// (see the type's comment); all of them when the run does not check the load.
+    private func freeCores(_ policy: WaitPolicy) -> Int {
+        guard policy.checksLoad, let runnableThreads else { return workerCount + 1 }
+        let now = Int(lathe_now_ns()), last = loadSampledAt.load(ordering: .relaxed)
+        if now - last >= Self.loadSampleNanoseconds,
+           loadSampledAt.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged {
+            // Runnable: this thread, the workers not blocked on the futex, and the others.
+            let ours = 1 + workerCount - sleepers.load(ordering: .relaxed)
+            let others = runnableThreads().map { max($0 - ours, 0) } ?? 0
+            let before = lastOthersRunnable.exchange(others, ordering: .relaxed)
+            othersRunnable.store(before < 0 ? others : min(before, others), ordering: .relaxed)
+        }
+        return workerCount + 1 - othersRunnable.load(ordering: .relaxed)
     }
 
     private func acquireSlot() -> JobSlot? {
@@ -306,16 +348,20 @@ private final class JobSlot: @unchecked Sendable {
 /// then blocks until woken (a futex wake, some tens of microseconds). After two jobs in a row
 /// that no awake worker took a share of, kernels with an alone plan run it on the caller for
 /// `aloneMicroseconds` (0: never, for runs of this policy), then are handed out again (ThreadPool).
+/// With `checksLoad`, a run starts on its calling thread alone when other threads hold the
+/// machine's cores (ThreadPool: never more runnable threads than cores).
 public struct WaitPolicy: Sendable, Hashable {
     public var spinMicroseconds: Double
     public var yieldMicroseconds: Double
     public var aloneMicroseconds: Double
+    public var checksLoad: Bool
 
-    /// Each is clamped to 0...1 s (NaN: 0).
-    public init(spinMicroseconds: Double = 50, yieldMicroseconds: Double = 100, aloneMicroseconds: Double = 1000) {
+    /// Each time is clamped to 0...1 s (NaN: 0).
+    public init(spinMicroseconds: Double = 50, yieldMicroseconds: Double = 100, aloneMicroseconds: Double = 1000, checksLoad: Bool = true) {
         self.spinMicroseconds = Self.clamped(spinMicroseconds)
         self.yieldMicroseconds = Self.clamped(yieldMicroseconds)
         self.aloneMicroseconds = Self.clamped(aloneMicroseconds)
+        self.checksLoad = checksLoad
     }
 
     /// Missed jobs in a row after which kernels with an alone plan run it.

@@ -149,6 +149,15 @@ struct ConcurrentRunTests {
     }
 }
 
+/// Numbers handed out in turn, then the last one again.
+final class Samples: @unchecked Sendable {
+    private let values: [Int]
+    private var index = 0
+    private let lock = NSLock()
+    init(_ values: [Int]) { self.values = values }
+    func next() -> Int { lock.withLock { defer { index += 1 }; return values[min(index, values.count - 1)] } }
+}
+
 /// A count that threads add to.
 final class Tally: Sendable {
     private let value = Atomic<Int>(0)
@@ -227,6 +236,38 @@ struct ThreadPoolSharesTests {
         Thread.sleep(forTimeInterval: aloneMicroseconds * 2e-6)
         pool.during(run) { run.parallel(Self.countShare, alone: Self.countAlone, arguments, count: 2) }
         #expect(counts[0] == 3 && counts[1] == 3 && counts[2] == 8, "the job after the alone time was not handed out")
+    }
+
+    /// A run of a policy that checks the load keeps to its calling thread, alone tasks
+    /// included, when other threads hold the pool's cores (the sampled count, less this thread
+    /// and the awake worker, leaves fewer than two), and hands shares out when they do not; a
+    /// load seen in one sample alone, or a policy that does not check, changes nothing.
+    @Test func busyMachineRunsAlone() {
+        let samples = Samples([1, 3, 3, 1, 3, 3])
+        let pool = ThreadPool(workers: 1, runnableThreads: { samples.next() })
+        defer { pool.stop() }
+        let counts = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+        let arguments = UnsafeMutablePointer<UnsafeMutablePointer<Float>?>.allocate(capacity: 1)
+        defer { counts.deallocate(); arguments.deallocate() }
+        arguments[0] = counts
+        /// One run of one job, each after the 2 ms between samples; whether it ran alone.
+        func runAlone(_ policy: WaitPolicy) -> Bool {
+            Thread.sleep(forTimeInterval: 0.003)
+            counts.update(repeating: 0, count: 3)
+            let run = ParallelRun(pool: pool, threads: 2, policy: policy)
+            pool.during(run) { run.parallel(Self.countShare, alone: Self.countAlone, arguments, count: 2) }
+            return counts[2] == 1 && counts[0] == 0 && counts[1] == 0
+        }
+        let checking = WaitPolicy(spinMicroseconds: 100, yieldMicroseconds: 100, aloneMicroseconds: 0)
+        #expect(!runAlone(checking), "sample 1: only this thread runnable")
+        #expect(!runAlone(checking), "sample 3 after 1: one sample of load")
+        #expect(runAlone(checking), "samples 3, 3: two other threads on two cores")
+        #expect(!runAlone(checking), "sample 1: the load has gone")
+        var ignoring = checking
+        ignoring.checksLoad = false
+        #expect(!runAlone(ignoring), "a policy that does not check takes no sample")
+        #expect(!runAlone(checking), "sample 3 after 1 again")
+        #expect(runAlone(checking), "samples 3, 3 again")
     }
 
     /// A wait policy from user input cannot trap when turned into nanoseconds.

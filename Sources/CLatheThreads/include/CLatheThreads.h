@@ -23,6 +23,10 @@ void lathe_yield(void);
 /// The CPUs this process may run on (its main thread's affinity mask), at least 1.
 int32_t lathe_allowed_cpus(void);
 
+/// How many threads the whole machine has runnable (running or waiting for a CPU) at this
+/// instant, this one included: Linux's /proc/loadavg. -1 where that cannot be read.
+int32_t lathe_runnable_threads(void);
+
 /// Monotonic clock in nanoseconds.
 int64_t lathe_now_ns(void);
 

@@ -72,9 +72,11 @@ public struct KernelPlan: Sendable {
     /// its plan on one thread: a matrix product's chunks of rows each pack all of B again (the
     /// Keras CNN's 11 x 11 Winograd convolution split by output channels: 47 us its two shares
     /// in a row, 38 us alone), its chunks of columns all of A unless A was packed at compile
-    /// time. What is done again is a share of the work that shrinks as the product grows: above
-    /// `aloneFlopsLimit` a second plan is not worth its compile time. A split into units does
-    /// each unit's work once, whoever claims it; loops split by rows do no work twice.
+    /// time, and each chunk is tiled for its own size. What is done again is a share of the work
+    /// that shrinks as the product grows: above `aloneFlopsLimit` a second plan is not worth its
+    /// compile time. A split into units does each unit's work once, whoever claims it; loops
+    /// split by rows do no work twice. (A run on a busy machine runs alone from its start,
+    /// ThreadPool, so these plans are what it runs.)
     var splitCostsWork: Bool {
         guard threads > 1, flops < Self.aloneFlopsLimit else { return false }
         switch algorithm {
@@ -88,8 +90,10 @@ public struct KernelPlan: Sendable {
         }
     }
 
-    /// Kernels of fewer FLOPs than this whose split costs work are also planned for one thread.
-    static let aloneFlopsLimit = 20_000_000
+    /// Kernels of fewer FLOPs than this whose split costs work are also planned for one thread:
+    /// SqueezeNet's 3 x 3 expand convolutions (about 50 MFLOP, split by rows) ran their two
+    /// chunks in a row markedly slower than their one-thread plan (benchmarks/RESULTS.md).
+    static let aloneFlopsLimit = 100_000_000
 
     /// Whether this plan (on one thread) may run in place of `split`'s: the same weight layout,
     /// a result it may write wherever `split`'s may (over a residual only if it too writes
