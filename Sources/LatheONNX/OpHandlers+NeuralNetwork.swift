@@ -133,8 +133,9 @@ extension OpHandlers {
     }
 
     /// 2-D pooling, and 1-D as 2-D over a height of 1.
-    static func pool(_ kind: PoolKind, _ c: ImportContext) throws -> ImportedValue {
-        var x = try c.required(0)
+    /// `operand` in place of the node's input, `countsPads` in place of its count_include_pad.
+    static func pool(_ kind: PoolKind, _ c: ImportContext, of operand: ImportedValue? = nil, countsPads: Bool? = nil) throws -> ImportedValue {
+        var x = try operand ?? c.required(0)
         let original = c.shape(x)
         let spatial = original.count - 2
         guard (1...3).contains(spatial) else { throw c.unsupported("only 1-D, 2-D and 3-D pooling are supported (input rank \(original.count))") }
@@ -158,7 +159,7 @@ extension OpHandlers {
                 extra[i] = max(0, (out - 1) * strides[i] - span)
             }
         }
-        var include = c.node.int("count_include_pad", 0) != 0
+        var include = countsPads ?? (c.node.int("count_include_pad", 0) != 0)
         if kind == .average && include && extra.contains(where: { $0 > 0 }) {
             // The divisor counts the real pads but not the cells ceil mode adds: the real pads
             // become zeros of the input, and only the added cells stay padding, not counted.

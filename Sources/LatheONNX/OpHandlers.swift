@@ -13,4 +13,7 @@ enum OpHandlers {
         .merging(composed) { a, _ in a }
         .merging(losses) { a, _ in a }
         .merging(indexing) { a, _ in a }
+        .merging(attention) { a, _ in a }
+        .merging(resize) { a, _ in a }
+        .merging(layout) { a, _ in a }
 }
