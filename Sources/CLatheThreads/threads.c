@@ -70,6 +70,11 @@ int32_t lathe_allowed_cpus(void) {
 int32_t lathe_runnable_threads(void) { return -1; }
 #endif
 
+int32_t lathe_online_cpus(void) {
+    long online = sysconf(_SC_NPROCESSORS_ONLN);
+    return online > 0 ? (int32_t)online : 1;
+}
+
 void lathe_cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();

@@ -10,13 +10,19 @@ extension IRBuilder {
         var kept = inShape
         for axis in axes { kept[axis] = 1 }
         let count = kept.reduce(1, *)
-        let identity: Float = kind == .max ? -.infinity : 0
+        let identity: Float = kind == .max ? -.infinity : kind == .prod ? 1 : 0
         elementwise(shape: [count], output: StridedView(base: output, strides: [1]), inputs: []) { _, lanes in float(identity, lanes: lanes) }
         // The reduced axes at the end make contiguous runs (a convolution's bias gradient sums
         // each channel's plane): fold each run in vectors, then into its output once.
         var split = inShape.count, run = 1
         while split > 0, axes.contains(split - 1) { split -= 1; run *= inShape[split] }
-        let combine: (LLVMValue, LLVMValue) -> LLVMValue = { kind == .max ? self.maximum($1, $0) : self.add($0, $1) }
+        let combine: (LLVMValue, LLVMValue) -> LLVMValue = {
+            switch kind {
+            case .max: self.maximum($1, $0)
+            case .prod: self.mul($0, $1)
+            case .sum, .mean: self.add($0, $1)
+            }
+        }
         if run >= 2 * vectorWidth {
             let prefix = Array(inShape[..<split])
             let outStrides = broadcastStrides(of: Array(kept[..<split]), to: prefix)

@@ -179,7 +179,7 @@ public enum BinaryFn: String, Hashable, Sendable, CaseIterable {
 }
 
 public enum ReduceKind: String, Hashable, Sendable, CaseIterable {
-    case sum, mean, max
+    case sum, mean, max, prod
 }
 
 public enum PoolKind: String, Hashable, Sendable {

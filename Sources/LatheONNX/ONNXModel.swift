@@ -90,6 +90,7 @@ public final class ONNXModel: @unchecked Sendable {
     /// new, and the value inputs it was compiled for (not among its inputs).
     public func compiledModel(for feeds: [String: HostTensor]) throws -> (model: CompiledModel, valueInputs: [String]) {
         for name in feeds.keys.sorted() where !inputNames.contains(name) { throw LatheError.unknownInput(name: name, known: inputNames) }
+        for name in inputNames where feeds[name] == nil { throw LatheError.missingInput(name: name) }
         if let hit = try cached(feeds) { return hit }
         return try compileLock.withLock {
             if let hit = try cached(feeds) { return hit }

@@ -12,6 +12,9 @@ extension OpHandlers {
             guard let repeats = try c.constantInput(1, "repeats")?.intValues, repeats.count == c.shape(x).count, repeats.allSatisfy({ $0 >= 0 }) else {
                 throw c.fail("needs a non-negative repeat for each of the input's \(c.shape(x).count) axes")
             }
+            guard elementCount(zip(c.shape(x), repeats).map { $0 * $1 }) != nil, repeats.allSatisfy({ $0 <= maximumElementCount }) else {
+                throw c.fail("tiles \(c.shape(x)) by \(repeats), too many elements")
+            }
             var y = x
             for (axis, times) in repeats.enumerated() where times != 1 {
                 if times == 0 {
@@ -30,9 +33,11 @@ extension OpHandlers {
             let x = try c.required(0)
             let (n, channels, h, w) = try nchw(x, c)
             let b = c.node.int("blocksize", 0)
-            guard b > 0, channels % (b * b) == 0 else { throw c.fail("has blocksize \(b), which must be positive and divide \(channels) channels twice") }
+            guard b > 0, b <= channels, channels % b == 0, (channels / b) % b == 0, elementCount([n, channels, h, b, w, b]) != nil else {
+                throw c.fail("has blocksize \(b), which must be positive and divide \(channels) channels twice")
+            }
             let depth = channels / (b * b)
-            let crd = c.node.string("mode", "DCR") == "CRD"
+            let crd = try depthMode(c)
             let split = try reshape(x, to: crd ? [n, depth, b, b, h, w] : [n, b, b, depth, h, w], c)
             let moved = try c.apply(.transpose(perm: crd ? [0, 1, 4, 2, 5, 3] : [0, 3, 4, 1, 5, 2]), [split], name: "blocks")
             return [try reshape(moved, to: [n, depth, h * b, w * b], c)]
@@ -42,8 +47,10 @@ extension OpHandlers {
             let x = try c.required(0)
             let (n, channels, h, w) = try nchw(x, c)
             let b = c.node.int("blocksize", 0)
-            guard b > 0, h % b == 0, w % b == 0 else { throw c.fail("has blocksize \(b), which must be positive and divide height \(h) and width \(w)") }
-            let crd = c.node.string("mode", "DCR") == "CRD"
+            guard b > 0, h % b == 0, w % b == 0, elementCount([n, channels, b, b, h, w]) != nil else {
+                throw c.fail("has blocksize \(b), which must be positive and divide height \(h) and width \(w)")
+            }
+            let crd = try depthMode(c)
             let split = try reshape(x, to: [n, channels, h / b, b, w / b, b], c)
             let moved = try c.apply(.transpose(perm: crd ? [0, 1, 3, 5, 2, 4] : [0, 3, 5, 1, 2, 4]), [split], name: "blocks")
             return [try reshape(moved, to: [n, channels * b * b, h / b, w / b], c)]
@@ -124,6 +131,13 @@ extension OpHandlers {
         "BlackmanWindow": { c in try [window(c) { n, size in 0.42 - 0.5 * cos(2 * .pi * n / size) + 0.08 * cos(4 * .pi * n / size) }] },
     ]
 
+    /// Whether DepthToSpace's or SpaceToDepth's mode is CRD (else DCR, the default).
+    private static func depthMode(_ c: ImportContext) throws -> Bool {
+        let mode = c.node.string("mode", "DCR")
+        guard mode == "DCR" || mode == "CRD" else { throw c.fail("has mode '\(mode)' (DCR or CRD)") }
+        return mode == "CRD"
+    }
+
     /// An input's [N, C, H, W].
     private static func nchw(_ x: ImportedValue, _ c: ImportContext) throws -> (Int, Int, Int, Int) {
         let shape = c.shape(x)
@@ -144,10 +158,11 @@ extension OpHandlers {
     /// A window of `size` (operand 1, known at import) values f(n, N) for n in 0..<size, N the
     /// size, or size - 1 when periodic is 0 (symmetric), in output_datatype (f32 by default).
     private static func window(_ c: ImportContext, _ f: (Double, Double) -> Double) throws -> ImportedValue {
-        guard let size = try c.constantInput(0, "size")?.intValues.first, size >= 0 else { throw c.fail("needs a non-negative size") }
+        guard let size = try c.constantInput(0, "size")?.intValues.first, size >= 0, size <= maximumElementCount else { throw c.fail("needs a non-negative size") }
         let periodic = c.node.int("periodic", 1) != 0
         let denominator = Double(periodic ? size : size - 1)
-        let type = DType(onnxCode: c.node.int("output_datatype", 1)) ?? .float32
+        let code = c.node.int("output_datatype", 1)
+        guard let type = DType(onnxCode: code) else { throw c.fail("has output_datatype \(code), which Lathe does not compute") }
         let values = (0..<size).map { Float(f(Double($0), denominator)) }
         return .constant(ConstantTensor(try HostTensor(shape: [size], scalars: values).converted(to: type)))
     }

@@ -38,13 +38,20 @@ extension OpHandlers {
             guard givenSizes.count == axes.count, givenSizes.allSatisfy({ $0 >= 0 }) else {
                 throw c.fail("has sizes \(givenSizes), not one non-negative size for each of its \(axes.count) axes")
             }
-            for (size, axis) in zip(givenSizes, axes) { sizes[axis] = size; scales[axis] = Double(size) / Double(shape[axis]) }
+            for (size, axis) in zip(givenSizes, axes) {
+                guard shape[axis] > 0 || size == 0 else { throw c.fail("resizes the empty axis \(axis) to \(size)") }
+                sizes[axis] = size
+                scales[axis] = shape[axis] > 0 ? Double(size) / Double(shape[axis]) : 1
+            }
             let policy = c.node.string("keep_aspect_ratio_policy", "stretch")
             if policy != "stretch" {
                 guard policy == "not_larger" || policy == "not_smaller" else { throw c.fail("has keep_aspect_ratio_policy '\(policy)'") }
                 let picked = axes.map { scales[$0] }
                 let scale = policy == "not_larger" ? picked.min() ?? 1 : picked.max() ?? 1
-                for axis in axes { scales[axis] = scale; sizes[axis] = Int(scale * Double(shape[axis]) + 0.5) }
+                for axis in axes {
+                    guard let size = Int(exactly: (scale * Double(shape[axis]) + 0.5).rounded(.down)) else { throw c.fail("has sizes \(givenSizes) that give no size") }
+                    (scales[axis], sizes[axis]) = (scale, size)
+                }
             }
         } else if let givenScales, !givenScales.isEmpty {
             guard givenScales.count == axes.count, givenScales.allSatisfy({ $0 > 0 && $0.isFinite }) else {
@@ -58,9 +65,12 @@ extension OpHandlers {
         } else {
             throw c.fail("has neither scales nor sizes")
         }
+        guard elementCount(sizes) != nil else { throw c.fail("resizes \(shape) to \(sizes), too many elements") }
         var regions: [(Double, Double)]? = nil
         if let roi, !roi.isEmpty {
-            guard roi.count == 2 * axes.count else { throw c.fail("has roi \(roi), not a start and an end for each of its \(axes.count) axes") }
+            guard roi.count == 2 * axes.count, roi.allSatisfy(\.isFinite) else {
+                throw c.fail("has roi \(roi), not a finite start and end for each of its \(axes.count) axes")
+            }
             var full = Array(repeating: (0.0, 1.0), count: rank)
             for (i, axis) in axes.enumerated() { full[axis] = (roi[i], roi[axes.count + i]) }
             regions = full
@@ -92,7 +102,7 @@ extension OpHandlers {
         var y = x
         for axis in (0..<scales.count).reversed() {
             let input = c.shape(x)[axis], scale = Double(scales[axis])
-            guard scale > 0, let output = Int(exactly: (scale * Double(input)).rounded(.down)) else { throw c.fail("has scale \(scale)") }
+            guard scale > 0, let output = Int(exactly: (scale * Double(input)).rounded(.down)), output <= maximumElementCount else { throw c.fail("has scale \(scale)") }
             y = try interpolate(y, axis: axis, try resizeTaps(input: input, output: output, scale: scale, roi: nil, rule, c), extrapolation: 0, c)
         }
         return [y]
@@ -113,7 +123,7 @@ extension OpHandlers {
         default: throw c.fail("has mode '\(mode)' (nearest, linear or cubic)")
         }
         let coordinates = c.opset >= 11 ? c.node.string("coordinate_transformation_mode", "half_pixel") : "asymmetric"
-        let known = ["half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_crop_and_resize"]
+        let known = ["half_pixel", "half_pixel_symmetric", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_crop_and_resize", "tf_half_pixel_for_nn"]
         guard known.contains(coordinates) else { throw c.fail("has coordinate_transformation_mode '\(coordinates)'") }
         let antialias = c.node.int("antialias", 0) != 0
         if antialias, case .nearest = filter { throw c.fail("has antialias with mode nearest, which ONNX does not define") }
@@ -149,6 +159,7 @@ extension OpHandlers {
             switch rule.coordinates {
             case "align_corners": original = width == 1 ? 0 : x * Double(input - 1) / (width - 1)
             case "asymmetric": original = x / scale
+            case "tf_half_pixel_for_nn": original = (x + 0.5) / scale
             case "pytorch_half_pixel": original = width == 1 ? -0.5 : (x + 0.5) / scale - 0.5
             case "half_pixel_symmetric":
                 let offset = Double(input) / 2 * (1 - Double(output) / width)
@@ -263,6 +274,8 @@ extension OpHandlers {
             let inside = ConstantTensor(try HostTensor(shape: weightShape, values: taps.outside.map { !$0 }))
             y = try c.apply(.select, [.constant(inside), y, c.scalar(extrapolation, computeType)], name: "axis\(axis)_cropped")
         }
-        return computeType == type ? y : try cast(y, to: type, c)
+        guard computeType != type else { return y }
+        // As the reference: rounded to the nearest (ties to even), then saturated by the cast.
+        return try cast(try c.apply(.unary(.round), [y], name: "axis\(axis)_rounded"), to: type, c)
     }
 }

@@ -127,6 +127,7 @@ extension OpHandlers {
             return [try c.apply(.fusedElementwise(.arg(0)), [x, .constant(ConstantTensor((try? zeros.tensor.converted(to: c.dtype(x))) ?? zeros.tensor))])]
         },
         "ReduceSum": { c in [try reduce(.sum, c, axesInputSince: 13)] },
+        "ReduceProd": { c in [try reduce(.prod, c, axesInputSince: 18)] },
         "ReduceMean": { c in [try reduce(.mean, c, axesInputSince: 18)] },
         "ReduceMax": { c in
             // Bools through f32: any true is a maximum above 0 (an empty set's is -inf: false).

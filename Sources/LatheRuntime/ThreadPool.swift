@@ -40,10 +40,10 @@ import Synchronization
 /// Busy machines are noticed before a run starts. Never more runnable threads than cores: a
 /// run of a policy that `checksLoad` looks at how many threads the machine has runnable (Linux's
 /// /proc/loadavg, sampled at most every 2 ms by any run of the process, the fewer of two samples
-/// in a row), takes away this thread and the pool's awake workers, and counts the cores left of
-/// the pool's. With fewer than two, the
+/// in a row), takes away this thread and the pool's awake workers and as many as the machine has
+/// CPUs outside the process's mask, and counts the cores left of the pool's. With fewer than two, the
 /// run takes no job slot and runs on its calling thread alone (alone plans included), waking no
-/// worker; with more, it wakes at most one worker fewer than the cores left. A thread of another
+/// worker; with more, it wakes at most one worker fewer than the cores left, for every job. A thread of another
 /// process then keeps its core, and the run goes at one thread's speed instead of sharing every
 /// core with it and waiting, kernel after kernel, for whichever of its threads the scheduler left
 /// out.
@@ -55,7 +55,7 @@ final class ThreadPool: @unchecked Sendable {
     typealias Task = @convention(c) (UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void
 
     /// The process's pool, made on first use by a run with more than one thread.
-    static let process = ThreadPool(workers: Int(lathe_allowed_cpus()) - 1, runnableThreads: {
+    static let process = ThreadPool(workers: Int(lathe_allowed_cpus()) - 1, machineCPUs: Int(lathe_online_cpus()), runnableThreads: {
         let count = lathe_runnable_threads()
         return count >= 0 ? Int(count) : nil
     })
@@ -84,11 +84,13 @@ final class ThreadPool: @unchecked Sendable {
     /// How many threads the machine has runnable now, this one included, or nil (nil: runs
     /// never check the load). The process's pool reads /proc/loadavg; tests give their own.
     private let runnableThreads: (@Sendable () -> Int?)?
+    /// The machine's online CPUs, which the runnable count covers.
+    private let machineCPUs: Int
     /// When the load was last sampled (lathe_now_ns); the runnable threads not this pool's
     /// then; and the fewer of that and the sample before (so that one sample's passing thread,
     /// a kernel worker's or a shell's, does not make a run alone).
     private let loadSampledAt = Atomic<Int>(0)
-    private let lastOthersRunnable = Atomic<Int>(-1)
+    private let lastOthersRunnable = Atomic<Int>(0)
     private let othersRunnable = Atomic<Int>(0)
     static let loadSampleNanoseconds = 2_000_000
     private let stopping = Atomic<Bool>(false)
@@ -97,9 +99,11 @@ final class ThreadPool: @unchecked Sendable {
     /// up with it).
     private let beforeClaiming: (@Sendable () -> Void)?
 
-    /// A pool of `workers` threads (0: every share runs on the calling thread).
-    init(workers: Int, runnableThreads: (@Sendable () -> Int?)? = nil, beforeClaiming: (@Sendable () -> Void)? = nil) {
+    /// A pool of `workers` threads (0: every share runs on the calling thread) on a machine of
+    /// `machineCPUs` (default: the pool's own, workers and a caller).
+    init(workers: Int, machineCPUs: Int? = nil, runnableThreads: (@Sendable () -> Int?)? = nil, beforeClaiming: (@Sendable () -> Void)? = nil) {
         workerCount = max(workers, 0)
+        self.machineCPUs = machineCPUs ?? max(workers, 0) + 1
         self.runnableThreads = runnableThreads
         self.beforeClaiming = beforeClaiming
         // A pool without workers hands out no shares, so it needs no slots.
@@ -134,6 +138,7 @@ final class ThreadPool: @unchecked Sendable {
             if run.policy.aloneNanoseconds == 0 || !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(min(run.threads, free) - 1) }
         }
         run.slot = slot
+        run.wakeable = max(min(run.threads, free) - 1, 0)
         defer {
             run.slot = nil
             if let slot { slot.owned.store(false, ordering: .releasing) }
@@ -152,9 +157,12 @@ final class ThreadPool: @unchecked Sendable {
             let ours = 1 + workerCount - sleepers.load(ordering: .relaxed)
             let others = runnableThreads().map { max($0 - ours, 0) } ?? 0
             let before = lastOthersRunnable.exchange(others, ordering: .relaxed)
-            othersRunnable.store(before < 0 ? others : min(before, others), ordering: .relaxed)
+            othersRunnable.store(min(before, others), ordering: .relaxed)
         }
-        return workerCount + 1 - othersRunnable.load(ordering: .relaxed)
+        // The count is the machine's: threads of others fill the CPUs outside the process's
+        // mask first (a process pinned to some cores, a container's cpuset).
+        let outside = max(machineCPUs - (workerCount + 1), 0)
+        return workerCount + 1 - max(othersRunnable.load(ordering: .relaxed) - outside, 0)
     }
 
     private func acquireSlot() -> JobSlot? {
@@ -175,7 +183,7 @@ final class ThreadPool: @unchecked Sendable {
     /// (see the type's comment), or with no worker to hand shares to, the caller runs
     /// `alone(arguments, 0)` instead if there is one.
     fileprivate func parallel(_ task: Task, alone: Task?, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int,
-                              slot: JobSlot?, policy: WaitPolicy) {
+                              slot: JobSlot?, policy: WaitPolicy, wakeable: Int) {
         // A kernel whose shares cost more than its alone plan runs that while workers are
         // absent; one split into units is handed out still, since a worker back on its core
         // takes the units left (its shares in a row cost no more than running alone).
@@ -192,7 +200,7 @@ final class ThreadPool: @unchecked Sendable {
         let workerAwake = sleepers.load(ordering: .relaxed) < workerCount
         slot.publish(task, arguments, count: count)
         openJobs.bitwiseOr(slot.bit, ordering: .sequentiallyConsistent)
-        wakeWorkers(count - 1)
+        wakeWorkers(min(count - 1, wakeable))
         task(arguments, 0)
         slot.finished.add(1)
         var ranHere = 1
@@ -261,6 +269,8 @@ final class ParallelRun {
     let threads: Int
     let policy: WaitPolicy
     fileprivate var slot: JobSlot?
+    /// How many workers the run wakes for a job: one fewer than the cores it found free.
+    fileprivate var wakeable = 0
 
     init(pool: ThreadPool, threads: Int, policy: WaitPolicy) {
         self.pool = pool
@@ -269,7 +279,7 @@ final class ParallelRun {
     }
 
     func parallel(_ task: ThreadPool.Task, alone: ThreadPool.Task?, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int) {
-        pool.parallel(task, alone: alone, arguments, count: count, slot: slot, policy: policy)
+        pool.parallel(task, alone: alone, arguments, count: count, slot: slot, policy: policy, wakeable: wakeable)
     }
 }
 

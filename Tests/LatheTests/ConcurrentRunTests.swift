@@ -270,6 +270,26 @@ struct ThreadPoolSharesTests {
         #expect(runAlone(checking), "samples 3, 3 again")
     }
 
+    /// The load is the machine's: on a machine of more CPUs than the pool's, other threads fill
+    /// those first, and only the ones past them take the pool's cores.
+    @Test func loadOutsideThePoolsCoresIsNotCounted() {
+        // This thread and two others (the worker, whether asleep or spinning, counted as ours).
+        let pool = ThreadPool(workers: 1, machineCPUs: 4, runnableThreads: { 3 })
+        defer { pool.stop() }
+        let counts = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+        let arguments = UnsafeMutablePointer<UnsafeMutablePointer<Float>?>.allocate(capacity: 1)
+        defer { counts.deallocate(); arguments.deallocate() }
+        arguments[0] = counts
+        let policy = WaitPolicy(spinMicroseconds: 100, yieldMicroseconds: 100, aloneMicroseconds: 0)
+        for _ in 0..<3 {
+            Thread.sleep(forTimeInterval: 0.003)
+            counts.update(repeating: 0, count: 3)
+            let run = ParallelRun(pool: pool, threads: 2, policy: policy)
+            pool.during(run) { run.parallel(Self.countShare, alone: Self.countAlone, arguments, count: 2) }
+            #expect(counts[2] == 0 && counts[0] == 1 && counts[1] == 1, "two other threads on the two CPUs outside the pool's")
+        }
+    }
+
     /// A wait policy from user input cannot trap when turned into nanoseconds.
     @Test func waitPolicyIsClamped() {
         let odd = WaitPolicy(spinMicroseconds: .nan, yieldMicroseconds: 1e300)

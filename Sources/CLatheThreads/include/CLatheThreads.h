@@ -27,6 +27,9 @@ int32_t lathe_allowed_cpus(void);
 /// instant, this one included: Linux's /proc/loadavg. -1 where that cannot be read.
 int32_t lathe_runnable_threads(void);
 
+/// The CPUs the machine has online, at least 1.
+int32_t lathe_online_cpus(void);
+
 /// Monotonic clock in nanoseconds.
 int64_t lathe_now_ns(void);
 
