@@ -155,6 +155,11 @@ public enum NodeTestSuite {
         }
         lines += ["", "## Op types Lathe does not import, by the number of cases that use them", "", "| op | cases |", "|---|---|"]
         for (op, count) in missing.sorted(by: { ($0.value, $1.key) > ($1.value, $0.key) }) { lines.append("| \(op) | \(count) |") }
+        lines += ["", "## Cases of ops Lathe does not import", "", "| case | ops not imported |", "|---|---|"]
+        for r in results where !r.claimed {
+            let absent = Array(Set(r.opTypes.filter { !ONNXImporter.supportedOpTypes.contains($0) })).sorted()
+            lines.append("| \(r.name) | \(absent.isEmpty ? "(no nodes)" : cell(absent.joined(separator: ", "))) |")
+        }
         return lines.joined(separator: "\n") + "\n"
     }
 
