@@ -135,8 +135,8 @@ extension IRBuilder {
                         type: resultType, indexType: types[1], record: scratch)
             case let .topK(k, axis, largest):
                 topK(k: k, axis: axis, largest: largest, output: out, input: x[0], inShape: shapes[0], type: types[0])
-            case let .cumulativeSum(axis, exclusive, reverse):
-                cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse, output: out, input: x[0], shape: shape, type: resultType)
+            case let .cumulativeSum(axis, exclusive, reverse, product):
+                cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse, product: product, output: out, input: x[0], shape: shape, type: resultType)
             case let .gatherElements(axis):
                 guard let scratch else { throw LatheError.backend("gather_elements \(shapes) without its index record") }
                 gatherElements(axis: axis, output: out, data: x[0], indices: x[1], dataShape: shapes[0], indexShape: shapes[1],

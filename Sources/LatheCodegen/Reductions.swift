@@ -281,19 +281,20 @@ extension IRBuilder {
         }
     }
 
-    /// Running sums along an axis, one line at a time, in the element type (TypedFormula's add).
-    func cumulativeSum(axis: Int, exclusive: Bool, reverse: Bool, output: LLVMValue, input: LLVMValue, shape: [Int], type: DType) {
+    /// Running sums (or products) along an axis, one line at a time, in the element type
+    /// (TypedFormula's add, mul).
+    func cumulativeSum(axis: Int, exclusive: Bool, reverse: Bool, product: Bool, output: LLVMValue, input: LLVMValue, shape: [Int], type: DType) {
         let (outer, length) = (shape[..<axis].reduce(1, *), shape[axis])
         let inner = shape[(axis + 1)...].reduce(1, *)
         loop(0, outer, unroll: false) { o in
             loop(0, inner, unroll: false) { i in
                 let base = iadd(imul(o, int(length * inner)), i)
-                let total = variable(constant(0, type, lanes: 1))
+                let total = variable(constant(product ? 1 : 0, type, lanes: 1))
                 loop(0, length, unroll: false) { step in
                     let k = reverse ? isub(int(length - 1), step) : step
                     let at = offset(base, k, times: inner)
                     let before = read(total, type: computeType(type))
-                    let sum = emit(.binary(.add, .arg(0), .arg(1)), [before, load(input, at, type)], types: [type, type], context: type, lanes: 1)
+                    let sum = emit(.binary(product ? .mul : .add, .arg(0), .arg(1)), [before, load(input, at, type)], types: [type, type], context: type, lanes: 1)
                     write(sum, total)
                     store(exclusive ? before : sum, output, at, type)
                 }

@@ -146,7 +146,7 @@ extension Op {
         case .gatherElements:
             throw unsupported("gather_elements has no gradient rule yet")
         case .cumulativeSum:
-            throw unsupported("cumsum has no gradient rule yet")
+            throw unsupported("\(name) has no gradient rule yet")
         case .gatherND:
             throw unsupported("gather_nd has no gradient rule yet")
         case .scatter:

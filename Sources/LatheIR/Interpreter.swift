@@ -79,8 +79,8 @@ public enum Interpreter {
         case let .scatter(axis, reduction):
             return try scatter(x[0], indices: x[1], updates: x[2], axis: axis, reduction: reduction, node: node)
         case let .topK(k, axis, largest): return try topK(x[0], k: k, axis: axis, largest: largest, shape: shape)
-        case let .cumulativeSum(axis, exclusive, reverse):
-            return cumulativeSum(x[0], axis: axis, exclusive: exclusive, reverse: reverse)
+        case let .cumulativeSum(axis, exclusive, reverse, product):
+            return cumulativeSum(x[0], axis: axis, exclusive: exclusive, reverse: reverse, product: product)
         case let .gatherElements(axis):
             let indices = try checkedIndices(x[1], size: x[0].shape[axis], node: node)
             let dataStrides = contiguousStrides(x[0].shape)

@@ -97,10 +97,11 @@ public enum Op: Hashable, Sendable {
     /// first; equal elements by position, and a NaN larger than any number (ONNX's TopK
     /// indices; its values are a gather_elements of them).
     case topK(k: Int, axis: Int, largest: Bool)
-    /// Running sums along `axis` (ONNX's CumSum): each element the sum of those before it and
-    /// itself, or before it alone when `exclusive`; from the end when `reverse`. Any numeric type,
-    /// summed in it (integers wrap).
-    case cumulativeSum(axis: Int, exclusive: Bool, reverse: Bool)
+    /// Running sums along `axis` (ONNX's CumSum), or products with `product` (CumProd): each
+    /// element the sum of those before it and itself, or before it alone when `exclusive` (an
+    /// empty sum 0, an empty product 1); from the end when `reverse`. Any numeric type,
+    /// computed in it (integers wrap).
+    case cumulativeSum(axis: Int, exclusive: Bool, reverse: Bool, product: Bool = false)
     /// Operands (data, indices) of one rank: out[p] = data[p with its `axis` coordinate replaced
     /// by indices[p]], for every position p of the indices (ONNX's GatherElements). Integer
     /// indices, checked as the model runs as gather's are.

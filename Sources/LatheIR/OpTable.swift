@@ -173,7 +173,7 @@ extension Op {
         case .gather: return "gather"
         case .gatherElements: return "gather_elements"
         case .gatherND: return "gather_nd"
-        case .cumulativeSum: return "cumsum"
+        case let .cumulativeSum(_, _, _, product): return product ? "cumprod" : "cumsum"
         case .topK: return "top_k"
         case let .scatter(axis, _): return axis == nil ? "scatter_nd" : "scatter_elements"
         case .pad: return "pad"
@@ -251,7 +251,7 @@ extension Op {
         case let .topK(k, axis, largest): return "k=\(k), axis=\(axis), largest=\(largest)"
         case let .scatter(axis, reduction):
             return (axis.map { "axis=\($0), " } ?? "") + "reduction=\(reduction.rawValue)"
-        case let .cumulativeSum(axis, exclusive, reverse):
+        case let .cumulativeSum(axis, exclusive, reverse, _):
             return "axis=\(axis)" + (exclusive ? ", exclusive=true" : "") + (reverse ? ", reverse=true" : "")
         case let .gatherGrad(axis, size): return "axis=\(axis), size=\(size)"
         case let .fusedElementwise(formula): return "\(formula)"

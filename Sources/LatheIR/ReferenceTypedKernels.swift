@@ -152,8 +152,8 @@ extension Interpreter {
         }
     }
 
-    /// Running sums along an axis, in the tensor's type (TypedScalar's add).
-    static func cumulativeSum(_ x: HostTensor, axis: Int, exclusive: Bool, reverse: Bool) -> HostTensor {
+    /// Running sums (or products) along an axis, in the tensor's type (TypedScalar's add, mul).
+    static func cumulativeSum(_ x: HostTensor, axis: Int, exclusive: Bool, reverse: Bool, product: Bool) -> HostTensor {
         let (outer, length) = (x.shape[..<axis].reduce(1, *), x.shape[axis])
         let inner = x.shape[(axis + 1)...].reduce(1, *)
         let type = x.dtype
@@ -161,12 +161,12 @@ extension Interpreter {
         var sums = values
         for o in 0..<outer {
             for i in 0..<inner {
-                var total = type.converting(.float(0))
+                var total = type.converting(.float(product ? 1 : 0))
                 for step in 0..<length {
                     let k = reverse ? length - 1 - step : step
                     let at = (o * length + k) * inner + i
                     let before = total
-                    total = type.normalized(ScalarBinary.add.evaluate(total, values[at]))
+                    total = type.normalized((product ? ScalarBinary.mul : .add).evaluate(total, values[at]))
                     sums[at] = exclusive ? before : total
                 }
             }

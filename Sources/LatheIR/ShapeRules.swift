@@ -200,7 +200,7 @@ extension Op {
             guard k >= 0, k <= out[axis] else { throw .attribute("k \(k) must be in 0...\(out[axis]), the axis's size") }
             out[axis] = k
             return TensorType(.int64, out)
-        case let .cumulativeSum(axis, _, _):
+        case let .cumulativeSum(axis, _, _, _):
             guard (0..<shapes[0].count).contains(axis) else { throw .attribute("axis \(axis) is out of range for rank \(shapes[0].count)") }
             return operands[0]
         case let .argExtreme(_, axis, keepDims, _):

@@ -38,12 +38,8 @@ extension OpHandlers {
             return [try formula(.select(below, .arg(0) + bias, .select(above, .arg(0) - bias, .const(0))), c)]
         },
         "RMSNormalization": rmsNorm,
-        "CumSum": { c in
-            let x = try c.required(0)
-            guard let axis = try c.constantInput(1, "axis")?.intValues.first else { throw c.fail("has no axis") }
-            return [try c.apply(.cumulativeSum(axis: try c.axis(axis, rank: c.shape(x).count), exclusive: c.node.int("exclusive", 0) != 0,
-                                               reverse: c.node.int("reverse", 0) != 0), [x])]
-        },
+        "CumSum": { c in [try cumulative(product: false, c)] },
+        "CumProd": { c in [try cumulative(product: true, c)] },
         "OneHot": { c in
             // on where the (wrapped) index equals the position along the new axis, else off.
             let indices = try c.required(0)
@@ -107,6 +103,14 @@ extension OpHandlers {
     ]
 
     /// The node's operand 0 through a formula of it alone.
+    /// CumSum and CumProd: running sums or products along the axis (operand 2, known at import).
+    static func cumulative(product: Bool, _ c: ImportContext) throws -> ImportedValue {
+        let x = try c.required(0)
+        guard let axis = try c.constantInput(1, "axis")?.intValues.first else { throw c.fail("has no axis") }
+        return try c.apply(.cumulativeSum(axis: try c.axis(axis, rank: c.shape(x).count), exclusive: c.node.int("exclusive", 0) != 0,
+                                          reverse: c.node.int("reverse", 0) != 0, product: product), [x])
+    }
+
     static func formula(_ f: ScalarExpr, _ c: ImportContext) throws -> ImportedValue {
         try c.apply(.fusedElementwise(f), [try c.required(0)])
     }

@@ -214,14 +214,18 @@ let topKCases: [TypedCase] = [true, false].flatMap { largest in
     }
 }
 
-/// cumsum on both axes, forward and reverse, inclusive and exclusive, in several types.
+/// cumsum on both axes, forward and reverse, inclusive and exclusive, in several types; and
+/// cumprod (integers wrapping alike on both sides).
 let cumulativeSumCases: [TypedCase] = [DType.float32, .int32, .int64, .float16, .uint8, .float64].flatMap { t in
     (0..<2).flatMap { axis in
-        [(false, false), (true, false), (false, true), (true, true)].map { exclusive, reverse in
+        [(false, false), (true, false), (false, true), (true, true)].flatMap { exclusive, reverse in [
             TypedCase("cumsum \(t.rawValue) axis \(axis) exclusive \(exclusive) reverse \(reverse)", [TypedOperand(dtype: t, shape: [5, 19], range: -9...9)]) {
                 try $0[0].apply(.cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse), [], .unknown)
-            }
-        }
+            },
+            TypedCase("cumprod \(t.rawValue) axis \(axis) exclusive \(exclusive) reverse \(reverse)", [TypedOperand(dtype: t, shape: [5, 7], range: -3...3)]) {
+                try $0[0].apply(.cumulativeSum(axis: axis, exclusive: exclusive, reverse: reverse, product: true), [], .unknown)
+            },
+        ] }
     }
 }
 
