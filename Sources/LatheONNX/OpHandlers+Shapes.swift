@@ -241,11 +241,29 @@ extension OpHandlers {
             throw c.fail("has starts, ends, axes and steps of different lengths")
         }
         var (s, e, st) = (Array(repeating: 0, count: shape.count), shape, Array(repeating: 1, count: shape.count))
+        // Axes walked backwards (a negative step): the positions picked, gathered after the slice.
+        var backwards: [(axis: Int, positions: [Int])] = []
         for (k, axis) in axes.enumerated() {
-            guard steps[k] > 0 else { throw c.unsupported("negative or zero steps are not supported") }
+            guard steps[k] != 0 else { throw c.fail("has a zero step") }
             let d = shape[axis]
+            if steps[k] < 0 {
+                // ONNX: start clamped to [0, d - 1], end to [-1, d - 1], negatives counted from d.
+                let start = min(max(starts[k] < 0 ? starts[k] + d : starts[k], 0), d - 1)
+                let end = min(max(ends[k] < 0 ? ends[k] + d : ends[k], -1), d - 1)
+                backwards.append((axis, Array(stride(from: start, to: end, by: steps[k]))))
+                continue
+            }
             func clamp(_ v: Int) -> Int { min(max(v < 0 ? v + d : v, 0), d) }
             (s[axis], e[axis], st[axis]) = (clamp(starts[k]), max(clamp(starts[k]), clamp(ends[k])), steps[k])
+        }
+        if !backwards.isEmpty {
+            var y = s == Array(repeating: 0, count: shape.count) && e == shape && st.allSatisfy({ $0 == 1 }) ? x
+                : try c.apply(.slice(starts: s, ends: e, steps: st), [x], name: "forward")
+            for (axis, positions) in backwards {
+                let indices = ConstantTensor(shape: [positions.count], ints: positions.map(Int64.init))
+                y = try c.apply(.gather(axis: axis), [y, .constant(indices)], name: "backward\(axis)")
+            }
+            return [y]
         }
         if case let .constant(k) = x, k.isInteger {
             let strides = contiguousStrides(shape)
