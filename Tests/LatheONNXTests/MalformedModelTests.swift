@@ -13,6 +13,19 @@ func emptyONNXModel() -> Onnx_ModelProto {
     return model
 }
 
+/// Y = op(inputs...) in one node named after the op: X a graph input, the other inputs among the
+/// initializers; Y of a shape left to the importer.
+func oneNodeModel(_ op: String, inputs: [String], x: Onnx_ValueInfoProto, initializers: [Onnx_TensorProto],
+                  attributes: [Onnx_AttributeProto] = []) -> Data {
+    var model = emptyONNXModel()
+    var node = Onnx_NodeProto()
+    (node.opType, node.input, node.output, node.name, node.attribute) = (op, inputs, ["Y"], op.lowercased(), attributes)
+    var y = onnxValueInfo("Y", DType(onnxCode: Int(x.type.tensorType.elemType)) ?? .float32, [])
+    y.type.tensorType.clearShape()
+    (model.graph.name, model.graph.node, model.graph.input, model.graph.output, model.graph.initializer) = (op, [node], [x], [y], initializers)
+    return try! model.serializedData()
+}
+
 /// A graph input's or output's name, element type and shape.
 func onnxValueInfo(_ name: String, _ type: DType, _ shape: [Int]) -> Onnx_ValueInfoProto {
     var value = Onnx_ValueInfoProto()

@@ -5,28 +5,17 @@ import Testing
 
 /// Y = Resize(X, roi, scales, sizes) with the given attributes: roi and sizes initializers.
 func resizeModel(input: [Int], dtype: DType = .float32, roi: [Float] = [], sizes: [Int64], attributes: [String: String]) -> Data {
-    var model = emptyONNXModel()
-    var graph = Onnx_GraphProto()
-    graph.name = "resize"
     var roiTensor = Onnx_TensorProto()
     (roiTensor.name, roiTensor.dataType, roiTensor.dims, roiTensor.floatData) = ("roi", 1, [Int64(roi.count)], roi)
     var sizesTensor = Onnx_TensorProto()
     (sizesTensor.name, sizesTensor.dataType, sizesTensor.dims, sizesTensor.int64Data) = ("sizes", 7, [Int64(sizes.count)], sizes)
-    graph.initializer = [roiTensor, sizesTensor]
-    var node = Onnx_NodeProto()
-    (node.opType, node.input, node.output, node.name) = ("Resize", ["X", "roi", "", "sizes"], ["Y"], "resize")
-    node.attribute = attributes.sorted { $0.key < $1.key }.map { name, value in
+    let strings = attributes.sorted { $0.key < $1.key }.map { name, value in
         var attribute = Onnx_AttributeProto()
         (attribute.name, attribute.type, attribute.s) = (name, .string, Data(value.utf8))
         return attribute
     }
-    graph.node = [node]
-    graph.input = [onnxValueInfo("X", dtype, input)]
-    var y = onnxValueInfo("Y", dtype, [])
-    y.type.tensorType.clearShape()
-    graph.output = [y]
-    model.graph = graph
-    return try! model.serializedData()
+    return oneNodeModel("Resize", inputs: ["X", "roi", "", "sizes"], x: onnxValueInfo("X", dtype, input), initializers: [roiTensor, sizesTensor],
+                        attributes: strings)
 }
 
 @Suite("Resize: rounding of integer types, and bad sizes or roi refused")

@@ -5,23 +5,12 @@ import Testing
 
 /// Y = Slice(X, starts, ends, axes, steps), the four as int64 initializers.
 func sliceModel(input: [Int], starts: [Int64], ends: [Int64], axes: [Int64], steps: [Int64]) -> Data {
-    var model = emptyONNXModel()
-    var graph = Onnx_GraphProto()
-    graph.name = "slice"
-    graph.initializer = [("starts", starts), ("ends", ends), ("axes", axes), ("steps", steps)].map { name, values in
+    let operands = [("starts", starts), ("ends", ends), ("axes", axes), ("steps", steps)].map { name, values in
         var t = Onnx_TensorProto()
         (t.name, t.dataType, t.dims, t.int64Data) = (name, 7, [Int64(values.count)], values)
         return t
     }
-    var node = Onnx_NodeProto()
-    (node.opType, node.input, node.output, node.name) = ("Slice", ["X", "starts", "ends", "axes", "steps"], ["Y"], "slice")
-    graph.node = [node]
-    graph.input = [onnxValueInfo("X", .float32, input)]
-    var y = onnxValueInfo("Y", .float32, [])
-    y.type.tensorType.clearShape()
-    graph.output = [y]
-    model.graph = graph
-    return try! model.serializedData()
+    return oneNodeModel("Slice", inputs: ["X", "starts", "ends", "axes", "steps"], x: onnxValueInfo("X", .float32, input), initializers: operands)
 }
 
 @Suite("Slice with negative steps")
