@@ -68,7 +68,7 @@ struct Bench: ParsableCommand {
                                                                                           waiting: WaitPolicy(spinMicroseconds: spinMicroseconds, yieldMicroseconds: yieldMicroseconds,
                                                                                                               aloneMicroseconds: aloneMicroseconds, checksLoad: !ignoreLoad)))
         var feeds = randomFeeds(model, seed: options.seed)
-        for (name, tensor) in try options.source.inputFiles() where !built.valueInputs.contains(name) { feeds[name] = tensor }
+        feeds.merge(built.feeds) { $1 }
         try checkFeeds(model.inputs, feeds)
         // Buffers of each tensor's bytes, whatever its element type (token ids, masks).
         let outputBuffers = model.outputNames.map { UnsafeMutableRawBufferPointer.allocate(byteCount: model.outputType($0)!.byteCount, alignment: 64) }

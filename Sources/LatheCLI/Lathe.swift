@@ -44,12 +44,12 @@ struct ModelSourceOptions: ParsableArguments {
     }
 }
 
-/// A model as the commands take it: its graph, named outputs, and the ONNX inputs whose
-/// values (from --input) it was built for, which are constants of it and not inputs.
+/// A model as the commands take it: its graph, named outputs, and the --input tensors it is
+/// fed (those of ONNX inputs it was built for the values of are constants of it, not feeds).
 struct BuiltModel {
     var graph: Graph
     var outputs: [(name: String, value: ValueID)]
-    var valueInputs: [String] = []
+    var feeds: [String: HostTensor]
 }
 
 /// A model (built-in or an .onnx file) and how to make it.
@@ -67,16 +67,16 @@ struct ModelOptions: ParsableArguments {
 
     static func build(_ model: String, _ source: ModelSourceOptions) throws -> BuiltModel {
         let (batch, seed, weights) = (source.batch, source.seed, source.weights)
+        let files = try source.inputFiles()
         if model.hasSuffix(".onnx") || FileManager.default.fileExists(atPath: model) {
             guard weights == nil else { throw ValidationError("--weights is for built-in models; an ONNX file carries its own") }
-            let files = try source.inputFiles()
             let imported = try ONNXImporter.load(contentsOf: URL(fileURLWithPath: model), dimensions: try parsedDimensions(source.dimensions),
                                                  inputShapes: files.mapValues(\.shape), inputValues: files)
             if !imported.valueInputs.isEmpty {
                 let names = imported.valueInputs.map { "'\($0)'" }.joined(separator: ", ")
                 FileHandle.standardError.write("built for the values of \(names), which must be known when compiling\n".data(using: .utf8)!)
             }
-            return BuiltModel(graph: imported.graph, outputs: imported.outputs, valueInputs: imported.valueInputs)
+            return BuiltModel(graph: imported.graph, outputs: imported.outputs, feeds: files.filter { !imported.valueInputs.contains($0.key) })
         }
         guard let example = Examples.named(model) else {
             throw ValidationError("unknown model '\(model)'; built-in models: \(Examples.builtIn.map(\.name).joined(separator: ", ")), or give an .onnx file")
@@ -84,7 +84,7 @@ struct ModelOptions: ParsableArguments {
         if let batch, batch <= 0 { throw ValidationError("--batch must be positive") }
         let (graph, outputs) = try example.graph(batch: batch, seed: seed)
         if let weights { try graph.loadWeights(WeightFile.read(URL(fileURLWithPath: weights))) }
-        return BuiltModel(graph: graph, outputs: outputs.map { ($0.name, $0.value.id) })
+        return BuiltModel(graph: graph, outputs: outputs.map { ($0.name, $0.value.id) }, feeds: files)
     }
 
     private static func parsedDimensions(_ dimensions: [String]) throws -> [String: Int] {
@@ -214,7 +214,7 @@ struct Run: ParsableCommand {
         let built = try options.build()
         let model = try Compiler.compile(built.graph, outputs: built.outputs, options: CompileOptions(optimize: !noPasses, threads: threads, cache: !noCache))
         var feeds = randomFeeds(model, seed: options.seed)
-        for (name, tensor) in try options.source.inputFiles() where !built.valueInputs.contains(name) { feeds[name] = tensor }
+        feeds.merge(built.feeds) { $1 }
         if timing {
             let stages = model.compileStages.map { String(format: "%@ %.1f ms", $0.stage, $0.seconds * 1000) }.joined(separator: ", ")
             FileHandle.standardError.write("compile: \(stages)\n".data(using: .utf8)!)

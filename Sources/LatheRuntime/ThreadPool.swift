@@ -132,13 +132,13 @@ final class ThreadPool: @unchecked Sendable {
     func during<R>(_ run: ParallelRun, _ body: () throws -> R) rethrows -> R {
         let free = run.threads > 1 && workerCount > 0 ? freeCores(run.policy) : 0
         let slot = free >= 2 ? acquireSlot() : nil
+        run.slot = slot
+        run.wakeable = max(min(run.threads, free) - 1, 0)
         if slot != nil {
             workerSpinNanoseconds.store(run.policy.spinNanoseconds, ordering: .relaxed)
             workerYieldNanoseconds.store(run.policy.yieldNanoseconds, ordering: .relaxed)
-            if run.policy.aloneNanoseconds == 0 || !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(min(run.threads, free) - 1) }
+            if run.policy.aloneNanoseconds == 0 || !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(run.wakeable) }
         }
-        run.slot = slot
-        run.wakeable = max(min(run.threads, free) - 1, 0)
         defer {
             run.slot = nil
             if let slot { slot.owned.store(false, ordering: .releasing) }
