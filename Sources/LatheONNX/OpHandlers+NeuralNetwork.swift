@@ -66,9 +66,14 @@ extension OpHandlers {
 
     static func heightPads(_ pads: [Int]) -> [Int] { [0, pads[0], 0, pads[1]] }
 
-    /// 2-D convolution, and 1-D as 2-D over a height of 1.
     static func conv(_ c: ImportContext) throws -> [ImportedValue] {
-        var (x, w) = (try c.required(0), try c.required(1))
+        [try convolution(try c.required(0), weights: try c.required(1), bias: try c.input(2), c)]
+    }
+
+    /// 2-D convolution, and 1-D as 2-D over a height of 1, with the node's attributes.
+    static func convolution(_ x: ImportedValue, weights w: ImportedValue, bias: ImportedValue?, _ c: ImportContext,
+                            name: String? = nil) throws -> ImportedValue {
+        var (x, w) = (x, w)
         let (xs, ws) = (c.shape(x), c.shape(w))
         let spatial = xs.count - 2
         guard (1...2).contains(spatial), ws.count == xs.count else {
@@ -87,8 +92,8 @@ extension OpHandlers {
             (strides, dilations, pads) = ([1] + strides, [1] + dilations, heightPads(pads))
         }
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1))
-        let y = try c.apply(.conv2d(attributes), [x, w] + (try c.input(2).map { [$0] } ?? []), name: spatial == 1 ? "2d" : nil)
-        return [spatial == 1 ? try removeHeight(y, c) : y]
+        let y = try c.apply(.conv2d(attributes), [x, w] + (bias.map { [$0] } ?? []), name: spatial == 1 ? "2d" : name)
+        return spatial == 1 ? try removeHeight(y, c) : y
     }
 
     /// 2-D transposed convolution, and 1-D as 2-D over a height of 1. With output_shape (or SAME

@@ -16,4 +16,5 @@ enum OpHandlers {
         .merging(attention) { a, _ in a }
         .merging(resize) { a, _ in a }
         .merging(layout) { a, _ in a }
+        .merging(quantize) { a, _ in a }
 }

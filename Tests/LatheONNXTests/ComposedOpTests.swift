@@ -5,7 +5,7 @@ import Testing
 
 /// A one-node ONNX model: `op` over the graph inputs and initializers named in `inputs`, in
 /// that order, with integer attributes.
-private func oneNodeModel(_ op: String, inputs: [(name: String, type: DType, shape: [Int])], initializers: [(String, HostTensor)],
+func oneNodeModel(_ op: String, inputs: [(name: String, type: DType, shape: [Int])], initializers: [(String, HostTensor)],
                           operands: [String], attributes: [String: Int] = [:], output: (type: DType, shape: [Int])) throws -> Data {
     var model = emptyONNXModel()
     var node = Onnx_NodeProto()
@@ -26,7 +26,7 @@ private func oneNodeModel(_ op: String, inputs: [(name: String, type: DType, sha
     return try model.serializedData()
 }
 
-private func run(_ data: Data, _ feeds: [String: HostTensor]) throws -> HostTensor {
+func runOneNode(_ data: Data, _ feeds: [String: HostTensor]) throws -> HostTensor {
     let imported = try ONNXImporter.load(data)
     return try Compiler.compile(imported.graph, outputs: imported.outputs).run(feeds)["y"]!
 }
@@ -38,17 +38,17 @@ struct ComposedOpTests {
         let model = try oneNodeModel("CumSum", inputs: [("mask", .int64, [2, 5])], initializers: [("axis", try HostTensor(shape: [], values: [Int64(1)]))],
                                      operands: ["mask", "axis"], output: (.int64, [2, 5]))
         let mask = try HostTensor(shape: [2, 5], values: [1, 1, 1, 0, 0, 1, 1, 1, 1, 1] as [Int64])
-        #expect(try run(model, ["mask": mask]).values(as: Int64.self) == [1, 2, 3, 3, 3, 1, 2, 3, 4, 5])
+        #expect(try runOneNode(model, ["mask": mask]).values(as: Int64.self) == [1, 2, 3, 3, 3, 1, 2, 3, 4, 5])
         let reversed = try oneNodeModel("CumSum", inputs: [("x", .float32, [4])], initializers: [("axis", try HostTensor(shape: [1], values: [Int64(0)]))],
                                         operands: ["x", "axis"], attributes: ["exclusive": 1, "reverse": 1], output: (.float32, [4]))
-        #expect(try run(reversed, ["x": try HostTensor(shape: [4], scalars: [1, 2, 3, 4])]).scalars == [9, 7, 4, 0])
+        #expect(try runOneNode(reversed, ["x": try HostTensor(shape: [4], scalars: [1, 2, 3, 4])]).scalars == [9, 7, 4, 0])
     }
 
     @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
         let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
                                      initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],
                                      operands: ["i", "depth", "values"], output: (.float32, [4, 3]))
-        let out = try run(model, ["i": try HostTensor(shape: [4], values: [0, 2, -1, 7] as [Int64])])
+        let out = try runOneNode(model, ["i": try HostTensor(shape: [4], values: [0, 2, -1, 7] as [Int64])])
         #expect(out.scalars == [5, -1, -1, -1, -1, 5, -1, -1, 5, -1, -1, -1])
     }
 
@@ -56,14 +56,14 @@ struct ComposedOpTests {
         let model = try oneNodeModel("Trilu", inputs: [("x", .int32, [3, 4])], initializers: [("k", try HostTensor(shape: [], values: [Int64(1)]))],
                                      operands: ["x", "k"], attributes: ["upper": 0], output: (.int32, [3, 4]))
         let x = try HostTensor(shape: [3, 4], values: (1...12).map(Int32.init))
-        #expect(try run(model, ["x": x]).values(as: Int32.self) == [1, 2, 0, 0, 5, 6, 7, 0, 9, 10, 11, 12])
+        #expect(try runOneNode(model, ["x": x]).values(as: Int32.self) == [1, 2, 0, 0, 5, 6, 7, 0, 9, 10, 11, 12])
     }
 
     @Test func topKGivesTheLargestValuesInOrder() throws {
         let model = try oneNodeModel("TopK", inputs: [("x", .float16, [2, 5])], initializers: [("k", try HostTensor(shape: [1], values: [Int64(2)]))],
                                      operands: ["x", "k"], output: (.float16, [2, 2]))
         let x = try HostTensor(shape: [2, 5], values: [1, 9, 3, 9, 0, -1, -5, 4, 2, 8].map { Float16($0) })
-        #expect(try run(model, ["x": x]).values(as: Float16.self) == [9, 9, 8, 4])
+        #expect(try runOneNode(model, ["x": x]).values(as: Float16.self) == [9, 9, 8, 4])
     }
 
     /// numpy.pad's modes edge, reflect and wrap on [[1, 2, 3], [4, 5, 6]], pads 1 before and 2
@@ -79,11 +79,11 @@ struct ComposedOpTests {
         proto.graph.node[0].attribute.append(attribute)
         model = try proto.serializedData()
         let x = try HostTensor(shape: [2, 3], values: [1, 2, 3, 4, 5, 6] as [Int32])
-        #expect(try run(model, ["x": x]).values(as: Int32.self) == expected)
+        #expect(try runOneNode(model, ["x": x]).values(as: Int32.self) == expected)
     }
 
     @Test func hardmaxMarksTheFirstLargest() throws {
         let model = try oneNodeModel("Hardmax", inputs: [("x", .float32, [2, 3])], initializers: [], operands: ["x"], output: (.float32, [2, 3]))
-        #expect(try run(model, ["x": try HostTensor(shape: [2, 3], scalars: [1, 3, 3, -1, -2, -3])]).scalars == [0, 1, 0, 1, 0, 0])
+        #expect(try runOneNode(model, ["x": try HostTensor(shape: [2, 3], scalars: [1, 3, 3, -1, -2, -3])]).scalars == [0, 1, 0, 1, 0, 0])
     }
 }
