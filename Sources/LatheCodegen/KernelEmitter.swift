@@ -152,11 +152,10 @@ extension IRBuilder {
                 let outStrides = contiguousStrides(shape)
                 let interior = StridedView(base: out, offset: zip(pads.prefix(shape.count), outStrides).map(*).reduce(0, +), strides: outStrides, dtype: moved)
                 elementwise(shape: shapes[0], output: interior, inputs: [contiguous(0, as: moved)]) { v, _ in v[0] }
-            case let .lstm(reverse):
-                guard case let .recurrent(l) = kernel.plan.algorithm, let scratch else { throw LatheError.unsupported("lstm with shapes \(shapes)") }
-                lstmSequence(l, reverse: reverse, output: out, gatesX: x[0], weights: x[1], h0: x[2], c0: x[3], scratch: scratch,
-                             threadScratchFloats: kernel.plan.scratchFloatsPerThread,
-                             prepackedWeights: kernel.weightLayout.isPacked, split: kernel.split, thread: thread, threads: kernel.threads)
+            case let .recurrent(cell):
+                guard case let .recurrent(l) = kernel.plan.algorithm, let scratch else { throw LatheError.unsupported("\(cell.kind.rawValue) with shapes \(shapes)") }
+                recurrentSequence(l, output: out, operands: x, scratch: scratch, threadScratchFloats: kernel.plan.scratchFloatsPerThread,
+                                  prepackedWeights: kernel.weightLayout.isPacked, split: kernel.split, thread: thread, threads: kernel.threads)
             case let .argExtreme(kind, axis, _, last):
                 argExtreme(kind, axis: axis, lastIndex: last, output: out, input: x[0], inShape: shapes[0])
             case let .lrn(size, alpha, beta, bias):

@@ -127,7 +127,9 @@ public struct Kernel: Sendable {
         case .conv2d: return 2 * count * shapes[1].dropFirst().reduce(1, *)
         case .convTranspose2d: return 2 * shapes[0].reduce(1, *) * shapes[1].dropFirst().reduce(1, *)
         case .conv2dWeightGrad: return 2 * count * shapes[1][0] * shapes[1].dropFirst(2).reduce(1, *)
-        case .lstm: return count / 2 * (2 * 4 * shapes[1][0] + 12)   // each step's product, and its gates
+        case let .recurrent(cell):   // each step's product, and its gates
+            let states = cell.kind == .lstm ? count / 2 : count
+            return states * (2 * cell.gates * shapes[1][0] + 3 * cell.gates)
         case let .pool2d(a): return count * a.kernel.reduce(1, *)
         case let .pool2dGrad(a): return shapes[1].reduce(1, *) * a.kernel.reduce(1, *)
         case .reduce, .globalAveragePool, .softmax, .logSoftmax, .layerNorm: return shapes[0].reduce(1, *)

@@ -139,8 +139,8 @@ extension Op {
             return [try lrnGradient(size: size, alpha: alpha, beta: beta, bias: bias, c)]
         case .pool2dGrad, .conv2dWeightGrad, .gatherGrad:
             throw unsupported("\(name) has no gradient rule (a gradient's gradient)")
-        case .lstm:
-            throw unsupported("the fused lstm has no gradient rule: train the LSTM layer, which is unrolled into steps")
+        case .recurrent:
+            throw unsupported("the fused \(name) has no gradient rule: train the LSTM layer, which is unrolled into steps")
         case .argExtreme, .topK:
             return [nil]   // an index: no slope
         case .gatherElements:

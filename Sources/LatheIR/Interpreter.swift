@@ -96,7 +96,7 @@ public enum Interpreter {
         case let .gather(axis):
             let indices = try checkedIndices(x[1], size: x[0].shape[axis], node: node)
             return gather(x[0], indices: indices, axis: axis, shape: shape)
-        case let .lstm(reverse): return lstm(x, reverse: reverse, shape: shape)
+        case let .recurrent(cell): return recurrent(cell, x, shape: shape)
         case let .pad(pads, value):
             var sources = [Int](repeating: -1, count: node.type.count)
             let outStrides = contiguousStrides(shape)

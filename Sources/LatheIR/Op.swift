@@ -109,14 +109,9 @@ public enum Op: Hashable, Sendable {
     /// Constant padding: `pads` lists the cells added before each axis, then after each axis
     /// (ONNX's order), all non-negative.
     case pad(pads: [Int], value: Float)
-    /// A whole LSTM layer over its time steps, one direction (ONNX's gate order: input, output,
-    /// forget, cell). Operands: the input's share of the gates for every step, x W^T plus both
-    /// biases [T, B, 4H]; the recurrent weights transposed, R^T [H, 4H]; the initial states h0
-    /// and c0 [B, H]. Result [2, T, B, H]: [0, t] is h_t, [1, t] is c_t. At each step
-    ///   gates = gates_x[t] + h_prev R^T;  c_t = sigmoid(f) c_prev + sigmoid(i) tanh(g);
-    ///   h_t = sigmoid(o) tanh(c_t)
-    /// with prev = t - 1, or t + 1 when `reverse` (steps run from T - 1 down to 0).
-    case lstm(reverse: Bool)
+    /// A whole recurrent layer over its time steps, one direction: ONNX's LSTM, GRU or RNN cell
+    /// (RecurrentCell says which, and its operands and result).
+    case recurrent(RecurrentCell)
     /// Local response normalization across channels (axis 1):
     /// y = x / (bias + alpha / size * sum of x^2 over the size channels around c)^beta.
     case lrn(size: Int, alpha: Float, beta: Float, bias: Float)
@@ -177,6 +172,65 @@ public enum BinaryFn: String, Hashable, Sendable, CaseIterable {
     case and, or, xor
     /// On integers: bitwise and, or, xor; shifts (every bit out past the type's width).
     case bitAnd = "bit_and", bitOr = "bit_or", bitXor = "bit_xor", shiftLeft = "shift_left", shiftRight = "shift_right"
+}
+
+/// The cell of a recurrent op, run over every time step in one direction. Operands: the input's
+/// share of every step's gates, gates_x = x W^T plus biases, [T, B, G*H] (G gates of H units, in
+/// ONNX's order); the recurrent weights transposed, R^T [H, G*H]; the initial state h0 [B, H];
+/// then, for an LSTM, the initial cell c0 [B, H], and for a GRU the candidate gate's recurrent
+/// bias Rb_h [H] (gates_x holds both biases of z and r, and Wb_h). At each step, with f, g, h
+/// the `activations`, prev = t - 1 (t + 1 when `reverse`: steps run from T - 1 down to 0) and
+/// gates = gates_x[t] + h_prev R^T:
+///
+///   lstm (i, o, f, c; result [2, T, B, H], [0, t] h_t, [1, t] c_t):
+///     c_t = f(f) c_prev + f(i) g(c);  h_t = f(o) h(c_t)
+///   gru (z, r, h; result [T, B, H]):
+///     z = f(z), r = f(r);  n = g(gates_x[t]_h + r (h_prev R_h^T + Rb_h))   linear_before_reset
+///                          n = g(gates_x[t]_h + (r h_prev) R_h^T + Rb_h)   otherwise
+///     h_t = (1 - z) n + z h_prev
+///   rnn (one gate; result [T, B, H]): h_t = f(gates)
+public struct RecurrentCell: Hashable, Sendable {
+    public enum Kind: String, Hashable, Sendable { case lstm, gru, rnn }
+    public var kind: Kind
+    public var reverse: Bool
+    /// f, g and h (as many as the kind uses).
+    public var activations: [UnaryFn]
+    public var linearBeforeReset: Bool
+
+    public init(_ kind: Kind, reverse: Bool = false, activations: [UnaryFn]? = nil, linearBeforeReset: Bool = false) {
+        self.kind = kind
+        self.reverse = reverse
+        self.activations = activations ?? kind.defaultActivations
+        self.linearBeforeReset = linearBeforeReset
+    }
+
+    /// Gates a step computes.
+    public var gates: Int {
+        switch kind {
+        case .lstm: return 4
+        case .gru: return 3
+        case .rnn: return 1
+        }
+    }
+
+    /// Operands beyond gates_x, R^T and h0: c0 (lstm), Rb_h (gru).
+    public var operandCount: Int { kind == .rnn ? 3 : 4 }
+}
+
+extension RecurrentCell.Kind {
+    /// ONNX's defaults: sigmoid gates, tanh candidates.
+    public var defaultActivations: [UnaryFn] {
+        switch self {
+        case .lstm: return [.sigmoid, .tanh, .tanh]
+        case .gru: return [.sigmoid, .tanh]
+        case .rnn: return [.tanh]
+        }
+    }
+}
+
+extension Op {
+    /// An LSTM layer with ONNX's default activations.
+    public static func lstm(reverse: Bool) -> Op { .recurrent(RecurrentCell(.lstm, reverse: reverse)) }
 }
 
 public enum ReduceKind: String, Hashable, Sendable, CaseIterable {

@@ -177,7 +177,7 @@ extension Op {
         case .topK: return "top_k"
         case let .scatter(axis, _): return axis == nil ? "scatter_nd" : "scatter_elements"
         case .pad: return "pad"
-        case .lstm: return "lstm"
+        case let .recurrent(cell): return cell.kind.rawValue
         }
     }
 
@@ -188,7 +188,7 @@ extension Op {
         case .unary, .cast: return .elementwise
         case .binary, .batchNorm, .fusedElementwise, .select: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .gatherElements, .gatherND, .pad: return .injective
-        case .gatherGrad, .lstm, .scatter: return .opaque
+        case .gatherGrad, .recurrent, .scatter: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme, .cumulativeSum, .topK: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
@@ -217,7 +217,7 @@ extension Op {
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .select: return 3...3
         case .scatter: return 3...3
-        case .lstm: return 4...4
+        case let .recurrent(cell): return cell.operandCount...cell.operandCount
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
         }
@@ -271,7 +271,13 @@ extension Op {
         case let .slice(starts, ends, steps): return "starts=\(list(starts)), ends=\(list(ends)), steps=\(list(steps))"
         case let .reduce(_, axes, keep): return "axes=\(list(axes)), keep_dims=\(keep)"
         case let .dropout(rate): return "rate=\(rate)"
-        case let .lstm(reverse): return reverse ? "reverse=true" : ""
+        case let .recurrent(cell):
+            var parts = cell.reverse ? ["reverse=true"] : []
+            if cell.activations != cell.kind.defaultActivations {
+                parts.append("activations=[" + cell.activations.map { Op.unary($0).attributeText.isEmpty ? $0.name : "\($0.name)(\(Op.unary($0).attributeText))" }.joined(separator: ",") + "]")
+            }
+            if cell.linearBeforeReset { parts.append("linear_before_reset=true") }
+            return parts.joined(separator: ", ")
         default: return ""
         }
     }

@@ -176,30 +176,67 @@ extension Interpreter {
         return out
     }
 
-    /// Op.lstm, step by step in double precision.
-    static func lstm(_ x: [HostTensor], reverse: Bool, shape: [Int]) -> HostTensor {
-        let (steps, batch, hidden) = (shape[1], shape[2], shape[3])
+    /// Op.recurrent, step by step in double precision (the activations in f32, as formulas).
+    static func recurrent(_ cell: RecurrentCell, _ x: [HostTensor], shape: [Int]) -> HostTensor {
+        let (steps, batch, hidden) = (x[0].shape[0], x[0].shape[1], x[2].shape[1])
+        let columns = cell.gates * hidden
         var out = HostTensor(shape: shape)
-        var h = x[2].scalars.map(Double.init), c = x[3].scalars.map(Double.init)
-        func sigmoid(_ v: Double) -> Double { 1 / (1 + Foundation.exp(-v)) }
+        let gatesX = x[0].scalars, weights = x[1].scalars
+        var h = x[2].scalars.map(Double.init)
+        var c = cell.kind == .lstm ? x[3].scalars.map(Double.init) : []
+        let candidateBias = cell.kind == .gru ? x[3].scalars.map(Double.init) : []
+        let activations = cell.activations.map { fn in
+            let evaluate = fn.formula.makeEvaluator()
+            return { (v: Double) in Double(evaluate([Float(v)])) }
+        }
+        /// v R^T over columns [first, first + count): v [hidden] times R^T's rows.
+        func product(_ v: ArraySlice<Double>, first: Int, count: Int) -> [Double] {
+            var sum = [Double](repeating: 0, count: count)
+            for (k, vk) in v.enumerated() where vk != 0 {
+                for j in 0..<count { sum[j] += vk * Double(weights[k * columns + first + j]) }
+            }
+            return sum
+        }
         for s in 0..<steps {
-            let t = reverse ? steps - 1 - s : s
+            let t = cell.reverse ? steps - 1 - s : s
             var nextH = h, nextC = c
             for b in 0..<batch {
-                var gates = (0..<4 * hidden).map { Double(x[0].scalars[(t * batch + b) * 4 * hidden + $0]) }
-                for k in 0..<hidden where h[b * hidden + k] != 0 {
-                    for j in 0..<4 * hidden { gates[j] += h[b * hidden + k] * Double(x[1].scalars[k * 4 * hidden + j]) }
-                }
-                for j in 0..<hidden {
-                    let (i, o, f, g) = (sigmoid(gates[j]), sigmoid(gates[hidden + j]), sigmoid(gates[2 * hidden + j]), Foundation.tanh(gates[3 * hidden + j]))
-                    nextC[b * hidden + j] = f * c[b * hidden + j] + i * g
-                    nextH[b * hidden + j] = o * Foundation.tanh(nextC[b * hidden + j])
+                let row = (t * batch + b) * columns
+                let previous = h[(b * hidden)..<((b + 1) * hidden)]
+                func input(_ j: Int) -> Double { Double(gatesX[row + j]) }
+                switch cell.kind {
+                case .lstm:
+                    let recurrent = product(previous, first: 0, count: columns)
+                    let (f, g, hAct) = (activations[0], activations[1], activations[2])
+                    for j in 0..<hidden {
+                        func gate(_ k: Int) -> Double { input(k * hidden + j) + recurrent[k * hidden + j] }
+                        let (i, o, forget, candidate) = (f(gate(0)), f(gate(1)), f(gate(2)), g(gate(3)))
+                        nextC[b * hidden + j] = forget * c[b * hidden + j] + i * candidate
+                        nextH[b * hidden + j] = o * hAct(nextC[b * hidden + j])
+                    }
+                case .gru:
+                    let (f, g) = (activations[0], activations[1])
+                    let zr = product(previous, first: 0, count: 2 * hidden)
+                    let z = (0..<hidden).map { f(input($0) + zr[$0]) }, r = (0..<hidden).map { f(input(hidden + $0) + zr[hidden + $0]) }
+                    let candidate: [Double]
+                    if cell.linearBeforeReset {
+                        let recurrent = product(previous, first: 2 * hidden, count: hidden)
+                        candidate = (0..<hidden).map { g(input(2 * hidden + $0) + r[$0] * (recurrent[$0] + candidateBias[$0])) }
+                    } else {
+                        let reset = zip(r, previous).map { $0 * $1 }
+                        let recurrent = product(reset[...], first: 2 * hidden, count: hidden)
+                        candidate = (0..<hidden).map { g(input(2 * hidden + $0) + recurrent[$0] + candidateBias[$0]) }
+                    }
+                    for j in 0..<hidden { nextH[b * hidden + j] = (1 - z[j]) * candidate[j] + z[j] * previous[previous.startIndex + j] }
+                case .rnn:
+                    let recurrent = product(previous, first: 0, count: hidden)
+                    for j in 0..<hidden { nextH[b * hidden + j] = activations[0](input(j) + recurrent[j]) }
                 }
             }
             (h, c) = (nextH, nextC)
             for k in 0..<batch * hidden {
                 out.scalars[t * batch * hidden + k] = Float(h[k])
-                out.scalars[(steps + t) * batch * hidden + k] = Float(c[k])
+                if cell.kind == .lstm { out.scalars[(steps + t) * batch * hidden + k] = Float(c[k]) }
             }
         }
         return out

@@ -160,17 +160,25 @@ extension Op {
             }
             guard pads.allSatisfy({ $0 <= maximumElementCount }) else { throw .attribute("pads \(pads) are too large") }
             return TensorType(dtype, x.indices.map { x[$0] + pads[$0] + pads[$0 + x.count] })
-        case .lstm:
-            let (gates, r, h0, c0) = (shapes[0], shapes[1], shapes[2], shapes[3])
-            guard gates.count == 3, r.count == 2, gates[2] % 4 == 0, gates[2] > 0 else {
-                throw .shape("needs gates_x [T, B, 4H] and R^T [H, 4H], got \(gates) and \(r)")
+        case let .recurrent(cell):
+            let (gates, r, h0) = (shapes[0], shapes[1], shapes[2])
+            let g = cell.gates
+            guard gates.count == 3, r.count == 2, gates[2] % g == 0, gates[2] > 0 else {
+                throw .shape("needs gates_x [T, B, \(g)H] and R^T [H, \(g)H], got \(gates) and \(r)")
             }
-            let (steps, batch, hidden) = (gates[0], gates[1], gates[2] / 4)
-            guard r == [hidden, 4 * hidden] else { throw .shape("R^T must be [\(hidden), \(4 * hidden)] for gates \(gates), got \(r)") }
-            guard h0 == [batch, hidden], c0 == [batch, hidden] else {
-                throw .shape("the initial states must be [\(batch), \(hidden)], got \(h0) and \(c0)")
+            let (steps, batch, hidden) = (gates[0], gates[1], gates[2] / g)
+            guard r == [hidden, g * hidden] else { throw .shape("R^T must be [\(hidden), \(g * hidden)] for gates \(gates), got \(r)") }
+            guard h0 == [batch, hidden] else { throw .shape("the initial state must be [\(batch), \(hidden)], got \(h0)") }
+            switch cell.kind {
+            case .lstm:
+                guard shapes[3] == [batch, hidden] else { throw .shape("the initial cell must be [\(batch), \(hidden)], got \(shapes[3])") }
+                return TensorType(.float32, [2, steps, batch, hidden])
+            case .gru:
+                guard shapes[3] == [hidden] else { throw .shape("the candidate's recurrent bias must be [\(hidden)], got \(shapes[3])") }
+                return TensorType(.float32, [steps, batch, hidden])
+            case .rnn:
+                return TensorType(.float32, [steps, batch, hidden])
             }
-            return TensorType(.float32, [2, steps, batch, hidden])
         case let .gatherND(b):
             let (x, indices) = (shapes[0], shapes[1])
             guard b >= 0, b < min(x.count, indices.count) else { throw .attribute("batch_dims \(b) must be below both ranks (\(x.count), \(indices.count))") }

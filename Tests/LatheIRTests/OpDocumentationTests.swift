@@ -21,7 +21,7 @@ struct OpDocumentationTests {
         .conv2dWeightGrad(Conv2DAttributes(), kernel: [3, 3]), .gatherGrad(axis: 0, size: 4), .pool2dGrad(maxPool),
         .dropoutMask(shape: [4], rate: 0.5, seed: 1), .globalAveragePool, .reshape(shape: [4]), .flatten(axis: 1), .transpose(perm: [1, 0]),
         .concat(axis: 0), .slice(starts: [0], ends: [1], steps: [1]), .softmax(axis: 1), .logSoftmax(axis: 1), .layerNorm(axis: 1, epsilon: 1e-5),
-        .dropout(rate: 0.5), .convTranspose2d(ConvTranspose2DAttributes()), .gather(axis: 0), .pad(pads: [1, 1], value: 0), .lstm(reverse: false),
+        .dropout(rate: 0.5), .convTranspose2d(ConvTranspose2DAttributes()), .gather(axis: 0), .pad(pads: [1, 1], value: 0), .lstm(reverse: false), .recurrent(RecurrentCell(.gru)), .recurrent(RecurrentCell(.rnn)),
         .lrn(size: 5, alpha: 1e-4, beta: 0.75, bias: 1), .cast(to: .int64), .select, .argExtreme(.max, axis: 0, keepDims: true, lastIndex: false), .argExtreme(.min, axis: 0, keepDims: true, lastIndex: false), .gatherElements(axis: 0), .cumulativeSum(axis: 0, exclusive: false, reverse: false), .cumulativeSum(axis: 0, exclusive: false, reverse: false, product: true), .scatter(axis: 0, reduction: .none), .scatter(axis: nil, reduction: .add), .gatherND(batchDims: 0), .topK(k: 1, axis: 0, largest: true),
     ] + unaryExamples.map(Op.unary) + BinaryFn.allCases.map(Op.binary) + ReduceKind.allCases.map { .reduce($0, axes: [0], keepDims: false) }
 
@@ -66,7 +66,7 @@ struct OpDocumentationTests {
         case .convTranspose2d: 29
         case .gather: 30
         case .pad: 31
-        case .lstm: 32
+        case .recurrent: 32
         case .lrn: 33
         case .cast: 34
         case .select: 35

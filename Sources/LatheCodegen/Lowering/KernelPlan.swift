@@ -173,8 +173,9 @@ indirect enum KernelAlgorithm: Sendable {
     case pooled(PooledConvolution, image: KernelPlan)
     /// A matrix product (dense, matmul): `batch` GEMMs of m x k by k x n (Gemm.swift, GemmPacked.swift).
     case gemm(m: Int, n: Int, k: Int, batch: Int)
-    /// The LSTM's steps, a GEMM and the gates each (RecurrentKernel.swift).
-    case recurrent(LSTMGeometry)
+    /// A recurrent layer's steps, a GEMM (two for a GRU without linear_before_reset) and the
+    /// gates each (RecurrentKernel.swift).
+    case recurrent(RecurrentGeometry)
     /// A convolution's weight gradient: unfold, then a GEMM per group (TrainingKernels.swift);
     /// `transposed`: the product dW^T = unfolded x dy^T, for fewer output channels than a
     /// register block's rows.

@@ -67,7 +67,8 @@ extension KernelAlgorithm {
         case let .gemm(m, n, k, batch):
             return "gemm M=\(m) N=\(n) K=\(k)" + (batch > 1 ? ", \(count(batch, "product"))" : "")
         case let .recurrent(l):
-            return "lstm \(l.steps) steps, batch \(l.batch), hidden \(l.hidden): a gemm and the gates a step"
+            let products = l.cell.kind == .gru && !l.cell.linearBeforeReset ? "two gemms" : "a gemm"
+            return "\(l.cell.kind.rawValue) \(l.steps) steps, batch \(l.batch), hidden \(l.hidden): \(products) and the gates a step"
         case let .weightGradient(g, transposed):
             let (m, n) = transposed ? (g.unfoldedRows, g.groupOutChannels) : (g.groupOutChannels, g.unfoldedRows)
             return "weight gradient \(g.window)\(transposed ? ", transposed" : ""), M=\(m) N=\(n) K=\(g.outputPlane) a group"

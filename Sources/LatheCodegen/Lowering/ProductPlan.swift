@@ -36,9 +36,9 @@ extension KernelPlan {
             return KernelPlan(.gemm(m: m, n: n, k: k, batch: batch), weightLayout: layout, split: split, threads: c.threads,
                               scratchFloatsPerThread: GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !layout.isPacked), flops: c.flops,
                               writesResultOnce: writesResultOnce(m: m, k: k, split: split))
-        case .lstm:
-            guard let l = LSTMGeometry(resultShape: c.resultShape) else { return KernelPlan(.loops, threads: 1, flops: c.flops) }
-            let layout: WeightLayout = c.constantWeights ? .gemmColumnPanels(depth: s[1][0], columns: s[1][1], panel: c.blocking.columns) : .plain
+        case let .recurrent(cell):
+            guard let l = RecurrentGeometry(cell: cell, gatesShape: s[0]) else { return KernelPlan(.loops, threads: 1, flops: c.flops) }
+            let layout: WeightLayout = c.constantWeights && l.packsWeights ? .gemmColumnPanels(depth: s[1][0], columns: s[1][1], panel: c.blocking.columns) : .plain
             let split: ThreadSplit = c.threads > 1 && c.flops >= ThreadSplit.minimumFlops && l.batch >= c.threads ? .units(l.batch) : .single
             let threads = split == .single ? 1 : c.threads
             let rows = l.rowsPerThread(split, threads: threads)
