@@ -17,4 +17,5 @@ enum OpHandlers {
         .merging(resize) { a, _ in a }
         .merging(layout) { a, _ in a }
         .merging(quantize) { a, _ in a }
+        .merging(einsum) { a, _ in a }
 }
