@@ -12,7 +12,7 @@ import LatheIR
 /// (K sqrt(scale))^T, softcapped, plus the bias) V, a query that sees no key getting zeros. qk_matmul_output_mode picks the fourth output:
 /// the scores (0, and 1, softcapped), with the bias (2), or after softmax (3).
 extension OpHandlers {
-    static let attention: [String: Handler] = ["Attention": attention]
+    static let attention: [String: Handler] = ["Attention": attention, "RotaryEmbedding": rotaryEmbedding]
 
     static func attention(_ c: ImportContext) throws -> [ImportedValue] {
         var (q, k, v) = (try c.required(0), try c.required(1), try c.required(2))

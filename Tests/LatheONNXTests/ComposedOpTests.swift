@@ -44,6 +44,21 @@ struct ComposedOpTests {
         #expect(try runOneNode(reversed, ["x": try HostTensor(shape: [4], scalars: [1, 2, 3, 4])]).scalars == [9, 7, 4, 0])
     }
 
+    /// RotaryEmbedding turns (x1, x2) pairs by the angle of each token's position: a quarter
+    /// turn takes (1, 0) to (0, 1), none leaves it; features past rotary_embedding_dim stay.
+    @Test func rotaryEmbeddingTurnsByThePositionsAngle() throws {
+        // X [B=1, N=1, S=2, H=4], rotating the first 2 features (one pair: x1 = x[0], x2 = x[1]).
+        let caches = [("cos", try HostTensor(shape: [3, 1], scalars: [1, 0, -1])), ("sin", try HostTensor(shape: [3, 1], scalars: [0, 1, 0]))]
+        let model = try oneNodeModel("RotaryEmbedding", inputs: [("x", .float32, [1, 1, 2, 4]), ("positions", .int64, [1, 2])], initializers: caches,
+                                     operands: ["x", "cos", "sin", "positions"], attributes: ["rotary_embedding_dim": 2], output: (.float32, [1, 1, 2, 4]))
+        let x = try HostTensor(shape: [1, 1, 2, 4], scalars: [1, 0, 7, 8, 2, 3, 9, 10])
+        let out = try runOneNode(model, ["x": x, "positions": try HostTensor(shape: [1, 2], values: [1, 2] as [Int64])])
+        #expect(out.scalars == [0, 1, 7, 8, -2, -3, 9, 10])
+        let odd = try oneNodeModel("RotaryEmbedding", inputs: [("x", .float32, [1, 1, 2, 4]), ("positions", .int64, [1, 2])], initializers: caches,
+                                   operands: ["x", "cos", "sin", "positions"], attributes: ["rotary_embedding_dim": 3], output: (.float32, [1, 1, 2, 4]))
+        #expect(throws: LatheError.self) { _ = try ONNXImporter.load(odd) }
+    }
+
     @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
         let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
                                      initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],
