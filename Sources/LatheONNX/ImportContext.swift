@@ -17,6 +17,8 @@ final class ImportContext {
 
     private(set) var node = Onnx_NodeProto()
     private(set) var location = SourceLocation.unknown
+    /// The subgraphs being imported, outermost first ("loop/body#2/"), named in locations.
+    private var scope = ""
 
     init(opset: Int, fileName: String) {
         self.opset = opset
@@ -25,14 +27,66 @@ final class ImportContext {
 
     func begin(_ node: Onnx_NodeProto, index: Int) {
         self.node = node
-        location = SourceLocation(fileID: "\(fileName)[\(node.displayName)]", line: index + 1)
+        location = SourceLocation(fileID: "\(fileName)[\(scope)\(node.displayName)]", line: index + 1)
+    }
+
+    /// Imports nodes in order: each node's handler, and its outputs defined.
+    func importNodes(_ nodes: [Onnx_NodeProto]) throws {
+        for (index, node) in nodes.enumerated() {
+            begin(node, index: index)
+            guard (node.domain.isEmpty || node.domain == "ai.onnx"), let handler = OpHandlers.table[node.opType] else {
+                throw LatheError.unsupportedOps([UnsupportedOp(opType: node.domain.isEmpty ? node.opType : "\(node.domain).\(node.opType)", count: 1, nodes: [node.displayName])])
+            }
+            let results = try handler(self)
+            for (i, name) in node.output.enumerated() where !name.isEmpty {
+                guard i < results.count else { throw unsupported("output \(i + 1) ('\(name)') is not computed by Lathe") }
+                define(name, results[i])
+            }
+        }
+    }
+
+    /// A subgraph (an If's branch, a Loop's or Scan's body) imported in place: its inputs bound
+    /// to `inputs` (checked against its declared element types, and ranks where declared), its
+    /// initializers and nodes read with the names defined outside it in view, and its outputs
+    /// returned. Names it defines are forgotten after it, and the current node is restored.
+    func importSubgraph(_ subgraph: Onnx_GraphProto, named part: String, inputs: [ImportedValue]) throws -> [ImportedValue] {
+        let (owner, ownerLocation, saved, outerScope) = (node, location, values, scope)
+        let what = "\(owner.opType) node '\(owner.displayName)': its \(part)"
+        guard subgraph.input.count == inputs.count else {
+            throw LatheError.malformedModel("\(ownerLocation): \(what) takes \(subgraph.input.count) inputs, given \(inputs.count)")
+        }
+        for (declared, value) in zip(subgraph.input, inputs) {
+            // An input may leave its type unsaid (function bodies do); one said must be a tensor's.
+            guard declared.hasType, let kind = declared.type.value else { continue }
+            guard case let .tensorType(tensor) = kind else {
+                throw LatheError.unsupported("\(ownerLocation): \(what)'s input '\(declared.name)' is not a tensor")
+            }
+            if tensor.elemType != 0, DType(onnxCode: Int(tensor.elemType)) != dtype(value) {
+                let declaredType = DType(onnxCode: Int(tensor.elemType)).map { "\($0)" } ?? "ONNX type \(tensor.elemType)"
+                throw LatheError.malformedModel("\(ownerLocation): \(what)'s input '\(declared.name)' is \(declaredType), given \(dtype(value))")
+            }
+            if tensor.hasShape, !tensor.shape.dim.isEmpty || shape(value).isEmpty, tensor.shape.dim.count != shape(value).count {
+                throw LatheError.malformedModel("\(ownerLocation): \(what)'s input '\(declared.name)' has rank \(tensor.shape.dim.count), given \(shape(value))")
+            }
+        }
+        defer { (node, location, values, scope) = (owner, ownerLocation, saved, outerScope) }
+        scope += "\(owner.displayName)/\(part)/"
+        for tensor in subgraph.initializer { define(tensor.name, .constant(try ConstantTensor(tensor, name: tensor.name))) }
+        for (declared, value) in zip(subgraph.input, inputs) { define(declared.name, value) }
+        try importNodes(subgraph.node)
+        return try subgraph.output.map { output in
+            guard let value = values[output.name] else {
+                throw LatheError.malformedModel("\(ownerLocation): \(what) returns '\(output.name)', which nothing in it or before it defines")
+            }
+            return value
+        }
     }
 
     func define(_ name: String, _ value: ImportedValue) { values[name] = value }
 
     func value(_ name: String) throws -> ImportedValue {
         guard let value = values[name] else {
-            throw LatheError.malformedModel("node '\(node.displayName)' (\(node.opType)) reads '\(name)', which nothing before it defines")
+            throw LatheError.malformedModel("\(location): node '\(node.displayName)' (\(node.opType)) reads '\(name)', which nothing before it defines")
         }
         return value
     }

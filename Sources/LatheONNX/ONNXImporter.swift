@@ -127,16 +127,7 @@ public enum ONNXImporter {
                 context.define(input.name, .node(id))
             }
         }
-        for (index, node) in model.graph.node.enumerated() {
-            context.begin(node, index: index)
-            let results = try OpHandlers.table[node.opType]!(context)
-            for (i, name) in node.output.enumerated() where !name.isEmpty {
-                guard i < results.count else {
-                    throw context.unsupported("output \(i + 1) ('\(name)') is not computed by Lathe")
-                }
-                context.define(name, results[i])
-            }
-        }
+        try context.importNodes(model.graph.node)
         let outputs = try model.graph.output.map { output -> (name: String, value: ValueID) in
             (output.name, context.materialize(try context.value(output.name)))
         }
@@ -160,7 +151,7 @@ public enum ONNXImporter {
     public static func summary(_ data: Data) throws -> (opTypes: [String], float32Interface: Bool) {
         let model: Onnx_ModelProto
         do { model = try Onnx_ModelProto(serializedBytes: data) } catch { throw LatheError.malformedModel("not an ONNX model (\(error))") }
-        let ops = model.graph.node.map { $0.domain.isEmpty || $0.domain == "ai.onnx" ? $0.opType : "\($0.domain).\($0.opType)" }
+        let ops = allNodes(model.graph).map { $0.domain.isEmpty || $0.domain == "ai.onnx" ? $0.opType : "\($0.domain).\($0.opType)" }
         let initialized = Set(model.graph.initializer.map(\.name))
         let io = model.graph.input.filter { !initialized.contains($0.name) } + model.graph.output
         let allFloat = io.allSatisfy { info in
@@ -170,11 +161,17 @@ public enum ONNXImporter {
         return (ops, allFloat)
     }
 
-    /// Lists every node whose op type (or domain) Lathe does not import, grouped by op type.
+    /// The graph's nodes, each followed by those of its subgraphs.
+    static func allNodes(_ graph: Onnx_GraphProto) -> [Onnx_NodeProto] {
+        graph.node.flatMap { node in [node] + node.attribute.flatMap { a in (a.hasG ? [a.g] : []) + a.graphs }.flatMap(allNodes) }
+    }
+
+    /// Lists every node whose op type (or domain) Lathe does not import, grouped by op type,
+    /// the nodes of subgraphs (If's branches, Loop's and Scan's bodies) too.
     static func checkSupported(_ graph: Onnx_GraphProto) throws {
         var missing: [String: UnsupportedOp] = [:]
         var order: [String] = []
-        for node in graph.node {
+        for node in allNodes(graph) {
             let known = (node.domain.isEmpty || node.domain == "ai.onnx") && OpHandlers.table[node.opType] != nil
             guard !known else { continue }
             let key = node.domain.isEmpty ? node.opType : "\(node.domain).\(node.opType)"

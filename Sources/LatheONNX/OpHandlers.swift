@@ -18,4 +18,5 @@ enum OpHandlers {
         .merging(layout) { a, _ in a }
         .merging(quantize) { a, _ in a }
         .merging(einsum) { a, _ in a }
+        .merging(controlFlow) { a, _ in a }
 }
