@@ -8,7 +8,9 @@ the same seeded random input to ONNX Runtime and to `lathe run`, and compares ev
 max |lathe - ort| / max |ort| must be at most 1e-4, and Lathe with and without its graph passes
 (`lathe run --no-passes`) must agree to 1e-5. It also reads each model's memory plan
 (`lathe inspect --json`): the arena must be at most 1.1x its lower bound and below the naive sum
-wherever buffers could share.
+wherever buffers could share. Then the model set of tools/mkmodelset.py (Tests/Data/modelset: 16
+architectures from torchvision, transformers, Ultralytics and ONNX Runtime's quantizer) runs
+under `lathe run` at each model's input sizes, against the ONNX Runtime outputs stored beside it.
 
     tools/check-onnx-models.py [--lathe .build/release/lathe] [--only NAME ...]
 
@@ -32,6 +34,7 @@ sys.path.insert(0, HERE)
 from zoo import models, relative, safe  # noqa: E402
 sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
 from peer_round import feeds as seeded_feeds, ort_dtype  # noqa: E402  (the inputs compare.py checks and times on)
+MODELSET = os.path.join(ROOT, "Tests", "Data", "modelset")
 TOLERANCE = 1e-4
 PASSES_TOLERANCE = 1e-5
 ARENA_OVER_BOUND = 1.1
@@ -79,6 +82,37 @@ def check(name, path, lathe, workdir):
     return worst <= TOLERANCE and passes <= PASSES_TOLERANCE and planned, detail
 
 
+def check_modelset(entry, lathe, workdir):
+    """A model of tools/mkmodelset.py's set under `lathe run`, at each of its input sizes (given
+    by the --input files alone, no --dim), against ONNX Runtime's stored outputs: within the
+    model's tolerance of the largest output, within one quantization step for a quantized
+    output, integers exactly."""
+    worst, details = 0.0, []
+    for k, run in enumerate(entry["runs"]):
+        outdir = os.path.join(workdir, f"set_{entry['name']}_{k}")
+        args = [lathe, "run", os.path.join(MODELSET, entry["file"]), "--threads", "2", "--output-dir", outdir]
+        for name, file in run["inputs"].items():
+            args += ["--input", f"{name}={os.path.join(MODELSET, file)}"]
+        result = subprocess.run(args, capture_output=True, text=True)
+        if result.returncode != 0:
+            return False, f"run {k}: lathe failed: {(result.stderr or result.stdout).strip().splitlines()[-1][:300]}"
+        for out in run["outputs"]:
+            want, got = np.load(os.path.join(MODELSET, out["file"])), np.load(os.path.join(outdir, safe(out["name"]) + ".npy"))
+            if got.shape != want.shape:
+                return False, f"run {k}: output {out['name']} shaped {got.shape}, ONNX Runtime {want.shape}"
+            if want.dtype.kind != "f":
+                if not np.array_equal(got, want):
+                    return False, f"run {k}: integer output {out['name']} differs"
+            elif out["step"] is not None:
+                steps = float(np.max(np.abs(got.astype(np.float64) - want))) / out["step"] if want.size else 0.0
+                if steps > 1.001:
+                    return False, f"run {k}: output {out['name']} {steps:.2f} quantization steps from ONNX Runtime's"
+            else:
+                worst = max(worst, relative(got, want))
+        details.append("x".join(str(d) for d in np.load(os.path.join(MODELSET, next(iter(run["inputs"].values())))).shape))
+    return worst <= entry["tolerance"], f"max |diff| / max |ort| = {worst:.2e} at input sizes {', '.join(details)}"
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--lathe", default=os.path.join(ROOT, ".build", "release", "lathe"))
@@ -95,6 +129,13 @@ def main():
             ok, detail = check(name, path, a.lathe, workdir)
             failed += not ok
             print(f"{'PASS' if ok else 'FAIL'}  {name:16} {detail}", flush=True)
+        with open(os.path.join(MODELSET, "manifest.json")) as f:
+            for entry in json.load(f):
+                if a.only and entry["name"] not in a.only:
+                    continue
+                ok, detail = check_modelset(entry, a.lathe, workdir)
+                failed += not ok
+                print(f"{'PASS' if ok else 'FAIL'}  {entry['name']:16} {detail}", flush=True)
     print("all models match ONNX Runtime" if failed == 0 else f"{failed} model(s) differ from ONNX Runtime")
     return 1 if failed else 0
 

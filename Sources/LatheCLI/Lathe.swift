@@ -87,7 +87,7 @@ struct ModelOptions: ParsableArguments {
         return BuiltModel(graph: graph, outputs: outputs.map { ($0.name, $0.value.id) }, feeds: files)
     }
 
-    private static func parsedDimensions(_ dimensions: [String]) throws -> [String: Int] {
+    static func parsedDimensions(_ dimensions: [String]) throws -> [String: Int] {
         var result: [String: Int] = [:]
         for item in dimensions {
             let parts = item.split(separator: "=", maxSplits: 1)
@@ -211,7 +211,12 @@ struct Run: ParsableCommand {
 
     func run() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
-        let built = try options.build()
+        let built: BuiltModel
+        do {
+            built = try options.build()
+        } catch LatheError.valueDependentShape {
+            return try runInStages()
+        }
         let model = try Compiler.compile(built.graph, outputs: built.outputs, options: CompileOptions(optimize: !noPasses, threads: threads, cache: !noCache))
         var feeds = randomFeeds(model, seed: options.seed)
         feeds.merge(built.feeds) { $1 }
@@ -219,9 +224,27 @@ struct Run: ParsableCommand {
             let stages = model.compileStages.map { String(format: "%@ %.1f ms", $0.stage, $0.seconds * 1000) }.joined(separator: ", ")
             FileHandle.standardError.write("compile: \(stages)\n".data(using: .utf8)!)
         }
-        let results = try model.run(feeds)
+        try report(try model.run(feeds), names: model.outputNames)
+    }
+
+    /// A model with an op whose output size depends on values (NonZero, NonMaxSuppression,
+    /// Unique) runs through ONNXModel, which compiles it stage by stage as it runs.
+    private func runInStages() throws {
+        let files = try options.source.inputFiles()
+        let model = try ONNXModel(contentsOf: URL(fileURLWithPath: options.model), dimensions: try ModelOptions.parsedDimensions(options.source.dimensions),
+                                  options: CompileOptions(optimize: !noPasses, threads: threads, cache: !noCache))
+        let missing = model.inputNames.filter { files[$0] == nil }
+        guard missing.isEmpty else {
+            throw ValidationError("\(options.model) runs in stages (an op's output size depends on values it computes): give every input with --input NAME=FILE.npy; missing \(missing.joined(separator: ", "))")
+        }
+        FileHandle.standardError.write("runs in stages: an op's output size depends on values the model computes\n".data(using: .utf8)!)
+        try report(try model.run(files), names: model.outputNames)
+    }
+
+    /// Prints each output's shape and checksum, and writes it under --output-dir.
+    private func report(_ results: [String: HostTensor], names: [String]) throws {
         if let outputDir { try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true) }
-        for name in model.outputNames {
+        for name in names {
             let t = results[name]!
             print("\(name): \(t.dtype.rawValue)\(t.shape) checksum \(String(format: "%.6f", t.checksum))")
             if let outputDir {

@@ -99,7 +99,7 @@ extension IRBuilder {
             case .globalAveragePool:
                 reduce(.mean, axes: Array(2..<shapes[0].count), output: out, input: x[0], inShape: shapes[0])
             case let .reduce(kind, axes, _):
-                reduce(kind, axes: axes, output: out, input: x[0], inShape: shapes[0])
+                reduce(kind, axes: axes, output: out, input: x[0], inShape: shapes[0], type: resultType)
             case let .softmax(axis), let .logSoftmax(axis):
                 var log = false
                 if case .logSoftmax = op { log = true }

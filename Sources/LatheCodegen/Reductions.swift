@@ -6,11 +6,12 @@ extension IRBuilder {
     /// Fills the output with the identity, then walks the input in its own order and folds each
     /// element into its output cell (the output seen with stride 0 on the reduced axes), so the
     /// input is read contiguously and the loop vectorizes whenever the last axis is kept.
-    func reduce(_ kind: ReduceKind, axes: [Int], output: LLVMValue, input: LLVMValue, inShape: [Int]) {
+    func reduce(_ kind: ReduceKind, axes: [Int], output: LLVMValue, input: LLVMValue, inShape: [Int], type: DType = .float32) {
         var kept = inShape
         for axis in axes { kept[axis] = 1 }
         let count = kept.reduce(1, *)
-        let identity: Float = kind == .max ? -.infinity : kind == .prod ? 1 : 0
+        guard type == .float32 else { return integerReduce(kind, output: output, input: input, inShape: inShape, kept: kept, type: type) }
+        let identity: Float = kind == .max ? -.infinity : kind == .min ? .infinity : kind == .prod ? 1 : 0
         elementwise(shape: [count], output: StridedView(base: output, strides: [1]), inputs: []) { _, lanes in float(identity, lanes: lanes) }
         // The reduced axes at the end make contiguous runs (a convolution's bias gradient sums
         // each channel's plane): fold each run in vectors, then into its output once.
@@ -19,6 +20,7 @@ extension IRBuilder {
         let combine: (LLVMValue, LLVMValue) -> LLVMValue = {
             switch kind {
             case .max: self.maximum($1, $0)
+            case .min: self.minimum($1, $0)
             case .prod: self.mul($0, $1)
             case .sum, .mean: self.add($0, $1)
             }
@@ -44,6 +46,28 @@ extension IRBuilder {
             let scale = Float(1) / Float(inShape.reduce(1, *) / max(count, 1))
             let all = StridedView(base: output, strides: [1])
             elementwise(shape: [count], output: all, inputs: [all]) { v, _ in mul(v[0], float(scale, like: v[0])) }
+        }
+    }
+
+    /// An integer reduction, in its type (integers wrap): the output filled with the identity
+    /// (the type's least or greatest value for max and min), then each input element folded into
+    /// its cell, one at a time.
+    private func integerReduce(_ kind: ReduceKind, output: LLVMValue, input: LLVMValue, inShape: [Int], kept: [Int], type: DType) {
+        let bits = type.byteSize * 8
+        let identity: UInt64
+        switch kind {
+        case .sum, .mean: identity = 0
+        case .prod: identity = 1
+        case .max: identity = type.isSigned ? UInt64(1) << (bits - 1) : 0
+        case .min: identity = type.isSigned ? (UInt64(1) << (bits - 1)) - 1 : UInt64.max
+        }
+        let fn: ScalarBinary = kind == .max ? .max : kind == .min ? .min : kind == .prod ? .mul : .add
+        let start = LLVMConstInt(integerType(bits, lanes: 1), identity, 0)!
+        let all = StridedView(base: output, strides: [1], dtype: type)
+        elementwise(shape: [kept.reduce(1, *)], output: all, inputs: []) { _, lanes in constant(start, lanes: lanes) }
+        let cell = StridedView(base: output, strides: broadcastStrides(of: kept, to: inShape), dtype: type)
+        elementwise(shape: inShape, output: cell, inputs: [cell, StridedView(base: input, strides: contiguousStrides(inShape), dtype: type)]) { v, lanes in
+            emit(.binary(fn, .arg(0), .arg(1)), v, types: [type, type], context: type, lanes: lanes)
         }
     }
 

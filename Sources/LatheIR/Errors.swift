@@ -48,6 +48,10 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
     /// A graph input's dimension that the model leaves open (symbolic, named `name`, or
     /// unnamed) and nothing gave a size: the graph exists only for concrete sizes.
     case dimensionNeeded(input: String, axis: Int, name: String?)
+    /// A node whose output's size depends on values computed as the model runs (NonZero,
+    /// NonMaxSuppression, Unique): one graph cannot hold the model. `node` names it with its
+    /// location. ONNXModel runs such a model in stages.
+    case valueDependentShape(node: String)
 
     public var description: String {
         switch self {
@@ -101,6 +105,9 @@ public enum LatheError: Error, Equatable, CustomStringConvertible {
             let names = inputs.map { "'\($0)'" }.joined(separator: ", ")
             return "\(operand) is computed from input\(inputs.count == 1 ? "" : "s") \(names) and must be known when the model is compiled: "
                 + "give the input values when importing (ONNXModel compiles the model for each set of values it is run with; `lathe` takes them from --input NAME=FILE.npy)"
+        case let .valueDependentShape(node):
+            return "\(node): its output's size depends on values computed as the model runs, so the model compiles in stages "
+                + "at run time: run it with ONNXModel (or `lathe run`), which compiles each stage for the sizes it meets"
         case let .dimensionNeeded(input, axis, name):
             let dimension = name.map { "symbolic dimension '\($0)'" } ?? "an unnamed dimension"
             let option = name.map { "--dim \($0)=SIZE or " } ?? ""

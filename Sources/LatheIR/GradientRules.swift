@@ -113,6 +113,9 @@ extension Op {
                 // Every element equal to the maximum gets dy.
                 let m = keepDims ? c.node.id : try c.reshape(c.node.id, to: kept, "max_kept")
                 return [try c.elementwise(.arg(0) * (.const(1) - .step(.arg(1) - .arg(2))), [g, m, x[0]], "dx")]
+            case .min:
+                let m = keepDims ? c.node.id : try c.reshape(c.node.id, to: kept, "min_kept")
+                return [try c.elementwise(.arg(0) * (.const(1) - .step(.arg(2) - .arg(1))), [g, m, x[0]], "dx")]
             case .prod:
                 throw unsupported("reduce_prod has no gradient rule yet")
             }

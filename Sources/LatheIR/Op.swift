@@ -234,7 +234,7 @@ extension Op {
 }
 
 public enum ReduceKind: String, Hashable, Sendable, CaseIterable {
-    case sum, mean, max, prod
+    case sum, mean, max, prod, min
 }
 
 public enum PoolKind: String, Hashable, Sendable {

@@ -118,13 +118,15 @@ extension Interpreter {
         for axis in axes { keptShape[axis] = 1 }
         let outStrides = broadcastStrides(of: keptShape, to: x.shape)
         let count = keptShape.reduce(1, *)
-        var acc = [Double](repeating: kind == .max ? -.infinity : kind == .prod ? 1 : 0, count: count)
+        if x.dtype != .float32 { return typedReduce(x, kind, outStrides: outStrides, count: count, shape: shape) }
+        var acc = [Double](repeating: kind == .max ? -.infinity : kind == .min ? .infinity : kind == .prod ? 1 : 0, count: count)
         var i = 0
         forEachOffset(shape: x.shape, strides: [outStrides]) { offsets in
             let v = Double(x.scalars[i])
             switch kind {
             case .sum, .mean: acc[offsets[0]] += v
             case .max: acc[offsets[0]] = v.isNaN || acc[offsets[0]].isNaN ? .nan : max(acc[offsets[0]], v)
+            case .min: acc[offsets[0]] = v.isNaN || acc[offsets[0]].isNaN ? .nan : min(acc[offsets[0]], v)
             case .prod: acc[offsets[0]] *= v
             }
             i += 1

@@ -152,6 +152,31 @@ extension Interpreter {
         }
     }
 
+    /// reduce_sum, max, min and prod of an integer tensor, in its type (TypedScalar's add, max,
+    /// min, mul): integers wrap as the compiled code's do. The output cells are the input's
+    /// with the reduced axes of stride 0 (`outStrides`).
+    static func typedReduce(_ x: HostTensor, _ kind: ReduceKind, outStrides: [Int], count: Int, shape: [Int]) -> HostTensor {
+        let type = x.dtype
+        let values = x.withUnsafeBytes { raw in (0..<x.count).map { type.scalar(in: raw, at: $0) } }
+        let bits = type.byteSize * 8
+        let fn: ScalarBinary, start: Scalar
+        switch kind {
+        case .sum, .mean: (fn, start) = (.add, type.converting(.float(0)))
+        case .prod: (fn, start) = (.mul, type.converting(.float(1)))
+        case .max: (fn, start) = (.max, type.isSigned ? .signed(bits == 64 ? .min : -(Int64(1) << (bits - 1))) : .unsigned(0))
+        case .min: (fn, start) = (.min, type.isSigned ? .signed(bits == 64 ? .max : (Int64(1) << (bits - 1)) - 1) : .unsigned(bits == 64 ? .max : (UInt64(1) << bits) - 1))
+        }
+        var acc = Array(repeating: start, count: count)
+        var i = 0
+        forEachOffset(shape: x.shape, strides: [outStrides]) { offsets in
+            acc[offsets[0]] = type.normalized(fn.evaluate(acc[offsets[0]], values[i]))
+            i += 1
+        }
+        var bytes: [UInt8] = []
+        for s in acc { type.append(s, to: &bytes) }
+        return (try? HostTensor(shape: shape, dtype: type, bytes: bytes)) ?? HostTensor(shape: shape)
+    }
+
     /// Running sums (or products) along an axis, in the tensor's type (TypedScalar's add, mul).
     static func cumulativeSum(_ x: HostTensor, axis: Int, exclusive: Bool, reverse: Bool, product: Bool) -> HostTensor {
         let (outer, length) = (x.shape[..<axis].reduce(1, *), x.shape[axis])

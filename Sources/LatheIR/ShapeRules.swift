@@ -243,7 +243,7 @@ extension Op {
             for (axis, d) in x.enumerated() {
                 if !axes.contains(axis) { out.append(d) } else if keepDims { out.append(1) }
             }
-            return TensorType(.float32, out)
+            return TensorType(dtype, out)
         }
     }
 }
@@ -252,7 +252,8 @@ extension Op {
     /// The element types the op takes: ops that move data take any (concat and assign one for
     /// all operands), gather's indices are i32, i64 or f32 (whole numbers), elementwise ops'
     /// formulas check their own (ScalarExpr.elementType), cumsum and top_k take any number
-    /// type they compute on; every other op computes on f32.
+    /// type they compute on, the reductions but the mean integers too; every other op computes
+    /// on f32.
     private func checkElementTypes(_ operands: [TensorType]) throws(OpRuleFailure) {
         let types = operands.map(\.dtype)
         let indexTypes: [DType] = [.int32, .int64, .float32]
@@ -261,6 +262,10 @@ extension Op {
             return
         case .cumulativeSum, .topK:
             guard types[0] != .bool, types[0].isComputed else { throw .elementType("\(name) takes numbers it computes on, got \(types[0].rawValue)") }
+        case let .reduce(kind, _, _):
+            guard types[0] == .float32 || (types[0].isInteger && types[0].isComputed && kind != .mean) else {
+                throw .elementType("\(name) takes f32\(kind == .mean ? "" : " or integers"), got \(types[0].rawValue)")
+            }
         case .concat, .assign:
             if let other = types.first(where: { $0 != types[0] }) {
                 throw .elementType("takes operands of one element type, got \(types[0].rawValue) and \(other.rawValue)")

@@ -19,10 +19,23 @@ final class ImportContext {
     private(set) var location = SourceLocation.unknown
     /// The subgraphs being imported, outermost first ("loop/body#2/"), named in locations.
     private var scope = ""
+    /// The node lists being imported, outermost (the model's graph) first: what the nodes still
+    /// to come read, should the import stop at a stage's end.
+    private var frames: [ImportFrame] = []
+    /// Values computed by an earlier stage (ONNXModel's staged runs): each is a graph input
+    /// where the node that computes it would be.
+    let stageInputs: [String: TensorType]
+    /// Whether a node whose output size depends on run-time values ends the import (a stage's
+    /// end) rather than failing it.
+    let stages: Bool
+    /// The loop and scan bodies being imported: a stage may not end inside one.
+    var unrolling = 0
 
-    init(opset: Int, fileName: String) {
+    init(opset: Int, fileName: String, stageInputs: [String: TensorType] = [:], stages: Bool = false) {
         self.opset = opset
         self.fileName = fileName
+        self.stageInputs = stageInputs
+        self.stages = stages
     }
 
     func begin(_ node: Onnx_NodeProto, index: Int) {
@@ -30,19 +43,63 @@ final class ImportContext {
         location = SourceLocation(fileID: "\(fileName)[\(scope)\(node.displayName)]", line: index + 1)
     }
 
-    /// Imports nodes in order: each node's handler, and its outputs defined.
-    func importNodes(_ nodes: [Onnx_NodeProto]) throws {
+    /// Imports nodes in order: each node's handler, and its outputs defined. A node whose
+    /// outputs an earlier stage computed gives graph inputs instead.
+    func importNodes(_ nodes: [Onnx_NodeProto], outputs: [String]) throws {
+        frames.append(ImportFrame(nodes: nodes, outputs: outputs))
+        defer { frames.removeLast() }
         for (index, node) in nodes.enumerated() {
+            frames[frames.count - 1].next = index + 1
             begin(node, index: index)
+            // Outputs an earlier stage computed are inputs, made first so that they keep their
+            // names; the node is imported only for any others.
+            let named = node.output.filter { !$0.isEmpty }
+            let fed = try Dictionary(uniqueKeysWithValues: named.filter { stageInputs[$0] != nil }.map { ($0, try stageInput($0)) })
+            for (name, id) in fed { define(name, .node(id)) }
+            if !named.isEmpty, fed.count == named.count { continue }
             guard (node.domain.isEmpty || node.domain == "ai.onnx"), let handler = OpHandlers.table[node.opType] else {
                 throw LatheError.unsupportedOps([UnsupportedOp(opType: node.domain.isEmpty ? node.opType : "\(node.domain).\(node.opType)", count: 1, nodes: [node.displayName])])
             }
             let results = try handler(self)
             for (i, name) in node.output.enumerated() where !name.isEmpty {
                 guard i < results.count else { throw unsupported("output \(i + 1) ('\(name)') is not computed by Lathe") }
-                define(name, results[i])
+                if fed[name] == nil { define(name, results[i]) }
             }
         }
+    }
+
+    private func isInput(_ id: ValueID) -> Bool {
+        if case .input = graph[id].op { return true }
+        return false
+    }
+
+    /// The graph input of a value an earlier stage computed.
+    private func stageInput(_ name: String) throws -> ValueID {
+        let type = stageInputs[name]!
+        return try graph.addInput(name: name, shape: type.shape, dtype: type.dtype, location: location)
+    }
+
+    /// The end of a stage at the current node, whose output sizes depend on `operands`' values:
+    /// the values defined so far that are computed (not constants) and read by the nodes still
+    /// to come (at every depth of subgraph, and as outputs), with the node's operands.
+    func stageEnd(operands: [String]) throws -> StageEnd {
+        guard stages, unrolling == 0 else {
+            if unrolling > 0 && stages { throw unsupported("its output's size depends on values computed as the model runs, inside a loop Lathe unrolls") }
+            throw LatheError.valueDependentShape(node: "\(location): \(node.opType) node '\(node.displayName)'")
+        }
+        var read = Set(operands)
+        for frame in frames {
+            read.formUnion(frame.outputs)
+            for later in frame.nodes[frame.next...] { read.formUnion(ONNXImporter.names(readBy: later)) }
+        }
+        var boundary: [(name: String, value: ValueID)] = []
+        for name in read.sorted() {
+            // Graph inputs (the model's, and earlier stages' values) are fed to every stage.
+            if case let .node(id)? = values[name], !isInput(id) { boundary.append((name, id)) }
+        }
+        var constants: [String: HostTensor] = [:]
+        for name in operands { if case let .constant(k)? = values[name] { constants[name] = k.hostTensor } }
+        return StageEnd(node: node, location: location, operands: operands, constants: constants, boundary: boundary)
     }
 
     /// A subgraph (an If's branch, a Loop's or Scan's body) imported in place: its inputs bound
@@ -73,7 +130,7 @@ final class ImportContext {
         scope += "\(owner.displayName)/\(part)/"
         for tensor in subgraph.initializer { define(tensor.name, .constant(try ConstantTensor(tensor, name: tensor.name))) }
         for (declared, value) in zip(subgraph.input, inputs) { define(declared.name, value) }
-        try importNodes(subgraph.node)
+        try importNodes(subgraph.node, outputs: subgraph.output.map(\.name))
         return try subgraph.output.map { output in
             guard let value = values[output.name] else {
                 throw LatheError.malformedModel("\(ownerLocation): \(what) returns '\(output.name)', which nothing in it or before it defines")
@@ -201,7 +258,7 @@ final class ImportContext {
         guard [.int8, .uint8, .int16, .uint16].contains(type) else { return false }
         switch op {
         case .pool2d(let a) where a.kind == .max: return true
-        case .reduce(.max, _, _), .argExtreme: return true
+        case .reduce(.max, _, _), .reduce(.min, _, _), .argExtreme: return true
         default: return false
         }
     }
@@ -228,4 +285,23 @@ final class ImportContext {
         guard (0..<max(rank, 1)).contains(a) else { throw fail("has axis \(axis), out of range for rank \(rank)") }
         return a
     }
+}
+
+/// A node list being imported, and the index of the node after the current one.
+struct ImportFrame {
+    let nodes: [Onnx_NodeProto]
+    let outputs: [String]
+    var next = 0
+}
+
+/// Where an import stopped: at `node`, whose outputs' sizes depend on the values of
+/// `operands`; `boundary` holds every computed value that the rest of the model reads (the
+/// operands among them), by ONNX name.
+struct StageEnd: Error {
+    let node: Onnx_NodeProto
+    let location: SourceLocation
+    /// The node's operand names ("" for one left out), and the values of those known at import.
+    let operands: [String]
+    let constants: [String: HostTensor]
+    let boundary: [(name: String, value: ValueID)]
 }

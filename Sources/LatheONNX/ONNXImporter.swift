@@ -12,6 +12,9 @@ public struct ImportedModel {
     /// The inputs the graph was built for the values of (each sets a shape, axes, pads...):
     /// constants of this graph, not among its inputs. Empty for most models.
     public let valueInputs: [String]
+    /// Set when the import stopped at a node whose output sizes depend on run-time values (an
+    /// import for ONNXModel's staged runs): `outputs` are then the values the rest reads.
+    var stageEnd: StageEnd? = nil
 }
 
 /// Reads ONNX models (protobuf, opsets 7 to 21) into the graph IR. Initializers become
@@ -48,7 +51,7 @@ public enum ONNXImporter {
     /// Imports a parsed model, taking the values of `inputValues` for the inputs the graph
     /// depends on: each import that stops for want of some input's values starts again with them.
     static func load(_ model: Onnx_ModelProto, fileName: String, dimensions: [String: Int], inputShapes: [String: [Int]],
-                     inputValues: [String: HostTensor]) throws -> ImportedModel {
+                     inputValues: [String: HostTensor], stageInputs: [String: TensorType] = [:], stages: Bool = false) throws -> ImportedModel {
         let inputs = try declaredInputs(model, fileName: fileName)
         for input in inputs {
             if let value = inputValues[input.name], value.dtype != input.dtype {
@@ -59,7 +62,8 @@ public enum ONNXImporter {
         var taken: [String: HostTensor] = [:]
         while true {
             do {
-                return try importGraph(model, inputs: inputs, shapes: shapes, fileName: fileName, constantInputs: taken)
+                return try importGraph(model, inputs: inputs, shapes: shapes, fileName: fileName, constantInputs: taken,
+                                       stageInputs: stageInputs, stages: stages)
             } catch let LatheError.inputValuesNeeded(inputs, operand) {
                 let missing = inputs.filter { taken[$0] == nil }
                 guard !missing.isEmpty, missing.allSatisfy({ inputValues[$0] != nil }) else {
@@ -106,9 +110,9 @@ public enum ONNXImporter {
 
     /// One import: the inputs in `constantInputs` are constants of those values.
     private static func importGraph(_ model: Onnx_ModelProto, inputs: [DeclaredInput], shapes: InputShapes, fileName: String,
-                                    constantInputs: [String: HostTensor]) throws -> ImportedModel {
+                                    constantInputs: [String: HostTensor], stageInputs: [String: TensorType], stages: Bool) throws -> ImportedModel {
         let opset = opset(of: model)
-        let context = ImportContext(opset: opset, fileName: fileName)
+        let context = ImportContext(opset: opset, fileName: fileName, stageInputs: stageInputs, stages: stages)
         for tensor in model.graph.initializer {
             var constant = try ConstantTensor(tensor, name: tensor.name)
             constant.origin = tensor.name
@@ -127,7 +131,12 @@ public enum ONNXImporter {
                 context.define(input.name, .node(id))
             }
         }
-        try context.importNodes(model.graph.node)
+        do {
+            try context.importNodes(model.graph.node, outputs: model.graph.output.map(\.name))
+        } catch let end as StageEnd {
+            return ImportedModel(graph: context.graph, outputs: end.boundary, opset: opset, producer: model.producerName,
+                                 valueInputs: valueInputs, stageEnd: end)
+        }
         let outputs = try model.graph.output.map { output -> (name: String, value: ValueID) in
             (output.name, context.materialize(try context.value(output.name)))
         }
@@ -159,6 +168,16 @@ public enum ONNXImporter {
             return false
         }
         return (ops, allFloat)
+    }
+
+    /// The names a node reads: its operands, and what the nodes of its subgraphs read and return.
+    static func names(readBy node: Onnx_NodeProto) -> Set<String> {
+        var names = Set(node.input.filter { !$0.isEmpty })
+        for g in node.attribute.flatMap({ a in (a.hasG ? [a.g] : []) + a.graphs }) {
+            names.formUnion(g.output.map(\.name))
+            for inner in g.node { names.formUnion(Self.names(readBy: inner)) }
+        }
+        return names
     }
 
     /// The graph's nodes, each followed by those of its subgraphs.

@@ -100,6 +100,8 @@ extension OpHandlers {
                 throw c.unsupported("unrolls to more than \(maxUnrolledNodes) nodes (\(iteration) iterations of \(body.node.count)); Lathe unrolls loops")
             }
             let number = ImportedValue.constant(ConstantTensor(shape: [], ints: [Int64(iteration)]))
+            c.unrolling += 1
+            defer { c.unrolling -= 1 }
             let outputs = try c.importSubgraph(body, named: "body#\(iteration)", inputs: [number, condition] + carried)
             let next = Array(outputs[1..<(1 + carriedCount)])
             for (k, value) in outputs.suffix(scanCount).enumerated() { scans[k].append(value) }
@@ -177,6 +179,8 @@ extension OpHandlers {
             let slices = try scanned.enumerated().map { k, v in
                 try take(v, axis: axes[k], at: directions[k] != 0 ? steps - 1 - t : t, c, name: "\(name)scan\(k)_\(t)")
             }
+            c.unrolling += 1
+            defer { c.unrolling -= 1 }
             let results = try c.importSubgraph(body, named: "\(name)body#\(t)", inputs: states + slices)
             states = Array(results.prefix(states.count))
             for k in 0..<outputCount { outputs[k].append(results[states.count + k]) }

@@ -138,14 +138,13 @@ extension OpHandlers {
         },
         "ArgMax": { c in [try argExtreme(.max, c)] },
         "ArgMin": { c in [try argExtreme(.min, c)] },
-        // The others, from those three and elementwise ops.
+        // The others, from the IR's reductions and elementwise ops.
         "ReduceMin": { c in
-            // -max(-x); bools (all of them true) through f32.
-            let x = try c.required(0), type = c.dtype(x)
-            let values = type == .bool ? try cast(x, to: .float32, c) : x
-            let negated = try c.apply(.unary(.neg), [values], name: "negated")
-            let least = try c.apply(.unary(.neg), [try reduce(.max, c, axesInputSince: 18, of: negated, name: "max")], name: type == .bool ? "least" : nil)
-            return [try cast(least, to: type, c)]
+            // Bools through f32: all true is a minimum above 0 (an empty set's is +inf: true).
+            let x = try c.required(0)
+            guard c.dtype(x) == .bool else { return [try reduce(.min, c, axesInputSince: 18)] }
+            let least = try reduce(.min, c, axesInputSince: 18, of: try cast(x, to: .float32, c), name: "min")
+            return [try c.apply(.binary(.greater), [least, c.scalar(0)])]
         },
         "ReduceL1": { c in [try reduce(.sum, c, axesInputSince: 18, of: try c.apply(.unary(.abs), [try c.required(0)], name: "abs"))] },
         "ReduceSumSquare": { c in [try reduce(.sum, c, axesInputSince: 18, of: try squared(c))] },

@@ -19,4 +19,5 @@ enum OpHandlers {
         .merging(quantize) { a, _ in a }
         .merging(einsum) { a, _ in a }
         .merging(controlFlow) { a, _ in a }
+        .merging(dynamicShapes) { a, _ in a }
 }

@@ -111,7 +111,7 @@ let gradientCases: [OpCase] = {
     cases.append(OpCase("softmax", [Operand(shape: [3, 5])]) { try $0[0].softmax() })
     cases.append(OpCase("softmax axis 0", [Operand(shape: [3, 5])]) { try $0[0].softmax(axis: 0) })
     cases.append(OpCase("log_softmax", [Operand(shape: [3, 5])]) { try $0[0].logSoftmax() })
-    for (kind, keep) in [(ReduceKind.sum, false), (.mean, true), (.max, false), (.max, true)] {
+    for (kind, keep) in [(ReduceKind.sum, false), (.mean, true), (.max, false), (.max, true), (.min, false), (.min, true)] {
         cases.append(OpCase("reduce_\(kind.rawValue) keep \(keep)", [Operand(shape: [3, 4, 5])]) {
             try $0[0].apply(.reduce(kind, axes: [0, 2], keepDims: keep), [], .unknown)
         })

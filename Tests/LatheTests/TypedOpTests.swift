@@ -229,6 +229,23 @@ let cumulativeSumCases: [TypedCase] = [DType.float32, .int32, .int64, .float16, 
     }
 }
 
+/// Integer reductions (sum, max, min, prod) in their type, over inner, outer and all axes, with
+/// the extremes of each type reached (the identity of max and min is the type's least and
+/// greatest value); and f32 reduce_min.
+let integerReductionCases: [TypedCase] = [DType.int64, .int32, .uint8, .int8, .uint16].flatMap { t in
+    [ReduceKind.sum, .max, .min, .prod].flatMap { kind in
+        [[1], [0], [0, 2], [0, 1, 2]].map { axes in
+            TypedCase("reduce_\(kind.rawValue) \(t.rawValue) axes \(axes)", [TypedOperand(dtype: t, shape: [3, 5, 7], range: kind == .prod ? -3...3 : -100...100)]) {
+                try $0[0].apply(.reduce(kind, axes: axes, keepDims: axes.count == 1), [], .unknown)
+            }
+        }
+    }
+} + [[1], [2], [0, 2]].map { axes in
+    TypedCase("reduce_min f32 axes \(axes)", [TypedOperand(dtype: .float32, shape: [4, 5, 37])]) {
+        try $0[0].apply(.reduce(.min, axes: axes, keepDims: false), [], .unknown)
+    }
+}
+
 /// arg_max and arg_min on every axis, of values with ties (small integers as f32) and without.
 let argExtremeCases: [TypedCase] = [ArgKind.max, .min].flatMap { kind in
     (0..<3).flatMap { axis in
@@ -253,6 +270,7 @@ struct TypedOpTests {
     @Test(arguments: argExtremeCases) func argExtremes(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: gatherElementsCases) func gatherElements(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: cumulativeSumCases) func cumulativeSums(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: integerReductionCases) func integerReductions(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: scatterCases) func scatters(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: gatherNDCases) func gatherNDs(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: topKCases) func topKs(_ c: TypedCase) throws { try checkTypedCase(c) }
