@@ -37,6 +37,22 @@ def models(workdir):
     return found
 
 
+def modern(workdir):
+    """Full-size ConvNeXt-Tiny, ViT-S/16, YOLOv8n and a QDQ-quantized ResNet-18
+    (tools/mkbenchmodels.py: random weights, batch 1), made once per work directory, for
+    benchmarks/compare.py (the model set's small versions are what the tests check). Needs
+    torch, torchvision and ultralytics."""
+    names = ["convnext_tiny", "vit_s16", "yolov8n", "resnet18_qdq"]
+    if not all(os.path.exists(os.path.join(workdir, f"{n}.onnx")) for n in names):
+        try:
+            import torch, torchvision, ultralytics  # noqa: F401
+        except ImportError:
+            print("note: torch, torchvision or ultralytics is missing; the modern models are not checked")
+            return []
+        subprocess.run([sys.executable, os.path.join(HERE, "mkbenchmodels.py"), workdir], check=True, stdout=subprocess.DEVNULL)
+    return [(n, os.path.join(workdir, f"{n}.onnx")) for n in names]
+
+
 def bert_base(workdir):
     """A BERT-base encoder from token ids (tools/mktransformers.py --benchmark: transformers'
     BertModel from a configuration, random weights, sequence 128, batch 1): 440 MB, made once

@@ -246,12 +246,16 @@ public struct Conv2DAttributes: Hashable, Sendable {
     public var pads: [Int]         // [top, left, bottom, right] (ONNX order)
     public var dilations: [Int]    // [dh, dw]
     public var groups: Int
+    /// The operands hold integers (a quantized convolution's, less their zero points) whose
+    /// sums must come out exact: no algorithm that transforms them (Winograd).
+    public var exactSums: Bool
 
-    public init(strides: [Int] = [1, 1], pads: [Int] = [0, 0, 0, 0], dilations: [Int] = [1, 1], groups: Int = 1) {
+    public init(strides: [Int] = [1, 1], pads: [Int] = [0, 0, 0, 0], dilations: [Int] = [1, 1], groups: Int = 1, exactSums: Bool = false) {
         self.strides = strides
         self.pads = pads
         self.dilations = dilations
         self.groups = groups
+        self.exactSums = exactSums
     }
 }
 

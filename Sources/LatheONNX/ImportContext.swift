@@ -73,6 +73,15 @@ final class ImportContext {
         return false
     }
 
+    /// The node of the list being imported that defines `name` (nil for an input, initializer
+    /// or outer value).
+    func producer(of name: String) -> Onnx_NodeProto? { frames.last?.producers[name] }
+
+    /// The nodes of the list being imported that read `name`, and whether the list returns it.
+    func consumers(of name: String) -> (nodes: [Onnx_NodeProto], returned: Bool) {
+        (frames.last?.consumers[name] ?? [], frames.last?.outputs.contains(name) ?? true)
+    }
+
     /// The graph input of a value an earlier stage computed.
     private func stageInput(_ name: String) throws -> ValueID {
         let type = stageInputs[name]!
@@ -292,6 +301,19 @@ struct ImportFrame {
     let nodes: [Onnx_NodeProto]
     let outputs: [String]
     var next = 0
+    /// The node that defines each name, and the nodes that read it, in this list.
+    let producers: [String: Onnx_NodeProto]
+    let consumers: [String: [Onnx_NodeProto]]
+
+    init(nodes: [Onnx_NodeProto], outputs: [String]) {
+        (self.nodes, self.outputs) = (nodes, outputs)
+        var producers: [String: Onnx_NodeProto] = [:], consumers: [String: [Onnx_NodeProto]] = [:]
+        for node in nodes {
+            for name in node.output where !name.isEmpty { producers[name] = node }
+            for name in ONNXImporter.names(readBy: node) { consumers[name, default: []].append(node) }
+        }
+        (self.producers, self.consumers) = (producers, consumers)
+    }
 }
 
 /// Where an import stopped: at `node`, whose outputs' sizes depend on the values of

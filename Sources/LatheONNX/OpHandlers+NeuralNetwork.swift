@@ -21,7 +21,7 @@ extension OpHandlers {
             let op = Op.lrn(size: size, alpha: c.node.float("alpha", 1e-4), beta: c.node.float("beta", 0.75), bias: c.node.float("bias", 1))
             return [try c.apply(op, [try c.required(0)])]
         },
-        "MatMul": { c in [try c.apply(.matmul, [try c.required(0), try c.required(1)])] },
+        "MatMul": { c in [try qdqUnit(.matmul, c) ?? c.apply(.matmul, [try c.required(0), try c.required(1)])] },
         "Gemm": gemm,
         "Softmax": { c in [try softmax(log: false, c)] },
         "LogSoftmax": { c in [try softmax(log: true, c)] },
@@ -67,12 +67,13 @@ extension OpHandlers {
     static func heightPads(_ pads: [Int]) -> [Int] { [0, pads[0], 0, pads[1]] }
 
     static func conv(_ c: ImportContext) throws -> [ImportedValue] {
-        [try convolution(try c.required(0), weights: try c.required(1), bias: try c.input(2), c)]
+        if let unit = try qdqUnit(.conv, c) { return [unit] }
+        return [try convolution(try c.required(0), weights: try c.required(1), bias: try c.input(2), c)]
     }
 
     /// 2-D convolution, and 1-D as 2-D over a height of 1, with the node's attributes.
     static func convolution(_ x: ImportedValue, weights w: ImportedValue, bias: ImportedValue?, _ c: ImportContext,
-                            name: String? = nil) throws -> ImportedValue {
+                            name: String? = nil, exactSums: Bool = false) throws -> ImportedValue {
         var (x, w) = (x, w)
         let (xs, ws) = (c.shape(x), c.shape(w))
         let spatial = xs.count - 2
@@ -91,7 +92,7 @@ extension OpHandlers {
             (x, w) = (try addHeight(x, c), try addHeight(w, c))
             (strides, dilations, pads) = ([1] + strides, [1] + dilations, heightPads(pads))
         }
-        let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1))
+        let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1), exactSums: exactSums)
         let y = try c.apply(.conv2d(attributes), [x, w] + (bias.map { [$0] } ?? []), name: spatial == 1 ? "2d" : name)
         return spatial == 1 ? try removeHeight(y, c) : y
     }
@@ -207,6 +208,7 @@ extension OpHandlers {
     /// Gemm: Y = alpha * A' B' + beta * C, with A' and B' optionally transposed. A bias that is
     /// one row becomes the dense kernel's bias.
     static func gemm(_ c: ImportContext) throws -> [ImportedValue] {
+        if let unit = try qdqUnit(.gemm, c) { return [unit] }
         var a = try c.required(0), b = try c.required(1)
         if c.node.int("transA", 0) != 0 { a = try c.apply(.transpose(perm: [1, 0]), [a], name: "a_t") }
         if c.node.int("transB", 0) != 0 { b = try c.apply(.transpose(perm: [1, 0]), [b], name: "b_t") }

@@ -1,8 +1,8 @@
 import LatheIR
 
 /// Quantization: QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear, and the integer
-/// contractions (MatMulInteger, ConvInteger, QLinearMatMul, QLinearConv), as ONNX's reference
-/// defines them:
+/// contractions MatMulInteger and ConvInteger (QLinearConv and QLinearMatMul: OpHandlers+QDQ.swift),
+/// as ONNX's reference defines them:
 ///
 ///   dequantize: y = (x - zero_point) * scale, computed in f32, then in the scale's type
 ///   quantize:   y = saturate(round_to_even(x / scale) + zero_point)  (integer types)
@@ -12,9 +12,8 @@ import LatheIR
 /// or one per `block_size` positions along `axis` (blocked, the other axes one each). They are
 /// built from cast, round, clip and broadcast arithmetic, so a quantize or dequantize fuses
 /// into the kernel before or after it, and one of constants (a model's int8 weights) is
-/// computed at import. The QLinear ops are their reference's composition: dequantize the
-/// operands, contract in f32, quantize the result; the *Integer ops subtract the zero points
-/// and contract the exact integers in f32 (exact while a sum stays below 2^24).
+/// computed at import. The *Integer ops subtract the zero points and contract the exact
+/// integers in f32 (exact while a sum stays below 2^24).
 extension OpHandlers {
     static let quantize: [String: Handler] = [
         "DequantizeLinear": { c in
@@ -55,23 +54,24 @@ extension OpHandlers {
             return [try c.apply(.cast(to: .int32), [sum])]
         },
         "QLinearMatMul": { c in
-            let a = try dequantize(try c.required(0), scale: try c.required(1), zeroPoint: try c.input(2), to: .float32, c, axis: -2, name: "a")
-            let b = try dequantize(try c.required(3), scale: try c.required(4), zeroPoint: try c.input(5), to: .float32, c, axis: -1, name: "b")
+            let operands = QuantizedOperands(x: try c.required(0), xScale: try c.required(1), xZero: try c.input(2), w: try c.required(3),
+                                             wScale: try c.required(4), wZero: try c.input(5), weightAxis: -1, bias: nil,
+                                             yScale: try c.required(6), yZero: try c.required(7))
+            if c.shape(operands.xScale).reduce(1, *) == 1, let q = try quantizedContraction(.matmul, operands, c) { return [q] }
+            // Per-row scales of a: the reference's composition, dequantized operands.
+            let a = try dequantize(operands.x, scale: operands.xScale, zeroPoint: operands.xZero, to: .float32, c, axis: -2, name: "a")
+            let b = try dequantize(operands.w, scale: operands.wScale, zeroPoint: operands.wZero, to: .float32, c, axis: -1, name: "b")
             let product = try c.apply(.matmul, [a, b], name: "product")
-            let (scale, zeroPoint) = (try c.required(6), try c.required(7))
-            return [try quantize(product, scale: scale, zeroPoint: zeroPoint, to: c.dtype(zeroPoint), rule: .standard, c, axis: -1)]
+            return [try quantize(product, scale: operands.yScale, zeroPoint: operands.yZero, to: c.dtype(operands.yZero), rule: .standard, c, axis: -1)]
         },
         "QLinearConv": { c in
-            let x = try dequantize(try c.required(0), scale: try c.required(1), zeroPoint: try c.input(2), to: .float32, c, name: "x")
-            let w = try dequantize(try c.required(3), scale: try c.required(4), zeroPoint: try c.input(5), to: .float32, c, axis: 0, name: "w")
-            // The int32 bias is in units of x_scale * w_scale (per output channel).
-            let bias = try c.input(8).map { bias in
-                let scale = try c.apply(.binary(.mul), [try c.required(1), try c.required(4)], name: "bias_scale")
-                return try dequantize(bias, scale: scale, zeroPoint: nil, to: .float32, c, axis: 0, name: "bias")
+            let operands = QuantizedOperands(x: try c.required(0), xScale: try c.required(1), xZero: try c.input(2), w: try c.required(3),
+                                             wScale: try c.required(4), wZero: try c.input(5), weightAxis: 0, bias: try c.input(8),
+                                             yScale: try c.required(6), yZero: try c.required(7))
+            guard let q = try quantizedContraction(.conv, operands, c) else {
+                throw c.fail("has w_scale \(c.shape(operands.wScale)) for weights \(c.shape(operands.w)); one value or one per output channel")
             }
-            let sum = try convolution(x, weights: w, bias: bias, c, name: "sum")
-            let (scale, zeroPoint) = (try c.required(6), try c.required(7))
-            return [try quantize(sum, scale: scale, zeroPoint: zeroPoint, to: c.dtype(zeroPoint), rule: .standard, c, axis: 1)]
+            return [q]
         },
     ]
 

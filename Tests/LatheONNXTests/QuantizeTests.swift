@@ -87,3 +87,70 @@ struct QuantizeTests {
         }
     }
 }
+
+/// DequantizeLinear -> Conv -> QuantizeLinear, as ONNX Runtime's quantizer writes it, computes
+/// as ONNX Runtime does: integer sums, then round(acc * x_scale w_scale / y_scale) + y_zero,
+/// ties to even. With scales 0.5, 0.25 and 1 the multiplier is 1/8, so every sum of 4 mod 8
+/// is a tie; computing the float product and quantizing it rounds those alike, but a
+/// transformed (Winograd) or reassociated sum would not.
+@Suite("QDQ units against an integer reference")
+struct QDQUnitTests {
+    @Test func aQuantizedConvolutionRoundsAsOnnxRuntime() throws {
+        let (c, k, size) = (16, 16, 6)
+        var values = Values(state: 11)
+        let x = (0..<c * size * size).map { _ in UInt8(values.next(0...40)) }
+        let w = (0..<k * c * 9).map { _ in Int8(values.next(-20...20)) }
+        let bias = (0..<k).map { _ in Int32(values.next(-300...300)) }
+        var model = emptyONNXModel()
+        func tensor<T: TensorElement>(_ name: String, _ shape: [Int], _ v: [T]) throws -> Onnx_TensorProto {
+            let t = try HostTensor(shape: shape, values: v)
+            var proto = Onnx_TensorProto()
+            (proto.name, proto.dims, proto.dataType, proto.rawData) = (name, shape.map(Int64.init), Int32(t.dtype.onnxCode), Data(t.rawBytes))
+            return proto
+        }
+        model.graph.initializer = [try tensor("xs", [], [Float(0.5)]), try tensor("xz", [], [UInt8(3)]), try tensor("w", [k, c, 3, 3], w),
+                                   try tensor("ws", [], [Float(0.25)]), try tensor("wz", [], [Int8(0)]), try tensor("b", [k], bias),
+                                   try tensor("bs", [], [Float(0.125)]), try tensor("bz", [], [Int32(0)]), try tensor("ys", [], [Float(1)]),
+                                   try tensor("yz", [], [UInt8(10)])]
+        func node(_ op: String, _ inputs: [String], _ output: String) -> Onnx_NodeProto {
+            var n = Onnx_NodeProto()
+            (n.opType, n.name, n.input, n.output) = (op, output, inputs, [output])
+            return n
+        }
+        var conv = node("Conv", ["xf", "wf", "bf"], "yf")
+        var pads = Onnx_AttributeProto()
+        (pads.name, pads.type, pads.ints) = ("pads", .ints, [1, 1, 1, 1])
+        conv.attribute = [pads]
+        model.graph.node = [node("DequantizeLinear", ["x", "xs", "xz"], "xf"), node("DequantizeLinear", ["w", "ws", "wz"], "wf"),
+                            node("DequantizeLinear", ["b", "bs", "bz"], "bf"), conv, node("QuantizeLinear", ["yf", "ys", "yz"], "y")]
+        model.graph.input = [onnxValueInfo("x", .uint8, [1, c, size, size])]
+        model.graph.output = [onnxValueInfo("y", .uint8, [1, k, size, size])]
+        let data = try model.serializedData()
+        let imported = try ONNXImporter.load(data)
+        #expect(imported.graph.nodes.contains { if case let .conv2d(a) = $0.op { a.exactSums } else { false } })
+        let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
+            .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: UInt8.self)
+        var expected: [UInt8] = [], ties = 0
+        for o in 0..<k {
+            for i in 0..<size {
+                for j in 0..<size {
+                    var acc = Int(bias[o])
+                    for ch in 0..<c {
+                        for u in 0..<3 {
+                            for v in 0..<3 {
+                                let (y, z) = (i + u - 1, j + v - 1)
+                                guard (0..<size).contains(y), (0..<size).contains(z) else { continue }
+                                acc += (Int(x[(ch * size + y) * size + z]) - 3) * Int(w[((o * c + ch) * 3 + u) * 3 + v])
+                            }
+                        }
+                    }
+                    if ((acc % 8) + 8) % 8 == 4 { ties += 1 }
+                    let q = (Float(acc) * 0.125).rounded(.toNearestOrEven) + 10
+                    expected.append(UInt8(min(max(q, 0), 255)))
+                }
+            }
+        }
+        #expect(ties > 20, "the case has ties to round")
+        #expect(got == expected)
+    }
+}

@@ -57,7 +57,9 @@ struct WinogradTests {
         let x = try g.input("x", shape: [1, 16, 28, 28])
         let strided = try x.conv2d(weight: g.constant(.random(shape: [16, 16, 3, 3], seed: 2)), strides: [2, 2])
         let fewChannels = try g.input("z", shape: [1, 3, 28, 28]).conv2d(weight: g.constant(.random(shape: [16, 3, 3, 3], seed: 3)))
-        let program = try KernelProgram.build(g, outputs: [("a", strided.id), ("b", fewChannels.id)])
+        // A quantized convolution's integers must sum exactly: Winograd's transforms round them.
+        let exact = try x.apply(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1], exactSums: true)), [g.constant(.random(shape: [16, 16, 3, 3], seed: 4))], .unknown)
+        let program = try KernelProgram.build(g, outputs: [("a", strided.id), ("b", fewChannels.id), ("c", exact.id)])
         for kernel in program.kernels {
             if case .winograd = kernel.weightLayout { Issue.record("\(kernel.name) should not run as Winograd") }
         }

@@ -5,7 +5,7 @@ import LatheIR
 ///
 /// The algorithm, in order of preference:
 /// 1. Winograd F(4x4, 3x3) or F(2x2, 3x3) where WinogradGeometry serves the convolution (3 x 3,
-///    stride 1, enough channels and tiles) and its weights are constant: they are transformed at
+///    stride 1, enough channels and tiles, sums that need not be exact) and its weights are constant: they are transformed at
 ///    compile time (WeightLayout.winograd). The work is split by strips of tiles, else by output
 ///    channels.
 /// 2. Direct, where `runsDirect` (depthwise, or a first layer of at most 4 channels):
@@ -64,7 +64,7 @@ extension KernelPlan {
     /// choices in the code").
     static func winogradTransform(_ g: ConvGeometry) -> WinogradTransform? {
         let a = g.attributes
-        guard g.kernelH == 3, g.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], g.groups == 1,
+        guard !a.exactSums, g.kernelH == 3, g.kernelW == 3, a.strides == [1, 1], a.dilations == [1, 1], g.groups == 1,
               g.channels >= 16, g.outChannels >= 16 else { return nil }
         func tiles(_ t: WinogradTransform) -> (Int, Int) { ((g.outH + t.tile - 1) / t.tile, (g.outW + t.tile - 1) / t.tile) }
         let (y4, x4) = tiles(.f4x4), (y2, x2) = tiles(.f2x2)

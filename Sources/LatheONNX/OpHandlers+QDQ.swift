@@ -1,0 +1,140 @@
+import LatheIR
+
+/// Quantized contractions as ONNX Runtime computes them: QLinearConv and QLinearMatMul, and the
+/// QDQ node units its quantizer writes, DequantizeLinear -> Conv, Gemm or MatMul ->
+/// QuantizeLinear (activations and constant weights dequantized, the result quantized and read
+/// by nothing else), which ONNX Runtime runs as one integer kernel:
+///
+///   acc = sum (x - x_zero) (w - w_zero) + bias            (integers; bias int32, in x_scale w_scale)
+///   q   = saturate(round_to_even(acc * x_scale w_scale / y_scale) + y_zero)
+///
+/// per output channel where the weights' scale is. Here the integers are exact f32 (the
+/// contraction's sums are exact below 2^24; the convolution is marked `exactSums`, so no
+/// Winograd transform rounds them), contracted by the f32 kernels, and the requantization fuses
+/// into their epilogue. A QDQ unit gives the Conv's float output as
+/// (q - y_zero) y_scale, which the QuantizeLinear after it turns back into q exactly; computing
+/// the dequantized float product and quantizing it instead would land a step away from ONNX
+/// Runtime wherever the float and integer roundings part, and such steps add up layer by layer.
+extension OpHandlers {
+    /// The contractions whose quantized forms this file computes.
+    enum QuantizedContraction {
+        case conv, gemm, matmul
+    }
+
+    /// A quantized contraction's operands: quantized x and w with their scales and zero
+    /// points (the weights' along `weightAxis` of their stored layout), an int32 bias, and the
+    /// result's scale and zero point.
+    struct QuantizedOperands {
+        var x: ImportedValue, xScale: ImportedValue, xZero: ImportedValue?
+        var w: ImportedValue, wScale: ImportedValue, wZero: ImportedValue?, weightAxis: Int
+        var bias: ImportedValue?
+        var yScale: ImportedValue, yZero: ImportedValue
+    }
+
+    /// The node's output as a QDQ unit computes it, or nil when the node and its neighbours are
+    /// not one (the node then imports as a float op).
+    static func qdqUnit(_ kind: QuantizedContraction, _ c: ImportContext) throws -> ImportedValue? {
+        let node = c.node
+        guard node.output.count == 1, let output = node.output.first else { return nil }
+        let readers = c.consumers(of: output)
+        guard !readers.returned, readers.nodes.count == 1, let quantize = readers.nodes.first, quantize.opType == "QuantizeLinear",
+              quantize.input.first == output, quantize.input.count >= 3, !quantize.input[2].isEmpty,
+              c.shape(try c.value(quantize.input[1])).reduce(1, *) == 1 else { return nil }
+        func dequantized(_ name: String) -> Onnx_NodeProto? {
+            guard let p = c.producer(of: name), p.opType == "DequantizeLinear", p.input.count >= 2 else { return nil }
+            return p
+        }
+        guard node.input.count >= 2, let xNode = dequantized(node.input[0]), let wNode = dequantized(node.input[1]) else { return nil }
+        let x = try c.value(xNode.input[0]), w = try c.value(wNode.input[0])
+        guard [.uint8, .int8].contains(c.dtype(x)), [.uint8, .int8].contains(c.dtype(w)), case .constant = w else { return nil }
+        func optional(_ n: Onnx_NodeProto, _ i: Int) throws -> ImportedValue? { i < n.input.count && !n.input[i].isEmpty ? try c.value(n.input[i]) : nil }
+        let xScale = try c.value(xNode.input[1]), wScale = try c.value(wNode.input[1])
+        guard c.shape(xScale).reduce(1, *) == 1, try optional(xNode, 2).map({ c.shape($0).reduce(1, *) == 1 }) ?? true else { return nil }
+        let yScale = try c.value(quantize.input[1]), yZero = try c.value(quantize.input[2])
+        guard [.uint8, .int8].contains(c.dtype(yZero)), c.shape(yScale).reduce(1, *) == 1 else { return nil }
+        var operands = QuantizedOperands(x: x, xScale: xScale, xZero: try optional(xNode, 2), w: w, wScale: wScale, wZero: try optional(wNode, 2),
+                                         weightAxis: wNode.int("axis", 1), bias: nil, yScale: yScale, yZero: yZero)
+        // An int32 bias quantized at x_scale w_scale with zero point 0 (as the quantizer writes it).
+        if kind != .matmul, node.input.count > 2, !node.input[2].isEmpty {
+            guard let bNode = dequantized(node.input[2]), case let .constant(b) = try c.value(bNode.input[0]), b.dtype == .int32,
+                  case let .constant(bScale) = try c.value(bNode.input[1]), case let .constant(xs) = xScale, case let .constant(ws) = wScale,
+                  try optional(bNode, 2).map({ v in if case let .constant(z) = v { z.floats.allSatisfy { $0 == 0 } } else { false } }) ?? true else { return nil }
+            let expected = ws.floats.map { xs.floats[0] * $0 }
+            guard bScale.floats == expected || (expected.count == 1 && bScale.floats.allSatisfy { $0 == expected[0] }) else { return nil }
+            operands.bias = .constant(b)
+        }
+        if kind == .gemm {
+            guard c.node.int("transA", 0) == 0, c.node.float("alpha", 1) == 1, c.node.float("beta", 1) == 1 else { return nil }
+        }
+        guard let q = try quantizedContraction(kind, operands, c) else { return nil }
+        // The float the QuantizeLinear after it reads: it gives q back.
+        let zero = try cast(yZero, to: .float32, c)
+        let centred = try c.apply(.binary(.sub), [try cast(q, to: .float32, c), try reshape(zero, to: [], c)], name: "q_centred")
+        return try c.apply(.binary(.mul), [centred, try reshape(try cast(yScale, to: .float32, c), to: [], c)])
+    }
+
+    /// The quantized result q (of y_zero's type) of a quantized conv, gemm or matmul, or nil
+    /// where the weights' scales are not per tensor or per output channel.
+    static func quantizedContraction(_ kind: QuantizedContraction, _ q: QuantizedOperands, _ c: ImportContext) throws -> ImportedValue? {
+        let wShape = c.shape(q.w)
+        let transposed = kind == .gemm && c.node.int("transB", 0) != 0
+        // The weights' axis of output channels in their stored layout.
+        let outputAxis = kind == .conv || transposed ? 0 : wShape.count - 1
+        let outputs = wShape.isEmpty ? 1 : wShape[outputAxis]
+        let scaleCount = c.shape(q.wScale).reduce(1, *)
+        let weightAxis = try c.axis(q.weightAxis, rank: wShape.count)
+        guard scaleCount == 1 || weightAxis == outputAxis && scaleCount == outputs else { return nil }
+        if let zero = q.wZero, c.shape(zero).reduce(1, *) != 1, c.shape(zero).reduce(1, *) != outputs { return nil }
+        func integers(_ v: ImportedValue, zero: ImportedValue?, axis: Int, _ name: String) throws -> ImportedValue {
+            var y = try cast(v, to: .float32, c)
+            if let zero {
+                var z = try cast(zero, to: .float32, c)
+                if c.shape(z).reduce(1, *) == 1 {
+                    z = try reshape(z, to: [], c)
+                } else {
+                    var target = Array(repeating: 1, count: c.shape(v).count)
+                    target[axis] = c.shape(z).reduce(1, *)
+                    z = try reshape(z, to: target, c)
+                }
+                y = try c.apply(.binary(.sub), [y, z], name: name)
+            }
+            return y
+        }
+        let x = try integers(q.x, zero: q.xZero, axis: 0, "x_integers")
+        var w = try integers(q.w, zero: q.wZero, axis: outputAxis, "w_integers")
+        let bias = try q.bias.map { try cast($0, to: .float32, c) }
+        let accumulated: ImportedValue
+        switch kind {
+        case .conv:
+            accumulated = try convolution(x, weights: w, bias: bias, c, name: "accumulated", exactSums: true)
+        case .gemm, .matmul:
+            if transposed { w = try c.apply(.transpose(perm: [1, 0]), [w], name: "w_t") }
+            if kind == .gemm {
+                accumulated = try c.apply(.dense, [x, w] + (try bias.map { [try reshape($0, to: [outputs], c)] } ?? []), name: "accumulated")
+            } else {
+                accumulated = try c.apply(.matmul, [x, w], name: "accumulated")
+            }
+        }
+        // x_scale w_scale / y_scale in f32, per output channel (axis 1 of a convolution's
+        // result, the last of a product's).
+        let xs = try reshape(try cast(q.xScale, to: .float32, c), to: [], c), ys = try reshape(try cast(q.yScale, to: .float32, c), to: [], c)
+        var multiplier = try c.apply(.binary(.div), [try c.apply(.binary(.mul), [xs, try cast(q.wScale, to: .float32, c)], name: "xw_scale"), ys], name: "multiplier")
+        let rank = c.shape(accumulated).count
+        if scaleCount > 1 {
+            var target = Array(repeating: 1, count: rank)
+            target[kind == .conv ? 1 : rank - 1] = outputs
+            multiplier = try reshape(multiplier, to: target, c)
+        } else {
+            multiplier = try reshape(multiplier, to: [], c)
+        }
+        // One formula, clip(round(acc * multiplier) + y_zero), which the epilogue fusion puts in
+        // the kernel: as separate ops the constant per-channel Mul would fold into the weights
+        // (fold-batchnorm), and the sums would no longer be of integers.
+        let type = c.dtype(q.yZero)
+        guard let (low, high) = integerRange(type) else { return nil }
+        let rounded = UnaryFn.round.formula.substituting([.arg(0) * .arg(1)])
+        let requantize = UnaryFn.clip(min: low, max: high).formula.substituting([rounded + .arg(2)])
+        let zero = try reshape(try cast(q.yZero, to: .float32, c), to: [], c)
+        return try cast(try c.apply(.fusedElementwise(requantize), [accumulated, multiplier, zero], name: "requantized"), to: type, c)
+    }
+}
