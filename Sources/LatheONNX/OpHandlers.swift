@@ -20,4 +20,5 @@ enum OpHandlers {
         .merging(einsum) { a, _ in a }
         .merging(controlFlow) { a, _ in a }
         .merging(dynamicShapes) { a, _ in a }
+        .merging(gridSample) { a, _ in a }
 }

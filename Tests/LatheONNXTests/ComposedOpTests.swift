@@ -59,6 +59,32 @@ struct ComposedOpTests {
         #expect(throws: LatheError.self) { _ = try ONNXImporter.load(odd) }
     }
 
+    /// GridSample with the identity grid (align_corners) gives X back in every mode; shifted
+    /// one pixel left with zeros padding, the last column reads outside the image: 0.
+    @Test(arguments: ["nearest", "linear", "cubic"])
+    func gridSampleReadsWhereTheGridPoints(mode: String) throws {
+        let (h, w) = (3, 5)
+        var grid: [Float] = []
+        for i in 0..<h { for j in 0..<w { grid += [Float(j) / Float(w - 1) * 2 - 1, Float(i) / Float(h - 1) * 2 - 1] } }
+        let x = try HostTensor(shape: [1, 1, h, w], scalars: (0..<h * w).map { Float($0 * $0 % 7) })
+        func model(_ shift: Float) throws -> Data {
+            var proto = try Onnx_ModelProto(serializedBytes: try oneNodeModel("GridSample", inputs: [("x", .float32, [1, 1, h, w])],
+                initializers: [("grid", try HostTensor(shape: [1, h, w, 2], scalars: grid.enumerated().map { $0.offset % 2 == 0 ? $0.element + shift : $0.element }))],
+                operands: ["x", "grid"], attributes: ["align_corners": 1], output: (.float32, [1, 1, h, w])))
+            var a = Onnx_AttributeProto()
+            (a.name, a.type, a.s) = ("mode", .string, Data(mode.utf8))
+            proto.graph.node[0].attribute.append(a)
+            proto.opsetImport[0].version = 20
+            return try proto.serializedData()
+        }
+        let same = try runOneNode(try model(0), ["x": x]).scalars
+        #expect(zip(same, x.scalars).allSatisfy { abs($0 - $1) < 1e-5 }, "\(same)")
+        // One pixel is 2 / (w - 1) in grid units.
+        let shifted = try runOneNode(try model(2 / Float(w - 1)), ["x": x]).scalars
+        let expected = (0..<h * w).map { $0 % w == w - 1 ? 0 : x.scalars[$0 + 1] }
+        #expect(zip(shifted, expected).allSatisfy { abs($0 - $1) < 1e-5 }, "\(shifted)")
+    }
+
     @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
         let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
                                      initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],

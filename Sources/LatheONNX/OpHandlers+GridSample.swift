@@ -1,0 +1,167 @@
+import LatheIR
+
+/// GridSample (opsets 16 to 22): each output position reads X at the point its grid entry
+/// names, in [-1, 1] across each spatial axis, as ONNX's reference does:
+///
+/// 1. The point in pixels: ((g + 1) size - 1) / 2, or (g + 1) / 2 (size - 1) with
+///    align_corners; rounded to even for `nearest`.
+/// 2. A point outside the border ([-1/2, size - 1/2], or [0, size - 1] with align_corners)
+///    is clamped into [0, size - 1] (padding_mode border) or reflected off the border until
+///    inside (reflection); zeros leaves it.
+/// 3. The taps around it (1 for nearest, 2 for linear, 4 for cubic a spatial axis, Keys'
+///    kernel with a = -0.75), each tap outside the image 0 (zeros), clamped (border) or
+///    reflected (reflection), weighted and summed.
+///
+/// Written with the IR's elementwise ops on the grid's coordinates and one gather_nd a
+/// combination of taps (X moved channels-last, the taps' positions the indices, batch_dims 1).
+extension OpHandlers {
+    static let gridSample: [String: Handler] = ["GridSample": { c in [try gridSample(c)] }]
+
+    private static func gridSample(_ c: ImportContext) throws -> ImportedValue {
+        let x = try c.required(0), grid = try c.required(1)
+        let xs = c.shape(x), gs = c.shape(grid)
+        let rank = xs.count - 2
+        guard rank >= 1, gs.count == rank + 2, gs[0] == xs[0], gs.last == rank else {
+            throw c.fail("needs X [N, C, spatial...] and a grid [N, out..., \(max(rank, 0))], not \(xs) and \(gs)")
+        }
+        guard c.dtype(x).isFloatingPoint, c.dtype(grid).isFloatingPoint else { throw c.fail("takes float X and grid, not \(c.dtype(x)) and \(c.dtype(grid))") }
+        let mode: Int
+        switch c.node.string("mode", c.opset >= 20 ? "linear" : "bilinear") {
+        case "nearest": mode = 1
+        case "linear", "bilinear": mode = 2
+        case "cubic", "bicubic": mode = 4
+        case let other: throw c.fail("has mode '\(other)'")
+        }
+        let padding = c.node.string("padding_mode", "zeros")
+        guard ["zeros", "border", "reflection"].contains(padding) else { throw c.fail("has padding_mode '\(padding)'") }
+        let aligned = c.node.int("align_corners", 0) != 0
+        let type = c.dtype(x)
+        let sizes = Array(xs[2...])
+        let outShape = Array(gs.dropLast())
+
+        func f(_ v: Float) -> ImportedValue { c.scalar(v) }
+        func op(_ fn: BinaryFn, _ a: ImportedValue, _ b: ImportedValue, _ name: String) throws -> ImportedValue { try c.apply(.binary(fn), [a, b], name: name) }
+        func un(_ fn: UnaryFn, _ a: ImportedValue, _ name: String) throws -> ImportedValue { try c.apply(.unary(fn), [a], name: name) }
+        func select(_ cond: ImportedValue, _ a: ImportedValue, _ b: ImportedValue, _ name: String) throws -> ImportedValue {
+            try c.apply(.select, [cond, a, b], name: name)
+        }
+        /// Reflects v off [lo, hi] until inside: ONNX's reference's _gs_reflect.
+        func reflect(_ v: ImportedValue, lo: Float, hi: Float, _ name: String) throws -> ImportedValue {
+            let range = hi - lo
+            guard range > 0 else { return try un(.clip(min: lo, max: hi), v, "\(name)_flat") }
+            func side(_ distance: ImportedValue, near: Float, far: Float, sign: Float, _ tag: String) throws -> ImportedValue {
+                let n = try un(.floor, try op(.div, distance, f(range), "\(name)_\(tag)_n0"), "\(name)_\(tag)_n")
+                let r = try op(.sub, distance, try op(.mul, n, f(range), "\(name)_\(tag)_nr"), "\(name)_\(tag)_r")
+                let odd = try op(.greater, try op(.sub, n, try op(.mul, try un(.floor, try op(.mul, n, f(0.5), "\(name)_\(tag)_h0"), "\(name)_\(tag)_h"), f(2), "\(name)_\(tag)_2h"), "\(name)_\(tag)_parity"), f(0.5), "\(name)_\(tag)_odd")
+                let even = try op(.add, f(near), try op(.mul, r, f(sign), "\(name)_\(tag)_sr"), "\(name)_\(tag)_even")
+                let other = try op(.sub, f(far), try op(.mul, r, f(sign), "\(name)_\(tag)_sr2"), "\(name)_\(tag)_other")
+                return try select(odd, other, even, "\(name)_\(tag)")
+            }
+            let below = try side(try op(.sub, f(lo), v, "\(name)_below_d"), near: lo, far: hi, sign: 1, "below")
+            let above = try side(try op(.sub, v, f(hi), "\(name)_above_d"), near: hi, far: lo, sign: -1, "above")
+            let inside = try select(try op(.less, v, f(lo), "\(name)_is_below"), below, v, "\(name)_low")
+            return try select(try op(.greater, v, f(hi), "\(name)_is_above"), above, inside, "\(name)_reflected")
+        }
+
+        // 1 and 2: each spatial axis' point, in f32 (the grid's last axis is x, y, z: reversed).
+        let grid32 = try cast(grid, to: .float32, c)
+        var points: [ImportedValue] = []
+        for axis in 0..<rank {
+            let component = gs.count - 1
+            var starts = Array(repeating: 0, count: gs.count), ends = gs
+            (starts[component], ends[component]) = (rank - 1 - axis, rank - axis)
+            let g = try reshape(try c.apply(.slice(starts: starts, ends: ends, steps: Array(repeating: 1, count: gs.count)), [grid32], name: "g\(axis)"), to: outShape, c)
+            let size = Float(sizes[axis])
+            let shifted = try op(.add, g, f(1), "g\(axis)_plus1")
+            var p = aligned ? try op(.mul, shifted, f((size - 1) / 2), "p\(axis)")
+                : try op(.mul, try op(.sub, try op(.mul, shifted, f(size), "p\(axis)_scaled"), f(1), "p\(axis)_less1"), f(0.5), "p\(axis)")
+            if mode == 1 { p = try un(.round, p, "p\(axis)_nearest") }
+            let (lo, hi) = aligned ? (Float(0), size - 1) : (Float(-0.5), size - 0.5)
+            if padding != "zeros" {
+                let outside = try op(.or, try op(.less, p, f(lo), "p\(axis)_below"), try op(.greater, p, f(hi), "p\(axis)_above"), "p\(axis)_outside")
+                let moved = padding == "border" ? try un(.clip(min: 0, max: size - 1), p, "p\(axis)_clamped") : try reflect(p, lo: lo, hi: hi, "p\(axis)")
+                p = try select(outside, moved, p, "p\(axis)_inside")
+            }
+            points.append(p)
+        }
+
+        // 3: each axis' taps, as (index as f32, weight, in the image or not).
+        typealias Tap = (index: ImportedValue, weight: ImportedValue, valid: ImportedValue?)
+        var axisTaps: [[Tap]] = []
+        for (axis, p) in points.enumerated() {
+            let size = Float(sizes[axis])
+            let (lo, hi) = aligned ? (Float(0), size - 1) : (Float(-0.5), size - 0.5)
+            // Nearest reads the point truncated (it is already rounded, unless reflected).
+            let base = mode == 1 ? try cast(try cast(p, to: .int64, c), to: .float32, c) : try un(.floor, p, "p\(axis)_floor")
+            let t = try op(.sub, p, base, "p\(axis)_frac")
+            var weights: [ImportedValue]
+            switch mode {
+            case 1: weights = [f(1)]
+            case 2: weights = [try op(.sub, f(1), t, "w\(axis)_0"), t]
+            default:
+                // Keys' cubic kernel, a = -0.75, at distances 1 + t, t, 1 - t, 2 - t.
+                let a: Float = -0.75
+                func far(_ d: ImportedValue, _ k: Int) throws -> ImportedValue {
+                    // ((a d - 5a) d + 8a) d - 4a
+                    let one = try op(.add, try op(.mul, d, f(a), "w\(axis)_\(k)_ad"), f(-5 * a), "w\(axis)_\(k)_1")
+                    let two = try op(.add, try op(.mul, one, d, "w\(axis)_\(k)_2d"), f(8 * a), "w\(axis)_\(k)_2")
+                    return try op(.add, try op(.mul, two, d, "w\(axis)_\(k)_3d"), f(-4 * a), "w\(axis)_\(k)")
+                }
+                func near(_ d: ImportedValue, _ k: Int) throws -> ImportedValue {
+                    // ((a + 2) d - (a + 3)) d d + 1
+                    let one = try op(.add, try op(.mul, d, f(a + 2), "w\(axis)_\(k)_ad"), f(-(a + 3)), "w\(axis)_\(k)_1")
+                    return try op(.add, try op(.mul, try op(.mul, one, d, "w\(axis)_\(k)_2"), d, "w\(axis)_\(k)_3"), f(1), "w\(axis)_\(k)")
+                }
+                let oneMinus = try op(.sub, f(1), t, "p\(axis)_1mt")
+                weights = [try far(try op(.add, t, f(1), "p\(axis)_1pt"), 0), try near(t, 1), try near(oneMinus, 2),
+                           try far(try op(.sub, f(2), t, "p\(axis)_2mt"), 3)]
+            }
+            let first = mode == 4 ? -1 : 0
+            axisTaps.append(try weights.enumerated().map { k, weight in
+                var index = k + first == 0 ? base : try op(.add, base, f(Float(k + first)), "i\(axis)_\(k)")
+                var valid: ImportedValue? = nil
+                switch padding {
+                case "zeros":
+                    valid = try op(.and, try op(.greaterOrEqual, index, f(0), "i\(axis)_\(k)_ge0"), try op(.less, index, f(size), "i\(axis)_\(k)_lt"), "i\(axis)_\(k)_valid")
+                    index = try un(.clip(min: 0, max: size - 1), index, "i\(axis)_\(k)_safe")
+                case "border":
+                    index = try un(.clip(min: 0, max: size - 1), index, "i\(axis)_\(k)_clamped")
+                default:
+                    // Reflected, then truncated toward zero, then kept in range (reflecting off
+                    // [-1/2, size - 1/2] can land on -1/2).
+                    let reflected = try reflect(index, lo: lo, hi: hi, "i\(axis)_\(k)")
+                    index = try un(.clip(min: 0, max: size - 1), try cast(try cast(reflected, to: .int64, c), to: .float32, c), "i\(axis)_\(k)_reflected")
+                }
+                return (index, weight, valid)
+            })
+        }
+
+        // Every combination of taps: a gather of X (channels last) at their indices.
+        var moved = Array(0..<xs.count)
+        moved.append(moved.remove(at: 1))
+        let channelsLast = try c.apply(.transpose(perm: moved), [x], name: "channels_last")
+        var sum: ImportedValue? = nil
+        var combination = Array(repeating: 0, count: rank)
+        let taps = axisTaps.map(\.count)
+        for k in 0..<taps.reduce(1, *) {
+            var rest = k
+            for axis in (0..<rank).reversed() { combination[axis] = rest % taps[axis]; rest /= taps[axis] }
+            let chosen = (0..<rank).map { axisTaps[$0][combination[$0]] }
+            let indexShape = outShape + [1]
+            let indices = try c.apply(.concat(axis: outShape.count), try chosen.map { try reshape(try cast($0.index, to: .int64, c), to: indexShape, c) }, name: "indices\(k)")
+            var value = try c.apply(.gatherND(batchDims: 1), [channelsLast, indices], name: "taps\(k)")
+            if type != .float32 { value = try cast(value, to: .float32, c) }
+            var weight = chosen[0].weight
+            for tap in chosen.dropFirst() { weight = try op(.mul, weight, tap.weight, "weight\(k)") }
+            for case let valid? in chosen.map(\.valid) {
+                weight = try select(valid, weight, f(0), "weight\(k)_valid")
+            }
+            let weighted = try op(.mul, value, try reshape(weight, to: indexShape, c), "weighted\(k)")
+            sum = try sum.map { try op(.add, $0, weighted, "sum\(k)") } ?? weighted
+        }
+        var back = Array(0..<xs.count)
+        back.insert(back.removeLast(), at: 1)
+        let result = try c.apply(.transpose(perm: back), [sum!], name: type == .float32 ? nil : "f32")
+        return try cast(result, to: type, c)
+    }
+}
