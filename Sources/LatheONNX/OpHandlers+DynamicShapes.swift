@@ -1,21 +1,22 @@
 import Foundation
 import LatheIR
 
-/// NonZero, NonMaxSuppression and Unique: ops whose output sizes depend on their operands'
-/// values. With operands known at import they are computed then. Otherwise the import ends
+/// NonZero, NonMaxSuppression, Unique, and Compress with a condition computed at run time: ops
+/// whose output sizes depend on their operands' values. With operands known at import they are computed then. Otherwise the import ends
 /// there (ImportContext.stageEnd): ONNXModel runs the model in stages, compiling the graph up
 /// to such a node for the sizes it has, computing the node on the host from that stage's
 /// results (`DynamicShapeOps.evaluate`, as ONNX's reference does), and compiling the rest for
 /// the sizes those results have.
 extension OpHandlers {
-    static let dynamicShapes: [String: Handler] = Dictionary(uniqueKeysWithValues: ["NonZero", "NonMaxSuppression", "Unique"].map { op in
-        (op, { c in
-            let operands = try (0..<c.node.input.count).map { try c.input($0) }
-            let known = operands.map { v -> HostTensor? in if case let .constant(k)? = v { k.hostTensor } else { nil } }
-            guard zip(operands, known).allSatisfy({ $0 == nil || $1 != nil }) else { throw try c.stageEnd(operands: Array(c.node.input)) }
-            return try DynamicShapeOps.evaluate(c.node, known, location: c.location).map { .constant(ConstantTensor($0)) }
-        })
-    })
+    static let dynamicShapes: [String: Handler] = ["NonZero": valueDependent, "NonMaxSuppression": valueDependent, "Unique": valueDependent]
+
+    /// The node computed now if its operands are known, else the end of a stage.
+    static func valueDependent(_ c: ImportContext) throws -> [ImportedValue] {
+        let operands = try (0..<c.node.input.count).map { try c.input($0) }
+        let known = operands.map { v -> HostTensor? in if case let .constant(k)? = v { k.hostTensor } else { nil } }
+        guard zip(operands, known).allSatisfy({ $0 == nil || $1 != nil }) else { throw try c.stageEnd(operands: Array(c.node.input)) }
+        return try DynamicShapeOps.evaluate(c.node, known, location: c.location).map { .constant(ConstantTensor($0)) }
+    }
 }
 
 /// The host computations of the ops whose output sizes depend on values.
@@ -50,6 +51,25 @@ enum DynamicShapeOps {
                 return k
             }
             return try unique(x, axis: axis, sorted: node.int("sorted", 1) != 0)
+        case "Compress":
+            // NumPy's compress: the slices along `axis` (of the flattened input without one)
+            // whose condition holds; a condition shorter than the axis leaves the rest out.
+            let x = try operand(0), condition = try operand(1).converted(to: .float64).values(as: Double.self)
+            let axis = try node.attribute("axis").map { a -> Int in
+                let k = Int(a.i) < 0 ? Int(a.i) + x.shape.count : Int(a.i)
+                guard (0..<x.shape.count).contains(k) else { throw fail("has axis \(a.i) for rank \(x.shape.count)") }
+                return k
+            }
+            let shape = axis == nil ? [x.count] : x.shape
+            let a = axis ?? 0
+            guard condition.count <= shape[a] else { throw fail("has a condition of \(condition.count) for an axis of \(shape[a])") }
+            let kept = condition.indices.filter { condition[$0] != 0 }
+            let (outer, inner) = (shape[..<a].reduce(1, *), shape[(a + 1)...].reduce(1, *))
+            var sources: [Int] = []
+            for o in 0..<outer { for k in kept { for i in 0..<inner { sources.append((o * shape[a] + k) * inner + i) } } }
+            var outShape = shape
+            outShape[a] = kept.count
+            return [x.picking(sources, shape: outShape)]
         default:
             throw LatheError.unsupported("\(location): \(node.opType) is not an op of value-dependent size")
         }

@@ -21,4 +21,5 @@ enum OpHandlers {
         .merging(controlFlow) { a, _ in a }
         .merging(dynamicShapes) { a, _ in a }
         .merging(gridSample) { a, _ in a }
+        .merging(rearrange) { a, _ in a }
 }

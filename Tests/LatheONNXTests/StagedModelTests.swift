@@ -67,4 +67,22 @@ struct StagedModelTests {
         #expect(try out["inverse"]?.values(as: Int64.self) == [0, 1, 0, 2, 1, 0])
         #expect(try out["counts"]?.values(as: Int64.self) == [3, 2, 1])
     }
+
+    /// Compress with a condition computed at run time runs in stages; with a constant one it is
+    /// a gather, and the model one graph.
+    @Test func compressKeepsTheChosenRows() throws {
+        var m = emptyONNXModel()
+        var n = Onnx_NodeProto()
+        (n.opType, n.name, n.input, n.output) = ("Compress", "keep", ["x", "c"], ["y"])
+        var axis = Onnx_AttributeProto()
+        (axis.name, axis.type, axis.i) = ("axis", .int, 0)
+        n.attribute = [axis]
+        m.graph.node = [n]
+        m.graph.input = [onnxValueInfo("x", .float32, [3, 2]), onnxValueInfo("c", .bool, [3])]
+        m.graph.output = [onnxValueInfo("y", .float32, dimensions: ["k", "2"])]
+        let model = try ONNXModel(try m.serializedData())
+        let x = try HostTensor(shape: [3, 2], scalars: [1, 2, 3, 4, 5, 6])
+        #expect(try model.run(["x": x, "c": try HostTensor(shape: [3], values: [true, false, true])])["y"]?.scalars == [1, 2, 5, 6])
+        #expect(try model.run(["x": x, "c": try HostTensor(shape: [3], values: [false, true, false])])["y"]?.scalars == [3, 4])
+    }
 }
