@@ -22,4 +22,5 @@ enum OpHandlers {
         .merging(dynamicShapes) { a, _ in a }
         .merging(gridSample) { a, _ in a }
         .merging(rearrange) { a, _ in a }
+        .merging(spectral) { a, _ in a }
 }

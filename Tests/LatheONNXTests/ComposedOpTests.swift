@@ -85,6 +85,35 @@ struct ComposedOpTests {
         #expect(zip(shifted, expected).allSatisfy { abs($0 - $1) < 1e-5 }, "\(shifted)")
     }
 
+    /// DFT of an odd-length real signal against the sum that defines it, and rfft then irfft
+    /// (onesided both ways) gives an even-length signal back.
+    @Test func dftMatchesItsDefinitionAndInverts() throws {
+        func model(_ n: Int, parts: Int, inverse: Bool, onesided: Bool, length: Int? = nil) throws -> Data {
+            var proto = try Onnx_ModelProto(serializedBytes: try oneNodeModel("DFT", inputs: [("x", .float32, [1, n, parts])], initializers: [],
+                operands: ["x"], attributes: ["axis": 1, "inverse": inverse ? 1 : 0, "onesided": onesided ? 1 : 0], output: (.float32, [])))
+            proto.opsetImport[0].version = 19
+            if let length {
+                var t = Onnx_TensorProto()
+                (t.name, t.dataType, t.int64Data) = ("length", 7, [Int64(length)])
+                proto.graph.initializer = [t]
+                proto.graph.node[0].input = ["x", "length"]
+            }
+            return try proto.serializedData()
+        }
+        let signal: [Float] = [0.5, -1, 2, 0.25, 3, -0.75, 1.5]
+        let spectrum = try runOneNode(try model(7, parts: 1, inverse: false, onesided: false), ["x": try HostTensor(shape: [1, 7, 1], scalars: signal)]).scalars
+        for k in 0..<7 {
+            let re = signal.enumerated().reduce(0.0) { $0 + Double($1.element) * cos(2 * .pi * Double(k * $1.offset) / 7) }
+            let im = signal.enumerated().reduce(0.0) { $0 - Double($1.element) * sin(2 * .pi * Double(k * $1.offset) / 7) }
+            #expect(abs(Double(spectrum[2 * k]) - re) < 1e-5 && abs(Double(spectrum[2 * k + 1]) - im) < 1e-5, "bin \(k)")
+        }
+        let even = Array(signal.prefix(6))
+        let half = try runOneNode(try model(6, parts: 1, inverse: false, onesided: true), ["x": try HostTensor(shape: [1, 6, 1], scalars: even)])
+        #expect(half.shape == [1, 4, 2])
+        let back = try runOneNode(try model(4, parts: 2, inverse: true, onesided: true, length: 6), ["x": half]).scalars
+        #expect(zip(back, even).allSatisfy { abs($0 - $1) < 1e-5 }, "\(back)")
+    }
+
     @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
         let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
                                      initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],
