@@ -15,6 +15,11 @@ extension OpHandlers {
         "Asinh": { c in [try formula(.unary(.log, .arg(0) + .unary(.sqrt, .arg(0) * .arg(0) + .const(1))), c)] },
         "Acosh": { c in [try formula(.unary(.log, .arg(0) + .unary(.sqrt, .arg(0) * .arg(0) - .const(1))), c)] },
         "Atanh": { c in [try formula(.unary(.log, (.const(1) + .arg(0)) / (.const(1) - .arg(0))) * .const(0.5), c)] },
+        "Atan": { c in [try formula(arctangent(.arg(0)), c)] },
+        // asin x = atan(x / sqrt(1 - x^2)); acos x = 2 atan(sqrt((1 - x) / (1 + x))), exact at
+        // both ends (where the divisions give infinities, whose arctangent is pi / 2).
+        "Asin": { c in [try formula(arctangent(.arg(0) / .unary(.sqrt, .const(1) - .arg(0) * .arg(0))), c)] },
+        "Acos": { c in [try formula(.const(2) * arctangent(.unary(.sqrt, (.const(1) - .arg(0)) / (.const(1) + .arg(0)))), c)] },
         "Swish": { c in
             let alpha = ScalarExpr.const(c.node.float("alpha", 1))
             return [try formula(.arg(0) / (.const(1) + .exp(-(alpha * .arg(0)))), c)]
@@ -176,5 +181,18 @@ extension OpHandlers {
             return try c.apply(.binary(.div), [total, weights])
         case let other: throw c.fail("has reduction '\(other)' (none, sum or mean)")
         }
+    }
+
+    /// atan x as Cephes' atanf computes it (about one unit in the last place of f32): |x| taken
+    /// to [0, tan(pi/8)] by atan a = pi/2 + atan(-1/a) past tan(3pi/8) and pi/4 + atan((a - 1) /
+    /// (a + 1)) past tan(pi/8), then an odd polynomial, and x's sign.
+    static func arctangent(_ x: ScalarExpr) -> ScalarExpr {
+        let a = ScalarExpr.unary(.abs, x)
+        let big = ScalarExpr.binary(.greater, a, .const(2.414213562373095)), mid = ScalarExpr.binary(.greater, a, .const(0.4142135623730950))
+        let base = ScalarExpr.select(big, .const(Float.pi / 2), .select(mid, .const(Float.pi / 4), .const(0)))
+        let t = ScalarExpr.select(big, .const(-1) / a, .select(mid, (a - .const(1)) / (a + .const(1)), a))
+        let z = t * t
+        let p = (((.const(8.05374449538e-2) * z - .const(1.38776856032e-1)) * z + .const(1.99777106478e-1)) * z - .const(3.33329491539e-1)) * z * t + t
+        return .unary(.sign, x) * (base + p)
     }
 }

@@ -114,6 +114,19 @@ struct ComposedOpTests {
         #expect(zip(back, even).allSatisfy { abs($0 - $1) < 1e-5 }, "\(back)")
     }
 
+    /// Atan, Asin and Acos against Foundation's, across their domains and at their ends.
+    @Test(arguments: ["Atan", "Asin", "Acos"])
+    func inverseTrigonometry(op: String) throws {
+        let xs: [Float] = op == "Atan" ? (-400...400).map { Float($0) * 0.05 } + [-1e30, 1e30, 0.41421, 2.41422, -2.41421]
+            : (-100...100).map { Float($0) * 0.01 }
+        let model = try oneNodeModel(op, inputs: [("x", .float32, [xs.count])], initializers: [], operands: ["x"], output: (.float32, [xs.count]))
+        let got = try runOneNode(model, ["x": try HostTensor(shape: [xs.count], scalars: xs)]).scalars
+        for (x, y) in zip(xs, got) {
+            let want = op == "Atan" ? Foundation.atan(Double(x)) : op == "Asin" ? Foundation.asin(Double(x)) : Foundation.acos(Double(x))
+            #expect(abs(Double(y) - want) <= 4e-7 * max(1, abs(want)), "\(op)(\(x)) = \(y), not \(want)")
+        }
+    }
+
     @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
         let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
                                      initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],
