@@ -4,7 +4,11 @@ extension OpHandlers {
     static let neuralNetwork: [String: Handler] = [
         "Conv": conv,
         "ConvTranspose": convTranspose,
-        "MaxPool": { c in [try pool(.max, c)] },
+        "MaxPool": { c in
+            let y = try pool(.max, c)
+            guard c.node.output.count > 1, !c.node.output[1].isEmpty else { return [y] }
+            return [y, try maxPoolIndices(c, pooled: c.shape(y))]
+        },
         "AveragePool": { c in [try pool(.average, c)] },
         "GlobalAveragePool": { c in [try c.apply(.globalAveragePool, [try c.required(0)])] },
         "GlobalMaxPool": { c in
@@ -12,9 +16,9 @@ extension OpHandlers {
             return [try c.apply(.reduce(.max, axes: Array(2..<max(c.shape(x).count, 2)), keepDims: true), [x])]
         },
         "BatchNormalization": { c in
-            if c.node.int("training_mode", 0) != 0 { throw c.unsupported("training_mode=1 is not supported; export the model for inference") }
             let operands = try (0..<5).map { try c.required($0) }
-            return [try c.apply(.batchNorm(epsilon: c.node.float("epsilon", 1e-5)), operands)]
+            guard c.node.int("training_mode", 0) != 0 else { return [try c.apply(.batchNorm(epsilon: c.node.float("epsilon", 1e-5)), operands)] }
+            return try trainingBatchNorm(operands, c)
         },
         "LRN": { c in
             guard let size = c.node.attribute("size").map({ Int($0.i) }) else { throw c.fail("has no size") }
@@ -65,6 +69,31 @@ extension OpHandlers {
     }
 
     static func heightPads(_ pads: [Int]) -> [Int] { [0, pads[0], 0, pads[1]] }
+
+    /// BatchNormalization with training_mode: normalized by the batch's own mean and (biased)
+    /// variance over every axis but the channels', and the running statistics moved toward them:
+    /// running = running momentum + batch (1 - momentum). Outputs y, running mean and variance.
+    static func trainingBatchNorm(_ operands: [ImportedValue], _ c: ImportContext) throws -> [ImportedValue] {
+        let x = operands[0], shape = c.shape(x)
+        guard shape.count >= 2 else { throw c.fail("needs an input of rank 2 or more, not \(shape)") }
+        let axes = shape.indices.filter { $0 != 1 }
+        var perChannel = Array(repeating: 1, count: shape.count)
+        perChannel[1] = shape[1]
+        let mean = try c.apply(.reduce(.mean, axes: axes, keepDims: true), [x], name: "batch_mean")
+        let centred = try c.apply(.binary(.sub), [x, mean], name: "centred")
+        let variance = try c.apply(.reduce(.mean, axes: axes, keepDims: true), [try c.apply(.binary(.mul), [centred, centred], name: "squared")], name: "batch_var")
+        let deviation = try c.apply(.unary(.sqrt), [try c.apply(.binary(.add), [variance, c.scalar(c.node.float("epsilon", 1e-5), c.dtype(x))], name: "var_eps")], name: "deviation")
+        let scale = try reshape(operands[1], to: perChannel, c), bias = try reshape(operands[2], to: perChannel, c)
+        let normalized = try c.apply(.binary(.div), [centred, deviation], name: "normalized")
+        let y = try c.apply(.binary(.add), [try c.apply(.binary(.mul), [normalized, scale], name: "scaled"), bias])
+        let momentum = c.node.float("momentum", 0.9)
+        func running(_ old: ImportedValue, _ batch: ImportedValue, _ name: String) throws -> ImportedValue {
+            let kept = try c.apply(.binary(.mul), [old, c.scalar(momentum, c.dtype(old))], name: "\(name)_kept")
+            let moved = try c.apply(.binary(.mul), [try reshape(batch, to: [shape[1]], c), c.scalar(1 - momentum, c.dtype(old))], name: "\(name)_moved")
+            return try c.apply(.binary(.add), [kept, moved], name: name)
+        }
+        return [y, try running(operands[3], mean, "running_mean"), try running(operands[4], variance, "running_var")]
+    }
 
     static func conv(_ c: ImportContext) throws -> [ImportedValue] {
         if let unit = try qdqUnit(.conv, c) { return [unit] }
@@ -146,7 +175,6 @@ extension OpHandlers {
         let spatial = original.count - 2
         guard (1...3).contains(spatial) else { throw c.unsupported("only 1-D, 2-D and 3-D pooling are supported (input rank \(original.count))") }
         guard var kernel = c.node.ints("kernel_shape"), kernel.count == spatial else { throw c.fail("needs a kernel_shape of \(spatial) sizes") }
-        if c.node.output.count > 1, !c.node.output[1].isEmpty { throw c.unsupported("the Indices output is not supported") }
         var dilations = c.node.ints("dilations") ?? Array(repeating: 1, count: spatial)
         var strides = c.node.ints("strides") ?? Array(repeating: 1, count: spatial)
         var pads = try pads(c, input: Array(original[2...]), kernel: kernel, strides: strides, dilations: dilations)
@@ -184,6 +212,44 @@ extension OpHandlers {
         let attributes = Pool2DAttributes(kind: kind, kernel: kernel, strides: strides, pads: pads, countIncludePad: include, dilations: dilations)
         let y = try c.apply(.pool2d(attributes), [x], name: spatial == 1 ? "2d" : nil)
         return spatial == 1 ? try removeHeight(y, c) : y
+    }
+
+    /// MaxPool's Indices (2-D): each window's first largest element, as its flat position in
+    /// the input (row-major, or column-major with storage_order 1 within each N, C plane). The
+    /// windows' taps are strided slices of the input padded with -inf, stacked; arg_max picks a
+    /// tap, whose offset a constant table gives, added to the window's origin.
+    static func maxPoolIndices(_ c: ImportContext, pooled: [Int]) throws -> ImportedValue {
+        let x = try cast(try c.required(0), to: .float32, c)
+        let shape = c.shape(x)
+        guard shape.count == 4, pooled.count == 4 else { throw c.unsupported("the Indices output is supported for 2-D pooling, not input rank \(shape.count)") }
+        let (n, channels, h, w, oh, ow) = (shape[0], shape[1], shape[2], shape[3], pooled[2], pooled[3])
+        let kernel = c.node.ints("kernel_shape") ?? [1, 1]
+        let strides = c.node.ints("strides") ?? [1, 1], dilations = c.node.ints("dilations") ?? [1, 1]
+        let pads = try self.pads(c, input: [h, w], kernel: kernel, strides: strides, dilations: dilations)
+        // Enough padding after for every window (ceil mode's too).
+        let after = [max(0, (oh - 1) * strides[0] + (kernel[0] - 1) * dilations[0] + 1 - h - pads[0]),
+                     max(0, (ow - 1) * strides[1] + (kernel[1] - 1) * dilations[1] + 1 - w - pads[1])]
+        let padded = try c.apply(.pad(pads: [0, 0, pads[0], pads[1], 0, 0, after[0], after[1]], value: -.infinity), [x], name: "indices_padded")
+        let columnMajor = c.node.int("storage_order", 0) != 0
+        var taps: [ImportedValue] = [], offsets: [Int64] = []
+        for i in 0..<kernel[0] {
+            for j in 0..<kernel[1] {
+                let (top, left) = (i * dilations[0], j * dilations[1])
+                let tap = try c.apply(.slice(starts: [0, 0, top, left], ends: [n, channels, top + (oh - 1) * strides[0] + 1, left + (ow - 1) * strides[1] + 1],
+                                             steps: [1, 1, strides[0], strides[1]]), [padded], name: "tap\(i)_\(j)")
+                taps.append(try reshape(tap, to: [n, channels, oh, ow, 1], c))
+                offsets.append(Int64(columnMajor ? top + left * h : top * w + left))
+            }
+        }
+        let windows = taps.count == 1 ? taps[0] : try c.apply(.concat(axis: 4), taps, name: "windows")
+        let best = try c.apply(.argExtreme(.max, axis: 4, keepDims: false, lastIndex: false), [windows], name: "best_tap")
+        let offset = try c.apply(.gather(axis: 0), [.constant(ConstantTensor(shape: [offsets.count], ints: offsets)), best], name: "tap_offset")
+        // The window's origin: its plane's first element, then its first row's and column's.
+        let planes = ImportedValue.constant(ConstantTensor(shape: [n, channels, 1, 1], ints: (0..<n * channels).map { Int64($0 * h * w) }))
+        let rows = ImportedValue.constant(ConstantTensor(shape: [1, 1, oh, 1], ints: (0..<oh).map { Int64(($0 * strides[0] - pads[0]) * (columnMajor ? 1 : w)) }))
+        let columns = ImportedValue.constant(ConstantTensor(shape: [1, 1, 1, ow], ints: (0..<ow).map { Int64(($0 * strides[1] - pads[1]) * (columnMajor ? h : 1)) }))
+        let origin = try c.apply(.binary(.add), [try c.apply(.binary(.add), [planes, rows], name: "origin_rows"), columns], name: "origin")
+        return try c.apply(.binary(.add), [origin, offset], name: "indices")
     }
 
     /// 3-D pooling as two 2-D ones: over height and width, each depth slice ([N, C*D, H, W]);

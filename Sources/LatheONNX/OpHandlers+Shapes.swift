@@ -5,7 +5,9 @@ extension OpHandlers {
         "Identity": { c in [try c.required(0)] },
         "Dropout": { c in
             if let training = try c.constantInput(2, "training_mode"), training.ints.first ?? 0 != 0 {
-                throw c.unsupported("training_mode=true is not supported")
+                // Training with a ratio of 0 drops nothing; any other draws a random mask.
+                let ratio = try c.constantInput(1, "ratio")?.floats.first ?? 0.5
+                guard ratio == 0 else { throw c.unsupported("training_mode=true with ratio \(ratio) draws a random mask; export the model for inference") }
             }
             // For inference the output is the input and the mask keeps everything.
             let x = try c.required(0)

@@ -127,6 +127,41 @@ struct ComposedOpTests {
         }
     }
 
+    /// MaxPool's Indices over two images of two channels: the flat position of each window's
+    /// largest element in the whole input, row-major or (storage_order 1) column-major within
+    /// each plane.
+    @Test(arguments: [0, 1])
+    func maxPoolIndicesAreFlatPositions(storageOrder: Int) throws {
+        let (h, w) = (4, 3)
+        let values = (0..<2 * 2 * h * w).map { Float(($0 * 7) % 11) }
+        var proto = try Onnx_ModelProto(serializedBytes: try oneNodeModel("MaxPool", inputs: [("x", .float32, [2, 2, h, w])], initializers: [],
+            operands: ["x"], attributes: ["storage_order": storageOrder], output: (.float32, [])))
+        var kernel = Onnx_AttributeProto(), strides = Onnx_AttributeProto()
+        (kernel.name, kernel.type, kernel.ints) = ("kernel_shape", .ints, [2, 2])
+        (strides.name, strides.type, strides.ints) = ("strides", .ints, [2, 1])
+        proto.graph.node[0].attribute += [kernel, strides]
+        proto.graph.node[0].output = ["y", "z"]
+        proto.graph.output.append(onnxValueInfo("z", .int64, []))
+        proto.graph.output[1].type.tensorType.clearShape()
+        let imported = try ONNXImporter.load(try proto.serializedData())
+        let out = try Compiler.compile(imported.graph, outputs: imported.outputs).run(["x": try HostTensor(shape: [2, 2, h, w], scalars: values)])
+        var expected: [Int64] = []
+        for plane in 0..<4 {
+            for oy in 0..<2 {
+                for ox in 0..<2 {
+                    var best = (value: -Float.infinity, y: 0, x: 0)
+                    for dy in 0..<2 { for dx in 0..<2 {
+                        let (y, x) = (oy * 2 + dy, ox + dx)
+                        let v = values[(plane * h + y) * w + x]
+                        if v > best.value { best = (v, y, x) }
+                    } }
+                    expected.append(Int64(plane * h * w + (storageOrder == 0 ? best.y * w + best.x : best.x * h + best.y)))
+                }
+            }
+        }
+        #expect(try out["z"]?.values(as: Int64.self) == expected)
+    }
+
     @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
         let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
                                      initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],
