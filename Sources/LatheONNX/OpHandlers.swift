@@ -23,4 +23,5 @@ enum OpHandlers {
         .merging(gridSample) { a, _ in a }
         .merging(rearrange) { a, _ in a }
         .merging(spectral) { a, _ in a }
+        .merging(stateSpace) { a, _ in a }
 }
