@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mkmodelset import Spec, export_checked, images, perturb_constants, settle_batch_norms  # noqa: E402
+from mkmodelset import Spec, export_checked, images, perturb_constants, quantize_qdq, settle_batch_norms  # noqa: E402
 
 NAMES = ["convnext_tiny", "vit_s16", "yolov8n", "resnet18_qdq"]
 
@@ -66,24 +66,14 @@ def build_float(name, path):
     export_checked(s, path)
 
 
-def quantize_qdq(float_path, path):
+def quantized(float_path, path):
     """ONNX Runtime's recipe for CNNs on CPUs: QDQ, per-channel int8 weights, uint8 activations,
     calibrated on 16 seeded random images."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
     prepared = path + ".prep.onnx"
     quant_pre_process(float_path, prepared, skip_symbolic_shape=True)
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            rng = np.random.default_rng(100)
-            self.feeds = iter([{"image": rng.uniform(0, 1, size=(1, 3, 224, 224)).astype(np.float32)} for _ in range(16)])
-
-        def get_next(self):
-            return next(self.feeds, None)
     try:
-        quantize_static(prepared, path, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_qdq(prepared, path, size=224, per_channel=True)
     finally:
         os.remove(prepared)
 
@@ -99,7 +89,7 @@ def main():
         if name == "resnet18_qdq":
             float_path = os.path.join(args.folder, "resnet18.onnx")
             build_float("resnet18", float_path)
-            quantize_qdq(float_path, path)
+            quantized(float_path, path)
             os.remove(float_path)
         else:
             build_float(name, path)

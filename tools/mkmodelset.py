@@ -393,7 +393,7 @@ def quantize(name, base, float_path, path):
     optimizations), then quantize_dynamic (int8 weights, MatMulInteger on activations quantized
     at run time) or quantize_static in QDQ format (uint8 activations, int8 weights, per tensor),
     calibrated on seeded random images (the base is an image model). Returns the source string."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.quantization.shape_inference import quant_pre_process
     prepared = path + ".prep.onnx"
     # Its symbolic shape inference gives up on the dynamo exporter's shape arithmetic; ONNX's own
@@ -404,19 +404,27 @@ def quantize(name, base, float_path, path):
             quantize_dynamic(prepared, path, weight_type=QuantType.QInt8)
             return f"quantize_dynamic(quant_pre_process({base}.onnx, skip_symbolic_shape=True), weight_type=QuantType.QInt8)"
 
-        class Reader(CalibrationDataReader):
-            def __init__(self):
-                rng = np.random.default_rng(100)
-                self.feeds = iter([{"image": rng.uniform(0, 1, size=(1, 3, 64, 64)).astype(np.float32)} for _ in range(16)])
-
-            def get_next(self):
-                return next(self.feeds, None)
-        quantize_static(prepared, path, Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_qdq(prepared, path, size=64, per_channel=False)
         return (f"quantize_static(quant_pre_process({base}.onnx, skip_symbolic_shape=True), 16 random images, quant_format=QuantFormat.QDQ, "
                 "per_channel=False, activation_type=QUInt8, weight_type=QInt8)")
     finally:
         os.remove(prepared)
+
+
+def quantize_qdq(prepared, path, size, per_channel):
+    """quantize_static in QDQ format (uint8 activations, int8 weights, per tensor or per
+    channel), calibrated on 16 seeded random size x size images fed as "image"."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            rng = np.random.default_rng(100)
+            self.feeds = iter([{"image": rng.uniform(0, 1, size=(1, 3, size, size)).astype(np.float32)} for _ in range(16)])
+
+        def get_next(self):
+            return next(self.feeds, None)
+    quantize_static(prepared, path, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
 
 
 @contextlib.contextmanager
