@@ -1,7 +1,8 @@
 import LatheIR
 
 /// Ops that move elements about, written with the IR's slices, pads, gathers, scatters and a
-/// matmul: CenterCropPad, ReverseSequence, MaxUnpool, AffineGrid, and Compress with a condition
+/// matmul: CenterCropPad, ReverseSequence, MaxUnpool, AffineGrid, Col2Im, Det of small
+/// matrices (by cofactors), and Compress with a condition
 /// known at import (one computed at run time makes its output's size depend on values:
 /// OpHandlers+DynamicShapes.swift); and Scatter, ScatterElements' name before opset 11.
 extension OpHandlers {
@@ -11,6 +12,8 @@ extension OpHandlers {
         "ReverseSequence": reverseSequence,
         "MaxUnpool": maxUnpool,
         "AffineGrid": affineGrid,
+        "Col2Im": col2Im,
+        "Det": determinant,
         "Compress": { c in
             guard case let .constant(condition)? = try c.input(1) else { return try valueDependent(c) }
             let x = try c.required(0)
@@ -93,6 +96,79 @@ extension OpHandlers {
         let y = try reshape(scattered, to: unpooled, c)
         guard target != unpooled else { return [y] }
         return [try c.apply(.pad(pads: Array(repeating: 0, count: shape.count) + zip(target, unpooled).map { $0 - $1 }, value: 0), [y])]
+    }
+
+    /// Col2Im: each column's block of values added into the image at its sliding position
+    /// (overlaps summed, cells in the padding dropped): a scatter_elements with add at
+    /// constant positions, those in the padding sent to one extra cell that is then cut off.
+    private static func col2Im(_ c: ImportContext) throws -> [ImportedValue] {
+        let x = try c.required(0)
+        guard let image = try c.constantInput(1, "image_shape")?.intValues, let block = try c.constantInput(2, "block_shape")?.intValues else {
+            throw c.fail("needs image_shape and block_shape")
+        }
+        let rank = image.count, xs = c.shape(x)
+        let dilations = c.node.ints("dilations") ?? Array(repeating: 1, count: rank), strides = c.node.ints("strides") ?? Array(repeating: 1, count: rank)
+        let pads = c.node.ints("pads") ?? Array(repeating: 0, count: 2 * rank)
+        let blocks = block.reduce(1, *)
+        guard block.count == rank, dilations.count == rank, strides.count == rank, pads.count == 2 * rank, xs.count == 3, blocks > 0, xs[1] % blocks == 0 else {
+            throw c.fail("has input \(xs), image_shape \(image) and block_shape \(block) that do not fit")
+        }
+        let counts = (0..<rank).map { a -> Int in
+            let span = image[a] + pads[a] + pads[a + rank] - dilations[a] * (block[a] - 1) - 1
+            return span / strides[a] + 1
+        }
+        guard counts.allSatisfy({ $0 >= 1 }), counts.reduce(1, *) == xs[2] else { throw c.fail("has \(xs[2]) columns for sliding blocks \(counts)") }
+        let (batch, channels, columns, pixels) = (xs[0], xs[1] / blocks, xs[2], image.reduce(1, *))
+        // Where each (block offset, column) lands, or `pixels` in the padding.
+        var targets: [Int64] = []
+        targets.reserveCapacity(blocks * columns)
+        for b in 0..<blocks {
+            var rest = b, offset = Array(repeating: 0, count: rank)
+            for a in (0..<rank).reversed() { offset[a] = rest % block[a]; rest /= block[a] }
+            for l in 0..<columns {
+                var restL = l, at = 0, inside = true
+                var position = Array(repeating: 0, count: rank)
+                for a in (0..<rank).reversed() { position[a] = restL % counts[a]; restL /= counts[a] }
+                for a in 0..<rank {
+                    let p = position[a] * strides[a] - pads[a] + offset[a] * dilations[a]
+                    inside = inside && (0..<image[a]).contains(p)
+                    at = at * image[a] + p
+                }
+                targets.append(Int64(inside ? at : pixels))
+            }
+        }
+        let values = try reshape(x, to: [batch, channels, blocks * columns], c)
+        let indices = ImportedValue.constant(ConstantTensor(shape: [batch, channels, blocks * columns], ints: Array((0..<batch * channels).map { _ in targets }.joined())))
+        let zeros = ImportedValue.constant(ConstantTensor(try HostTensor(shape: [batch, channels, pixels + 1], repeating: 0).converted(to: c.dtype(x))))
+        let summed = try c.apply(.scatter(axis: 2, reduction: .add), [zeros, indices, values], name: "summed")
+        let kept = try c.apply(.slice(starts: [0, 0, 0], ends: [batch, channels, pixels], steps: [1, 1, 1]), [summed], name: "image")
+        return [try reshape(kept, to: [batch, channels] + image, c)]
+    }
+
+    /// The determinant of each [n, n] matrix of the last two axes, n up to 3, by cofactors.
+    private static func determinant(_ c: ImportContext) throws -> [ImportedValue] {
+        let x = try c.required(0), shape = c.shape(x)
+        guard shape.count >= 2, shape[shape.count - 1] == shape[shape.count - 2] else { throw c.fail("needs square matrices, not \(shape)") }
+        let n = shape.last!, batch = Array(shape.dropLast(2))
+        guard (1...3).contains(n) else { throw c.unsupported("computes determinants of matrices up to 3 x 3, not \(n) x \(n)") }
+        let flat = try reshape(x, to: batch + [n * n], c)
+        func entry(_ i: Int, _ j: Int) throws -> ImportedValue {
+            let k = i * n + j
+            let s = c.shape(flat)
+            return try reshape(try c.apply(.slice(starts: Array(repeating: 0, count: s.count - 1) + [k], ends: Array(s.dropLast()) + [k + 1],
+                                                  steps: Array(repeating: 1, count: s.count)), [flat], name: "m\(i)\(j)"), to: batch, c)
+        }
+        func mul(_ a: ImportedValue, _ b: ImportedValue) throws -> ImportedValue { try c.apply(.binary(.mul), [a, b], name: "product") }
+        func minor(_ a: Int, _ b: Int, _ d: Int, _ e: Int) throws -> ImportedValue {
+            try c.apply(.binary(.sub), [try mul(try entry(a, b), try entry(d, e)), try mul(try entry(a, e), try entry(d, b))], name: "minor")
+        }
+        switch n {
+        case 1: return [try entry(0, 0)]
+        case 2: return [try minor(0, 0, 1, 1)]
+        default:
+            let terms = [try mul(try entry(0, 0), try minor(1, 1, 2, 2)), try mul(try entry(0, 1), try minor(1, 0, 2, 2)), try mul(try entry(0, 2), try minor(1, 0, 2, 1))]
+            return [try c.apply(.binary(.add), [try c.apply(.binary(.sub), [terms[0], terms[1]], name: "first_two"), terms[2]])]
+        }
     }
 
     /// The sampling grid of an affine transform: theta [N, 2, 3] (or [N, 3, 4]) times the

@@ -162,6 +162,16 @@ struct ComposedOpTests {
         #expect(try out["z"]?.values(as: Int64.self) == expected)
     }
 
+    /// Det of a batch of 3 x 3 matrices by cofactors; a 4 x 4 one is refused by name.
+    @Test func determinantsByCofactors() throws {
+        let m: [Float] = [2, -1, 0, 1, 3, 2, 0, 5, -4, 1, 0, 0, 0, 1, 0, 0, 0, 1]
+        let model = try oneNodeModel("Det", inputs: [("x", .float32, [2, 3, 3])], initializers: [], operands: ["x"], output: (.float32, [2]))
+        // 2 (3 * -4 - 2 * 5) + 1 (1 * -4 - 0) = -44 - 4; the identity's 1.
+        #expect(try runOneNode(model, ["x": try HostTensor(shape: [2, 3, 3], scalars: m)]).scalars == [-48, 1])
+        let big = try oneNodeModel("Det", inputs: [("x", .float32, [4, 4])], initializers: [], operands: ["x"], output: (.float32, []))
+        #expect(throws: LatheError.self) { _ = try ONNXImporter.load(big) }
+    }
+
     @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
         let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
                                      initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],
