@@ -20,7 +20,7 @@ enum OpHandlers {
         .merging(einsum) { a, _ in a }
         .merging(controlFlow) { a, _ in a }
         .merging(dynamicShapes) { a, _ in a }
-        .merging(gridSample) { a, _ in a }
+        .merging(sampling) { a, _ in a }
         .merging(rearrange) { a, _ in a }
         .merging(spectral) { a, _ in a }
         .merging(stateSpace) { a, _ in a }

@@ -172,6 +172,24 @@ struct ComposedOpTests {
         #expect(throws: LatheError.self) { _ = try ONNXImporter.load(big) }
     }
 
+    /// RoiAlign of one region covering a 2 x 2 image exactly (output_half_pixel, one sample a
+    /// bin) averages bilinearly; adaptive sampling of regions known only at run time is refused.
+    @Test func roiAlignSamplesItsRegions() throws {
+        let model = try oneNodeModel("RoiAlign", inputs: [("x", .float32, [1, 1, 2, 2]), ("rois", .float32, [1, 4]), ("b", .int64, [1])], initializers: [],
+                                     operands: ["x", "rois", "b"], attributes: ["sampling_ratio": 1, "output_height": 1, "output_width": 1], output: (.float32, [1, 1, 1, 1]))
+        var proto = try Onnx_ModelProto(serializedBytes: model)
+        var mode = Onnx_AttributeProto()
+        (mode.name, mode.type, mode.s) = ("coordinate_transformation_mode", .string, Data("output_half_pixel".utf8))
+        proto.graph.node[0].attribute.append(mode)
+        proto.opsetImport[0].version = 16
+        let feeds = ["x": try HostTensor(shape: [1, 1, 2, 2], scalars: [1, 2, 3, 4]), "rois": try HostTensor(shape: [1, 4], scalars: [0, 0, 1, 1]),
+                     "b": try HostTensor(shape: [1], values: [Int64(0)])]
+        // The one sample sits at (0.5, 0.5): the mean of the four pixels.
+        #expect(try runOneNode(try proto.serializedData(), feeds).scalars == [2.5])
+        proto.graph.node[0].attribute.removeAll { $0.name == "sampling_ratio" }
+        #expect(throws: LatheError.self) { _ = try ONNXImporter.load(try proto.serializedData()) }
+    }
+
     @Test func oneHotWrapsNegativeIndicesAndLeavesOthersOff() throws {
         let model = try oneNodeModel("OneHot", inputs: [("i", .int64, [4])],
                                      initializers: [("depth", try HostTensor(shape: [], values: [Int64(3)])), ("values", try HostTensor(shape: [2], scalars: [-1, 5]))],

@@ -1,5 +1,7 @@
 import LatheIR
 
+/// Bilinear sampling: GridSample and RoiAlign.
+///
 /// GridSample (opsets 16 to 22): each output position reads X at the point its grid entry
 /// names, in [-1, 1] across each spatial axis, as ONNX's reference does:
 ///
@@ -14,8 +16,15 @@ import LatheIR
 ///
 /// Written with the IR's elementwise ops on the grid's coordinates and one gather_nd a
 /// combination of taps (X moved channels-last, the taps' positions the indices, batch_dims 1).
+///
+/// RoiAlign (opsets 10 to 22): each region's bins sampled on a grid of sampling_ratio x
+/// sampling_ratio points, each point bilinear between its four pixels as ONNX's reference
+/// (and ONNX Runtime) computes them (a point more than a pixel outside the image reads 0, one
+/// past the last row or column reads it), averaged, or the largest weighted corner taken
+/// (mode max). The points come from the regions at run time; their number per bin must be
+/// known at import (sampling_ratio > 0, or regions known then).
 extension OpHandlers {
-    static let gridSample: [String: Handler] = ["GridSample": { c in [try gridSample(c)] }]
+    static let sampling: [String: Handler] = ["GridSample": { c in [try gridSample(c)] }, "RoiAlign": { c in [try roiAlign(c)] }]
 
     private static func gridSample(_ c: ImportContext) throws -> ImportedValue {
         let x = try c.required(0), grid = try c.required(1)
@@ -163,5 +172,70 @@ extension OpHandlers {
         back.insert(back.removeLast(), at: 1)
         let result = try c.apply(.transpose(perm: back), [sum!], name: type == .float32 ? nil : "f32")
         return try cast(result, to: type, c)
+    }
+
+    private static func roiAlign(_ c: ImportContext) throws -> ImportedValue {
+        let x = try c.required(0), rois = try c.required(1), batchIndices = try c.required(2)
+        let xs = c.shape(x)
+        guard xs.count == 4, c.shape(rois).count == 2, c.shape(rois)[1] == 4, c.shape(batchIndices) == [c.shape(rois)[0]] else {
+            throw c.fail("needs X [N, C, H, W], rois [R, 4] and batch_indices [R], not \(xs), \(c.shape(rois)), \(c.shape(batchIndices))")
+        }
+        let (regions, channels, height, width) = (c.shape(rois)[0], xs[1], xs[2], xs[3])
+        let (pooledH, pooledW) = (c.node.int("output_height", 1), c.node.int("output_width", 1))
+        let ratio = c.node.int("sampling_ratio", 0), scale = c.node.float("spatial_scale", 1)
+        let halfPixel = c.opset >= 16 && c.node.string("coordinate_transformation_mode", "half_pixel") == "half_pixel"
+        let maximum = c.node.string("mode", "avg") == "max"
+        guard pooledH > 0, pooledW > 0 else { throw c.fail("has an output of \(pooledH) x \(pooledW)") }
+        guard ratio > 0 else { throw c.unsupported("samples each bin adaptively (sampling_ratio 0), so its number of points depends on the regions' values; give sampling_ratio > 0") }
+        func f(_ v: Float) -> ImportedValue { c.scalar(v) }
+        func op(_ fn: BinaryFn, _ a: ImportedValue, _ b: ImportedValue, _ name: String) throws -> ImportedValue { try c.apply(.binary(fn), [a, b], name: name) }
+        let boxes = try cast(rois, to: .float32, c)
+        func corner(_ k: Int) throws -> ImportedValue {
+            let coordinate = try reshape(try c.apply(.slice(starts: [0, k], ends: [regions, k + 1], steps: [1, 1]), [boxes], name: "roi\(k)"), to: [regions], c)
+            return try op(.sub, try op(.mul, coordinate, f(scale), "roi\(k)_scaled"), f(halfPixel ? 0.5 : 0), "roi\(k)_start")
+        }
+        /// One axis: the samples' coordinates [R, pooled * ratio] and the shape that places them.
+        func axis(start: Int, end: Int, pooled: Int, size: Int, _ name: String) throws -> (low: ImportedValue, high: ImportedValue, weightLow: ImportedValue, weightHigh: ImportedValue, valid: ImportedValue) {
+            let (s, e) = (try corner(start), try corner(end))
+            var extent = try op(.sub, e, s, "\(name)_extent")
+            if !halfPixel { extent = try op(.max, extent, f(1), "\(name)_extent_min1") }
+            let bin = try op(.div, extent, f(Float(pooled)), "\(name)_bin")
+            // Sample (p, i) sits at start + bin (p + (i + 1/2) / ratio).
+            let steps = ImportedValue.constant(ConstantTensor(shape: [1, pooled * ratio], floats: (0..<pooled * ratio).map { Float($0 / ratio) + (Float($0 % ratio) + 0.5) / Float(ratio) }))
+            let at = try op(.add, try reshape(s, to: [regions, 1], c), try op(.mul, try reshape(bin, to: [regions, 1], c), steps, "\(name)_offsets"), "\(name)_at")
+            let valid = try op(.and, try op(.greaterOrEqual, at, f(-1), "\(name)_from"), try op(.lessOrEqual, at, f(Float(size)), "\(name)_to"), "\(name)_valid")
+            let clamped = try op(.max, at, f(0), "\(name)_clamped")
+            let floor = try c.apply(.unary(.floor), [clamped], name: "\(name)_floor")
+            let last = try op(.greaterOrEqual, floor, f(Float(size - 1)), "\(name)_last")
+            let low = try c.apply(.select, [last, f(Float(size - 1)), floor], name: "\(name)_low")
+            let high = try c.apply(.select, [last, f(Float(size - 1)), try op(.add, floor, f(1), "\(name)_next")], name: "\(name)_high")
+            let fraction = try op(.sub, try c.apply(.select, [last, f(Float(size - 1)), clamped], name: "\(name)_kept"), low, "\(name)_fraction")
+            return (low, high, try op(.sub, f(1), fraction, "\(name)_weight_low"), fraction, valid)
+        }
+        let y = try axis(start: 1, end: 3, pooled: pooledH, size: height, "y"), xAxis = try axis(start: 0, end: 2, pooled: pooledW, size: width, "x")
+        // The sample grid [R, PH*ratio, PW*ratio]: rows from y, columns from x.
+        let (rowShape, columnShape) = ([regions, pooledH * ratio, 1], [regions, 1, pooledW * ratio])
+        let valid = try op(.and, try reshape(y.valid, to: rowShape, c), try reshape(xAxis.valid, to: columnShape, c), "valid")
+        let batch = try reshape(try cast(batchIndices, to: .int64, c), to: [regions, 1, 1, 1], c)
+        let channelsLast = try c.apply(.transpose(perm: [0, 2, 3, 1]), [x], name: "channels_last")
+        let gridShape = [regions, pooledH * ratio, pooledW * ratio]
+        let carrier = ImportedValue.constant(ConstantTensor(shape: gridShape + [1], ints: Array(repeating: 0, count: gridShape.reduce(1, *))))
+        var terms: [ImportedValue] = []
+        for (k, (row, rowWeight)) in [(y.low, y.weightLow), (y.high, y.weightHigh)].enumerated() {
+            for (j, (column, columnWeight)) in [(xAxis.low, xAxis.weightLow), (xAxis.high, xAxis.weightHigh)].enumerated() {
+                let r = try reshape(try cast(row, to: .int64, c), to: rowShape + [1], c), q = try reshape(try cast(column, to: .int64, c), to: columnShape + [1], c)
+                let parts = try [batch, r, q].map { try op(.add, $0, carrier, "corner\(k)\(j)_index") }
+                let indices = try c.apply(.concat(axis: 3), parts, name: "corner\(k)\(j)_indices")
+                let values = try cast(try c.apply(.gatherND(batchDims: 0), [channelsLast, indices], name: "corner\(k)\(j)"), to: .float32, c)
+                let weight = try op(.mul, try reshape(rowWeight, to: rowShape, c), try reshape(columnWeight, to: columnShape, c), "corner\(k)\(j)_weight")
+                let kept = try c.apply(.select, [valid, weight, f(0)], name: "corner\(k)\(j)_kept")
+                terms.append(try op(.mul, values, try reshape(kept, to: gridShape + [1], c), "corner\(k)\(j)_weighted"))
+            }
+        }
+        let combined = try terms.dropFirst().reduce(terms[0]) { try op(maximum ? .max : .add, $0, $1, "samples") }
+        // Each bin's ratio x ratio samples: [R, PH, ratio, PW, ratio, C], pooled over the ratios.
+        let binned = try reshape(combined, to: [regions, pooledH, ratio, pooledW, ratio, channels], c)
+        let pooled = try c.apply(.reduce(maximum ? .max : .mean, axes: [2, 4], keepDims: false), [binned], name: "bins")
+        return try cast(try c.apply(.transpose(perm: [0, 3, 1, 2]), [pooled], name: "rois_first"), to: c.dtype(x), c)
     }
 }
