@@ -144,6 +144,12 @@ extension IRBuilder {
     /// float, truncated to 64 bits first, as the interpreter does).
     func convert(_ value: LLVMValue, from: DType, to: DType, rule: CastRule = .standard) -> LLVMValue {
         guard from != to else { return value }
+        if rule.reinterpretsFrom != nil, from.byteSize == to.byteSize, from.isComputed, to.isComputed {
+            // BitCast: the stored bits of one type read as the other's.
+            let stored = narrow(value, from)
+            let bits = LLVMBuildBitCast(builder, stored, integerType(from.byteSize * 8, lanes: lanes(of: value)), "")!
+            return widen(LLVMBuildBitCast(builder, bits, storageType(to, lanes: lanes(of: value)), "")!, to)
+        }
         if to.isNarrowInteger && from.isFloatingPoint {
             let wide = convert(value, from: from, to: .int64)
             return wrapNarrow(LLVMBuildTrunc(builder, wide, computeType(to, lanes: lanes(of: value)), "")!, to)

@@ -23,10 +23,14 @@ import Foundation
 public struct CastRule: Hashable, Sendable, CustomStringConvertible {
     public var saturate: Bool
     public var powerOfTwoRounding: PowerOfTwoRounding
+    /// Set for ONNX's BitCast: the value's bits, of this type, read as the target type's (of
+    /// the same width, neither a narrow type) rather than its value converted.
+    public var reinterpretsFrom: DType?
 
-    public init(saturate: Bool = true, powerOfTwoRounding: PowerOfTwoRounding = .up) {
+    public init(saturate: Bool = true, powerOfTwoRounding: PowerOfTwoRounding = .up, reinterpretsFrom: DType? = nil) {
         self.saturate = saturate
         self.powerOfTwoRounding = powerOfTwoRounding
+        self.reinterpretsFrom = reinterpretsFrom
     }
 
     public static let standard = CastRule()
@@ -36,6 +40,7 @@ public struct CastRule: Hashable, Sendable, CustomStringConvertible {
         var parts: [String] = []
         if !saturate { parts.append("saturate=0") }
         if powerOfTwoRounding != .up { parts.append("round_mode=\(powerOfTwoRounding.rawValue)") }
+        if let source = reinterpretsFrom { parts.append("bitcast_from=\(source.rawValue)") }
         return parts.joined(separator: " ")
     }
 }

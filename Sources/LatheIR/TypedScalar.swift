@@ -71,6 +71,9 @@ extension DType {
     /// integers from integers wrapped, bool true for any non-zero value. The narrow types
     /// convert as NarrowTypes.swift says, by `rule` where ONNX leaves a choice.
     public func converting(_ scalar: Scalar, rule: CastRule = .standard) -> Scalar {
+        if let source = rule.reinterpretsFrom, source.byteSize == byteSize, source.isComputed, isComputed {
+            return fromBits(source.bits(of: scalar))
+        }
         // To int64 first (a float truncated and saturated, as the compiled fptosi.sat), then wrapped.
         if isNarrowInteger, case let .signed(v) = DType.int64.converting(scalar) { return wrappedNarrow(v) }
         if self == .float8e8m0 {
@@ -104,6 +107,38 @@ extension DType {
         case let (_, .signed(v)) where self != .float64: return normalized(.float(Double(Float(v))))
         case let (_, .unsigned(v)) where self != .float64: return normalized(.float(Double(Float(v))))
         default: return normalized(.float(scalar.double))
+        }
+    }
+
+    /// The bits of a value of this type, as stored, in the low bits (BitCast's reading).
+    func bits(of scalar: Scalar) -> UInt64 {
+        let width = byteSize * 8
+        let mask: UInt64 = width == 64 ? .max : (1 << UInt64(width)) - 1
+        switch (self, scalar) {
+        case let (.float32, s): return UInt64(Float(s.double).bitPattern)
+        case let (.float64, s): return s.double.bitPattern
+        case let (.float16, s): return UInt64(Float16(Float(s.double)).bitPattern)
+        case let (.bfloat16, s): return UInt64(Float(s.double).bitPattern >> 16)
+        case let (_, .signed(v)): return UInt64(bitPattern: v) & mask
+        case let (_, .unsigned(v)): return v & mask
+        case let (_, .bool(v)): return v ? 1 : 0
+        case let (_, .float(v)): return UInt64(bitPattern: Int64(v)) & mask
+        }
+    }
+
+    /// The value of this type whose stored bits are `bits` (the low ones).
+    func fromBits(_ bits: UInt64) -> Scalar {
+        let width = byteSize * 8
+        switch self {
+        case .float32: return .float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits))))
+        case .float64: return .float(Double(bitPattern: bits))
+        case .float16: return .float(Double(Float(Float16(bitPattern: UInt16(truncatingIfNeeded: bits)))))
+        case .bfloat16: return .float(Double(Float(bitPattern: UInt32(truncatingIfNeeded: bits) << 16)))
+        case .bool: return .bool(bits & 0xFF != 0)
+        default:
+            guard isSigned else { return .unsigned(width == 64 ? bits : bits & ((1 << UInt64(width)) - 1)) }
+            let shift = UInt64(64 - width)
+            return .signed(Int64(bitPattern: bits << shift) >> Int64(shift))
         }
     }
 

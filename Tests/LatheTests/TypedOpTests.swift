@@ -108,6 +108,16 @@ let castCases: [TypedCase] = DType.allCases.flatMap { from in
     }
 }
 
+/// BitCast: every pair of computed types of one width, the bits read as the other type (a
+/// f16 or bf16 computed in f32 first stored, then read).
+let bitCastCases: [TypedCase] = DType.allCases.filter(\.isComputed).flatMap { from in
+    DType.allCases.filter { $0.isComputed && $0 != from && $0.byteSize == from.byteSize && $0 != .bool && from != .bool }.map { to in
+        TypedCase("bitcast \(from.rawValue) to \(to.rawValue)", [TypedOperand(dtype: from, shape: [2, 33], range: -300...300)]) {
+            try $0[0].apply(.cast(to: to, rule: CastRule(reinterpretsFrom: from)), [], .unknown)
+        }
+    }
+}
+
 let typedUnaryCases: [TypedCase] = {
     var cases: [TypedCase] = []
     let integerFns: [(UnaryFn, String)] = [(.neg, "neg"), (.abs, "abs"), (.sign, "sign"), (.relu, "relu"), (.bitNot, "bit_not")]
@@ -266,6 +276,7 @@ struct TypedOpTests {
     @Test(arguments: comparisonCases) func comparisons(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: logicCases + whereCases) func logicAndWhere(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: castCases) func casts(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: bitCastCases) func bitCasts(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: typedUnaryCases) func unary(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: argExtremeCases) func argExtremes(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: gatherElementsCases) func gatherElements(_ c: TypedCase) throws { try checkTypedCase(c) }
