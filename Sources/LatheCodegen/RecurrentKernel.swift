@@ -92,13 +92,20 @@ extension IRBuilder {
                     // gates[r, :] = gates_x[t, start + r, :] + h_prev[start + r, :] R^T
                     product(hView, first: 0, count: columns, into: gateView, epilogue: GemmEpilogue(formula: .arg(0) + .arg(1), extras: [(stepInputs, false)]))
                     let (g, h) = (cell.activations[1].formula, cell.activations[2].formula)
+                    let peepholes = x.count > 4 ? x[4] : nil
                     eachUnit { gateRow, stateRow, j, lanes in
-                        func gate(_ k: Int, _ fn: ScalarExpr) -> LLVMValue { emit(fn, [load(gates, iadd(gateRow, iadd(int(k * hidden), j)), lanes: lanes)]) }
-                        let (i, o, forget, candidate) = (gate(0, f), gate(1, f), gate(2, f), gate(3, g))
+                        func preactivation(_ k: Int) -> LLVMValue { load(gates, iadd(gateRow, iadd(int(k * hidden), j)), lanes: lanes) }
+                        /// The gate's preactivation plus its peephole (P_i, P_o, P_f: part `p`) times `state`.
+                        func peeped(_ k: Int, _ p: Int, _ state: LLVMValue) -> LLVMValue {
+                            guard let peepholes else { return preactivation(k) }
+                            return fma(load(peepholes, iadd(int(p * hidden), j), lanes: lanes), state, preactivation(k))
+                        }
                         let at = iadd(stateRow, j)
-                        let c = fma(forget, load(cPrevious, at, lanes: lanes), mul(i, candidate))
+                        let cPrev = load(cPrevious, at, lanes: lanes)
+                        let (i, forget, candidate) = (emit(f, [peeped(0, 0, cPrev)]), emit(f, [peeped(2, 2, cPrev)]), emit(g, [preactivation(3)]))
+                        let c = fma(forget, cPrev, mul(i, candidate))
                         store(c, cOut, at)
-                        store(mul(o, emit(h, [c])), hOut, at)
+                        store(mul(emit(f, [peeped(1, 1, c)]), emit(h, [c])), hOut, at)
                     }
                 case .gru:
                     let g = cell.activations[1].formula

@@ -182,7 +182,8 @@ public enum BinaryFn: String, Hashable, Sendable, CaseIterable {
 /// the `activations`, prev = t - 1 (t + 1 when `reverse`: steps run from T - 1 down to 0) and
 /// gates = gates_x[t] + h_prev R^T:
 ///
-///   lstm (i, o, f, c; result [2, T, B, H], [0, t] h_t, [1, t] c_t):
+///   lstm (i, o, f, c; result [2, T, B, H], [0, t] h_t, [1, t] c_t; a fifth operand, the
+///   peepholes P [3H] (P_i, P_o, P_f), adds P_i c_prev to i, P_f c_prev to f, P_o c_t to o):
 ///     c_t = f(f) c_prev + f(i) g(c);  h_t = f(o) h(c_t)
 ///   gru (z, r, h; result [T, B, H]):
 ///     z = f(z), r = f(r);  n = g(gates_x[t]_h + r (h_prev R_h^T + Rb_h))   linear_before_reset
@@ -213,8 +214,14 @@ public struct RecurrentCell: Hashable, Sendable {
         }
     }
 
-    /// Operands beyond gates_x, R^T and h0: c0 (lstm), Rb_h (gru).
-    public var operandCount: Int { kind == .rnn ? 3 : 4 }
+    /// The operands it takes: gates_x, R^T and h0, then c0 and optional peepholes (lstm), Rb_h (gru).
+    public var operandCounts: ClosedRange<Int> {
+        switch kind {
+        case .lstm: return 4...5
+        case .gru: return 4...4
+        case .rnn: return 3...3
+        }
+    }
 }
 
 extension RecurrentCell.Kind {

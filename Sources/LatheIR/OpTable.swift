@@ -217,7 +217,7 @@ extension Op {
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .select: return 3...3
         case .scatter: return 3...3
-        case let .recurrent(cell): return cell.operandCount...cell.operandCount
+        case let .recurrent(cell): return cell.operandCounts
         case .batchNorm: return 5...5
         case .concat, .fusedElementwise, .epilogue: return 1...Int.max
         }

@@ -210,10 +210,13 @@ extension Interpreter {
                 case .lstm:
                     let recurrent = product(previous, first: 0, count: columns)
                     let (f, g, hAct) = (activations[0], activations[1], activations[2])
+                    let peephole = x.count > 4 ? x[4].scalars.map(Double.init) : Array(repeating: 0, count: 3 * hidden)
                     for j in 0..<hidden {
                         func gate(_ k: Int) -> Double { input(k * hidden + j) + recurrent[k * hidden + j] }
-                        let (i, o, forget, candidate) = (f(gate(0)), f(gate(1)), f(gate(2)), g(gate(3)))
-                        nextC[b * hidden + j] = forget * c[b * hidden + j] + i * candidate
+                        let cPrev = c[b * hidden + j]
+                        let (i, forget, candidate) = (f(gate(0) + peephole[j] * cPrev), f(gate(2) + peephole[2 * hidden + j] * cPrev), g(gate(3)))
+                        nextC[b * hidden + j] = forget * cPrev + i * candidate
+                        let o = f(gate(1) + peephole[hidden + j] * nextC[b * hidden + j])
                         nextH[b * hidden + j] = o * hAct(nextC[b * hidden + j])
                     }
                 case .gru:

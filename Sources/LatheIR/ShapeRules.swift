@@ -172,6 +172,7 @@ extension Op {
             switch cell.kind {
             case .lstm:
                 guard shapes[3] == [batch, hidden] else { throw .shape("the initial cell must be [\(batch), \(hidden)], got \(shapes[3])") }
+                if shapes.count > 4, shapes[4] != [3 * hidden] { throw .shape("the peepholes must be [\(3 * hidden)], got \(shapes[4])") }
                 return TensorType(.float32, [2, steps, batch, hidden])
             case .gru:
                 guard shapes[3] == [hidden] else { throw .shape("the candidate's recurrent bias must be [\(hidden)], got \(shapes[3])") }

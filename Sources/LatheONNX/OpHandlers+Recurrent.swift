@@ -25,7 +25,6 @@ extension OpHandlers {
         if n.attribute("clip") != nil { throw c.unsupported("clip is not supported") }
         if kind == .lstm {
             if n.int("input_forget", 0) != 0 { throw c.unsupported("input_forget is not supported") }
-            if try c.input(7) != nil { throw c.unsupported("peephole weights are not supported") }
         }
         var x = try c.required(0)
         let w = try c.required(1), r = try c.required(2)
@@ -96,9 +95,14 @@ extension OpHandlers {
             let projected = try reshape(try c.apply(.dense, [flatX, wT, bias], name: "xw\(d)"), to: [steps, batch, columns], c)
             let reverse = d == 1 || direction == "reverse"
             let cell = RecurrentCell(kind, reverse: reverse, activations: activations[d], linearBeforeReset: n.int("linear_before_reset", 0) != 0)
-            let extra: [ImportedValue]
+            var extra: [ImportedValue]
             switch kind {
-            case .lstm: extra = [try initial(6, "c0_") ?? zeros([batch, hidden])]
+            case .lstm:
+                extra = [try initial(6, "c0_") ?? zeros([batch, hidden])]
+                if let p = try c.input(7) {
+                    guard c.shape(p) == [directions, 3 * hidden] else { throw c.fail("has peepholes \(c.shape(p)), not [\(directions), \(3 * hidden)]") }
+                    extra.append(try pick(p, d, "p"))
+                }
             case .gru: extra = [candidateBias]
             case .rnn: extra = []
             }

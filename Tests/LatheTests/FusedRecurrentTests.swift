@@ -35,10 +35,23 @@ let gruAndRNNCases: [OpCase] = [
     }
 }
 
+/// LSTM cells with peepholes (a fifth operand [3H]), both directions, odd sizes.
+let peepholeCases: [OpCase] = [(5, 3, 7, false), (4, 16, 19, true)].map { steps, batch, hidden, reverse in
+    let operands = [Operand(shape: [steps, batch, 4 * hidden]), Operand(shape: [batch, hidden], range: -1...1), Operand(shape: [batch, hidden], range: -1...1),
+                    Operand(shape: [3 * hidden], range: -1...1)]
+    return OpCase("lstm with peepholes T\(steps) B\(batch) H\(hidden)\(reverse ? " reverse" : "")", operands) { x in
+        let r = x[0].graph.constant(.random(shape: [hidden, 4 * hidden], seed: 43, in: -0.5...0.5))
+        return try x[0].apply(.lstm(reverse: reverse), [r, x[1], x[2], x[3]], .unknown)
+    }
+}
+
 @Suite("Fused recurrent layers: JIT against the interpreter")
 struct FusedRecurrentTests {
     @Test(arguments: [1, 2, 3], lstmCases)
     func lstm(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
+
+    @Test(arguments: [1, 2], peepholeCases)
+    func lstmWithPeepholes(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
 
     @Test(arguments: [1, 2, 3], gruAndRNNCases)
     func gruAndRNN(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
