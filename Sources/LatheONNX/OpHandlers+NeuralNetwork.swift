@@ -106,8 +106,8 @@ extension OpHandlers {
         var (x, w) = (x, w)
         let (xs, ws) = (c.shape(x), c.shape(w))
         let spatial = xs.count - 2
-        guard (1...2).contains(spatial), ws.count == xs.count else {
-            throw c.unsupported("only 1-D and 2-D convolutions are supported (input rank \(xs.count))")
+        guard (1...3).contains(spatial), ws.count == xs.count else {
+            throw c.unsupported("only 1-D, 2-D and 3-D convolutions are supported (input rank \(xs.count), weights rank \(ws.count))")
         }
         let kernel = c.node.ints("kernel_shape") ?? Array(ws[2...])
         guard kernel == Array(ws[2...]) else { throw c.fail("kernel_shape \(kernel) differs from the weights' \(Array(ws[2...]))") }
@@ -116,6 +116,9 @@ extension OpHandlers {
         var pads = try pads(c, input: Array(xs[2...]), kernel: kernel, strides: strides, dilations: dilations)
         guard strides.count == spatial, dilations.count == spatial, pads.count == 2 * spatial else {
             throw c.fail("has strides, dilations or pads of the wrong length")
+        }
+        if spatial == 3 {
+            return try convolution3d(x, w, bias: bias, strides: strides, dilations: dilations, pads: pads, groups: c.node.int("group", 1), exactSums: exactSums, c)
         }
         if spatial == 1 {
             (x, w) = (try addHeight(x, c), try addHeight(w, c))
