@@ -129,15 +129,15 @@ extension OpHandlers {
         return spatial == 1 ? try removeHeight(y, c) : y
     }
 
-    /// 2-D transposed convolution, and 1-D as 2-D over a height of 1. With output_shape (or SAME
+    /// 2-D transposed convolution, 1-D as 2-D over a height of 1, 3-D as 2-D ones (Volume). With output_shape (or SAME
     /// auto_pad, meaning input x stride) the padding is what gives that shape, split as the ONNX
     /// spec says; a shape past the full output grows the output padding.
     static func convTranspose(_ c: ImportContext) throws -> [ImportedValue] {
         var (x, w) = (try c.required(0), try c.required(1))
         let (xs, ws) = (c.shape(x), c.shape(w))
         let spatial = xs.count - 2
-        guard (1...2).contains(spatial), ws.count == xs.count else {
-            throw c.unsupported("only 1-D and 2-D transposed convolutions are supported (input rank \(xs.count))")
+        guard (1...3).contains(spatial), ws.count == xs.count else {
+            throw c.unsupported("only 1-D, 2-D and 3-D transposed convolutions are supported (input rank \(xs.count), weights rank \(ws.count))")
         }
         var strides = c.node.ints("strides") ?? Array(repeating: 1, count: spatial)
         var dilations = c.node.ints("dilations") ?? Array(repeating: 1, count: spatial)
@@ -160,6 +160,10 @@ extension OpHandlers {
                 end.append(t - begin[i])
             }
             pads = begin + end
+        }
+        if spatial == 3 {
+            return [try convolutionTransposed3d(x, w, bias: try c.input(2), strides: strides, dilations: dilations, pads: pads,
+                                                outputPadding: outputPadding, groups: c.node.int("group", 1), c)]
         }
         if spatial == 1 {
             (x, w) = (try addHeight(x, c), try addHeight(w, c))

@@ -36,4 +36,43 @@ extension OpHandlers {
         let unfolded = try reshape(sum!, to: [n, outDepth, outChannels, s[2], s[3]], c)
         return try c.apply(.transpose(perm: [0, 2, 1, 3, 4]), [unfolded])
     }
+
+    /// A 3-D transposed convolution as 2-D ones, one a depth tap: for tap k, every input plane
+    /// (folded into the batch) is transposed-convolved with the weights' k-th slice [C, O/groups,
+    /// KH, KW], and its result added into output depth id * stride + k * dilation - pad (a
+    /// scatter with add; depths the padding removes go to one extra plane, cut off after).
+    static func convolutionTransposed3d(_ x: ImportedValue, _ w: ImportedValue, bias: ImportedValue?, strides: [Int], dilations: [Int], pads: [Int],
+                                        outputPadding: [Int], groups: Int, _ c: ImportContext) throws -> ImportedValue {
+        let (xs, ws) = (c.shape(x), c.shape(w))
+        let (n, channels, depth, kernelDepth) = (xs[0], xs[1], xs[2], ws[2])
+        let outDepth = strides[0] * (depth - 1) + outputPadding[0] + (kernelDepth - 1) * dilations[0] + 1 - pads[0] - pads[3]
+        guard outDepth > 0 else { throw c.fail("has an output depth of \(outDepth)") }
+        let planes = ConvTranspose2DAttributes(strides: Array(strides[1...]), pads: [pads[1], pads[2], pads[4], pads[5]],
+                                               outputPadding: Array(outputPadding[1...]), dilations: Array(dilations[1...]), groups: groups)
+        let folded = try reshape(try c.apply(.transpose(perm: [0, 2, 1, 3, 4]), [x], name: "depth_second"), to: [n * depth, channels, xs[3], xs[4]], c)
+        var sum: ImportedValue? = nil
+        for k in 0..<kernelDepth {
+            let slice = try c.apply(.slice(starts: [0, 0, k, 0, 0], ends: [ws[0], ws[1], k + 1, ws[3], ws[4]], steps: [1, 1, 1, 1, 1]), [w], name: "tap\(k)_weights")
+            let y = try c.apply(.convTranspose2d(planes), [folded, try reshape(slice, to: [ws[0], ws[1], ws[3], ws[4]], c)], name: "tap\(k)")
+            let s = c.shape(y)
+            let unfolded = try reshape(y, to: [n, depth, s[1], s[2], s[3]], c)
+            if sum == nil {
+                let zeros = try HostTensor(shape: [n, outDepth + 1, s[1], s[2], s[3]], repeating: 0).converted(to: c.dtype(unfolded))
+                sum = .constant(ConstantTensor(zeros))
+            }
+            // Each input depth's landing place, or the extra plane outDepth.
+            let landing = (0..<depth).map { d -> Int64 in
+                let at = d * strides[0] + k * dilations[0] - pads[0]
+                return Int64((0..<outDepth).contains(at) ? at : outDepth)
+            }
+            let plane = s[1] * s[2] * s[3]
+            let indices = ConstantTensor(shape: [n, depth, s[1], s[2], s[3]], ints: (0..<n * depth * plane).map { landing[$0 / plane % depth] })
+            sum = try c.apply(.scatter(axis: 1, reduction: .add), [sum!, .constant(indices), unfolded], name: "taps\(k)")
+        }
+        let s = c.shape(sum!)
+        let kept = try c.apply(.slice(starts: [0, 0, 0, 0, 0], ends: [n, outDepth, s[2], s[3], s[4]], steps: [1, 1, 1, 1, 1]), [sum!], name: "depths")
+        var y = try c.apply(.transpose(perm: [0, 2, 1, 3, 4]), [kept], name: bias == nil ? nil : "unbiased")
+        if let bias { y = try c.apply(.binary(.add), [y, try reshape(bias, to: [1, s[2], 1, 1, 1], c)]) }
+        return y
+    }
 }

@@ -32,7 +32,7 @@ private func naiveConv3d(_ x: [Float], _ xs: [Int], _ w: [Float], _ ws: [Int], b
     return (y, [xs[0], ws[0]] + out)
 }
 
-@Suite("3-D convolution as 2-D ones, one a depth tap")
+@Suite("3-D convolution as 2-D ones, one a depth tap (3-D ConvTranspose: ONNX's conformance case)")
 struct Convolution3DTests {
     @Test func matchesTheDefinition() throws {
         let (xs, ws) = ([2, 4, 5, 6, 7], [6, 2, 3, 2, 3])
