@@ -17,6 +17,10 @@ import LatheIR
 /// Written with the IR's elementwise ops on the grid's coordinates and one gather_nd a
 /// combination of taps (X moved channels-last, the taps' positions the indices, batch_dims 1).
 ///
+/// DeformConv (2-D): each kernel tap of each output position reads X at its usual place plus
+/// its learned offset (per offset group), bilinearly with zeros outside the image, times its
+/// mask; the taps' values, as columns [N, OH OW, C KH KW], times each group's weights.
+///
 /// RoiAlign (opsets 10 to 22): each region's bins sampled on a grid of sampling_ratio x
 /// sampling_ratio points, each point bilinear between its four pixels as ONNX's reference
 /// (and ONNX Runtime) computes them (a point more than a pixel outside the image reads 0, one
@@ -24,7 +28,8 @@ import LatheIR
 /// (mode max). The points come from the regions at run time; their number per bin must be
 /// known at import (sampling_ratio > 0, or regions known then).
 extension OpHandlers {
-    static let sampling: [String: Handler] = ["GridSample": { c in [try gridSample(c)] }, "RoiAlign": { c in [try roiAlign(c)] }]
+    static let sampling: [String: Handler] = ["GridSample": { c in [try gridSample(c)] }, "RoiAlign": { c in [try roiAlign(c)] },
+                                              "DeformConv": { c in [try deformConv(c)] }]
 
     private static func gridSample(_ c: ImportContext) throws -> ImportedValue {
         let x = try c.required(0), grid = try c.required(1)
@@ -237,5 +242,77 @@ extension OpHandlers {
         let binned = try reshape(combined, to: [regions, pooledH, ratio, pooledW, ratio, channels], c)
         let pooled = try c.apply(.reduce(maximum ? .max : .mean, axes: [2, 4], keepDims: false), [binned], name: "bins")
         return try cast(try c.apply(.transpose(perm: [0, 3, 1, 2]), [pooled], name: "rois_first"), to: c.dtype(x), c)
+    }
+
+    private static func deformConv(_ c: ImportContext) throws -> ImportedValue {
+        let x = try cast(try c.required(0), to: .float32, c), w = try cast(try c.required(1), to: .float32, c), offset = try cast(try c.required(2), to: .float32, c)
+        let (xs, ws, os) = (c.shape(x), c.shape(w), c.shape(offset))
+        guard xs.count == 4, ws.count == 4, os.count == 4 else { throw c.unsupported("computes 2-D deformable convolutions, not input rank \(xs.count)") }
+        let (n, channels, height, width, outChannels) = (xs[0], xs[1], xs[2], xs[3], ws[0])
+        let (kh, kw) = (ws[2], ws[3]), taps = ws[2] * ws[3]
+        let groups = c.node.int("group", 1), offsetGroups = c.node.int("offset_group", 1)
+        let strides = c.node.ints("strides") ?? [1, 1], dilations = c.node.ints("dilations") ?? [1, 1], pads = c.node.ints("pads") ?? [0, 0, 0, 0]
+        let (oh, ow) = (os[2], os[3])
+        guard groups > 0, offsetGroups > 0, channels == ws[1] * groups, outChannels % groups == 0, channels % offsetGroups == 0,
+              os[0] == n, os[1] == offsetGroups * 2 * taps, strides.count == 2, dilations.count == 2, pads.count == 4 else {
+            throw c.fail("has X \(xs), W \(ws), offset \(os) for group \(groups) and offset_group \(offsetGroups)")
+        }
+        let mask = try c.input(4).map { try reshape(try cast($0, to: .float32, c), to: [n, offsetGroups, taps, oh, ow], c) }
+        let offsets = try reshape(offset, to: [n, offsetGroups, taps, 2, oh, ow], c)
+        func f(_ v: Float) -> ImportedValue { c.scalar(v) }
+        func op(_ fn: BinaryFn, _ a: ImportedValue, _ b: ImportedValue, _ name: String) throws -> ImportedValue { try c.apply(.binary(fn), [a, b], name: name) }
+        func pick(_ v: ImportedValue, _ starts: [Int], _ ends: [Int], to shape: [Int], _ name: String) throws -> ImportedValue {
+            try reshape(try c.apply(.slice(starts: starts, ends: ends, steps: Array(repeating: 1, count: starts.count)), [v], name: name), to: shape, c)
+        }
+        let perGroup = channels / offsetGroups
+        // Each tap's sampled values [N, OH, OW, C], offset group by offset group.
+        var tapValues: [ImportedValue] = []
+        for t in 0..<taps {
+            let (ki, kj) = (t / kw, t % kw)
+            var parts: [ImportedValue] = []
+            for g in 0..<offsetGroups {
+                let plane = try c.apply(.transpose(perm: [0, 2, 3, 1]), [try pick(x, [0, g * perGroup, 0, 0], [n, (g + 1) * perGroup, height, width],
+                                                                                     to: [n, perGroup, height, width], "x\(g)")], name: "x\(g)_last")
+                let baseY = ImportedValue.constant(ConstantTensor(shape: [1, oh, 1], floats: (0..<oh).map { Float($0 * strides[0] - pads[0] + ki * dilations[0]) }))
+                let baseX = ImportedValue.constant(ConstantTensor(shape: [1, 1, ow], floats: (0..<ow).map { Float($0 * strides[1] - pads[1] + kj * dilations[1]) }))
+                let y = try op(.add, baseY, try pick(offsets, [0, g, t, 0, 0, 0], [n, g + 1, t + 1, 1, oh, ow], to: [n, oh, ow], "dy\(g)_\(t)"), "y\(g)_\(t)")
+                let xx = try op(.add, baseX, try pick(offsets, [0, g, t, 1, 0, 0], [n, g + 1, t + 1, 2, oh, ow], to: [n, oh, ow], "dx\(g)_\(t)"), "x\(g)_\(t)")
+                let (y0, x0) = (try c.apply(.unary(.floor), [y], name: "y0_\(g)_\(t)"), try c.apply(.unary(.floor), [xx], name: "x0_\(g)_\(t)"))
+                let (ly, lx) = (try op(.sub, y, y0, "ly\(g)_\(t)"), try op(.sub, xx, x0, "lx\(g)_\(t)"))
+                var sum: ImportedValue? = nil
+                for (dy, wy) in [(0, try op(.sub, f(1), ly, "hy\(g)_\(t)")), (1, ly)] {
+                    for (dx, wx) in [(0, try op(.sub, f(1), lx, "hx\(g)_\(t)")), (1, lx)] {
+                        let (yi, xi) = (try op(.add, y0, f(Float(dy)), "yi"), try op(.add, x0, f(Float(dx)), "xi"))
+                        let inside = try op(.and, try op(.and, try op(.greaterOrEqual, yi, f(0), "y_in0"), try op(.less, yi, f(Float(height)), "y_in1"), "y_in"),
+                                            try op(.and, try op(.greaterOrEqual, xi, f(0), "x_in0"), try op(.less, xi, f(Float(width)), "x_in1"), "x_in"), "inside")
+                        let index = try c.apply(.concat(axis: 3), try [(yi, height), (xi, width)].map { v, size in
+                            try reshape(try cast(try c.apply(.unary(.clip(min: 0, max: Float(size - 1))), [v], name: "safe"), to: .int64, c), to: [n, oh, ow, 1], c)
+                        }, name: "corner")
+                        let value = try c.apply(.gatherND(batchDims: 1), [plane, index], name: "corner_value")
+                        let weight = try c.apply(.select, [inside, try op(.mul, wy, wx, "corner_weight"), f(0)], name: "corner_kept")
+                        let term = try op(.mul, value, try reshape(weight, to: [n, oh, ow, 1], c), "corner_term")
+                        sum = try sum.map { try op(.add, $0, term, "sampled") } ?? term
+                    }
+                }
+                if let mask {
+                    sum = try op(.mul, sum!, try pick(mask, [0, g, t, 0, 0], [n, g + 1, t + 1, oh, ow], to: [n, oh, ow, 1], "mask\(g)_\(t)"), "masked")
+                }
+                parts.append(sum!)
+            }
+            tapValues.append(try reshape(parts.count == 1 ? parts[0] : try c.apply(.concat(axis: 3), parts, name: "tap\(t)"), to: [n, oh * ow, channels, 1], c))
+        }
+        // Columns [N, OH OW, C, KH KW] (channel-major, as the weights are), a matmul a group.
+        let columns = try reshape(taps == 1 ? tapValues[0] : try c.apply(.concat(axis: 3), tapValues, name: "columns"), to: [n, oh * ow, channels * taps], c)
+        let (inPerGroup, outPerGroup) = (channels / groups, outChannels / groups)
+        var outputs: [ImportedValue] = []
+        for q in 0..<groups {
+            let cols = groups == 1 ? columns : try pick(columns, [0, 0, q * inPerGroup * taps], [n, oh * ow, (q + 1) * inPerGroup * taps], to: [n, oh * ow, inPerGroup * taps], "cols\(q)")
+            let weights = try pick(w, [q * outPerGroup, 0, 0, 0], [(q + 1) * outPerGroup, ws[1], kh, kw], to: [outPerGroup, inPerGroup * taps], "w\(q)")
+            outputs.append(try c.apply(.matmul, [cols, try c.apply(.transpose(perm: [1, 0]), [weights], name: "w\(q)_t")], name: "out\(q)"))
+        }
+        var y = outputs.count == 1 ? outputs[0] : try c.apply(.concat(axis: 2), outputs, name: "outputs")
+        if let bias = try c.input(3) { y = try op(.add, y, try reshape(try cast(bias, to: .float32, c), to: [outChannels], c), "biased") }
+        let result = try reshape(try c.apply(.transpose(perm: [0, 2, 1]), [y], name: "channels_first"), to: [n, outChannels, oh, ow], c)
+        return try cast(result, to: c.dtype(try c.required(0)), c)
     }
 }

@@ -69,3 +69,43 @@ struct Convolution3DTests {
         #expect(zip(try got.scalars, expected).allSatisfy { abs($0 - $1) <= 1e-4 })
     }
 }
+
+/// DeformConv with every offset 0 and no mask samples where a convolution reads: it gives
+/// Conv's output (grouped, strided, padded).
+@Suite("DeformConv against Conv")
+struct DeformConvTests {
+    @Test func zeroOffsetsGiveTheConvolution() throws {
+        let (xs, ws) = ([1, 4, 6, 5], [6, 2, 3, 3])
+        let x = (0..<xs.reduce(1, *)).map { Float(($0 * 13) % 17) / 8 - 1 }, w = (0..<ws.reduce(1, *)).map { Float(($0 * 7) % 11) / 5 - 1 }
+        func model(_ op: String, offsets: [Int]?) throws -> Data {
+            var m = emptyONNXModel()
+            m.opsetImport[0].version = 22
+            var node = Onnx_NodeProto()
+            (node.opType, node.name, node.input, node.output) = (op, op, offsets == nil ? ["x", "w"] : ["x", "w", "offset"], ["y"])
+            for (name, values) in [("strides", [2, 1]), ("pads", [1, 0, 1, 1]), ("kernel_shape", [3, 3])] {
+                var a = Onnx_AttributeProto()
+                (a.name, a.type, a.ints) = (name, .ints, values.map(Int64.init))
+                node.attribute.append(a)
+            }
+            var group = Onnx_AttributeProto()
+            (group.name, group.type, group.i) = ("group", .int, 2)
+            node.attribute.append(group)
+            var weights = Onnx_TensorProto()
+            (weights.name, weights.dims, weights.dataType, weights.floatData) = ("w", ws.map(Int64.init), 1, w)
+            m.graph.initializer = [weights]
+            m.graph.node = [node]
+            m.graph.input = [onnxValueInfo("x", .float32, xs)] + (offsets.map { [onnxValueInfo("offset", .float32, $0)] } ?? [])
+            var y = onnxValueInfo("y", .float32, [])
+            y.type.tensorType.clearShape()
+            m.graph.output = [y]
+            return try m.serializedData()
+        }
+        let input = try HostTensor(shape: xs, scalars: x)
+        let conv = try ONNXModel(try model("Conv", offsets: nil)).run(["x": input])["y"]!
+        let offsetShape = [1, 2 * 9, conv.shape[2], conv.shape[3]]
+        let zeros = try HostTensor(shape: offsetShape, scalars: Array(repeating: 0, count: offsetShape.reduce(1, *)))
+        let deformed = try ONNXModel(try model("DeformConv", offsets: offsetShape)).run(["x": input, "offset": zeros])["y"]!
+        #expect(deformed.shape == conv.shape)
+        #expect(zip(try deformed.scalars, try conv.scalars).allSatisfy { abs($0 - $1) < 1e-5 })
+    }
+}
