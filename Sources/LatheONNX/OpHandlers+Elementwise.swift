@@ -87,6 +87,16 @@ extension OpHandlers {
             case (false, false): return [try c.apply(.binary(.equal), [x, c.scalar(.nan, type)])]
             }
         }
+        table["BitCast"] = { c in
+            // The bits reinterpreted, as a cast with a bitwise rule (fused like any cast).
+            let x = try c.required(0)
+            guard let to = DType(onnxCode: c.node.int("to", 0)) else { throw c.fail("has to=\(c.node.int("to", 0)), not an element type") }
+            let from = c.dtype(x)
+            guard from.byteSize == to.byteSize, from.isComputed, to.isComputed else {
+                throw c.unsupported("reinterprets \(from) as \(to): types of one width, neither a 4-, 2-bit or 8-bit float type, are supported")
+            }
+            return [try cast(x, to: to, rule: CastRule(reinterpretsFrom: from), c)]
+        }
         table["Where"] = { c in [try c.apply(.select, [try c.required(0), try c.required(1), try c.required(2)])] }
         table["Max"] = { c in [try variadic(.max, c)] }
         table["Min"] = { c in [try variadic(.min, c)] }

@@ -14,16 +14,6 @@ extension OpHandlers {
             let shape = c.shape(x)
             return [x, .constant(ConstantTensor(shape: shape, ints: Array(repeating: 1, count: shape.reduce(1, *)), dtype: .bool))]
         },
-        "BitCast": { c in
-            // The bits reinterpreted, as a cast with a bitwise rule (fused like any cast).
-            let x = try c.required(0)
-            guard let to = DType(onnxCode: c.node.int("to", 0)) else { throw c.fail("has to=\(c.node.int("to", 0)), not an element type") }
-            let from = c.dtype(x)
-            guard from.byteSize == to.byteSize, from.isComputed, to.isComputed else {
-                throw c.unsupported("reinterprets \(from) as \(to): types of one width, neither a 4-, 2-bit or 8-bit float type, are supported")
-            }
-            return [try cast(x, to: to, rule: CastRule(reinterpretsFrom: from), c)]
-        },
         "Reshape": { c in
             let x = try c.required(0)
             guard let target = try c.constantInput(1, "shape") ?? c.node.ints("shape").map({ ConstantTensor(shape: [$0.count], ints: $0.map(Int64.init)) }) else {
