@@ -141,7 +141,7 @@ def main():
     header = f"onnxruntime {ort.__version__}; {a.threads} threads; Lathe: {subprocess.run([a.lathe, 'bench', '--help'], capture_output=True, text=True).returncode == 0 and a.lathe}"
     print(header, flush=True)
     with tempfile.TemporaryDirectory() as workdir:
-        candidates = models(workdir)
+        candidates = models(workdir, wanted if a.only else None)
         if set(wanted) & {"convnext_tiny", "vit_s16", "yolov8n", "resnet18_qdq"}:
             candidates += modern(workdir)
         for name, path in candidates:

@@ -123,7 +123,7 @@ def main():
         return 2
     failed = 0
     with tempfile.TemporaryDirectory() as workdir:
-        for name, path in models(workdir):
+        for name, path in models(workdir, set(a.only) if a.only else None):
             if a.only and name not in a.only:
                 continue
             ok, detail = check(name, path, a.lathe, workdir)

@@ -13,28 +13,39 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
 
-def models(workdir):
+def models(workdir, wanted=None):
+    """The light zoo, MobileNet v2, the seed models and BERT-base, as (name, path); with
+    `wanted` (names), only the groups that hold one of them are built."""
+    def want(names):
+        return wanted is None or any(n in wanted for n in names)
     light = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
     found = []
     if os.path.isdir(light):
+        files = [f for f in sorted(os.listdir(light)) if f.endswith(".onnx")]
         found += [(f[len("light_"):-len(".onnx")], randomize_weights(os.path.join(light, f), workdir))
-                  for f in sorted(os.listdir(light)) if f.endswith(".onnx")]
+                  for f in files if want([f[len("light_"):-len(".onnx")]])]
     else:
         print(f"note: {light} is missing; the light zoo is not checked")
     sys.path.insert(0, HERE)
-    import mobilenet_v2
-    found.append(("mobilenet_v2", os.path.join(workdir, "mobilenet_v2.onnx")))
-    mobilenet_v2.build(found[-1][1])
+    if want(["mobilenet_v2"]):
+        import mobilenet_v2
+        found.append(("mobilenet_v2", os.path.join(workdir, "mobilenet_v2.onnx")))
+        mobilenet_v2.build(found[-1][1])
     maker = os.path.join(ROOT, "..", "shared", "tools", "mkseedmodels.py")
-    if os.path.exists(maker):
+    if os.path.exists(maker) and want(SEED_MODELS):
         seeds = os.path.join(workdir, "seeds")
         os.makedirs(seeds, exist_ok=True)
         subprocess.run([sys.executable, maker, seeds], check=True, stdout=subprocess.DEVNULL)
         found += [(f[:-5], os.path.join(seeds, f)) for f in sorted(os.listdir(seeds)) if f.endswith(".onnx")]
-    else:
+    elif not os.path.exists(maker):
         print(f"note: {maker} is missing; the seed models are not checked")
-    found += bert_base(workdir)
+    if want(["bert_base_seq128"]):
+        found += bert_base(workdir)
     return found
+
+
+# The models ../shared/tools/mkseedmodels.py writes.
+SEED_MODELS = ["mlp_simple", "keras_cnn_b1", "keras_cnn_b64", "lstm_ts", "bert_layer"]
 
 
 def modern(workdir):
