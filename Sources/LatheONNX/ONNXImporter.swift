@@ -17,7 +17,7 @@ public struct ImportedModel {
     var stageEnd: StageEnd? = nil
 }
 
-/// Reads ONNX models (protobuf, opsets 7 to 21) into the graph IR. Initializers become
+/// Reads ONNX models (protobuf, opsets 7 to 28) into the graph IR. Initializers become
 /// constants, and computations over constants (shape subgraphs, weight transposes) are done at
 /// import. Every op type that cannot be imported is listed in one error.
 public enum ONNXImporter {
