@@ -24,4 +24,5 @@ enum OpHandlers {
         .merging(rearrange) { a, _ in a }
         .merging(spectral) { a, _ in a }
         .merging(stateSpace) { a, _ in a }
+        .merging(text) { a, _ in a }
 }

@@ -30,8 +30,9 @@ struct ConformanceTests {
         // Asin, Acos and Atan to 1707, BatchNormalization and ratio-0 Dropout in training mode and
         // MaxPool's Indices to 1713, LinearAttention, CausalConvWithState, TensorScatter and SwiGLU
         // to 1746, Col2Im and Det to 1753, RoiAlign to 1756, BitCast to 1766, LSTM
-        // peepholes to 1767, 3-D ConvTranspose to 1768, DeformConv to 1772: none may be lost.
-        #expect(results.filter { $0.outcome == .passed }.count >= 1772)
+        // peepholes to 1767, 3-D ConvTranspose to 1768, DeformConv to 1772,
+        // TfIdfVectorizer to 1779: none may be lost.
+        #expect(results.filter { $0.outcome == .passed }.count >= 1779)
         // A wrong number is worse than a refusal: none of the claimed cases may compute wrongly.
         for r in claimed { if case let .failed(reason) = r.outcome { Issue.record("\(r.name): \(reason)") } }
     }

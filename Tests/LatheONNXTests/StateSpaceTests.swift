@@ -75,3 +75,28 @@ struct StateSpaceTests {
         #expect(try out["y"]?.scalars == [0, 1, 2, 0, 4, 0, 0, 3])
     }
 }
+
+/// TfIdfVectorizer counts the pool's n-grams (skips allowed), then weighs them by mode.
+@Suite("TfIdfVectorizer")
+struct TfIdfTests {
+    @Test(arguments: [("TF", [Float(2), 1, 2]), ("IDF", [0.5, 2, 3]), ("TFIDF", [1, 2, 6])])
+    func countsAndWeighs(mode: String, expected: [Float]) throws {
+        var m = emptyONNXModel()
+        m.opsetImport[0].version = 9
+        var n = Onnx_NodeProto()
+        (n.opType, n.name, n.input, n.output) = ("TfIdfVectorizer", "tfidf", ["x"], ["y"])
+        func ints(_ name: String, _ v: [Int]) -> Onnx_AttributeProto { var a = Onnx_AttributeProto(); (a.name, a.type, a.ints) = (name, .ints, v.map(Int64.init)); return a }
+        func int(_ name: String, _ v: Int) -> Onnx_AttributeProto { var a = Onnx_AttributeProto(); (a.name, a.type, a.i) = (name, .int, Int64(v)); return a }
+        var modeAttribute = Onnx_AttributeProto(), weights = Onnx_AttributeProto()
+        (modeAttribute.name, modeAttribute.type, modeAttribute.s) = ("mode", .string, Data(mode.utf8))
+        (weights.name, weights.type, weights.floats) = ("weights", .floats, [0.5, 2, 3])
+        // Unigrams 1 and 3, the bigram (1, 2); distances 1 and 2.
+        n.attribute = [ints("pool_int64s", [1, 3, 1, 2]), ints("ngram_counts", [0, 2]), ints("ngram_indexes", [0, 1, 2]),
+                       int("min_gram_length", 1), int("max_gram_length", 2), int("max_skip_count", 1), modeAttribute, weights]
+        m.graph.node = [n]
+        m.graph.input = [onnxValueInfo("x", .int64, [5])]
+        m.graph.output = [onnxValueInfo("y", .float32, [3])]
+        let out = try ONNXModel(try m.serializedData()).run(["x": try HostTensor(shape: [5], values: [1, 2, 1, 2, 3] as [Int64])])
+        #expect(try out["y"]?.scalars == expected)
+    }
+}
