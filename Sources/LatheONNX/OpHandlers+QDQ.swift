@@ -85,23 +85,8 @@ extension OpHandlers {
         let weightAxis = try c.axis(q.weightAxis, rank: wShape.count)
         guard scaleCount == 1 || weightAxis == outputAxis && scaleCount == outputs else { return nil }
         if let zero = q.wZero, c.shape(zero).reduce(1, *) != 1, c.shape(zero).reduce(1, *) != outputs { return nil }
-        func integers(_ v: ImportedValue, zero: ImportedValue?, axis: Int, _ name: String) throws -> ImportedValue {
-            var y = try cast(v, to: .float32, c)
-            if let zero {
-                var z = try cast(zero, to: .float32, c)
-                if c.shape(z).reduce(1, *) == 1 {
-                    z = try reshape(z, to: [], c)
-                } else {
-                    var target = Array(repeating: 1, count: c.shape(v).count)
-                    target[axis] = c.shape(z).reduce(1, *)
-                    z = try reshape(z, to: target, c)
-                }
-                y = try c.apply(.binary(.sub), [y, z], name: name)
-            }
-            return y
-        }
-        let x = try integers(q.x, zero: q.xZero, axis: 0, "x_integers")
-        var w = try integers(q.w, zero: q.wZero, axis: outputAxis, "w_integers")
+        let x = try integers(q.x, lessZeroPoint: q.xZero, axis: 0, c, name: "x_integers")
+        var w = try integers(q.w, lessZeroPoint: q.wZero, axis: outputAxis, c, name: "w_integers")
         let bias = try q.bias.map { try cast($0, to: .float32, c) }
         let accumulated: ImportedValue
         switch kind {

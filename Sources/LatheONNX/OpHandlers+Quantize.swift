@@ -169,20 +169,23 @@ extension OpHandlers {
     private static func integerOperand(_ i: Int, zeroPoint: Int, axis: Int, _ c: ImportContext) throws -> ImportedValue {
         let x = try c.required(i)
         guard [.int8, .uint8].contains(c.dtype(x)) else { throw c.fail("takes int8 or uint8 operands, not \(c.dtype(x))") }
-        var y = try OpHandlers.cast(x, to: .float32, c)
-        if let zero = try c.input(zeroPoint) {
-            var z = try OpHandlers.cast(zero, to: .float32, c)
-            let rank = c.shape(x).count
-            if c.shape(z).reduce(1, *) > 1 {
-                // MatMulInteger's b_zero_point is per column (the last axis); ConvInteger's w's per output channel.
-                var target = Array(repeating: 1, count: rank)
-                target[try c.axis(axis, rank: rank)] = c.shape(z).reduce(1, *)
-                z = try OpHandlers.reshape(z, to: target, c)
-            } else {
-                z = try OpHandlers.reshape(z, to: [], c)
-            }
-            y = try c.apply(.binary(.sub), [y, z], name: "operand\(i)")
+        return try integers(x, lessZeroPoint: try c.input(zeroPoint), axis: axis, c, name: "operand\(i)")
+    }
+
+    /// x as exact f32 integers less its zero point: one value, or one per position of `axis`
+    /// (negative from the end; MatMulInteger's b_zero_point per column, the weights' per output
+    /// channel).
+    static func integers(_ x: ImportedValue, lessZeroPoint zero: ImportedValue?, axis: Int, _ c: ImportContext, name: String) throws -> ImportedValue {
+        let y = try OpHandlers.cast(x, to: .float32, c)
+        guard let zero else { return y }
+        var z = try OpHandlers.cast(zero, to: .float32, c)
+        if c.shape(z).reduce(1, *) > 1 {
+            var target = Array(repeating: 1, count: c.shape(x).count)
+            target[try c.axis(axis, rank: target.count)] = c.shape(z).reduce(1, *)
+            z = try OpHandlers.reshape(z, to: target, c)
+        } else {
+            z = try OpHandlers.reshape(z, to: [], c)
         }
-        return y
+        return try c.apply(.binary(.sub), [y, z], name: name)
     }
 }
