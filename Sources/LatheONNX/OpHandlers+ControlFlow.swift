@@ -148,7 +148,7 @@ extension OpHandlers {
             guard values.allSatisfy({ c.shape($0).first == batch }) else { throw c.fail("has inputs of different batch sizes") }
             var rows: [[ImportedValue]] = []
             for b in 0..<batch {
-                let row = try values.enumerated().map { k, v in try take(v, axis: 0, at: b, c, name: "row\(b)_\(k)") }
+                let row = try values.enumerated().map { k, v in try taken(v, axis: 0, at: b, c, name: "row\(b)_\(k)") }
                 rows.append(try scanRows(body, states: Array(row.prefix(stateCount)), scanned: Array(row.suffix(scanInputs)), axes: nil, c, name: "row\(b)/"))
             }
             return try (0..<body.output.count).map { k in
@@ -177,7 +177,7 @@ extension OpHandlers {
         var outputs: [[ImportedValue]] = Array(repeating: [], count: outputCount)
         for t in 0..<steps {
             let slices = try scanned.enumerated().map { k, v in
-                try take(v, axis: axes[k], at: directions[k] != 0 ? steps - 1 - t : t, c, name: "\(name)scan\(k)_\(t)")
+                try taken(v, axis: axes[k], at: directions[k] != 0 ? steps - 1 - t : t, c, name: "\(name)scan\(k)_\(t)")
             }
             c.unrolling += 1
             defer { c.unrolling -= 1 }
@@ -191,16 +191,6 @@ extension OpHandlers {
             return try stack(ordered, axis: try c.axis(outputAxes[k], rank: rank), emptyLike: body.output[states.count + k], c, name: "\(name)scan_output\(k)")
         }
         return states + stacked
-    }
-
-    /// The slice of `v` at `index` along `axis`, that axis dropped.
-    private static func take(_ v: ImportedValue, axis: Int, at index: Int, _ c: ImportContext, name: String) throws -> ImportedValue {
-        var shape = c.shape(v)
-        var (starts, ends) = (Array(repeating: 0, count: shape.count), shape)
-        (starts[axis], ends[axis]) = (index, index + 1)
-        let slice = try c.apply(.slice(starts: starts, ends: ends, steps: Array(repeating: 1, count: shape.count)), [v], name: name)
-        shape.remove(at: axis)
-        return try reshape(slice, to: shape, c)
     }
 
     /// Values of one shape joined along a new axis; none: an empty tensor of the declared type.

@@ -68,8 +68,7 @@ extension OpHandlers {
         let length = try reshape(lengths, to: batchShape, c)
         let reversed = try c.apply(.binary(.sub), [try c.apply(.binary(.sub), [length, c.scalar(1, .int64)], name: "last"), t], name: "reversed")
         let within = try c.apply(.binary(.less), [t, length], name: "within")
-        let carrier = ImportedValue.constant(ConstantTensor(shape: shape, ints: Array(repeating: 0, count: shape.reduce(1, *))))
-        let positions = try c.apply(.binary(.add), [try c.apply(.select, [within, reversed, t], name: "positions"), carrier], name: "positions_full")
+        let positions = try broadcast(try c.apply(.select, [within, reversed, t], name: "positions"), to: shape, c, name: "positions_full")
         return [try c.apply(.gatherElements(axis: timeAxis), [x, positions])]
     }
 

@@ -47,17 +47,8 @@ extension OpHandlers {
             throw c.fail("has B \(c.shape(b)), not [\(directions), \(2 * gateCount * hidden)]")
         }
 
-        func pick(_ v: ImportedValue, _ d: Int, _ what: String) throws -> ImportedValue {
-            var shape = c.shape(v)
-            var (s, e) = (Array(repeating: 0, count: shape.count), shape)
-            (s[0], e[0]) = (d, d + 1)
-            let one = try c.apply(.slice(starts: s, ends: e, steps: Array(repeating: 1, count: shape.count)), [v], name: "\(what)\(d)")
-            shape.removeFirst()
-            return try reshape(one, to: shape, c)
-        }
-        func part(_ v: ImportedValue, from: Int, to: Int, _ name: String) throws -> ImportedValue {
-            try c.apply(.slice(starts: [from], ends: [to], steps: [1]), [v], name: name)
-        }
+        func pick(_ v: ImportedValue, _ d: Int, _ what: String) throws -> ImportedValue { try taken(v, axis: 0, at: d, c, name: "\(what)\(d)") }
+        func part(_ v: ImportedValue, from: Int, to: Int, _ name: String) throws -> ImportedValue { try sliced(v, axis: 0, from: from, to: to, c, name: name) }
         func zeros(_ shape: [Int]) -> ImportedValue {
             .constant(ConstantTensor(shape: shape, floats: Array(repeating: 0, count: shape.reduce(1, *))))
         }

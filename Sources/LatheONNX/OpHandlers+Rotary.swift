@@ -33,10 +33,7 @@ extension OpHandlers {
         let workShape = c.shape(work), last = workShape.count - 1
 
         func lastAxis(_ v: ImportedValue, from: Int, to: Int, step: Int = 1, _ name: String) throws -> ImportedValue {
-            let s = c.shape(v)
-            guard from != 0 || to != s[s.count - 1] || step != 1 else { return v }
-            return try c.apply(.slice(starts: Array(repeating: 0, count: s.count - 1) + [from], ends: Array(s.dropLast()) + [to],
-                                      steps: Array(repeating: 1, count: s.count - 1) + [step]), [v], name: name)
+            try sliced(v, axis: c.shape(v).count - 1, from: from, to: to, step: step, c, name: name)
         }
         func table(_ cache: ImportedValue, _ name: String) throws -> ImportedValue {
             var t = cache

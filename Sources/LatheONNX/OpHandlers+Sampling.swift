@@ -224,12 +224,11 @@ extension OpHandlers {
         let batch = try reshape(try cast(batchIndices, to: .int64, c), to: [regions, 1, 1, 1], c)
         let channelsLast = try c.apply(.transpose(perm: [0, 2, 3, 1]), [x], name: "channels_last")
         let gridShape = [regions, pooledH * ratio, pooledW * ratio]
-        let carrier = ImportedValue.constant(ConstantTensor(shape: gridShape + [1], ints: Array(repeating: 0, count: gridShape.reduce(1, *))))
         var terms: [ImportedValue] = []
         for (k, (row, rowWeight)) in [(y.low, y.weightLow), (y.high, y.weightHigh)].enumerated() {
             for (j, (column, columnWeight)) in [(xAxis.low, xAxis.weightLow), (xAxis.high, xAxis.weightHigh)].enumerated() {
                 let r = try reshape(try cast(row, to: .int64, c), to: rowShape + [1], c), q = try reshape(try cast(column, to: .int64, c), to: columnShape + [1], c)
-                let parts = try [batch, r, q].map { try op(.add, $0, carrier, "corner\(k)\(j)_index") }
+                let parts = try [batch, r, q].map { try broadcast($0, to: gridShape + [1], c, name: "corner\(k)\(j)_index") }
                 let indices = try c.apply(.concat(axis: 3), parts, name: "corner\(k)\(j)_indices")
                 let values = try cast(try c.apply(.gatherND(batchDims: 0), [channelsLast, indices], name: "corner\(k)\(j)"), to: .float32, c)
                 let weight = try op(.mul, try reshape(rowWeight, to: rowShape, c), try reshape(columnWeight, to: columnShape, c), "corner\(k)\(j)_weight")

@@ -120,13 +120,7 @@ extension OpHandlers {
             if case let .constant(k) = x, k.isInteger {
                 return [.constant(k.gathered(shape: shape, strides: broadcastStrides(of: k.shape, to: shape), base: 0))]
             }
-            // Broadcast by a formula that reads x alone, with a second operand whose shape has
-            // the expanded axes only (and so holds few elements): any element type.
-            let own = Array(repeating: 1, count: shape.count - c.shape(x).count) + c.shape(x)
-            let carrier = shape.indices.map { own[$0] == 1 ? shape[$0] : 1 }
-            guard let count = elementCount(carrier) else { throw c.fail("expands to \(shape), too many elements") }
-            let zeros = ConstantTensor(shape: carrier, floats: Array(repeating: 0, count: count))
-            return [try c.apply(.fusedElementwise(.arg(0)), [x, .constant(ConstantTensor((try? zeros.tensor.converted(to: c.dtype(x))) ?? zeros.tensor))])]
+            return [try broadcast(x, to: shape, c)]
         },
         "ReduceSum": { c in [try reduce(.sum, c, axesInputSince: 13)] },
         "ReduceProd": { c in [try reduce(.prod, c, axesInputSince: 18)] },
@@ -183,6 +177,34 @@ extension OpHandlers {
             shape[unknown] = count / known
         }
         return shape
+    }
+
+    /// x broadcast (NumPy) to `shape`, by a formula that reads x alone with a second operand
+    /// whose shape has the expanded axes only (and so holds few elements): any element type.
+    static func broadcast(_ x: ImportedValue, to shape: [Int], _ c: ImportContext, name: String? = nil) throws -> ImportedValue {
+        guard c.shape(x) != shape else { return x }
+        let own = Array(repeating: 1, count: shape.count - c.shape(x).count) + c.shape(x)
+        let carrier = shape.indices.map { own[$0] == 1 ? shape[$0] : 1 }
+        guard let count = elementCount(carrier) else { throw c.fail("expands to \(shape), too many elements") }
+        let zeros = ConstantTensor(shape: carrier, floats: Array(repeating: 0, count: count))
+        return try c.apply(.fusedElementwise(.arg(0)), [x, .constant(ConstantTensor((try? zeros.tensor.converted(to: c.dtype(x))) ?? zeros.tensor))], name: name)
+    }
+
+    /// x's positions from..<to (every `step`-th) along one axis, the other axes whole; x itself
+    /// when that is all of it.
+    static func sliced(_ x: ImportedValue, axis: Int, from: Int, to: Int, step: Int = 1, _ c: ImportContext, name: String? = nil) throws -> ImportedValue {
+        let shape = c.shape(x)
+        guard from != 0 || to != shape[axis] || step != 1 else { return x }
+        var (starts, ends, steps) = (Array(repeating: 0, count: shape.count), shape, Array(repeating: 1, count: shape.count))
+        (starts[axis], ends[axis], steps[axis]) = (from, to, step)
+        return try c.apply(.slice(starts: starts, ends: ends, steps: steps), [x], name: name)
+    }
+
+    /// x's slice at `index` along `axis`, that axis dropped.
+    static func taken(_ x: ImportedValue, axis: Int, at index: Int, _ c: ImportContext, name: String? = nil) throws -> ImportedValue {
+        var shape = c.shape(x)
+        shape.remove(at: axis)
+        return try reshape(try sliced(x, axis: axis, from: index, to: index + 1, c, name: name), to: shape, c)
     }
 
     /// A reshape that keeps constants constant (integer ones included).

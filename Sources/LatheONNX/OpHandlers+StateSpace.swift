@@ -70,10 +70,7 @@ extension OpHandlers {
         let group = qHeads / kvHeads
         let kvOfHead = ImportedValue.constant(ConstantTensor(shape: [qHeads], ints: (0..<qHeads).map { Int64($0 / group) }))
         /// Step t of a [B, heads, T, size] tensor, as [B, heads, 1, size].
-        func step(_ x: ImportedValue, _ t: Int, _ name: String) throws -> ImportedValue {
-            let s = c.shape(x)
-            return try c.apply(.slice(starts: [0, 0, t, 0], ends: [s[0], s[1], t + 1, s[3]], steps: [1, 1, 1, 1]), [x], name: "\(name)\(t)")
-        }
+        func step(_ x: ImportedValue, _ t: Int, _ name: String) throws -> ImportedValue { try sliced(x, axis: 2, from: t, to: t + 1, c, name: "\(name)\(t)") }
         func transposedLast(_ x: ImportedValue, _ name: String) throws -> ImportedValue { try c.apply(.transpose(perm: [0, 1, 3, 2]), [x], name: name) }
         var outputs: [ImportedValue] = []
         for t in 0..<steps {
@@ -136,8 +133,7 @@ extension OpHandlers {
             ?? .constant(ConstantTensor(shape: batchShape, ints: Array(repeating: 0, count: cs[0])))
         var positions = try c.apply(.binary(.add), [starts, .constant(ConstantTensor(shape: stepShape, ints: (0..<us[axis]).map(Int64.init)))], name: "positions")
         if mode == "circular" { positions = try c.apply(.binary(.mod), [positions, c.scalar(Float(cs[axis]), .int64)], name: "wrapped") }
-        let carrier = ImportedValue.constant(ConstantTensor(shape: us, ints: Array(repeating: 0, count: us.reduce(1, *))))
-        let indices = try c.apply(.binary(.add), [positions, carrier], name: "indices")
+        let indices = try broadcast(positions, to: us, c, name: "indices")
         return [try c.apply(.scatter(axis: axis, reduction: .none), [cache, indices, update])]
     }
 }

@@ -32,9 +32,7 @@ extension OpHandlers {
         let rows = shape.count == 2 ? try reshape(x, to: shape, c) : try reshape(x, to: [1, shape[0]], c)
         let (batch, length) = (c.shape(rows)[0], c.shape(rows)[1])
         let type = c.dtype(x)
-        func column(_ from: Int, _ count: Int, _ name: String) throws -> ImportedValue {
-            try c.apply(.slice(starts: [0, from], ends: [batch, from + count], steps: [1, 1]), [rows], name: name)
-        }
+        func column(_ from: Int, _ count: Int, _ name: String) throws -> ImportedValue { try sliced(rows, axis: 1, from: from, to: from + count, c, name: name) }
         var totals: [Int: ImportedValue] = [:]
         for (k, gram) in grams.enumerated() where (minGram...maxGram).contains(gram.items.count) {
             let n = gram.items.count
