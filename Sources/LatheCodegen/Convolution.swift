@@ -35,8 +35,11 @@ struct ConvGeometry {
     /// full register blocks when K is large and the image small. The tiles are of equal height:
     /// 28 rows in tiles of at most 9 are four of 7, not 9, 9, 9 and 1, which two threads would
     /// share as 18 and 10 (and 14 rows two of 7, not 9 and 5).
-    var tileRows: Int {
-        let rowBytes = unfoldedRows * outW * 4
+    var tileRows: Int { tileRows(elementBytes: 4) }
+
+    /// `tileRows` for an unfolded tile of elements of `elementBytes` bytes.
+    func tileRows(elementBytes: Int) -> Int {
+        let rowBytes = unfoldedRows * outW * elementBytes
         let fewest = (64 + outW - 1) / max(outW, 1)
         let rows = min(outH, max(1, IRBuilder.unfoldTileBytes / max(rowBytes, 1), fewest))
         let tiles = (outH + rows - 1) / rows

@@ -242,7 +242,7 @@ extension IRBuilder {
     /// One vector of `rows.count * width` lanes: lane p * rows.count + r is lane p of rows[r]. The
     /// rows are concatenated pairwise (padded to a power of two) and then shuffled once; LLVM
     /// lowers that to unpacks, permutes and blends.
-    private func transpose(_ rows: [LLVMValue]) -> LLVMValue {
+    func transpose(_ rows: [LLVMValue]) -> LLVMValue {
         let width = lanes(of: rows[0])
         var level = rows
         while level.count & (level.count - 1) != 0 { level.append(LLVMGetUndef(LLVMTypeOf(rows[0]))) }

@@ -14,6 +14,9 @@ final class IRBuilder {
     let vectorWidth: Int
     /// The i64 counter the kernel being emitted claims its units from, when it does.
     var unitCounter: LLVMValue?
+    /// The host multiplies 4 byte pairs a 32-bit lane in one instruction at this vector width
+    /// (vpdpbusd: AVX-512 VNNI, or AVX-VNNI for 8 lanes); else the integer GEMM widens them.
+    var hasInt8DotProduct = false
 
     let f32: LLVMType
     let i1: LLVMType

@@ -39,7 +39,7 @@ extension IRBuilder {
         case let .node(.epilogue(base, count, formula)):
             try contraction(base, out: out, x: Array(x.prefix(count)), shapes: Array(shapes.prefix(count)), shape: shape, scratch: scratch,
                             epilogue: GemmEpilogue(formula: formula, extras: x.indices.dropFirst(count).map { (x[$0], shapes[$0] != shape) }),
-                            plan: kernel.plan, thread: thread)
+                            plan: kernel.plan, thread: thread, resultType: resultType, extraTypes: Array(types.dropFirst(count)))
         case let .node(.pooled(base, _)):
             guard case let .pooled(p, image) = kernel.plan.algorithm else {
                 throw LatheError.unsupported("\(base.name) pooled in its kernel, with shapes \(shapes)")
@@ -93,7 +93,8 @@ extension IRBuilder {
                     start += shapes[k][axis]
                 }
             case .matmul, .dense, .conv2d:
-                try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil, plan: kernel.plan, thread: thread)
+                try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil, plan: kernel.plan, thread: thread,
+                                resultType: resultType)
             case let .pool2d(a):
                 pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape, split: kernel.split, thread: thread, threads: kernel.threads)
             case .globalAveragePool:
@@ -169,7 +170,7 @@ extension IRBuilder {
     /// Dense, matmul and conv2d, each a GEMM, with the epilogue applied as results are stored,
     /// this thread's share of it, by the algorithm its plan chose.
     func contraction(_ op: Op, out: LLVMValue, x: [LLVMValue], shapes: [[Int]], shape: [Int], scratch: LLVMValue?, epilogue: GemmEpilogue?,
-                     plan: KernelPlan, thread: LLVMValue) throws {
+                     plan: KernelPlan, thread: LLVMValue, resultType: DType = .float32, extraTypes: [DType] = []) throws {
         let (split, threads, prepacked) = (plan.split, plan.threads, plan.weightLayout.isPacked)
         let bias = x.count == 3 ? x[2] : nil
         switch (op, plan.algorithm) {
@@ -201,6 +202,14 @@ extension IRBuilder {
             convolution(g, output: out, input: x[0], weights: x[1], bias: bias, scratch: scratch,
                         threadScratchFloats: plan.scratchFloatsPerThread, epilogue: epilogue,
                         split: split, thread: thread, threads: threads, prepackedWeights: prepacked)
+        case let (.conv2d, .int8Gemm(q)):
+            guard case let .convolution(g, tileRows) = q.form else { throw LatheError.backend("conv2d \(shapes) planned as a product") }
+            try int8Convolution(g, tileRows: tileRows, output: out, resultType: resultType, input: x[0], weights: x[1], bias: bias, epilogue: epilogue,
+                                extraTypes: extraTypes, scratch: scratch, plan: plan, thread: thread)
+        case let (.dense, .int8Gemm(q)), let (.matmul, .int8Gemm(q)):
+            guard case let .product(m, n, k, batch) = q.form else { throw LatheError.backend("\(op.name) \(shapes) planned as a convolution") }
+            try int8Product(m: m, n: n, k: k, batch: batch, output: out, resultType: resultType, x: x[0], w: x[1], shapes: shapes, bias: bias,
+                            epilogue: epilogue, extraTypes: extraTypes, scratch: scratch, plan: plan, thread: thread)
         default:
             throw LatheError.unsupported("\(op.name) with shapes \(shapes) has no contraction plan")
         }
@@ -228,36 +237,50 @@ extension IRBuilder {
         }
     }
 
+    /// The batch axes of a NumPy matmul of these operand shapes, broadcast.
+    private func matmulBatch(_ aShape: [Int], _ bShape: [Int]) -> (batch: [Int], a: [Int], b: [Int]) {
+        let a2 = aShape.count == 1 ? [1] + aShape : aShape
+        let b2 = bShape.count == 1 ? bShape + [1] : bShape
+        let aBatch = Array(a2.dropLast(2)), bBatch = Array(b2.dropLast(2))
+        return ((try? broadcastShapes(aBatch, bBatch)) ?? [], aBatch, bBatch)
+    }
+
+    /// The number of products of a NumPy matmul.
+    func matmulBatchCount(_ aShape: [Int], _ bShape: [Int]) -> Int { matmulBatch(aShape, bShape).batch.reduce(1, *) }
+
+    /// The element offsets of C, A and B of a NumPy matmul's product u (batch axes broadcast by
+    /// stride 0).
+    func matmulBatchOffsets(_ aShape: [Int], _ bShape: [Int]) -> (LLVMValue) -> (c: LLVMValue, a: LLVMValue, b: LLVMValue) {
+        let (m, n, k) = matmulSizes(aShape, bShape)
+        let (batch, aBatch, bBatch) = matmulBatch(aShape, bShape)
+        let strides = [contiguousStrides(batch).map { $0 * m * n }, broadcastStrides(of: aBatch, to: batch).map { $0 * m * k },
+                       broadcastStrides(of: bBatch, to: batch).map { $0 * k * n }]
+        return { u in
+            var result = [self.int(0), self.int(0), self.int(0)]
+            var rest = u
+            for axis in batch.indices.reversed() {
+                let index = LLVMBuildURem(self.builder, rest, self.int(batch[axis]), "")!
+                rest = LLVMBuildUDiv(self.builder, rest, self.int(batch[axis]), "")!
+                for v in 0..<3 { result[v] = self.offset(result[v], index, times: strides[v][axis]) }
+            }
+            return (result[0], result[1], result[2])
+        }
+    }
+
     /// NumPy matmul: a GEMM per batch index, batch axes broadcast by stride 0. A thread takes a
     /// run of batch indices (`.units`), or its share of every product.
     private func batchedMatmul(out: LLVMValue, a: LLVMValue, b: LLVMValue, aShape: [Int], bShape: [Int], epilogue: GemmEpilogue?, packing: LLVMValue?,
                                prepackedB: Bool, split: ThreadSplit, thread: LLVMValue, threads: Int) {
-        let a2 = aShape.count == 1 ? [1] + aShape : aShape
-        let b2 = bShape.count == 1 ? bShape + [1] : bShape
         let (m, n, k) = matmulSizes(aShape, bShape)
-        let aBatch = Array(a2.dropLast(2)), bBatch = Array(b2.dropLast(2))
-        let batch = (try? broadcastShapes(aBatch, bBatch)) ?? []
-        let strides = [contiguousStrides(batch).map { $0 * m * n }, broadcastStrides(of: aBatch, to: batch).map { $0 * m * k },
-                       broadcastStrides(of: bBatch, to: batch).map { $0 * k * n }]
-        /// The element offsets of C, A and B for flat batch index u.
-        func offsets(_ u: LLVMValue) -> [LLVMValue] {
-            var result = [int(0), int(0), int(0)]
-            var rest = u
-            for axis in batch.indices.reversed() {
-                let index = LLVMBuildURem(builder, rest, int(batch[axis]), "")!
-                rest = LLVMBuildUDiv(builder, rest, int(batch[axis]), "")!
-                for v in 0..<3 { result[v] = offset(result[v], index, times: strides[v][axis]) }
-            }
-            return result
-        }
-        let count = batch.reduce(1, *)
+        let offsets = matmulBatchOffsets(aShape, bShape)
+        let count = matmulBatchCount(aShape, bShape)
         /// The products of batch indices first..<first + batches, or this thread's share of each.
         func products(_ split: ThreadSplit, first: LLVMValue, batches: Int) {
             matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue, outer: batches) { j, rowStart, rows, columnStart, columns, epilogue in
                 let o = offsets(iadd(first, j))
-                gemm(m: rows, n: columns, k: k, a: MatrixView(base: a, offset: iadd(o[1], imul(rowStart, int(k))), rowStride: k),
-                     b: MatrixView(base: b, offset: iadd(o[2], columnStart), rowStride: n),
-                     c: MatrixView(base: out, offset: iadd(o[0], iadd(imul(rowStart, int(n)), columnStart)), rowStride: n),
+                gemm(m: rows, n: columns, k: k, a: MatrixView(base: a, offset: iadd(o.a, imul(rowStart, int(k))), rowStride: k),
+                     b: MatrixView(base: b, offset: iadd(o.b, columnStart), rowStride: n),
+                     c: MatrixView(base: out, offset: iadd(o.c, iadd(imul(rowStart, int(n)), columnStart)), rowStride: n),
                      bias: .none, epilogue: epilogue, packing: packing, prepackedB: prepackedB)
             }
         }

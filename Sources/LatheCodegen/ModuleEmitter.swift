@@ -5,7 +5,12 @@ import LatheIR
 public struct CodegenTarget: Sendable {
     /// Floats per vector register: from the host's features, never assumed.
     public var vectorWidth: Int
-    public init(vectorWidth: Int) { self.vectorWidth = vectorWidth }
+    /// The host has an 8-bit dot product (vpdpbusd) at this vector width.
+    public var hasInt8DotProduct: Bool
+    public init(vectorWidth: Int, hasInt8DotProduct: Bool = false) {
+        self.vectorWidth = vectorWidth
+        self.hasInt8DotProduct = hasInt8DotProduct
+    }
 }
 
 /// What a kernel's code depends on.
@@ -60,6 +65,7 @@ public enum ModuleEmitter {
 
     public static func emit(_ program: KernelProgram, into parts: [(module: LLVMModuleRef, context: LLVMContextRef)], target: CodegenTarget) throws {
         let builders = parts.map { IRBuilder(context: $0.context, module: $0.module, vectorWidth: target.vectorWidth) }
+        for b in builders { b.hasInt8DotProduct = target.hasInt8DotProduct }
         guard let b = builders.first else { throw LatheError.backend("no module to emit the kernels into") }
         let types = builders.map(EntryTypes.init)
         let (pointerArray, parallelType) = (types[0].pointerArray, types[0].parallel)

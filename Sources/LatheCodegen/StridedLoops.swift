@@ -88,6 +88,14 @@ extension IRBuilder {
         if length > left + width { fill(pointer(row, int(left + width)), count: int(length - left - width), with: 0) }
     }
 
+    /// base[0 ..< count] = value (a scalar of `dtype`'s compute type), for a count known at run time.
+    func fill(_ base: LLVMValue, count: LLVMValue, with value: LLVMValue, _ dtype: DType) {
+        let width = vectorWidth
+        let vectorEnd = LLVMBuildAnd(builder, count, int(-width), "")!
+        loop(from: int(0), to: vectorEnd, step: width) { i in store(splat(value, lanes: width), base, i, dtype) }
+        loop(from: vectorEnd, to: count) { i in store(value, base, i, dtype) }
+    }
+
     /// base[0 ..< count] = value, for a count known at run time.
     func fill(_ base: LLVMValue, count: LLVMValue, with value: Float) {
         let width = vectorWidth

@@ -28,18 +28,23 @@ extension IRBuilder {
     }
 
     /// Unfolds output rows firstRow..<firstRow+rows of one image and group into `scratch`; with
-    /// `channels`, only that many input channels from `input` on (a thread's share).
-    func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue, firstRow: LLVMValue, rows: LLVMValue, channels: LLVMValue? = nil) {
-        let function = unfoldFunction(strideX: g.attributes.strides[1])
+    /// `channels`, only that many input channels from `input` on (a thread's share). Elements of
+    /// `dtype`: f32, or a quantized convolution's uint8, whose padding holds `g`'s padValue.
+    func unfold(_ g: ConvGeometry, input: LLVMValue, into scratch: LLVMValue, firstRow: LLVMValue, rows: LLVMValue, channels: LLVMValue? = nil,
+                dtype: DType = .float32) {
+        let function = unfoldFunction(strideX: g.attributes.strides[1], dtype: dtype)
         var sizes = UnfoldSizes(g).values.map(int)
         if let channels { sizes[0] = channels }
-        call(function, [input, scratch, firstRow, rows] + sizes)
+        call(function, [input, scratch, firstRow, rows] + sizes + (dtype == .float32 ? [] : [int(g.attributes.padValue)]))
     }
 
-    private func unfoldFunction(strideX sx: Int) -> LLVMValue {
-        sharedFunction("lathe_unfold_s\(sx)", pointerCount: 2, integerCount: 15) { function in
+    private func unfoldFunction(strideX sx: Int, dtype: DType) -> LLVMValue {
+        let name = dtype == .float32 ? "lathe_unfold_s\(sx)" : "lathe_unfold_\(dtype.rawValue)_s\(sx)"
+        return sharedFunction(name, pointerCount: 2, integerCount: dtype == .float32 ? 15 : 16) { function in
             let input = LLVMGetParam(function, 0)!, scratch = LLVMGetParam(function, 1)!
             let p = (2..<17).map { LLVMGetParam(function, UInt32($0))! }
+            let padValue = dtype == .float32 ? float(0) : LLVMBuildTrunc(builder, LLVMGetParam(function, 17)!, computeType(dtype), "")!
+            func fill(_ base: LLVMValue, count: LLVMValue) { self.fill(base, count: count, with: padValue, dtype) }
             let (firstRow, rows, channels, height, width) = (p[0], p[1], p[2], p[3], p[4])
             let (kernelH, kernelW, strideY, padTop, padLeft) = (p[5], p[6], p[7], p[8], p[9])
             let (dilationY, dilationX, outH, outW, padded) = (p[10], p[11], p[12], p[13], p[14])
@@ -48,7 +53,7 @@ extension IRBuilder {
             let hasPadding = LLVMBuildICmp(builder, LLVMIntNE, padded, int(0), "")!
             let endRow = iadd(firstRow, rows)
             loop(from: int(0), to: channels) { c in
-                let channelInput = pointer(input, imul(c, imul(height, width)))
+                let channelInput = pointer(input, imul(c, imul(height, width)), dtype)
                 loop(from: int(0), to: kernelH) { ky in
                     let tapY = imul(ky, dilationY)
                     let (rowsLo, rowsHi) = validRange(count: outH, size: height, stride: strideY, pad: padTop, tap: tapY)
@@ -57,7 +62,7 @@ extension IRBuilder {
                         let tapX = imul(kx, dilationX)
                         let (lo, hi) = validRange(count: outW, size: width, stride: int(sx), pad: padLeft, tap: tapX)
                         let row = iadd(imul(c, taps), iadd(imul(ky, kernelW), kx))
-                        let rowBase = pointer(scratch, imul(row, columns))
+                        let rowBase = pointer(scratch, imul(row, columns), dtype)
                         let ix = iadd(isub(imul(lo, int(sx)), padLeft), tapX)
                         let count = isub(hi, lo)
                         // Whole vectors whose stride x width load stays inside the input row.
@@ -65,9 +70,9 @@ extension IRBuilder {
                                                          LLVMBuildSDiv(builder, isub(width, ix), int(vectorWidth * sx), "")!))
                         loop(from: y0, to: y1) { oy in
                             let iy = iadd(isub(imul(oy, strideY), padTop), tapY)
-                            let source = pointer(channelInput, iadd(imul(iy, width), ix))
-                            let target = pointer(rowBase, iadd(imul(isub(oy, firstRow), outW), lo))
-                            copyStrided(from: source, stride: sx, to: target, count: count, vectors: vectors)
+                            let source = pointer(channelInput, iadd(imul(iy, width), ix), dtype)
+                            let target = pointer(rowBase, iadd(imul(isub(oy, firstRow), outW), lo), dtype)
+                            copyStrided(from: source, stride: sx, to: target, count: count, vectors: vectors, dtype)
                         }
                         // Zero only what falls in the padding: the columns before `lo` and from
                         // `hi` on of the rows copied, and the rows outside y0..<y1 whole (zeroing
@@ -75,14 +80,14 @@ extension IRBuilder {
                         // writes 7.4 MB of unfolded taps).
                         ifElse(hasPadding, then: {
                             let before = isub(imax(y0, firstRow), firstRow)
-                            fill(rowBase, count: imul(imin(before, rows), outW), with: 0)
+                            fill(rowBase, count: imul(imin(before, rows), outW))
                             let after = imax(y1, y0)
                             let afterStart = isub(imax(after, firstRow), firstRow)
-                            fill(pointer(rowBase, imul(imin(afterStart, rows), outW)), count: imul(imax(int(0), isub(rows, afterStart)), outW), with: 0)
+                            fill(pointer(rowBase, imul(imin(afterStart, rows), outW), dtype), count: imul(imax(int(0), isub(rows, afterStart)), outW))
                             loop(from: y0, to: y1) { oy in
-                                let rowStart = pointer(rowBase, imul(isub(oy, firstRow), outW))
-                                fill(rowStart, count: lo, with: 0)
-                                fill(pointer(rowStart, hi), count: isub(outW, hi), with: 0)
+                                let rowStart = pointer(rowBase, imul(isub(oy, firstRow), outW), dtype)
+                                fill(rowStart, count: lo)
+                                fill(pointer(rowStart, hi, dtype), count: isub(outW, hi))
                             }
                         }, else: {})
                     }
@@ -92,17 +97,17 @@ extension IRBuilder {
     }
 
     /// target[i] = source[i * stride] for i in 0..<count, the first `vectors` x width by vectors.
-    private func copyStrided(from source: LLVMValue, stride: Int, to target: LLVMValue, count: LLVMValue, vectors: LLVMValue) {
+    private func copyStrided(from source: LLVMValue, stride: Int, to target: LLVMValue, count: LLVMValue, vectors: LLVMValue, _ dtype: DType) {
         let width = vectorWidth
         let vectorEnd = imul(vectors, int(width))
         loop(from: int(0), to: vectorEnd, step: width) { i in
             if stride == 1 {
-                store(load(source, i, lanes: width), target, i)
+                store(load(source, i, lanes: width, dtype), target, i, dtype)
             } else {
-                store(lanes(of: load(source, imul(i, int(stride)), lanes: width * stride), step: stride), target, i)
+                store(lanes(of: load(source, imul(i, int(stride)), lanes: width * stride, dtype), step: stride), target, i, dtype)
             }
         }
-        loop(from: vectorEnd, to: count) { i in store(load(source, imul(i, int(stride))), target, i) }
+        loop(from: vectorEnd, to: count) { i in store(load(source, imul(i, int(stride)), dtype), target, i, dtype) }
     }
 
     /// The output positions o in 0..<count whose input index o*stride - pad + tap is in

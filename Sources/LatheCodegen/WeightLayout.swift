@@ -13,6 +13,15 @@ public enum WeightLayout: Hashable, Sendable {
     /// A 3x3 convolution's weights transformed for Winograd's F(tile x tile, 3x3): α² matrices
     /// [OC, IC], each in the panel layout above (WinogradGeometry).
     case winograd(tile: Int, outChannels: Int, inChannels: Int, panel: Int)
+    /// A quantized convolution's int8 weights [OC, ICg*KH*KW] as the integer GEMM reads its A
+    /// (Int8Gemm.swift): for each group, its output channels in panels of `panel` rows, each
+    /// panel [depth/4][panel] words of 4 bytes, a row's 4 consecutive weights along K in a word
+    /// (K padded with zeros to a multiple of 4, the last panel's rows with zero rows).
+    case int8Rows(groups: Int, rows: Int, depth: Int, panel: Int)
+    /// A quantized product's int8 right operand [K, N] as the integer GEMM reads its B: panels of
+    /// `panel` columns, each [depth/4][panel] words, a column's 4 consecutive values along K in a
+    /// word (zero-padded as above).
+    case int8Columns(depth: Int, columns: Int, panel: Int)
 
     /// The weights are in a GEMM's panel layout, not as the graph holds them.
     public var isPacked: Bool { self != .plain }
@@ -28,6 +37,40 @@ public enum WeightLayout: Hashable, Sendable {
         case let .gemmPanels(groups, rows, depth, panel): return groups * roundUp(rows, panel) * depth
         case .winograd: return panels.floatCount(0)
         case let .gemmColumnPanels(depth, columns, panel): return depth * roundUp(columns, panel)
+        case let .int8Rows(groups, rows, depth, panel): return groups * roundUp(rows, panel) * roundUp(depth, 4) / 4
+        case let .int8Columns(depth, columns, panel): return roundUp(depth, 4) / 4 * roundUp(columns, panel)
+        }
+    }
+
+    /// The layout holds bytes (8-bit integers in 4-byte words), not floats.
+    public var holdsBytes: Bool {
+        switch self {
+        case .int8Rows, .int8Columns: return true
+        default: return false
+        }
+    }
+
+    /// Writes an 8-bit tensor's values in an int8 layout to all of `out` (`floatCount` x 4
+    /// bytes, padding zeroed).
+    public func writeBytes(_ t: HostTensor, into out: UnsafeMutableRawBufferPointer) {
+        out.initializeMemory(as: UInt8.self, repeating: 0)
+        let source = t.rawBytes
+        switch self {
+        case let .int8Rows(groups, rows, depth, panel):
+            let (words, paddedRows) = (roundUp(depth, 4) / 4, roundUp(rows, panel))
+            for g in 0..<groups {
+                for row in 0..<rows {
+                    let panelStart = (g * paddedRows + row / panel * panel) * words * 4
+                    for k in 0..<depth { out[panelStart + (k / 4 * panel + row % panel) * 4 + k % 4] = source[(g * rows + row) * depth + k] }
+                }
+            }
+        case let .int8Columns(depth, columns, panel):
+            let words = roundUp(depth, 4) / 4
+            for k in 0..<depth {
+                for j in 0..<columns { out[(j / panel * words * panel + k / 4 * panel + j % panel) * 4 + k % 4] = source[k * columns + j] }
+            }
+        default:
+            _ = source.withUnsafeBytes { out.copyMemory(from: $0) }
         }
     }
 
@@ -50,6 +93,8 @@ public enum WeightLayout: Hashable, Sendable {
             t.scalars.withUnsafeBufferPointer {
                 WinogradTransform.forTile(tile).transformFilters($0, outChannels: outChannels, inChannels: inChannels, panel: panel, into: out)
             }
+        case .int8Rows, .int8Columns:
+            writeBytes(t, into: UnsafeMutableRawBufferPointer(out))
         }
     }
 
@@ -60,6 +105,7 @@ public enum WeightLayout: Hashable, Sendable {
         case .plain: return false
         case let .gemmPanels(_, rows, _, panel), let .winograd(_, rows, _, panel): return rows % panel != 0
         case let .gemmColumnPanels(_, columns, panel): return columns % panel != 0
+        case .int8Rows, .int8Columns: return true
         }
     }
 

@@ -33,10 +33,15 @@ public enum Op: Hashable, Sendable {
     /// in cache, and never written whole. Made by the conv-pool fusion pass.
     indirect case pooled(base: Op, pool: Pool2DAttributes)
     /// Batched matrix product, batch dimensions broadcast: [..., M, K] x [..., K, N].
+    /// On f32 operands, or on 8-bit integers (see `conv2d`).
     case matmul
-    /// x[M, K] * w[K, N] (+ b[N]): a fully connected layer (Keras weight layout).
+    /// x[M, K] * w[K, N] (+ b[N]): a fully connected layer (Keras weight layout). On f32
+    /// operands, or on 8-bit integers (see `conv2d`).
     case dense
-    /// NCHW convolution; weights [OC, IC/groups, KH, KW], optional bias [OC].
+    /// NCHW convolution; weights [OC, IC/groups, KH, KW], optional bias [OC]. On f32 operands,
+    /// or on quantized integers: uint8 x, int8 weights and an int32 bias give the exact int32
+    /// sums (a quantized model's zero points are applied by whoever builds it: the padding
+    /// holds `padValue`, the input's zero point).
     case conv2d(Conv2DAttributes)
     /// Inference BatchNorm over axis 1: operands x, scale, bias, mean, variance.
     case batchNorm(epsilon: Float)
@@ -256,13 +261,18 @@ public struct Conv2DAttributes: Hashable, Sendable {
     /// The operands hold integers (a quantized convolution's, less their zero points) whose
     /// sums must come out exact: no algorithm that transforms them (Winograd).
     public var exactSums: Bool
+    /// The value the padding holds, for a convolution of 8-bit integers (a quantized input's
+    /// zero point, which stands for 0); 0 for floats.
+    public var padValue: Int
 
-    public init(strides: [Int] = [1, 1], pads: [Int] = [0, 0, 0, 0], dilations: [Int] = [1, 1], groups: Int = 1, exactSums: Bool = false) {
+    public init(strides: [Int] = [1, 1], pads: [Int] = [0, 0, 0, 0], dilations: [Int] = [1, 1], groups: Int = 1, exactSums: Bool = false,
+                padValue: Int = 0) {
         self.strides = strides
         self.pads = pads
         self.dilations = dilations
         self.groups = groups
         self.exactSums = exactSums
+        self.padValue = padValue
     }
 }
 

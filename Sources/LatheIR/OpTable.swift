@@ -241,7 +241,7 @@ extension Op {
         case let .conv2dWeightGrad(a, kernel):
             return "kernel=\(list(kernel)), strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)"
         case let .conv2d(a):
-            return "strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)" + (a.exactSums ? ", exact_sums=true" : "")
+            return "strides=\(list(a.strides)), pads=\(list(a.pads)), dilations=\(list(a.dilations)), groups=\(a.groups)" + (a.exactSums ? ", exact_sums=true" : "") + (a.padValue != 0 ? ", pad_value=\(a.padValue)" : "")
         case let .batchNorm(eps): return "epsilon=\(eps)"
         case let .layerNorm(axis, eps): return "axis=\(axis), epsilon=\(eps)"
         case let .convTranspose2d(a):

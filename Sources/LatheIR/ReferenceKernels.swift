@@ -19,21 +19,33 @@ extension Interpreter {
         return out
     }
 
-    static func matmul(_ a: HostTensor, _ b: HostTensor, shape: [Int]) -> HostTensor {
+    /// A contraction's result from its exact sums: f32, or the int32 sums of 8-bit integers
+    /// (which never pass 2^31: 255 x 128 x K for K below 65,000).
+    private static func contractionResult(_ sums: [Double], shape: [Int], integers: Bool) throws -> HostTensor {
+        guard integers else { return try HostTensor(shape: shape, scalars: sums.map { Float($0) }) }
+        return try HostTensor(shape: shape, values: sums.map { Int32(clamping: Int64($0)) })
+    }
+
+    static func matmul(_ a: HostTensor, _ b: HostTensor, shape: [Int]) throws -> HostTensor {
+        try contractionResult(matmulSums(a, b, shape: shape), shape: shape, integers: Op.isIntegerContraction([a.dtype, b.dtype]))
+    }
+
+    private static func matmulSums(_ a: HostTensor, _ b: HostTensor, shape: [Int]) -> [Double] {
         let a2 = a.shape.count == 1 ? [1] + a.shape : a.shape
         let b2 = b.shape.count == 1 ? b.shape + [1] : b.shape
         let (m, k, n) = (a2[a2.count - 2], a2[a2.count - 1], b2[b2.count - 1])
         let batch = (try? broadcastShapes(Array(a2.dropLast(2)), Array(b2.dropLast(2)))) ?? []
         let aStrides = broadcastStrides(of: Array(a2.dropLast(2)), to: batch).map { $0 * m * k }
         let bStrides = broadcastStrides(of: Array(b2.dropLast(2)), to: batch).map { $0 * k * n }
-        var out = HostTensor(shape: shape)
+        let (av, bv) = (a.scalars, b.scalars)
+        var out = [Double](repeating: 0, count: shape.reduce(1, *))
         var c = 0
         forEachOffset(shape: batch, strides: [aStrides, bStrides]) { offsets in
             for i in 0..<m {
                 for j in 0..<n {
                     var sum = 0.0
-                    for p in 0..<k { sum += Double(a.scalars[offsets[0] + i * k + p]) * Double(b.scalars[offsets[1] + p * n + j]) }
-                    out.scalars[c + i * n + j] = Float(sum)
+                    for p in 0..<k { sum += Double(av[offsets[0] + i * k + p]) * Double(bv[offsets[1] + p * n + j]) }
+                    out[c + i * n + j] = sum
                 }
             }
             c += m * n
@@ -41,46 +53,48 @@ extension Interpreter {
         return out
     }
 
-    static func dense(_ x: [HostTensor], shape: [Int]) -> HostTensor {
-        var out = matmul(x[0], x[1], shape: shape)
+    static func dense(_ x: [HostTensor], shape: [Int]) throws -> HostTensor {
+        var sums = matmulSums(x[0], x[1], shape: shape)
         if x.count == 3 {
-            let n = shape[1]
-            for i in out.scalars.indices { out.scalars[i] += x[2].scalars[i % n] }
+            let (n, bias) = (shape[1], x[2].scalars)
+            for i in sums.indices { sums[i] += Double(bias[i % n]) }
         }
-        return out
+        return try contractionResult(sums, shape: shape, integers: Op.isIntegerContraction(x.map(\.dtype)))
     }
 
-    static func conv2d(_ x: [HostTensor], _ a: Conv2DAttributes, shape: [Int]) -> HostTensor {
+    /// Positions in the padding hold `a.padValue` (0 but for a quantized input's zero point).
+    static func conv2d(_ x: [HostTensor], _ a: Conv2DAttributes, shape: [Int]) throws -> HostTensor {
         let (input, w) = (x[0].scalars, x[1].scalars)
+        let bias = x.count == 3 ? x[2].scalars : []
         let (n, c, h, wd) = (x[0].shape[0], x[0].shape[1], x[0].shape[2], x[0].shape[3])
         let (oc, icg, kh, kw) = (x[1].shape[0], x[1].shape[1], x[1].shape[2], x[1].shape[3])
         let (oh, ow) = (shape[2], shape[3])
         let ocg = oc / a.groups
-        var out = HostTensor(shape: shape)
+        let pad = Double(a.padValue)
+        var out = [Double](repeating: 0, count: shape.reduce(1, *))
         for b in 0..<n {
             for o in 0..<oc {
                 let g = o / ocg
                 for y in 0..<oh {
                     for xo in 0..<ow {
-                        var sum = x.count == 3 ? Double(x[2].scalars[o]) : 0
+                        var sum = bias.isEmpty ? 0 : Double(bias[o])
                         for ci in 0..<icg {
                             let ch = g * icg + ci
                             for ky in 0..<kh {
                                 let iy = y * a.strides[0] - a.pads[0] + ky * a.dilations[0]
-                                guard iy >= 0, iy < h else { continue }
                                 for kx in 0..<kw {
                                     let ix = xo * a.strides[1] - a.pads[1] + kx * a.dilations[1]
-                                    guard ix >= 0, ix < wd else { continue }
-                                    sum += Double(input[((b * c + ch) * h + iy) * wd + ix]) * Double(w[((o * icg + ci) * kh + ky) * kw + kx])
+                                    let value = iy >= 0 && iy < h && ix >= 0 && ix < wd ? Double(input[((b * c + ch) * h + iy) * wd + ix]) : pad
+                                    sum += value * Double(w[((o * icg + ci) * kh + ky) * kw + kx])
                                 }
                             }
                         }
-                        out.scalars[((b * oc + o) * oh + y) * ow + xo] = Float(sum)
+                        out[((b * oc + o) * oh + y) * ow + xo] = sum
                     }
                 }
             }
         }
-        return out
+        return try contractionResult(out, shape: shape, integers: Op.isIntegerContraction(x.map(\.dtype)))
     }
 
     static func pool2d(_ x: HostTensor, _ a: Pool2DAttributes, shape: [Int]) -> HostTensor {

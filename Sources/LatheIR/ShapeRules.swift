@@ -56,12 +56,19 @@ extension Op {
             guard count <= operands.count else { throw .shape("the base takes \(count) operands, the node has \(operands.count)") }
             let result = try base.inferType(Array(operands.prefix(count)))
             for extra in operands.dropFirst(count) where extra.shape != result.shape {
-                guard Op.epilogueReadsPerColumn(base: base, operand: extra.shape, result: result.shape) else {
+                guard Op.epilogueReadsPerColumn(base: base, operand: extra.shape, result: result.shape)
+                        || Op.epilogueReadsPerChannel(base: base, resultType: result, operand: extra.shape) else {
                     throw .shape("an epilogue operand has shape \(extra.shape), the result \(result.shape)")
                 }
             }
             guard formula.arity <= 1 + operands.count - count else { throw .shape("the epilogue reads more operands than it has") }
-            return result
+            // A float contraction's epilogue computes in f32; an integer one's in any types.
+            let types = [result.dtype] + operands.dropFirst(count).map(\.dtype)
+            let type = try formula.elementType(types) ?? result.dtype
+            if result.dtype == .float32, type != .float32 || types.contains(where: { $0 != .float32 }) || !formula.isFloat32Only {
+                throw .elementType("the epilogue of an f32 contraction computes on f32 alone")
+            }
+            return TensorType(type, result.shape)
         case let .pooled(base, a):
             switch base {
             case .conv2d, .epilogue(.conv2d, _, _): break
@@ -88,15 +95,15 @@ extension Op {
         case let .cast(to, _):
             return TensorType(to, shapes[0])
         case .matmul:
-            return TensorType(.float32, try matmulShape(shapes[0], shapes[1]))
+            return TensorType(contractionType(operands), try matmulShape(shapes[0], shapes[1]))
         case .dense:
             let (x, w) = (shapes[0], shapes[1])
             guard x.count == 2, w.count == 2 else { throw .shape("dense takes x [M, K] and w [K, N]") }
             guard x[1] == w[0] else { throw .shape("x has \(x[1]) features but w expects \(w[0])") }
             if shapes.count == 3, shapes[2] != [w[1]] { throw .shape("bias must be [\(w[1])]") }
-            return TensorType(.float32, [x[0], w[1]])
+            return TensorType(contractionType(operands), [x[0], w[1]])
         case let .conv2d(a):
-            return TensorType(.float32, try conv2dShape(shapes, a))
+            return TensorType(contractionType(operands), try conv2dShape(shapes, a))
         case .batchNorm:
             let x = shapes[0]
             guard x.count >= 2 else { throw .shape("batch norm needs [N, C, ...]") }
@@ -281,6 +288,16 @@ extension Op {
             if reduction != .none, types[0] == .bool || !types[0].isComputed {
                 throw .elementType("a \(reduction.rawValue) reduction takes numbers it computes on, got \(types[0].rawValue)")
             }
+        case .conv2d, .dense, .matmul:
+            let integers = Op.isIntegerContraction(types)
+            guard integers || types.allSatisfy({ $0 == .float32 }) else {
+                throw .elementType("takes f32 operands, or uint8 x, int8 weights and an int32 bias; got \(types.map(\.rawValue).joined(separator: ", "))")
+            }
+            if case let .conv2d(a) = self, a.padValue != 0, !integers || !(0...255).contains(a.padValue) {
+                throw .attribute("pad_value \(a.padValue) is for a uint8 input, and one of its values")
+            }
+        case .epilogue:
+            return   // the base's rule checks its operands; the formula types the others
         case .gatherGrad:
             guard indexTypes.contains(types[0]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[0].rawValue)") }
             guard types[1] == .float32 else { throw .elementType("dy must be f32, got \(types[1].rawValue)") }
@@ -289,6 +306,24 @@ extension Op {
                 throw .elementType("takes f32 operands; operand \(i) is \(t)")
             }
         }
+    }
+
+    /// A contraction's operands are quantized integers: uint8 x, int8 weights, an int32 bias.
+    public static func isIntegerContraction(_ types: [DType]) -> Bool {
+        types.count >= 2 && types[0] == .uint8 && types[1] == .int8 && (types.count < 3 || types[2] == .int32)
+    }
+
+    /// The result type of a contraction: int32 sums of integers, else f32.
+    private func contractionType(_ operands: [TensorType]) -> DType {
+        Op.isIntegerContraction(operands.map(\.dtype)) ? .int32 : .float32
+    }
+
+    /// Whether an epilogue operand of this shape is one value per output channel of a quantized
+    /// convolution ([1, C, 1, 1] or [C, 1, 1]: a per-channel requantization's multiplier), which
+    /// the integer GEMM reads at each result's row.
+    public static func epilogueReadsPerChannel(base: Op, resultType result: TensorType, operand: [Int]) -> Bool {
+        guard case .conv2d = base, result.dtype == .int32, result.shape.count == 4, (3...4).contains(operand.count) else { return false }
+        return operand.enumerated().allSatisfy { i, size in size == (i == operand.count - 3 ? result.shape[1] : 1) }
     }
 
     /// Whether an epilogue operand of this shape is a vector along the result's last axis,

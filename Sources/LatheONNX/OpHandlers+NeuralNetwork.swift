@@ -102,7 +102,7 @@ extension OpHandlers {
 
     /// 2-D convolution, and 1-D as 2-D over a height of 1, with the node's attributes.
     static func convolution(_ x: ImportedValue, weights w: ImportedValue, bias: ImportedValue?, _ c: ImportContext,
-                            name: String? = nil, exactSums: Bool = false) throws -> ImportedValue {
+                            name: String? = nil, exactSums: Bool = false, padValue: Int = 0) throws -> ImportedValue {
         var (x, w) = (x, w)
         let (xs, ws) = (c.shape(x), c.shape(w))
         let spatial = xs.count - 2
@@ -124,7 +124,8 @@ extension OpHandlers {
             (x, w) = (try addHeight(x, c), try addHeight(w, c))
             (strides, dilations, pads) = ([1] + strides, [1] + dilations, heightPads(pads))
         }
-        let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1), exactSums: exactSums)
+        let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: c.node.int("group", 1), exactSums: exactSums,
+                                          padValue: padValue)
         let y = try c.apply(.conv2d(attributes), [x, w] + (bias.map { [$0] } ?? []), name: spatial == 1 ? "2d" : name)
         return spatial == 1 ? try removeHeight(y, c) : y
     }

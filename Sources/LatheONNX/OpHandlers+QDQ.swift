@@ -85,6 +85,10 @@ extension OpHandlers {
         let weightAxis = try c.axis(q.weightAxis, rank: wShape.count)
         guard scaleCount == 1 || weightAxis == outputAxis && scaleCount == outputs else { return nil }
         if let zero = q.wZero, c.shape(zero).reduce(1, *) != 1, c.shape(zero).reduce(1, *) != outputs { return nil }
+        if let sums = try integerSums(kind, q, outputAxis: outputAxis, transposed: transposed, c) {
+            let q = try requantized(sums.value, q, perChannel: scaleCount > 1, outputs: outputs, kind: kind, c)
+            return try q.map { c.shape($0) == sums.shape ? $0 : try reshape($0, to: sums.shape, c) }
+        }
         let x = try integers(q.x, lessZeroPoint: q.xZero, axis: 0, c, name: "x_integers")
         var w = try integers(q.w, lessZeroPoint: q.wZero, axis: outputAxis, c, name: "w_integers")
         let bias = try q.bias.map { try cast($0, to: .float32, c) }
@@ -100,12 +104,20 @@ extension OpHandlers {
                 accumulated = try c.apply(.matmul, [x, w], name: "accumulated")
             }
         }
-        // x_scale w_scale / y_scale in f32, per output channel (axis 1 of a convolution's
-        // result, the last of a product's).
+        return try requantized(accumulated, q, perChannel: scaleCount > 1, outputs: outputs, kind: kind, c)
+    }
+
+    /// clip(round(acc x_scale w_scale / y_scale) + y_zero), of y_zero's type, from the exact
+    /// sums `accumulated` (f32, or int32 from the integer GEMM), with one multiplier per output
+    /// channel (`perChannel`: axis 1 of a convolution's result, the last of a product's), or nil
+    /// for a y_zero of a type with no integer range.
+    private static func requantized(_ accumulated: ImportedValue, _ q: QuantizedOperands, perChannel: Bool, outputs: Int, kind: QuantizedContraction,
+                                    _ c: ImportContext) throws -> ImportedValue? {
+        // x_scale w_scale / y_scale in f32.
         let xs = try reshape(try cast(q.xScale, to: .float32, c), to: [], c), ys = try reshape(try cast(q.yScale, to: .float32, c), to: [], c)
         var multiplier = try c.apply(.binary(.div), [try c.apply(.binary(.mul), [xs, try cast(q.wScale, to: .float32, c)], name: "xw_scale"), ys], name: "multiplier")
         let rank = c.shape(accumulated).count
-        if scaleCount > 1 {
+        if perChannel {
             var target = Array(repeating: 1, count: rank)
             target[kind == .conv ? 1 : rank - 1] = outputs
             multiplier = try reshape(multiplier, to: target, c)
@@ -117,9 +129,66 @@ extension OpHandlers {
         // (fold-batchnorm), and the sums would no longer be of integers.
         let type = c.dtype(q.yZero)
         guard let (low, high) = integerRange(type) else { return nil }
-        let rounded = UnaryFn.round.formula.substituting([.arg(0) * .arg(1)])
+        let sum: ScalarExpr = c.dtype(accumulated) == .float32 ? .arg(0) : .cast(.float32, .arg(0))
+        let rounded = UnaryFn.round.formula.substituting([sum * .arg(1)])
         let requantize = UnaryFn.clip(min: low, max: high).formula.substituting([rounded + .arg(2)])
         let zero = try reshape(try cast(q.yZero, to: .float32, c), to: [], c)
         return try cast(try c.apply(.fusedElementwise(requantize), [accumulated, multiplier, zero], name: "requantized"), to: type, c)
+    }
+
+    /// The exact int32 sums of a quantized contraction on the integer GEMM, and the shape its
+    /// result takes (a matmul of more than 2-D x runs as 2-D), or nil where that GEMM does not
+    /// apply: x not uint8 or its zero point not one constant, weights not constant, or (less their
+    /// zero points) not int8 values, a 3-D convolution, a matmul whose weights are not 2-D.
+    /// The weights' zero points are taken off at import; the input's, z, is the padding's value,
+    /// so that every tap of a window reads x - z + z, and bias - z * (sum of the channel's
+    /// weights) takes the z's back off.
+    private static func integerSums(_ kind: QuantizedContraction, _ q: QuantizedOperands, outputAxis: Int, transposed: Bool,
+                                    _ c: ImportContext) throws -> (value: ImportedValue, shape: [Int])? {
+        guard c.dtype(q.x) == .uint8, case let .constant(w) = q.w, w.dtype == .int8 || w.dtype == .uint8 else { return nil }
+        var xZero = 0
+        if let z = q.xZero {
+            guard case let .constant(zero) = z, zero.count == 1 else { return nil }
+            xZero = zero.intValues[0]
+        }
+        let (ws, xs) = (w.shape, c.shape(q.x))
+        guard kind == .conv ? (3...4).contains(ws.count) && xs.count == ws.count : ws.count == 2 && xs.count >= 2 else { return nil }
+        let outputs = ws[outputAxis], inner = ws.dropFirst(outputAxis + 1).reduce(1, *)
+        var zeros = Array(repeating: 0, count: outputs)
+        if let z = q.wZero {
+            guard case let .constant(zero) = z, zero.count == 1 || zero.count == outputs else { return nil }
+            zeros = zero.count == 1 ? Array(repeating: zero.intValues[0], count: outputs) : zero.intValues
+        }
+        var centred = [Int8](), sums = Array(repeating: 0, count: outputs)
+        centred.reserveCapacity(w.count)
+        for (i, v) in w.intValues.enumerated() {
+            let o = i / inner % outputs, value = v - zeros[o]
+            guard (-128...127).contains(value) else { return nil }
+            centred.append(Int8(value))
+            sums[o] += value
+        }
+        var biasValues = Array(repeating: 0, count: outputs)
+        if let b = q.bias {
+            guard case let .constant(bias) = b, bias.count == outputs else { return nil }
+            biasValues = bias.intValues
+        }
+        let corrected = zip(biasValues, sums).map { $0 - xZero * $1 }
+        guard corrected.allSatisfy({ Int(Int32.min)...Int(Int32.max) ~= $0 }) else { return nil }
+        let bias = ImportedValue.constant(ConstantTensor(try HostTensor(shape: [outputs], values: corrected.map { Int32($0) })))
+        switch kind {
+        case .conv:
+            let weights = ImportedValue.constant(ConstantTensor(try HostTensor(shape: ws, values: centred)))
+            let sums = try convolution(q.x, weights: weights, bias: bias, c, name: "sums", padValue: xZero)
+            return (sums, c.shape(sums))
+        case .gemm, .matmul:
+            // Weights [K, N] (a transposed Gemm's [N, K] turned).
+            let (k, n) = transposed ? (ws[1], ws[0]) : (ws[0], ws[1])
+            let values = transposed ? (0..<(k * n)).map { centred[$0 % n * k + $0 / n] } : centred
+            let weights = ImportedValue.constant(ConstantTensor(try HostTensor(shape: [k, n], values: values)))
+            guard xs.last == k else { return nil }
+            let rows = xs.dropLast().reduce(1, *)
+            let x = xs.count == 2 ? q.x : try reshape(q.x, to: [rows, k], c)
+            return (try c.apply(.dense, [x, weights, bias], name: "sums"), Array(xs.dropLast()) + [n])
+        }
     }
 }

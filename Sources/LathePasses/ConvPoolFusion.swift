@@ -38,6 +38,8 @@ public struct ConvPoolFusion: GraphPass {
             case let .conv2d(c), let .epilogue(.conv2d(c), _, _):
                 if case let .epilogue(_, count, _) = producer.op, count != producer.operands.count {
                     refusal = "its epilogue reads other operands"
+                } else if producer.type.dtype != .float32 || graph[producer.operands[0]].type.dtype != .float32 {
+                    refusal = "it computes on quantized integers"
                 } else if c.groups != 1 || graph[producer.operands[1]].type.shape[1] > 4 {
                     refusal = "it is not a first layer (one group, at most 4 input channels)"
                 } else if uses[operand.index] > 1 || isOutput.contains(operand) {

@@ -11,7 +11,10 @@ import LatheIR
 /// node's shape, and every other operand of the node has that shape too (it is read at the
 /// result's position), or is a vector along the last axis of a Dense or MatMul result (a bias
 /// after a MatMul: read at the result's column), or is a one-element constant (it becomes a
-/// number in the formula). Of several contraction operands (a residual Add of two
+/// number in the formula), or, after a quantized convolution, one value per output channel (a
+/// requantization's multiplier). A float contraction's epilogue computes on f32 alone; a
+/// quantized one's (int32 sums) on any element types, so its requantization to uint8 and
+/// whatever elementwise work follows on the 8-bit values move in too. Of several contraction operands (a residual Add of two
 /// convolutions), the first that qualifies takes the node: MobileNet v2's blocks add a
 /// convolution read only there to one read by the next block too.
 /// Runs after elementwise fusion, so a residual Add and its ReLU arrive as one node.
@@ -78,8 +81,9 @@ public struct EpilogueFusion: GraphPass {
         if uses[node.operands[k].index] > 1 { return refused("\(graph[node.operands[k]].name) has \(uses[node.operands[k].index]) readers") }
         if isOutput.contains(node.operands[k]) { return refused("\(graph[node.operands[k]].name) is a graph output") }
         if producer.type.shape != node.type.shape { return refused("the result \(producer.type.shape) is broadcast to \(node.type.shape)") }
-        // A GEMM's epilogue computes on f32 alone.
-        if node.type.dtype != .float32 || !formula.isFloat32Only || node.operands.contains(where: { graph[$0].type.dtype != .float32 }) {
+        // A float GEMM's epilogue computes on f32 alone; an integer GEMM's in any types.
+        if producer.type.dtype == .float32,
+           node.type.dtype != .float32 || !formula.isFloat32Only || node.operands.contains(where: { graph[$0].type.dtype != .float32 }) {
             return refused("\(node.name) computes on element types other than f32")
         }
         // The producer's own extras come first, then this node's other operands.
@@ -94,7 +98,8 @@ public struct EpilogueFusion: GraphPass {
             if let c = rewrite.constantValue(value), c.count == 1 {
                 replacements.append(.const(c.scalars[0]))
             } else if rewrite.target[value].type.shape == node.type.shape
-                        || Op.epilogueReadsPerColumn(base: base, operand: rewrite.target[value].type.shape, result: node.type.shape) {
+                        || Op.epilogueReadsPerColumn(base: base, operand: rewrite.target[value].type.shape, result: node.type.shape)
+                        || Op.epilogueReadsPerChannel(base: base, resultType: producer.type, operand: rewrite.target[value].type.shape) {
                 if let j = extras.firstIndex(of: value) { replacements.append(.arg(1 + j)) } else {
                     extras.append(value)
                     replacements.append(.arg(extras.count))

@@ -58,7 +58,7 @@ public enum Compiler {
         let compileThreads = options.compileThreads ?? ProcessInfo.processInfo.activeProcessorCount
         let partCount = options.keepLLVMIR ? 1 : max(1, min(compileThreads, program.kernels.count))
         let modules = try ModuleParts(count: partCount, target: target)
-        try ModuleEmitter.emit(program, into: modules.parts, target: CodegenTarget(vectorWidth: target.vectorWidth))
+        try ModuleEmitter.emit(program, into: modules.parts, target: CodegenTarget(vectorWidth: target.vectorWidth, hasInt8DotProduct: target.hasInt8DotProduct))
         stages.lap("LLVM IR")
         let objects = try modules.objects(target: target, cache: options.cache && !options.keepLLVMIR, cacheDirectory: options.cacheDirectory,
                                           keepLLVMIR: options.keepLLVMIR)
@@ -113,7 +113,7 @@ private final class WeightsJob: @unchecked Sendable {
             let zeroed = self.region.startsZeroed
             let placements = program.weightPlacements.map { slot, offset, layout in
                 let t = constants[slot]
-                return (slot, offset..<(offset + (t.dtype == .float32 ? layout.floatCount(t.count) * 4 : t.rawBytes.count)), layout)
+                return (slot, offset..<(offset + (t.dtype == .float32 || layout.holdsBytes ? layout.floatCount(t.count) * 4 : t.rawBytes.count)), layout)
             }
             var end = 0
             for (_, range, _) in placements.sorted(by: { $0.1.lowerBound < $1.1.lowerBound }) {
@@ -126,7 +126,9 @@ private final class WeightsJob: @unchecked Sendable {
                 let (slot, range, layout) = placements[p]
                 let t = constants[slot]
                 let target = UnsafeMutableRawBufferPointer(rebasing: bytes[range])
-                if t.dtype == .float32 {
+                if layout.holdsBytes {
+                    layout.writeBytes(t, into: target)
+                } else if t.dtype == .float32 {
                     layout.write(t, into: target.bindMemory(to: Float.self), zeroed: zeroed)
                 } else {
                     t.rawBytes.withUnsafeBytes { target.copyMemory(from: $0) }

@@ -50,10 +50,18 @@ public struct HostTarget: Sendable, CustomStringConvertible {
         return 4   // SSE2 (every x86-64) or NEON (every AArch64)
     }
 
+    /// Whether the host multiplies 4 byte pairs a 32-bit lane in one instruction (vpdpbusd) at
+    /// its vector width: AVX-512 VNNI (with AVX-512VL below 16 lanes), or AVX-VNNI at 4 or 8.
+    public var hasInt8DotProduct: Bool {
+        let enabled = Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })
+        if vectorWidth == 16 { return enabled.contains("avx512vnni") }
+        return enabled.contains("avxvnni") || (enabled.contains("avx512vnni") && enabled.contains("avx512vl"))
+    }
+
     /// The enabled features among those that decide code generation, for display.
     public var keyFeatures: [String] {
         let enabled = Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })
-        return ["sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "neon"].filter(enabled.contains)
+        return ["sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avxvnni", "neon"].filter(enabled.contains)
     }
 
     public var description: String {

@@ -92,7 +92,7 @@ struct QuantizeTests {
 /// as ONNX Runtime does: integer sums, then round(acc * x_scale w_scale / y_scale) + y_zero,
 /// ties to even. With scales 0.5, 0.25 and 1 the multiplier is 1/8, so every sum of 4 mod 8
 /// is a tie; computing the float product and quantizing it rounds those alike, but a
-/// transformed (Winograd) or reassociated sum would not.
+/// transformed (Winograd) or reassociated sum would not. The unit runs on the integer GEMM.
 @Suite("QDQ units against an integer reference")
 struct QDQUnitTests {
     @Test func aQuantizedConvolutionRoundsAsOnnxRuntime() throws {
@@ -127,7 +127,11 @@ struct QDQUnitTests {
         model.graph.output = [onnxValueInfo("y", .uint8, [1, k, size, size])]
         let data = try model.serializedData()
         let imported = try ONNXImporter.load(data)
-        #expect(imported.graph.nodes.contains { if case let .conv2d(a) = $0.op { a.exactSums } else { false } })
+        // On the integer GEMM: uint8 x, int8 weights, the padding at x's zero point.
+        #expect(imported.graph.nodes.contains { node in
+            guard case let .conv2d(a) = node.op else { return false }
+            return a.padValue == 3 && Op.isIntegerContraction(node.operands.map { imported.graph[$0].type.dtype })
+        })
         let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
             .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: UInt8.self)
         var expected: [UInt8] = [], ties = 0

@@ -11,6 +11,8 @@ import LatheIR
 /// The plan functions, one an op family:
 /// - `KernelPlan.convolution` (ConvolutionPlan.swift): conv2d, alone, with an epilogue, or
 ///   pooled in its kernel: Winograd, direct, im2col + GEMM, or a 1x1 GEMM.
+/// - `KernelPlan.int8Contraction` (Int8Plan.swift): conv2d, dense and matmul on quantized 8-bit
+///   integers.
 /// - `KernelPlan.product` (ProductPlan.swift): dense, matmul and the LSTM's recurrent product.
 /// - `KernelPlan.loops` (LoopPlan.swift): every other op, and the convolution gradients.
 public struct KernelPlan: Sendable {
@@ -126,7 +128,7 @@ public struct KernelPlan: Sendable {
         let context = PlanContext(shapes: shapes, resultShape: resultShape, constantWeights: constantWeights, threads: max(threads, 1),
                                   blocking: GemmBlocking(vectorWidth: vectorWidth), vectorWidth: vectorWidth, flops: flops,
                                   operandTypes: operandTypes.map(\.dtype))
-        var plan = convolution(op, context) ?? product(op, context) ?? loops(op, context)
+        var plan = int8Contraction(op, context) ?? convolution(op, context) ?? product(op, context) ?? loops(op, context)
         plan.sourceOps = sourceOps ?? [op.name]
         plan.operandElementTypes = operandTypes.map(\.dtype)
         plan.resultElementType = resultType.dtype
@@ -173,6 +175,8 @@ indirect enum KernelAlgorithm: Sendable {
     case pooled(PooledConvolution, image: KernelPlan)
     /// A matrix product (dense, matmul): `batch` GEMMs of m x k by k x n (Gemm.swift, GemmPacked.swift).
     case gemm(m: Int, n: Int, k: Int, batch: Int)
+    /// A quantized convolution or matrix product on the integer GEMM (Int8Gemm.swift).
+    case int8Gemm(Int8Contraction)
     /// A recurrent layer's steps, a GEMM (two for a GRU without linear_before_reset) and the
     /// gates each (RecurrentKernel.swift).
     case recurrent(RecurrentGeometry)
@@ -193,6 +197,9 @@ indirect enum KernelAlgorithm: Sendable {
         case .unfoldedGemm: return "im2col+gemm" + packedText
         case .pointwiseGemm, .gemm: return "gemm" + packedText
         case let .pooled(_, image): return (image.algorithmName ?? "") + ", pooled an image at a time"
+        case let .int8Gemm(q):
+            if case let .convolution(g, _) = q.form { return (g.needsUnfold ? "im2col+" : "") + "int8 gemm" + packedText }
+            return "int8 gemm" + packedText
         case .recurrent, .weightGradient, .transposedConvolution, .loops: return nil
         }
     }

@@ -41,6 +41,8 @@ extension WeightLayout {
         case let .gemmPanels(groups, _, _, panel): return "gemm panels of \(panel) rows" + (groups > 1 ? ", \(groups) groups" : "")
         case let .gemmColumnPanels(_, _, panel): return "gemm column panels of \(panel)"
         case let .winograd(tile, _, _, panel): return "winograd F(\(tile)x\(tile),3x3) in panels of \(panel) rows"
+        case let .int8Rows(groups, _, _, panel): return "int8 panels of \(panel) rows" + (groups > 1 ? ", \(groups) groups" : "")
+        case let .int8Columns(_, _, panel): return "int8 column panels of \(panel)"
         }
     }
 }
@@ -64,6 +66,14 @@ extension KernelAlgorithm {
         case let .pooled(p, image):
             let pool = Op.pool2d(p.pool)
             return "an image at a time: \(image.algorithm.detail()); then \(pool.name) \(pool.attributeText)"
+        case let .int8Gemm(q):
+            switch q.form {
+            case let .convolution(g, tileRows):
+                let tiles = g.needsUnfold ? ", \(tileRows)-row tiles" : ""
+                return "\(name) \(g.window), M=\(g.groupOutChannels) N=\(g.outputPlane) K=\(g.unfoldedRows) a unit\(tiles), pad value \(g.attributes.padValue)"
+            case let .product(m, n, k, batch):
+                return "\(name) M=\(m) N=\(n) K=\(k)" + (batch > 1 ? ", \(count(batch, "product"))" : "")
+            }
         case let .gemm(m, n, k, batch):
             return "gemm M=\(m) N=\(n) K=\(k)" + (batch > 1 ? ", \(count(batch, "product"))" : "")
         case let .recurrent(l):

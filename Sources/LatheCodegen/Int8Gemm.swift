@@ -1,0 +1,230 @@
+import CLLVM
+import LatheIR
+
+/// The integer GEMM of quantized contractions (planned by KernelPlan.int8Contraction,
+/// Lowering/Int8Plan.swift):
+///
+///     C[m, n] = sum over k of A[m, k] B[k, n]      (int32 sums; one operand uint8, the other int8)
+///
+/// Both operands are packed in panels whose elements are 4-byte words of 4 consecutive values
+/// along K: an A panel is [K/4][MR] words, a B panel [K/4][NR]. One instruction then multiplies
+/// 4 byte pairs in each 32-bit lane and adds them to the lane's sum: vpdpbusd (uint8 x int8,
+/// AVX-512 VNNI or AVX-VNNI) where the host has it, else the same arithmetic on widened lanes.
+/// The micro-kernel holds its MR x NR sums in registers through all of K, one broadcast word of A
+/// feeding NR / width dot products with B, as the float GEMM's does through a K block. K is not
+/// blocked: the sums never leave the registers before the last word, and the deepest panels
+/// (ResNet's 3x3x512: 1,152 words, 55 KB of A, 147 KB of B) stream from L2.
+/// A block's sums go through the stack once, to add the int32 bias, apply the epilogue in
+/// whatever element types it has (a quantized model's requantization to uint8), and store the
+/// result in its type.
+extension IRBuilder {
+    /// Where the block's results go and what is done to them first.
+    struct Int8Output {
+        /// C's elements (of `dtype`), the view's first at `offset`, rows `rowStride` apart.
+        let c: MatrixView
+        let dtype: DType
+        let bias: GemmBias
+        let epilogue: GemmEpilogue?
+        /// The element types of the epilogue's extra operands.
+        let extraTypes: [DType]
+        /// A convolution's: its extras not laid out like C are one value per output channel,
+        /// read at this offset plus the row (else one per column, read at the column).
+        var channelOffset: LLVMValue? = nil
+    }
+
+    /// Panels of A (`aPanels`, panel ir/MR at ir * words words) times panels of B (panel jr/NR at
+    /// jr * words words) for rows 0..<m and columns 0..<n of `output`'s view.
+    func int8PanelProduct(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, words: Int, aPanels: LLVMValue, bPanels: LLVMValue,
+                          unsignedA: Bool, output: Int8Output) {
+        let (mr, nr) = (blocking.rows, blocking.columns)
+        let sums = arrayVariable(floats: mr * nr)
+        let micro = int8MicroKernelFunction(blocking, unsignedA: unsignedA)
+        loop(from: int(0), to: m, step: mr) { ir in
+            let aPanel = pointer(aPanels, imul(ir, int(words)))
+            loop(from: int(0), to: n, step: nr) { jr in
+                call(micro, [aPanel, pointer(bPanels, imul(jr, int(words))), int(words), sums])
+                storeInt8Block(blocking, sums: sums, row: ir, column: jr, rows: imin(int(mr), isub(m, ir)), columns: imin(int(nr), isub(n, jr)), output)
+            }
+        }
+    }
+
+    /// Stores the block of sums at (row, column) of the output view: whole blocks by vectors, a
+    /// block cut by the edge a value at a time.
+    private func storeInt8Block(_ blocking: GemmBlocking, sums: LLVMValue, row: LLVMValue, column: LLVMValue, rows: LLVMValue, columns: LLVMValue,
+                                _ output: Int8Output) {
+        let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
+        let c = output.c
+        func result(_ sum: LLVMValue, i: LLVMValue, j: LLVMValue, at: LLVMValue, lanes: Int) -> LLVMValue {
+            var value = sum
+            switch output.bias {
+            case .none: break
+            case let .perRow(base, offset): value = iadd(value, splat(load(base, iadd(offset, i), .int32), lanes: lanes))
+            case let .perColumn(base, offset): value = iadd(value, load(base, iadd(offset, j), lanes: lanes, .int32))
+            }
+            guard let epilogue = output.epilogue else { return value }
+            let extras = zip(epilogue.extras, output.extraTypes).map { extra, type in
+                guard extra.perColumn else { return load(extra.base, at, lanes: lanes, type) }
+                guard let channel = output.channelOffset else { return load(extra.base, j, lanes: lanes, type) }
+                return splat(load(extra.base, iadd(channel, i), type), lanes: lanes)
+            }
+            return emit(epilogue.formula, [value] + extras, types: [.int32] + output.extraTypes, context: output.dtype, lanes: lanes)
+        }
+        let whole = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntEQ, rows, int(mr), ""),
+                                 LLVMBuildICmp(builder, LLVMIntEQ, columns, int(nr), ""), "")!
+        ifElse(whole, then: {
+            for r in 0..<mr {
+                let i = iadd(row, int(r))
+                for v in 0..<(nr / width) {
+                    let j = iadd(column, int(v * width))
+                    let at = iadd(iadd(c.offset, imul(i, int(c.rowStride))), j)
+                    let sum = load(sums, int(r * nr + v * width), lanes: width, .int32)
+                    store(result(sum, i: i, j: j, at: at, lanes: width), c.base, at, output.dtype)
+                }
+            }
+        }, else: {
+            loop(from: int(0), to: rows) { r in
+                let i = iadd(row, r)
+                loop(from: int(0), to: columns) { jj in
+                    let j = iadd(column, jj)
+                    let at = iadd(iadd(c.offset, imul(i, int(c.rowStride))), j)
+                    let sum = load(sums, iadd(imul(r, int(nr)), jj), .int32)
+                    store(result(sum, i: i, j: j, at: at, lanes: 1), c.base, at, output.dtype)
+                }
+            }
+        })
+    }
+
+    /// `void lathe_i8micro_MRxNR_(ua|ub)(i32* a, i32* b, i64 words, i32* sums)`: sums[r * NR + j]
+    /// = sum over the words p of the 4 byte products of a[p * MR + r] and b[p * NR + j]; `ua`: A's
+    /// bytes are the unsigned ones (a product's x), `ub`: B's (a convolution's input). One function
+    /// a module, as the float micro-kernel.
+    private func int8MicroKernelFunction(_ blocking: GemmBlocking, unsignedA: Bool) -> LLVMValue {
+        let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
+        let name = "lathe_i8micro_\(mr)x\(nr)_\(unsignedA ? "ua" : "ub")\(hasInt8DotProduct ? "" : "_widened")"
+        return sharedFunction(name, pointerCount: 2, integerCount: 1, trailingPointers: 1) { function in
+            let (a, b, words, sums) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!, LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!)
+            let vectors = nr / width
+            let type = integerType(32, lanes: width)
+            let accumulators = (0..<mr * vectors).map { _ in variable(LLVMConstNull(type)) }
+            func step(_ p: LLVMValue) {
+                let bValues = (0..<vectors).map { v in load(b, iadd(imul(p, int(nr)), int(v * width)), lanes: width, .int32) }
+                for r in 0..<mr {
+                    let aWord = splat(load(a, iadd(imul(p, int(mr)), int(r)), .int32), lanes: width)
+                    for v in 0..<vectors {
+                        let slot = accumulators[r * vectors + v]
+                        let (unsigned, signed) = unsignedA ? (aWord, bValues[v]) : (bValues[v], aWord)
+                        write(dotProduct(read(slot, type: type), unsigned: unsigned, signed: signed), slot)
+                    }
+                }
+            }
+            let unrolled = LLVMBuildAnd(builder, words, int(-2), "")!
+            loop(from: int(0), to: unrolled, step: 2) { p in
+                step(p)
+                step(iadd(p, int(1)))
+            }
+            loop(from: unrolled, to: words) { p in step(p) }
+            for (i, slot) in accumulators.enumerated() { store(read(slot, type: type), sums, int(i / vectors * nr + i % vectors * width), .int32) }
+        }
+    }
+
+    /// sum + the 4 products of each lane's bytes, `unsigned`'s as uint8 and `signed`'s as int8
+    /// (vectors of i32 words).
+    private func dotProduct(_ sum: LLVMValue, unsigned: LLVMValue, signed: LLVMValue) -> LLVMValue {
+        let lanes = self.lanes(of: sum)
+        if hasInt8DotProduct {
+            let type = integerType(32, lanes: lanes)
+            return callIntrinsic("llvm.x86.avx512.vpdpbusd.\(lanes * 32)", overloads: [], returning: type, [sum, unsigned, signed])
+        }
+        let bytes = integerType(8, lanes: 4 * lanes), wide = integerType(32, lanes: 4 * lanes)
+        let u = LLVMBuildZExt(builder, LLVMBuildBitCast(builder, unsigned, bytes, ""), wide, "")!
+        let s = LLVMBuildSExt(builder, LLVMBuildBitCast(builder, signed, bytes, ""), wide, "")!
+        let products = imul(u, s)
+        let quarters = (0..<4).map { q in shuffle(products, (0..<lanes).map { 4 * $0 + q }) }
+        return iadd(sum, iadd(iadd(quarters[0], quarters[1]), iadd(quarters[2], quarters[3])))
+    }
+
+    /// Packs `columns` columns of a byte matrix (rows `depth` along K, `rowStride` bytes apart)
+    /// into B panels at `packed`.
+    func int8PackColumns(_ blocking: GemmBlocking, source: LLVMValue, into packed: LLVMValue, rowStride: LLVMValue, depth: Int, columns: LLVMValue) {
+        call(int8PackColumnsFunction(panel: blocking.columns), [source, packed, rowStride, int(depth), columns])
+    }
+
+    /// Packs `rows` rows of a byte matrix ([rows][depth], rows `rowStride` bytes apart) into A
+    /// panels at `packed`, the last one padded with zero rows.
+    func int8PackRows(_ blocking: GemmBlocking, source: LLVMValue, into packed: LLVMValue, rowStride: LLVMValue, depth: Int, rows: LLVMValue) {
+        call(int8PackRowsFunction(panel: blocking.rows), [source, packed, rowStride, int(depth), rows])
+    }
+
+    /// `void lathe_i8pack_columns_NR(i8* source, i32* packed, i64 rowStride, i64 depth, i64
+    /// columns)`: word p of column jr + j of panel jr / NR (at packed[jr * words + p * NR + j])
+    /// holds source rows 4p..4p+3 of that column, zero past the last row and column. A whole
+    /// group of 4 rows of a whole panel is 4 vector loads interleaved by one shuffle.
+    private func int8PackColumnsFunction(panel: Int) -> LLVMValue {
+        sharedFunction("lathe_i8pack_columns_\(panel)", pointerCount: 2, integerCount: 3) { function in
+            let (source, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+            let (rowStride, depth, columns) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!)
+            let words = LLVMBuildSDiv(builder, iadd(depth, int(3)), int(4), "")!
+            let wholeWords = LLVMBuildSDiv(builder, depth, int(4), "")!
+            loop(from: int(0), to: columns, step: panel) { jr in
+                let valid = isub(columns, jr)
+                let target = imul(jr, words)
+                let wholeEnd = select(LLVMBuildICmp(builder, LLVMIntSGE, valid, int(panel), "")!, wholeWords, int(0))
+                loop(from: int(0), to: wholeEnd) { p in
+                    let rows = (0..<4).map { q in load(source, iadd(imul(iadd(imul(p, int(4)), int(q)), rowStride), jr), lanes: panel, .uint8) }
+                    store(transpose(rows), packed, imul(iadd(target, imul(p, int(panel))), int(4)), .uint8)
+                }
+                loop(from: wholeEnd, to: words) { p in
+                    for j in 0..<panel {
+                        for q in 0..<4 {
+                            let k = iadd(imul(p, int(4)), int(q))
+                            let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSLT, k, depth, ""),
+                                                      LLVMBuildICmp(builder, LLVMIntSLT, int(j), valid, ""), "")!
+                            let at = select(inside, iadd(imul(k, rowStride), iadd(jr, int(j))), int(0))
+                            let byte = select(inside, load(source, at, .uint8), LLVMConstInt(computeType(.uint8), 0, 0))
+                            store(byte, packed, iadd(imul(iadd(target, iadd(imul(p, int(panel)), int(j))), int(4)), int(q)), .uint8)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `void lathe_i8pack_rows_MR(i8* source, i32* packed, i64 rowStride, i64 depth, i64 rows)`:
+    /// word p of row ir + r of panel ir / MR (at packed[ir * words + p * MR + r]) holds the row's
+    /// bytes 4p..4p+3, zero past the last byte and row.
+    private func int8PackRowsFunction(panel: Int) -> LLVMValue {
+        sharedFunction("lathe_i8pack_rows_\(panel)", pointerCount: 2, integerCount: 3) { function in
+            let (source, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+            let (rowStride, depth, rows) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!)
+            let words = LLVMBuildSDiv(builder, iadd(depth, int(3)), int(4), "")!
+            let wholeWords = LLVMBuildSDiv(builder, depth, int(4), "")!
+            let wordType = integerType(32, lanes: 1)
+            loop(from: int(0), to: roundUpValue(rows, panel)) { row in
+                let panelStart = imul(isub(row, LLVMBuildSRem(builder, row, int(panel), "")!), words)
+                let r = LLVMBuildSRem(builder, row, int(panel), "")!
+                let inside = LLVMBuildICmp(builder, LLVMIntSLT, row, rows, "")!
+                let rowSource = imul(select(inside, row, int(0)), rowStride)
+                let wholeEnd = select(inside, wholeWords, int(0))
+                loop(from: int(0), to: wholeEnd) { p in
+                    let address = LLVMBuildPointerCast(builder, pointer(source, iadd(rowSource, imul(p, int(4))), .uint8), LLVMPointerType(wordType, 0), "")!
+                    let word = LLVMBuildLoad2(builder, wordType, address, "")!
+                    LLVMSetAlignment(word, 1)
+                    store(word, packed, iadd(panelStart, iadd(imul(p, int(panel)), r)), .int32)
+                }
+                loop(from: wholeEnd, to: words) { p in
+                    for q in 0..<4 {
+                        let k = iadd(imul(p, int(4)), int(q))
+                        let valid = LLVMBuildAnd(builder, inside, LLVMBuildICmp(builder, LLVMIntSLT, k, depth, ""), "")!
+                        let byte = select(valid, load(source, select(valid, iadd(rowSource, k), int(0)), .uint8), LLVMConstInt(computeType(.uint8), 0, 0))
+                        store(byte, packed, iadd(imul(iadd(panelStart, iadd(imul(p, int(panel)), r)), int(4)), int(q)), .uint8)
+                    }
+                }
+            }
+        }
+    }
+
+    /// x rounded up to a multiple of `to`, at run time.
+    private func roundUpValue(_ x: LLVMValue, _ to: Int) -> LLVMValue {
+        imul(LLVMBuildSDiv(builder, iadd(x, int(to - 1)), int(to), "")!, int(to))
+    }
+}

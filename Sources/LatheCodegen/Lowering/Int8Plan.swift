@@ -1,0 +1,85 @@
+import LatheIR
+
+/// The plan of a quantized contraction: conv2d, dense or matmul on uint8 x and int8 weights
+/// (Op.isIntegerContraction), alone or under a fused epilogue. Its exact int32 sums come from
+/// the integer GEMM (Int8Gemm.swift), which multiplies 4 byte pairs a lane per instruction:
+///
+/// - A convolution is a GEMM per image, group and tile of output rows: the weights are its A
+///   (int8), in panels of MR rows packed at compile time when constant (WeightLayout.int8Rows);
+///   the input, unfolded as bytes a tile at a time with the padding at `padValue` (a 1x1,
+///   stride-1, unpadded one read in place), is its B (uint8), packed a tile at a time. Its
+///   tiles hold about half the bytes of a float tile's (the unfolded tile and its packed copy
+///   both stay in L2). Split by units (images x groups x tiles) when they divide evenly enough,
+///   else by chunks of output channels (whole panels), as the float convolution is.
+/// - dense and matmul: x is A (uint8), packed at run time a block of rows at a time; constant
+///   2-D weights are B (int8), in panels of NR columns packed at compile time
+///   (WeightLayout.int8Columns), else packed at run time a block of columns at a time. Split: a
+///   batched matmul by whole products; a single product by chunks of rows or of columns.
+///
+/// Scratch: each thread's unfolded tile and packed panels.
+struct Int8Contraction: Sendable {
+    enum Form: Sendable {
+        case convolution(ConvGeometry, tileRows: Int)
+        /// `batch` products of m x k by k x n.
+        case product(m: Int, n: Int, k: Int, batch: Int)
+    }
+    let form: Form
+
+    /// Rows and columns of A and B packed at a time by a product (Goto's MC and NC).
+    static let rowBlock = 120, columnBlock = 1024
+
+    /// Groups of 4 along K: the words of a panel row.
+    static func words(_ k: Int) -> Int { (k + 3) / 4 }
+
+    /// Tiles of output rows per image and group of a convolution (one read in place).
+    static func tiles(_ g: ConvGeometry, tileRows: Int) -> Int { g.needsUnfold ? (g.outH + tileRows - 1) / tileRows : 1 }
+
+    /// The bytes of a thread's scratch: the unfolded tile (bytes, rounded to whole words), then
+    /// the packed panels of B, then of A (where they are not packed at compile time).
+    static func scratchBytes(_ form: Form, packsA: Bool, packsB: Bool) -> (unfold: Int, packedB: Int, packedA: Int) {
+        let (rows, columns) = (GemmBlocking.largestRows, GemmBlocking.largestColumns)
+        switch form {
+        case let .convolution(g, tileRows):
+            let tileColumns = g.needsUnfold ? tileRows * g.outW : g.outputPlane
+            let unfold = g.needsUnfold ? roundUp(g.unfoldedRows * tileColumns, 64) : 0
+            return (unfold, words(g.unfoldedRows) * roundUp(tileColumns, columns) * 4, packsA ? words(g.unfoldedRows) * rows * 4 : 0)
+        case let .product(m, n, k, _):
+            return (0, packsB ? words(k) * roundUp(min(n, columnBlock), columns) * 4 : 0, packsA ? words(k) * roundUp(min(m, rowBlock), rows) * 4 : 0)
+        }
+    }
+}
+
+extension KernelPlan {
+    static func int8Contraction(_ op: Op, _ c: PlanContext) -> KernelPlan? {
+        guard Op.isIntegerContraction(c.operandTypes) else { return nil }
+        let s = c.shapes
+        switch op.unfused {
+        case let .conv2d(a):
+            guard let g = ConvGeometry(input: s[0], weights: s[1], output: c.resultShape, a) else { return nil }
+            let tileRows = g.tileRows(elementBytes: 2)
+            let form = Int8Contraction.Form.convolution(g, tileRows: tileRows)
+            let layout: WeightLayout = c.constantWeights
+                ? .int8Rows(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: c.blocking.rows) : .plain
+            let units = g.batch * g.groups * Int8Contraction.tiles(g, tileRows: tileRows)
+            let split = ThreadSplit.plan(units: units, rows: g.groupOutChannels, flops: c.flops, threads: c.threads, blocking: c.blocking)
+            let bytes = Int8Contraction.scratchBytes(form, packsA: !layout.isPacked, packsB: true)
+            return KernelPlan(.int8Gemm(Int8Contraction(form: form)), weightLayout: layout, split: split, threads: c.threads,
+                              scratchFloatsPerThread: (bytes.unfold + bytes.packedB + bytes.packedA) / 4, flops: c.flops, writesResultOnce: true)
+        case .dense, .matmul:
+            let (m, n, k): (Int, Int, Int)
+            if case .dense = op.unfused { (m, k, n) = (s[0][0], s[0][1], s[1][1]) } else { (m, n, k) = matmulSizes(s[0], s[1]) }
+            let batch = c.resultShape.count > 2 ? c.resultShape.dropLast(2).reduce(1, *) : 1
+            let form = Int8Contraction.Form.product(m: m, n: n, k: k, batch: batch)
+            let layout: WeightLayout = c.constantWeights && s[1].count == 2 ? .int8Columns(depth: k, columns: n, panel: c.blocking.columns) : .plain
+            var split = ThreadSplit.single
+            if c.threads > 1 && c.flops >= ThreadSplit.minimumFlops {
+                split = batch >= c.threads ? .units(batch) : ThreadSplit.matrix(rows: m, columns: n, threads: c.threads, blocking: c.blocking)
+            }
+            let bytes = Int8Contraction.scratchBytes(form, packsA: true, packsB: !layout.isPacked)
+            return KernelPlan(.int8Gemm(Int8Contraction(form: form)), weightLayout: layout, split: split, threads: c.threads,
+                              scratchFloatsPerThread: (bytes.packedB + bytes.packedA) / 4, flops: c.flops, writesResultOnce: true)
+        default:
+            return nil
+        }
+    }
+}
