@@ -157,36 +157,46 @@ extension IRBuilder {
 
     /// `void lathe_i8pack_columns_NR(i8* source, i32* packed, i64 rowStride, i64 depth, i64
     /// columns)`: word p of column jr + j of panel jr / NR (at packed[jr * words + p * NR + j])
-    /// holds source rows 4p..4p+3 of that column, zero past the last row and column. A whole
-    /// group of 4 rows of a whole panel is 4 vector loads interleaved by one shuffle.
+    /// holds source rows 4p..4p+3 of that column, zero past the last row and column. A word row
+    /// of a panel is 4 vector loads (masked in the last panel: nothing past the last column is
+    /// read) interleaved by one shuffle; rows past the last are zero vectors.
     private func int8PackColumnsFunction(panel: Int) -> LLVMValue {
         sharedFunction("lathe_i8pack_columns_\(panel)", pointerCount: 2, integerCount: 3) { function in
             let (source, packed) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
             let (rowStride, depth, columns) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!)
             let words = LLVMBuildSDiv(builder, iadd(depth, int(3)), int(4), "")!
-            let wholeWords = LLVMBuildSDiv(builder, depth, int(4), "")!
+            let zero = LLVMConstNull(integerType(8, lanes: panel))!
             loop(from: int(0), to: columns, step: panel) { jr in
                 let valid = isub(columns, jr)
                 let target = imul(jr, words)
-                let wholeEnd = select(LLVMBuildICmp(builder, LLVMIntSGE, valid, int(panel), "")!, wholeWords, int(0))
-                loop(from: int(0), to: wholeEnd) { p in
-                    let rows = (0..<4).map { q in load(source, iadd(imul(iadd(imul(p, int(4)), int(q)), rowStride), jr), lanes: panel, .uint8) }
-                    store(transpose(rows), packed, imul(iadd(target, imul(p, int(panel))), int(4)), .uint8)
-                }
-                loop(from: wholeEnd, to: words) { p in
-                    for j in 0..<panel {
-                        for q in 0..<4 {
+                func packWords(_ load: @escaping (LLVMValue) -> LLVMValue) {
+                    loop(from: int(0), to: words) { p in
+                        let rows = (0..<4).map { q -> LLVMValue in
                             let k = iadd(imul(p, int(4)), int(q))
-                            let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSLT, k, depth, ""),
-                                                      LLVMBuildICmp(builder, LLVMIntSLT, int(j), valid, ""), "")!
-                            let at = select(inside, iadd(imul(k, rowStride), iadd(jr, int(j))), int(0))
-                            let byte = select(inside, load(source, at, .uint8), LLVMConstInt(computeType(.uint8), 0, 0))
-                            store(byte, packed, iadd(imul(iadd(target, iadd(imul(p, int(panel)), int(j))), int(4)), int(q)), .uint8)
+                            let inside = LLVMBuildICmp(builder, LLVMIntSLT, k, depth, "")!
+                            return select(inside, load(iadd(imul(select(inside, k, int(0)), rowStride), jr)), zero)
                         }
+                        store(transpose(rows), packed, imul(iadd(target, imul(p, int(panel))), int(4)), .uint8)
                     }
                 }
+                ifElse(LLVMBuildICmp(builder, LLVMIntSGE, valid, int(panel), "")!, then: {
+                    packWords { at in self.load(source, at, lanes: panel, .uint8) }
+                }, else: {
+                    packWords { at in self.maskedBytes(source, at, lanes: panel, valid: valid) }
+                })
             }
         }
+    }
+
+    /// `lanes` bytes at source[at...], the first `valid` of them read and the others zero.
+    private func maskedBytes(_ source: LLVMValue, _ at: LLVMValue, lanes: Int, valid: LLVMValue) -> LLVMValue {
+        let type = integerType(8, lanes: lanes)
+        var steps: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(i32, UInt64($0), 0) }
+        let limit = splat(LLVMBuildTrunc(builder, valid, i32, "")!, lanes: lanes)
+        let mask = LLVMBuildICmp(builder, LLVMIntSLT, LLVMConstVector(&steps, UInt32(lanes)), limit, "")!
+        let address = LLVMBuildPointerCast(builder, pointer(source, at, .uint8), LLVMPointerType(type, 0), "")!
+        return callIntrinsic("llvm.masked.load", overloads: [type, LLVMPointerType(type, 0)], returning: type,
+                             [address, LLVMConstInt(i32, 1, 0), mask, LLVMConstNull(type)])
     }
 
     /// `void lathe_i8pack_rows_MR(i8* source, i32* packed, i64 rowStride, i64 depth, i64 rows)`:

@@ -166,6 +166,17 @@ extension IRBuilder {
             return roundedToType(v, to, rule: rule)
         case (true, _, _, true):
             return LLVMBuildFCmp(builder, LLVMRealUNE, value, LLVMConstNull(LLVMTypeOf(value)), "")
+        case (true, _, _, _) where to.byteSize <= 2:
+            // Clamped in the float type, then converted through i32: what llvm.fpto*i.sat
+            // gives, but in vector instructions, where the backend takes an 8- or 16-bit
+            // saturating conversion apart lane by lane (a quantized kernel's every store).
+            let (low, high) = to.isSigned ? (-Float(1 << (to.byteSize * 8 - 1)), Float(1 << (to.byteSize * 8 - 1)) - 1) : (0, Float(1 << (to.byteSize * 8)) - 1)
+            let computed: DType = from == .float64 ? .float64 : .float32   // half and narrow floats are computed in f32
+            let zero = constant(0, computed, lanes: lanes), lowValue = constant(low, computed, lanes: lanes), highValue = constant(high, computed, lanes: lanes)
+            var v = select(LLVMBuildFCmp(builder, LLVMRealUNO, value, value, "")!, zero, value)
+            v = select(LLVMBuildFCmp(builder, LLVMRealOLT, v, lowValue, "")!, lowValue, v)
+            v = select(LLVMBuildFCmp(builder, LLVMRealOGT, v, highValue, "")!, highValue, v)
+            return LLVMBuildTrunc(builder, LLVMBuildFPToSI(builder, v, integerType(32, lanes: lanes), "")!, target, "")
         case (true, _, _, _):
             let name = to.isSigned ? "llvm.fptosi.sat" : "llvm.fptoui.sat"
             return callIntrinsic(name, overloads: [target, LLVMTypeOf(value)], returning: target, [value])

@@ -70,7 +70,7 @@ public enum WeightLayout: Hashable, Sendable {
                 for j in 0..<columns { out[(j / panel * words * panel + k / 4 * panel + j % panel) * 4 + k % 4] = source[k * columns + j] }
             }
         default:
-            _ = source.withUnsafeBytes { out.copyMemory(from: $0) }
+            source.withUnsafeBytes { out.copyMemory(from: $0) }
         }
     }
 
