@@ -44,6 +44,12 @@ struct GemmBlocking {
         rows = vectorWidth >= 16 ? 12 : 6
     }
 
+    /// A register block of `rows` rows (the integer GEMM's, chosen by its plan).
+    init(vectorWidth: Int, rows: Int) {
+        self.init(vectorWidth: vectorWidth)
+        self.rows = rows
+    }
+
     /// The register block for products of at most `m` rows: the usual one, or one of 4 rows where
     /// that pads fewer rows (8 rows: two blocks of 4, not 6 and a mostly empty 6).
     init(vectorWidth: Int, rowsAtMost m: Int) {

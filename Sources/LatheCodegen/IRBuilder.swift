@@ -17,6 +17,9 @@ final class IRBuilder {
     /// The host multiplies 4 byte pairs a 32-bit lane in one instruction at this vector width
     /// (vpdpbusd: AVX-512 VNNI, or AVX-VNNI for 8 lanes); else the integer GEMM widens them.
     var hasInt8DotProduct = false
+    /// The host loads and stores bytes under a mask (AVX-512BW): the byte unfold moves each row
+    /// by masked vectors.
+    var hasByteMasks = false
 
     let f32: LLVMType
     let i1: LLVMType

@@ -17,12 +17,12 @@ extension IRBuilder {
 
     /// conv2d of uint8 x and int8 weights: a GEMM (weights x unfolded tile) per image, group and
     /// tile of output rows, or this thread's chunk of output channels of each.
-    func int8Convolution(_ g: ConvGeometry, tileRows: Int, output: LLVMValue, resultType: DType, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?,
+    func int8Convolution(_ g: ConvGeometry, tileRows: Int, registerRows: Int, output: LLVMValue, resultType: DType, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?,
                          epilogue: GemmEpilogue?, extraTypes: [DType], scratch: LLVMValue?, plan: KernelPlan, thread: LLVMValue) throws {
         let form = Int8Contraction.Form.convolution(g, tileRows: tileRows)
         let prepacked = plan.weightLayout.isPacked
         let parts = try int8Scratch(form, scratch: scratch, threadScratchFloats: plan.scratchFloatsPerThread, thread: thread, packsA: !prepacked, packsB: true)
-        let blocking = GemmBlocking(vectorWidth: vectorWidth)
+        let blocking = GemmBlocking(vectorWidth: vectorWidth, rows: registerRows)
         let (k, words) = (g.unfoldedRows, Int8Contraction.words(g.unfoldedRows))
         let tiles = Int8Contraction.tiles(g, tileRows: tileRows)
         let lastRows = g.outH - (tiles - 1) * tileRows
@@ -84,12 +84,12 @@ extension IRBuilder {
 
     /// dense or matmul of uint8 x and int8 weights: this thread's products, or its chunk of rows
     /// or columns of each, a block of NC columns and MC rows at a time.
-    func int8Product(m: Int, n: Int, k: Int, batch: Int, output: LLVMValue, resultType: DType, x: LLVMValue, w: LLVMValue, shapes: [[Int]],
+    func int8Product(m: Int, n: Int, k: Int, batch: Int, registerRows: Int, output: LLVMValue, resultType: DType, x: LLVMValue, w: LLVMValue, shapes: [[Int]],
                      bias: LLVMValue?, epilogue: GemmEpilogue?, extraTypes: [DType], scratch: LLVMValue?, plan: KernelPlan, thread: LLVMValue) throws {
         let form = Int8Contraction.Form.product(m: m, n: n, k: k, batch: batch)
         let prepacked = plan.weightLayout.isPacked
         let parts = try int8Scratch(form, scratch: scratch, threadScratchFloats: plan.scratchFloatsPerThread, thread: thread, packsA: true, packsB: !prepacked)
-        let blocking = GemmBlocking(vectorWidth: vectorWidth)
+        let blocking = GemmBlocking(vectorWidth: vectorWidth, rows: registerRows)
         let words = Int8Contraction.words(k)
         let offsets = matmulBatchOffsets(shapes[0], shapes[1])
 

@@ -48,11 +48,11 @@ extension IRBuilder {
         }
     }
 
-    /// Stores the block of sums at (row, column) of the output view: whole blocks by vectors, a
-    /// block cut by the edge a value at a time.
+    /// Stores the block of sums at (row, column) of the output view: a block of whole panel
+    /// columns by vectors, one cut by the last column a value at a time.
     private func storeInt8Block(_ blocking: GemmBlocking, sums: LLVMValue, row: LLVMValue, column: LLVMValue, rows: LLVMValue, columns: LLVMValue,
                                 _ output: Int8Output) {
-        let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
+        let (nr, width) = (blocking.columns, vectorWidth)
         let c = output.c
         func result(_ sum: LLVMValue, i: LLVMValue, j: LLVMValue, at: LLVMValue, lanes: Int) -> LLVMValue {
             var value = sum
@@ -69,15 +69,14 @@ extension IRBuilder {
             }
             return emit(epilogue.formula, [value] + extras, types: [.int32] + output.extraTypes, context: output.dtype, lanes: lanes)
         }
-        let whole = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntEQ, rows, int(mr), ""),
-                                 LLVMBuildICmp(builder, LLVMIntEQ, columns, int(nr), ""), "")!
-        ifElse(whole, then: {
-            for r in 0..<mr {
-                let i = iadd(row, int(r))
+        // A block cut only by the last rows (M not a multiple of MR) stores its rows by vectors too.
+        ifElse(LLVMBuildICmp(builder, LLVMIntEQ, columns, int(nr), "")!, then: {
+            loop(from: int(0), to: rows) { r in
+                let i = iadd(row, r)
                 for v in 0..<(nr / width) {
                     let j = iadd(column, int(v * width))
                     let at = iadd(iadd(c.offset, imul(i, int(c.rowStride))), j)
-                    let sum = load(sums, int(r * nr + v * width), lanes: width, .int32)
+                    let sum = load(sums, iadd(imul(r, int(nr)), int(v * width)), lanes: width, .int32)
                     store(result(sum, i: i, j: j, at: at, lanes: width), c.base, at, output.dtype)
                 }
             }

@@ -204,11 +204,11 @@ extension IRBuilder {
                         split: split, thread: thread, threads: threads, prepackedWeights: prepacked)
         case let (.conv2d, .int8Gemm(q)):
             guard case let .convolution(g, tileRows) = q.form else { throw LatheError.backend("conv2d \(shapes) planned as a product") }
-            try int8Convolution(g, tileRows: tileRows, output: out, resultType: resultType, input: x[0], weights: x[1], bias: bias, epilogue: epilogue,
+            try int8Convolution(g, tileRows: tileRows, registerRows: q.rows, output: out, resultType: resultType, input: x[0], weights: x[1], bias: bias, epilogue: epilogue,
                                 extraTypes: extraTypes, scratch: scratch, plan: plan, thread: thread)
         case let (.dense, .int8Gemm(q)), let (.matmul, .int8Gemm(q)):
             guard case let .product(m, n, k, batch) = q.form else { throw LatheError.backend("\(op.name) \(shapes) planned as a convolution") }
-            try int8Product(m: m, n: n, k: k, batch: batch, output: out, resultType: resultType, x: x[0], w: x[1], shapes: shapes, bias: bias,
+            try int8Product(m: m, n: n, k: k, batch: batch, registerRows: q.rows, output: out, resultType: resultType, x: x[0], w: x[1], shapes: shapes, bias: bias,
                             epilogue: epilogue, extraTypes: extraTypes, scratch: scratch, plan: plan, thread: thread)
         default:
             throw LatheError.unsupported("\(op.name) with shapes \(shapes) has no contraction plan")

@@ -7,9 +7,12 @@ public struct CodegenTarget: Sendable {
     public var vectorWidth: Int
     /// The host has an 8-bit dot product (vpdpbusd) at this vector width.
     public var hasInt8DotProduct: Bool
-    public init(vectorWidth: Int, hasInt8DotProduct: Bool = false) {
+    /// The host loads and stores bytes under a mask (AVX-512BW).
+    public var hasByteMasks: Bool
+    public init(vectorWidth: Int, hasInt8DotProduct: Bool = false, hasByteMasks: Bool = false) {
         self.vectorWidth = vectorWidth
         self.hasInt8DotProduct = hasInt8DotProduct
+        self.hasByteMasks = hasByteMasks
     }
 }
 
@@ -65,7 +68,7 @@ public enum ModuleEmitter {
 
     public static func emit(_ program: KernelProgram, into parts: [(module: LLVMModuleRef, context: LLVMContextRef)], target: CodegenTarget) throws {
         let builders = parts.map { IRBuilder(context: $0.context, module: $0.module, vectorWidth: target.vectorWidth) }
-        for b in builders { b.hasInt8DotProduct = target.hasInt8DotProduct }
+        for b in builders { (b.hasInt8DotProduct, b.hasByteMasks) = (target.hasInt8DotProduct, target.hasByteMasks) }
         guard let b = builders.first else { throw LatheError.backend("no module to emit the kernels into") }
         let types = builders.map(EntryTypes.init)
         let (pointerArray, parallelType) = (types[0].pointerArray, types[0].parallel)

@@ -58,7 +58,8 @@ public enum Compiler {
         let compileThreads = options.compileThreads ?? ProcessInfo.processInfo.activeProcessorCount
         let partCount = options.keepLLVMIR ? 1 : max(1, min(compileThreads, program.kernels.count))
         let modules = try ModuleParts(count: partCount, target: target)
-        try ModuleEmitter.emit(program, into: modules.parts, target: CodegenTarget(vectorWidth: target.vectorWidth, hasInt8DotProduct: target.hasInt8DotProduct))
+        try ModuleEmitter.emit(program, into: modules.parts, target: CodegenTarget(vectorWidth: target.vectorWidth, hasInt8DotProduct: target.hasInt8DotProduct,
+                                                                                         hasByteMasks: target.hasByteMasks))
         stages.lap("LLVM IR")
         let objects = try modules.objects(target: target, cache: options.cache && !options.keepLLVMIR, cacheDirectory: options.cacheDirectory,
                                           keepLLVMIR: options.keepLLVMIR)

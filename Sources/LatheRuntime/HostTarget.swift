@@ -58,6 +58,9 @@ public struct HostTarget: Sendable, CustomStringConvertible {
         return enabled.contains("avxvnni") || (enabled.contains("avx512vnni") && enabled.contains("avx512vl"))
     }
 
+    /// Whether the host loads and stores bytes under a mask (AVX-512BW).
+    public var hasByteMasks: Bool { features.split(separator: ",").contains("+avx512bw") }
+
     /// The enabled features among those that decide code generation, for display.
     public var keyFeatures: [String] {
         let enabled = Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })

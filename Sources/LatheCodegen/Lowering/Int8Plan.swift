@@ -24,6 +24,18 @@ struct Int8Contraction: Sendable {
         case product(m: Int, n: Int, k: Int, batch: Int)
     }
     let form: Form
+    /// Rows of the register block (MR), which the packed weights' panels have too.
+    let rows: Int
+
+    /// The register block: the float GEMM's (12 x 2 vectors with AVX-512, 6 x 2 with fewer
+    /// registers), or one of 8 (4) rows where that pads fewer of the m rows: ResNet's 64, 128,
+    /// 256 and 512 output channels are whole panels of 8, where panels of 12 computed 72, 132,
+    /// 264 and 516.
+    static func blocking(m: Int, vectorWidth: Int) -> GemmBlocking {
+        let usual = GemmBlocking(vectorWidth: vectorWidth)
+        let fewer = usual.rows == 12 ? 8 : 4
+        return roundUp(m, fewer) < roundUp(m, usual.rows) ? GemmBlocking(vectorWidth: vectorWidth, rows: fewer) : usual
+    }
 
     /// Rows and columns of A and B packed at a time by a product (Goto's MC and NC).
     static let rowBlock = 120, columnBlock = 1024
@@ -58,25 +70,27 @@ extension KernelPlan {
             guard let g = ConvGeometry(input: s[0], weights: s[1], output: c.resultShape, a) else { return nil }
             let tileRows = g.tileRows(elementBytes: 2)
             let form = Int8Contraction.Form.convolution(g, tileRows: tileRows)
+            let blocking = Int8Contraction.blocking(m: g.groupOutChannels, vectorWidth: c.vectorWidth)
             let layout: WeightLayout = c.constantWeights
-                ? .int8Rows(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: c.blocking.rows) : .plain
+                ? .int8Rows(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: blocking.rows) : .plain
             let units = g.batch * g.groups * Int8Contraction.tiles(g, tileRows: tileRows)
-            let split = ThreadSplit.plan(units: units, rows: g.groupOutChannels, flops: c.flops, threads: c.threads, blocking: c.blocking)
+            let split = ThreadSplit.plan(units: units, rows: g.groupOutChannels, flops: c.flops, threads: c.threads, blocking: blocking)
             let bytes = Int8Contraction.scratchBytes(form, packsA: !layout.isPacked, packsB: true)
-            return KernelPlan(.int8Gemm(Int8Contraction(form: form)), weightLayout: layout, split: split, threads: c.threads,
+            return KernelPlan(.int8Gemm(Int8Contraction(form: form, rows: blocking.rows)), weightLayout: layout, split: split, threads: c.threads,
                               scratchFloatsPerThread: (bytes.unfold + bytes.packedB + bytes.packedA) / 4, flops: c.flops, writesResultOnce: true)
         case .dense, .matmul:
             let (m, n, k): (Int, Int, Int)
             if case .dense = op.unfused { (m, k, n) = (s[0][0], s[0][1], s[1][1]) } else { (m, n, k) = matmulSizes(s[0], s[1]) }
             let batch = c.resultShape.count > 2 ? c.resultShape.dropLast(2).reduce(1, *) : 1
             let form = Int8Contraction.Form.product(m: m, n: n, k: k, batch: batch)
+            let blocking = Int8Contraction.blocking(m: m, vectorWidth: c.vectorWidth)
             let layout: WeightLayout = c.constantWeights && s[1].count == 2 ? .int8Columns(depth: k, columns: n, panel: c.blocking.columns) : .plain
             var split = ThreadSplit.single
             if c.threads > 1 && c.flops >= ThreadSplit.minimumFlops {
-                split = batch >= c.threads ? .units(batch) : ThreadSplit.matrix(rows: m, columns: n, threads: c.threads, blocking: c.blocking)
+                split = batch >= c.threads ? .units(batch) : ThreadSplit.matrix(rows: m, columns: n, threads: c.threads, blocking: blocking)
             }
             let bytes = Int8Contraction.scratchBytes(form, packsA: true, packsB: !layout.isPacked)
-            return KernelPlan(.int8Gemm(Int8Contraction(form: form)), weightLayout: layout, split: split, threads: c.threads,
+            return KernelPlan(.int8Gemm(Int8Contraction(form: form, rows: blocking.rows)), weightLayout: layout, split: split, threads: c.threads,
                               scratchFloatsPerThread: (bytes.packedB + bytes.packedA) / 4, flops: c.flops, writesResultOnce: true)
         default:
             return nil
