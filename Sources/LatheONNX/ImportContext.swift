@@ -6,6 +6,25 @@ enum ImportedValue {
     case constant(ConstantTensor)
 }
 
+/// A float that dequantizes q: (q - zero) * scale, each one value (ImportContext.dequantized).
+struct Dequantized {
+    let q: ImportedValue
+    let scale: Float
+    let zero: Int64
+    let type: DType
+
+    /// Of q with constant one-value scale and zero point (none: zero 0), or nil.
+    init?(_ q: ImportedValue, type: DType, scale: ImportedValue, zero: ImportedValue?) {
+        guard case let .constant(s) = scale, s.count == 1, s.dtype == .float32 else { return nil }
+        var z: Int64 = 0
+        if let zero {
+            guard case let .constant(constant) = zero, constant.count == 1, constant.dtype == type else { return nil }
+            z = constant.ints[0]
+        }
+        (self.q, self.scale, self.zero, self.type) = (q, s.floats[0], z, type)
+    }
+}
+
 /// The state of one import: the graph, the ONNX names defined so far, and the node being read.
 final class ImportContext {
     let graph = Graph()
@@ -30,6 +49,10 @@ final class ImportContext {
     let stages: Bool
     /// The loop and scan bodies being imported: a stage may not end inside one.
     var unrolling = 0
+    /// Floats known to be (q - zero) * scale of a quantized tensor q, one scale and zero point
+    /// for the whole tensor (a DequantizeLinear's result, a QDQ unit's): a QuantizeLinear of one
+    /// at the same scale and zero point is q itself (OpHandlers+Quantize.swift).
+    var dequantized: [ValueID: Dequantized] = [:]
 
     init(opset: Int, fileName: String, stageInputs: [String: TensorType] = [:], stages: Bool = false) {
         self.opset = opset

@@ -70,7 +70,9 @@ extension OpHandlers {
         // The float the QuantizeLinear after it reads: it gives q back.
         let zero = try cast(yZero, to: .float32, c)
         let centred = try c.apply(.binary(.sub), [try cast(q, to: .float32, c), try reshape(zero, to: [], c)], name: "q_centred")
-        return try c.apply(.binary(.mul), [centred, try reshape(try cast(yScale, to: .float32, c), to: [], c)])
+        let float = try c.apply(.binary(.mul), [centred, try reshape(try cast(yScale, to: .float32, c), to: [], c)])
+        if case let .node(id) = float, let known = Dequantized(q, type: c.dtype(yZero), scale: yScale, zero: yZero) { c.dequantized[id] = known }
+        return float
     }
 
     /// The quantized result q (of y_zero's type) of a quantized conv, gemm or matmul, or nil

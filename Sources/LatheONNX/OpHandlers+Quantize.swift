@@ -19,11 +19,22 @@ extension OpHandlers {
         "DequantizeLinear": { c in
             let x = try c.required(0), scale = try c.required(1)
             let type = c.opset >= 23 ? try outputType(c, default: c.dtype(scale)) : c.dtype(scale)
-            return [try dequantize(x, scale: scale, zeroPoint: try c.input(2), to: type, c)]
+            let y = try dequantize(x, scale: scale, zeroPoint: try c.input(2), to: type, c)
+            if type == .float32, case let .node(id) = y, let known = Dequantized(x, type: c.dtype(x), scale: scale, zero: try c.input(2)) {
+                c.dequantized[id] = known
+            }
+            return [y]
         },
         "QuantizeLinear": { c in
             let x = try c.required(0), scale = try c.required(1), zeroPoint = try c.input(2)
             let type = try zeroPoint.map(c.dtype) ?? outputType(c, default: .uint8)
+            // A quantized tensor dequantized and quantized again at its own scale and zero point
+            // (QDQ pairs around a node with its own quantized output) is itself: as ONNX Runtime
+            // removes such pairs.
+            if case let .node(id) = x, let known = c.dequantized[id], known.type == type,
+               let same = Dequantized(known.q, type: type, scale: scale, zero: zeroPoint), same.scale == known.scale, same.zero == known.zero {
+                return [known.q]
+            }
             let rule = CastRule(saturate: c.node.int("saturate", 1) != 0)
             return [try quantize(x, scale: scale, zeroPoint: zeroPoint, to: type, rule: rule, c)]
         },
