@@ -7,10 +7,10 @@ import LatheIR
 /// - A convolution is a GEMM per image, group and tile of output rows: the weights are its A
 ///   (int8), in panels of MR rows packed at compile time when constant (WeightLayout.int8Rows);
 ///   the input, unfolded as bytes a tile at a time with the padding at `padValue` (a 1x1,
-///   stride-1, unpadded one read in place), is its B (uint8), packed a tile at a time. Its
-///   tiles hold about half the bytes of a float tile's (the unfolded tile and its packed copy
-///   both stay in L2). Split by units (images x groups x tiles) when they divide evenly enough,
-///   else by chunks of output channels (whole panels), as the float convolution is.
+///   stride-1, unpadded one read in place), is its B (uint8), packed a tile at a time (the
+///   unfolded tile and its packed copy stay in L2; the tile height pads the fewest columns).
+///   Split by units (images x groups x tiles) when they divide evenly enough, else by chunks
+///   of output channels (whole panels), as the float convolution is.
 /// - dense and matmul: x is A (uint8), packed at run time a block of rows at a time; constant
 ///   2-D weights are B (int8), in panels of NR columns packed at compile time
 ///   (WeightLayout.int8Columns), else packed at run time a block of columns at a time. Split: a
@@ -40,6 +40,31 @@ struct Int8Contraction: Sendable {
     /// Rows and columns of A and B packed at a time by a product (Goto's MC and NC).
     static let rowBlock = 120, columnBlock = 1024
 
+    /// Bytes of one unfolded tile at most (unless a single output row takes more): with its
+    /// packed copy, half of a 1 MB L2.
+    static let tileBytes = 256 * 1024
+
+    /// Output rows of a convolution's tile: of the heights whose unfolded tile fits `tileBytes`,
+    /// the one that leaves the busiest of `threads` the fewest columns to compute, each tile's
+    /// rounded up to whole panels (ties to the tallest). With at least as many tiles as threads,
+    /// a thread computes its tiles; with fewer, every thread unfolds each tile for its share of
+    /// the output channels, which counts a quarter more. ResNet's 28 x 28 images in tiles of 4
+    /// rows (112 columns, 4 panels of 32) computed 14% more columns than there are; in tiles of
+    /// 8 rows, 2%. Its 7 x 7 images are two tiles, which two threads unfold once each.
+    static func tileRows(_ g: ConvGeometry, panelColumns: Int, threads: Int) -> Int {
+        guard g.needsUnfold else { return g.outH }
+        var best = (cost: Int.max, rows: 1)
+        for rows in 1...max(g.outH, 1) {
+            if rows > 1 && g.unfoldedRows * rows * g.outW > tileBytes { break }
+            let tiles = (g.outH + rows - 1) / rows, last = g.outH - (tiles - 1) * rows
+            let tile = roundUp(rows * g.outW, panelColumns)
+            let columns = (tiles - 1) * tile + roundUp(last * g.outW, panelColumns)
+            let cost = tiles >= threads ? (tiles + threads - 1) / threads * tile : columns * 5 / (4 * threads)
+            if cost <= best.cost { best = (cost, rows) }
+        }
+        return best.rows
+    }
+
     /// Groups of 4 along K: the words of a panel row.
     static func words(_ k: Int) -> Int { (k + 3) / 4 }
 
@@ -68,9 +93,9 @@ extension KernelPlan {
         switch op.unfused {
         case let .conv2d(a):
             guard let g = ConvGeometry(input: s[0], weights: s[1], output: c.resultShape, a) else { return nil }
-            let tileRows = g.tileRows(elementBytes: 2)
-            let form = Int8Contraction.Form.convolution(g, tileRows: tileRows)
             let blocking = Int8Contraction.blocking(m: g.groupOutChannels, vectorWidth: c.vectorWidth)
+            let tileRows = Int8Contraction.tileRows(g, panelColumns: blocking.columns, threads: c.threads)
+            let form = Int8Contraction.Form.convolution(g, tileRows: tileRows)
             let layout: WeightLayout = c.constantWeights
                 ? .int8Rows(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: blocking.rows) : .plain
             let units = g.batch * g.groups * Int8Contraction.tiles(g, tileRows: tileRows)
