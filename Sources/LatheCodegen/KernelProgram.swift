@@ -156,6 +156,15 @@ public struct KernelProgram: Sendable {
     public var variables: [VariablePlacement] = []
 
     public var flops: Int { kernels.reduce(0) { $0 + $1.flops } }
+
+    /// The operations done by the integer GEMM (quantized contractions), which a host with an
+    /// 8-bit dot product does four to a lane per instruction where a float FMA does one.
+    public var int8Flops: Int {
+        kernels.reduce(0) { sum, kernel in
+            if case .int8Gemm = kernel.plan.algorithm { return sum + kernel.flops }
+            return sum
+        }
+    }
 }
 
 extension KernelProgram {
