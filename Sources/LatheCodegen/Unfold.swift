@@ -143,22 +143,24 @@ extension IRBuilder {
                         fill(rowBase, count: imul(isub(y0, firstRow), outW), with: padValue, .uint8)
                         fill(pointer(rowBase, imul(isub(y1, firstRow), outW), .uint8), count: imul(isub(endRow, y1), outW), with: padValue, .uint8)
                         let (loVector, hiVector) = (splat(column16(lo), lanes: lanes * sx), splat(column16(hi), lanes: lanes * sx))
-                        loop(from: y0, to: y1) { oy in
-                            let inputRow = pointer(channelInput, imul(iadd(isub(imul(oy, strideY), padTop), tapY), width), .uint8)
-                            let target = pointer(rowBase, imul(isub(oy, firstRow), outW), .uint8)
-                            loop(from: int(0), to: outW, step: lanes) { chunk in
-                                let laneColumn = LLVMBuildAdd(builder, splat(column16(chunk), lanes: lanes * sx), laneColumns, "")!
-                                let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, laneColumn, loVector, "")!,
-                                                          LLVMBuildICmp(builder, LLVMIntSLT, laneColumn, hiVector, "")!, "")!
-                                let mask = LLVMBuildAnd(builder, inside, keptLanes, "")!
+                        let padding = splat(padValue, lanes: lanes * sx)
+                        // The masks of a chunk, made once for all the tile's rows.
+                        loop(from: int(0), to: outW, step: lanes) { chunk in
+                            let laneColumn = LLVMBuildAdd(builder, splat(column16(chunk), lanes: lanes * sx), laneColumns, "")!
+                            let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, laneColumn, loVector, "")!,
+                                                      LLVMBuildICmp(builder, LLVMIntSLT, laneColumn, hiVector, "")!, "")!
+                            let mask = LLVMBuildAnd(builder, inside, keptLanes, "")!
+                            let stored = LLVMBuildICmp(builder, LLVMIntSLT, storeColumns, splat(column16(isub(outW, chunk)), lanes: lanes), "")!
+                            let first = iadd(isub(imul(chunk, int(sx)), padLeft), tapX)
+                            loop(from: y0, to: y1) { oy in
+                                let inputRow = imul(iadd(isub(imul(oy, strideY), padTop), tapY), width)
                                 // The address of lane 0, which may lie before the row: no inbounds.
-                                var at: [LLVMValue?] = [iadd(isub(imul(chunk, int(sx)), padLeft), tapX)]
-                                let address = LLVMBuildGEP2(builder, LLVMInt8TypeInContext(context), inputRow, &at, 1, "")!
+                                var at: [LLVMValue?] = [iadd(inputRow, first)]
+                                let address = LLVMBuildGEP2(builder, LLVMInt8TypeInContext(context), channelInput, &at, 1, "")!
                                 let loaded = callIntrinsic("llvm.masked.load", overloads: [byteVector, LLVMTypeOf(address)], returning: byteVector,
-                                                           [address, LLVMConstInt(i32, 1, 0), mask, splat(padValue, lanes: lanes * sx)])
+                                                           [address, LLVMConstInt(i32, 1, 0), mask, padding])
                                 let row = sx == 1 ? loaded : shuffle(loaded, (0..<lanes).map { $0 * sx })
-                                let stored = LLVMBuildICmp(builder, LLVMIntSLT, storeColumns, splat(column16(isub(outW, chunk)), lanes: lanes), "")!
-                                let destination = pointer(target, chunk, .uint8)
+                                let destination = pointer(rowBase, iadd(imul(isub(oy, firstRow), outW), chunk), .uint8)
                                 callIntrinsic("llvm.masked.store", overloads: [narrow, LLVMTypeOf(destination)], returning: void,
                                               [row, destination, LLVMConstInt(i32, 1, 0), stored])
                             }
