@@ -103,7 +103,7 @@ extension IRBuilder {
     /// are not read but take the pad value, and one masked store; rows in the vertical padding
     /// are filled. Where the float unfold copies a vector at a time and a byte at a time past
     /// the last whole vector, then fills the padding, a row of ResNet's 56 columns is two
-    /// instructions (the byte copies took 40% of the QDQ ResNet-18's time).
+    /// instructions (benchmarks/RESULTS.md, "Measurements behind choices in the code").
     private func maskedByteUnfoldFunction(strideX sx: Int) -> LLVMValue {
         sharedFunction("lathe_unfold_u8_masked_s\(sx)", pointerCount: 2, integerCount: 16) { function in
             let input = LLVMGetParam(function, 0)!, scratch = LLVMGetParam(function, 1)!
