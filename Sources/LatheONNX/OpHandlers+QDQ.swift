@@ -87,7 +87,7 @@ extension OpHandlers {
         let weightAxis = try c.axis(q.weightAxis, rank: wShape.count)
         guard scaleCount == 1 || weightAxis == outputAxis && scaleCount == outputs else { return nil }
         if let zero = q.wZero, c.shape(zero).reduce(1, *) != 1, c.shape(zero).reduce(1, *) != outputs { return nil }
-        if let sums = try integerSums(kind, q, outputAxis: outputAxis, transposed: transposed, c) {
+        if let sums = try integerSums(kind, x: q.x, xZero: q.xZero, w: q.w, wZero: q.wZero, bias: q.bias, outputAxis: outputAxis, transposed: transposed, c) {
             let q = try requantized(sums.value, q, perChannel: scaleCount > 1, outputs: outputs, kind: kind, c)
             return try q.map { c.shape($0) == sums.shape ? $0 : try reshape($0, to: sums.shape, c) }
         }
@@ -138,26 +138,28 @@ extension OpHandlers {
         return try cast(try c.apply(.fusedElementwise(requantize), [accumulated, multiplier, zero], name: "requantized"), to: type, c)
     }
 
-    /// The exact int32 sums of a quantized contraction on the integer GEMM, and the shape its
-    /// result takes (a matmul of more than 2-D x runs as 2-D), or nil where that GEMM does not
-    /// apply: x not uint8 or its zero point not one constant, weights not constant, or (less their
-    /// zero points) not int8 values, a 3-D convolution, a matmul whose weights are not 2-D.
-    /// The weights' zero points are taken off at import; the input's, z, is the padding's value,
-    /// so that every tap of a window reads x - z + z, and bias - z * (sum of the channel's
-    /// weights) takes the z's back off.
-    private static func integerSums(_ kind: QuantizedContraction, _ q: QuantizedOperands, outputAxis: Int, transposed: Bool,
-                                    _ c: ImportContext) throws -> (value: ImportedValue, shape: [Int])? {
-        guard c.dtype(q.x) == .uint8, case let .constant(w) = q.w, w.dtype == .int8 || w.dtype == .uint8 else { return nil }
+    /// The exact int32 sums of a quantized contraction on the integer GEMM, the shape its result
+    /// takes (a matmul of more than 2-D x runs as 2-D), and each output channel's sum of weights
+    /// (less their zero points), or nil where that GEMM does not apply: x not uint8 or its zero
+    /// point not one constant, weights not constant, or (less their zero points) not int8
+    /// values, a 3-D convolution, a matmul whose weights are not 2-D. The weights' zero points
+    /// are taken off at import; the input's, z, is the padding's value, so that every tap of a
+    /// window reads x - z + z, and bias - z * (sum of the channel's weights) takes the z's back
+    /// off.
+    static func integerSums(_ kind: QuantizedContraction, x: ImportedValue, xZero zeroPoint: ImportedValue?, w weights: ImportedValue,
+                            wZero: ImportedValue?, bias: ImportedValue?, outputAxis: Int, transposed: Bool,
+                            _ c: ImportContext) throws -> (value: ImportedValue, shape: [Int], weightSums: [Int])? {
+        guard c.dtype(x) == .uint8, case let .constant(w) = weights, w.dtype == .int8 || w.dtype == .uint8 else { return nil }
         var xZero = 0
-        if let z = q.xZero {
+        if let z = zeroPoint {
             guard case let .constant(zero) = z, zero.count == 1 else { return nil }
             xZero = zero.intValues[0]
         }
-        let (ws, xs) = (w.shape, c.shape(q.x))
+        let (ws, xs) = (w.shape, c.shape(x))
         guard kind == .conv ? (3...4).contains(ws.count) && xs.count == ws.count : ws.count == 2 && xs.count >= 2 else { return nil }
         let outputs = ws[outputAxis], inner = ws.dropFirst(outputAxis + 1).reduce(1, *)
         var zeros = Array(repeating: 0, count: outputs)
-        if let z = q.wZero {
+        if let z = wZero {
             guard case let .constant(zero) = z, zero.count == 1 || zero.count == outputs else { return nil }
             zeros = zero.count == 1 ? Array(repeating: zero.intValues[0], count: outputs) : zero.intValues
         }
@@ -170,18 +172,18 @@ extension OpHandlers {
             sums[o] += value
         }
         var biasValues = Array(repeating: 0, count: outputs)
-        if let b = q.bias {
+        if let b = bias {
             guard case let .constant(bias) = b, bias.count == outputs else { return nil }
             biasValues = bias.intValues
         }
         let corrected = zip(biasValues, sums).map { $0 - xZero * $1 }
         guard corrected.allSatisfy({ Int(Int32.min)...Int(Int32.max) ~= $0 }) else { return nil }
-        let bias = ImportedValue.constant(ConstantTensor(try HostTensor(shape: [outputs], values: corrected.map { Int32($0) })))
+        let correctedBias = ImportedValue.constant(ConstantTensor(try HostTensor(shape: [outputs], values: corrected.map { Int32($0) })))
         switch kind {
         case .conv:
             let weights = ImportedValue.constant(ConstantTensor(try HostTensor(shape: ws, values: centred)))
-            let sums = try convolution(q.x, weights: weights, bias: bias, c, name: "sums", padValue: xZero)
-            return (sums, c.shape(sums))
+            let result = try convolution(x, weights: weights, bias: correctedBias, c, name: "sums", padValue: xZero)
+            return (result, c.shape(result), sums)
         case .gemm, .matmul:
             // Weights [K, N] (a transposed Gemm's [N, K] turned).
             let (k, n) = transposed ? (ws[1], ws[0]) : (ws[0], ws[1])
@@ -189,8 +191,8 @@ extension OpHandlers {
             let weights = ImportedValue.constant(ConstantTensor(try HostTensor(shape: [k, n], values: values)))
             guard xs.last == k else { return nil }
             let rows = xs.dropLast().reduce(1, *)
-            let x = xs.count == 2 ? q.x : try reshape(q.x, to: [rows, k], c)
-            return (try c.apply(.dense, [x, weights, bias], name: "sums"), Array(xs.dropLast()) + [n])
+            let rowsOfX = xs.count == 2 ? x : try reshape(x, to: [rows, k], c)
+            return (try c.apply(.dense, [rowsOfX, weights, correctedBias], name: "sums"), Array(xs.dropLast()) + [n], sums)
         }
     }
 }

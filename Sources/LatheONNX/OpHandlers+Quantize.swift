@@ -55,6 +55,7 @@ extension OpHandlers {
             return [try quantize(x, scale: scale, zeroPoint: zeroPoint, to: .uint8, rule: .standard, c), scale, zeroPoint]
         },
         "MatMulInteger": { c in
+            if let sums = try integerMatMul(c) { return [sums] }
             let a = try integerOperand(0, zeroPoint: 2, axis: -2, c), b = try integerOperand(1, zeroPoint: 3, axis: -1, c)
             let product = try c.apply(.matmul, [a, b], name: "f32")
             return [try c.apply(.cast(to: .int32), [product])]
@@ -85,6 +86,28 @@ extension OpHandlers {
             return [q]
         },
     ]
+
+    /// MatMulInteger on the integer GEMM where it applies (uint8 a; constant 2-D b whose values
+    /// less their zero points are int8; a's zero point one value): a dynamically quantized
+    /// model's products, whose a and zero point DynamicQuantizeLinear computes as the model runs.
+    /// A zero point z known at run time is taken off after the sums: - z * (sum of each column
+    /// of b), in int32.
+    private static func integerMatMul(_ c: ImportContext) throws -> ImportedValue? {
+        let a = try c.required(0), b = try c.required(1), aZero = try c.input(2)
+        guard c.dtype(a) == .uint8, c.shape(b).count == 2, c.shape(a).count >= 2 else { return nil }
+        if let aZero, c.shape(aZero).reduce(1, *) != 1 { return nil }
+        let known = aZero.map { if case .constant = $0 { true } else { false } } ?? true
+        guard let sums = try integerSums(.matmul, x: a, xZero: known ? aZero : nil, w: b, wZero: try c.input(3), bias: nil, outputAxis: 1,
+                                         transposed: false, c) else { return nil }
+        var result = sums.value
+        if let aZero, !known {
+            let z = try reshape(try OpHandlers.cast(aZero, to: .int32, c), to: [], c)
+            let columnSums = ImportedValue.constant(ConstantTensor(try HostTensor(shape: [sums.weightSums.count], values: sums.weightSums.map { Int32($0) })))
+            let correction = try c.apply(.binary(.mul), [z, columnSums], name: "zero_point_sums")
+            result = try c.apply(.binary(.sub), [result, correction], name: "sums_less_zero_point")
+        }
+        return c.shape(result) == sums.shape ? result : try reshape(result, to: sums.shape, c)
+    }
 
     /// The `output_dtype` attribute (0 or absent: `default`).
     private static func outputType(_ c: ImportContext, default type: DType) throws -> DType {

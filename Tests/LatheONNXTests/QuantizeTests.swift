@@ -75,6 +75,34 @@ struct QuantizeTests {
         #expect(try out["y"]?.values(as: UInt8.self) == x.map { UInt8(($0 / scale).rounded(.toNearestOrEven)) })
     }
 
+    /// A dynamically quantized product: uint8 a with its zero point fed at run time, constant
+    /// uint8 b with one zero point a column, on the integer GEMM (b less its zero points in int8,
+    /// the run-time zero point taken off the sums), giving the exact int32 sums.
+    @Test func matMulIntegerWithARunTimeZeroPoint() throws {
+        let (batch, m, k, n) = (2, 5, 37, 19)
+        var values = Values(state: 7)
+        let a = (0..<batch * m * k).map { _ in UInt8(values.next(0...255)) }
+        let b = (0..<k * n).map { _ in UInt8(values.next(60...190)) }
+        let bZero = (0..<n).map { _ in UInt8(values.next(120...130)) }
+        let aZero: UInt8 = 131
+        let model = try oneNodeModel("MatMulInteger", inputs: [("a", .uint8, [batch, m, k]), ("a_zero", .uint8, [])],
+                                     initializers: [("b", try HostTensor(shape: [k, n], values: b)), ("b_zero", try HostTensor(shape: [n], values: bZero))],
+                                     operands: ["a", "b", "a_zero", "b_zero"], output: (.int32, [batch, m, n]))
+        let imported = try ONNXImporter.load(model)
+        #expect(imported.graph.nodes.contains { $0.op == .dense && Op.isIntegerContraction($0.operands.map { imported.graph[$0].type.dtype }) })
+        let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
+            .run(["a": try HostTensor(shape: [batch, m, k], values: a), "a_zero": try HostTensor(shape: [], values: [aZero])])["y"]!
+        var expected: [Int32] = []
+        for row in 0..<batch * m {
+            for j in 0..<n {
+                var sum = 0
+                for p in 0..<k { sum += (Int(a[row * k + p]) - Int(aZero)) * (Int(b[p * n + j]) - Int(bZero[j])) }
+                expected.append(Int32(sum))
+            }
+        }
+        #expect(try got.values(as: Int32.self) == expected)
+    }
+
     @Test func aScaleOfTheWrongLengthIsAMalformedModel() throws {
         let model = try oneNodeModel("DequantizeLinear", inputs: [("q", .int8, [2, 3])],
                                      initializers: [("scale", try HostTensor(shape: [2], scalars: [1, 2]))],
