@@ -61,6 +61,13 @@ extension OpHandlers {
             return [try c.apply(.cast(to: .int32), [product])]
         },
         "ConvInteger": { c in
+            // On the integer GEMM where x is uint8 with one zero point known at import (the
+            // padding's value) and the weights are constant: its sums are ConvInteger's result.
+            if try c.input(2).map({ if case .constant = $0 { true } else { false } }) ?? true,
+               let sums = try integerSums(.conv, x: try c.required(0), xZero: try c.input(2), w: try c.required(1), wZero: try c.input(3), bias: nil,
+                                          outputAxis: 0, transposed: false, c) {
+                return [sums.value]
+            }
             let x = try integerOperand(0, zeroPoint: 2, axis: -1, c), w = try integerOperand(1, zeroPoint: 3, axis: 0, c)
             let sum = try convolution(x, weights: w, bias: nil, c, name: "f32")
             return [try c.apply(.cast(to: .int32), [sum])]

@@ -103,6 +103,51 @@ struct QuantizeTests {
         #expect(try got.values(as: Int32.self) == expected)
     }
 
+    /// ConvInteger with constant weights: on the integer GEMM, the padding at x's zero point
+    /// (where x - zero is 0), the weights less their zero point; the exact int32 sums.
+    @Test func convIntegerPadsWithTheZeroPoint() throws {
+        let (c, k, size) = (5, 6, 7)
+        var values = Values(state: 5)
+        let x = (0..<c * size * size).map { _ in UInt8(values.next(0...255)) }
+        // Weights less their zero point within int8 (-125...124 + 3), as a quantizer writes them.
+        let w = (0..<k * c * 9).map { _ in Int8(values.next(-125...124)) }
+        let (xZero, wZero): (UInt8, Int8) = (200, -3)
+        var data = try oneNodeModel("ConvInteger", inputs: [("x", .uint8, [1, c, size, size])],
+                                    initializers: [("w", try HostTensor(shape: [k, c, 3, 3], values: w)), ("x_zero", try HostTensor(shape: [], values: [xZero])),
+                                                   ("w_zero", try HostTensor(shape: [], values: [wZero]))],
+                                    operands: ["x", "w", "x_zero", "w_zero"], output: (.int32, [1, k, size, size]))
+        var proto = try Onnx_ModelProto(serializedBytes: data)
+        var pads = Onnx_AttributeProto()
+        (pads.name, pads.type, pads.ints) = ("pads", .ints, [1, 1, 1, 1])
+        proto.graph.node[0].attribute = [pads]
+        data = try proto.serializedData()
+        let imported = try ONNXImporter.load(data)
+        #expect(imported.graph.nodes.contains { node in
+            guard case let .conv2d(a) = node.op else { return false }
+            return a.padValue == 200 && Op.isIntegerContraction(node.operands.map { imported.graph[$0].type.dtype })
+        })
+        let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
+            .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: Int32.self)
+        var expected: [Int32] = []
+        for o in 0..<k {
+            for i in 0..<size {
+                for j in 0..<size {
+                    var sum = 0
+                    for ch in 0..<c {
+                        for u in 0..<3 {
+                            for v in 0..<3 where (0..<size).contains(i + u - 1) && (0..<size).contains(j + v - 1) {
+                                let input = Int(x[(ch * size + i + u - 1) * size + j + v - 1]) - Int(xZero)
+                                sum += input * (Int(w[((o * c + ch) * 3 + u) * 3 + v]) - Int(wZero))
+                            }
+                        }
+                    }
+                    expected.append(Int32(sum))
+                }
+            }
+        }
+        #expect(got == expected)
+    }
+
     @Test func aScaleOfTheWrongLengthIsAMalformedModel() throws {
         let model = try oneNodeModel("DequantizeLinear", inputs: [("q", .int8, [2, 3])],
                                      initializers: [("scale", try HostTensor(shape: [2], scalars: [1, 2]))],
