@@ -5,6 +5,14 @@ import Testing
 
 /// Seeded values for the quantization tests (a linear congruential generator: the same values
 /// on every machine).
+/// The graph convolves on the integer GEMM: uint8 x, int8 weights, the padding at x's zero point.
+func hasIntegerConvolution(_ graph: Graph, padValue: Int) -> Bool {
+    graph.nodes.contains { node in
+        guard case let .conv2d(a) = node.op else { return false }
+        return a.padValue == padValue && Op.isIntegerContraction(node.operands.map { graph[$0].type.dtype })
+    }
+}
+
 private struct Values {
     var state: UInt64
     mutating func next(_ range: ClosedRange<Float>) -> Float {
@@ -122,10 +130,7 @@ struct QuantizeTests {
         proto.graph.node[0].attribute = [pads]
         data = try proto.serializedData()
         let imported = try ONNXImporter.load(data)
-        #expect(imported.graph.nodes.contains { node in
-            guard case let .conv2d(a) = node.op else { return false }
-            return a.padValue == 200 && Op.isIntegerContraction(node.operands.map { imported.graph[$0].type.dtype })
-        })
+        #expect(hasIntegerConvolution(imported.graph, padValue: 200))
         let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
             .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: Int32.self)
         var expected: [Int32] = []
@@ -200,11 +205,7 @@ struct QDQUnitTests {
         model.graph.output = [onnxValueInfo("y", .uint8, [1, k, size, size])]
         let data = try model.serializedData()
         let imported = try ONNXImporter.load(data)
-        // On the integer GEMM: uint8 x, int8 weights, the padding at x's zero point.
-        #expect(imported.graph.nodes.contains { node in
-            guard case let .conv2d(a) = node.op else { return false }
-            return a.padValue == 3 && Op.isIntegerContraction(node.operands.map { imported.graph[$0].type.dtype })
-        })
+        #expect(hasIntegerConvolution(imported.graph, padValue: 3))
         let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
             .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: UInt8.self)
         var expected: [UInt8] = [], ties = 0
