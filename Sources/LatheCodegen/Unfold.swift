@@ -103,7 +103,8 @@ extension IRBuilder {
     /// are not read but take the pad value, and one masked store; rows in the vertical padding
     /// are filled. Where the float unfold copies a vector at a time and a byte at a time past
     /// the last whole vector, then fills the padding, a row of ResNet's 56 columns is two
-    /// instructions (benchmarks/RESULTS.md, "Measurements behind choices in the code").
+    /// instructions (benchmarks/RESULTS.md, "Measurements behind choices in the code"). Rows of
+    /// at most 32 columns of a same-size, stride-1 convolution move 64 / W rows at a time.
     private func maskedByteUnfoldFunction(strideX sx: Int) -> LLVMValue {
         sharedFunction("lathe_unfold_u8_masked_s\(sx)", pointerCount: 2, integerCount: 16) { function in
             let input = LLVMGetParam(function, 0)!, scratch = LLVMGetParam(function, 1)!
@@ -128,6 +129,15 @@ extension IRBuilder {
             let columns = imul(rows, outW)
             let taps = imul(kernelH, kernelW)
             let endRow = iadd(firstRow, rows)
+            // Rows of at most 32 columns read from rows as wide (stride 1, a same-size
+            // convolution: ResNet's 28 x 28, 14 x 14 and 7 x 7 layers) move several at a time, the
+            // tile's rows and the input's both contiguous: lane t is row t / W, column t % W.
+            let rowsPerMove = LLVMBuildSDiv(builder, int(lanes), outW, "")!
+            let severalRows = sx == 1 ? LLVMBuildAnd(builder, LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntEQ, strideY, int(1), "")!,
+                                                                               LLVMBuildICmp(builder, LLVMIntEQ, width, outW, "")!, "")!,
+                                                     LLVMBuildICmp(builder, LLVMIntSGE, rowsPerMove, int(2), "")!, "")! : LLVMConstInt(i1, 0, 0)!
+            let outW16 = splat(column16(imax(outW, int(1))), lanes: lanes)
+            let laneRows = LLVMBuildUDiv(builder, storeColumns, outW16, "")!, laneInRow = LLVMBuildURem(builder, storeColumns, outW16, "")!
             loop(from: int(0), to: channels) { c in
                 let channelInput = pointer(input, imul(c, imul(height, width)), .uint8)
                 loop(from: int(0), to: kernelH) { ky in
@@ -144,8 +154,36 @@ extension IRBuilder {
                         fill(pointer(rowBase, imul(isub(y1, firstRow), outW), .uint8), count: imul(isub(endRow, y1), outW), with: padValue, .uint8)
                         let (loVector, hiVector) = (splat(column16(lo), lanes: lanes * sx), splat(column16(hi), lanes: lanes * sx))
                         let padding = splat(padValue, lanes: lanes * sx)
-                        // The masks of a chunk, made once for all the tile's rows.
-                        loop(from: int(0), to: outW, step: lanes) { chunk in
+                        // A tap's rows a chunk of 64 columns at a time.
+                        func byChunks() {
+                            loop(from: int(0), to: outW, step: lanes) { chunk in
+                                chunkRows(chunk)
+                            }
+                        }
+                        guard sx == 1 else { return byChunks() }
+                        // Several rows a move: lane t is column t % W of row t / W, in the input
+                        // as in the tile; lanes of rows past y1 are neither read nor stored.
+                        ifElse(severalRows, then: {
+                            let inRow = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, laneInRow, loVector, "")!,
+                                                     LLVMBuildICmp(builder, LLVMIntSLT, laneInRow, hiVector, "")!, "")!
+                            let moves = LLVMBuildSDiv(builder, iadd(isub(y1, y0), isub(rowsPerMove, int(1))), rowsPerMove, "")!
+                            loop(from: int(0), to: moves) { move in
+                                let oy = iadd(y0, imul(move, rowsPerMove))
+                                let rowsHere = splat(column16(imin(rowsPerMove, isub(y1, oy))), lanes: lanes)
+                                let stored = LLVMBuildICmp(builder, LLVMIntULT, laneRows, rowsHere, "")!
+                                let mask = LLVMBuildAnd(builder, inRow, stored, "")!
+                                // Lane 0's address, which may lie before the input: no inbounds.
+                                var at: [LLVMValue?] = [iadd(imul(iadd(isub(oy, padTop), tapY), width), isub(tapX, padLeft))]
+                                let address = LLVMBuildGEP2(builder, LLVMInt8TypeInContext(context), channelInput, &at, 1, "")!
+                                let loaded = callIntrinsic("llvm.masked.load", overloads: [narrow, LLVMTypeOf(address)], returning: narrow,
+                                                           [address, LLVMConstInt(i32, 1, 0), mask, splat(padValue, lanes: lanes)])
+                                let destination = pointer(rowBase, imul(isub(oy, firstRow), outW), .uint8)
+                                callIntrinsic("llvm.masked.store", overloads: [narrow, LLVMTypeOf(destination)], returning: void,
+                                              [loaded, destination, LLVMConstInt(i32, 1, 0), stored])
+                            }
+                        }, else: byChunks)
+                        /// The tile's rows of a chunk of 64 columns, its masks made once.
+                        func chunkRows(_ chunk: LLVMValue) {
                             let laneColumn = LLVMBuildAdd(builder, splat(column16(chunk), lanes: lanes * sx), laneColumns, "")!
                             let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, laneColumn, loVector, "")!,
                                                       LLVMBuildICmp(builder, LLVMIntSLT, laneColumn, hiVector, "")!, "")!
