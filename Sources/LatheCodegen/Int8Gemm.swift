@@ -10,10 +10,12 @@ import LatheIR
 /// along K: an A panel is [K/4][MR] words, a B panel [K/4][NR]. One instruction then multiplies
 /// 4 byte pairs in each 32-bit lane and adds them to the lane's sum: vpdpbusd (uint8 x int8,
 /// AVX-512 VNNI or AVX-VNNI) where the host has it, else the same arithmetic on widened lanes.
-/// The micro-kernel holds its MR x NR sums in registers through all of K, one broadcast word of A
-/// feeding NR / width dot products with B, as the float GEMM's does through a K block. K is not
-/// blocked: the sums never leave the registers before the last word, and the deepest panels
-/// (ResNet's 3x3x512: 1,152 words, 55 KB of A, 147 KB of B) stream from L2.
+/// The micro-kernel (MR x NR: 12 or 8 rows by 2 vectors, the plan's) holds its sums in registers
+/// through all of K, one broadcast word of A feeding NR / width dot products with B, as the float
+/// GEMM's does through a K block. K is not blocked: the sums never leave the registers before
+/// the last word, and the deepest panels (ResNet's 3x3x512: 1,152 words, 37 KB of A in panels
+/// of 8 rows, 147 KB of B in panels of 32 columns) stream from L2. The loops take an A panel
+/// and run it over every B panel of the tile.
 /// A block's sums go through the stack once, to add the int32 bias, apply the epilogue in
 /// whatever element types it has (a quantized model's requantization to uint8), and store the
 /// result in its type.

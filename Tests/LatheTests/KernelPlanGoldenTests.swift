@@ -81,6 +81,35 @@ struct KernelPlanGoldenTests {
         """)
     }
 
+    /// A quantized residual block as a QDQ model imports (uint8 activations, int8 weights): two
+    /// 3x3 convolutions on the integer GEMM, each requantized to uint8 in its epilogue, the
+    /// second adding the block's input, then a quantized dense layer.
+    @Test func quantizedResidualBlock() throws {
+        let g = Graph(seed: 1)
+        let x = try g.input("x", dtype: .uint8, shape: [1, 32, 28, 28])
+        let here = SourceLocation(fileID: #fileID, line: #line)
+        func convolution(_ input: Tensor, seed: UInt64) throws -> Tensor {
+            let w = g.constant(randomTensor(.int8, shape: [32, 32, 3, 3], seed: seed, range: -128...127))
+            let b = g.constant(randomTensor(.int32, shape: [32], seed: seed + 1, range: -1000...1000))
+            return try input.apply(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1], padValue: 7)), [w, b], here)
+        }
+        let requantize: ScalarExpr = .cast(.uint8, UnaryFn.clip(min: 0, max: 255).formula.substituting(
+            [.unary(.round, .binary(.mul, .cast(.float32, .arg(0)), .const(0.002))) + .const(7)]))
+        let first = try convolution(x, seed: 3).apply(.fusedElementwise(requantize), [], here)
+        let added: ScalarExpr = .cast(.uint8, UnaryFn.clip(min: 0, max: 255).formula.substituting(
+            [.unary(.round, .binary(.mul, .cast(.float32, .arg(0)), .const(0.002)) + .cast(.float32, .arg(1))) + .const(7)]))
+        let second = try convolution(first, seed: 5).apply(.fusedElementwise(added), [x], here)
+        let flat = try second.apply(.reshape(shape: [1, 32 * 28 * 28]), [], here)
+        let w = g.constant(randomTensor(.int8, shape: [32 * 28 * 28, 10], seed: 7, range: -128...127))
+        let y = try flat.apply(.dense, [w, g.constant(randomTensor(.int32, shape: [10], seed: 8, range: -1000...1000))], here)
+        Self.expectLines(try Self.planText(g, [("y", y.id)]), """
+        k0_conv2d_epilogue  conv2d+fused_elementwise  im2col+int8 gemm 3x3 pad 1,1,1,1, M=32 N=784 K=288 a unit, 14-row tiles, pad value 7  u8[1, 32, 28, 28], i8[32, 32, 3, 3], i32[32] -> u8[1, 32, 28, 28]  weights int8 panels of 4 rows  2 threads: 2 units  scratch 465472 B at arena+0  in input[0], weights+128, weights+0 out arena+465472
+        k1_conv2d_epilogue  conv2d+fused_elementwise  im2col+int8 gemm 3x3 pad 1,1,1,1, M=32 N=784 K=288 a unit, 14-row tiles, pad value 7  u8[1, 32, 28, 28], i8[32, 32, 3, 3], i32[32], u8[1, 32, 28, 28] -> u8[1, 32, 28, 28]  weights int8 panels of 4 rows  2 threads: 2 units  scratch 465472 B at arena+0  in arena+465472, weights+9472, weights+9344, input[0] out arena+490560
+        k2_reshape          reshape  no code (in place)  u8[1, 32, 28, 28] -> u8[1, 25088]  1 thread  in arena+490560 out arena+490560 (over operand 0)
+        k3_dense            dense  int8 gemm M=1 N=10 K=25088  u8[1, 25088], i8[25088, 10], i32[10] -> i32[1, 10]  weights int8 column panels of 16  1 thread  scratch 301056 B at arena+0  in arena+490560, weights+18752, weights+18688 out output[0]
+        """)
+    }
+
     /// A BERT-base encoder layer: 128 tokens of 768, 12 heads of 64, a 3072-wide GELU
     /// feed-forward network, post-norm.
     @Test func bertLayer() throws {
