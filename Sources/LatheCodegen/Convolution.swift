@@ -75,6 +75,14 @@ struct ConvGeometry {
 }
 
 extension IRBuilder {
+    /// The image, group and tile of a convolution's unit u (units run images x groups x tiles,
+    /// tiles innermost).
+    func convolutionUnit(_ u: LLVMValue, tiles: Int, groups: Int) -> (image: LLVMValue, group: LLVMValue, tile: LLVMValue) {
+        let imageGroup = LLVMBuildUDiv(builder, u, int(tiles), "")!
+        return (LLVMBuildUDiv(builder, imageGroup, int(groups), "")!, LLVMBuildURem(builder, imageGroup, int(groups), "")!,
+                LLVMBuildURem(builder, u, int(tiles), "")!)
+    }
+
     /// About half the L2 cache of current x86 cores.
     static let unfoldTileBytes = 256 * 1024
 
@@ -148,10 +156,8 @@ extension IRBuilder {
             }
         }
         func unit(_ u: LLVMValue, channel: LLVMValue, count: LLVMValue, fixedCount: Int?, columns: (LLVMValue, LLVMValue)? = nil) {
-            let tile = LLVMBuildURem(builder, u, int(g.tileCount), "")!
-            let imageGroup = LLVMBuildUDiv(builder, u, int(g.tileCount), "")!
-            product(image: LLVMBuildUDiv(builder, imageGroup, int(g.groups), "")!, group: LLVMBuildURem(builder, imageGroup, int(g.groups), "")!,
-                    tile: tile, channel: channel, count: count, fixedCount: fixedCount, columns: columns)
+            let (image, group, tile) = convolutionUnit(u, tiles: g.tileCount, groups: g.groups)
+            product(image: image, group: group, tile: tile, channel: channel, count: count, fixedCount: fixedCount, columns: columns)
         }
         switch split {
         case let .rows(total, chunk):

@@ -255,6 +255,21 @@ final class IRBuilder {
                              [address, LLVMConstInt(i32, 4, 0), mask, float(0, lanes: lanes)])
     }
 
+    /// A vector of bytes (`type`) at base[offset...] under `mask`, `passthru`'s lanes where it is
+    /// off (nothing there is read). The address is formed without `inbounds`: lane 0 may lie
+    /// before the buffer when its lane is masked off.
+    func maskedBytes(_ base: LLVMValue, at offset: LLVMValue, _ type: LLVMType, mask: LLVMValue, passthru: LLVMValue) -> LLVMValue {
+        var at: [LLVMValue?] = [offset]
+        let address = LLVMBuildGEP2(builder, LLVMInt8TypeInContext(context), base, &at, 1, "")!
+        return callIntrinsic("llvm.masked.load", overloads: [type, LLVMTypeOf(address)], returning: type, [address, LLVMConstInt(i32, 1, 0), mask, passthru])
+    }
+
+    /// Stores the lanes of a byte vector under `mask` at base[offset...].
+    func storeMaskedBytes(_ value: LLVMValue, _ base: LLVMValue, at offset: LLVMValue, mask: LLVMValue) {
+        let address = pointer(base, offset, .uint8)
+        callIntrinsic("llvm.masked.store", overloads: [LLVMTypeOf(value), LLVMTypeOf(address)], returning: void, [value, address, LLVMConstInt(i32, 1, 0), mask])
+    }
+
     private func splatInteger(_ scalar: LLVMValue, lanes: Int, type: LLVMType) -> LLVMValue {
         let inserted = LLVMBuildInsertElement(builder, LLVMGetUndef(type), scalar, LLVMConstInt(i32, 0, 0), "")!
         var zeros: [LLVMValue?] = (0..<lanes).map { _ in LLVMConstInt(i32, 0, 0) }

@@ -66,10 +66,8 @@ extension IRBuilder {
             }
         }
         func unit(_ u: LLVMValue, channel: LLVMValue, count: LLVMValue) {
-            let tile = LLVMBuildURem(builder, u, int(tiles), "")!
-            let imageGroup = LLVMBuildUDiv(builder, u, int(tiles), "")!
-            product(image: LLVMBuildUDiv(builder, imageGroup, int(g.groups), "")!, group: LLVMBuildURem(builder, imageGroup, int(g.groups), "")!,
-                    tile: tile, channel: channel, count: count)
+            let (image, group, tile) = convolutionUnit(u, tiles: tiles, groups: g.groups)
+            product(image: image, group: group, tile: tile, channel: channel, count: count)
         }
         let units = g.batch * g.groups * tiles
         switch plan.split {

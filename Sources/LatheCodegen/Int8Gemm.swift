@@ -183,21 +183,19 @@ extension IRBuilder {
                 ifElse(LLVMBuildICmp(builder, LLVMIntSGE, valid, int(panel), "")!, then: {
                     packWords { at in self.load(source, at, lanes: panel, .uint8) }
                 }, else: {
-                    packWords { at in self.maskedBytes(source, at, lanes: panel, valid: valid) }
+                    packWords { at in self.firstBytes(source, at, lanes: panel, valid: valid) }
                 })
             }
         }
     }
 
     /// `lanes` bytes at source[at...], the first `valid` of them read and the others zero.
-    private func maskedBytes(_ source: LLVMValue, _ at: LLVMValue, lanes: Int, valid: LLVMValue) -> LLVMValue {
+    private func firstBytes(_ source: LLVMValue, _ at: LLVMValue, lanes: Int, valid: LLVMValue) -> LLVMValue {
         let type = integerType(8, lanes: lanes)
         var steps: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(i32, UInt64($0), 0) }
         let limit = splat(LLVMBuildTrunc(builder, valid, i32, "")!, lanes: lanes)
         let mask = LLVMBuildICmp(builder, LLVMIntSLT, LLVMConstVector(&steps, UInt32(lanes)), limit, "")!
-        let address = LLVMBuildPointerCast(builder, pointer(source, at, .uint8), LLVMPointerType(type, 0), "")!
-        return callIntrinsic("llvm.masked.load", overloads: [type, LLVMPointerType(type, 0)], returning: type,
-                             [address, LLVMConstInt(i32, 1, 0), mask, LLVMConstNull(type)])
+        return maskedBytes(source, at: at, type, mask: mask, passthru: LLVMConstNull(type))
     }
 
     /// `void lathe_i8pack_rows_MR(i8* source, i32* packed, i64 rowStride, i64 depth, i64 rows)`:
@@ -211,8 +209,8 @@ extension IRBuilder {
             let wholeWords = LLVMBuildSDiv(builder, depth, int(4), "")!
             let wordType = integerType(32, lanes: 1)
             loop(from: int(0), to: roundUpValue(rows, panel)) { row in
-                let panelStart = imul(isub(row, LLVMBuildSRem(builder, row, int(panel), "")!), words)
                 let r = LLVMBuildSRem(builder, row, int(panel), "")!
+                let panelStart = imul(isub(row, r), words)
                 let inside = LLVMBuildICmp(builder, LLVMIntSLT, row, rows, "")!
                 let rowSource = imul(select(inside, row, int(0)), rowStride)
                 let wholeEnd = select(inside, wholeWords, int(0))

@@ -96,11 +96,6 @@ extension IRBuilder {
         loop(from: vectorEnd, to: count) { i in store(value, base, i, dtype) }
     }
 
-    /// base[0 ..< count] = value, for a count known at run time.
-    func fill(_ base: LLVMValue, count: LLVMValue, with value: Float) {
-        let width = vectorWidth
-        let vectorEnd = LLVMBuildAnd(builder, count, int(-width), "")!
-        loop(from: int(0), to: vectorEnd, step: width) { i in store(float(value, lanes: width), base, i) }
-        loop(from: vectorEnd, to: count) { i in store(float(value), base, i) }
-    }
+    /// base[0 ..< count] = value (floats), for a count known at run time.
+    func fill(_ base: LLVMValue, count: LLVMValue, with value: Float) { fill(base, count: count, with: float(value), .float32) }
 }

@@ -18,7 +18,7 @@ extension IRBuilder {
             // A float clipped to at least an integer type's range and converted to it: the
             // conversion saturates alike (NaN to 0 either way), so the clip is not computed (a
             // quantized kernel's every store: clip(round(x / scale) + zero, 0, 255) to uint8).
-            if case let .binary(.min, .binary(.max, inner, .const(low)), .const(high)) = a, rule == .standard, let range = saturatedRange(to),
+            if case let .binary(.min, .binary(.max, inner, .const(low)), .const(high)) = a, rule == .standard, let range = to.saturatedRange,
                let from = typeOf(inner), from.isFloatingPoint, Double(low) <= range.lowerBound, Double(high) >= range.upperBound {
                 return convert(part(inner, from), from: from, to: to, rule: rule)
             }
@@ -32,19 +32,6 @@ extension IRBuilder {
         case let .binary(fn, a, b):
             let operandType = typeOf(a) ?? typeOf(b) ?? (fn.isComparison ? .float32 : type)
             return roundedToType(binary(fn, part(a, operandType), part(b, operandType), operandType), type)
-        }
-    }
-
-    /// The values a float converts to by saturating, for the integer types that saturate.
-    private func saturatedRange(_ type: DType) -> ClosedRange<Double>? {
-        switch type {
-        case .int8: return -128...127
-        case .uint8: return 0...255
-        case .int16: return -32768...32767
-        case .uint16: return 0...65535
-        case .int32: return -2147483648...2147483647
-        case .uint32: return 0...4294967295
-        default: return nil
         }
     }
 

@@ -166,11 +166,11 @@ extension IRBuilder {
             return roundedToType(v, to, rule: rule)
         case (true, _, _, true):
             return LLVMBuildFCmp(builder, LLVMRealUNE, value, LLVMConstNull(LLVMTypeOf(value)), "")
-        case (true, _, _, _) where to.byteSize <= 2:
+        case (true, _, _, _) where to.byteSize <= 2 && to.saturatedRange != nil:
             // Clamped in the float type, then converted through i32: what llvm.fpto*i.sat
             // gives, but in vector instructions, where the backend takes an 8- or 16-bit
             // saturating conversion apart lane by lane (a quantized kernel's every store).
-            let (low, high) = to.isSigned ? (-Float(1 << (to.byteSize * 8 - 1)), Float(1 << (to.byteSize * 8 - 1)) - 1) : (0, Float(1 << (to.byteSize * 8)) - 1)
+            let (low, high) = (Float(to.saturatedRange!.lowerBound), Float(to.saturatedRange!.upperBound))
             let computed: DType = from == .float64 ? .float64 : .float32   // half and narrow floats are computed in f32
             let zero = constant(0, computed, lanes: lanes), lowValue = constant(low, computed, lanes: lanes), highValue = constant(high, computed, lanes: lanes)
             var v = select(LLVMBuildFCmp(builder, LLVMRealUNO, value, value, "")!, zero, value)

@@ -154,6 +154,21 @@ extension IRBuilder {
                         fill(pointer(rowBase, imul(isub(y1, firstRow), outW), .uint8), count: imul(isub(endRow, y1), outW), with: padValue, .uint8)
                         let (loVector, hiVector) = (splat(column16(lo), lanes: lanes * sx), splat(column16(hi), lanes: lanes * sx))
                         let padding = splat(padValue, lanes: lanes * sx)
+                        /// The tile's rows of a chunk of 64 columns, its masks made once.
+                        func chunkRows(_ chunk: LLVMValue) {
+                            let laneColumn = LLVMBuildAdd(builder, splat(column16(chunk), lanes: lanes * sx), laneColumns, "")!
+                            let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, laneColumn, loVector, "")!,
+                                                      LLVMBuildICmp(builder, LLVMIntSLT, laneColumn, hiVector, "")!, "")!
+                            let mask = LLVMBuildAnd(builder, inside, keptLanes, "")!
+                            let stored = LLVMBuildICmp(builder, LLVMIntSLT, storeColumns, splat(column16(isub(outW, chunk)), lanes: lanes), "")!
+                            let first = iadd(isub(imul(chunk, int(sx)), padLeft), tapX)
+                            loop(from: y0, to: y1) { oy in
+                                let inputRow = imul(iadd(isub(imul(oy, strideY), padTop), tapY), width)
+                                let loaded = maskedBytes(channelInput, at: iadd(inputRow, first), byteVector, mask: mask, passthru: padding)
+                                let row = sx == 1 ? loaded : shuffle(loaded, (0..<lanes).map { $0 * sx })
+                                storeMaskedBytes(row, rowBase, at: iadd(imul(isub(oy, firstRow), outW), chunk), mask: stored)
+                            }
+                        }
                         // A tap's rows a chunk of 64 columns at a time.
                         func byChunks() {
                             loop(from: int(0), to: outW, step: lanes) { chunk in
@@ -172,37 +187,11 @@ extension IRBuilder {
                                 let rowsHere = splat(column16(imin(rowsPerMove, isub(y1, oy))), lanes: lanes)
                                 let stored = LLVMBuildICmp(builder, LLVMIntULT, laneRows, rowsHere, "")!
                                 let mask = LLVMBuildAnd(builder, inRow, stored, "")!
-                                // Lane 0's address, which may lie before the input: no inbounds.
-                                var at: [LLVMValue?] = [iadd(imul(iadd(isub(oy, padTop), tapY), width), isub(tapX, padLeft))]
-                                let address = LLVMBuildGEP2(builder, LLVMInt8TypeInContext(context), channelInput, &at, 1, "")!
-                                let loaded = callIntrinsic("llvm.masked.load", overloads: [narrow, LLVMTypeOf(address)], returning: narrow,
-                                                           [address, LLVMConstInt(i32, 1, 0), mask, splat(padValue, lanes: lanes)])
-                                let destination = pointer(rowBase, imul(isub(oy, firstRow), outW), .uint8)
-                                callIntrinsic("llvm.masked.store", overloads: [narrow, LLVMTypeOf(destination)], returning: void,
-                                              [loaded, destination, LLVMConstInt(i32, 1, 0), stored])
+                                let first = iadd(imul(iadd(isub(oy, padTop), tapY), width), isub(tapX, padLeft))
+                                let loaded = maskedBytes(channelInput, at: first, narrow, mask: mask, passthru: padding)
+                                storeMaskedBytes(loaded, rowBase, at: imul(isub(oy, firstRow), outW), mask: stored)
                             }
                         }, else: byChunks)
-                        /// The tile's rows of a chunk of 64 columns, its masks made once.
-                        func chunkRows(_ chunk: LLVMValue) {
-                            let laneColumn = LLVMBuildAdd(builder, splat(column16(chunk), lanes: lanes * sx), laneColumns, "")!
-                            let inside = LLVMBuildAnd(builder, LLVMBuildICmp(builder, LLVMIntSGE, laneColumn, loVector, "")!,
-                                                      LLVMBuildICmp(builder, LLVMIntSLT, laneColumn, hiVector, "")!, "")!
-                            let mask = LLVMBuildAnd(builder, inside, keptLanes, "")!
-                            let stored = LLVMBuildICmp(builder, LLVMIntSLT, storeColumns, splat(column16(isub(outW, chunk)), lanes: lanes), "")!
-                            let first = iadd(isub(imul(chunk, int(sx)), padLeft), tapX)
-                            loop(from: y0, to: y1) { oy in
-                                let inputRow = imul(iadd(isub(imul(oy, strideY), padTop), tapY), width)
-                                // The address of lane 0, which may lie before the row: no inbounds.
-                                var at: [LLVMValue?] = [iadd(inputRow, first)]
-                                let address = LLVMBuildGEP2(builder, LLVMInt8TypeInContext(context), channelInput, &at, 1, "")!
-                                let loaded = callIntrinsic("llvm.masked.load", overloads: [byteVector, LLVMTypeOf(address)], returning: byteVector,
-                                                           [address, LLVMConstInt(i32, 1, 0), mask, padding])
-                                let row = sx == 1 ? loaded : shuffle(loaded, (0..<lanes).map { $0 * sx })
-                                let destination = pointer(rowBase, iadd(imul(isub(oy, firstRow), outW), chunk), .uint8)
-                                callIntrinsic("llvm.masked.store", overloads: [narrow, LLVMTypeOf(destination)], returning: void,
-                                              [row, destination, LLVMConstInt(i32, 1, 0), stored])
-                            }
-                        }
                     }
                 }
             }

@@ -44,6 +44,13 @@ public enum DType: String, Hashable, Sendable, CaseIterable {
     }
     public var isInteger: Bool { !isFloatingPoint && self != .bool }
     public var isSigned: Bool { isFloatingPoint || [.int8, .int16, .int32, .int64, .int4, .int2].contains(self) }
+    /// The values of an integer type of 8 to 32 bits, to which a float converts by saturating
+    /// (Cast); nil for other types (64-bit bounds are not floats, and the narrow integers wrap).
+    public var saturatedRange: ClosedRange<Double>? {
+        guard isInteger, !isNarrowInteger, byteSize <= 4 else { return nil }
+        let bits = byteSize * 8
+        return isSigned ? -Double(1 << (bits - 1))...Double((1 << (bits - 1)) - 1) : 0...Double((1 << bits) - 1)
+    }
 
     /// ONNX's TensorProto.DataType code (1 FLOAT, 2 UINT8, ..., 16 BFLOAT16).
     public var onnxCode: Int {

@@ -4,6 +4,11 @@ import LatheIR
 enum ImportedValue {
     case node(ValueID)
     case constant(ConstantTensor)
+
+    var isConstant: Bool {
+        if case .constant = self { return true }
+        return false
+    }
 }
 
 /// A float that dequantizes q: (q - zero) * scale, each one value (ImportContext.dequantized).

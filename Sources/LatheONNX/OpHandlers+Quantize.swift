@@ -63,7 +63,7 @@ extension OpHandlers {
         "ConvInteger": { c in
             // On the integer GEMM where x is uint8 with one zero point known at import (the
             // padding's value) and the weights are constant: its sums are ConvInteger's result.
-            if try c.input(2).map({ if case .constant = $0 { true } else { false } }) ?? true,
+            if try c.input(2)?.isConstant ?? true,
                let sums = try integerSums(.conv, x: try c.required(0), xZero: try c.input(2), w: try c.required(1), wZero: try c.input(3), bias: nil,
                                           outputAxis: 0, transposed: false, c) {
                 return [sums.value]
@@ -103,7 +103,7 @@ extension OpHandlers {
         let a = try c.required(0), b = try c.required(1), aZero = try c.input(2)
         guard c.dtype(a) == .uint8, c.shape(b).count == 2, c.shape(a).count >= 2 else { return nil }
         if let aZero, c.shape(aZero).reduce(1, *) != 1 { return nil }
-        let known = aZero.map { if case .constant = $0 { true } else { false } } ?? true
+        let known = aZero?.isConstant ?? true
         guard let sums = try integerSums(.matmul, x: a, xZero: known ? aZero : nil, w: b, wZero: try c.input(3), bias: nil, outputAxis: 1,
                                          transposed: false, c) else { return nil }
         var result = sums.value

@@ -44,7 +44,7 @@ public struct HostTarget: Sendable, CustomStringConvertible {
     }
 
     public static func vectorWidth(features: String, triple: String) -> Int {
-        let enabled = Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })
+        let enabled = enabledFeatures(features)
         if enabled.contains("avx512f") { return 16 }
         if enabled.contains("avx") { return 8 }
         return 4   // SSE2 (every x86-64) or NEON (every AArch64)
@@ -53,17 +53,22 @@ public struct HostTarget: Sendable, CustomStringConvertible {
     /// Whether the host multiplies 4 byte pairs a 32-bit lane in one instruction (vpdpbusd) at
     /// its vector width: AVX-512 VNNI (with AVX-512VL below 16 lanes), or AVX-VNNI at 4 or 8.
     public var hasInt8DotProduct: Bool {
-        let enabled = Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })
+        let enabled = Self.enabledFeatures(features)
         if vectorWidth == 16 { return enabled.contains("avx512vnni") }
         return enabled.contains("avxvnni") || (enabled.contains("avx512vnni") && enabled.contains("avx512vl"))
     }
 
     /// Whether the host loads and stores bytes under a mask (AVX-512BW).
-    public var hasByteMasks: Bool { features.split(separator: ",").contains("+avx512bw") }
+    public var hasByteMasks: Bool { Self.enabledFeatures(features).contains("avx512bw") }
+
+    /// The features LLVM's feature string enables ("+avx2,-avx512f" enables avx2).
+    static func enabledFeatures(_ features: String) -> Set<String> {
+        Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })
+    }
 
     /// The enabled features among those that decide code generation, for display.
     public var keyFeatures: [String] {
-        let enabled = Set(features.split(separator: ",").filter { $0.hasPrefix("+") }.map { String($0.dropFirst()) })
+        let enabled = Self.enabledFeatures(features)
         return ["sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512vnni", "avxvnni", "neon"].filter(enabled.contains)
     }
 

@@ -84,6 +84,12 @@ struct Int8Contraction: Sendable {
             return (0, packsB ? words(k) * roundUp(min(n, columnBlock), columns) * 4 : 0, packsA ? words(k) * roundUp(min(m, rowBlock), rows) * 4 : 0)
         }
     }
+
+    /// The floats of a thread's scratch: all of `scratchBytes`' parts (each a whole number of words).
+    static func scratchFloats(_ form: Form, packsA: Bool, packsB: Bool) -> Int {
+        let bytes = scratchBytes(form, packsA: packsA, packsB: packsB)
+        return (bytes.unfold + bytes.packedB + bytes.packedA) / 4
+    }
 }
 
 extension KernelPlan {
@@ -100,13 +106,13 @@ extension KernelPlan {
                 ? .int8Rows(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: blocking.rows) : .plain
             let units = g.batch * g.groups * Int8Contraction.tiles(g, tileRows: tileRows)
             let split = ThreadSplit.plan(units: units, rows: g.groupOutChannels, flops: c.flops, threads: c.threads, blocking: blocking)
-            let bytes = Int8Contraction.scratchBytes(form, packsA: !layout.isPacked, packsB: true)
             return KernelPlan(.int8Gemm(Int8Contraction(form: form, rows: blocking.rows)), weightLayout: layout, split: split, threads: c.threads,
-                              scratchFloatsPerThread: (bytes.unfold + bytes.packedB + bytes.packedA) / 4, flops: c.flops, writesResultOnce: true)
+                              scratchFloatsPerThread: Int8Contraction.scratchFloats(form, packsA: !layout.isPacked, packsB: true), flops: c.flops,
+                              writesResultOnce: true)
         case .dense, .matmul:
             let (m, n, k): (Int, Int, Int)
             if case .dense = op.unfused { (m, k, n) = (s[0][0], s[0][1], s[1][1]) } else { (m, n, k) = matmulSizes(s[0], s[1]) }
-            let batch = c.resultShape.count > 2 ? c.resultShape.dropLast(2).reduce(1, *) : 1
+            let batch = c.resultShape.dropLast(2).reduce(1, *)
             let form = Int8Contraction.Form.product(m: m, n: n, k: k, batch: batch)
             let blocking = Int8Contraction.blocking(m: m, vectorWidth: c.vectorWidth)
             let layout: WeightLayout = c.constantWeights && s[1].count == 2 ? .int8Columns(depth: k, columns: n, panel: c.blocking.columns) : .plain
@@ -114,9 +120,9 @@ extension KernelPlan {
             if c.threads > 1 && c.flops >= ThreadSplit.minimumFlops {
                 split = batch >= c.threads ? .units(batch) : ThreadSplit.matrix(rows: m, columns: n, threads: c.threads, blocking: blocking)
             }
-            let bytes = Int8Contraction.scratchBytes(form, packsA: true, packsB: !layout.isPacked)
             return KernelPlan(.int8Gemm(Int8Contraction(form: form, rows: blocking.rows)), weightLayout: layout, split: split, threads: c.threads,
-                              scratchFloatsPerThread: (bytes.packedB + bytes.packedA) / 4, flops: c.flops, writesResultOnce: true)
+                              scratchFloatsPerThread: Int8Contraction.scratchFloats(form, packsA: true, packsB: !layout.isPacked), flops: c.flops,
+                              writesResultOnce: true)
         default:
             return nil
         }
