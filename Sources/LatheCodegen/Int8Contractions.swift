@@ -15,15 +15,19 @@ extension IRBuilder {
         return (mine, packedB, pointer(packedB, int(bytes.packedB / 4)))
     }
 
-    /// conv2d of uint8 x and int8 weights: a GEMM (weights x unfolded tile) per image, group and
-    /// tile of output rows, or this thread's chunk of output channels of each.
-    func int8Convolution(_ g: ConvGeometry, tileRows: Int, registerRows: Int, output: LLVMValue, resultType: DType, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?,
-                         epilogue: GemmEpilogue?, extraTypes: [DType], scratch: LLVMValue?, plan: KernelPlan, thread: LLVMValue) throws {
-        let form = Int8Contraction.Form.convolution(g, tileRows: tileRows)
+    /// conv2d of uint8 x and int8 weights: a GEMM (weights x the tile's input, shifted copies or
+    /// unfolded and packed, as `form` says) per image, group and tile of output rows, or this
+    /// thread's chunk of output channels of each.
+    func int8Convolution(_ g: ConvGeometry, tileRows: Int, reading form: Int8Contraction.ConvolutionInput, registerRows: Int, output: LLVMValue,
+                         resultType: DType, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, epilogue: GemmEpilogue?, extraTypes: [DType], scratch: LLVMValue?, plan: KernelPlan, thread: LLVMValue) throws {
         let prepacked = plan.weightLayout.isPacked
-        let parts = try int8Scratch(form, scratch: scratch, threadScratchFloats: plan.scratchFloatsPerThread, thread: thread, packsA: !prepacked, packsB: true)
+        let parts = try int8Scratch(.convolution(g, tileRows: tileRows, input: form), scratch: scratch, threadScratchFloats: plan.scratchFloatsPerThread,
+                                    thread: thread, packsA: !prepacked, packsB: true)
         let blocking = GemmBlocking(vectorWidth: vectorWidth, rows: registerRows)
-        let (k, words) = (g.unfoldedRows, Int8Contraction.words(g.unfoldedRows))
+        let copies = Int8Contraction.ShiftedCopies(g, tileRows: tileRows)
+        if form == .shiftedCopies && !prepacked { throw LatheError.backend("conv2d \(g.window): shifted copies need weights packed at compile time") }
+        let k = g.unfoldedRows
+        let words = form == .shiftedCopies ? copies.words : Int8Contraction.words(k)
         let tiles = Int8Contraction.tiles(g, tileRows: tileRows)
         let lastRows = g.outH - (tiles - 1) * tileRows
 
@@ -33,15 +37,23 @@ extension IRBuilder {
             let channelInput = pointer(input, imul(iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels))), int(g.inputPlane)), .uint8)
             let firstChannel = iadd(imul(group, int(g.groupOutChannels)), channel)
             let columns: LLVMValue, firstColumn: LLVMValue
+            let b: Int8B
             if g.needsUnfold {
                 let rows = select(LLVMBuildICmp(builder, LLVMIntSLT, tile, int(tiles - 1), "")!, int(tileRows), int(lastRows))
                 let firstRow = imul(tile, int(tileRows))
                 (columns, firstColumn) = (imul(rows, int(g.outW)), imul(firstRow, int(g.outW)))
-                unfold(g, input: channelInput, into: parts.unfold, firstRow: firstRow, rows: rows, dtype: .uint8)
-                int8PackColumns(blocking, source: parts.unfold, into: parts.packedB, rowStride: columns, depth: k, columns: columns)
+                if form == .shiftedCopies {
+                    int8ShiftedCopies(copies, input: channelInput, into: parts.unfold, firstRow: firstRow, rows: rows)
+                    b = .shiftedCopies(parts.unfold, copies)
+                } else {
+                    unfold(g, input: channelInput, into: parts.unfold, firstRow: firstRow, rows: rows, dtype: .uint8)
+                    int8PackColumns(blocking, source: parts.unfold, into: parts.packedB, rowStride: columns, depth: k, columns: columns)
+                    b = .packed(parts.packedB, words: words, blocking)
+                }
             } else {
                 (columns, firstColumn) = (int(g.outputPlane), int(0))
                 int8PackColumns(blocking, source: channelInput, into: parts.packedB, rowStride: int(g.inputPlane), depth: k, columns: columns)
+                b = .packed(parts.packedB, words: words, blocking)
             }
             let c = MatrixView(base: output, offset: iadd(imul(iadd(imul(image, int(g.outChannels)), firstChannel), int(g.outputPlane)), firstColumn),
                                rowStride: g.outputPlane)
@@ -50,7 +62,7 @@ extension IRBuilder {
             if prepacked {
                 // Each group's output channels padded to whole panels of MR.
                 let panels = pointer(weights, imul(iadd(imul(group, int(roundUp(g.groupOutChannels, blocking.rows))), channel), int(words)))
-                int8PanelProduct(blocking, m: count, n: columns, words: words, aPanels: panels, bPanels: parts.packedB, unsignedA: false, output: out)
+                int8PanelProduct(blocking, m: count, n: columns, words: words, aPanels: panels, b: b, unsignedA: false, output: out)
             } else {
                 // Weights that are not constant: one panel of MR rows packed at a time.
                 loop(from: int(0), to: count, step: blocking.rows) { ir in
@@ -60,8 +72,7 @@ extension IRBuilder {
                     let panelOut = Int8Output(c: MatrixView(base: c.base, offset: iadd(c.offset, imul(ir, int(g.outputPlane))), rowStride: g.outputPlane),
                                               dtype: resultType, bias: bias.map { .perRow($0, offset: iadd(firstChannel, ir)) } ?? .none,
                                               epilogue: epilogue, extraTypes: extraTypes, channelOffset: iadd(firstChannel, ir))
-                    int8PanelProduct(blocking, m: rows, n: columns, words: words, aPanels: parts.packedA, bPanels: parts.packedB, unsignedA: false,
-                                     output: panelOut)
+                    int8PanelProduct(blocking, m: rows, n: columns, words: words, aPanels: parts.packedA, b: b, unsignedA: false, output: panelOut)
                 }
             }
         }
@@ -118,7 +129,8 @@ extension IRBuilder {
                     }
                     let out = Int8Output(c: c, dtype: resultType, bias: bias.map { .perColumn($0, offset: column) } ?? .none, epilogue: shifted,
                                          extraTypes: extraTypes)
-                    int8PanelProduct(blocking, m: blockRows, n: blockColumns, words: words, aPanels: parts.packedA, bPanels: bPanels, unsignedA: true, output: out)
+                    int8PanelProduct(blocking, m: blockRows, n: blockColumns, words: words, aPanels: parts.packedA, b: .packed(bPanels, words: words, blocking),
+                                     unsignedA: true, output: out)
                 }
             }
         }

@@ -34,17 +34,39 @@ extension IRBuilder {
         var channelOffset: LLVMValue? = nil
     }
 
-    /// Panels of A (`aPanels`, panel ir/MR at ir * words words) times panels of B (panel jr/NR at
-    /// jr * words words) for rows 0..<m and columns 0..<n of `output`'s view.
-    func int8PanelProduct(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, words: Int, aPanels: LLVMValue, bPanels: LLVMValue,
+    /// Where the micro-kernel reads B. Column j of B starts `j * columnStride` words from
+    /// `base`; from there, K runs tap by tap (taps y by taps x, tap (ty, tx) `ty * tapStrideY +
+    /// tx * tapStrideX` words further), `wordsPerTap` word rows a tap, `wordStride` words apart.
+    /// Packed panels are one tap of all of K's words, NR a row; a convolution's shifted copies
+    /// (Lowering/Int8Plan.swift) are read in place, a tap's rows a channel group's plane apart.
+    struct Int8B {
+        let base: LLVMValue
+        let columnStride: Int
+        let tapsY, tapsX, tapStrideY, tapStrideX, wordsPerTap, wordStride: Int
+
+        static func packed(_ base: LLVMValue, words: Int, _ blocking: GemmBlocking) -> Int8B {
+            Int8B(base: base, columnStride: words, tapsY: 1, tapsX: 1, tapStrideY: 0, tapStrideX: 0, wordsPerTap: words, wordStride: blocking.columns)
+        }
+
+        static func shiftedCopies(_ base: LLVMValue, _ copies: Int8Contraction.ShiftedCopies) -> Int8B {
+            let g = copies.g
+            return Int8B(base: base, columnStride: 1, tapsY: g.kernelH, tapsX: g.kernelW, tapStrideY: g.attributes.dilations[0] * g.outW,
+                         tapStrideX: copies.copyWords, wordsPerTap: copies.channelWords, wordStride: copies.planeWords)
+        }
+    }
+
+    /// Panels of A (`aPanels`, panel ir/MR at ir * words words) times B's columns for rows 0..<m
+    /// and columns 0..<n of `output`'s view.
+    func int8PanelProduct(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, words: Int, aPanels: LLVMValue, b: Int8B,
                           unsignedA: Bool, output: Int8Output) {
         let (mr, nr) = (blocking.rows, blocking.columns)
         let sums = arrayVariable(floats: mr * nr)
         let micro = int8MicroKernelFunction(blocking, unsignedA: unsignedA)
+        let tapSizes = [b.wordsPerTap, b.tapsY, b.tapsX, b.tapStrideY, b.tapStrideX, b.wordStride].map(int)
         loop(from: int(0), to: m, step: mr) { ir in
             let aPanel = pointer(aPanels, imul(ir, int(words)))
             loop(from: int(0), to: n, step: nr) { jr in
-                call(micro, [aPanel, pointer(bPanels, imul(jr, int(words))), int(words), sums])
+                call(micro, [aPanel, pointer(b.base, imul(jr, int(b.columnStride)))] + tapSizes + [sums])
                 storeInt8Block(blocking, sums: sums, row: ir, column: jr, rows: imin(int(mr), isub(m, ir)), columns: imin(int(nr), isub(n, jr)), output)
             }
         }
@@ -95,20 +117,25 @@ extension IRBuilder {
         })
     }
 
-    /// `void lathe_i8micro_MRxNR_(ua|ub)(i32* a, i32* b, i64 words, i32* sums)`: sums[r * NR + j]
-    /// = sum over the words p of the 4 byte products of a[p * MR + r] and b[p * NR + j]; `ua`: A's
-    /// bytes are the unsigned ones (a product's x), `ub`: B's (a convolution's input). One function
-    /// a module, as the float micro-kernel.
+    /// `void lathe_i8micro_MRxNR_(ua|ub)(i32* a, i32* b, i64 wordsPerTap, i64 tapsY, i64 tapsX,
+    /// i64 tapStrideY, i64 tapStrideX, i64 wordStride, i32* sums)`: sums[r * NR + j] = the sum
+    /// over K's words p of the 4 byte products of a[p * MR + r] and B's word p of column j (B as
+    /// Int8B lays it out, from b). `ua`: A's bytes are the unsigned ones (a product's x), `ub`:
+    /// B's (a convolution's input). One function a module, as the float micro-kernel.
     private func int8MicroKernelFunction(_ blocking: GemmBlocking, unsignedA: Bool) -> LLVMValue {
         let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
         let name = "lathe_i8micro_\(mr)x\(nr)_\(unsignedA ? "ua" : "ub")\(hasInt8DotProduct ? "" : "_widened")"
-        return sharedFunction(name, pointerCount: 2, integerCount: 1, trailingPointers: 1) { function in
-            let (a, b, words, sums) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!, LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!)
+        return sharedFunction(name, pointerCount: 2, integerCount: 6, trailingPointers: 1) { function in
+            let (a, b) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
+            let (wordsPerTap, tapsY, tapsX) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!)
+            let (tapStrideY, tapStrideX, wordStride) = (LLVMGetParam(function, 5)!, LLVMGetParam(function, 6)!, LLVMGetParam(function, 7)!)
+            let sums = LLVMGetParam(function, 8)!
             let vectors = nr / width
             let type = integerType(32, lanes: width)
             let accumulators = (0..<mr * vectors).map { _ in variable(LLVMConstNull(type)) }
-            func step(_ p: LLVMValue) {
-                let bValues = (0..<vectors).map { v in load(b, iadd(imul(p, int(nr)), int(v * width)), lanes: width, .int32) }
+            /// Word p of A against the B word row at bRow.
+            func step(_ p: LLVMValue, _ bRow: LLVMValue) {
+                let bValues = (0..<vectors).map { v in load(b, iadd(bRow, int(v * width)), lanes: width, .int32) }
                 for r in 0..<mr {
                     let aWord = splat(load(a, iadd(imul(p, int(mr)), int(r)), .int32), lanes: width)
                     for v in 0..<vectors {
@@ -118,12 +145,18 @@ extension IRBuilder {
                     }
                 }
             }
-            let unrolled = LLVMBuildAnd(builder, words, int(-2), "")!
-            loop(from: int(0), to: unrolled, step: 2) { p in
-                step(p)
-                step(iadd(p, int(1)))
+            let unrolled = LLVMBuildAnd(builder, wordsPerTap, int(-2), "")!
+            loop(from: int(0), to: tapsY) { ty in
+                loop(from: int(0), to: tapsX) { tx in
+                    let firstWord = imul(iadd(imul(ty, tapsX), tx), wordsPerTap)
+                    let tapB = iadd(imul(ty, tapStrideY), imul(tx, tapStrideX))
+                    loop(from: int(0), to: unrolled, step: 2) { w in
+                        step(iadd(firstWord, w), iadd(tapB, imul(w, wordStride)))
+                        step(iadd(firstWord, iadd(w, int(1))), iadd(tapB, imul(iadd(w, int(1)), wordStride)))
+                    }
+                    loop(from: unrolled, to: wordsPerTap) { w in step(iadd(firstWord, w), iadd(tapB, imul(w, wordStride))) }
+                }
             }
-            loop(from: unrolled, to: words) { p in step(p) }
             for (i, slot) in accumulators.enumerated() { store(read(slot, type: type), sums, int(i / vectors * nr + i % vectors * width), .int32) }
         }
     }

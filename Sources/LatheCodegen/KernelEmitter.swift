@@ -203,8 +203,8 @@ extension IRBuilder {
                         threadScratchFloats: plan.scratchFloatsPerThread, epilogue: epilogue,
                         split: split, thread: thread, threads: threads, prepackedWeights: prepacked)
         case let (.conv2d, .int8Gemm(q)):
-            guard case let .convolution(g, tileRows) = q.form else { throw LatheError.backend("conv2d \(shapes) planned as a product") }
-            try int8Convolution(g, tileRows: tileRows, registerRows: q.rows, output: out, resultType: resultType, input: x[0], weights: x[1], bias: bias, epilogue: epilogue,
+            guard case let .convolution(g, tileRows, input) = q.form else { throw LatheError.backend("conv2d \(shapes) planned as a product") }
+            try int8Convolution(g, tileRows: tileRows, reading: input, registerRows: q.rows, output: out, resultType: resultType, input: x[0], weights: x[1], bias: bias, epilogue: epilogue,
                                 extraTypes: extraTypes, scratch: scratch, plan: plan, thread: thread)
         case let (.dense, .int8Gemm(q)), let (.matmul, .int8Gemm(q)):
             guard case let .product(m, n, k, batch) = q.form else { throw LatheError.backend("\(op.name) \(shapes) planned as a convolution") }

@@ -18,6 +18,11 @@ public enum WeightLayout: Hashable, Sendable {
     /// panel [depth/4][panel] words of 4 bytes, a row's 4 consecutive weights along K in a word
     /// (K padded with zeros to a multiple of 4, the last panel's rows with zero rows).
     case int8Rows(groups: Int, rows: Int, depth: Int, panel: Int)
+    /// A quantized convolution's int8 weights [OC, ICg, KH, KW] as the integer GEMM reads its A
+    /// when B is the input's shifted copies (Lowering/Int8Plan.swift): the panels of `int8Rows`
+    /// over a K that runs tap by tap (`taps` = KH x KW), each tap's `channels` padded with zeros
+    /// to a multiple of 4, so that a word holds 4 channels of one tap.
+    case int8TapRows(groups: Int, rows: Int, channels: Int, taps: Int, panel: Int)
     /// A quantized product's int8 right operand [K, N] as the integer GEMM reads its B: panels of
     /// `panel` columns, each [depth/4][panel] words, a column's 4 consecutive values along K in a
     /// word (zero-padded as above).
@@ -38,6 +43,7 @@ public enum WeightLayout: Hashable, Sendable {
         case .winograd: return panels.floatCount(0)
         case let .gemmColumnPanels(depth, columns, panel): return depth * roundUp(columns, panel)
         case let .int8Rows(groups, rows, depth, panel): return groups * roundUp(rows, panel) * roundUp(depth, 4) / 4
+        case let .int8TapRows(groups, rows, channels, taps, panel): return groups * roundUp(rows, panel) * taps * roundUp(channels, 4) / 4
         case let .int8Columns(depth, columns, panel): return roundUp(depth, 4) / 4 * roundUp(columns, panel)
         }
     }
@@ -45,7 +51,7 @@ public enum WeightLayout: Hashable, Sendable {
     /// The layout holds bytes (8-bit integers in 4-byte words), not floats.
     public var holdsBytes: Bool {
         switch self {
-        case .int8Rows, .int8Columns: return true
+        case .int8Rows, .int8TapRows, .int8Columns: return true
         default: return false
         }
     }
@@ -62,6 +68,21 @@ public enum WeightLayout: Hashable, Sendable {
                 for row in 0..<rows {
                     let panelStart = (g * paddedRows + row / panel * panel) * words * 4
                     for k in 0..<depth { out[panelStart + (k / 4 * panel + row % panel) * 4 + k % 4] = source[(g * rows + row) * depth + k] }
+                }
+            }
+        case let .int8TapRows(groups, rows, channels, taps, panel):
+            let (tapBytes, paddedRows) = (roundUp(channels, 4), roundUp(rows, panel))
+            let words = taps * tapBytes / 4
+            for g in 0..<groups {
+                for row in 0..<rows {
+                    let panelStart = (g * paddedRows + row / panel * panel) * words * 4
+                    let from = (g * rows + row) * channels * taps
+                    for c in 0..<channels {
+                        for t in 0..<taps {
+                            let k = t * tapBytes + c
+                            out[panelStart + (k / 4 * panel + row % panel) * 4 + k % 4] = source[from + c * taps + t]
+                        }
+                    }
                 }
             }
         case let .int8Columns(depth, columns, panel):
@@ -93,7 +114,7 @@ public enum WeightLayout: Hashable, Sendable {
             t.scalars.withUnsafeBufferPointer {
                 WinogradTransform.forTile(tile).transformFilters($0, outChannels: outChannels, inChannels: inChannels, panel: panel, into: out)
             }
-        case .int8Rows, .int8Columns:
+        case .int8Rows, .int8TapRows, .int8Columns:
             writeBytes(t, into: UnsafeMutableRawBufferPointer(out))
         }
     }
@@ -105,7 +126,7 @@ public enum WeightLayout: Hashable, Sendable {
         case .plain: return false
         case let .gemmPanels(_, rows, _, panel), let .winograd(_, rows, _, panel): return rows % panel != 0
         case let .gemmColumnPanels(_, columns, panel): return columns % panel != 0
-        case .int8Rows, .int8Columns: return true
+        case .int8Rows, .int8TapRows, .int8Columns: return true
         }
     }
 

@@ -82,7 +82,8 @@ struct KernelPlanGoldenTests {
     }
 
     /// A quantized residual block as a QDQ model imports (uint8 activations, int8 weights): two
-    /// 3x3 convolutions on the integer GEMM, each requantized to uint8 in its epilogue, the
+    /// 3x3 convolutions on the integer GEMM, reading shifted copies of their input (their
+    /// weights tap by tap), each requantized to uint8 in its epilogue, the
     /// second adding the block's input, then a quantized dense layer.
     @Test func quantizedResidualBlock() throws {
         let g = Graph(seed: 1)
@@ -103,10 +104,10 @@ struct KernelPlanGoldenTests {
         let w = g.constant(randomTensor(.int8, shape: [32 * 28 * 28, 10], seed: 7, range: -128...127))
         let y = try flat.apply(.dense, [w, g.constant(randomTensor(.int32, shape: [10], seed: 8, range: -1000...1000))], here)
         Self.expectLines(try Self.planText(g, [("y", y.id)]), """
-        k0_conv2d_epilogue  conv2d+fused_elementwise  im2col+int8 gemm 3x3 pad 1,1,1,1, M=32 N=784 K=288 a unit, 14-row tiles, pad value 7  u8[1, 32, 28, 28], i8[32, 32, 3, 3], i32[32] -> u8[1, 32, 28, 28]  weights int8 panels of 4 rows  2 threads: 2 units  scratch 465472 B at arena+0  in input[0], weights+128, weights+0 out arena+465472
-        k1_conv2d_epilogue  conv2d+fused_elementwise  im2col+int8 gemm 3x3 pad 1,1,1,1, M=32 N=784 K=288 a unit, 14-row tiles, pad value 7  u8[1, 32, 28, 28], i8[32, 32, 3, 3], i32[32], u8[1, 32, 28, 28] -> u8[1, 32, 28, 28]  weights int8 panels of 4 rows  2 threads: 2 units  scratch 465472 B at arena+0  in arena+465472, weights+9472, weights+9344, input[0] out arena+490560
-        k2_reshape          reshape  no code (in place)  u8[1, 32, 28, 28] -> u8[1, 25088]  1 thread  in arena+490560 out arena+490560 (over operand 0)
-        k3_dense            dense  int8 gemm M=1 N=10 K=25088  u8[1, 25088], i8[25088, 10], i32[10] -> i32[1, 10]  weights int8 column panels of 16  1 thread  scratch 301056 B at arena+0  in arena+490560, weights+18752, weights+18688 out output[0]
+        k0_conv2d_epilogue  conv2d+fused_elementwise  shifted copies+int8 gemm 3x3 pad 1,1,1,1, M=32 N=784 K=288 a unit, 14-row tiles, pad value 7  u8[1, 32, 28, 28], i8[32, 32, 3, 3], i32[32] -> u8[1, 32, 28, 28]  weights int8 panels of 4 rows, tap by tap  2 threads: 2 units  scratch 86592 B at arena+0  in input[0], weights+128, weights+0 out arena+86592
+        k1_conv2d_epilogue  conv2d+fused_elementwise  shifted copies+int8 gemm 3x3 pad 1,1,1,1, M=32 N=784 K=288 a unit, 14-row tiles, pad value 7  u8[1, 32, 28, 28], i8[32, 32, 3, 3], i32[32], u8[1, 32, 28, 28] -> u8[1, 32, 28, 28]  weights int8 panels of 4 rows, tap by tap  2 threads: 2 units  scratch 86592 B at arena+0  in arena+86592, weights+9472, weights+9344, input[0] out arena+301056
+        k2_reshape          reshape  no code (in place)  u8[1, 32, 28, 28] -> u8[1, 25088]  1 thread  in arena+301056 out arena+301056 (over operand 0)
+        k3_dense            dense  int8 gemm M=1 N=10 K=25088  u8[1, 25088], i8[25088, 10], i32[10] -> i32[1, 10]  weights int8 column panels of 16  1 thread  scratch 301056 B at arena+0  in arena+301056, weights+18752, weights+18688 out output[0]
         """)
     }
 

@@ -13,8 +13,10 @@ import Testing
 
     struct ConvCase: Sendable, CustomStringConvertible {
         var input: [Int], outChannels: Int, kernel: [Int]
-        var strides = [1, 1], pads = [0, 0, 0, 0], groups = 1, padValue = 0
-        var description: String { "conv \(input) -> \(outChannels), kernel \(kernel), strides \(strides), pads \(pads), groups \(groups), pad value \(padValue)" }
+        var strides = [1, 1], pads = [0, 0, 0, 0], dilations = [1, 1], groups = 1, padValue = 0
+        var description: String {
+            "conv \(input) -> \(outChannels), kernel \(kernel), strides \(strides), pads \(pads), dilations \(dilations), groups \(groups), pad value \(padValue)"
+        }
     }
 
     static let convolutions: [ConvCase] = [
@@ -24,6 +26,14 @@ import Testing
         ConvCase(input: [1, 24, 8, 8], outChannels: 40, kernel: [1, 1], strides: [2, 2]),
         ConvCase(input: [1, 12, 10, 10], outChannels: 12, kernel: [3, 3], pads: [0, 1, 2, 1], groups: 3, padValue: 255),
         ConvCase(input: [1, 64, 6, 6], outChannels: 70, kernel: [3, 3], pads: [1, 1, 1, 1], padValue: 3),
+        // Stride 1, read as shifted copies: rows wider than a copy's 16 columns and than 64, an
+        // unpadded (valid) one, channels not a multiple of 4, a 5x5 kernel with asymmetric
+        // padding, dilation, and tiles of a few rows.
+        ConvCase(input: [1, 8, 5, 70], outChannels: 9, kernel: [3, 3], pads: [1, 1, 1, 1], padValue: 200),
+        ConvCase(input: [2, 7, 13, 21], outChannels: 17, kernel: [3, 3], padValue: 5),
+        ConvCase(input: [1, 8, 11, 9], outChannels: 16, kernel: [5, 5], pads: [2, 1, 0, 3], padValue: 77),
+        ConvCase(input: [1, 12, 12, 17], outChannels: 8, kernel: [3, 3], pads: [2, 2, 2, 2], dilations: [2, 2], padValue: 1),
+        ConvCase(input: [1, 256, 12, 64], outChannels: 24, kernel: [3, 3], pads: [1, 1, 1, 1], padValue: 90),
     ]
 
     @Test(arguments: convolutions, [1, 2])
@@ -34,12 +44,14 @@ import Testing
             let wShape = [c.outChannels, c.input[1] / c.groups] + c.kernel
             let w = constantWeights ? g.constant(Self.weights(wShape, seed: 5)) : try g.input("w", dtype: .int8, shape: wShape)
             let b = g.constant(Self.bias(c.outChannels, seed: 7))
-            let a = Conv2DAttributes(strides: c.strides, pads: c.pads, groups: c.groups, padValue: c.padValue)
+            let a = Conv2DAttributes(strides: c.strides, pads: c.pads, dilations: c.dilations, groups: c.groups, padValue: c.padValue)
             let y = try x.apply(.conv2d(a), [w, b], SourceLocation(fileID: #fileID, line: #line))
             #expect(y.type.dtype == .int32)
             var feeds = ["x": Self.activations(c.input, seed: 11)]
             if !constantWeights { feeds["w"] = Self.weights(wShape, seed: 5) }
-            try expectExact(g, y, feeds: feeds, threads: threads, "\(c), constant weights \(constantWeights)")
+            // Every stride-1 case that unfolds has whole groups of 4 channels or few words more.
+            let shifted = constantWeights && c.strides == [1, 1] && (c.kernel != [1, 1] || c.pads.contains { $0 > 0 })
+            try expectExact(g, y, feeds: feeds, threads: threads, shiftedCopies: shifted, "\(c), constant weights \(constantWeights)")
         }
     }
 
@@ -111,9 +123,11 @@ import Testing
     }
 
     /// The compiled model's result equals the interpreter's, byte for byte.
-    private func expectExact(_ g: Graph, _ y: Tensor, feeds: [String: HostTensor], threads: Int, _ what: String) throws {
+    /// `shiftedCopies`: whether the convolution reads shifted copies of its input.
+    private func expectExact(_ g: Graph, _ y: Tensor, feeds: [String: HostTensor], threads: Int, shiftedCopies: Bool = false, _ what: String) throws {
         let model = try g.compile(outputs: ["y": y], options: CompileOptions(threads: threads))
-        #expect(model.program.kernels.contains { $0.algorithm?.contains("int8 gemm") == true }, "\(what): \(model.program.planText)")
+        let algorithms = model.program.kernels.compactMap(\.algorithm)
+        #expect(algorithms.contains { $0.contains("int8 gemm") && $0.contains("shifted copies") == shiftedCopies }, "\(what): \(model.program.planText)")
         let got = try model.run(feeds)["y"]!
         let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
         #expect(got.shape == expected.shape && got.dtype == .int32 && expected.dtype == .int32, "\(what)")

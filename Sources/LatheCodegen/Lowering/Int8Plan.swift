@@ -6,11 +6,19 @@ import LatheIR
 ///
 /// - A convolution is a GEMM per image, group and tile of output rows: the weights are its A
 ///   (int8), in panels of MR rows packed at compile time when constant (WeightLayout.int8Rows);
-///   the input, unfolded as bytes a tile at a time with the padding at `padValue` (a 1x1,
-///   stride-1, unpadded one read in place), is its B (uint8), packed a tile at a time (the
-///   unfolded tile and its packed copy stay in L2; the tile height pads the fewest columns).
-///   Split by units (images x groups x tiles) when they divide evenly enough, else by chunks
-///   of output channels (whole panels), as the float convolution is.
+///   the input is its B (uint8), in one of two forms (ConvolutionInput):
+///   - shifted copies, for a stride-1 convolution with constant weights and whole groups of 4
+///     input channels (or few words more than its unfold): the tile's input rows copied once
+///     per horizontal tap, shifted by it, with the padding at `padValue`, 4 channels a word
+///     (IRBuilder.int8ShiftedCopies). Tap (ky, kx)'s B is then copy kx from row ky on, read
+///     in place by the micro-kernel, whose K runs tap by tap (WeightLayout.int8TapRows). It
+///     moves KW x C bytes a column where the unfold and its packing move 2 x KH x KW x C.
+///   - packed: unfolded as bytes a tile at a time with the padding at `padValue` (a 1x1,
+///     stride-1, unpadded one read in place), then packed a tile at a time (the unfolded tile
+///     and its packed copy stay in L2).
+///   The tile height pads the fewest columns. Split by units (images x groups x tiles) when
+///   they divide evenly enough, else by chunks of output channels (whole panels), as the
+///   float convolution is.
 /// - dense and matmul: x is A (uint8), packed at run time a block of rows at a time; constant
 ///   2-D weights are B (int8), in panels of NR columns packed at compile time
 ///   (WeightLayout.int8Columns), else packed at run time a block of columns at a time. Split: a
@@ -19,13 +27,58 @@ import LatheIR
 /// Scratch: each thread's unfolded tile and packed panels.
 struct Int8Contraction: Sendable {
     enum Form: Sendable {
-        case convolution(ConvGeometry, tileRows: Int)
+        case convolution(ConvGeometry, tileRows: Int, input: ConvolutionInput)
         /// `batch` products of m x k by k x n.
         case product(m: Int, n: Int, k: Int, batch: Int)
     }
     let form: Form
     /// Rows of the register block (MR), which the packed weights' panels have too.
     let rows: Int
+
+    /// How a convolution's input becomes the GEMM's B.
+    enum ConvolutionInput: Sendable, Equatable {
+        case packed
+        case shiftedCopies
+    }
+
+    /// Whether a convolution reads shifted copies of its input: stride 1, constant weights, and
+    /// K in words of 4 channels at most an eighth longer than K in words of the unfold's rows
+    /// (a 3x3 convolution of 3 channels would take 9 words for 7).
+    static func readsShiftedCopies(_ g: ConvGeometry, constantWeights: Bool) -> Bool {
+        guard constantWeights && g.needsUnfold && g.attributes.strides == [1, 1] else { return false }
+        return ShiftedCopies(g, tileRows: 1).words * 8 <= words(g.unfoldedRows) * 9
+    }
+
+    /// The layout of a tile's shifted copies, in 4-byte words (each 4 channels of one pixel): copy
+    /// kx, then channel group c4, then row r (input row firstRow - padTop + r), then column x
+    /// (input column x - padLeft + kx * dilation). The rows run past the tile's by the kernel's
+    /// reach, so tap (ky, kx)'s B starts `ky * dilation * outW` words into copy kx.
+    struct ShiftedCopies {
+        let g: ConvGeometry
+        /// Groups of 4 input channels, the last padded (its extra channels meet zero weights).
+        let channelWords: Int
+        /// Rows of the copies beyond the tile's.
+        let reach: Int
+        /// Words of one channel group's rows of one copy (a whole tile's, the last tile's too).
+        let planeWords: Int
+
+        init(_ g: ConvGeometry, tileRows: Int) {
+            self.g = g
+            channelWords = (g.groupChannels + 3) / 4
+            reach = (g.kernelH - 1) * g.attributes.dilations[0]
+            planeWords = (tileRows + reach) * g.outW
+        }
+
+        /// Words of one copy.
+        var copyWords: Int { channelWords * planeWords }
+        /// Words of K: a tap's channel groups, tap by tap.
+        var words: Int { g.kernelH * g.kernelW * channelWords }
+        /// The copies' words with the slack that the copying's last whole vector and the GEMM's
+        /// last panel (up to 32 columns past the tile's end) may touch.
+        var scratchWords: Int { g.kernelW * copyWords + 64 }
+        /// Bytes of a tile of `rows` output rows.
+        static func bytes(_ g: ConvGeometry, rows: Int) -> Int { ShiftedCopies(g, tileRows: rows).scratchWords * 4 }
+    }
 
     /// The register block: the float GEMM's (12 x 2 vectors with AVX-512, 6 x 2 with fewer
     /// registers), or one of 8 (4) rows where that pads fewer of the m rows: ResNet's 64, 128,
@@ -51,11 +104,13 @@ struct Int8Contraction: Sendable {
     /// the output channels, which counts a quarter more. ResNet's 28 x 28 images in tiles of 4
     /// rows (112 columns, 4 panels of 32) computed 14% more columns than there are; in tiles of
     /// 8 rows, 2%. Its 7 x 7 images are two tiles, which two threads unfold once each.
-    static func tileRows(_ g: ConvGeometry, panelColumns: Int, threads: Int) -> Int {
+    /// `input` says which of the tile's forms must fit: its unfold, or its shifted copies.
+    static func tileRows(_ g: ConvGeometry, panelColumns: Int, threads: Int, input: ConvolutionInput) -> Int {
         guard g.needsUnfold else { return g.outH }
         var best = (cost: Int.max, rows: 1)
         for rows in 1...max(g.outH, 1) {
-            if rows > 1 && g.unfoldedRows * rows * g.outW > tileBytes { break }
+            let bytes = input == .shiftedCopies ? ShiftedCopies.bytes(g, rows: rows) : g.unfoldedRows * rows * g.outW
+            if rows > 1 && bytes > tileBytes { break }
             let tiles = (g.outH + rows - 1) / rows, last = g.outH - (tiles - 1) * rows
             let tile = roundUp(rows * g.outW, panelColumns)
             let columns = (tiles - 1) * tile + roundUp(last * g.outW, panelColumns)
@@ -76,7 +131,8 @@ struct Int8Contraction: Sendable {
     static func scratchBytes(_ form: Form, packsA: Bool, packsB: Bool) -> (unfold: Int, packedB: Int, packedA: Int) {
         let (rows, columns) = (GemmBlocking.largestRows, GemmBlocking.largestColumns)
         switch form {
-        case let .convolution(g, tileRows):
+        case let .convolution(g, tileRows, input):
+            if input == .shiftedCopies { return (ShiftedCopies(g, tileRows: tileRows).scratchWords * 4, 0, 0) }
             let tileColumns = g.needsUnfold ? tileRows * g.outW : g.outputPlane
             let unfold = g.needsUnfold ? roundUp(g.unfoldedRows * tileColumns, 64) : 0
             return (unfold, words(g.unfoldedRows) * roundUp(tileColumns, columns) * 4, packsA ? words(g.unfoldedRows) * rows * 4 : 0)
@@ -100,10 +156,15 @@ extension KernelPlan {
         case let .conv2d(a):
             guard let g = ConvGeometry(input: s[0], weights: s[1], output: c.resultShape, a) else { return nil }
             let blocking = Int8Contraction.blocking(m: g.groupOutChannels, vectorWidth: c.vectorWidth)
-            let tileRows = Int8Contraction.tileRows(g, panelColumns: blocking.columns, threads: c.threads)
-            let form = Int8Contraction.Form.convolution(g, tileRows: tileRows)
-            let layout: WeightLayout = c.constantWeights
-                ? .int8Rows(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: blocking.rows) : .plain
+            let input: Int8Contraction.ConvolutionInput = Int8Contraction.readsShiftedCopies(g, constantWeights: c.constantWeights) ? .shiftedCopies : .packed
+            let tileRows = Int8Contraction.tileRows(g, panelColumns: blocking.columns, threads: c.threads, input: input)
+            let form = Int8Contraction.Form.convolution(g, tileRows: tileRows, input: input)
+            let layout: WeightLayout
+            if input == .shiftedCopies {
+                layout = .int8TapRows(groups: g.groups, rows: g.groupOutChannels, channels: g.groupChannels, taps: g.kernelH * g.kernelW, panel: blocking.rows)
+            } else {
+                layout = c.constantWeights ? .int8Rows(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: blocking.rows) : .plain
+            }
             let units = g.batch * g.groups * Int8Contraction.tiles(g, tileRows: tileRows)
             let split = ThreadSplit.plan(units: units, rows: g.groupOutChannels, flops: c.flops, threads: c.threads, blocking: blocking)
             return KernelPlan(.int8Gemm(Int8Contraction(form: form, rows: blocking.rows)), weightLayout: layout, split: split, threads: c.threads,

@@ -198,7 +198,9 @@ indirect enum KernelAlgorithm: Sendable {
         case .pointwiseGemm, .gemm: return "gemm" + packedText
         case let .pooled(_, image): return (image.algorithmName ?? "") + ", pooled an image at a time"
         case let .int8Gemm(q):
-            if case let .convolution(g, _) = q.form { return (g.needsUnfold ? "im2col+" : "") + "int8 gemm" + packedText }
+            if case let .convolution(g, _, input) = q.form {
+                return (input == .shiftedCopies ? "shifted copies+" : g.needsUnfold ? "im2col+" : "") + "int8 gemm" + packedText
+            }
             return "int8 gemm" + packedText
         case .recurrent, .weightGradient, .transposedConvolution, .loops: return nil
         }

@@ -42,6 +42,7 @@ extension WeightLayout {
         case let .gemmColumnPanels(_, _, panel): return "gemm column panels of \(panel)"
         case let .winograd(tile, _, _, panel): return "winograd F(\(tile)x\(tile),3x3) in panels of \(panel) rows"
         case let .int8Rows(groups, _, _, panel): return "int8 panels of \(panel) rows" + (groups > 1 ? ", \(groups) groups" : "")
+        case let .int8TapRows(groups, _, _, _, panel): return "int8 panels of \(panel) rows, tap by tap" + (groups > 1 ? ", \(groups) groups" : "")
         case let .int8Columns(_, _, panel): return "int8 column panels of \(panel)"
         }
     }
@@ -68,7 +69,7 @@ extension KernelAlgorithm {
             return "an image at a time: \(image.algorithm.detail()); then \(pool.name) \(pool.attributeText)"
         case let .int8Gemm(q):
             switch q.form {
-            case let .convolution(g, tileRows):
+            case let .convolution(g, tileRows, _):
                 let tiles = g.needsUnfold ? ", \(tileRows)-row tiles" : ""
                 return "\(name) \(g.window), M=\(g.groupOutChannels) N=\(g.outputPlane) K=\(g.unfoldedRows) a unit\(tiles), pad value \(g.attributes.padValue)"
             case let .product(m, n, k, batch):
