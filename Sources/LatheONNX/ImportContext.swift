@@ -17,6 +17,8 @@ struct Dequantized {
     let scale: Float
     let zero: Int64
     let type: DType
+    /// The scale and zero point as the model gives them.
+    let scaleValue: ImportedValue, zeroValue: ImportedValue?
 
     /// Of q with constant one-value scale and zero point (none: zero 0), or nil.
     init?(_ q: ImportedValue, type: DType, scale: ImportedValue, zero: ImportedValue?) {
@@ -27,6 +29,7 @@ struct Dequantized {
             z = constant.ints[0]
         }
         (self.q, self.scale, self.zero, self.type) = (q, s.floats[0], z, type)
+        (scaleValue, zeroValue) = (scale, zero)
     }
 }
 

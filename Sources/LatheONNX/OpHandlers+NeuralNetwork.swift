@@ -5,8 +5,10 @@ extension OpHandlers {
         "Conv": conv,
         "ConvTranspose": convTranspose,
         "MaxPool": { c in
+            let indices = c.node.output.count > 1 && !c.node.output[1].isEmpty
+            if !indices, let pooled = try quantizedMaxPool(c) { return [pooled] }
             let y = try pool(.max, c)
-            guard c.node.output.count > 1, !c.node.output[1].isEmpty else { return [y] }
+            guard indices else { return [y] }
             return [y, try maxPoolIndices(c, pooled: c.shape(y))]
         },
         "AveragePool": { c in [try pool(.average, c)] },

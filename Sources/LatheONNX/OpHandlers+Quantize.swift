@@ -124,6 +124,22 @@ extension OpHandlers {
         return dtype
     }
 
+    /// The max pool of a dequantized tensor (a QDQ model's DequantizeLinear -> MaxPool): the
+    /// quantized values pooled (pool2d computes in f32, exact for 8-bit integers) and
+    /// dequantized after, as ONNX Runtime pools them. Dequantization with a positive scale
+    /// never decreases, so the max commutes with it exactly; a QuantizeLinear back to the same
+    /// scale and zero point then takes the pooled integers as they are, where it divided by the
+    /// scale and rounded. Nil where the input is not such a tensor.
+    static func quantizedMaxPool(_ c: ImportContext) throws -> ImportedValue? {
+        guard case let .node(id) = try c.required(0), let known = c.dequantized[id], known.scale > 0 else { return nil }
+        let pooled = try pool(.max, c, of: known.q)
+        let y = try dequantize(pooled, scale: known.scaleValue, zeroPoint: known.zeroValue, to: .float32, c, axis: 1, name: "dequantized")
+        if case let .node(yID) = y {
+            c.dequantized[yID] = Dequantized(pooled, type: known.type, scale: known.scaleValue, zero: known.zeroValue)
+        }
+        return y
+    }
+
     /// (x - zero_point) * scale in f32, then converted to `type`.
     static func dequantize(_ x: ImportedValue, scale: ImportedValue, zeroPoint: ImportedValue?, to type: DType,
                            _ c: ImportContext, axis defaultAxis: Int? = nil, name: String? = nil) throws -> ImportedValue {

@@ -173,6 +173,64 @@ struct QuantizeTests {
 /// transformed (Winograd) or reassociated sum would not. The unit runs on the integer GEMM.
 @Suite("QDQ units against an integer reference")
 struct QDQUnitTests {
+    private func tensor<T: TensorElement>(_ name: String, _ shape: [Int], _ v: [T]) throws -> Onnx_TensorProto {
+        let t = try HostTensor(shape: shape, values: v)
+        var proto = Onnx_TensorProto()
+        (proto.name, proto.dims, proto.dataType, proto.rawData) = (name, shape.map(Int64.init), Int32(t.dtype.onnxCode), Data(t.rawBytes))
+        return proto
+    }
+
+    private func node(_ op: String, _ inputs: [String], _ output: String) -> Onnx_NodeProto {
+        var n = Onnx_NodeProto()
+        (n.opType, n.name, n.input, n.output) = (op, output, inputs, [output])
+        return n
+    }
+
+    /// DequantizeLinear -> MaxPool -> QuantizeLinear pools the uint8 values: with the same scale
+    /// and zero point after as before, no QuantizeLinear is left (its division by the scale), and
+    /// with another, the pooled values are quantized again; both give the integer reference's
+    /// window maxima.
+    @Test(arguments: [(Float(0.5), UInt8(3)), (Float(0.25), UInt8(9))])
+    func aQuantizedMaxPoolPoolsTheIntegers(outScale: Float, outZero: UInt8) throws {
+        let (c, size, out) = (5, 9, 5)
+        var values = Values(state: 5)
+        let x = (0..<c * size * size).map { _ in UInt8(values.next(0...255)) }
+        var model = emptyONNXModel()
+        model.graph.initializer = [try tensor("xs", [], [Float(0.5)]), try tensor("xz", [], [UInt8(3)]), try tensor("ys", [], [outScale]),
+                                   try tensor("yz", [], [outZero])]
+        var pool = node("MaxPool", ["xf"], "yf")
+        var kernel = Onnx_AttributeProto(), strides = Onnx_AttributeProto(), pads = Onnx_AttributeProto()
+        (kernel.name, kernel.type, kernel.ints) = ("kernel_shape", .ints, [3, 3])
+        (strides.name, strides.type, strides.ints) = ("strides", .ints, [2, 2])
+        (pads.name, pads.type, pads.ints) = ("pads", .ints, [1, 1, 1, 1])
+        pool.attribute = [kernel, strides, pads]
+        model.graph.node = [node("DequantizeLinear", ["x", "xs", "xz"], "xf"), pool, node("QuantizeLinear", ["yf", "ys", "yz"], "y")]
+        model.graph.input = [onnxValueInfo("x", .uint8, [1, c, size, size])]
+        model.graph.output = [onnxValueInfo("y", .uint8, [1, c, out, out])]
+        let imported = try ONNXImporter.load(try model.serializedData())
+        let divides = imported.graph.nodes.contains { if case .binary(.div) = $0.op { return true } else { return false } }
+        #expect(divides == (outScale != 0.5), "a QuantizeLinear is left only where the scale changes")
+        let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
+            .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: UInt8.self)
+        var expected: [UInt8] = []
+        for plane in 0..<c {
+            for i in 0..<out {
+                for j in 0..<out {
+                    var best = 0
+                    for u in 0..<3 {
+                        for v in 0..<3 {
+                            let (y, z) = (2 * i + u - 1, 2 * j + v - 1)
+                            if (0..<size).contains(y), (0..<size).contains(z) { best = max(best, Int(x[(plane * size + y) * size + z])) }
+                        }
+                    }
+                    let q = ((Float(best) - 3) * 0.5 / outScale).rounded(.toNearestOrEven) + Float(outZero)
+                    expected.append(UInt8(min(max(q, 0), 255)))
+                }
+            }
+        }
+        #expect(got == expected)
+    }
+
     @Test func aQuantizedConvolutionRoundsAsOnnxRuntime() throws {
         let (c, k, size) = (16, 16, 6)
         var values = Values(state: 11)
@@ -180,21 +238,10 @@ struct QDQUnitTests {
         let w = (0..<k * c * 9).map { _ in Int8(values.next(-20...20)) }
         let bias = (0..<k).map { _ in Int32(values.next(-300...300)) }
         var model = emptyONNXModel()
-        func tensor<T: TensorElement>(_ name: String, _ shape: [Int], _ v: [T]) throws -> Onnx_TensorProto {
-            let t = try HostTensor(shape: shape, values: v)
-            var proto = Onnx_TensorProto()
-            (proto.name, proto.dims, proto.dataType, proto.rawData) = (name, shape.map(Int64.init), Int32(t.dtype.onnxCode), Data(t.rawBytes))
-            return proto
-        }
         model.graph.initializer = [try tensor("xs", [], [Float(0.5)]), try tensor("xz", [], [UInt8(3)]), try tensor("w", [k, c, 3, 3], w),
                                    try tensor("ws", [], [Float(0.25)]), try tensor("wz", [], [Int8(0)]), try tensor("b", [k], bias),
                                    try tensor("bs", [], [Float(0.125)]), try tensor("bz", [], [Int32(0)]), try tensor("ys", [], [Float(1)]),
                                    try tensor("yz", [], [UInt8(10)])]
-        func node(_ op: String, _ inputs: [String], _ output: String) -> Onnx_NodeProto {
-            var n = Onnx_NodeProto()
-            (n.opType, n.name, n.input, n.output) = (op, output, inputs, [output])
-            return n
-        }
         var conv = node("Conv", ["xf", "wf", "bf"], "yf")
         var pads = Onnx_AttributeProto()
         (pads.name, pads.type, pads.ints) = ("pads", .ints, [1, 1, 1, 1])
