@@ -101,9 +101,11 @@ struct Int8Contraction: Sendable {
     /// the one that leaves the busiest of `threads` the fewest columns to compute, each tile's
     /// rounded up to whole panels (ties to the tallest). With at least as many tiles as threads,
     /// a thread computes its tiles; with fewer, every thread unfolds each tile for its share of
-    /// the output channels, which counts a quarter more. ResNet's 28 x 28 images in tiles of 4
+    /// the output channels, which counts a quarter more (shifted copies, a twentieth: they move
+    /// a KH-th of the unfold's bytes and are not packed). ResNet's 28 x 28 images in tiles of 4
     /// rows (112 columns, 4 panels of 32) computed 14% more columns than there are; in tiles of
-    /// 8 rows, 2%. Its 7 x 7 images are two tiles, which two threads unfold once each.
+    /// 8 rows, 2%. Its 14 x 14 images in two tiles of 7 rows compute 256 columns for 196; one
+    /// tile whose output channels two threads share, 224.
     /// `input` says which of the tile's forms must fit: its unfold, or its shifted copies.
     static func tileRows(_ g: ConvGeometry, panelColumns: Int, threads: Int, input: ConvolutionInput) -> Int {
         guard g.needsUnfold else { return g.outH }
@@ -114,7 +116,8 @@ struct Int8Contraction: Sendable {
             let tiles = (g.outH + rows - 1) / rows, last = g.outH - (tiles - 1) * rows
             let tile = roundUp(rows * g.outW, panelColumns)
             let columns = (tiles - 1) * tile + roundUp(last * g.outW, panelColumns)
-            let cost = tiles >= threads ? (tiles + threads - 1) / threads * tile : columns * 5 / (4 * threads)
+            let shared = input == .shiftedCopies ? columns * 21 / (20 * threads) : columns * 5 / (4 * threads)
+            let cost = tiles >= threads ? (tiles + threads - 1) / threads * tile : shared
             if cost <= best.cost { best = (cost, rows) }
         }
         return best.rows
