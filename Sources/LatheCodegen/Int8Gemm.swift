@@ -50,7 +50,7 @@ extension IRBuilder {
 
         static func shiftedCopies(_ base: LLVMValue, _ copies: Int8Contraction.ShiftedCopies) -> Int8B {
             let g = copies.g
-            return Int8B(base: base, columnStride: 1, tapsY: g.kernelH, tapsX: g.kernelW, tapStrideY: g.attributes.dilations[0] * g.outW,
+            return Int8B(base: base, columnStride: 1, tapsY: g.kernelH, tapsX: g.kernelW, tapStrideY: copies.tapStrideY,
                          tapStrideX: copies.copyWords, wordsPerTap: copies.channelWords, wordStride: copies.planeWords)
         }
     }

@@ -214,7 +214,7 @@ extension IRBuilder {
 
     /// The output positions o in 0..<count whose input index o*stride - pad + tap is in
     /// 0..<size, as a half-open range (ConvGeometry.validRange at run time).
-    private func validRange(count: LLVMValue, size: LLVMValue, stride: LLVMValue, pad: LLVMValue, tap: LLVMValue) -> (LLVMValue, LLVMValue) {
+    func validRange(count: LLVMValue, size: LLVMValue, stride: LLVMValue, pad: LLVMValue, tap: LLVMValue) -> (LLVMValue, LLVMValue) {
         let a = isub(pad, tap)
         let nonNegative = LLVMBuildICmp(builder, LLVMIntSGE, a, int(0), "")!
         let up = LLVMBuildSDiv(builder, iadd(a, isub(stride, int(1))), stride, "")!

@@ -14,13 +14,16 @@ import Testing
     struct ConvCase: Sendable, CustomStringConvertible {
         var input: [Int], outChannels: Int, kernel: [Int]
         var strides = [1, 1], pads = [0, 0, 0, 0], dilations = [1, 1], groups = 1, padValue = 0
+        /// Unfolded and packed, not read as shifted copies (when the weights are constant).
+        var unfolds = false
         var description: String {
             "conv \(input) -> \(outChannels), kernel \(kernel), strides \(strides), pads \(pads), dilations \(dilations), groups \(groups), pad value \(padValue)"
         }
     }
 
     static let convolutions: [ConvCase] = [
-        ConvCase(input: [1, 3, 17, 19], outChannels: 13, kernel: [7, 7], strides: [2, 2], pads: [3, 3, 3, 3], padValue: 37),
+        // 3 channels take 49 words of 4 channels for 37 of the unfold's rows.
+        ConvCase(input: [1, 3, 17, 19], outChannels: 13, kernel: [7, 7], strides: [2, 2], pads: [3, 3, 3, 3], padValue: 37, unfolds: true),
         ConvCase(input: [2, 16, 9, 11], outChannels: 29, kernel: [3, 3], pads: [1, 1, 1, 1], padValue: 128),
         ConvCase(input: [1, 5, 12, 7], outChannels: 7, kernel: [1, 1]),
         ConvCase(input: [1, 24, 8, 8], outChannels: 40, kernel: [1, 1], strides: [2, 2]),
@@ -34,6 +37,10 @@ import Testing
         ConvCase(input: [1, 8, 11, 9], outChannels: 16, kernel: [5, 5], pads: [2, 1, 0, 3], padValue: 77),
         ConvCase(input: [1, 12, 12, 17], outChannels: 8, kernel: [3, 3], pads: [2, 2, 2, 2], dilations: [2, 2], padValue: 1),
         ConvCase(input: [1, 256, 12, 64], outChannels: 24, kernel: [3, 3], pads: [1, 1, 1, 1], padValue: 90),
+        // Strided: a copy a tap, every stride-th byte kept.
+        ConvCase(input: [1, 16, 15, 150], outChannels: 11, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], padValue: 60),
+        ConvCase(input: [2, 7, 14, 13], outChannels: 9, kernel: [3, 3], strides: [2, 3], pads: [0, 2, 1, 0], padValue: 250),
+        ConvCase(input: [1, 64, 14, 14], outChannels: 128, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], padValue: 8),
     ]
 
     @Test(arguments: convolutions, [1, 2])
@@ -49,8 +56,8 @@ import Testing
             #expect(y.type.dtype == .int32)
             var feeds = ["x": Self.activations(c.input, seed: 11)]
             if !constantWeights { feeds["w"] = Self.weights(wShape, seed: 5) }
-            // Every stride-1 case that unfolds has whole groups of 4 channels or few words more.
-            let shifted = constantWeights && c.strides == [1, 1] && (c.kernel != [1, 1] || c.pads.contains { $0 > 0 })
+            let readsInPlace = c.kernel == [1, 1] && c.strides == [1, 1] && c.pads.allSatisfy { $0 == 0 }
+            let shifted = constantWeights && !readsInPlace && !c.unfolds
             try expectExact(g, y, feeds: feeds, threads: threads, shiftedCopies: shifted, "\(c), constant weights \(constantWeights)")
         }
     }

@@ -7,12 +7,13 @@ import LatheIR
 /// - A convolution is a GEMM per image, group and tile of output rows: the weights are its A
 ///   (int8), in panels of MR rows packed at compile time when constant (WeightLayout.int8Rows);
 ///   the input is its B (uint8), in one of two forms (ConvolutionInput):
-///   - shifted copies, for a stride-1 convolution with constant weights and whole groups of 4
-///     input channels (or few words more than its unfold): the tile's input rows copied once
-///     per horizontal tap, shifted by it, with the padding at `padValue`, 4 channels a word
-///     (IRBuilder.int8ShiftedCopies). Tap (ky, kx)'s B is then copy kx from row ky on, read
-///     in place by the micro-kernel, whose K runs tap by tap (WeightLayout.int8TapRows). It
-///     moves KW x C bytes a column where the unfold and its packing move 2 x KH x KW x C.
+///   - shifted copies, for a convolution with constant weights and whole groups of 4 input
+///     channels (or few words more than its unfold): the tile's input copied once per tap,
+///     shifted and strided by it, with the padding at `padValue`, 4 channels a word
+///     (IRBuilder.int8ShiftedCopies), and read in place by the micro-kernel, whose K runs tap
+///     by tap (WeightLayout.int8TapRows). With a vertical stride of 1, taps of one column share
+///     a copy (tap (ky, kx) reads copy kx from row ky on): KW x C bytes a column, where the
+///     unfold and its packing move 2 x KH x KW x C; with a larger one, each tap has its own.
 ///   - packed: unfolded as bytes a tile at a time with the padding at `padValue` (a 1x1,
 ///     stride-1, unpadded one read in place), then packed a tile at a time (the unfolded tile
 ///     and its packed copy stay in L2).
@@ -41,23 +42,27 @@ struct Int8Contraction: Sendable {
         case shiftedCopies
     }
 
-    /// Whether a convolution reads shifted copies of its input: stride 1, constant weights, and
-    /// K in words of 4 channels at most an eighth longer than K in words of the unfold's rows
-    /// (a 3x3 convolution of 3 channels would take 9 words for 7).
+    /// Whether a convolution reads shifted copies of its input: constant weights, and K in words
+    /// of 4 channels at most an eighth longer than K in words of the unfold's rows (a 3x3
+    /// convolution of 3 channels would take 9 words for 7).
     static func readsShiftedCopies(_ g: ConvGeometry, constantWeights: Bool) -> Bool {
-        guard constantWeights && g.needsUnfold && g.attributes.strides == [1, 1] else { return false }
+        guard constantWeights && g.needsUnfold else { return false }
         return ShiftedCopies(g, tileRows: 1).words * 8 <= words(g.unfoldedRows) * 9
     }
 
-    /// The layout of a tile's shifted copies, in 4-byte words (each 4 channels of one pixel): copy
-    /// kx, then channel group c4, then row r (input row firstRow - padTop + r), then column x
-    /// (input column x - padLeft + kx * dilation). The rows run past the tile's by the kernel's
-    /// reach, so tap (ky, kx)'s B starts `ky * dilation * outW` words into copy kx.
+    /// The layout of a tile's shifted copies, in 4-byte words (each 4 channels of one pixel):
+    /// copy (cy, kx), then channel group c4, then row r, then column x, holding input row
+    /// (firstRow + r) x strideY - padTop + cy x dilationY, column x x strideX - padLeft + kx x
+    /// dilationX. With a vertical stride of 1 there is one row of copies (cy = 0), whose rows run
+    /// past the tile's by the kernel's reach, and tap (ky, kx)'s B starts `ky * dilationY *
+    /// outW` words into copy kx; with a larger one, a copy a tap (cy = ky).
     struct ShiftedCopies {
         let g: ConvGeometry
         /// Groups of 4 input channels, the last padded (its extra channels meet zero weights).
         let channelWords: Int
-        /// Rows of the copies beyond the tile's.
+        /// Rows of copies: 1, or KH.
+        let copiesY: Int
+        /// Rows of a copy beyond the tile's.
         let reach: Int
         /// Words of one channel group's rows of one copy (a whole tile's, the last tile's too).
         let planeWords: Int
@@ -65,7 +70,9 @@ struct Int8Contraction: Sendable {
         init(_ g: ConvGeometry, tileRows: Int) {
             self.g = g
             channelWords = (g.groupChannels + 3) / 4
-            reach = (g.kernelH - 1) * g.attributes.dilations[0]
+            let sharesRows = g.attributes.strides[0] == 1
+            copiesY = sharesRows ? 1 : g.kernelH
+            reach = sharesRows ? (g.kernelH - 1) * g.attributes.dilations[0] : 0
             planeWords = (tileRows + reach) * g.outW
         }
 
@@ -73,9 +80,11 @@ struct Int8Contraction: Sendable {
         var copyWords: Int { channelWords * planeWords }
         /// Words of K: a tap's channel groups, tap by tap.
         var words: Int { g.kernelH * g.kernelW * channelWords }
+        /// Words from tap (ky, 0)'s B to tap (ky + 1, 0)'s.
+        var tapStrideY: Int { copiesY == 1 ? g.attributes.dilations[0] * g.outW : g.kernelW * copyWords }
         /// The copies' words with the slack that the copying's last whole vector and the GEMM's
         /// last panel (up to 32 columns past the tile's end) may touch.
-        var scratchWords: Int { g.kernelW * copyWords + 64 }
+        var scratchWords: Int { copiesY * g.kernelW * copyWords + 64 }
         /// Bytes of a tile of `rows` output rows.
         static func bytes(_ g: ConvGeometry, rows: Int) -> Int { ShiftedCopies(g, tileRows: rows).scratchWords * 4 }
     }
