@@ -15,11 +15,17 @@ extension IRBuilder {
         case let .arg(i): return arguments[i]
         case let .const(c): return constant(c, type, lanes: lanes)
         case let .cast(to, a, rule):
-            // A float clipped to at least an integer type's range and converted to it: the
-            // conversion saturates alike (NaN to 0 either way), so the clip is not computed (a
-            // quantized kernel's every store: clip(round(x / scale) + zero, 0, 255) to uint8).
-            if case let .binary(.min, .binary(.max, inner, .const(low)), .const(high)) = a, rule == .standard, let range = to.saturatedRange,
-               let from = typeOf(inner), from.isFloatingPoint, Double(low) <= range.lowerBound, Double(high) >= range.upperBound {
+            // A float converted to an 8- or 16-bit integer and back to f32 (a quantized value
+            // dequantized in the epilogue that made it): the float clamped and truncated, without
+            // the two conversions (the maximum with 0 has taken -0 to +0 for an unsigned type).
+            if to == .float32, case let .cast(integer, inner, .standard) = a, integer.byteSize <= 2, integer.saturatedRange != nil,
+               typeOf(inner) == .float32 {
+                let truncated = intrinsic("llvm.trunc", saturated(part(unclipped(inner, to: integer), .float32), from: .float32, to: integer))
+                // A signed type's -0.5 truncates to -0, where the integer 0 gives +0.
+                return integer.isSigned ? add(truncated, constant(0, .float32, lanes: lanes)) : truncated
+            }
+            if rule == .standard, let from = typeOf(a), from.isFloatingPoint {
+                let inner = unclipped(a, to: to)
                 return convert(part(inner, from), from: from, to: to, rule: rule)
             }
             let from = typeOf(a) ?? .float32
@@ -33,6 +39,15 @@ extension IRBuilder {
             let operandType = typeOf(a) ?? typeOf(b) ?? (fn.isComparison ? .float32 : type)
             return roundedToType(binary(fn, part(a, operandType), part(b, operandType), operandType), type)
         }
+    }
+
+    /// A float formula converted to `to` by a saturating conversion, without a clip to at least
+    /// the integer type's range that the conversion makes redundant (NaN to 0 either way): a
+    /// quantized kernel's every store, clip(round(x / scale) + zero, 0, 255) to uint8.
+    private func unclipped(_ e: ScalarExpr, to: DType) -> ScalarExpr {
+        guard case let .binary(.min, .binary(.max, inner, .const(low)), .const(high)) = e, let range = to.saturatedRange,
+              Double(low) <= range.lowerBound, Double(high) >= range.upperBound else { return e }
+        return inner
     }
 
     private func unary(_ fn: ScalarUnary, _ x: LLVMValue, _ t: DType) -> LLVMValue {

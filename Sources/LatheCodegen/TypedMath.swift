@@ -136,6 +136,25 @@ extension IRBuilder {
         return constant(scalar, lanes: lanes)
     }
 
+    /// A float of `from` clamped to the range of `to` (an 8- or 16-bit integer type), NaN to 0: the float
+    /// that a saturating conversion truncates. For an unsigned type, a maximum with 0 that takes
+    /// NaN to 0 and a minimum (MAXPS and MINPS, where three compares and selects did the same).
+    func saturated(_ value: LLVMValue, from: DType, to: DType) -> LLVMValue {
+        let range = to.saturatedRange!
+        let lanes = lanes(of: value)
+        let computed: DType = from == .float64 ? .float64 : .float32   // half and narrow floats are computed in f32
+        let zero = constant(0, computed, lanes: lanes), high = constant(Float(range.upperBound), computed, lanes: lanes)
+        var v = value
+        if range.lowerBound == 0 {
+            v = select(LLVMBuildFCmp(builder, LLVMRealOGT, v, zero, "")!, v, zero)
+        } else {
+            let low = constant(Float(range.lowerBound), computed, lanes: lanes)
+            v = select(LLVMBuildFCmp(builder, LLVMRealUNO, v, v, "")!, zero, v)
+            v = select(LLVMBuildFCmp(builder, LLVMRealOLT, v, low, "")!, low, v)
+        }
+        return select(LLVMBuildFCmp(builder, LLVMRealOLT, v, high, "")!, v, high)
+    }
+
     /// `value`, of `from`'s compute type, converted to `to` as ONNX's Cast converts (see
     /// DType.converting): floats rounded to nearest-even; floats to integers truncated and
     /// saturated, NaN to 0 (llvm.fptosi.sat); integers wrapped or extended by the source's
@@ -170,13 +189,7 @@ extension IRBuilder {
             // Clamped in the float type, then converted through i32: what llvm.fpto*i.sat
             // gives, but in vector instructions, where the backend takes an 8- or 16-bit
             // saturating conversion apart lane by lane (a quantized kernel's every store).
-            let (low, high) = (Float(to.saturatedRange!.lowerBound), Float(to.saturatedRange!.upperBound))
-            let computed: DType = from == .float64 ? .float64 : .float32   // half and narrow floats are computed in f32
-            let zero = constant(0, computed, lanes: lanes), lowValue = constant(low, computed, lanes: lanes), highValue = constant(high, computed, lanes: lanes)
-            var v = select(LLVMBuildFCmp(builder, LLVMRealUNO, value, value, "")!, zero, value)
-            v = select(LLVMBuildFCmp(builder, LLVMRealOLT, v, lowValue, "")!, lowValue, v)
-            v = select(LLVMBuildFCmp(builder, LLVMRealOGT, v, highValue, "")!, highValue, v)
-            return LLVMBuildTrunc(builder, LLVMBuildFPToSI(builder, v, integerType(32, lanes: lanes), "")!, target, "")
+            return LLVMBuildTrunc(builder, LLVMBuildFPToSI(builder, saturated(value, from: from, to: to), integerType(32, lanes: lanes), "")!, target, "")
         case (true, _, _, _):
             let name = to.isSigned ? "llvm.fptosi.sat" : "llvm.fptoui.sat"
             return callIntrinsic(name, overloads: [target, LLVMTypeOf(value)], returning: target, [value])

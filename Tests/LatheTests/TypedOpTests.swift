@@ -108,6 +108,20 @@ let castCases: [TypedCase] = DType.allCases.flatMap { from in
     }
 }
 
+/// A float cast to an 8- or 16-bit integer and back (one fused kernel: a quantized value
+/// dequantized where it is made), on values past each range and with fractions.
+let castRoundTripCases: [TypedCase] = [DType.float32, .float16, .float64].flatMap { from in
+    [DType.uint8, .int8, .uint16, .int16].map { integer in
+        TypedCase("cast \(from.rawValue) to \(integer.rawValue) and back", [TypedOperand(dtype: from, shape: [2, 33], range: -70_000...70_000)]) {
+            try $0[0].cast(to: integer).cast(to: from)
+        }
+    } + [DType.uint8, .int8].map { integer in
+        TypedCase("cast \(from.rawValue) to \(integer.rawValue) and back, near the range", [TypedOperand(dtype: from, shape: [2, 33], range: -300...300)]) {
+            try $0[0].cast(to: integer).cast(to: from)
+        }
+    }
+}
+
 /// BitCast: every pair of computed types of one width, the bits read as the other type (a
 /// f16 or bf16 computed in f32 first stored, then read).
 let bitCastCases: [TypedCase] = DType.allCases.filter(\.isComputed).flatMap { from in
@@ -276,6 +290,23 @@ struct TypedOpTests {
     @Test(arguments: comparisonCases) func comparisons(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: logicCases + whereCases) func logicAndWhere(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: castCases) func casts(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: castRoundTripCases) func castRoundTrips(_ c: TypedCase) throws { try checkTypedCase(c) }
+
+    @Test("a float cast to uint8 or int8, and back, takes NaN to 0 and saturates infinities", arguments: [DType.uint8, .int8])
+    func castsOfSpecialFloats(_ integer: DType) throws {
+        let values: [Float] = [.nan, -.nan, .infinity, -.infinity, -0.0, -0.5, -0.99, 0.5, 127.5, 128, -128.5, -129, 254.99, 255.5, 256, 1e30, -1e30]
+        let feeds = ["x": try HostTensor(shape: [values.count], scalars: values)]
+        // The integers alone, and the round trip alone (one fused formula).
+        for roundTrip in [false, true] {
+            let g = Graph(seed: 1)
+            let x = try g.input("x", shape: [values.count])
+            let y = roundTrip ? try x.cast(to: integer).cast(to: .float32) : try x.cast(to: integer)
+            let got = try g.compile(outputs: ["y": y]).run(feeds)["y"]!
+            let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
+            #expect(got.rawBytes == expected.rawBytes, "\(got) vs \(expected)")
+            if roundTrip { #expect(expected.scalars.prefix(4) == (integer == .uint8 ? [0, 0, 255, 0] : [0, 0, 127, -128])) }
+        }
+    }
     @Test(arguments: bitCastCases) func bitCasts(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: typedUnaryCases) func unary(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: argExtremeCases) func argExtremes(_ c: TypedCase) throws { try checkTypedCase(c) }
