@@ -14,8 +14,11 @@ import LatheIR
 /// through all of K, one broadcast word of A feeding NR / width dot products with B, as the float
 /// GEMM's does through a K block. K is not blocked: the sums never leave the registers before
 /// the last word, and the deepest panels (ResNet's 3x3x512: 1,152 words, 37 KB of A in panels
-/// of 8 rows, 147 KB of B in panels of 32 columns) stream from L2. The loops take an A panel
-/// and run it over every B panel of the tile.
+/// of 8 rows, 147 KB of B in panels of 32 columns) stream from L2. The loops take a B panel
+/// and run every A panel over it, as Goto's GEMM does, so that the B panel just read is read
+/// again, from L1 where it fits, while A's panels come as one contiguous stream: a
+/// convolution's B, read in place from its shifted copies, lies in as many streams as K has
+/// channel groups (ResNet's 14 x 14 layers ran 7% faster than with the A panel outside).
 /// A block's sums go through the stack once, to add the int32 bias, apply the epilogue in
 /// whatever element types it has (a quantized model's requantization to uint8), and store the
 /// result in its type.
@@ -63,10 +66,9 @@ extension IRBuilder {
         let sums = arrayVariable(floats: mr * nr)
         let micro = int8MicroKernelFunction(blocking, unsignedA: unsignedA)
         let tapSizes = [b.wordsPerTap, b.tapsY, b.tapsX, b.tapStrideY, b.tapStrideX, b.wordStride].map(int)
-        loop(from: int(0), to: m, step: mr) { ir in
-            let aPanel = pointer(aPanels, imul(ir, int(words)))
-            loop(from: int(0), to: n, step: nr) { jr in
-                call(micro, [aPanel, pointer(b.base, imul(jr, int(b.columnStride)))] + tapSizes + [sums])
+        loop(from: int(0), to: n, step: nr) { jr in
+            loop(from: int(0), to: m, step: mr) { ir in
+                call(micro, [pointer(aPanels, imul(ir, int(words))), pointer(b.base, imul(jr, int(b.columnStride)))] + tapSizes + [sums])
                 storeInt8Block(blocking, sums: sums, row: ir, column: jr, rows: imin(int(mr), isub(m, ir)), columns: imin(int(nr), isub(n, jr)), output)
             }
         }
