@@ -95,6 +95,9 @@ extension IRBuilder {
             case .matmul, .dense, .conv2d:
                 try contraction(op, out: out, x: x, shapes: shapes, shape: shape, scratch: scratch, epilogue: nil, plan: kernel.plan, thread: thread,
                                 resultType: resultType)
+            case let .pool2d(a) where types[0].byteSize == 1:
+                bytePool2d(a, output: out, input: x[0], dtype: types[0], inShape: shapes[0], outShape: shape, split: kernel.split, thread: thread,
+                           threads: kernel.threads)
             case let .pool2d(a):
                 pool2d(a, output: out, input: x[0], inShape: shapes[0], outShape: shape, split: kernel.split, thread: thread, threads: kernel.threads)
             case .globalAveragePool:

@@ -51,11 +51,11 @@ public enum Interpreter {
         case let .pooled(base, a):
             let baseType = try base.inferType(x.map { TensorType($0.dtype, $0.shape) })
             let baseNode = Node(id: node.id, op: base, operands: node.operands, type: baseType, name: node.name, location: node.location)
-            return pool2d(try evaluate(baseNode, x, graph: graph, feeds: feeds), a, shape: shape)
+            return try pool2d(try evaluate(baseNode, x, graph: graph, feeds: feeds), a, shape: shape)
         case .matmul: return try matmul(x[0], x[1], shape: shape)
         case .dense: return try dense(x, shape: shape)
         case let .conv2d(a): return try conv2d(x, a, shape: shape)
-        case let .pool2d(a): return pool2d(x[0], a, shape: shape)
+        case let .pool2d(a): return try pool2d(x[0], a, shape: shape)
         case .globalAveragePool:
             return reduce(x[0], .mean, axes: Array(2..<x[0].shape.count), shape: shape)
         case .reshape, .flatten, .dropout:

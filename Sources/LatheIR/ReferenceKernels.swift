@@ -97,8 +97,11 @@ extension Interpreter {
         return try contractionResult(out, shape: shape, integers: Op.isIntegerContraction(x.map(\.dtype)))
     }
 
-    static func pool2d(_ x: HostTensor, _ a: Pool2DAttributes, shape: [Int]) -> HostTensor {
+    /// A max pool of integers (8-bit: Op.pool2d's type rule) picks in f32, which holds them
+    /// exactly, and converts back; a window wholly in the padding gives the type's least value.
+    static func pool2d(_ x: HostTensor, _ a: Pool2DAttributes, shape: [Int]) throws -> HostTensor {
         let (h, w) = (x.shape[2], x.shape[3])
+        let source = x.scalars
         let (oh, ow) = (shape[2], shape[3])
         var out = HostTensor(shape: shape)
         for plane in 0..<(shape[0] * shape[1]) {
@@ -112,7 +115,7 @@ extension Interpreter {
                             let iy = y * a.strides[0] - a.pads[0] + ky * a.dilations[0]
                             let ix = xo * a.strides[1] - a.pads[1] + kx * a.dilations[1]
                             guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
-                            let v = x.scalars[(plane * h + iy) * w + ix]
+                            let v = source[(plane * h + iy) * w + ix]
                             best = v.isNaN || best.isNaN ? .nan : max(best, v)
                             sum += Double(v)
                             count += 1
@@ -123,7 +126,7 @@ extension Interpreter {
                 }
             }
         }
-        return out
+        return x.dtype == .float32 ? out : try out.converted(to: x.dtype)
     }
 
     static func reduce(_ x: HostTensor, _ kind: ReduceKind, axes: [Int], shape: [Int]) -> HostTensor {

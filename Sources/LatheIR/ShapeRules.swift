@@ -110,7 +110,7 @@ extension Op {
             for p in shapes.dropFirst() where p != [x[1]] { throw .shape("scale, bias, mean and variance must be [\(x[1])]") }
             return operands[0]
         case let .pool2d(a):
-            return TensorType(.float32, try pool2dShape(shapes[0], a))
+            return TensorType(a.kind == .max ? dtype : .float32, try pool2dShape(shapes[0], a))
         case .globalAveragePool:
             guard shapes[0].count >= 3 else { throw .shape("global average pool needs [N, C, spatial...]") }
             return TensorType(.float32, Array(shapes[0].prefix(2)) + Array(repeating: 1, count: shapes[0].count - 2))
@@ -260,14 +260,18 @@ extension Op {
     /// The element types the op takes: ops that move data take any (concat and assign one for
     /// all operands), gather's indices are i32, i64 or f32 (whole numbers), elementwise ops'
     /// formulas check their own (ScalarExpr.elementType), cumsum and top_k take any number
-    /// type they compute on, the reductions but the mean integers too; every other op computes
-    /// on f32.
+    /// type they compute on, the reductions but the mean integers too, a max pool 8-bit
+    /// integers too (a quantized model's); every other op computes on f32.
     private func checkElementTypes(_ operands: [TensorType]) throws(OpRuleFailure) {
         let types = operands.map(\.dtype)
         let indexTypes: [DType] = [.int32, .int64, .float32]
         switch self {
         case .unary, .binary, .fusedElementwise, .select, .cast, .reshape, .flatten, .dropout, .transpose, .slice, .pad:
             return
+        case let .pool2d(a):
+            guard types[0] == .float32 || (a.kind == .max && [.uint8, .int8].contains(types[0])) else {
+                throw .elementType("\(name) takes f32\(a.kind == .max ? ", uint8 or int8" : ""), got \(types[0].rawValue)")
+            }
         case .cumulativeSum, .topK:
             guard types[0] != .bool, types[0].isComputed else { throw .elementType("\(name) takes numbers it computes on, got \(types[0].rawValue)") }
         case let .reduce(kind, _, _):

@@ -122,6 +122,20 @@ let castRoundTripCases: [TypedCase] = [DType.float32, .float16, .float64].flatMa
     }
 }
 
+/// Max pools of 8-bit integers (a quantized model's): windows that reach into the padding on
+/// every side, strides 1 to 3, dilation, rows wider than a vector of 32 outputs.
+let bytePoolCases: [TypedCase] = [DType.uint8, .int8].flatMap { t in
+    [(kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], dilations: [1, 1], shape: [1, 3, 13, 75]),
+     (kernel: [2, 2], strides: [2, 2], pads: [0, 0, 0, 0], dilations: [1, 1], shape: [2, 2, 8, 8]),
+     (kernel: [3, 2], strides: [1, 3], pads: [2, 0, 1, 1], dilations: [1, 1], shape: [1, 4, 7, 40]),
+     (kernel: [2, 3], strides: [1, 1], pads: [1, 2, 0, 2], dilations: [2, 2], shape: [1, 2, 9, 33])].map { p in
+        TypedCase("max pool \(t.rawValue) \(p.kernel) strides \(p.strides) pads \(p.pads) dilations \(p.dilations)",
+                  [TypedOperand(dtype: t, shape: p.shape, range: -128...255)]) {
+            try $0[0].apply(.pool2d(Pool2DAttributes(kind: .max, kernel: p.kernel, strides: p.strides, pads: p.pads, dilations: p.dilations)), [], .unknown)
+        }
+    }
+}
+
 /// BitCast: every pair of computed types of one width, the bits read as the other type (a
 /// f16 or bf16 computed in f32 first stored, then read).
 let bitCastCases: [TypedCase] = DType.allCases.filter(\.isComputed).flatMap { from in
@@ -290,6 +304,16 @@ struct TypedOpTests {
     @Test(arguments: comparisonCases) func comparisons(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: logicCases + whereCases) func logicAndWhere(_ c: TypedCase) throws { try checkTypedCase(c) }
     @Test(arguments: castCases) func casts(_ c: TypedCase) throws { try checkTypedCase(c) }
+    @Test(arguments: bytePoolCases) func bytePools(_ c: TypedCase) throws { try checkTypedCase(c, threads: 2) }
+
+    @Test("an average pool of integers is refused; a max pool keeps its type")
+    func poolElementTypes() throws {
+        let g = Graph(seed: 1)
+        let x = try g.input("x", dtype: .uint8, shape: [1, 2, 4, 4])
+        let max = try x.apply(.pool2d(Pool2DAttributes(kind: .max, kernel: [2, 2], strides: [2, 2])), [], .unknown)
+        #expect(max.type.dtype == .uint8)
+        #expect(throws: LatheError.self) { try x.apply(.pool2d(Pool2DAttributes(kind: .average, kernel: [2, 2], strides: [2, 2])), [], .unknown) }
+    }
     @Test(arguments: castRoundTripCases) func castRoundTrips(_ c: TypedCase) throws { try checkTypedCase(c) }
 
     @Test("a float cast to uint8 or int8, and back, takes NaN to 0 and saturates infinities", arguments: [DType.uint8, .int8])
