@@ -16,53 +16,64 @@ extension IRBuilder {
     }
 
     /// conv2d of uint8 x and int8 weights: a GEMM (weights x the tile's input, shifted copies or
-    /// unfolded and packed, as `form` says) per image, group and tile of output rows, or this
-    /// thread's chunk of output channels of each.
+    /// unfolded and packed, as `form` says; with its pixels as rows, the tile's copies x the
+    /// weights) per image, group and tile of output rows, or this thread's chunk of output
+    /// channels of each.
     func int8Convolution(_ g: ConvGeometry, tileRows: Int, reading form: Int8Contraction.ConvolutionInput, registerRows: Int, output: LLVMValue,
-                         resultType: DType, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, epilogue: GemmEpilogue?, extraTypes: [DType], scratch: LLVMValue?, plan: KernelPlan, thread: LLVMValue) throws {
+                         resultType: DType, input: LLVMValue, weights: LLVMValue, bias: LLVMValue?, epilogue: GemmEpilogue?, extraTypes: [DType],
+                         scratch: LLVMValue?, plan: KernelPlan, thread: LLVMValue) throws {
         let prepacked = plan.weightLayout.isPacked
         let parts = try int8Scratch(.convolution(g, tileRows: tileRows, input: form), scratch: scratch, threadScratchFloats: plan.scratchFloatsPerThread,
                                     thread: thread, packsA: !prepacked, packsB: true)
         let blocking = GemmBlocking(vectorWidth: vectorWidth, rows: registerRows)
         let copies = Int8Contraction.ShiftedCopies(g, tileRows: tileRows)
-        if form == .shiftedCopies && !prepacked { throw LatheError.backend("conv2d \(g.window): shifted copies need weights packed at compile time") }
+        if form.readsCopies && !prepacked { throw LatheError.backend("conv2d \(g.window): shifted copies need weights packed at compile time") }
         let k = g.unfoldedRows
-        let words = form == .shiftedCopies ? copies.words : Int8Contraction.words(k)
+        let walk = form.readsCopies ? Int8Walk(wordsPerTap: copies.channelWords, tapsY: g.kernelH, tapsX: g.kernelW)
+            : Int8Walk(wordsPerTap: Int8Contraction.words(k), tapsY: 1, tapsX: 1)
+        let words = walk.wordsPerTap * walk.tapsY * walk.tapsX
         let tiles = Int8Contraction.tiles(g, tileRows: tileRows)
         let lastRows = g.outH - (tiles - 1) * tileRows
+        // Each group's output channels padded to whole panels: of MR rows, or with pixels as
+        // rows, of NR columns.
+        let channelPanel = form == .pixelRows ? blocking.columns : blocking.rows
 
         /// Output channels [channel, channel + count) of the group (count at most its channels,
-        /// channel a multiple of MR), output rows of the tile.
+        /// channel a multiple of the panel), output rows of the tile.
         func product(image: LLVMValue, group: LLVMValue, tile: LLVMValue, channel: LLVMValue, count: LLVMValue) {
             let channelInput = pointer(input, imul(iadd(imul(image, int(g.channels)), imul(group, int(g.groupChannels))), int(g.inputPlane)), .uint8)
             let firstChannel = iadd(imul(group, int(g.groupOutChannels)), channel)
             let columns: LLVMValue, firstColumn: LLVMValue
-            let b: Int8B
+            let tileInput: Int8Operand
             if g.needsUnfold {
                 let rows = select(LLVMBuildICmp(builder, LLVMIntSLT, tile, int(tiles - 1), "")!, int(tileRows), int(lastRows))
                 let firstRow = imul(tile, int(tileRows))
                 (columns, firstColumn) = (imul(rows, int(g.outW)), imul(firstRow, int(g.outW)))
-                if form == .shiftedCopies {
+                if form.readsCopies {
                     int8ShiftedCopies(copies, input: channelInput, into: parts.unfold, firstRow: firstRow, rows: rows)
-                    b = .shiftedCopies(parts.unfold, copies)
+                    tileInput = .shiftedCopies(parts.unfold, copies)
                 } else {
                     unfold(g, input: channelInput, into: parts.unfold, firstRow: firstRow, rows: rows, dtype: .uint8)
                     int8PackColumns(blocking, source: parts.unfold, into: parts.packedB, rowStride: columns, depth: k, columns: columns)
-                    b = .packed(parts.packedB, words: words, blocking)
+                    tileInput = .packed(parts.packedB, walk, panel: blocking.columns)
                 }
             } else {
                 (columns, firstColumn) = (int(g.outputPlane), int(0))
                 int8PackColumns(blocking, source: channelInput, into: parts.packedB, rowStride: int(g.inputPlane), depth: k, columns: columns)
-                b = .packed(parts.packedB, words: words, blocking)
+                tileInput = .packed(parts.packedB, walk, panel: blocking.columns)
             }
             let c = MatrixView(base: output, offset: iadd(imul(iadd(imul(image, int(g.outChannels)), firstChannel), int(g.outputPlane)), firstColumn),
                                rowStride: g.outputPlane)
             let out = Int8Output(c: c, dtype: resultType, bias: bias.map { .perRow($0, offset: firstChannel) } ?? .none, epilogue: epilogue,
                                  extraTypes: extraTypes, channelOffset: firstChannel)
             if prepacked {
-                // Each group's output channels padded to whole panels of MR.
-                let panels = pointer(weights, imul(iadd(imul(group, int(roundUp(g.groupOutChannels, blocking.rows))), channel), int(words)))
-                int8PanelProduct(blocking, m: count, n: columns, words: words, aPanels: panels, b: b, unsignedA: false, output: out)
+                let panels = Int8Operand.packed(pointer(weights, imul(iadd(imul(group, int(roundUp(g.groupOutChannels, channelPanel))), channel), int(words))),
+                                                walk, panel: channelPanel)
+                if form == .pixelRows {
+                    int8PanelProduct(blocking, m: columns, n: count, walk: walk, a: tileInput, b: panels, unsignedA: true, transposed: true, output: out)
+                } else {
+                    int8PanelProduct(blocking, m: count, n: columns, walk: walk, a: panels, b: tileInput, unsignedA: false, output: out)
+                }
             } else {
                 // Weights that are not constant: one panel of MR rows packed at a time.
                 loop(from: int(0), to: count, step: blocking.rows) { ir in
@@ -72,7 +83,8 @@ extension IRBuilder {
                     let panelOut = Int8Output(c: MatrixView(base: c.base, offset: iadd(c.offset, imul(ir, int(g.outputPlane))), rowStride: g.outputPlane),
                                               dtype: resultType, bias: bias.map { .perRow($0, offset: iadd(firstChannel, ir)) } ?? .none,
                                               epilogue: epilogue, extraTypes: extraTypes, channelOffset: iadd(firstChannel, ir))
-                    int8PanelProduct(blocking, m: rows, n: columns, words: words, aPanels: parts.packedA, b: b, unsignedA: false, output: panelOut)
+                    int8PanelProduct(blocking, m: rows, n: columns, walk: walk, a: .packed(parts.packedA, walk, panel: blocking.rows), b: tileInput,
+                                     unsignedA: false, output: panelOut)
                 }
             }
         }
@@ -100,6 +112,7 @@ extension IRBuilder {
         let parts = try int8Scratch(form, scratch: scratch, threadScratchFloats: plan.scratchFloatsPerThread, thread: thread, packsA: true, packsB: !prepacked)
         let blocking = GemmBlocking(vectorWidth: vectorWidth, rows: registerRows)
         let words = Int8Contraction.words(k)
+        let walk = Int8Walk(wordsPerTap: words, tapsY: 1, tapsX: 1)
         let offsets = matmulBatchOffsets(shapes[0], shapes[1])
 
         /// Rows [rowStart, rowStart + rows) and columns [columnStart, columnStart + columns) of
@@ -129,8 +142,8 @@ extension IRBuilder {
                     }
                     let out = Int8Output(c: c, dtype: resultType, bias: bias.map { .perColumn($0, offset: column) } ?? .none, epilogue: shifted,
                                          extraTypes: extraTypes)
-                    int8PanelProduct(blocking, m: blockRows, n: blockColumns, words: words, aPanels: parts.packedA, b: .packed(bPanels, words: words, blocking),
-                                     unsignedA: true, output: out)
+                    int8PanelProduct(blocking, m: blockRows, n: blockColumns, walk: walk, a: .packed(parts.packedA, walk, panel: blocking.rows),
+                                     b: .packed(bPanels, walk, panel: blocking.columns), unsignedA: true, output: out)
                 }
             }
         }

@@ -37,41 +37,72 @@ extension IRBuilder {
         var channelOffset: LLVMValue? = nil
     }
 
-    /// Where the micro-kernel reads B. Column j of B starts `j * columnStride` words from
-    /// `base`; from there, K runs tap by tap (taps y by taps x, tap (ty, tx) `ty * tapStrideY +
-    /// tx * tapStrideX` words further), `wordsPerTap` word rows a tap, `wordStride` words apart.
-    /// Packed panels are one tap of all of K's words, NR a row; a convolution's shifted copies
-    /// (Lowering/Int8Plan.swift) are read in place, a tap's rows a channel group's plane apart.
-    struct Int8B {
-        let base: LLVMValue
-        let columnStride: Int
-        let tapsY, tapsX, tapStrideY, tapStrideX, wordsPerTap, wordStride: Int
+    /// How the micro-kernel walks K: tap by tap (taps y by taps x), `wordsPerTap` words a tap.
+    /// Packed operands on both sides are one tap of all of K's words.
+    struct Int8Walk {
+        let wordsPerTap, tapsY, tapsX: Int
+    }
 
-        static func packed(_ base: LLVMValue, words: Int, _ blocking: GemmBlocking) -> Int8B {
-            Int8B(base: base, columnStride: words, tapsY: 1, tapsX: 1, tapStrideY: 0, tapStrideX: 0, wordsPerTap: words, wordStride: blocking.columns)
+    /// Where the micro-kernel reads one operand. Row (of A) or column (of B) i starts at
+    /// `i * indexStride` words from `base`; tap (ty, tx) `ty * tapStrideY + tx * tapStrideX`
+    /// words further, and its word rows `wordStride` words apart. Packed panels of P rows or
+    /// columns hold K's words in order, P a word row; a convolution's shifted copies
+    /// (Lowering/Int8Plan.swift) are read in place, a tap's word rows a channel group's plane
+    /// apart, an output pixel a word from the next.
+    struct Int8Operand {
+        let base: LLVMValue
+        let indexStride, tapStrideY, tapStrideX, wordStride: Int
+
+        /// Panels of `panel` rows or columns over `walk`'s words, packed in K's order.
+        static func packed(_ base: LLVMValue, _ walk: Int8Walk, panel: Int) -> Int8Operand {
+            let tapWords = walk.wordsPerTap * panel
+            return Int8Operand(base: base, indexStride: walk.wordsPerTap * walk.tapsY * walk.tapsX, tapStrideY: walk.tapsX * tapWords, tapStrideX: tapWords,
+                               wordStride: panel)
         }
 
-        static func shiftedCopies(_ base: LLVMValue, _ copies: Int8Contraction.ShiftedCopies) -> Int8B {
-            let g = copies.g
-            return Int8B(base: base, columnStride: 1, tapsY: g.kernelH, tapsX: g.kernelW, tapStrideY: copies.tapStrideY,
-                         tapStrideX: copies.copyWords, wordsPerTap: copies.channelWords, wordStride: copies.planeWords)
+        static func shiftedCopies(_ base: LLVMValue, _ copies: Int8Contraction.ShiftedCopies) -> Int8Operand {
+            Int8Operand(base: base, indexStride: 1, tapStrideY: copies.tapStrideY, tapStrideX: copies.copyWords, wordStride: copies.planeWords)
         }
     }
 
-    /// Panels of A (`aPanels`, panel ir/MR at ir * words words) times B's columns for rows 0..<m
-    /// and columns 0..<n of `output`'s view.
-    func int8PanelProduct(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, words: Int, aPanels: LLVMValue, b: Int8B,
-                          unsignedA: Bool, output: Int8Output) {
+    /// A (rows 0..<m, by panels of MR) times B (columns 0..<n, by panels of NR), walking K as
+    /// `walk` says, into `output`'s view; with `transposed`, C's row i is the view's column and
+    /// C's column j the view's row (a convolution computed with its output pixels as rows).
+    func int8PanelProduct(_ blocking: GemmBlocking, m: LLVMValue, n: LLVMValue, walk: Int8Walk, a: Int8Operand, b: Int8Operand,
+                          unsignedA: Bool, transposed: Bool = false, output: Int8Output) {
         let (mr, nr) = (blocking.rows, blocking.columns)
         let sums = arrayVariable(floats: mr * nr)
         let micro = int8MicroKernelFunction(blocking, unsignedA: unsignedA)
-        let tapSizes = [b.wordsPerTap, b.tapsY, b.tapsX, b.tapStrideY, b.tapStrideX, b.wordStride].map(int)
+        let steps = [walk.wordsPerTap, walk.tapsY, walk.tapsX, a.tapStrideY, a.tapStrideX, a.wordStride, b.tapStrideY, b.tapStrideX, b.wordStride].map(int)
         loop(from: int(0), to: n, step: nr) { jr in
             loop(from: int(0), to: m, step: mr) { ir in
-                call(micro, [pointer(aPanels, imul(ir, int(words))), pointer(b.base, imul(jr, int(b.columnStride)))] + tapSizes + [sums])
-                storeInt8Block(blocking, sums: sums, row: ir, column: jr, rows: imin(int(mr), isub(m, ir)), columns: imin(int(nr), isub(n, jr)), output)
+                call(micro, [pointer(a.base, imul(ir, int(a.indexStride))), pointer(b.base, imul(jr, int(b.indexStride)))] + steps + [sums])
+                let (rows, columns) = (imin(int(mr), isub(m, ir)), imin(int(nr), isub(n, jr)))
+                if transposed {
+                    storeInt8BlockTransposed(blocking, sums: sums, row: ir, column: jr, rows: rows, columns: columns, output)
+                } else {
+                    storeInt8Block(blocking, sums: sums, row: ir, column: jr, rows: rows, columns: columns, output)
+                }
             }
         }
+    }
+
+    /// The sums at the view's (i, j) (vectors of `lanes` along j), with the bias and through the
+    /// epilogue, at the view's index `at`.
+    private func int8Result(_ sum: LLVMValue, i: LLVMValue, j: LLVMValue, at: LLVMValue, lanes: Int, _ output: Int8Output) -> LLVMValue {
+        var value = sum
+        switch output.bias {
+        case .none: break
+        case let .perRow(base, offset): value = iadd(value, splat(load(base, iadd(offset, i), .int32), lanes: lanes))
+        case let .perColumn(base, offset): value = iadd(value, load(base, iadd(offset, j), lanes: lanes, .int32))
+        }
+        guard let epilogue = output.epilogue else { return value }
+        let extras = zip(epilogue.extras, output.extraTypes).map { extra, type in
+            guard extra.perColumn else { return load(extra.base, at, lanes: lanes, type) }
+            guard let channel = output.channelOffset else { return load(extra.base, j, lanes: lanes, type) }
+            return splat(load(extra.base, iadd(channel, i), type), lanes: lanes)
+        }
+        return emit(epilogue.formula, [value] + extras, types: [.int32] + output.extraTypes, context: output.dtype, lanes: lanes)
     }
 
     /// Stores the block of sums at (row, column) of the output view: a block of whole panel
@@ -80,21 +111,6 @@ extension IRBuilder {
                                 _ output: Int8Output) {
         let (nr, width) = (blocking.columns, vectorWidth)
         let c = output.c
-        func result(_ sum: LLVMValue, i: LLVMValue, j: LLVMValue, at: LLVMValue, lanes: Int) -> LLVMValue {
-            var value = sum
-            switch output.bias {
-            case .none: break
-            case let .perRow(base, offset): value = iadd(value, splat(load(base, iadd(offset, i), .int32), lanes: lanes))
-            case let .perColumn(base, offset): value = iadd(value, load(base, iadd(offset, j), lanes: lanes, .int32))
-            }
-            guard let epilogue = output.epilogue else { return value }
-            let extras = zip(epilogue.extras, output.extraTypes).map { extra, type in
-                guard extra.perColumn else { return load(extra.base, at, lanes: lanes, type) }
-                guard let channel = output.channelOffset else { return load(extra.base, j, lanes: lanes, type) }
-                return splat(load(extra.base, iadd(channel, i), type), lanes: lanes)
-            }
-            return emit(epilogue.formula, [value] + extras, types: [.int32] + output.extraTypes, context: output.dtype, lanes: lanes)
-        }
         // A block cut only by the last rows (M not a multiple of MR) stores its rows by vectors too.
         ifElse(LLVMBuildICmp(builder, LLVMIntEQ, columns, int(nr), "")!, then: {
             loop(from: int(0), to: rows) { r in
@@ -103,7 +119,7 @@ extension IRBuilder {
                     let j = iadd(column, int(v * width))
                     let at = iadd(iadd(c.offset, imul(i, int(c.rowStride))), j)
                     let sum = load(sums, iadd(imul(r, int(nr)), int(v * width)), lanes: width, .int32)
-                    store(result(sum, i: i, j: j, at: at, lanes: width), c.base, at, output.dtype)
+                    store(int8Result(sum, i: i, j: j, at: at, lanes: width, output), c.base, at, output.dtype)
                 }
             }
         }, else: {
@@ -113,33 +129,66 @@ extension IRBuilder {
                     let j = iadd(column, jj)
                     let at = iadd(iadd(c.offset, imul(i, int(c.rowStride))), j)
                     let sum = load(sums, iadd(imul(r, int(nr)), jj), .int32)
-                    store(result(sum, i: i, j: j, at: at, lanes: 1), c.base, at, output.dtype)
+                    store(int8Result(sum, i: i, j: j, at: at, lanes: 1, output), c.base, at, output.dtype)
+                }
+            }
+        })
+    }
+
+    /// Stores the block of sums of the transposed product (sums[r][cc] is the view's (column +
+    /// cc, row + r)): each of its columns a vector of MR lanes along a row of the view, gathered
+    /// from the sums; a block cut by the last rows a value at a time.
+    private func storeInt8BlockTransposed(_ blocking: GemmBlocking, sums: LLVMValue, row: LLVMValue, column: LLVMValue, rows: LLVMValue,
+                                          columns: LLVMValue, _ output: Int8Output) {
+        let (mr, nr) = (blocking.rows, blocking.columns)
+        let c = output.c
+        ifElse(LLVMBuildICmp(builder, LLVMIntEQ, rows, int(mr), "")!, then: {
+            loop(from: int(0), to: columns) { cc in
+                let channel = iadd(column, cc)
+                let at = iadd(iadd(c.offset, imul(channel, int(c.rowStride))), row)
+                var sum = LLVMGetUndef(integerType(32, lanes: mr))!
+                for r in 0..<mr {
+                    sum = LLVMBuildInsertElement(builder, sum, load(sums, iadd(int(r * nr), cc), .int32), LLVMConstInt(i32, UInt64(r), 0), "")!
+                }
+                store(int8Result(sum, i: channel, j: row, at: at, lanes: mr, output), c.base, at, output.dtype)
+            }
+        }, else: {
+            loop(from: int(0), to: columns) { cc in
+                let channel = iadd(column, cc)
+                loop(from: int(0), to: rows) { r in
+                    let pixel = iadd(row, r)
+                    let at = iadd(iadd(c.offset, imul(channel, int(c.rowStride))), pixel)
+                    let sum = load(sums, iadd(imul(r, int(nr)), cc), .int32)
+                    store(int8Result(sum, i: channel, j: pixel, at: at, lanes: 1, output), c.base, at, output.dtype)
                 }
             }
         })
     }
 
     /// `void lathe_i8micro_MRxNR_(ua|ub)(i32* a, i32* b, i64 wordsPerTap, i64 tapsY, i64 tapsX,
-    /// i64 tapStrideY, i64 tapStrideX, i64 wordStride, i32* sums)`: sums[r * NR + j] = the sum
-    /// over K's words p of the 4 byte products of a[p * MR + r] and B's word p of column j (B as
-    /// Int8B lays it out, from b). `ua`: A's bytes are the unsigned ones (a product's x), `ub`:
-    /// B's (a convolution's input). One function a module, as the float micro-kernel.
+    /// i64 aTapStrideY, i64 aTapStrideX, i64 aWordStride, i64 bTapStrideY, i64 bTapStrideX, i64
+    /// bWordStride, i32* sums)`: sums[r * NR + j] = the sum over K's words of the 4 byte
+    /// products of A's word of row r and B's of column j, each operand laid out as Int8Operand
+    /// says (from a and b, its row or column 0). `ua`: A's bytes are the unsigned ones (a
+    /// product's x, a convolution's input with its pixels as rows), `ub`: B's (a convolution's
+    /// input). One function a module, as the float micro-kernel.
     private func int8MicroKernelFunction(_ blocking: GemmBlocking, unsignedA: Bool) -> LLVMValue {
         let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
         let name = "lathe_i8micro_\(mr)x\(nr)_\(unsignedA ? "ua" : "ub")\(hasInt8DotProduct ? "" : "_widened")"
-        return sharedFunction(name, pointerCount: 2, integerCount: 6, trailingPointers: 1) { function in
+        return sharedFunction(name, pointerCount: 2, integerCount: 9, trailingPointers: 1) { function in
             let (a, b) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
-            let (wordsPerTap, tapsY, tapsX) = (LLVMGetParam(function, 2)!, LLVMGetParam(function, 3)!, LLVMGetParam(function, 4)!)
-            let (tapStrideY, tapStrideX, wordStride) = (LLVMGetParam(function, 5)!, LLVMGetParam(function, 6)!, LLVMGetParam(function, 7)!)
-            let sums = LLVMGetParam(function, 8)!
+            let p = (2..<11).map { LLVMGetParam(function, UInt32($0))! }
+            let (wordsPerTap, tapsY, tapsX) = (p[0], p[1], p[2])
+            let (aTapY, aTapX, aWord, bTapY, bTapX, bWord) = (p[3], p[4], p[5], p[6], p[7], p[8])
+            let sums = LLVMGetParam(function, 11)!
             let vectors = nr / width
             let type = integerType(32, lanes: width)
             let accumulators = (0..<mr * vectors).map { _ in variable(LLVMConstNull(type)) }
-            /// Word p of A against the B word row at bRow.
-            func step(_ p: LLVMValue, _ bRow: LLVMValue) {
+            /// The A word row at aRow against the B word row at bRow.
+            func step(_ aRow: LLVMValue, _ bRow: LLVMValue) {
                 let bValues = (0..<vectors).map { v in load(b, iadd(bRow, int(v * width)), lanes: width, .int32) }
                 for r in 0..<mr {
-                    let aWord = splat(load(a, iadd(imul(p, int(mr)), int(r)), .int32), lanes: width)
+                    let aWord = splat(load(a, iadd(aRow, int(r)), .int32), lanes: width)
                     for v in 0..<vectors {
                         let slot = accumulators[r * vectors + v]
                         let (unsigned, signed) = unsignedA ? (aWord, bValues[v]) : (bValues[v], aWord)
@@ -150,13 +199,13 @@ extension IRBuilder {
             let unrolled = LLVMBuildAnd(builder, wordsPerTap, int(-2), "")!
             loop(from: int(0), to: tapsY) { ty in
                 loop(from: int(0), to: tapsX) { tx in
-                    let firstWord = imul(iadd(imul(ty, tapsX), tx), wordsPerTap)
-                    let tapB = iadd(imul(ty, tapStrideY), imul(tx, tapStrideX))
+                    let tapA = iadd(imul(ty, aTapY), imul(tx, aTapX)), tapB = iadd(imul(ty, bTapY), imul(tx, bTapX))
+                    func word(_ w: LLVMValue) { step(iadd(tapA, imul(w, aWord)), iadd(tapB, imul(w, bWord))) }
                     loop(from: int(0), to: unrolled, step: 2) { w in
-                        step(iadd(firstWord, w), iadd(tapB, imul(w, wordStride)))
-                        step(iadd(firstWord, iadd(w, int(1))), iadd(tapB, imul(iadd(w, int(1)), wordStride)))
+                        word(w)
+                        word(iadd(w, int(1)))
                     }
-                    loop(from: unrolled, to: wordsPerTap) { w in step(iadd(firstWord, w), iadd(tapB, imul(w, wordStride))) }
+                    loop(from: unrolled, to: wordsPerTap) { w in word(w) }
                 }
             }
             for (i, slot) in accumulators.enumerated() { store(read(slot, type: type), sums, int(i / vectors * nr + i % vectors * width), .int32) }

@@ -23,6 +23,10 @@ public enum WeightLayout: Hashable, Sendable {
     /// over a K that runs tap by tap (`taps` = KH x KW), each tap's `channels` padded with zeros
     /// to a multiple of 4, so that a word holds 4 channels of one tap.
     case int8TapRows(groups: Int, rows: Int, channels: Int, taps: Int, panel: Int)
+    /// The same weights as the integer GEMM reads its B when A is the input's shifted copies with
+    /// the output pixels as rows: for each group, its output channels in panels of `panel`
+    /// columns, each [K/4][panel] words over the same K as `int8TapRows`.
+    case int8TapColumns(groups: Int, columns: Int, channels: Int, taps: Int, panel: Int)
     /// A quantized product's int8 right operand [K, N] as the integer GEMM reads its B: panels of
     /// `panel` columns, each [depth/4][panel] words, a column's 4 consecutive values along K in a
     /// word (zero-padded as above).
@@ -43,7 +47,8 @@ public enum WeightLayout: Hashable, Sendable {
         case .winograd: return panels.floatCount(0)
         case let .gemmColumnPanels(depth, columns, panel): return depth * roundUp(columns, panel)
         case let .int8Rows(groups, rows, depth, panel): return groups * roundUp(rows, panel) * roundUp(depth, 4) / 4
-        case let .int8TapRows(groups, rows, channels, taps, panel): return groups * roundUp(rows, panel) * taps * roundUp(channels, 4) / 4
+        case let .int8TapRows(groups, rows, channels, taps, panel), let .int8TapColumns(groups, rows, channels, taps, panel):
+            return groups * roundUp(rows, panel) * taps * roundUp(channels, 4) / 4
         case let .int8Columns(depth, columns, panel): return roundUp(depth, 4) / 4 * roundUp(columns, panel)
         }
     }
@@ -51,7 +56,7 @@ public enum WeightLayout: Hashable, Sendable {
     /// The layout holds bytes (8-bit integers in 4-byte words), not floats.
     public var holdsBytes: Bool {
         switch self {
-        case .int8Rows, .int8TapRows, .int8Columns: return true
+        case .int8Rows, .int8TapRows, .int8TapColumns, .int8Columns: return true
         default: return false
         }
     }
@@ -70,7 +75,9 @@ public enum WeightLayout: Hashable, Sendable {
                     for k in 0..<depth { out[panelStart + (k / 4 * panel + row % panel) * 4 + k % 4] = source[(g * rows + row) * depth + k] }
                 }
             }
-        case let .int8TapRows(groups, rows, channels, taps, panel):
+        case let .int8TapRows(groups, rows, channels, taps, panel), let .int8TapColumns(groups, rows, channels, taps, panel):
+            // Output channel `row` of a group is a panel's row or column alike: word p of it at
+            // word p * panel + row % panel of its panel.
             let (tapBytes, paddedRows) = (roundUp(channels, 4), roundUp(rows, panel))
             let words = taps * tapBytes / 4
             for g in 0..<groups {
@@ -114,7 +121,7 @@ public enum WeightLayout: Hashable, Sendable {
             t.scalars.withUnsafeBufferPointer {
                 WinogradTransform.forTile(tile).transformFilters($0, outChannels: outChannels, inChannels: inChannels, panel: panel, into: out)
             }
-        case .int8Rows, .int8TapRows, .int8Columns:
+        case .int8Rows, .int8TapRows, .int8TapColumns, .int8Columns:
             writeBytes(t, into: UnsafeMutableRawBufferPointer(out))
         }
     }
@@ -126,7 +133,7 @@ public enum WeightLayout: Hashable, Sendable {
         case .plain: return false
         case let .gemmPanels(_, rows, _, panel), let .winograd(_, rows, _, panel): return rows % panel != 0
         case let .gemmColumnPanels(_, columns, panel): return columns % panel != 0
-        case .int8Rows, .int8TapRows, .int8Columns: return true
+        case .int8Rows, .int8TapRows, .int8TapColumns, .int8Columns: return true
         }
     }
 

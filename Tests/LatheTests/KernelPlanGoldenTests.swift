@@ -111,6 +111,20 @@ struct KernelPlanGoldenTests {
         """)
     }
 
+    /// A quantized 3x3 convolution on a 7 x 7 image, planned for AVX-512 (16-float vectors):
+    /// its 49 pixels are the GEMM's rows, 7 blocks of 7 (as columns they would fill 64), its 64
+    /// output channels two panels of 32 columns that the threads share.
+    @Test func quantizedSmallImage() throws {
+        let g = Graph(seed: 1)
+        let x = try g.input("x", dtype: .uint8, shape: [1, 64, 7, 7])
+        let w = g.constant(randomTensor(.int8, shape: [64, 64, 3, 3], seed: 3, range: -128...127))
+        let b = g.constant(randomTensor(.int32, shape: [64], seed: 4, range: -1000...1000))
+        let y = try x.apply(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1], padValue: 7)), [w, b], SourceLocation(fileID: #fileID, line: #line))
+        Self.expectLines(try Compiler.lower(g, outputs: [("y", y.id)], threads: 2, vectorWidth: 16).program.planText, """
+        k0_conv2d  conv2d  shifted copies (pixel rows)+int8 gemm 3x3 pad 1,1,1,1, M=64 N=49 K=576 a unit, 7-row tiles, pad value 7  u8[1, 64, 7, 7], i8[64, 64, 3, 3], i32[64] -> i32[1, 64, 7, 7]  weights int8 column panels of 32, tap by tap  2 threads: rows 64 in chunks of 32  scratch 24768 B at arena+0  in input[0], weights+256, weights+0 out output[0]
+        """)
+    }
+
     /// A BERT-base encoder layer: 128 tokens of 768, 12 heads of 64, a 3072-wide GELU
     /// feed-forward network, post-norm.
     @Test func bertLayer() throws {

@@ -1,4 +1,5 @@
 import Lathe
+import LatheRuntime
 import Testing
 
 /// Quantized contractions on the integer GEMM: conv2d, dense and matmul of uint8 x and int8
@@ -16,6 +17,8 @@ import Testing
         var strides = [1, 1], pads = [0, 0, 0, 0], dilations = [1, 1], groups = 1, padValue = 0
         /// Unfolded and packed, not read as shifted copies (when the weights are constant).
         var unfolds = false
+        /// Computed with its output pixels as rows (a small image, on a host with AVX-512).
+        var pixelRows = false
         var description: String {
             "conv \(input) -> \(outChannels), kernel \(kernel), strides \(strides), pads \(pads), dilations \(dilations), groups \(groups), pad value \(padValue)"
         }
@@ -40,8 +43,16 @@ import Testing
         // Strided: a copy a tap, every stride-th byte kept.
         ConvCase(input: [1, 16, 15, 150], outChannels: 11, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], padValue: 60),
         ConvCase(input: [2, 7, 14, 13], outChannels: 9, kernel: [3, 3], strides: [2, 3], pads: [0, 2, 1, 0], padValue: 250),
-        ConvCase(input: [1, 64, 14, 14], outChannels: 128, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], padValue: 8),
+        ConvCase(input: [1, 64, 14, 14], outChannels: 128, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], padValue: 8, pixelRows: true),
+        // Small images: pixels as rows, in blocks of 7 (the last of 9 pixels cut), output channels
+        // in panels of 32 (the last of 90 cut).
+        ConvCase(input: [1, 64, 7, 7], outChannels: 96, kernel: [3, 3], pads: [1, 1, 1, 1], padValue: 17, pixelRows: true),
+        ConvCase(input: [1, 32, 13, 13], outChannels: 90, kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], padValue: 200, pixelRows: true),
+        ConvCase(input: [2, 24, 3, 3], outChannels: 70, kernel: [3, 3], pads: [1, 1, 1, 1], padValue: 3, pixelRows: true),
     ]
+
+    /// Pixels as rows need AVX-512's registers.
+    static let hostTakesPixelRows = HostTarget.detect().vectorWidth >= 16
 
     @Test(arguments: convolutions, [1, 2])
     func convolutionSumsAreExact(_ c: ConvCase, threads: Int) throws {
@@ -58,7 +69,8 @@ import Testing
             if !constantWeights { feeds["w"] = Self.weights(wShape, seed: 5) }
             let readsInPlace = c.kernel == [1, 1] && c.strides == [1, 1] && c.pads.allSatisfy { $0 == 0 }
             let shifted = constantWeights && !readsInPlace && !c.unfolds
-            try expectExact(g, y, feeds: feeds, threads: threads, shiftedCopies: shifted, "\(c), constant weights \(constantWeights)")
+            try expectExact(g, y, feeds: feeds, threads: threads, shiftedCopies: shifted, pixelRows: shifted && c.pixelRows && Self.hostTakesPixelRows,
+                            "\(c), constant weights \(constantWeights)")
         }
     }
 
@@ -93,15 +105,16 @@ import Testing
 
     /// A quantized model's unit: the int32 sums requantized per output channel to uint8
     /// (clip(round(acc * m) + z)), plus a uint8 residual, in the convolution's epilogue.
-    @Test(arguments: [1, 2])
-    func requantizationFusesIntoTheConvolution(threads: Int) throws {
+    /// On a 10 x 10 image and on a 7 x 7 one (pixels as rows, stored transposed, with AVX-512).
+    @Test(arguments: [1, 2], [10, 7])
+    func requantizationFusesIntoTheConvolution(threads: Int, size: Int) throws {
         let g = Graph(seed: 3)
-        let x = try g.input("x", dtype: .uint8, shape: [1, 16, 10, 10])
-        let residual = try g.input("r", dtype: .uint8, shape: [1, 24, 10, 10])
-        let w = g.constant(Self.weights([24, 16, 3, 3], seed: 5))
-        let sums = try x.apply(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1], padValue: 9)), [w, g.constant(Self.bias(24, seed: 7))],
+        let x = try g.input("x", dtype: .uint8, shape: [1, 16, size, size])
+        let residual = try g.input("r", dtype: .uint8, shape: [1, 32, size, size])
+        let w = g.constant(Self.weights([32, 16, 3, 3], seed: 5))
+        let sums = try x.apply(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1], padValue: 9)), [w, g.constant(Self.bias(32, seed: 7))],
                                SourceLocation(fileID: #fileID, line: #line))
-        let scales = try HostTensor(shape: [1, 24, 1, 1], scalars: (0..<24).map { 0.0005 + Float($0) * 0.00003 })
+        let scales = try HostTensor(shape: [1, 32, 1, 1], scalars: (0..<32).map { 0.0005 + Float($0) * 0.00003 })
         let clipped = UnaryFn.clip(min: 0, max: 255).formula.substituting([.unary(.round, .binary(.mul, .cast(.float32, .arg(0)), .arg(1))) + .arg(2)])
         let q = try sums.apply(.fusedElementwise(.cast(.uint8, clipped)), [g.constant(scales), g.scalar(100)], SourceLocation(fileID: #fileID, line: #line))
         // A residual Add of two quantized values, requantized again.
@@ -111,7 +124,8 @@ import Testing
         let y = try q.apply(.fusedElementwise(added), [residual], SourceLocation(fileID: #fileID, line: #line))
         let model = try g.compile(outputs: ["y": y], options: CompileOptions(threads: threads))
         #expect(model.program.kernels.filter { !$0.isNoOp }.count == 1, "\(model.program.planText)")
-        let feeds = ["x": Self.activations([1, 16, 10, 10], seed: 11), "r": Self.activations([1, 24, 10, 10], seed: 13)]
+        #expect(model.program.kernels.contains { $0.algorithm?.contains("pixel rows") == true } == (size == 7 && Self.hostTakesPixelRows))
+        let feeds = ["x": Self.activations([1, 16, size, size], seed: 11), "r": Self.activations([1, 32, size, size], seed: 13)]
         let got = try model.run(feeds)["y"]!
         let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
         #expect(got.dtype == .uint8 && got.rawBytes == expected.rawBytes)
@@ -130,11 +144,14 @@ import Testing
     }
 
     /// The compiled model's result equals the interpreter's, byte for byte.
-    /// `shiftedCopies`: whether the convolution reads shifted copies of its input.
-    private func expectExact(_ g: Graph, _ y: Tensor, feeds: [String: HostTensor], threads: Int, shiftedCopies: Bool = false, _ what: String) throws {
+    /// `shiftedCopies`: whether the convolution reads shifted copies of its input; `pixelRows`,
+    /// with its output pixels as the GEMM's rows.
+    private func expectExact(_ g: Graph, _ y: Tensor, feeds: [String: HostTensor], threads: Int, shiftedCopies: Bool = false, pixelRows: Bool = false,
+                             _ what: String) throws {
         let model = try g.compile(outputs: ["y": y], options: CompileOptions(threads: threads))
         let algorithms = model.program.kernels.compactMap(\.algorithm)
-        #expect(algorithms.contains { $0.contains("int8 gemm") && $0.contains("shifted copies") == shiftedCopies }, "\(what): \(model.program.planText)")
+        #expect(algorithms.contains { $0.contains("int8 gemm") && $0.contains("shifted copies") == shiftedCopies && $0.contains("pixel rows") == pixelRows },
+                "\(what): \(model.program.planText)")
         let got = try model.run(feeds)["y"]!
         let expected = try g.interpret(outputs: [("y", y)], feeds: feeds)["y"]!
         #expect(got.shape == expected.shape && got.dtype == .int32 && expected.dtype == .int32, "\(what)")

@@ -36,10 +36,42 @@ struct Int8Contraction: Sendable {
     /// Rows of the register block (MR), which the packed weights' panels have too.
     let rows: Int
 
-    /// How a convolution's input becomes the GEMM's B.
+    /// How a convolution's input enters the GEMM.
     enum ConvolutionInput: Sendable, Equatable {
+        /// Unfolded (or read in place) and packed, the GEMM's B.
         case packed
+        /// Shifted copies, read in place as the GEMM's B.
         case shiftedCopies
+        /// Shifted copies read in place as the GEMM's A, its rows the output pixels (unsigned,
+        /// broadcast), the weights its B in panels of NR output channels, the product stored
+        /// transposed: for small images, whose pixels fill panels of NR columns badly (a 7 x 7
+        /// image's 49 pixels take 64 columns, 7 rows of 7).
+        case pixelRows
+
+        var readsCopies: Bool { self != .packed }
+    }
+
+    /// Rows of the register block of a convolution with its pixels as rows: 7 x 2 vectors, 14
+    /// accumulators (7 divides the 49 and 196 pixels of 7 x 7 and 14 x 14 images).
+    static let pixelRowBlock = 7
+
+    /// Whether a convolution on shifted copies computes fewer padded multiply-adds with its
+    /// pixels as rows (panels of 7 pixels and of NR output channels) than as columns (panels
+    /// of NR pixels and MR channels), by a fifth or more, each form in the tiles it would take:
+    /// the smaller register block and the transposed stores cost about that much (ResNet's
+    /// 7 x 7 layers, 64 columns for 49 pixels, ran 11% faster with pixels as rows; its 14 x 14
+    /// ones, 224 for 196, no faster, and its 28 x 28 ones, 416 for 392, 15% slower). Needs
+    /// AVX-512's 32 registers (the block of 7 x 2 vectors and its operands).
+    static func prefersPixelRows(_ g: ConvGeometry, threads: Int, vectorWidth: Int) -> Bool {
+        guard vectorWidth >= 16 else { return false }
+        let columnBlocking = blocking(m: g.groupOutChannels, vectorWidth: vectorWidth)
+        func work(panel: Int, channels: Int) -> Int {
+            let rows = tileRows(g, panelColumns: panel, threads: threads, input: .shiftedCopies)
+            return paddedColumns(g, tileRows: rows, panelColumns: panel, threads: threads, input: .shiftedCopies) * channels
+        }
+        let asRows = work(panel: pixelRowBlock, channels: roundUp(g.groupOutChannels, columnBlocking.columns))
+        let asColumns = work(panel: columnBlocking.columns, channels: roundUp(g.groupOutChannels, columnBlocking.rows))
+        return asRows * 5 <= asColumns * 4
     }
 
     /// Whether a convolution reads shifted copies of its input: constant weights, and K in words
@@ -120,16 +152,23 @@ struct Int8Contraction: Sendable {
         guard g.needsUnfold else { return g.outH }
         var best = (cost: Int.max, rows: 1)
         for rows in 1...max(g.outH, 1) {
-            let bytes = input == .shiftedCopies ? ShiftedCopies.bytes(g, rows: rows) : g.unfoldedRows * rows * g.outW
+            let bytes = input.readsCopies ? ShiftedCopies.bytes(g, rows: rows) : g.unfoldedRows * rows * g.outW
             if rows > 1 && bytes > tileBytes { break }
-            let tiles = (g.outH + rows - 1) / rows, last = g.outH - (tiles - 1) * rows
-            let tile = roundUp(rows * g.outW, panelColumns)
-            let columns = (tiles - 1) * tile + roundUp(last * g.outW, panelColumns)
-            let shared = input == .shiftedCopies ? columns * 21 / (20 * threads) : columns * 5 / (4 * threads)
-            let cost = tiles >= threads ? (tiles + threads - 1) / threads * tile : shared
+            let cost = paddedColumns(g, tileRows: rows, panelColumns: panelColumns, threads: threads, input: input)
             if cost <= best.cost { best = (cost, rows) }
         }
         return best.rows
+    }
+
+    /// The columns (pixels) the busiest of `threads` computes in tiles of `tileRows` output rows,
+    /// each tile's rounded up to whole panels, tiles shared among threads counted as
+    /// `tileRows` says.
+    static func paddedColumns(_ g: ConvGeometry, tileRows rows: Int, panelColumns: Int, threads: Int, input: ConvolutionInput) -> Int {
+        let tiles = (g.outH + rows - 1) / rows, last = g.outH - (tiles - 1) * rows
+        let tile = roundUp(rows * g.outW, panelColumns)
+        let columns = (tiles - 1) * tile + roundUp(last * g.outW, panelColumns)
+        let shared = input.readsCopies ? columns * 21 / (20 * threads) : columns * 5 / (4 * threads)
+        return tiles >= threads ? (tiles + threads - 1) / threads * tile : shared
     }
 
     /// Groups of 4 along K: the words of a panel row.
@@ -144,7 +183,7 @@ struct Int8Contraction: Sendable {
         let (rows, columns) = (GemmBlocking.largestRows, GemmBlocking.largestColumns)
         switch form {
         case let .convolution(g, tileRows, input):
-            if input == .shiftedCopies { return (ShiftedCopies(g, tileRows: tileRows).scratchWords * 4, 0, 0) }
+            if input.readsCopies { return (ShiftedCopies(g, tileRows: tileRows).scratchWords * 4, 0, 0) }
             let tileColumns = g.needsUnfold ? tileRows * g.outW : g.outputPlane
             let unfold = g.needsUnfold ? roundUp(g.unfoldedRows * tileColumns, 64) : 0
             return (unfold, words(g.unfoldedRows) * roundUp(tileColumns, columns) * 4, packsA ? words(g.unfoldedRows) * rows * 4 : 0)
@@ -167,18 +206,28 @@ extension KernelPlan {
         switch op.unfused {
         case let .conv2d(a):
             guard let g = ConvGeometry(input: s[0], weights: s[1], output: c.resultShape, a) else { return nil }
-            let blocking = Int8Contraction.blocking(m: g.groupOutChannels, vectorWidth: c.vectorWidth)
-            let input: Int8Contraction.ConvolutionInput = Int8Contraction.readsShiftedCopies(g, constantWeights: c.constantWeights) ? .shiftedCopies : .packed
-            let tileRows = Int8Contraction.tileRows(g, panelColumns: blocking.columns, threads: c.threads, input: input)
+            var blocking = Int8Contraction.blocking(m: g.groupOutChannels, vectorWidth: c.vectorWidth)
+            var input: Int8Contraction.ConvolutionInput = Int8Contraction.readsShiftedCopies(g, constantWeights: c.constantWeights) ? .shiftedCopies : .packed
+            if input == .shiftedCopies && Int8Contraction.prefersPixelRows(g, threads: c.threads, vectorWidth: c.vectorWidth) {
+                (input, blocking) = (.pixelRows, GemmBlocking(vectorWidth: c.vectorWidth, rows: Int8Contraction.pixelRowBlock))
+            }
+            let pixelRows = input == .pixelRows
+            let tileRows = Int8Contraction.tileRows(g, panelColumns: pixelRows ? blocking.rows : blocking.columns, threads: c.threads, input: input)
             let form = Int8Contraction.Form.convolution(g, tileRows: tileRows, input: input)
             let layout: WeightLayout
-            if input == .shiftedCopies {
+            switch input {
+            case .pixelRows:
+                layout = .int8TapColumns(groups: g.groups, columns: g.groupOutChannels, channels: g.groupChannels, taps: g.kernelH * g.kernelW,
+                                         panel: blocking.columns)
+            case .shiftedCopies:
                 layout = .int8TapRows(groups: g.groups, rows: g.groupOutChannels, channels: g.groupChannels, taps: g.kernelH * g.kernelW, panel: blocking.rows)
-            } else {
+            case .packed:
                 layout = c.constantWeights ? .int8Rows(groups: g.groups, rows: g.groupOutChannels, depth: g.unfoldedRows, panel: blocking.rows) : .plain
             }
             let units = g.batch * g.groups * Int8Contraction.tiles(g, tileRows: tileRows)
-            let split = ThreadSplit.plan(units: units, rows: g.groupOutChannels, flops: c.flops, threads: c.threads, blocking: blocking)
+            // Chunks of output channels are whole panels: of MR rows, or with pixels as rows, of NR columns.
+            let channelBlocking = pixelRows ? GemmBlocking(vectorWidth: c.vectorWidth, rows: blocking.columns) : blocking
+            let split = ThreadSplit.plan(units: units, rows: g.groupOutChannels, flops: c.flops, threads: c.threads, blocking: channelBlocking)
             return KernelPlan(.int8Gemm(Int8Contraction(form: form, rows: blocking.rows)), weightLayout: layout, split: split, threads: c.threads,
                               scratchFloatsPerThread: Int8Contraction.scratchFloats(form, packsA: !layout.isPacked, packsB: true), flops: c.flops,
                               writesResultOnce: true)

@@ -199,7 +199,8 @@ indirect enum KernelAlgorithm: Sendable {
         case let .pooled(_, image): return (image.algorithmName ?? "") + ", pooled an image at a time"
         case let .int8Gemm(q):
             if case let .convolution(g, _, input) = q.form {
-                return (input == .shiftedCopies ? "shifted copies+" : g.needsUnfold ? "im2col+" : "") + "int8 gemm" + packedText
+                let reads = input == .pixelRows ? "shifted copies (pixel rows)+" : input == .shiftedCopies ? "shifted copies+" : g.needsUnfold ? "im2col+" : ""
+                return reads + "int8 gemm" + packedText
             }
             return "int8 gemm" + packedText
         case .recurrent, .weightGradient, .transposedConvolution, .loops: return nil

@@ -43,6 +43,7 @@ extension WeightLayout {
         case let .winograd(tile, _, _, panel): return "winograd F(\(tile)x\(tile),3x3) in panels of \(panel) rows"
         case let .int8Rows(groups, _, _, panel): return "int8 panels of \(panel) rows" + (groups > 1 ? ", \(groups) groups" : "")
         case let .int8TapRows(groups, _, _, _, panel): return "int8 panels of \(panel) rows, tap by tap" + (groups > 1 ? ", \(groups) groups" : "")
+        case let .int8TapColumns(groups, _, _, _, panel): return "int8 column panels of \(panel), tap by tap" + (groups > 1 ? ", \(groups) groups" : "")
         case let .int8Columns(_, _, panel): return "int8 column panels of \(panel)"
         }
     }
