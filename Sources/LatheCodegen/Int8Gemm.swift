@@ -72,11 +72,17 @@ extension IRBuilder {
                           unsignedA: Bool, transposed: Bool = false, output: Int8Output) {
         let (mr, nr) = (blocking.rows, blocking.columns)
         let sums = arrayVariable(floats: mr * nr)
-        let micro = int8MicroKernelFunction(blocking, unsignedA: unsignedA)
+        let vectors = nr / vectorWidth
+        let micro = int8MicroKernelFunction(blocking, unsignedA: unsignedA, vectors: vectors)
+        // A last panel of at most one vector's columns (ResNet's 196 pixels: 6 panels of 32 and
+        // 4) runs a kernel of one vector: the others would only multiply padding.
+        let narrow = vectors > 1 ? int8MicroKernelFunction(blocking, unsignedA: unsignedA, vectors: 1) : micro
         let steps = [walk.wordsPerTap, walk.tapsY, walk.tapsX, a.tapStrideY, a.tapStrideX, a.wordStride, b.tapStrideY, b.tapStrideX, b.wordStride].map(int)
         loop(from: int(0), to: n, step: nr) { jr in
+            let fewColumns = LLVMBuildICmp(builder, LLVMIntSLE, isub(n, jr), int(vectorWidth), "")!
             loop(from: int(0), to: m, step: mr) { ir in
-                call(micro, [pointer(a.base, imul(ir, int(a.indexStride))), pointer(b.base, imul(jr, int(b.indexStride)))] + steps + [sums])
+                let arguments = [pointer(a.base, imul(ir, int(a.indexStride))), pointer(b.base, imul(jr, int(b.indexStride)))] + steps + [sums]
+                ifElse(fewColumns, then: { call(narrow, arguments) }, else: { call(micro, arguments) })
                 let (rows, columns) = (imin(int(mr), isub(m, ir)), imin(int(nr), isub(n, jr)))
                 if transposed {
                     storeInt8BlockTransposed(blocking, sums: sums, row: ir, column: jr, rows: rows, columns: columns, output)
@@ -171,17 +177,17 @@ extension IRBuilder {
     /// products of A's word of row r and B's of column j, each operand laid out as Int8Operand
     /// says (from a and b, its row or column 0). `ua`: A's bytes are the unsigned ones (a
     /// product's x, a convolution's input with its pixels as rows), `ub`: B's (a convolution's
-    /// input). One function a module, as the float micro-kernel.
-    private func int8MicroKernelFunction(_ blocking: GemmBlocking, unsignedA: Bool) -> LLVMValue {
+    /// input). `vectors`: the vectors of columns it computes, NR / width or fewer (its sums'
+    /// rows stay NR apart). One function a module, as the float micro-kernel.
+    private func int8MicroKernelFunction(_ blocking: GemmBlocking, unsignedA: Bool, vectors: Int) -> LLVMValue {
         let (mr, nr, width) = (blocking.rows, blocking.columns, vectorWidth)
-        let name = "lathe_i8micro_\(mr)x\(nr)_\(unsignedA ? "ua" : "ub")\(hasInt8DotProduct ? "" : "_widened")"
+        let name = "lathe_i8micro_\(mr)x\(vectors * width)_\(unsignedA ? "ua" : "ub")\(hasInt8DotProduct ? "" : "_widened")"
         return sharedFunction(name, pointerCount: 2, integerCount: 9, trailingPointers: 1) { function in
             let (a, b) = (LLVMGetParam(function, 0)!, LLVMGetParam(function, 1)!)
             let p = (2..<11).map { LLVMGetParam(function, UInt32($0))! }
             let (wordsPerTap, tapsY, tapsX) = (p[0], p[1], p[2])
             let (aTapY, aTapX, aWord, bTapY, bTapX, bWord) = (p[3], p[4], p[5], p[6], p[7], p[8])
             let sums = LLVMGetParam(function, 11)!
-            let vectors = nr / width
             let type = integerType(32, lanes: width)
             let accumulators = (0..<mr * vectors).map { _ in variable(LLVMConstNull(type)) }
             /// The A word row at aRow against the B word row at bRow.
