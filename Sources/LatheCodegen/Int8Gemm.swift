@@ -18,7 +18,7 @@ import LatheIR
 /// and run every A panel over it, as Goto's GEMM does, so that the B panel just read is read
 /// again, from L1 where it fits, while A's panels come as one contiguous stream: a
 /// convolution's B, read in place from its shifted copies, lies in as many streams as K has
-/// channel groups (ResNet's 14 x 14 layers ran 7% faster than with the A panel outside).
+/// channel groups (benchmarks/RESULTS.md, "Measurements behind choices in the code").
 /// A block's sums go through the stack once, to add the int32 bias, apply the epilogue in
 /// whatever element types it has (a quantized model's requantization to uint8), and store the
 /// result in its type.

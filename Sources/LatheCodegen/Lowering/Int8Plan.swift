@@ -58,10 +58,10 @@ struct Int8Contraction: Sendable {
     /// Whether a convolution on shifted copies computes fewer padded multiply-adds with its
     /// pixels as rows (panels of 7 pixels and of NR output channels) than as columns (panels
     /// of NR pixels and MR channels), by a fifth or more, each form in the tiles it would take:
-    /// the smaller register block and the transposed stores cost about that much (ResNet's
-    /// 7 x 7 layers, 64 columns for 49 pixels, ran 11% faster with pixels as rows; its 14 x 14
-    /// ones, 224 for 196, no faster, and its 28 x 28 ones, 416 for 392, 15% slower). Needs
-    /// AVX-512's 32 registers (the block of 7 x 2 vectors and its operands).
+    /// the smaller register block and the transposed stores cost about that much: ResNet's
+    /// 7 x 7 layers (64 columns for 49 pixels) gain, its 14 x 14 (224 for 196) and 28 x 28 ones
+    /// (416 for 392) do not (benchmarks/RESULTS.md, "Measurements behind choices in the code").
+    /// Needs AVX-512's 32 registers (the block of 7 x 2 vectors and its operands).
     static func prefersPixelRows(_ g: ConvGeometry, threads: Int, vectorWidth: Int) -> Bool {
         guard vectorWidth >= 16 else { return false }
         let columnBlocking = blocking(m: g.groupOutChannels, vectorWidth: vectorWidth)
