@@ -130,15 +130,16 @@ extension IRBuilder {
             }
         }, else: {
             loop(from: int(0), to: rows) { r in
-                let i = iadd(row, r)
-                loop(from: int(0), to: columns) { jj in
-                    let j = iadd(column, jj)
-                    let at = iadd(iadd(c.offset, imul(i, int(c.rowStride))), j)
-                    let sum = load(sums, iadd(imul(r, int(nr)), jj), .int32)
-                    store(int8Result(sum, i: i, j: j, at: at, lanes: 1, output), c.base, at, output.dtype)
-                }
+                loop(from: int(0), to: columns) { jj in storeInt8Value(sums, iadd(imul(r, int(nr)), jj), i: iadd(row, r), j: iadd(column, jj), output) }
             }
         })
+    }
+
+    /// One sum (sums[index]) stored at the view's (i, j), with the bias and through the epilogue.
+    private func storeInt8Value(_ sums: LLVMValue, _ index: LLVMValue, i: LLVMValue, j: LLVMValue, _ output: Int8Output) {
+        let c = output.c
+        let at = iadd(iadd(c.offset, imul(i, int(c.rowStride))), j)
+        store(int8Result(load(sums, index, .int32), i: i, j: j, at: at, lanes: 1, output), c.base, at, output.dtype)
     }
 
     /// Stores the block of sums of the transposed product (sums[r][cc] is the view's (column +
@@ -160,13 +161,7 @@ extension IRBuilder {
             }
         }, else: {
             loop(from: int(0), to: columns) { cc in
-                let channel = iadd(column, cc)
-                loop(from: int(0), to: rows) { r in
-                    let pixel = iadd(row, r)
-                    let at = iadd(iadd(c.offset, imul(channel, int(c.rowStride))), pixel)
-                    let sum = load(sums, iadd(imul(r, int(nr)), cc), .int32)
-                    store(int8Result(sum, i: channel, j: pixel, at: at, lanes: 1, output), c.base, at, output.dtype)
-                }
+                loop(from: int(0), to: rows) { r in storeInt8Value(sums, iadd(imul(r, int(nr)), cc), i: iadd(column, cc), j: iadd(row, r), output) }
             }
         })
     }

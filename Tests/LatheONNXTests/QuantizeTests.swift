@@ -6,6 +6,11 @@ import Testing
 /// Seeded values for the quantization tests (a linear congruential generator: the same values
 /// on every machine).
 /// The graph convolves on the integer GEMM: uint8 x, int8 weights, the padding at x's zero point.
+/// The imported model's output y for input x, compiled for 2 threads.
+func runOnTwoThreads(_ imported: ImportedModel, x: HostTensor) throws -> HostTensor {
+    try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2)).run(["x": x])["y"]!
+}
+
 func hasIntegerConvolution(_ graph: Graph, padValue: Int) -> Bool {
     graph.nodes.contains { node in
         guard case let .conv2d(a) = node.op else { return false }
@@ -131,8 +136,7 @@ struct QuantizeTests {
         data = try proto.serializedData()
         let imported = try ONNXImporter.load(data)
         #expect(hasIntegerConvolution(imported.graph, padValue: 200))
-        let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
-            .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: Int32.self)
+        let got = try runOnTwoThreads(imported, x: try HostTensor(shape: [1, c, size, size], values: x)).values(as: Int32.self)
         var expected: [Int32] = []
         for o in 0..<k {
             for i in 0..<size {
@@ -210,8 +214,7 @@ struct QDQUnitTests {
         let imported = try ONNXImporter.load(try model.serializedData())
         let divides = imported.graph.nodes.contains { if case .binary(.div) = $0.op { return true } else { return false } }
         #expect(divides == (outScale != 0.5), "a QuantizeLinear is left only where the scale changes")
-        let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
-            .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: UInt8.self)
+        let got = try runOnTwoThreads(imported, x: try HostTensor(shape: [1, c, size, size], values: x)).values(as: UInt8.self)
         var expected: [UInt8] = []
         for plane in 0..<c {
             for i in 0..<out {
@@ -253,8 +256,7 @@ struct QDQUnitTests {
         let data = try model.serializedData()
         let imported = try ONNXImporter.load(data)
         #expect(hasIntegerConvolution(imported.graph, padValue: 3))
-        let got = try Compiler.compile(imported.graph, outputs: imported.outputs, options: CompileOptions(threads: 2))
-            .run(["x": try HostTensor(shape: [1, c, size, size], values: x)])["y"]!.values(as: UInt8.self)
+        let got = try runOnTwoThreads(imported, x: try HostTensor(shape: [1, c, size, size], values: x)).values(as: UInt8.self)
         var expected: [UInt8] = [], ties = 0
         for o in 0..<k {
             for i in 0..<size {
