@@ -6,7 +6,7 @@ import LatheIR
 ///
 /// - A convolution is a GEMM per image, group and tile of output rows: the weights are its A
 ///   (int8), in panels of MR rows packed at compile time when constant (WeightLayout.int8Rows);
-///   the input is its B (uint8), in one of two forms (ConvolutionInput):
+///   the input is its B (uint8), in one of these forms (ConvolutionInput):
 ///   - shifted copies, for a convolution with constant weights and whole groups of 4 input
 ///     channels (or few words more than its unfold): the tile's input copied once per tap,
 ///     shifted and strided by it, with the padding at `padValue`, 4 channels a word
@@ -14,6 +14,9 @@ import LatheIR
 ///     by tap (WeightLayout.int8TapRows). With a vertical stride of 1, taps of one column share
 ///     a copy (tap (ky, kx) reads copy kx from row ky on): KW x C bytes a column, where the
 ///     unfold and its packing move 2 x KH x KW x C; with a larger one, each tap has its own.
+///   - pixel rows: the shifted copies of a small image are the GEMM's A instead, its output
+///     pixels the rows (blocks of 7), and the weights its B, in panels of NR output channels
+///     (WeightLayout.int8TapColumns); the product is stored transposed (prefersPixelRows).
 ///   - packed: unfolded as bytes a tile at a time with the padding at `padValue` (a 1x1,
 ///     stride-1, unpadded one read in place), then packed a tile at a time (the unfolded tile
 ///     and its packed copy stay in L2).
@@ -25,7 +28,7 @@ import LatheIR
 ///   (WeightLayout.int8Columns), else packed at run time a block of columns at a time. Split: a
 ///   batched matmul by whole products; a single product by chunks of rows or of columns.
 ///
-/// Scratch: each thread's unfolded tile and packed panels.
+/// Scratch: each thread's shifted copies, or its unfolded tile and packed panels.
 struct Int8Contraction: Sendable {
     enum Form: Sendable {
         case convolution(ConvGeometry, tileRows: Int, input: ConvolutionInput)
