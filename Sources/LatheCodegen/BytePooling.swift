@@ -8,8 +8,9 @@ import LatheIR
 /// An output row is made 32 outputs at a time. For each tap of the window, one masked load of
 /// the input row (32 x strideX bytes, every strideX-th kept) whose lanes outside the input (the
 /// padding, or a whole row above or below it) are not read and take the type's least value,
-/// which no maximum picks over a real one; then one store, masked past the row's end. The taps are unrolled, as the
-/// float pool's are. Split among threads as the float pool is, by runs of N x C planes.
+/// which no maximum picks over a real one; then one store, masked past the row's end. The taps
+/// are unrolled, as the float pool's are. Split among threads as the float pool is, by runs of
+/// N x C planes.
 extension IRBuilder {
     func bytePool2d(_ a: Pool2DAttributes, output: LLVMValue, input: LLVMValue, dtype: DType, inShape: [Int], outShape: [Int],
                     split: ThreadSplit = .single, thread: LLVMValue? = nil, threads: Int = 1) {
@@ -26,17 +27,8 @@ extension IRBuilder {
         let laneBits = w < 32_000 ? 16 : 32
         let laneType = LLVMIntTypeInContext(context, UInt32(laneBits))!
         func splatLane(_ v: LLVMValue, _ count: Int) -> LLVMValue { splat(LLVMBuildTrunc(builder, v, laneType, "")!, lanes: count) }
-        func constants(_ values: [Int]) -> LLVMValue {
-            var elements: [LLVMValue?] = values.map { LLVMConstInt(laneType, UInt64($0), 0) }
-            return LLVMConstVector(&elements, UInt32(values.count))
-        }
-        let laneBytes = constants(Array(0..<(lanes * sx))), storeLanes = constants(Array(0..<lanes))
-        let planes = inShape[0] * inShape[1]
-        func planeLoop(_ body: (LLVMValue) -> Void) {
-            if case .units = split, let thread { return forEachUnit(count: planes, thread: thread, threads: threads, body) }
-            loop(from: int(0), to: int(planes), body)
-        }
-        planeLoop { plane in
+        let laneBytes = integerVector(Array(0..<(lanes * sx)), bits: laneBits), storeLanes = integerVector(Array(0..<lanes), bits: laneBits)
+        forEachPlane(count: inShape[0] * inShape[1], split: split, thread: thread, threads: threads) { plane in
             let (inPlane, outPlane) = (imul(plane, int(h * w)), imul(plane, int(oh * ow)))
             loop(from: int(0), to: int(oh)) { oy in
                 loop(from: int(0), to: int(ow), step: lanes) { x0 in

@@ -277,9 +277,13 @@ final class IRBuilder {
     }
 
     /// <lanes x i1>: true for the first `valid` lanes.
-    private func laneMask(lanes: Int, valid: Int) -> LLVMValue {
-        var bits: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(LLVMInt1TypeInContext(context), $0 < valid ? 1 : 0, 0) }
-        return LLVMConstVector(&bits, UInt32(lanes))
+    private func laneMask(lanes: Int, valid: Int) -> LLVMValue { integerVector((0..<lanes).map { $0 < valid ? 1 : 0 }, bits: 1) }
+
+    /// A constant vector of `bits`-bit integers (1: a mask of bools), one lane a value.
+    func integerVector(_ values: [Int], bits: Int) -> LLVMValue {
+        let type = LLVMIntTypeInContext(context, UInt32(bits))!
+        var elements: [LLVMValue?] = values.map { LLVMConstInt(type, UInt64(bitPattern: Int64($0)), 0) }
+        return LLVMConstVector(&elements, UInt32(values.count))
     }
 
     /// A stack slot for a loop-carried value; LLVM's SROA turns it back into registers.

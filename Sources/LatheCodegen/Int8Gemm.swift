@@ -277,9 +277,8 @@ extension IRBuilder {
     /// `lanes` bytes at source[at...], the first `valid` of them read and the others zero.
     private func firstBytes(_ source: LLVMValue, _ at: LLVMValue, lanes: Int, valid: LLVMValue) -> LLVMValue {
         let type = integerType(8, lanes: lanes)
-        var steps: [LLVMValue?] = (0..<lanes).map { LLVMConstInt(i32, UInt64($0), 0) }
         let limit = splat(LLVMBuildTrunc(builder, valid, i32, "")!, lanes: lanes)
-        let mask = LLVMBuildICmp(builder, LLVMIntSLT, LLVMConstVector(&steps, UInt32(lanes)), limit, "")!
+        let mask = LLVMBuildICmp(builder, LLVMIntSLT, integerVector(Array(0..<lanes), bits: 32), limit, "")!
         return maskedBytes(source, at: at, type, mask: mask, passthru: LLVMConstNull(type))
     }
 

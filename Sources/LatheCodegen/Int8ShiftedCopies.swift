@@ -47,10 +47,8 @@ extension IRBuilder {
             let padding = splat(padByte, lanes: lanes * sx)
             // Lane m of a load is column x0 + m / sx, read only when m % sx == 0.
             let i16 = LLVMInt16TypeInContext(context)!
-            var laneColumns: [LLVMValue?] = (0..<(lanes * sx)).map { LLVMConstInt(i16, UInt64($0 / sx), 0) }
-            let laneSteps = LLVMConstVector(&laneColumns, UInt32(lanes * sx))!
-            var keptLanes: [LLVMValue?] = (0..<(lanes * sx)).map { LLVMConstInt(i1, $0 % sx == 0 ? 1 : 0, 0) }
-            let kept = LLVMConstVector(&keptLanes, UInt32(lanes * sx))!
+            let laneSteps = integerVector((0..<(lanes * sx)).map { $0 / sx }, bits: 16)
+            let kept = integerVector((0..<(lanes * sx)).map { $0 % sx == 0 ? 1 : 0 }, bits: 1)
             func column16(_ v: LLVMValue) -> LLVMValue { splat(LLVMBuildTrunc(builder, v, i16, "")!, lanes: lanes * sx) }
             func everyStride(_ v: LLVMValue) -> LLVMValue { sx == 1 ? v : shuffle(v, (0..<lanes).map { $0 * sx }) }
             let channelWords = LLVMBuildSDiv(builder, iadd(channels, int(3)), int(4), "")!

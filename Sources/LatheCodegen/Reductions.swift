@@ -79,10 +79,6 @@ extension IRBuilder {
         let (h, w, oh, ow) = (inShape[2], inShape[3], outShape[2], outShape[3])
         let padded = a.pads.contains { $0 > 0 }
         let planes = inShape[0] * inShape[1]
-        func planeLoop(_ body: (LLVMValue) -> Void) {
-            if case .units = split, let thread { return forEachUnit(count: planes, thread: thread, threads: threads, body) }
-            loop(from: int(0), to: int(planes), body)
-        }
         // Interior outputs, whose taps all fall inside the input, run whole vectors at a time
         // (with a horizontal stride of 1 or 2, no horizontal dilation): rows [yFirst, yStop),
         // columns [xFirst, xStop). The outputs that reach into the padding go one at a time.
@@ -110,7 +106,7 @@ extension IRBuilder {
         // 5 x 5) run one masked vector, not one output at a time (benchmarks/RESULTS.md, "Measurements behind
         // choices in the code").
         let shortRow = vectorizes && xStop - xFirst > 1 && xStop - xFirst < width ? xStop - xFirst : nil
-        planeLoop { plane in
+        forEachPlane(count: planes, split: split, thread: thread, threads: threads) { plane in
             let inPlane = imul(plane, int(h * w))
             let outPlane = imul(plane, int(oh * ow))
             /// `atRowEnd`: the last vector of the row, whose stride-2 taps read the second

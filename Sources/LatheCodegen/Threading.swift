@@ -82,6 +82,13 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
 }
 
 extension IRBuilder {
+    /// body(plane) for this thread's planes of a pooling (N x C of them): its units under a
+    /// `.units` split, else every plane.
+    func forEachPlane(count: Int, split: ThreadSplit, thread: LLVMValue?, threads: Int, _ body: (LLVMValue) -> Void) {
+        if case .units = split, let thread { return forEachUnit(count: count, thread: thread, threads: threads, body) }
+        loop(from: int(0), to: int(count), body)
+    }
+
     /// body(u) for this thread's units of a `.units` split: with a unit counter (the kernel
     /// claims units), each thread takes the next unclaimed run of units until none is left, so a
     /// thread slowed by another process on its core leaves its units to the others (on a shared

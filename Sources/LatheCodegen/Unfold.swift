@@ -115,16 +115,11 @@ extension IRBuilder {
             let padValue = LLVMBuildTrunc(builder, p[15], computeType(.uint8), "")!
             let lanes = 64
             let byteVector = integerType(8, lanes: lanes * sx), narrow = integerType(8, lanes: lanes)
-            let i16 = LLVMInt16TypeInContext(context)!, columnVector = integerType(16, lanes: lanes * sx)
-            func constants(_ values: [Int]) -> LLVMValue {
-                var elements: [LLVMValue?] = values.map { LLVMConstInt(i16, UInt64($0), 0) }
-                return LLVMConstVector(&elements, UInt32(values.count))
-            }
+            let i16 = LLVMInt16TypeInContext(context)!
             // Lane m of a load is output column chunk + m / sx, read only when m % sx == 0.
-            let laneColumns = constants((0..<(lanes * sx)).map { $0 / sx })
-            var kept: [LLVMValue?] = (0..<(lanes * sx)).map { LLVMConstInt(i1, $0 % sx == 0 ? 1 : 0, 0) }
-            let keptLanes = LLVMConstVector(&kept, UInt32(lanes * sx))!
-            let storeColumns = constants(Array(0..<lanes))
+            let laneColumns = integerVector((0..<(lanes * sx)).map { $0 / sx }, bits: 16)
+            let keptLanes = integerVector((0..<(lanes * sx)).map { $0 % sx == 0 ? 1 : 0 }, bits: 1)
+            let storeColumns = integerVector(Array(0..<lanes), bits: 16)
             func column16(_ v: LLVMValue) -> LLVMValue { LLVMBuildTrunc(builder, v, i16, "")! }
             let columns = imul(rows, outW)
             let taps = imul(kernelH, kernelW)
