@@ -36,8 +36,14 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("alone-us"), help: "Microseconds kernels with a one-thread plan run it after the workers missed two jobs in a row (0: never).")
     var aloneMicroseconds: Double = WaitPolicy().aloneMicroseconds
 
-    @Flag(help: "Split kernels among the threads even when other threads hold the machine's cores (by default such a run keeps to its calling thread).")
+    @Flag(help: "Split kernels among the threads even when other threads hold the machine's cores (by default such a run keeps its smaller kernels to its calling thread).")
     var ignoreLoad = false
+
+    @Option(name: .customLong("loaded-split-kernel-mflop"), help: "When other threads hold the machine's cores, kernels of at least this many MFLOP of a large model are still split among the threads.")
+    var loadedSplitKernelMegaflops: Double = WaitPolicy().loadedSplitKernelMegaflops
+
+    @Option(name: .customLong("loaded-split-model-gflop"), help: "The GFLOP of a run from which a model is large (see --loaded-split-kernel-mflop).")
+    var loadedSplitModelGigaflops: Double = WaitPolicy().loadedSplitModelGigaflops
 
     struct KernelTime: Codable {
         let name: String
@@ -66,7 +72,9 @@ struct Bench: ParsableCommand {
         let built = try options.build()
         let model = try Compiler.compile(built.graph, outputs: built.outputs, options: CompileOptions(threads: threads, cache: !noCache,
                                                                                           waiting: WaitPolicy(spinMicroseconds: spinMicroseconds, yieldMicroseconds: yieldMicroseconds,
-                                                                                                              aloneMicroseconds: aloneMicroseconds, checksLoad: !ignoreLoad)))
+                                                                                                              aloneMicroseconds: aloneMicroseconds, checksLoad: !ignoreLoad,
+                                                                                                              loadedSplitKernelMegaflops: loadedSplitKernelMegaflops,
+                                                                                                              loadedSplitModelGigaflops: loadedSplitModelGigaflops)))
         var feeds = randomFeeds(model, seed: options.seed)
         feeds.merge(built.feeds) { $1 }
         try checkFeeds(model.inputs, feeds)

@@ -50,11 +50,12 @@ struct KernelSignature: Hashable {
 /// which calls the kernels in order with their buffers' addresses (of any element type; the
 /// pointers are only addresses) and returns 0, or, when a kernel that checks its indices found
 /// one out of range, stops after it and returns its position plus one (Gather.swift). A kernel split among threads
-/// is handed to `parallel(run, task, alone, args, threads)`, which runs `task(args, t)` for each
+/// is handed to `parallel(run, task, alone, args, threads, flops)`, which runs `task(args, t)` for each
 /// share t in 0..<threads, on whichever thread of the run's pool claims it, and returns when all
 /// are done (LatheRuntime's ThreadPool); `task` unpacks the argument array and calls the kernel.
 /// `alone` (null when the kernel has no alone plan) is the same kernel planned for one thread,
-/// `alone(args, 0)`, which the pool runs instead while its workers are busy elsewhere.
+/// `alone(args, 0)`, which the pool runs instead while its workers are busy elsewhere; `flops`
+/// is the kernel's work, by which the pool decides what to split on a busy machine.
 /// A kernel whose threads claim units has its counter zeroed first.
 /// When `ticks` is not null, the entry stores the cycle counter there before the first kernel
 /// and after each one (for `lathe bench --profile`).
@@ -145,8 +146,8 @@ public enum ModuleEmitter {
                         LLVMBuildStore(b.builder, pointer, LLVMBuildInBoundsGEP2(b.builder, b.floatPointer, arguments, &indices, 1, ""))
                     }
                     let alone = function.alone ?? LLVMConstPointerNull(LLVMTypeOf(task))
-                    var callArguments: [LLVMValueRef?] = [run, task, alone, arguments, b.int(kernel.threads)]
-                    LLVMBuildCall2(b.builder, parallelType, parallel, &callArguments, 5, "")
+                    var callArguments: [LLVMValueRef?] = [run, task, alone, arguments, b.int(kernel.threads), b.int(kernel.flops)]
+                    LLVMBuildCall2(b.builder, parallelType, parallel, &callArguments, 6, "")
                 } else {
                     b.call(function.kernel, pointers + [b.int(0)])
                 }
@@ -233,8 +234,8 @@ private struct EntryTypes {
         var taskParameters: [LLVMTypeRef?] = [pointerArray, b.i64]
         task = LLVMFunctionType(b.void, &taskParameters, 2, 0)!
         bytePointer = LLVMPointerType(LLVMInt8TypeInContext(b.context), 0)!
-        var parallelParameters: [LLVMTypeRef?] = [bytePointer, LLVMPointerType(task, 0), LLVMPointerType(task, 0), pointerArray, b.i64]
-        parallel = LLVMFunctionType(b.void, &parallelParameters, 5, 0)!
+        var parallelParameters: [LLVMTypeRef?] = [bytePointer, LLVMPointerType(task, 0), LLVMPointerType(task, 0), pointerArray, b.i64, b.i64]
+        parallel = LLVMFunctionType(b.void, &parallelParameters, 6, 0)!
     }
 }
 

@@ -199,7 +199,7 @@ public final class CompiledModel: @unchecked Sendable {
     private func newArena() -> RunArena {
         // A model that splits no kernel never wakes a worker.
         let shares = program.kernels.contains { $0.threads > 1 } ? threads : 1
-        return RunArena(program, parallel: ParallelRun(pool: pool, threads: shares, policy: waiting))
+        return RunArena(program, parallel: ParallelRun(pool: pool, threads: shares, policy: waiting, modelFlops: program.flops))
     }
 
     private func giveBack(_ arena: RunArena) {

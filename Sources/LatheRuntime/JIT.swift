@@ -11,7 +11,7 @@ typealias EntryFunction = @convention(c) (UnsafeMutablePointer<Float>?, UnsafeMu
                                           UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?,
                                           UnsafeMutablePointer<UInt64>?, UnsafeMutableRawPointer?,
                                           (@convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, ThreadPool.Task?,
-                                                           UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void)?) -> Int64
+                                                           UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64, Int64) -> Void)?) -> Int64
 
 /// Owns an ORC LLJIT instance, and with it the machine code: function pointers taken from it
 /// are valid while it lives.

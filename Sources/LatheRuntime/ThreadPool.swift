@@ -37,16 +37,22 @@ import Synchronization
 /// instead of at the split's serial speed with hand-offs on top; on an idle one an awake worker
 /// claims a share within nanoseconds, so jobs do not miss.
 ///
-/// Busy machines are noticed before a run starts. Never more runnable threads than cores: a
-/// run of a policy that `checksLoad` looks at how many threads the machine has runnable (Linux's
-/// /proc/loadavg, sampled at most every 2 ms by any run of the process, the fewer of two samples
-/// in a row), takes away this thread and the pool's awake workers and as many as the machine has
-/// CPUs outside the process's mask, and counts the cores left of the pool's. With fewer than two, the
-/// run takes no job slot and runs on its calling thread alone (alone plans included), waking no
-/// worker; with more, it wakes at most one worker fewer than the cores left, for every job. A thread of another
-/// process then keeps its core, and the run goes at one thread's speed instead of sharing every
-/// core with it and waiting, kernel after kernel, for whichever of its threads the scheduler left
-/// out.
+/// Busy machines are noticed before a run starts. Never more runnable threads than cores for
+/// small work: a run of a policy that `checksLoad` looks at how many threads the machine has
+/// runnable (Linux's /proc/loadavg, sampled at most every 2 ms by any run of the process, the
+/// fewer of two samples in a row), takes away this thread and the pool's awake workers and as
+/// many as the machine has CPUs outside the process's mask, and counts the cores left of the
+/// pool's. With fewer than two the run is *loaded*: it wakes no worker when it starts, and runs
+/// its kernels on its calling thread alone (their alone plans where they have one), except the
+/// large kernels of a large model (`WaitPolicy.splitsWhenLoaded`). A thread of another process
+/// then keeps its core, and a short run or a small kernel goes at one thread's speed instead
+/// of waiting, kernel after kernel, for whichever of the run's threads the scheduler left out
+/// (a short run on one thread is seldom descheduled at all). A large kernel of a long run is
+/// still handed out, waking the workers it needs: over a run of many scheduler slices, two
+/// threads of the run beside two busy ones get a core between them where one gets two thirds of
+/// one, and the shares (and the units inside them) are claimed, so the kernel waits at most for
+/// the one piece a descheduled thread holds. With two or more cores left, a run wakes at most
+/// one worker fewer than the cores left, for every job.
 ///
 /// Several runs may be under way at once, from one model or many: each has its own slot, and a
 /// worker serves whichever slot has a share open. More runs than slots run their shares on the
@@ -128,16 +134,18 @@ final class ThreadPool: @unchecked Sendable {
     /// Runs `body` with `run` holding a job slot throughout (none when the pool has no workers,
     /// the run has one thread or every slot is taken: then every share runs on the caller).
     /// Idle workers are woken now so that they are spinning by the time the first split kernel
-    /// comes.
+    /// comes, unless the run is loaded (its large kernels wake the workers they need).
     func during<R>(_ run: ParallelRun, _ body: () throws -> R) rethrows -> R {
-        let free = run.threads > 1 && workerCount > 0 ? freeCores(run.policy) : 0
-        let slot = free >= 2 ? acquireSlot() : nil
+        let split = run.threads > 1 && workerCount > 0
+        let free = split ? freeCores(run.policy) : 0
+        let slot = split ? acquireSlot() : nil
         run.slot = slot
-        run.wakeable = max(min(run.threads, free) - 1, 0)
+        run.loaded = split && free < 2
+        run.wakeable = run.loaded ? 0 : max(min(run.threads, free) - 1, 0)
         if slot != nil {
             workerSpinNanoseconds.store(run.policy.spinNanoseconds, ordering: .relaxed)
             workerYieldNanoseconds.store(run.policy.yieldNanoseconds, ordering: .relaxed)
-            if run.policy.aloneNanoseconds == 0 || !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(run.wakeable) }
+            if !run.loaded, run.policy.aloneNanoseconds == 0 || !keepsAlone(now: Int(lathe_now_ns())) { wakeWorkers(run.wakeable) }
         }
         defer {
             run.slot = nil
@@ -180,18 +188,21 @@ final class ThreadPool: @unchecked Sendable {
 
     /// task(arguments, t) for t in 0..<count: share 0 on the caller at once, the others on
     /// whichever thread claims them first; returns when all are done. While workers are absent
-    /// (see the type's comment), or with no worker to hand shares to, the caller runs
-    /// `alone(arguments, 0)` instead if there is one.
+    /// (see the type's comment), with no worker to hand shares to, or for a kernel of `flops`
+    /// too few to split in a loaded run, the caller runs `alone(arguments, 0)` instead if there
+    /// is one, else every share itself.
     fileprivate func parallel(_ task: Task, alone: Task?, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int,
-                              slot: JobSlot?, policy: WaitPolicy, wakeable: Int) {
+                              flops: Int, run: ParallelRun) {
+        let policy = run.policy
+        let keptHere = run.loaded && !policy.splitsWhenLoaded(kernelFlops: flops, modelFlops: run.modelFlops)
         // A kernel whose shares cost more than its alone plan runs that while workers are
         // absent; one split into units is handed out still, since a worker back on its core
         // takes the units left (its shares in a row cost no more than running alone).
-        if let alone, slot == nil || (policy.aloneNanoseconds > 0 && keepsAlone(now: Int(lathe_now_ns()))) {
+        if let alone, run.slot == nil || keptHere || (policy.aloneNanoseconds > 0 && keepsAlone(now: Int(lathe_now_ns()))) {
             alone(arguments, 0)
             return
         }
-        guard let slot, count > 1, count <= JobSlot.maximumShares else {
+        guard let slot = run.slot, !keptHere, count > 1, count <= JobSlot.maximumShares else {
             for t in 0..<max(count, 1) { task(arguments, Int64(t)) }
             return
         }
@@ -200,7 +211,8 @@ final class ThreadPool: @unchecked Sendable {
         let workerAwake = sleepers.load(ordering: .relaxed) < workerCount
         slot.publish(task, arguments, count: count)
         openJobs.bitwiseOr(slot.bit, ordering: .sequentiallyConsistent)
-        wakeWorkers(min(count - 1, wakeable))
+        // A loaded run wakes every worker the kernel can use: the scheduler shares the cores.
+        wakeWorkers(min(count - 1, run.loaded ? workerCount : run.wakeable))
         task(arguments, 0)
         slot.finished.add(1)
         var ranHere = 1
@@ -271,15 +283,21 @@ final class ParallelRun {
     fileprivate var slot: JobSlot?
     /// How many workers the run wakes for a job: one fewer than the cores it found free.
     fileprivate var wakeable = 0
+    /// Whether other threads held the pool's cores when the run started (see ThreadPool).
+    fileprivate(set) var loaded = false
+    /// The work of one run of the model, in FLOPs.
+    let modelFlops: Int
 
-    init(pool: ThreadPool, threads: Int, policy: WaitPolicy) {
+    init(pool: ThreadPool, threads: Int, policy: WaitPolicy, modelFlops: Int = 0) {
         self.pool = pool
         self.threads = threads
         self.policy = policy
+        self.modelFlops = modelFlops
     }
 
-    func parallel(_ task: ThreadPool.Task, alone: ThreadPool.Task?, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int) {
-        pool.parallel(task, alone: alone, arguments, count: count, slot: slot, policy: policy, wakeable: wakeable)
+    /// Runs a split kernel of `count` shares and `flops` of work (ThreadPool.parallel).
+    func parallel(_ task: ThreadPool.Task, alone: ThreadPool.Task?, _ arguments: UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, count: Int, flops: Int = 0) {
+        pool.parallel(task, alone: alone, arguments, count: count, flops: flops, run: self)
     }
 }
 
@@ -358,20 +376,35 @@ private final class JobSlot: @unchecked Sendable {
 /// then blocks until woken (a futex wake, some tens of microseconds). After two jobs in a row
 /// that no awake worker took a share of, kernels with an alone plan run it on the caller for
 /// `aloneMicroseconds` (0: never, for runs of this policy), then are handed out again (ThreadPool).
-/// With `checksLoad`, a run starts on its calling thread alone when other threads hold the
-/// machine's cores (ThreadPool: never more runnable threads than cores).
+/// With `checksLoad`, a run that finds other threads holding the machine's cores runs on its
+/// calling thread alone, but for the kernels of at least `loadedSplitKernelMegaflops` of a model
+/// of at least `loadedSplitModelGigaflops` (ThreadPool).
 public struct WaitPolicy: Sendable, Hashable {
     public var spinMicroseconds: Double
     public var yieldMicroseconds: Double
     public var aloneMicroseconds: Double
     public var checksLoad: Bool
+    public var loadedSplitKernelMegaflops: Double
+    public var loadedSplitModelGigaflops: Double
 
-    /// Each time is clamped to 0...1 s (NaN: 0).
-    public init(spinMicroseconds: Double = 50, yieldMicroseconds: Double = 100, aloneMicroseconds: Double = 1000, checksLoad: Bool = true) {
+    /// Each time is clamped to 0...1 s (NaN: 0), each size to 0 or more (NaN: 0).
+    public init(spinMicroseconds: Double = 50, yieldMicroseconds: Double = 100, aloneMicroseconds: Double = 1000, checksLoad: Bool = true,
+                loadedSplitKernelMegaflops: Double = 150, loadedSplitModelGigaflops: Double = 4) {
         self.spinMicroseconds = Self.clamped(spinMicroseconds)
         self.yieldMicroseconds = Self.clamped(yieldMicroseconds)
         self.aloneMicroseconds = Self.clamped(aloneMicroseconds)
         self.checksLoad = checksLoad
+        self.loadedSplitKernelMegaflops = loadedSplitKernelMegaflops.isNaN ? 0 : max(loadedSplitKernelMegaflops, 0)
+        self.loadedSplitModelGigaflops = loadedSplitModelGigaflops.isNaN ? 0 : max(loadedSplitModelGigaflops, 0)
+    }
+
+    /// Whether a loaded run splits a kernel among its threads all the same: a large kernel of
+    /// a model whose run spans many scheduler slices (ResNet-50's 150 to 240 MFLOP convolutions
+    /// split, ResNet-50 ran about 1.4x faster under load than on one thread; the Keras CNN at
+    /// batch 64, 3 ms a run, ran slower with its 285 MFLOP convolution split: benchmarks/RESULTS.md,
+    /// "Measurements behind choices in the code").
+    func splitsWhenLoaded(kernelFlops: Int, modelFlops: Int) -> Bool {
+        Double(kernelFlops) >= loadedSplitKernelMegaflops * 1e6 && Double(modelFlops) >= loadedSplitModelGigaflops * 1e9
     }
 
     /// Missed jobs in a row after which kernels with an alone plan run it.
@@ -431,8 +464,8 @@ final class FutexWord: @unchecked Sendable {
 }
 
 /// The C function the compiled entry calls to run a split kernel: `run` is the ParallelRun.
-let parallelCallback: @convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, ThreadPool.Task?, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64) -> Void = {
-    run, task, alone, arguments, count in
+let parallelCallback: @convention(c) (UnsafeMutableRawPointer?, ThreadPool.Task?, ThreadPool.Task?, UnsafeMutablePointer<UnsafeMutablePointer<Float>?>?, Int64, Int64) -> Void = {
+    run, task, alone, arguments, count, flops in
     guard let run, let task else { return }
-    Unmanaged<ParallelRun>.fromOpaque(run).takeUnretainedValue().parallel(task, alone: alone, arguments, count: Int(count))
+    Unmanaged<ParallelRun>.fromOpaque(run).takeUnretainedValue().parallel(task, alone: alone, arguments, count: Int(count), flops: Int(flops))
 }

@@ -270,6 +270,42 @@ struct ThreadPoolSharesTests {
         #expect(runAlone(checking), "samples 3, 3 again")
     }
 
+    /// A loaded run still splits the large kernels of a large model (a thread of its own gets
+    /// the run more of the cores over many scheduler slices) and keeps the rest on its thread:
+    /// a small kernel, or any kernel of a small model.
+    @Test func loadedRunSplitsOnlyLargeKernelsOfLargeModels() {
+        let pool = ThreadPool(workers: 1, runnableThreads: { 3 })
+        defer { pool.stop() }
+        let counts = UnsafeMutablePointer<Float>.allocate(capacity: 3)
+        let arguments = UnsafeMutablePointer<UnsafeMutablePointer<Float>?>.allocate(capacity: 1)
+        defer { counts.deallocate(); arguments.deallocate() }
+        arguments[0] = counts
+        let policy = WaitPolicy(spinMicroseconds: 100, yieldMicroseconds: 100, aloneMicroseconds: 0,
+                                loadedSplitKernelMegaflops: 150, loadedSplitModelGigaflops: 4)
+        /// Whether one job of a run after two samples of load ran alone.
+        func runAlone(kernelFlops: Int, modelFlops: Int) -> Bool {
+            counts.update(repeating: 0, count: 3)
+            let run = ParallelRun(pool: pool, threads: 2, policy: policy, modelFlops: modelFlops)
+            pool.during(run) { run.parallel(Self.countShare, alone: Self.countAlone, arguments, count: 2, flops: kernelFlops) }
+            #expect(run.loaded)
+            return counts[2] == 1 && counts[0] == 0 && counts[1] == 0
+        }
+        // Two samples of load, 2 ms apart.
+        for _ in 0..<2 {
+            Thread.sleep(forTimeInterval: 0.003)
+            pool.during(ParallelRun(pool: pool, threads: 2, policy: policy)) {}
+        }
+        #expect(!runAlone(kernelFlops: 200_000_000, modelFlops: 5_000_000_000), "a large kernel of a large model")
+        #expect(counts[0] == 1 && counts[1] == 1, "each share once")
+        #expect(runAlone(kernelFlops: 100_000_000, modelFlops: 5_000_000_000), "a small kernel of a large model")
+        #expect(runAlone(kernelFlops: 200_000_000, modelFlops: 3_000_000_000), "a large kernel of a small model")
+        var ignoring = policy
+        ignoring.checksLoad = false
+        let run = ParallelRun(pool: pool, threads: 2, policy: ignoring)
+        pool.during(run) { run.parallel(Self.countShare, alone: Self.countAlone, arguments, count: 2, flops: 0) }
+        #expect(!run.loaded, "a policy that does not check the load")
+    }
+
     /// The load is the machine's: on a machine of more CPUs than the pool's, other threads fill
     /// those first, and only the ones past them take the pool's cores.
     @Test func loadOutsideThePoolsCoresIsNotCounted() {
@@ -297,5 +333,7 @@ struct ThreadPoolSharesTests {
         #expect(odd.yieldNanoseconds == 1_000_000_000)
         #expect(WaitPolicy(spinMicroseconds: -5).spinNanoseconds == 0)
         #expect(WaitPolicy(aloneMicroseconds: .infinity).aloneNanoseconds == 1_000_000_000)
+        let sizes = WaitPolicy(loadedSplitKernelMegaflops: .nan, loadedSplitModelGigaflops: -1)
+        #expect(sizes.loadedSplitKernelMegaflops == 0 && sizes.loadedSplitModelGigaflops == 0)
     }
 }
