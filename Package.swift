@@ -31,9 +31,9 @@ let package = Package(
         .target(name: "CLatheThreads"),
         .target(name: "LatheRuntime", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "CLLVM", "CLatheThreads"]),
         .target(name: "Lathe", dependencies: ["LatheIR", "LathePasses", "LatheCodegen", "LatheRuntime"]),
-        .target(name: "LatheONNX", dependencies: ["LatheIR", "LatheRuntime", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "LatheONNX", dependencies: ["LatheIR", "LatheRuntime", "Lathe", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "LatheConformance", dependencies: ["Lathe", "LatheONNX"]),
-        .target(name: "LatheExamples", dependencies: ["Lathe"], path: "examples/Models"),
+        .target(name: "LatheExamples", dependencies: ["Lathe", "LatheONNX"], path: "examples/Models"),
         // The `lathe` tool; its folder is not named `lathe`, which differs from `Lathe` only in case.
         .executableTarget(name: "LatheCLI", dependencies: [
             "Lathe", "LatheExamples", "LatheONNX", "LatheConformance", "LathePasses", .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -42,7 +42,7 @@ let package = Package(
         .testTarget(name: "LatheCodegenTests", dependencies: ["LatheCodegen"]),
         .testTarget(name: "LatheTests", dependencies: ["Lathe", "LatheExamples", "LatheCodegen", "LatheRuntime"]),
         .testTarget(name: "LatheCLITests", dependencies: ["LatheCLI", "LatheIR", "LatheONNX"]),
-        .testTarget(name: "LatheONNXTests", dependencies: ["Lathe", "LatheONNX", "LatheConformance"]),
+        .testTarget(name: "LatheONNXTests", dependencies: ["Lathe", "LatheONNX", "LatheConformance", "LatheExamples"]),
     ],
     swiftLanguageModes: [.v5]
 )

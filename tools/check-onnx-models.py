@@ -11,6 +11,9 @@ max |lathe - ort| / max |ort| must be at most 1e-4, and Lathe with and without i
 wherever buffers could share. Then the model set of tools/mkmodelset.py (Tests/Data/modelset: 16
 architectures from torchvision, transformers, Ultralytics and ONNX Runtime's quantizer) runs
 under `lathe run` at each model's input sizes, against the ONNX Runtime outputs stored beside it.
+Last, Lathe's own models go the other way: `lathe export` writes each built-in model of the DSL
+(the MNIST CNN with weights `lathe train` learned on the test subset) as ONNX, and ONNX Runtime
+must give Lathe's outputs to 1e-5.
 
     tools/check-onnx-models.py [--lathe .build/release/lathe] [--only NAME ...]
 
@@ -113,6 +116,42 @@ def check_modelset(entry, lathe, workdir):
     return worst <= entry["tolerance"], f"max |diff| / max |ort| = {worst:.2e} at input sizes {', '.join(details)}"
 
 
+# The built-in models `lathe export` writes (all of them).
+EXPORTED = ["simple-nn", "mnist-mlp", "mnist-cnn", "lstm-timeseries", "transformer-encoder", "conv-autoencoder", "dcgan-generator", "dcgan-discriminator"]
+EXPORT_TOLERANCE = 1e-5
+
+
+def check_export(name, lathe, workdir, weights=None):
+    """A built-in model (with `weights`) exported to ONNX: ONNX Runtime on the file against
+    `lathe run` on the model itself, fed the same seeded input."""
+    path = os.path.join(workdir, f"export_{name}.onnx")
+    extra = ["--weights", weights] if weights else []
+    result = subprocess.run([lathe, "export", name, "-o", path] + extra, capture_output=True, text=True)
+    if result.returncode != 0:
+        return False, f"lathe export failed: {(result.stderr or result.stdout).strip().splitlines()[-1][:300]}"
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds, args = seeded_feeds([(i.name, i.shape, ort_dtype(i.type)) for i in session.get_inputs()]), []
+    for i, inp in enumerate(session.get_inputs()):
+        file = os.path.join(workdir, f"export_{name}_in{i}.npy")
+        np.save(file, feeds[inp.name])
+        args += ["--input", f"{inp.name}={file}"]
+    outdir = os.path.join(workdir, f"export_{name}_out")
+    run = subprocess.run([lathe, "run", name, "--output-dir", outdir] + extra + args, capture_output=True, text=True)
+    if run.returncode != 0:
+        return False, f"lathe run failed: {(run.stderr or run.stdout).strip().splitlines()[-1][:300]}"
+    worst = max(relative(np.load(os.path.join(outdir, safe(o.name) + ".npy")), want) for o, want in zip(session.get_outputs(), session.run(None, feeds)))
+    return worst <= EXPORT_TOLERANCE, f"exported: ONNX Runtime against lathe run, max |diff| / max |ort| = {worst:.2e}"
+
+
+def trained_weights(lathe, workdir):
+    """The MNIST CNN's weights after an epoch on the test subset of MNIST."""
+    weights = os.path.join(workdir, "mnist-cnn.safetensors")
+    subset = os.path.join(ROOT, "Tests", "Data", "mnist-subset")
+    subprocess.run([lathe, "train", "mnist-cnn", "--data", subset, "--epochs", "1", "--limit", "512", "--json", "--save", weights],
+                   check=True, capture_output=True)
+    return weights
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--lathe", default=os.path.join(ROOT, ".build", "release", "lathe"))
@@ -136,6 +175,12 @@ def main():
                 ok, detail = check_modelset(entry, a.lathe, workdir)
                 failed += not ok
                 print(f"{'PASS' if ok else 'FAIL'}  {entry['name']:16} {detail}", flush=True)
+        for name in EXPORTED:
+            if a.only and name not in a.only:
+                continue
+            ok, detail = check_export(name, a.lathe, workdir, trained_weights(a.lathe, workdir) if name == "mnist-cnn" else None)
+            failed += not ok
+            print(f"{'PASS' if ok else 'FAIL'}  {name:16} {detail}", flush=True)
     print("all models match ONNX Runtime" if failed == 0 else f"{failed} model(s) differ from ONNX Runtime")
     return 1 if failed else 0
 

@@ -4,6 +4,7 @@ import Foundation
 
 /// Layer normalization over the last axis: (x - mean) / sqrt(var + epsilon) * gamma + beta.
 public final class LayerNorm: Layer {
+    public var trainable = true
     public let epsilon: Float
     public private(set) var gamma: HostTensor?
     public private(set) var beta: HostTensor?
@@ -22,8 +23,8 @@ public final class LayerNorm: Layer {
         if let gamma { try checkWeight(gamma, [d], "gamma", "layer_norm", location) } else { gamma = HostTensor(shape: [d], repeating: 1) }
         if let beta { try checkWeight(beta, [d], "beta", "layer_norm", location) } else { beta = HostTensor(shape: [d]) }
         let g = x.graph, name = g.freshName("layernorm")
-        let scale = g.parameter(gamma!, name: "\(name).gamma", location, penalized: false) { [weak self] in self?.gamma = $0 }
-        let shift = g.parameter(beta!, name: "\(name).beta", location, penalized: false) { [weak self] in self?.beta = $0 }
+        let scale = g.parameter(gamma!, name: "\(name).gamma", trainable: trainable, location, penalized: false) { [weak self] in self?.gamma = $0 }
+        let shift = g.parameter(beta!, name: "\(name).beta", trainable: trainable, location, penalized: false) { [weak self] in self?.beta = $0 }
         guard g.isTraining else { return try x.apply(.layerNorm(axis: x.rank - 1, epsilon: epsilon), [scale, shift], name: name, location) }
         // For training, the ops autodiff differentiates (the inference pass fuses them back).
         let normalized = try x.standardized(axes: [x.rank - 1], epsilon: epsilon, name: name, location).normalized
@@ -39,6 +40,7 @@ public final class LayerNorm: Layer {
 ///     let ids = try g.input("input_ids", dtype: .int64, shape: [1, 16])
 ///     let vectors = try Embedding(vocabulary: 1000, dimension: 64)(ids)      // f32 [1, 16, 64]
 public final class Embedding: Layer {
+    public var trainable = true
     public let vocabulary: Int
     public let dimension: Int
     public private(set) var table: HostTensor?
@@ -62,7 +64,7 @@ public final class Embedding: Layer {
             table = t
         }
         let name = ids.graph.freshName("embedding")
-        let lookup = ids.graph.parameter(table!, name: "\(name).table", location) { [weak self] in self?.table = $0 }
+        let lookup = ids.graph.parameter(table!, name: "\(name).table", trainable: trainable, location) { [weak self] in self?.table = $0 }
         return try lookup.apply(.gather(axis: 0), [ids], name: name, location)
     }
 }
@@ -75,6 +77,10 @@ public final class Embedding: Layer {
 ///
 ///     let attended = try MultiHeadAttention(heads: 4, keyDim: 16)(x, paddingMask: mask)
 public final class MultiHeadAttention: Layer {
+    /// Sets its projections' too.
+    public var trainable = true {
+        didSet { for projection in projections + (output.map { [$0] } ?? []) { projection.trainable = trainable } }
+    }
     public let heads: Int
     public let keyDim: Int
     public let causal: Bool
@@ -131,7 +137,10 @@ public final class MultiHeadAttention: Layer {
         let context = try weights.apply(.matmul, [v], name: "\(name).context", location)
             .apply(.transpose(perm: [0, 2, 1, 3]), [], name: "\(name).merge", location)
             .apply(.reshape(shape: [batch, steps, heads * keyDim]), [], name: "\(name).merged", location)
-        if output == nil { output = Dense(width, fileID: location.fileID, line: location.line) }
+        if output == nil {
+            output = Dense(width, fileID: location.fileID, line: location.line)
+            output?.trainable = trainable
+        }
         return try output!(context)
     }
 }

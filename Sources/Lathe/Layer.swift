@@ -3,6 +3,16 @@
 /// to two graphs (batch 1 and batch 64, say) computes with the same weights.
 public protocol Layer: AnyObject {
     func callAsFunction(_ x: Tensor) throws -> Tensor
+    /// Whether a training step learns the layer's weights (Keras' `trainable`). A frozen layer's
+    /// weights are constants of the step: no gradient is computed for them and no optimizer
+    /// state kept, though gradients still flow through the layer to trainable layers before it;
+    /// its BatchNorms normalize by their running statistics and leave them as they are. A
+    /// layer made of layers (Sequential) sets theirs with its own, and freezes them all while
+    /// it is frozen.
+    ///
+    ///     base.trainable = false              // a pretrained base, kept as it is
+    ///     let model = Sequential { base; Flatten(); Dense(10, activation: .softmax) }
+    var trainable: Bool { get set }
 }
 
 /// The activation a layer applies to its output.
@@ -71,9 +81,9 @@ public struct WeightAndBias {
 
     /// The weight and bias as parameters of `graph` (Graph.parameter), named after the layer;
     /// `learned` receives each trained value ("weight" or "bias").
-    func tensors(in graph: Graph, layer: String, _ location: SourceLocation, learned: @escaping (String, HostTensor) -> Void) -> [Tensor] {
+    func tensors(in graph: Graph, layer: String, trainable: Bool, _ location: SourceLocation, learned: @escaping (String, HostTensor) -> Void) -> [Tensor] {
         [(weight, "weight"), (bias, "bias")].compactMap { tensor, role in
-            tensor.map { graph.parameter($0, name: "\(layer).\(role)", location, penalized: role == "weight") { learned(role, $0) } }
+            tensor.map { graph.parameter($0, name: "\(layer).\(role)", trainable: trainable, location, penalized: role == "weight") { learned(role, $0) } }
         }
     }
 
@@ -83,13 +93,21 @@ public struct WeightAndBias {
 }
 
 extension Graph {
-    /// A layer's weight: a constant when the graph is built for inference, a trainable variable
-    /// when it is built for training, whose learned value `learned` hands back to the layer.
-    /// `penalized`: whether L1/L2 weight penalties apply (a kernel's weights, not a bias).
-    func parameter(_ value: HostTensor, name: String, _ location: SourceLocation, penalized: Bool = true, learned: @escaping (HostTensor) -> Void) -> Tensor {
-        guard isTraining else { return constant(value, name: name, fileID: location.fileID, line: location.line) }
+    /// A layer's weight: a trainable variable when the graph is built for training and the layer
+    /// (`trainable`, and every layer it is built inside: Graph.isFrozen) is trainable, whose
+    /// learned value `learned` hands back to the layer; else a constant.
+    /// `penalized`: whether L1/L2 weight penalties apply (a kernel's weights, not a bias). For
+    /// layers of one's own: `learned` keeps the value in the layer, which builds the next graph
+    /// with it.
+    public func parameter(_ value: HostTensor, name: String, trainable: Bool, _ location: SourceLocation, penalized: Bool = true,
+                          learned: @escaping (HostTensor) -> Void) -> Tensor {
+        guard learns(trainable: trainable) else { return constant(value, name: name, fileID: location.fileID, line: location.line) }
         return Tensor(graph: self, id: addTrainableVariable(value, name: name, location: location, penalized: penalized, writeBack: learned))
     }
+
+    /// Whether a layer of this `trainable` built now learns: a training graph, outside any
+    /// frozen layer.
+    public func learns(trainable: Bool) -> Bool { isTraining && trainable && !isFrozen }
 }
 
 extension Tensor {
@@ -116,12 +134,16 @@ func checkWeight(_ given: HostTensor, _ expected: [Int], _ what: String, _ layer
 /// Layers applied in order.
 public final class Sequential: Layer {
     public let layers: [any Layer]
+    /// Setting it sets every layer's; while it is false, every layer is frozen, whatever its own.
+    public var trainable = true {
+        didSet { for layer in layers { layer.trainable = trainable } }
+    }
 
     public init(@LayerBuilder _ content: () -> [any Layer]) { layers = content() }
     public init(_ layers: [any Layer]) { self.layers = layers }
 
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
-        try layers.reduce(x) { try $1($0) }
+        try x.graph.building(frozen: !trainable) { try layers.reduce(x) { try $1($0) } }
     }
 }
 

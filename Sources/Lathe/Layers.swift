@@ -4,6 +4,7 @@
 /// A fully connected layer: y = activation(x W + b), W [inFeatures, units], applied to the last
 /// axis (an input [batch, time, features] gives [batch, time, units]).
 public final class Dense: Layer {
+    public var trainable = true
     public let units: Int
     public let activation: Activation
     public private(set) var parameters: WeightAndBias
@@ -27,7 +28,7 @@ public final class Dense: Layer {
                                graph: x.graph, op: "dense", location)
         let name = x.graph.freshName("dense")
         let rows = x.rank == 2 ? x : try x.apply(.reshape(shape: [x.type.count / features, features]), [], name: "\(name).rows", location)
-        var y = try rows.apply(.dense, parameters.tensors(in: x.graph, layer: name, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
+        var y = try rows.apply(.dense, parameters.tensors(in: x.graph, layer: name, trainable: trainable, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
         if x.rank > 2 { y = try y.apply(.reshape(shape: Array(x.shape.dropLast()) + [units]), [], name: "\(name).unrows", location) }
         return try activation.apply(y, location, layer: name)
     }
@@ -60,6 +61,7 @@ public enum Padding: Hashable, Sendable {
 
 /// A 2-D convolution over NCHW input: `filters` output channels, a kernel x kernel window.
 public final class Conv2D: Layer {
+    public var trainable = true
     public let filters: Int
     public let kernel: [Int]
     public let strides: [Int]
@@ -98,13 +100,15 @@ public final class Conv2D: Layer {
         let name = x.graph.freshName("conv")
         let pads = padding.pads(input: Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: dilations)
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: groups)
-        let y = try x.apply(.conv2d(attributes), parameters.tensors(in: x.graph, layer: name, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
+        let y = try x.apply(.conv2d(attributes), parameters.tensors(in: x.graph, layer: name, trainable: trainable, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
         return try activation.apply(y, location, layer: name)
     }
 }
 
 /// Pooling over pool x pool windows, `stride` apart (the pool size by default).
 public class Pool2D: Layer {
+    /// Has no weights: `trainable` changes nothing.
+    public var trainable = true
     public let kind: PoolKind
     public let kernel: [Int]
     public let strides: [Int]
@@ -144,6 +148,8 @@ public final class AvgPool2D: Pool2D {
 }
 
 public final class GlobalAveragePooling2D: Layer {
+    /// Has no weights: `trainable` changes nothing.
+    public var trainable = true
     let location: SourceLocation
     public init(fileID: String = #fileID, line: Int = #line) { location = SourceLocation(fileID: fileID, line: line) }
     public func callAsFunction(_ x: Tensor) throws -> Tensor {
@@ -154,6 +160,8 @@ public final class GlobalAveragePooling2D: Layer {
 
 /// [N, d1, d2, ...] to [N, d1*d2*...].
 public final class Flatten: Layer {
+    /// Has no weights: `trainable` changes nothing.
+    public var trainable = true
     let location: SourceLocation
     public init(fileID: String = #fileID, line: Int = #line) { location = SourceLocation(fileID: fileID, line: line) }
     public func callAsFunction(_ x: Tensor) throws -> Tensor { try x.apply(.flatten(axis: 1), [], name: x.graph.freshName("flatten"), location) }
@@ -161,6 +169,8 @@ public final class Flatten: Layer {
 
 /// Randomly zeroes inputs while training; the identity when compiled for inference.
 public final class Dropout: Layer {
+    /// Has no weights: `trainable` changes nothing.
+    public var trainable = true
     public let rate: Float
     let location: SourceLocation
     public init(_ rate: Float, fileID: String = #fileID, line: Int = #line) {
@@ -190,8 +200,10 @@ extension Graph {
 
 /// BatchNorm over the channel axis (1), with learned scale and bias and running statistics; new
 /// layers start as the identity (scale 1, bias 0, mean 0, variance 1). In a training graph it
-/// normalizes by the batch's statistics and updates the running ones.
+/// normalizes by the batch's statistics and updates the running ones, unless it is frozen
+/// (`trainable` false): then it normalizes by the running ones and keeps them, as Keras does.
 public final class BatchNorm: Layer {
+    public var trainable = true
     public let epsilon: Float
     /// How much of the running statistics each training step keeps (Keras' momentum).
     public let momentum: Float
@@ -228,9 +240,10 @@ public final class BatchNorm: Layer {
         }
         let g = x.graph
         let name = g.freshName("batchnorm")
-        let scale = g.parameter(p.scale, name: "\(name).scale", location, penalized: false) { [weak self] in self?.parameters?.scale = $0 }
-        let bias = g.parameter(p.bias, name: "\(name).bias", location, penalized: false) { [weak self] in self?.parameters?.bias = $0 }
-        guard g.isTraining else {
+        let scale = g.parameter(p.scale, name: "\(name).scale", trainable: trainable, location, penalized: false) { [weak self] in self?.parameters?.scale = $0 }
+        let bias = g.parameter(p.bias, name: "\(name).bias", trainable: trainable, location, penalized: false) { [weak self] in self?.parameters?.bias = $0 }
+        // Frozen, it normalizes as for inference, its running statistics constants.
+        guard g.learns(trainable: trainable) else {
             let statistics = [(p.mean, "mean"), (p.variance, "variance")].map { g.constant($0, name: "\(name).\($1)", fileID: location.fileID, line: location.line) }
             return try x.apply(.batchNorm(epsilon: epsilon), [scale, bias] + statistics, name: name, location)
         }
@@ -263,6 +276,8 @@ public final class BatchNorm: Layer {
 
 /// An activation as a layer of its own.
 public final class ActivationLayer: Layer {
+    /// Has no weights: `trainable` changes nothing.
+    public var trainable = true
     public let activation: Activation
     let location: SourceLocation
     public init(_ activation: Activation, fileID: String = #fileID, line: Int = #line) {
@@ -275,6 +290,7 @@ public final class ActivationLayer: Layer {
 /// A transposed 2-D convolution (Keras' Conv2DTranspose) over NCHW input: with `.same` padding
 /// the output is the input times the stride. Weights [C, filters, kernel, kernel].
 public final class ConvTranspose2D: Layer {
+    public var trainable = true
     public let filters: Int
     public let kernel: [Int]
     public let strides: [Int]
@@ -317,7 +333,7 @@ public final class ConvTranspose2D: Layer {
         }
         let name = x.graph.freshName("deconv")
         let attributes = ConvTranspose2DAttributes(strides: strides, pads: pads, outputPadding: outputPadding)
-        let y = try x.apply(.convTranspose2d(attributes), parameters.tensors(in: x.graph, layer: name, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
+        let y = try x.apply(.convTranspose2d(attributes), parameters.tensors(in: x.graph, layer: name, trainable: trainable, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
         return try activation.apply(y, location, layer: name)
     }
 }
@@ -325,6 +341,8 @@ public final class ConvTranspose2D: Layer {
 /// Nearest-neighbour upsampling of NCHW input by a whole factor: each pixel becomes a
 /// factor x factor block. (A reshape to [N, C, H, 1, W, 1], a broadcast against ones, a reshape back.)
 public final class Upsample2D: Layer {
+    /// Has no weights: `trainable` changes nothing.
+    public var trainable = true
     public let factor: Int
     let location: SourceLocation
 
@@ -348,6 +366,8 @@ public final class Upsample2D: Layer {
 /// Reshapes each example (the batch axis stays): Reshape([128, 7, 7]) turns [N, 6272] into
 /// [N, 128, 7, 7]. One dimension may be -1.
 public final class Reshape: Layer {
+    /// Has no weights: `trainable` changes nothing.
+    public var trainable = true
     public let shape: [Int]
     let location: SourceLocation
 

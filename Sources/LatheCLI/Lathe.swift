@@ -11,7 +11,7 @@ struct LatheCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lathe",
         abstract: "Compile neural networks to native code, and see what the compiler did.",
-        subcommands: [Dump.self, Run.self, Inspect.self, Bench.self, Train.self, Demo.self, Models.self, Conformance.self])
+        subcommands: [Dump.self, Run.self, Inspect.self, Bench.self, Train.self, Export.self, Demo.self, Models.self, Conformance.self])
 }
 
 /// How a model is made, for every command that takes one: its batch, seed, symbolic dimensions

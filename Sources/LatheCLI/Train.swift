@@ -6,9 +6,9 @@ import LatheExamples
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a built-in model with its compiled training step.",
-        discussion: "Models: \(Examples.training.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")). The MNIST models read the IDX files (gzip or plain) from --data.")
+        discussion: "Models: \(Examples.training.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")); and transfer-mnist (a CNN learns the digits 0-4 and is exported to ONNX; the export, cut after its convolutions and frozen, is imported under a new head that learns 5-9: examples/Models/TransferMNIST.swift). The MNIST models read the IDX files (gzip or plain) from --data.")
 
-    @Argument(help: "The model: \(Examples.training.map(\.name).joined(separator: ", ")).")
+    @Argument(help: "The model: \(Examples.training.map(\.name).joined(separator: ", ")), transfer-mnist.")
     var model: String
 
     @Option(help: "The MNIST directory (train-images-idx3-ubyte.gz and the others).")
@@ -47,9 +47,13 @@ struct Train: ParsableCommand {
     @Flag(help: "Instead of training, time 20 steps on the first batch: the median step and each kernel's share (with --json: medianMs, minMs, gflops).")
     var profile = false
 
+    @Option(help: "transfer-mnist: the directory the ONNX export is written to (default: the temporary directory).")
+    var output: String?
+
     func run() throws {
+        if model == "transfer-mnist" { return try transfer() }
         guard let example = Examples.trainingNamed(model) else {
-            throw ValidationError("unknown model '\(model)'; trainable models: \(Examples.training.map(\.name).joined(separator: ", "))")
+            throw ValidationError("unknown model '\(model)'; trainable models: \(Examples.training.map(\.name).joined(separator: ", ")), transfer-mnist")
         }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let batchSize = batch ?? example.batchSize
@@ -90,6 +94,24 @@ struct Train: ParsableCommand {
         if let save {
             try trainer.saveWeights(to: URL(fileURLWithPath: save))
             if !json { print("weights: \(save)") }
+        }
+    }
+
+    /// The two stages of transfer learning (TransferMNIST), each reported as it ends.
+    private func transfer() throws {
+        guard let data else { throw ValidationError("transfer-mnist needs the data directory (--data DIR)") }
+        guard threads >= 1, (batch ?? 1) >= 1, (epochs ?? 1) >= 1, (limit ?? 1) >= 1 else {
+            throw ValidationError("--threads, --batch, --epochs and --limit must be positive")
+        }
+        setvbuf(stdout, nil, _IOLBF, 0)
+        let directory = URL(fileURLWithPath: output ?? FileManager.default.temporaryDirectory.path)
+        let report = try TransferMNIST.run(data: URL(fileURLWithPath: data), directory: directory, epochs: epochs ?? 1, batchSize: batch ?? 64,
+                                           limit: limit, threads: threads, seed: seed) { if !json { print($0) } }
+        if json {
+            let fields: [String: Any] = ["baseAccuracy": report.baseAccuracy, "transferAccuracy": report.transferAccuracy, "exported": report.exported.path,
+                                         "frozenStepMs": report.frozenStepMs, "baseForwardMs": report.baseForwardMs, "headStepMs": report.headStepMs,
+                                         "baseUnchanged": report.baseUnchanged, "headChanged": report.headChanged]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self))
         }
     }
 

@@ -38,6 +38,10 @@ public final class Graph {
     /// Set while a model is built for training: layers then make their weights trainable
     /// variables, BatchNorm normalizes by the batch's statistics, Dropout drops.
     public var isTraining = false
+    /// How many frozen layers (`trainable` false) are being built now, one inside another: while
+    /// any is, layers make their weights constants even for training, and BatchNorm normalizes by
+    /// its running statistics (see `isFrozen`).
+    public private(set) var frozenDepth = 0
     /// The variables training updates (layers' weights), in the order they were made.
     public private(set) var trainableVariables: [ValueID] = []
     /// Those of them that L1/L2 penalties apply to: kernels, not biases or normalization scales.
@@ -97,6 +101,19 @@ public final class Graph {
         stateVariables.append(v)
         writeBacks[v] = writeBack
         return v
+    }
+
+    /// Whether a layer built now is frozen: its weights are constants of a training step (no
+    /// gradient is computed for them, no optimizer state kept), though gradients still flow
+    /// through it to the trainable layers before it.
+    public var isFrozen: Bool { frozenDepth > 0 }
+
+    /// Runs `body` (a layer's building) frozen when `frozen` is true, else as the graph is now.
+    public func building<T>(frozen: Bool, _ body: () throws -> T) rethrows -> T {
+        guard frozen else { return try body() }
+        frozenDepth += 1
+        defer { frozenDepth -= 1 }
+        return try body()
     }
 
     /// The trainable and the state variables: what a trained model's weight file holds.

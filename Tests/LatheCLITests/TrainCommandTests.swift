@@ -23,6 +23,35 @@ struct TrainCommandTests {
         #expect(trained.out != fresh.out)
     }
 
+    @Test("transfer-mnist on the subset: the base learns 0-4, its ONNX export frozen under a new head learns 5-9")
+    func transferMNIST() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try lathe("train", "transfer-mnist", "--data", subset, "--output", directory.path, "--json")
+        #expect(result.status == 0, "\(result.err)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+        #expect(Set(report.keys) == ["baseAccuracy", "transferAccuracy", "exported", "frozenStepMs", "baseForwardMs", "headStepMs", "baseUnchanged", "headChanged"])
+        #expect(report["baseUnchanged"] as? Bool == true && report["headChanged"] as? Bool == true)
+        #expect((report["transferAccuracy"] as? Double ?? 0) > 0.8)
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("mnist-digits-0-4.onnx").path))
+        let noData = try lathe("train", "transfer-mnist")
+        #expect(noData.status != 0 && noData.err.contains("transfer-mnist needs the data directory (--data DIR)"))
+    }
+
+    @Test("lathe export writes a model the importer reads back; without -o it says what is missing")
+    func export() throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-cli-\(UUID().uuidString).onnx").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        let result = try lathe("export", "mnist-mlp", "-o", file, "--symbolic-batch")
+        #expect(result.status == 0, "\(result.err)")
+        #expect(result.out.hasPrefix("\(file): ") && result.out.contains("outputs probs"))
+        let run = try lathe("run", file, "--dim", "batch=3")
+        #expect(run.status == 0 && run.out.contains("probs: f32[3, 10]"), "\(run.out) \(run.err)")
+        let missing = try lathe("export", "mnist-mlp")
+        #expect(missing.status != 0 && missing.err.contains("--output"))
+    }
+
     @Test("bad uses: an unknown model, MNIST without --data, weights that are not there")
     func errors() throws {
         let unknown = try lathe("train", "resnet9000")

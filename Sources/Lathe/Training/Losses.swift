@@ -14,12 +14,17 @@ public enum Loss: Sendable {
     /// -sum(labels * log softmax(logits)) over the last axis; labels one-hot (or any
     /// distribution). A model ending in softmax hands its logits to the loss instead.
     case softmaxCrossEntropy
+    /// Softmax cross-entropy against class indices: targets [batch, ...] one index a row (as
+    /// floats: 3 for the fourth class), predictions [batch, ..., classes] (Keras'
+    /// sparse_categorical_crossentropy).
+    case sparseSoftmaxCrossEntropy
 
     public func callAsFunction(_ prediction: Tensor, _ target: Tensor, reduction: LossReduction = .mean) throws -> Tensor {
         switch self {
         case .meanSquaredError: return try prediction.meanSquaredError(target, reduction: reduction)
         case let .binaryCrossEntropy(fromLogits): return try prediction.binaryCrossEntropy(target, fromLogits: fromLogits, reduction: reduction)
         case .softmaxCrossEntropy: return try prediction.softmaxCrossEntropy(labels: target, reduction: reduction)
+        case .sparseSoftmaxCrossEntropy: return try prediction.sparseSoftmaxCrossEntropy(classes: target, reduction: reduction)
         }
     }
 }
@@ -63,6 +68,25 @@ extension Tensor {
         let perClass = try logProbabilities.apply(.fusedElementwise(-(.arg(0) * .arg(1))), [labels], name: "\(name).terms", location)
         let perExample = try perClass.apply(.reduce(.sum, axes: Array(1..<rank), keepDims: false), [], name: name, location)
         return try perExample.reduceBatch(reduction, location)
+    }
+
+    /// Softmax cross-entropy against class indices `classes` (this tensor's shape without its
+    /// last axis, whole numbers as floats): each index made a one-hot row, compared with the
+    /// classes 0..<C. An index outside them gives a row of zeros, so a loss of 0 for it.
+    public func sparseSoftmaxCrossEntropy(classes: Tensor, reduction: LossReduction = .mean, fileID: String = #fileID, line: Int = #line) throws -> Tensor {
+        let location = SourceLocation(fileID: fileID, line: line)
+        guard classes.graph === graph else { throw LatheError.foreignValue("the target of sparse_softmax_cross_entropy at \(location)") }
+        guard rank >= 2, classes.shape == Array(shape.dropLast()) else {
+            throw LatheError.shapeMismatch(op: "sparse_softmax_cross_entropy", shapes: [shape, classes.shape],
+                                           reason: "takes predictions [batch, ..., classes] and class indices [batch, ...]", location: location)
+        }
+        let count = shape[rank - 1], name = graph.freshName("sparse_labels")
+        var iota = HostTensor(shape: [count])
+        for c in 0..<count { iota.scalars[c] = Float(c) }
+        let indices = graph.constant(iota, name: "\(name).classes", fileID: fileID, line: line)
+        let oneHot = try classes.reshaped(classes.shape + [1], fileID: fileID, line: line)
+            .apply(.fusedElementwise(.select(.binary(.equal, .arg(0), .arg(1)), .const(1), .const(0))), [indices], name: name, location)
+        return try softmaxCrossEntropy(labels: oneHot, reduction: reduction, fileID: fileID, line: line)
     }
 
     /// L1 and L2 penalties, λ1 sum |w| + λ2 sum w², over `weights`, added to this loss.

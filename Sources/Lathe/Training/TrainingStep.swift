@@ -19,9 +19,10 @@ public final class TrainingStep {
 
     /// Builds `model` on a new training graph at `inputShape` (batch first), adds `loss`
     /// against a target of `targetShape`, L1/L2 penalties on the kernels' weights (not biases or scales),
-    /// the gradients and the updates, and compiles it all for `threads` threads.
+    /// the gradients (clipped by `clipping`, if given) and the updates, and compiles it all for
+    /// `threads` threads.
     public init(model: any Layer, inputShape: [Int], targetShape: [Int], loss: Loss, optimizer: Optimizer,
-                l1: Float = 0, l2: Float = 0, seed: UInt64 = 0, threads: Int = 1, cache: Bool = true) throws {
+                l1: Float = 0, l2: Float = 0, clipping: GradientClipping? = nil, seed: UInt64 = 0, threads: Int = 1, cache: Bool = true) throws {
         let g = Graph(seed: seed)
         g.isTraining = true
         let x = try g.input("input", shape: inputShape)
@@ -34,7 +35,8 @@ public final class TrainingStep {
             let weights = parameters.filter { g.penalizedVariables.contains($0) }.map { Tensor(graph: g, id: $0) }
             total = try total.addingWeightPenalty(weights, l1: l1, l2: l2)
         }
-        let gradients = try g.gradients(of: total.id, wrt: parameters)
+        var gradients = try g.gradients(of: total.id, wrt: parameters)
+        if let clipping { gradients = try clipping.clipped(gradients, in: g) }
         try optimizer.addUpdates(g, parameters: parameters, gradients: gradients)
         graph = g
         self.loss = total.id
