@@ -43,14 +43,20 @@ PASSES_TOLERANCE = 1e-5
 ARENA_OVER_BOUND = 1.1
 
 
-def check(name, path, lathe, workdir):
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    # Floats uniform in [0, 1); token ids and masks 0 or 1, valid for any vocabulary.
+def inputs_for(session, workdir, name):
+    """The seeded inputs of the session's model (floats uniform in [0, 1); token ids and masks 0
+    or 1, valid for any vocabulary), and `lathe run`'s --input arguments of them, as .npy files."""
     feeds, args = seeded_feeds([(i.name, i.shape, ort_dtype(i.type)) for i in session.get_inputs()]), []
     for i, inp in enumerate(session.get_inputs()):
         file = os.path.join(workdir, f"{name}_in{i}.npy")
         np.save(file, feeds[inp.name])
         args += ["--input", f"{inp.name}={file}"]
+    return feeds, args
+
+
+def check(name, path, lathe, workdir):
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds, args = inputs_for(session, workdir, name)
     expected = session.run(None, feeds)
     outdir = os.path.join(workdir, f"{name}_out")
     start = time.time()
@@ -130,11 +136,7 @@ def check_export(name, lathe, workdir, weights=None):
     if result.returncode != 0:
         return False, f"lathe export failed: {(result.stderr or result.stdout).strip().splitlines()[-1][:300]}"
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    feeds, args = seeded_feeds([(i.name, i.shape, ort_dtype(i.type)) for i in session.get_inputs()]), []
-    for i, inp in enumerate(session.get_inputs()):
-        file = os.path.join(workdir, f"export_{name}_in{i}.npy")
-        np.save(file, feeds[inp.name])
-        args += ["--input", f"{inp.name}={file}"]
+    feeds, args = inputs_for(session, workdir, f"export_{name}")
     outdir = os.path.join(workdir, f"export_{name}_out")
     run = subprocess.run([lathe, "run", name, "--output-dir", outdir] + extra + args, capture_output=True, text=True)
     if run.returncode != 0:
