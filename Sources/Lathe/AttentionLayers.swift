@@ -23,8 +23,8 @@ public final class LayerNorm: Layer {
         if let gamma { try checkWeight(gamma, [d], "gamma", "layer_norm", location) } else { gamma = HostTensor(shape: [d], repeating: 1) }
         if let beta { try checkWeight(beta, [d], "beta", "layer_norm", location) } else { beta = HostTensor(shape: [d]) }
         let g = x.graph, name = g.freshName("layernorm")
-        let scale = g.parameter(gamma!, name: "\(name).gamma", trainable: trainable, location, penalized: false) { [weak self] in self?.gamma = $0 }
-        let shift = g.parameter(beta!, name: "\(name).beta", trainable: trainable, location, penalized: false) { [weak self] in self?.beta = $0 }
+        let scale = g.parameter(gamma!, name: "\(name).gamma", trainable: trainable, location, penalized: false, current: { [weak self] in self?.gamma }) { [weak self] in self?.gamma = $0 }
+        let shift = g.parameter(beta!, name: "\(name).beta", trainable: trainable, location, penalized: false, current: { [weak self] in self?.beta }) { [weak self] in self?.beta = $0 }
         guard g.isTraining else { return try x.apply(.layerNorm(axis: x.rank - 1, epsilon: epsilon), [scale, shift], name: name, location) }
         // For training, the ops autodiff differentiates (the inference pass fuses them back).
         let normalized = try x.standardized(axes: [x.rank - 1], epsilon: epsilon, name: name, location).normalized
@@ -64,7 +64,7 @@ public final class Embedding: Layer {
             table = t
         }
         let name = ids.graph.freshName("embedding")
-        let lookup = ids.graph.parameter(table!, name: "\(name).table", trainable: trainable, location) { [weak self] in self?.table = $0 }
+        let lookup = ids.graph.parameter(table!, name: "\(name).table", trainable: trainable, location, current: { [weak self] in self?.table }) { [weak self] in self?.table = $0 }
         return try lookup.apply(.gather(axis: 0), [ids], name: name, location)
     }
 }

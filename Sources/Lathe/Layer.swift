@@ -81,11 +81,17 @@ public struct WeightAndBias {
 
     /// The weight and bias as parameters of `graph` (Graph.parameter), named after the layer;
     /// `learned` receives each trained value ("weight" or "bias").
-    func tensors(in graph: Graph, layer: String, trainable: Bool, _ location: SourceLocation, learned: @escaping (String, HostTensor) -> Void) -> [Tensor] {
+    /// `current` reads the layer's value of a role now.
+    func tensors(in graph: Graph, layer: String, trainable: Bool, _ location: SourceLocation, current: @escaping (String) -> HostTensor?,
+                 learned: @escaping (String, HostTensor) -> Void) -> [Tensor] {
         [(weight, "weight"), (bias, "bias")].compactMap { tensor, role in
-            tensor.map { graph.parameter($0, name: "\(layer).\(role)", trainable: trainable, location, penalized: role == "weight") { learned(role, $0) } }
+            tensor.map { graph.parameter($0, name: "\(layer).\(role)", trainable: trainable, location, penalized: role == "weight",
+                                         current: { current(role) }) { learned(role, $0) } }
         }
     }
+
+    /// The weight or the bias.
+    func value(_ role: String) -> HostTensor? { role == "weight" ? weight : bias }
 
     mutating func set(_ role: String, _ value: HostTensor) {
         if role == "weight" { weight = value } else { bias = value }
@@ -98,11 +104,24 @@ extension Graph {
     /// learned value `learned` hands back to the layer; else a constant.
     /// `penalized`: whether L1/L2 weight penalties apply (a kernel's weights, not a bias). For
     /// layers of one's own: `learned` keeps the value in the layer, which builds the next graph
-    /// with it.
+    /// with it; `current` reads the layer's value now, for a frozen weight built as a variable
+    /// (Graph.frozenWeightsAreVariables; without it, such a weight stays a constant).
     public func parameter(_ value: HostTensor, name: String, trainable: Bool, _ location: SourceLocation, penalized: Bool = true,
-                          learned: @escaping (HostTensor) -> Void) -> Tensor {
-        guard learns(trainable: trainable) else { return constant(value, name: name, fileID: location.fileID, line: location.line) }
+                          current: (() -> HostTensor?)? = nil, learned: @escaping (HostTensor) -> Void) -> Tensor {
+        guard learns(trainable: trainable) else {
+            if isTraining, frozenWeightsAreVariables, let current {
+                return Tensor(graph: self, id: addFrozenVariable(value, name: name, location: location, current: current))
+            }
+            return constant(value, name: name, fileID: location.fileID, line: location.line)
+        }
         return Tensor(graph: self, id: addTrainableVariable(value, name: name, location: location, penalized: penalized, writeBack: learned))
+    }
+
+    /// Sets each frozen variable of `compiled` (compiled from this graph) to its layer's value now.
+    public func refreshFrozenVariables(in compiled: CompiledModel) throws {
+        for v in frozenVariables {
+            if let value = currentValue(of: v) { try compiled.setVariable(self[v].name, to: value) }
+        }
     }
 
     /// Whether a layer of this `trainable` built now learns: a training graph, outside any

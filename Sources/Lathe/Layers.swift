@@ -28,7 +28,9 @@ public final class Dense: Layer {
                                graph: x.graph, op: "dense", location)
         let name = x.graph.freshName("dense")
         let rows = x.rank == 2 ? x : try x.apply(.reshape(shape: [x.type.count / features, features]), [], name: "\(name).rows", location)
-        var y = try rows.apply(.dense, parameters.tensors(in: x.graph, layer: name, trainable: trainable, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
+        var y = try rows.apply(.dense, parameters.tensors(in: x.graph, layer: name, trainable: trainable, location, current: { [weak self] in self?.parameters.value($0) }) {
+            [weak self] in self?.parameters.set($0, $1)
+        }, name: name, location)
         if x.rank > 2 { y = try y.apply(.reshape(shape: Array(x.shape.dropLast()) + [units]), [], name: "\(name).unrows", location) }
         return try activation.apply(y, location, layer: name)
     }
@@ -100,7 +102,9 @@ public final class Conv2D: Layer {
         let name = x.graph.freshName("conv")
         let pads = padding.pads(input: Array(x.shape[2...]), kernel: kernel, strides: strides, dilations: dilations)
         let attributes = Conv2DAttributes(strides: strides, pads: pads, dilations: dilations, groups: groups)
-        let y = try x.apply(.conv2d(attributes), parameters.tensors(in: x.graph, layer: name, trainable: trainable, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
+        let y = try x.apply(.conv2d(attributes), parameters.tensors(in: x.graph, layer: name, trainable: trainable, location, current: { [weak self] in self?.parameters.value($0) }) {
+            [weak self] in self?.parameters.set($0, $1)
+        }, name: name, location)
         return try activation.apply(y, location, layer: name)
     }
 }
@@ -240,11 +244,18 @@ public final class BatchNorm: Layer {
         }
         let g = x.graph
         let name = g.freshName("batchnorm")
-        let scale = g.parameter(p.scale, name: "\(name).scale", trainable: trainable, location, penalized: false) { [weak self] in self?.parameters?.scale = $0 }
-        let bias = g.parameter(p.bias, name: "\(name).bias", trainable: trainable, location, penalized: false) { [weak self] in self?.parameters?.bias = $0 }
-        // Frozen, it normalizes as for inference, its running statistics constants.
+        let scale = g.parameter(p.scale, name: "\(name).scale", trainable: trainable, location, penalized: false,
+                                current: { [weak self] in self?.parameters?.scale }) { [weak self] in self?.parameters?.scale = $0 }
+        let bias = g.parameter(p.bias, name: "\(name).bias", trainable: trainable, location, penalized: false,
+                               current: { [weak self] in self?.parameters?.bias }) { [weak self] in self?.parameters?.bias = $0 }
+        // Frozen, it normalizes as for inference, by its running statistics (constants, or
+        // variables refreshed from the layer).
         guard g.learns(trainable: trainable) else {
-            let statistics = [(p.mean, "mean"), (p.variance, "variance")].map { g.constant($0, name: "\(name).\($1)", fileID: location.fileID, line: location.line) }
+            let statistics = [(p.mean, "mean"), (p.variance, "variance")].map { value, role in
+                g.parameter(value, name: "\(name).\(role)", trainable: false, location, current: { [weak self] in
+                    role == "mean" ? self?.parameters?.mean : self?.parameters?.variance
+                }) { _ in }
+            }
             return try x.apply(.batchNorm(epsilon: epsilon), [scale, bias] + statistics, name: name, location)
         }
         return try trainingBatchNorm(x, scale: scale, bias: bias, name: name)
@@ -333,7 +344,9 @@ public final class ConvTranspose2D: Layer {
         }
         let name = x.graph.freshName("deconv")
         let attributes = ConvTranspose2DAttributes(strides: strides, pads: pads, outputPadding: outputPadding)
-        let y = try x.apply(.convTranspose2d(attributes), parameters.tensors(in: x.graph, layer: name, trainable: trainable, location) { [weak self] in self?.parameters.set($0, $1) }, name: name, location)
+        let y = try x.apply(.convTranspose2d(attributes), parameters.tensors(in: x.graph, layer: name, trainable: trainable, location, current: { [weak self] in self?.parameters.value($0) }) {
+            [weak self] in self?.parameters.set($0, $1)
+        }, name: name, location)
         return try activation.apply(y, location, layer: name)
     }
 }

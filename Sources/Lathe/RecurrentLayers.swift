@@ -85,7 +85,7 @@ public class RecurrentLayer: Layer {
 
     /// The recurrent kernel [units, gates x units] as a parameter of `graph`.
     func recurrentKernel(in graph: Graph, name: String) -> Tensor {
-        graph.parameter(weights.recurrent!, name: "\(name).recurrent", trainable: trainable, location) { [weak self] in self?.weights.recurrent = $0 }
+        graph.parameter(weights.recurrent!, name: "\(name).recurrent", trainable: trainable, location, current: { [weak self] in self?.weights.recurrent }) { [weak self] in self?.weights.recurrent = $0 }
     }
 
     /// `initialState` checked against the layer: `stateCount` tensors of [batch, units] on x's graph.
@@ -115,8 +115,8 @@ public class RecurrentLayer: Layer {
         let g = x.graph
         let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
         let width = weights.kernel!.shape[1]
-        let kernel = g.parameter(weights.kernel!, name: "\(name).kernel", trainable: trainable, location) { [weak self] in self?.weights.kernel = $0 }
-        let bias = g.parameter(weights.bias!, name: "\(name).bias", trainable: trainable, location, penalized: false) { [weak self] in self?.weights.bias = $0 }
+        let kernel = g.parameter(weights.kernel!, name: "\(name).kernel", trainable: trainable, location, current: { [weak self] in self?.weights.kernel }) { [weak self] in self?.weights.kernel = $0 }
+        let bias = g.parameter(weights.bias!, name: "\(name).bias", trainable: trainable, location, penalized: false, current: { [weak self] in self?.weights.bias }) { [weak self] in self?.weights.bias = $0 }
         let rows = try x.apply(.reshape(shape: [batch * steps, features]), [], name: "\(name).rows", location)
         let projected = try rows.apply(.dense, [kernel, bias], name: "\(name).projected", location)
             .apply(.reshape(shape: [batch, steps, width]), [], name: "\(name).steps", location)
@@ -196,7 +196,8 @@ public final class GRU: RecurrentLayer {
         if let recurrentBias { try checkWeight(recurrentBias, [3 * u], "recurrent bias", "gru", location) } else { recurrentBias = HostTensor(shape: [3 * u]) }
         let name = g.freshName("gru")
         let recurrent = recurrentKernel(in: g, name: name)
-        let rBias = g.parameter(recurrentBias!, name: "\(name).recurrent_bias", trainable: trainable, location, penalized: false) { [weak self] in self?.recurrentBias = $0 }
+        let rBias = g.parameter(recurrentBias!, name: "\(name).recurrent_bias", trainable: trainable, location, penalized: false,
+                                 current: { [weak self] in self?.recurrentBias }) { [weak self] in self?.recurrentBias = $0 }
         let batch = x.shape[0]
         var h = start?[0] ?? g.constant(HostTensor(shape: [batch, u]), name: "\(name).h0", fileID: location.fileID, line: location.line)
         let output = try unroll(x, name: name) { xw, t in

@@ -42,6 +42,15 @@ public final class Graph {
     /// any is, layers make their weights constants even for training, and BatchNorm normalizes by
     /// its running statistics (see `isFrozen`).
     public private(set) var frozenDepth = 0
+    /// Set to build a frozen layer's weights in a training graph as variables the step does not
+    /// train (`frozenVariables`) rather than constants, so that they can be refreshed between
+    /// runs from their layers (a GAN's discriminator inside the generator's step, which the
+    /// discriminator's own step trains).
+    public var frozenWeightsAreVariables = false
+    /// The frozen layers' weights built as variables, in the order they were made.
+    public private(set) var frozenVariables: [ValueID] = []
+    /// How a frozen variable reads its layer's current value.
+    private var readers: [ValueID: () -> HostTensor?] = [:]
     /// The variables training updates (layers' weights), in the order they were made.
     public private(set) var trainableVariables: [ValueID] = []
     /// Those of them that L1/L2 penalties apply to: kernels, not biases or normalization scales.
@@ -115,6 +124,19 @@ public final class Graph {
         defer { frozenDepth -= 1 }
         return try body()
     }
+
+    /// A frozen layer's weight as a variable no step trains, whose layer's current value
+    /// `current` reads (Graph.frozenWeightsAreVariables).
+    public func addFrozenVariable(_ tensor: HostTensor, name: String, location: SourceLocation = .unknown,
+                                  current: @escaping () -> HostTensor?) -> ValueID {
+        let v = addVariable(tensor, name: name, location: location)
+        frozenVariables.append(v)
+        readers[v] = current
+        return v
+    }
+
+    /// The current value of a frozen variable's layer weight, if it still has one.
+    public func currentValue(of variable: ValueID) -> HostTensor? { readers[variable]?() }
 
     /// The trainable and the state variables: what a trained model's weight file holds.
     public var learnedVariables: [ValueID] { trainableVariables + stateVariables }

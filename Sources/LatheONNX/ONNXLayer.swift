@@ -103,9 +103,8 @@ public final class ONNXLayer: Layer {
                 let value = part.constants[slot]
                 if value.dtype == .float32, value.count >= 2, !statistics.contains(node.id) {
                     let key = node.name
-                    mapped[node.id] = g.parameter(learned[key] ?? value, name: "\(prefix).\(node.name)", trainable: trainable, location) { [weak self] in
-                        self?.learned[key] = $0
-                    }.id
+                    mapped[node.id] = g.parameter(learned[key] ?? value, name: "\(prefix).\(node.name)", trainable: trainable, location,
+                                                  current: { [weak self] in self?.learned[key] ?? value }) { [weak self] in self?.learned[key] = $0 }.id
                 } else {
                     mapped[node.id] = g.addConstant(value, name: "\(prefix).\(node.name)", location: node.location)
                 }

@@ -82,4 +82,28 @@ struct FreezingTests {
         let step = try TrainingStep(model: model, inputShape: [2, 2], targetShape: [2, 3], loss: .meanSquaredError, optimizer: .sgd(learningRate: 0.1))
         #expect(step.graph.trainableVariables.count == 4)
     }
+
+    @Test("a step that follows its frozen layers reads what another step taught them (a GAN's generator step and its discriminator)")
+    func followsFrozenLayers() throws {
+        let discriminator = Dense(1, activation: .sigmoid), generator = Dense(3, activation: .tanh)
+        let dStep = try TrainingStep(model: discriminator, inputShape: [4, 3], targetShape: [4, 1], loss: .binaryCrossEntropy(fromLogits: false),
+                                     optimizer: .sgd(learningRate: 0.5), seed: 1)
+        discriminator.trainable = false
+        let gStep = try TrainingStep(model: Sequential { generator; discriminator }, inputShape: [4, 2], targetShape: [4, 1],
+                                     loss: .binaryCrossEntropy(fromLogits: false), optimizer: .sgd(learningRate: 0.5), followsFrozenLayers: true, seed: 1)
+        discriminator.trainable = true
+        let frozen = gStep.graph.frozenVariables.map { gStep.graph[$0].name }
+        #expect(frozen == ["dense2.weight", "dense2.bias"])
+        #expect(gStep.graph.trainableVariables.map { gStep.graph[$0].name } == ["dense1.weight", "dense1.bias"])
+        let ones = HostTensor(shape: [4, 1], repeating: 1)
+        for k in 1...3 { _ = try dStep.run(input: HostTensor.random(shape: [4, 3], seed: UInt64(k)), target: ones) }
+        try dStep.writeBack()
+        let learned = try #require(discriminator.parameters.weight)
+        #expect(try gStep.compiled.variable("dense2.weight").scalars != learned.scalars, "not yet refreshed")
+        try gStep.refreshFrozenWeights()
+        #expect(try gStep.compiled.variable("dense2.weight").scalars == learned.scalars)
+        _ = try gStep.run(input: HostTensor.random(shape: [4, 2], seed: 9), target: ones)
+        #expect(try gStep.compiled.variable("dense2.weight").scalars == learned.scalars, "the generator's step leaves the discriminator as it is")
+        #expect(try gStep.compiled.variable("dense1.weight").scalars != generator.parameters.weight?.scalars, "the generator learned")
+    }
 }

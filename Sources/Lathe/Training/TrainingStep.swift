@@ -20,11 +20,15 @@ public final class TrainingStep {
     /// Builds `model` on a new training graph at `inputShape` (batch first), adds `loss`
     /// against a target of `targetShape`, L1/L2 penalties on the kernels' weights (not biases or scales),
     /// the gradients (clipped by `clipping`, if given) and the updates, and compiles it all for
-    /// `threads` threads.
+    /// `threads` threads. With `followsFrozenLayers`, the frozen layers' weights are variables
+    /// that `refreshFrozenWeights` sets from the layers before a step (a GAN's generator step
+    /// reads the discriminator its own step trains); else constants of the step.
     public init(model: any Layer, inputShape: [Int], targetShape: [Int], loss: Loss, optimizer: Optimizer,
-                l1: Float = 0, l2: Float = 0, clipping: GradientClipping? = nil, seed: UInt64 = 0, threads: Int = 1, cache: Bool = true) throws {
+                l1: Float = 0, l2: Float = 0, clipping: GradientClipping? = nil, followsFrozenLayers: Bool = false,
+                seed: UInt64 = 0, threads: Int = 1, cache: Bool = true) throws {
         let g = Graph(seed: seed)
         g.isTraining = true
+        g.frozenWeightsAreVariables = followsFrozenLayers
         let x = try g.input("input", shape: inputShape)
         let target = try g.input("target", shape: targetShape)
         let prediction = try model(x)
@@ -100,6 +104,10 @@ public final class TrainingStep {
         }
         return (loss, out)
     }
+
+    /// Sets the frozen layers' weights of a step built with `followsFrozenLayers` to the layers'
+    /// values now (after another step's writeBack, say).
+    public func refreshFrozenWeights() throws { try graph.refreshFrozenVariables(in: compiled) }
 
     /// The learned weights and statistics by name ("conv1.weight", "batchnorm1.mean"...).
     public func weights() throws -> [(name: String, value: HostTensor)] {
