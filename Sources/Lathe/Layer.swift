@@ -114,12 +114,21 @@ extension Graph {
             }
             return constant(value, name: name, fileID: location.fileID, line: location.line)
         }
-        return Tensor(graph: self, id: addTrainableVariable(value, name: name, location: location, penalized: penalized, writeBack: learned))
+        let v = addTrainableVariable(value, name: name, location: location, penalized: penalized, writeBack: learned)
+        if let current { setReader(of: v, current) }
+        return Tensor(graph: self, id: v)
     }
 
     /// Sets each frozen variable of `compiled` (compiled from this graph) to its layer's value now.
-    public func refreshFrozenVariables(in compiled: CompiledModel) throws {
-        for v in frozenVariables {
+    public func refreshFrozenVariables(in compiled: CompiledModel) throws { try refresh(frozenVariables, in: compiled) }
+
+    /// Sets every layer weight of `compiled` built as a variable, trainable or frozen, to its
+    /// layer's value now: a training-mode forward pass (BatchNorm on the batch's statistics)
+    /// compiled once and run with the weights another step is training.
+    public func refreshLayerVariables(in compiled: CompiledModel) throws { try refresh(readableVariables, in: compiled) }
+
+    private func refresh(_ variables: [ValueID], in compiled: CompiledModel) throws {
+        for v in variables {
             if let value = currentValue(of: v) { try compiled.setVariable(self[v].name, to: value) }
         }
     }

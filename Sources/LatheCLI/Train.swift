@@ -6,9 +6,9 @@ import LatheExamples
 struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a built-in model with its compiled training step.",
-        discussion: "Models: \(Examples.training.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")); and transfer-mnist (a CNN learns the digits 0-4 and is exported to ONNX; the export, cut after its convolutions and frozen, is imported under a new head that learns 5-9: examples/Models/TransferMNIST.swift). The MNIST models read the IDX files (gzip or plain) from --data.")
+        discussion: "Models: \(Examples.training.map { "\($0.name) (\($0.summary))" }.joined(separator: "; ")); transfer-mnist (a CNN learns the digits 0-4 and is exported to ONNX; the export, cut after its convolutions and frozen, is imported under a new head that learns 5-9: examples/Models/TransferMNIST.swift); and dcgan-mnist (a DCGAN's discriminator and generator trained in turn, sample grids written with --samples: examples/Models/DCGANMNIST.swift). The MNIST models read the IDX files (gzip or plain) from --data.")
 
-    @Argument(help: "The model: \(Examples.training.map(\.name).joined(separator: ", ")), transfer-mnist.")
+    @Argument(help: "The model: \(Examples.training.map(\.name).joined(separator: ", ")), transfer-mnist, dcgan-mnist.")
     var model: String
 
     @Option(help: "The MNIST directory (train-images-idx3-ubyte.gz and the others).")
@@ -50,10 +50,14 @@ struct Train: ParsableCommand {
     @Option(help: "transfer-mnist: the directory the ONNX export is written to (default: the temporary directory).")
     var output: String?
 
+    @Option(help: "dcgan-mnist: the directory an 8x8 grid of generated digits is written to after each epoch (epoch-N.png).")
+    var samples: String?
+
     func run() throws {
         if model == "transfer-mnist" { return try transfer() }
+        if model == "dcgan-mnist" { return try dcgan() }
         guard let example = Examples.trainingNamed(model) else {
-            throw ValidationError("unknown model '\(model)'; trainable models: \(Examples.training.map(\.name).joined(separator: ", ")), transfer-mnist")
+            throw ValidationError("unknown model '\(model)'; trainable models: \(Examples.training.map(\.name).joined(separator: ", ")), transfer-mnist, dcgan-mnist")
         }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         let batchSize = batch ?? example.batchSize
@@ -111,6 +115,22 @@ struct Train: ParsableCommand {
             let fields: [String: Any] = ["baseAccuracy": report.baseAccuracy, "transferAccuracy": report.transferAccuracy, "exported": report.exported.path,
                                          "frozenStepMs": report.frozenStepMs, "baseForwardMs": report.baseForwardMs, "headStepMs": report.headStepMs,
                                          "baseUnchanged": report.baseUnchanged, "headChanged": report.headChanged]
+            print(String(decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self))
+        }
+    }
+
+    /// The DCGAN's two steps in turn (DCGANMNIST), each epoch reported as it ends.
+    private func dcgan() throws {
+        guard let data else { throw ValidationError("dcgan-mnist needs the data directory (--data DIR)") }
+        guard threads >= 1, (batch ?? 1) >= 1, (epochs ?? 1) >= 1, (limit ?? 1) >= 1 else {
+            throw ValidationError("--threads, --batch, --epochs and --limit must be positive")
+        }
+        setvbuf(stdout, nil, _IOLBF, 0)
+        let report = try DCGANMNIST.run(data: URL(fileURLWithPath: data), epochs: epochs ?? 5, batchSize: batch ?? 64, samples: samples.map { URL(fileURLWithPath: $0) },
+                                        limit: limit, threads: threads, seed: seed) { if !json { print($0) } }
+        if json {
+            let fields: [String: Any] = ["discriminatorLosses": report.discriminatorLosses, "generatorLosses": report.generatorLosses,
+                                         "samples": report.samples.map(\.path)]
             print(String(decoding: try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys]), as: UTF8.self))
         }
     }

@@ -49,7 +49,7 @@ public final class Graph {
     public var frozenWeightsAreVariables = false
     /// The frozen layers' weights built as variables, in the order they were made.
     public private(set) var frozenVariables: [ValueID] = []
-    /// How a frozen variable reads its layer's current value.
+    /// How a layer's weight built as a variable (trainable or frozen) reads the layer's current value.
     private var readers: [ValueID: () -> HostTensor?] = [:]
     /// The variables training updates (layers' weights), in the order they were made.
     public private(set) var trainableVariables: [ValueID] = []
@@ -135,8 +135,15 @@ public final class Graph {
         return v
     }
 
-    /// The current value of a frozen variable's layer weight, if it still has one.
+    /// Records how a variable reads its layer's current value (Graph.parameter does it for the
+    /// weights it makes variables).
+    public func setReader(of variable: ValueID, _ current: @escaping () -> HostTensor?) { readers[variable] = current }
+
+    /// The current value of a variable's layer weight, if it has a reader and the layer a value.
     public func currentValue(of variable: ValueID) -> HostTensor? { readers[variable]?() }
+
+    /// The variables whose layers' values can be read (currentValue), in graph order.
+    public var readableVariables: [ValueID] { readers.keys.sorted() }
 
     /// The trainable and the state variables: what a trained model's weight file holds.
     public var learnedVariables: [ValueID] { trainableVariables + stateVariables }

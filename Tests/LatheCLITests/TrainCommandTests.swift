@@ -39,6 +39,18 @@ struct TrainCommandTests {
         #expect(noData.status != 0 && noData.err.contains("transfer-mnist needs the data directory (--data DIR)"))
     }
 
+    @Test("dcgan-mnist on a few subset batches: losses as JSON, a sample grid written")
+    func dcganMNIST() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try lathe("train", "dcgan-mnist", "--data", subset, "--epochs", "1", "--limit", "64", "--batch", "16", "--samples", directory.path, "--json")
+        #expect(result.status == 0, "\(result.err)")
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+        #expect(Set(report.keys) == ["discriminatorLosses", "generatorLosses", "samples"])
+        #expect((report["generatorLosses"] as? [Double])?.count == 1)
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("epoch-1.png").path))
+    }
+
     @Test("lathe export writes a model the importer reads back; without -o it says what is missing")
     func export() throws {
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("lathe-cli-\(UUID().uuidString).onnx").path
