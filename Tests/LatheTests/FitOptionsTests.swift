@@ -104,6 +104,19 @@ struct FitOptionsTests {
         let data = try Dataset(inputs: x, targets: try HostTensor(shape: [6], scalars: labels))
         let epochs = try trainer.fit(data, epochs: 30, validation: data)
         #expect((epochs.last?.testAccuracy ?? 0) > 0.8)
+        // Integer labels, as PyTorch and Keras take them: the same loss, in the graph and in a trainer.
+        let g = Graph()
+        let logits = try g.input("p", shape: [6, 3]), ints = try g.input("t", dtype: .int64, shape: [6])
+        let intLoss = try logits.sparseSoftmaxCrossEntropy(classes: ints)
+        let floatLoss = try logits.sparseSoftmaxCrossEntropy(classes: try g.input("f", shape: [6]))
+        let p = HostTensor.random(shape: [6, 3], seed: 3)
+        let values = try Interpreter.run(g, outputs: [intLoss.id, floatLoss.id],
+                                         feeds: ["p": p, "t": try HostTensor(shape: [6], values: labels.map { Int64($0) }), "f": try HostTensor(shape: [6], scalars: labels)])
+        #expect(values[0].scalars == values[1].scalars)
+        let intData = try Dataset(inputs: x, targets: try HostTensor(shape: [6], values: labels.map { Int64($0) }))
+        let again = try Trainer(model: Dense(3, activation: .softmax), exampleShape: [4], targetShape: [], loss: .sparseSoftmaxCrossEntropy,
+                                optimizer: .adam(learningRate: 0.05), batchSize: 6, seed: 7)
+        #expect(try again.fit(intData, epochs: 30, validation: intData).map(\.trainLoss) == epochs.map(\.trainLoss))
     }
 
     @Test("precision, recall and top-k accuracy by hand, and on a trainer's validation data")

@@ -14,9 +14,10 @@ public enum Loss: Sendable {
     /// -sum(labels * log softmax(logits)) over the last axis; labels one-hot (or any
     /// distribution). A model ending in softmax hands its logits to the loss instead.
     case softmaxCrossEntropy
-    /// Softmax cross-entropy against class indices: targets [batch, ...] one index a row (as
-    /// floats: 3 for the fourth class), predictions [batch, ..., classes] (Keras'
-    /// sparse_categorical_crossentropy).
+    /// Softmax cross-entropy against class indices: targets [batch, ...] one index a row (3 for
+    /// the fourth class; a Trainer takes a Dataset of integer labels, int64 as PyTorch gives
+    /// them, and the loss a tensor of an integer type or f32), predictions [batch, ...,
+    /// classes] (Keras' sparse_categorical_crossentropy).
     case sparseSoftmaxCrossEntropy
 
     public func callAsFunction(_ prediction: Tensor, _ target: Tensor, reduction: LossReduction = .mean) throws -> Tensor {
@@ -71,8 +72,9 @@ extension Tensor {
     }
 
     /// Softmax cross-entropy against class indices `classes` (this tensor's shape without its
-    /// last axis, whole numbers as floats): each index made a one-hot row, compared with the
-    /// classes 0..<C. An index outside them gives a row of zeros, so a loss of 0 for it.
+    /// last axis; an integer type, or whole numbers as f32): each index made a one-hot row,
+    /// compared with the classes 0..<C. An index outside them gives a row of zeros, so a loss
+    /// of 0 for it.
     public func sparseSoftmaxCrossEntropy(classes: Tensor, reduction: LossReduction = .mean, fileID: String = #fileID, line: Int = #line) throws -> Tensor {
         let location = SourceLocation(fileID: fileID, line: line)
         guard classes.graph === graph else { throw LatheError.foreignValue("the target of sparse_softmax_cross_entropy at \(location)") }
@@ -84,7 +86,9 @@ extension Tensor {
         var iota = HostTensor(shape: [count])
         for c in 0..<count { iota.scalars[c] = Float(c) }
         let indices = graph.constant(iota, name: "\(name).classes", fileID: fileID, line: line)
-        let oneHot = try classes.reshaped(classes.shape + [1], fileID: fileID, line: line)
+        // Integer labels (int64, as PyTorch and Keras take them) compare as floats: exact below 2^24.
+        let labels = classes.type.dtype == .float32 ? classes : try classes.apply(.cast(to: .float32), [], name: "\(name).as_float", location)
+        let oneHot = try labels.reshaped(classes.shape + [1], fileID: fileID, line: line)
             .apply(.fusedElementwise(.select(.binary(.equal, .arg(0), .arg(1)), .const(1), .const(0))), [indices], name: name, location)
         return try softmaxCrossEntropy(labels: oneHot, reduction: reduction, fileID: fileID, line: line)
     }

@@ -108,6 +108,8 @@ public final class Trainer {
         var summaries: [EpochSummary] = []
         let earlier = history.count
         guard epochs > 0 else { return [] }
+        // As floats once: targets of another type (integer class labels) convert per read.
+        let (inputValues, targetValues) = (data.inputs.scalars, data.targets.scalars)
         for epoch in (earlier + 1)...(earlier + epochs) {
             var order = Array(0..<data.count)
             order.shuffle(using: &shuffle)
@@ -115,8 +117,8 @@ public final class Trainer {
             var lossSum = 0.0, correct = 0, seen = 0
             for b in 0..<batches {
                 for (row, example) in order[(b * batchSize)..<((b + 1) * batchSize)].enumerated() {
-                    input[(row * x)..<((row + 1) * x)] = data.inputs.scalars[(example * x)..<((example + 1) * x)]
-                    target[(row * t)..<((row + 1) * t)] = data.targets.scalars[(example * t)..<((example + 1) * t)]
+                    input[(row * x)..<((row + 1) * x)] = inputValues[(example * x)..<((example + 1) * x)]
+                    target[(row * t)..<((row + 1) * t)] = targetValues[(example * t)..<((example + 1) * t)]
                 }
                 step.learningRate = baseLearningRate * schedule.factor(step: step.stepsRun)
                 let batchLoss = try input.withUnsafeBufferPointer { xs in
@@ -172,9 +174,10 @@ public final class Trainer {
         let compiled = try g.compile(outputs: ["loss": total, "prediction": prediction], options: CompileOptions(threads: threads))
         let (xs, ts) = (exampleShape.reduce(1, *), targetShape.reduce(1, *))
         var lossSum = 0.0, correct = 0, predictions: [Float] = []
+        let (inputValues, targetValues) = (data.inputs.scalars, data.targets.scalars)
         for b in 0..<(data.count / batch) {
-            let feeds = ["input": try HostTensor(shape: [batch] + exampleShape, scalars: Array(data.inputs.scalars[(b * batch * xs)..<((b + 1) * batch * xs)])),
-                         "target": try HostTensor(shape: [batch] + targetShape, scalars: Array(data.targets.scalars[(b * batch * ts)..<((b + 1) * batch * ts)]))]
+            let feeds = ["input": try HostTensor(shape: [batch] + exampleShape, scalars: Array(inputValues[(b * batch * xs)..<((b + 1) * batch * xs)])),
+                         "target": try HostTensor(shape: [batch] + targetShape, scalars: Array(targetValues[(b * batch * ts)..<((b + 1) * batch * ts)]))]
             let out = try compiled.run(feeds)
             lossSum += Double(out["loss"]!.scalars[0])
             correct += correctCount(out["prediction"]!.scalars, feeds["target"]!.scalars) ?? 0
