@@ -95,12 +95,13 @@ public enum TransferMNIST {
     /// The examples of digits 0-4 and of 5-9, each with five one-hot classes (5-9 as 0-4).
     static func digits(_ data: Dataset) throws -> (low: Dataset, high: Dataset) {
         let pixels = data.exampleShape.reduce(1, *)
+        let (images, targets) = (data.inputs.scalars, data.targets.scalars)
         var parts: [(images: [Float], labels: [Float])] = [([], []), ([], [])]
         for i in 0..<data.count {
-            let row = data.targets.scalars[(i * 10)..<((i + 1) * 10)]
+            let row = targets[(i * 10)..<((i + 1) * 10)]
             guard let digit = row.firstIndex(of: 1).map({ $0 - i * 10 }) else { continue }
             let part = digit < 5 ? 0 : 1
-            parts[part].images += data.inputs.scalars[(i * pixels)..<((i + 1) * pixels)]
+            parts[part].images += images[(i * pixels)..<((i + 1) * pixels)]
             var label = [Float](repeating: 0, count: 5)
             label[digit % 5] = 1
             parts[part].labels += label
@@ -128,13 +129,6 @@ public enum TransferMNIST {
     /// The median milliseconds of 20 runs of `body`, after 3 untimed.
     static func median(_ body: () throws -> Void) throws -> Double {
         for _ in 0..<3 { try body() }
-        var times: [Double] = []
-        for _ in 0..<20 {
-            let start = ContinuousClock.now
-            try body()
-            let d = ContinuousClock.now - start
-            times.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) * 1e-15)
-        }
-        return times.sorted()[times.count / 2]
+        return try Timings.measure(20, body).median * 1000
     }
 }

@@ -255,8 +255,5 @@ public final class Trainer {
         }
     }
 
-    private func seconds(since start: ContinuousClock.Instant) -> Double {
-        let d = ContinuousClock.now - start
-        return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
-    }
+    private func seconds(since start: ContinuousClock.Instant) -> Double { (ContinuousClock.now - start).totalSeconds }
 }
