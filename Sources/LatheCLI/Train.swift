@@ -29,6 +29,12 @@ struct Train: ParsableCommand {
     @Option(help: "Train on the first N training examples only.")
     var limit: Int?
 
+    @Option(help: "Augment the training images: shift each by up to N pixels each way, zeros shifted in (RandomTranslation in the compiled step).")
+    var shift: Int?
+
+    @Option(help: "Augment the training images: flip each with probability 1/2, horizontal, vertical or both (RandomFlip in the compiled step).")
+    var flip: String?
+
     @Option(help: "Threads a step uses.")
     var threads: Int = 2
 
@@ -63,7 +69,7 @@ struct Train: ParsableCommand {
         let batchSize = batch ?? example.batchSize
         guard batchSize >= 1, (epochs ?? 1) >= 1, (limit ?? 1) >= 1 else { throw ValidationError("--batch, --epochs and --limit must be positive") }
         let (train, test) = try example.data(data.map { URL(fileURLWithPath: $0) }, limit, seed)
-        let trainer = try Trainer(model: example.layers(), exampleShape: train.exampleShape, targetShape: train.targetShape, loss: example.loss,
+        let trainer = try Trainer(model: augmented(example.layers()), exampleShape: train.exampleShape, targetShape: train.targetShape, loss: example.loss,
                                   optimizer: try chosenOptimizer(example.optimizer), batchSize: batchSize, seed: seed, threads: threads)
         let stages = trainer.step.compiled.compileStages.reduce(0) { $0 + $1.seconds }
         let kernels = trainer.step.compiled.program.kernels.count
@@ -99,6 +105,21 @@ struct Train: ParsableCommand {
             try trainer.saveWeights(to: URL(fileURLWithPath: save))
             if !json { print("weights: \(save)") }
         }
+    }
+
+    /// The model behind the augmentation layers --shift and --flip ask for (identity for inference).
+    private func augmented(_ model: Sequential) throws -> Sequential {
+        var layers: [any Layer] = []
+        if let flip {
+            let modes: [String: RandomFlip.Mode] = ["horizontal": .horizontal, "vertical": .vertical, "both": .horizontalAndVertical]
+            guard let mode = modes[flip] else { throw ValidationError("--flip is horizontal, vertical or both, not '\(flip)'") }
+            layers.append(RandomFlip(mode))
+        }
+        if let shift {
+            guard shift >= 0 else { throw ValidationError("--shift must be at least 0") }
+            layers.append(RandomTranslation(rows: shift, columns: shift, fill: .constant(0)))
+        }
+        return layers.isEmpty ? model : Sequential(layers + [model])
     }
 
     /// The two stages of transfer learning (TransferMNIST), each reported as it ends.

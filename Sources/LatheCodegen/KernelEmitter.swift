@@ -61,6 +61,10 @@ extension IRBuilder {
                 pool2dGradient(a, dx: out, x: x[0], dy: x[1], inShape: shapes[0], outShape: shapes[1], split: kernel.split, thread: thread, threads: kernel.threads)
             case let .dropoutMask(_, rate, seed):
                 dropoutMask(DropoutMask(rate: rate, seed: seed), count: kernel.result.type.count, output: out, counter: x[0])
+            case let .augment(a):
+                augment(a, output: out, input: x[0], counter: x[1], inputShape: shapes[0], dtype: a.constantFill == 0 ? moved : resultType)
+            case .augmentGrad(let a, _):
+                augmentGradient(a, dx: out, dy: x[0], counter: x[1], inputShape: shape)
             case .unary, .binary, .fusedElementwise, .select, .cast, .batchNorm:
                 let formula = op.formula!
                 var inputs = x.indices.map { StridedView(base: x[$0], strides: broadcastStrides(of: shapes[$0], to: shape), dtype: types[$0]) }

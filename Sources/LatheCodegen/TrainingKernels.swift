@@ -1,8 +1,8 @@
 import CLLVM
 import LatheIR
 
-/// Kernels for the ops only training graphs use: pooling's gradient, a convolution's weight
-/// gradient and dropout's mask.
+/// Kernels for the ops only training graphs use: pooling's gradient and a convolution's weight
+/// gradient (dropout's mask and augmentation are in AugmentKernels.swift).
 extension IRBuilder {
     /// pool2d_grad: each plane of dx is zeroed, then each output cell adds its dy to the first
     /// largest tap of its window (max) or dy / divisor to every tap (average), exactly as the
@@ -185,44 +185,5 @@ extension IRBuilder {
                 }
             }
         }, else: {})
-    }
-
-    /// dropout_mask: the counter-based hash of DropoutMask on integer vectors, one lane per
-    /// element index.
-    func dropoutMask(_ mask: DropoutMask, count: Int, output: LLVMValue, counter: LLVMValue) {
-        let stepValue = LLVMBuildFPToUI(builder, load(counter, int(0)), i32, "")!
-        let stepMix = LLVMBuildAdd(builder, LLVMBuildMul(builder, stepValue, LLVMConstInt(i32, UInt64(DropoutMask.stepMultiplier), 0), ""),
-                                   LLVMConstInt(i32, UInt64(mask.seed), 0), "")!
-        func emit(_ start: LLVMValue, lanes: Int) {
-            let type = lanes == 1 ? i32 : LLVMVectorType(i32, UInt32(lanes))!
-            func constant(_ v: UInt32) -> LLVMValue {
-                let scalar = LLVMConstInt(i32, UInt64(v), 0)!
-                if lanes == 1 { return scalar }
-                var items = [LLVMValue?](repeating: scalar, count: lanes)
-                return LLVMConstVector(&items, UInt32(lanes))
-            }
-            func splatInt(_ v: LLVMValue) -> LLVMValue {
-                if lanes == 1 { return v }
-                let inserted = LLVMBuildInsertElement(builder, LLVMGetUndef(type), v, LLVMConstInt(i32, 0, 0), "")!
-                var zeros = [LLVMValue?](repeating: LLVMConstInt(i32, 0, 0), count: lanes)
-                return LLVMBuildShuffleVector(builder, inserted, LLVMGetUndef(type), LLVMConstVector(&zeros, UInt32(lanes)), "")!
-            }
-            var index = splatInt(LLVMBuildTrunc(builder, start, i32, "")!)
-            if lanes > 1 {
-                var ramp = (0..<lanes).map { Optional(LLVMConstInt(i32, UInt64($0), 0)!) }
-                index = LLVMBuildAdd(builder, index, LLVMConstVector(&ramp, UInt32(lanes)), "")
-            }
-            var h = LLVMBuildXor(builder, LLVMBuildMul(builder, index, constant(DropoutMask.indexMultiplier), ""), splatInt(stepMix), "")!
-            h = LLVMBuildXor(builder, h, LLVMBuildLShr(builder, h, constant(16), ""), "")
-            h = LLVMBuildMul(builder, h, constant(DropoutMask.mix1), "")
-            h = LLVMBuildXor(builder, h, LLVMBuildLShr(builder, h, constant(13), ""), "")
-            h = LLVMBuildMul(builder, h, constant(DropoutMask.mix2), "")
-            h = LLVMBuildXor(builder, h, LLVMBuildLShr(builder, h, constant(16), ""), "")
-            let keep = LLVMBuildICmp(builder, LLVMIntUGE, LLVMBuildLShr(builder, h, constant(8), ""), constant(mask.threshold), "")!
-            store(select(keep, float(mask.scale, lanes: lanes), float(0, lanes: lanes)), output, start)
-        }
-        let vectorEnd = count / vectorWidth * vectorWidth
-        loop(0, vectorEnd, step: vectorWidth, unroll: false) { emit($0, lanes: vectorWidth) }
-        loop(vectorEnd, count, unroll: false) { emit($0, lanes: 1) }
     }
 }

@@ -140,7 +140,10 @@ extension Op {
             return [c.wanted[0] ? try c.add(.gatherGrad(axis: axis, size: c.shape(x[0])[axis]), [x[1], dy], "ddata") : nil, nil]
         case let .lrn(size, alpha, beta, bias):
             return [try lrnGradient(size: size, alpha: alpha, beta: beta, bias: bias, c)]
-        case .pool2dGrad, .conv2dWeightGrad, .gatherGrad:
+        case let .augment(a):
+            let s = c.shape(x[0])
+            return [try c.add(.augmentGrad(a, inputSize: Array(s.suffix(2))), [dy, x[1]], "dx"), nil]
+        case .pool2dGrad, .conv2dWeightGrad, .gatherGrad, .augmentGrad:
             throw unsupported("\(name) has no gradient rule (a gradient's gradient)")
         case .recurrent:
             throw unsupported("the fused \(name) has no gradient rule: train the LSTM layer, which is unrolled into steps")

@@ -37,7 +37,9 @@ public enum Interpreter {
         case let .gatherGrad(axis, size):
             return gatherGrad(indices: try checkedIndices(x[0], size: size, node: node), dy: x[1], axis: axis, shape: shape)
         case let .conv2dWeightGrad(a, _): return conv2dWeightGrad(x[0], x[1], a, shape: shape)
-        case let .dropoutMask(_, rate, seed): return dropoutMask(shape: shape, rate: rate, seed: seed, step: x[0].scalars[0])
+        case let .dropoutMask(_, rate, seed): return dropoutMask(shape: shape, rate: rate, seed: seed, step: x[0])
+        case let .augment(a): return augment(x[0], a, step: x[1], shape: shape)
+        case let .augmentGrad(a, _): return augmentGrad(x[0], a, step: x[1], shape: shape)
         case .unary, .binary, .fusedElementwise, .select, .cast:
             return elementwise(node.op.formula!, x, type: node.type, strides: x.map { broadcastStrides(of: $0.shape, to: shape) })
         case .batchNorm:

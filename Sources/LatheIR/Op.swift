@@ -61,6 +61,13 @@ public enum Op: Hashable, Sendable {
     /// from a counter-based hash of (seed, operand 0, index). Operand 0 is a one-element step
     /// counter, so each step draws a new mask and the same step the same one.
     case dropoutMask(shape: [Int], rate: Float, seed: UInt32)
+    /// Operands (images [N, ..., H, W], a one-element step counter): each image randomly
+    /// flipped, shifted or cropped to [height, width], as ImageAugment says, a new draw each
+    /// step (data augmentation in a training step).
+    case augment(ImageAugment)
+    /// augment's gradient: operands (dy, step counter), result shaped as augment's input, whose
+    /// last two axes are `inputSize`: each dy element added to the input pixel it was read from.
+    case augmentGrad(ImageAugment, inputSize: [Int])
     /// Mean over H and W of NCHW, keeping them as 1x1.
     case globalAveragePool
     case reshape(shape: [Int])

@@ -144,6 +144,8 @@ extension Op {
         case .conv2dWeightGrad: return "conv2d_weight_grad"
         case .gatherGrad: return "gather_grad"
         case .dropoutMask: return "dropout_mask"
+        case .augment: return "augment"
+        case .augmentGrad: return "augment_grad"
         case let .unary(fn): return fn.name
         case let .binary(fn): return fn.rawValue
         case .fusedElementwise: return "fused_elementwise"
@@ -188,7 +190,7 @@ extension Op {
         case .unary, .cast: return .elementwise
         case .binary, .batchNorm, .fusedElementwise, .select: return .broadcast
         case .reshape, .flatten, .transpose, .concat, .slice, .dropout, .gather, .gatherElements, .gatherND, .pad: return .injective
-        case .gatherGrad, .recurrent, .scatter: return .opaque
+        case .gatherGrad, .recurrent, .scatter, .augment, .augmentGrad: return .opaque
         case .pool2d, .globalAveragePool, .softmax, .logSoftmax, .layerNorm, .reduce, .lrn, .argExtreme, .cumulativeSum, .topK: return .reduction
         case .matmul, .dense, .conv2d, .convTranspose2d, .epilogue, .pooled, .conv2dWeightGrad: return .contraction
         }
@@ -213,7 +215,7 @@ extension Op {
         case .input, .constant, .variable: return 0...0
         case .unary, .reshape, .flatten, .transpose, .slice, .softmax, .logSoftmax, .reduce,
              .dropout, .pool2d, .globalAveragePool, .lrn, .pad, .dropoutMask, .cast, .argExtreme, .cumulativeSum, .topK: return 1...1
-        case .binary, .matmul, .gather, .gatherElements, .gatherND, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad: return 2...2
+        case .binary, .matmul, .gather, .gatherElements, .gatherND, .assign, .pool2dGrad, .conv2dWeightGrad, .gatherGrad, .augment, .augmentGrad: return 2...2
         case .dense, .conv2d, .convTranspose2d, .layerNorm, .pooled: return 2...3
         case .select: return 3...3
         case .scatter: return 3...3
@@ -230,6 +232,8 @@ extension Op {
         case let .input(name): return "name=\"\(name)\""
         case let .constant(slot), let .variable(slot): return "slot=\(slot)"
         case let .dropoutMask(shape, rate, seed): return "shape=\(list(shape)), rate=\(rate), seed=\(seed)"
+        case let .augment(a): return a.attributeText
+        case let .augmentGrad(a, inputSize): return a.attributeText + ", input_size=\(list(inputSize))"
         case let .unary(.leakyRelu(alpha)): return "alpha=\(alpha)"
         case let .unary(.clip(lo, hi)): return "min=\(lo), max=\(hi)"
         case let .unary(.elu(alpha)): return "alpha=\(alpha)"

@@ -74,9 +74,9 @@ extension Interpreter {
         return out
     }
 
-    static func dropoutMask(shape: [Int], rate: Float, seed: UInt32, step: Float) -> HostTensor {
+    static func dropoutMask(shape: [Int], rate: Float, seed: UInt32, step: HostTensor) -> HostTensor {
         let mask = DropoutMask(rate: rate, seed: seed)
-        let counter = UInt32(max(0, min(step, 16_777_216)))
+        let counter = stepCounter(step)
         var out = HostTensor(shape: shape)
         for i in out.scalars.indices { out.scalars[i] = mask.value(step: counter, index: UInt32(truncatingIfNeeded: i)) }
         return out
@@ -84,8 +84,7 @@ extension Interpreter {
 }
 
 /// The dropout mask's generator, shared by the interpreter and the code generator so that both
-/// draw the same bits: murmur3's 32-bit finalizer over the element index mixed with the seed
-/// and the step. Counter-based, so threads and vector lanes draw independently.
+/// draw the same bits: CounterHash over the element index, the seed and the step.
 public struct DropoutMask: Sendable {
     public let seed: UInt32
     /// An element is kept when its hash's top 24 bits are at least this.
@@ -98,18 +97,5 @@ public struct DropoutMask: Sendable {
         scale = 1 / (1 - rate)
     }
 
-    public static let indexMultiplier: UInt32 = 0x9E37_79B1, stepMultiplier: UInt32 = 0x85EB_CA77
-    public static let mix1: UInt32 = 0x85EB_CA6B, mix2: UInt32 = 0xC2B2_AE35
-
-    public func hash(step: UInt32, index: UInt32) -> UInt32 {
-        var h = (index &* Self.indexMultiplier) ^ (step &* Self.stepMultiplier &+ seed)
-        h ^= h >> 16
-        h &*= Self.mix1
-        h ^= h >> 13
-        h &*= Self.mix2
-        h ^= h >> 16
-        return h
-    }
-
-    public func value(step: UInt32, index: UInt32) -> Float { hash(step: step, index: index) >> 8 >= threshold ? scale : 0 }
+    public func value(step: UInt32, index: UInt32) -> Float { CounterHash(seed: seed).value(step: step, index: index) >> 8 >= threshold ? scale : 0 }
 }

@@ -48,6 +48,15 @@ extension Op {
             guard shapes[0].reduce(1, *) == 1 else { throw .shape("the step counter must have one element, got \(shapes[0])") }
             guard elementCount(shape) != nil else { throw .attribute("shape \(shape) has a negative dimension or too many elements") }
             return TensorType(.float32, shape)
+        case let .augment(a):
+            return try a.resultType(operands[0], step: operands[1])
+        case let .augmentGrad(a, inputSize):
+            guard inputSize.count == 2, inputSize.allSatisfy({ $0 > 0 }) else { throw .attribute("input_size \(inputSize) must be 2 positive numbers") }
+            let input = TensorType(.float32, shapes[0].dropLast(2) + inputSize)
+            guard try a.resultType(input, step: operands[1]) == operands[0] else {
+                throw .shape("dy \(shapes[0]) is not augment's result from \(input.shape)")
+            }
+            return input
         case let .epilogue(base, count, formula):
             switch base {
             case .conv2d, .dense, .matmul: break
@@ -302,6 +311,8 @@ extension Op {
             }
         case .epilogue:
             return   // the base's rule checks its operands; the formula types the others
+        case .augment:
+            guard types[1] == .float32 else { throw .elementType("the step counter must be f32, got \(types[1].rawValue)") }
         case .gatherGrad:
             guard indexTypes.contains(types[0]) else { throw .elementType("indices must be i32, i64 or f32, got \(types[0].rawValue)") }
             guard types[1] == .float32 else { throw .elementType("dy must be f32, got \(types[1].rawValue)") }

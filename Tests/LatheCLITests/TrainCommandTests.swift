@@ -64,6 +64,20 @@ struct TrainCommandTests {
         #expect(missing.status != 0 && missing.err.contains("--output"))
     }
 
+    @Test("--shift and --flip put augmentation kernels in the step and still learn; a flat model or a bad mode is refused")
+    func augmentation() throws {
+        let result = try lathe("train", "mnist-cnn", "--data", subset, "--epochs", "1", "--batch", "50", "--shift", "2", "--flip", "vertical", "--json")
+        #expect(result.status == 0, "\(result.err)")
+        let epoch = try #require(try JSONSerialization.jsonObject(with: Data(result.out.utf8)) as? [String: Any])
+        #expect((epoch["testAccuracy"] as? Double ?? 0) > 0.5)
+        let profile = try lathe("train", "mnist-cnn", "--data", subset, "--shift", "2", "--flip", "both", "--profile")
+        #expect(profile.status == 0 && profile.out.components(separatedBy: "augment  (1 thread)").count == 3, "\(profile.out)")
+        let badMode = try lathe("train", "mnist-cnn", "--data", subset, "--flip", "sideways")
+        #expect(badMode.status != 0 && badMode.err.contains("--flip is horizontal, vertical or both, not 'sideways'"))
+        let flat = try lathe("train", "mnist-mlp", "--data", subset, "--shift", "1")
+        #expect(flat.status != 0 && flat.err.contains("random_translation") && flat.err.contains("takes images [N, ..., H, W], got ["), "\(flat.err)")
+    }
+
     @Test("bad uses: an unknown model, MNIST without --data, weights that are not there")
     func errors() throws {
         let unknown = try lathe("train", "resnet9000")

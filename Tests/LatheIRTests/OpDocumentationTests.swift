@@ -19,7 +19,8 @@ struct OpDocumentationTests {
         .pooled(base: .epilogue(base: conv, baseOperands: 2, formula: relu), pool: Pool2DAttributes(kind: .average, kernel: [2, 2], strides: [2, 2])),
         .matmul, .dense, conv, .batchNorm(epsilon: 1e-5), .pool2d(maxPool), .pool2d(Pool2DAttributes(kind: .average, kernel: [2, 2], strides: [2, 2])),
         .conv2dWeightGrad(Conv2DAttributes(), kernel: [3, 3]), .gatherGrad(axis: 0, size: 4), .pool2dGrad(maxPool),
-        .dropoutMask(shape: [4], rate: 0.5, seed: 1), .globalAveragePool, .reshape(shape: [4]), .flatten(axis: 1), .transpose(perm: [1, 0]),
+        .dropoutMask(shape: [4], rate: 0.5, seed: 1), .augment(ImageAugment(height: 2, width: 2, seed: 1)),
+        .augmentGrad(ImageAugment(height: 2, width: 2, seed: 1), inputSize: [3, 3]), .globalAveragePool, .reshape(shape: [4]), .flatten(axis: 1), .transpose(perm: [1, 0]),
         .concat(axis: 0), .slice(starts: [0], ends: [1], steps: [1]), .softmax(axis: 1), .logSoftmax(axis: 1), .layerNorm(axis: 1, epsilon: 1e-5),
         .dropout(rate: 0.5), .convTranspose2d(ConvTranspose2DAttributes()), .gather(axis: 0), .pad(pads: [1, 1], value: 0), .lstm(reverse: false), .recurrent(RecurrentCell(.gru)), .recurrent(RecurrentCell(.rnn)),
         .lrn(size: 5, alpha: 1e-4, beta: 0.75, bias: 1), .cast(to: .int64), .select, .argExtreme(.max, axis: 0, keepDims: true, lastIndex: false), .argExtreme(.min, axis: 0, keepDims: true, lastIndex: false), .gatherElements(axis: 0), .cumulativeSum(axis: 0, exclusive: false, reverse: false), .cumulativeSum(axis: 0, exclusive: false, reverse: false, product: true), .scatter(axis: 0, reduction: .none), .scatter(axis: nil, reduction: .add), .gatherND(batchDims: 0), .topK(k: 1, axis: 0, largest: true),
@@ -31,7 +32,7 @@ struct OpDocumentationTests {
         .hardSigmoid(alpha: 0.2, beta: 0.5), .round, .sign, .not, .isNaN, .bitNot, .sin, .cos,
     ]
 
-    static let opKinds = 42, unaryKinds = 30, poolKinds = 2
+    static let opKinds = 44, unaryKinds = 30, poolKinds = 2
     static func kindNumber(_ op: Op) -> Int {
         switch op {
         case .input: 0
@@ -76,6 +77,8 @@ struct OpDocumentationTests {
         case .scatter: 39
         case .gatherND: 40
         case .topK: 41
+        case .augment: 42
+        case .augmentGrad: 43
         }
     }
 
