@@ -37,11 +37,11 @@ ort.set_default_logger_severity(3)  # the light zoo's unused initializers would 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools"))
-from zoo import models, modern, relative, safe  # noqa: E402
+from zoo import MODERN_MODELS, models, modern, relative, safe  # noqa: E402
 from peer_round import feeds as seeded_feeds, ort_dtype  # noqa: E402  (the peers' rounds take the same inputs)
 
 DEFAULT_MODELS = ["keras_cnn_b1", "keras_cnn_b64", "mlp_simple", "lstm_ts", "bert_layer", "squeezenet", "mobilenet_v2", "resnet50", "vgg19",
-                  "bert_base_seq128", "convnext_tiny", "vit_s16", "yolov8n", "resnet18_qdq"]
+                  "bert_base_seq128"] + MODERN_MODELS
 # Runs a round fill its 2 s: a round of 40 runs (the cap before) lasted 0.16 s for the Keras CNN at
 # batch 64, short enough for one burst of load to decide it.
 # 7 rounds, not 5: on this shared host eight ResNet-50 processes of Lathe timed back to back gave
@@ -142,8 +142,8 @@ def main():
     print(header, flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         candidates = models(workdir, wanted if a.only else None)
-        if set(wanted) & {"convnext_tiny", "vit_s16", "yolov8n", "resnet18_qdq"}:
-            candidates += modern(workdir)
+        if set(wanted) & set(MODERN_MODELS):
+            candidates += modern(workdir, wanted)
         for name, path in candidates:
             if name not in wanted:
                 continue

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""Full-size versions of four architectures of the model set, for benchmarks/compare.py (too
-big to commit; made once per work directory, in a few minutes): torchvision's ConvNeXt-Tiny,
-a ViT-S/16 (torchvision's VisionTransformer at ViT-Small's size), Ultralytics' YOLOv8n at
-640x640, and a ResNet-18 quantized by ONNX Runtime's quantize_static in QDQ format (per-channel
+"""Full-size modern architectures, for benchmarks/compare.py (too big to commit; made once per
+work directory, in a few minutes): torchvision's ConvNeXt-Tiny, MobileNetV3-Small,
+EfficientNet-B0 and RegNetX-400MF, a ViT-S/16 (torchvision's VisionTransformer at ViT-Small's
+size), Ultralytics' YOLOv8n at 640x640, and a ResNet-18 quantized by ONNX Runtime's quantize_static in QDQ format (per-channel
 int8 weights, uint8 activations), all at batch 1 with seeded random weights (nothing is
 downloaded), exported as tools/mkmodelset.py exports:
 
-    python3 tools/mkbenchmodels.py DIR [--only convnext_tiny vit_s16 yolov8n resnet18_qdq]
+    python3 tools/mkbenchmodels.py DIR [--only NAME ...]
 
 writes DIR/<name>.onnx. Needs torch, torchvision, ultralytics (pip), onnx and onnxruntime.
 """
@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mkmodelset import Spec, export_checked, images, perturb_constants, quantize_qdq, settle_batch_norms  # noqa: E402
 
-NAMES = ["convnext_tiny", "vit_s16", "yolov8n", "resnet18_qdq"]
+NAMES = ["convnext_tiny", "mobilenet_v3_small", "efficientnet_b0", "regnetx_400mf", "vit_s16", "yolov8n", "resnet18_qdq"]
 
 
 def image(seed, size=224):
@@ -31,6 +31,15 @@ def spec(name):
     if name == "convnext_tiny":
         from torchvision.models import convnext_tiny
         return Spec(convnext_tiny(weights=None), ["image"], image(1), {}, ["logits"], "torchvision.models.convnext_tiny(weights=None)")
+    if name == "mobilenet_v3_small":
+        from torchvision.models import mobilenet_v3_small
+        return Spec(mobilenet_v3_small(weights=None), ["image"], image(5), {}, ["logits"], "torchvision.models.mobilenet_v3_small(weights=None)")
+    if name == "efficientnet_b0":
+        from torchvision.models import efficientnet_b0
+        return Spec(efficientnet_b0(weights=None), ["image"], image(6), {}, ["logits"], "torchvision.models.efficientnet_b0(weights=None)")
+    if name == "regnetx_400mf":
+        from torchvision.models import regnet_x_400mf
+        return Spec(regnet_x_400mf(weights=None), ["image"], image(7), {}, ["logits"], "torchvision.models.regnet_x_400mf(weights=None)")
     if name == "vit_s16":
         from torchvision.models.vision_transformer import VisionTransformer
         m = VisionTransformer(image_size=224, patch_size=16, num_layers=12, num_heads=6, hidden_dim=384, mlp_dim=1536)

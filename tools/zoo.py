@@ -48,19 +48,23 @@ def models(workdir, wanted=None):
 SEED_MODELS = ["mlp_simple", "keras_cnn_b1", "keras_cnn_b64", "lstm_ts", "bert_layer"]
 
 
-def modern(workdir):
-    """Full-size ConvNeXt-Tiny, ViT-S/16, YOLOv8n and a QDQ-quantized ResNet-18
-    (tools/mkbenchmodels.py: random weights, batch 1), made once per work directory, for
-    benchmarks/compare.py (the model set's small versions are what the tests check). Needs
-    torch, torchvision and ultralytics."""
-    names = ["convnext_tiny", "vit_s16", "yolov8n", "resnet18_qdq"]
-    if not all(os.path.exists(os.path.join(workdir, f"{n}.onnx")) for n in names):
+MODERN_MODELS = ["convnext_tiny", "mobilenet_v3_small", "efficientnet_b0", "regnetx_400mf", "vit_s16", "yolov8n", "resnet18_qdq"]
+
+
+def modern(workdir, wanted=None):
+    """Full-size ConvNeXt-Tiny, MobileNetV3-Small, EfficientNet-B0, RegNetX-400MF, ViT-S/16,
+    YOLOv8n and a QDQ-quantized ResNet-18 (tools/mkbenchmodels.py: random weights, batch 1), or
+    those of them in `wanted`, made once per work directory, for benchmarks/compare.py (the model
+    set's small versions are what the tests check). Needs torch, torchvision and ultralytics."""
+    names = [n for n in MODERN_MODELS if wanted is None or n in wanted]
+    missing = [n for n in names if not os.path.exists(os.path.join(workdir, f"{n}.onnx"))]
+    if missing:
         try:
             import torch, torchvision, ultralytics  # noqa: F401
         except ImportError:
             print("note: torch, torchvision or ultralytics is missing; the modern models are not checked")
             return []
-        subprocess.run([sys.executable, os.path.join(HERE, "mkbenchmodels.py"), workdir], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([sys.executable, os.path.join(HERE, "mkbenchmodels.py"), workdir, "--only", *missing], check=True, stdout=subprocess.DEVNULL)
     return [(n, os.path.join(workdir, f"{n}.onnx")) for n in names]
 
 
