@@ -8,6 +8,14 @@ func matmulSizes(_ aShape: [Int], _ bShape: [Int]) -> (m: Int, n: Int, k: Int) {
     return (a2[a2.count - 2], b2[b2.count - 1], a2[a2.count - 1])
 }
 
+/// The batch axes of a NumPy matmul of these operand shapes, broadcast, and each operand's own.
+func matmulBatch(_ aShape: [Int], _ bShape: [Int]) -> (batch: [Int], a: [Int], b: [Int]) {
+    let a2 = aShape.count == 1 ? [1] + aShape : aShape
+    let b2 = bShape.count == 1 ? bShape + [1] : bShape
+    let aBatch = Array(a2.dropLast(2)), bBatch = Array(b2.dropLast(2))
+    return ((try? broadcastShapes(aBatch, bBatch)) ?? [], aBatch, bBatch)
+}
+
 /// A matrix operand: element (i, j) at base[offset + i * rowStride + j * columnStride]
 /// (column stride 1, row-major, except for a transposed A).
 struct MatrixView {

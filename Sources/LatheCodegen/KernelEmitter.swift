@@ -181,19 +181,19 @@ extension IRBuilder {
         let (split, threads, prepacked) = (plan.split, plan.threads, plan.weightLayout.isPacked)
         let bias = x.count == 3 ? x[2] : nil
         switch (op, plan.algorithm) {
-        case (.matmul, .gemm):
-            batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1], epilogue: epilogue,
-                          packing: scratch.map { pointer($0, imul(thread, int(plan.scratchFloatsPerThread))) }, prepackedB: prepacked,
-                          split: split, thread: thread, threads: threads)
-        case (.dense, .gemm):
-            let (m, k, n) = (shapes[0][0], shapes[0][1], shapes[1][1])
+        case let (.matmul, .gemm(m, n, k, 1)), let (.dense, .gemm(m, n, k, _)):
+            // One product (a matmul batch that shares B is one product of all its rows: ProductPlan).
             matrixShare(m: m, n: n, split: split, thread: thread, epilogue: epilogue) { _, rowStart, rows, columnStart, columns, epilogue in
                 gemm(m: rows, n: columns, k: k, a: MatrixView(base: x[0], offset: imul(rowStart, int(k)), rowStride: k),
                      b: MatrixView(base: x[1], offset: columnStart, rowStride: n),
                      c: MatrixView(base: out, offset: iadd(imul(rowStart, int(n)), columnStart), rowStride: n),
-                     bias: x.count == 3 ? .perColumn(x[2], offset: columnStart) : .none, epilogue: epilogue,
+                     bias: op == .dense && x.count == 3 ? .perColumn(x[2], offset: columnStart) : .none, epilogue: epilogue,
                      packing: scratch.map { pointer($0, imul(thread, int(plan.scratchFloatsPerThread))) }, prepackedB: prepacked)
             }
+        case (.matmul, .gemm):
+            batchedMatmul(out: out, a: x[0], b: x[1], aShape: shapes[0], bShape: shapes[1], epilogue: epilogue,
+                          packing: scratch.map { pointer($0, imul(thread, int(plan.scratchFloatsPerThread))) }, prepackedB: prepacked,
+                          split: split, thread: thread, threads: threads)
         case let (.conv2d, .winograd(w)):
             // The weights are transformed: no other kernel may read them.
             guard let scratch else { throw LatheError.backend("conv2d \(shapes): Winograd without scratch") }
@@ -242,14 +242,6 @@ extension IRBuilder {
         case .single, .units:
             loop(from: int(0), to: int(outer)) { o in body(o, int(0), m, int(0), n, epilogue) }
         }
-    }
-
-    /// The batch axes of a NumPy matmul of these operand shapes, broadcast.
-    private func matmulBatch(_ aShape: [Int], _ bShape: [Int]) -> (batch: [Int], a: [Int], b: [Int]) {
-        let a2 = aShape.count == 1 ? [1] + aShape : aShape
-        let b2 = bShape.count == 1 ? bShape + [1] : bShape
-        let aBatch = Array(a2.dropLast(2)), bBatch = Array(b2.dropLast(2))
-        return ((try? broadcastShapes(aBatch, bBatch)) ?? [], aBatch, bBatch)
     }
 
     /// The number of products of a NumPy matmul.

@@ -30,6 +30,9 @@ let epilogueCases: [OpCase] = [
     OpCase("matmul [7,33] x [33,1] + bias [1], tanh", [Operand(shape: [7, 33]), Operand(shape: [33, 1]), Operand(shape: [1])]) { x in
         try (x[0].matmul(x[1]) + x[2]).tanh()
     },
+    OpCase("matmul [3,5,17] x [1,17,21] + bias [21] + residual [3,5,21], relu: one product of 15 rows", [Operand(shape: [3, 5, 17]), Operand(shape: [1, 17, 21]), Operand(shape: [21]), Operand(shape: [3, 5, 21])]) { x in
+        try (x[0].matmul(x[1]) + x[2] + x[3]).relu()
+    },
     OpCase("dense [5,19] + residual [5,11] + column vector [1,11]", [Operand(shape: [5, 19]), Operand(shape: [19, 11]), Operand(shape: [5, 11]), Operand(shape: [1, 11])]) { x in
         try x[0].dense(weight: x[1]) + x[2] + x[3]
     },

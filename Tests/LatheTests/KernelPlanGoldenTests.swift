@@ -125,6 +125,21 @@ struct KernelPlanGoldenTests {
         """)
     }
 
+    /// A projection of (L, N, E) tokens, as PyTorch's MultiheadAttention exports it: the 197
+    /// products of one row share B, so they are one product of 197 rows, its B packed at compile
+    /// time; a batched product whose B differs per batch stays a batch.
+    @Test func sharedWeightMatmulIsOneProduct() throws {
+        let g = Graph(seed: 2)
+        let tokens = try g.input("tokens", shape: [197, 1, 384])
+        let projected = try tokens.matmul(g.constant(.random(shape: [384, 1152], seed: 1))) + g.constant(.random(shape: [1152], seed: 2))
+        let keys = try g.input("keys", shape: [6, 64, 197])
+        let scores = try g.input("queries", shape: [6, 197, 64]).matmul(keys)
+        Self.expectLines(try Self.planText(g, [("projected", projected.id), ("scores", scores.id)]), """
+        k0_matmul_epilogue  matmul+add  gemm M=197 N=1152 K=384  f32[197, 1, 384], f32[384, 1152], f32[1152] -> f32[197, 1, 1152]  weights gemm column panels of 16  2 threads: columns 1152 in chunks of 576  scratch 184384 B at arena+0  in input[0], weights+4608, weights+0 out output[0]
+        k1_matmul           matmul  gemm M=197 N=197 K=64, 6 products  f32[6, 197, 64], f32[6, 64, 197] -> f32[6, 197, 197]  2 threads: 6 units  scratch 176192 B at arena+0  in input[2], input[1] out output[1]
+        """)
+    }
+
     /// A BERT-base encoder layer: 128 tokens of 768, 12 heads of 64, a 3072-wide GELU
     /// feed-forward network, post-norm.
     @Test func bertLayer() throws {

@@ -7,6 +7,11 @@ import LatheIR
 ///   GEMM's column panels (WeightLayout.gemmColumnPanels) where the GEMM packs at these sizes (a
 ///   batch-1 layer streams its weights instead); the LSTM's Rᵀ always is, since every step reads
 ///   it and its packed GEMM runs whatever the sizes.
+/// - A matmul whose right operand has no batch axes ([..., M, K] x [K, N], a transformer's
+///   projections and a ConvNeXt block's channel MLP on NHWC) is one product of all the rows,
+///   (batch x M) x K by K x N: the batch's products share B, and A and C are contiguous, so their
+///   rows follow one another. As a batch of products each would be M rows, a single token's row
+///   for an (L, N, E) attention input, and pack B again.
 /// - Split: a batched matmul by whole products when there are enough; a single product by
 ///   chunks of rows or of columns, whole register blocks each (ThreadSplit.matrix); the LSTM by
 ///   batch rows, independent through every step.
@@ -25,12 +30,16 @@ extension KernelPlan {
                               scratchFloatsPerThread: GemmBlocking.packingFloats(m: m, n: n, k: k, packsB: !layout.isPacked), flops: c.flops,
                               writesResultOnce: writesResultOnce(m: m, k: k, split: split))
         case .matmul:
-            let (m, n, k) = matmulSizes(s[0], s[1])
+            var (m, n, k) = matmulSizes(s[0], s[1])
+            let axes = matmulBatch(s[0], s[1])
+            var batch = axes.batch.reduce(1, *)
+            if batch > 1, axes.b.reduce(1, *) == 1, axes.a.reduce(1, *) == batch {
+                (m, batch) = (m * batch, 1)
+            }
             let layout = columnPanels(m: m, n: n, k: k, c)
-            let batch = c.resultShape.dropLast(2).reduce(1, *)
             var split = ThreadSplit.single
             if c.threads > 1 && c.flops >= ThreadSplit.minimumFlops {
-                split = batch >= c.threads && c.resultShape.count > 2
+                split = batch >= c.threads
                     ? .units(batch) : ThreadSplit.matrix(rows: m, columns: n, threads: c.threads, blocking: c.blocking)
             }
             return KernelPlan(.gemm(m: m, n: n, k: k, batch: batch), weightLayout: layout, split: split, threads: c.threads,
