@@ -125,7 +125,16 @@ extension IRBuilder {
                     onThreadZero(thread) { softmax(axis: axis, log: log, output: out, input: x[0], shape: shape) }
                 }
             case let .layerNorm(axis, epsilon):
-                layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: kernel.operands.map(\.type.count), shape: shape)
+                let counts = kernel.operands.map(\.type.count)
+                if case let .rows(total, chunk) = kernel.split {
+                    forThreadChunk(total: total, chunk: chunk, thread: thread) { start, count in
+                        layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: counts, shape: shape, firstRow: start, rows: count)
+                    }
+                } else {
+                    onThreadZero(thread) {
+                        layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: counts, shape: shape, firstRow: int(0), rows: shape.prefix(axis).reduce(1, *))
+                    }
+                }
             case .convTranspose2d:
                 guard case let .transposedConvolution(g) = kernel.plan.algorithm, let scratch else {
                     throw LatheError.unsupported("conv_transpose2d with shapes \(shapes)")

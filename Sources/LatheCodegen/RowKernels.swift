@@ -34,11 +34,10 @@ extension IRBuilder {
     /// `axis` on: one pass for the mean, one for the variance (of the centered values, which keeps
     /// it exact for rows far from zero), one to write. Scale and bias hold a value per row
     /// element, or one for all.
-    func layerNorm(axis: Int, epsilon: Float, output: LLVMValue, x: [LLVMValue], counts: [Int], shape: [Int]) {
+    func layerNorm(axis: Int, epsilon: Float, output: LLVMValue, x: [LLVMValue], counts: [Int], shape: [Int], firstRow: LLVMValue, rows: Int) {
         let length = shape.dropFirst(axis).reduce(1, *)
-        let rows = shape.prefix(axis).reduce(1, *)
         let parameters = (1..<x.count).map { StridedView(base: x[$0], strides: [counts[$0] == 1 ? 0 : 1]) }
-        loop(0, rows, unroll: false) { r in
+        loop(from: firstRow, to: iadd(firstRow, int(rows))) { r in
             let start = imul(r, int(length))
             let scale = float(1 / Float(length))
             let mean = mul(foldRow(x[0], start: start, length: length, identity: 0, combine: add), scale)

@@ -24,6 +24,10 @@ public enum ThreadSplit: Hashable, Sendable, CustomStringConvertible {
     public static let minimumFlops = 400_000
     /// A pooling, transpose or softmax of at least this many input elements is split among threads.
     public static let minimumPoolInput = 65_536
+    /// A layer_norm is split from this many elements: ConvNeXt's 56 x 56 x 96 and 28 x 28 x 192
+    /// channel norms, not a ViT-S's 197 x 384 tokens, which ran no faster split
+    /// (benchmarks/RESULTS.md, "Measurements behind choices in the code").
+    public static let minimumLayerNormInput = 131_072
 
     public var description: String {
         switch self {

@@ -153,13 +153,19 @@ struct ShapeAndReductionOpTests {
     ])
     func threadedPool(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
 
-    /// Transposes and softmaxes large enough to split among threads: rows of the first axis
+    /// Transposes, softmaxes and layer norms large enough to split among threads: rows of the first axis
     /// longer than 1 (after leading 1s), and an uneven last chunk.
     @Test(arguments: [2, 3], [
         OpCase("transpose [1,12,67,130] to [1,12,130,67]", [Operand(shape: [1, 12, 67, 130])]) { x in try x[0].transposed([0, 1, 3, 2]) },
         OpCase("transpose [1,1,13,5,1100] to [5,1,1100,13,1]", [Operand(shape: [1, 1, 13, 5, 1100])]) { x in try x[0].transposed([3, 0, 4, 2, 1]) },
         OpCase("softmax [1,7,129,100] axis 3", [Operand(shape: [1, 7, 129, 100])]) { x in try x[0].softmax(axis: 3) },
         OpCase("log softmax [13,65,101] axis 2", [Operand(shape: [13, 65, 101])]) { x in try x[0].apply(.logSoftmax(axis: 2), [], .unknown) },
+        OpCase("layer norm [1,57,29,97] axis 3, scale and bias", [Operand(shape: [1, 57, 29, 97]), Operand(shape: [97]), Operand(shape: [97])]) { x in
+            try x[0].apply(.layerNorm(axis: 3, epsilon: 1e-6), [x[1], x[2]], .unknown)
+        },
+        OpCase("layer norm [3,301,250] axis 1, scale only", [Operand(shape: [3, 301, 250]), Operand(shape: [301, 250])]) { x in
+            try x[0].apply(.layerNorm(axis: 1, epsilon: 1e-5), [x[1]], .unknown)
+        },
     ])
     func threadedRows(_ threads: Int, _ c: OpCase) throws { #expect(try compiledVersusInterpreter(c, threads: threads) <= 1e-5) }
 

@@ -6,10 +6,11 @@ import LatheIR
 /// Only the split is chosen here (the algorithm is the op's own loops). A kernel is split when
 /// it is large enough to pay for handing work to another thread: at least
 /// ThreadSplit.minimumFlops, or, for kernels that read more than they compute (pooling,
-/// transpose, softmax), an input of at least ThreadSplit.minimumPoolInput elements:
+/// transpose, softmax, layer_norm), an input of at least ThreadSplit.minimumPoolInput elements:
 /// - elementwise ops and transposes: both cores' bandwidth, a share of the outermost axis each
 ///   (after leading axes of 1: forOuterRows);
-/// - softmax over a last axis: a share of its contiguous rows each (RowKernels' softmaxRows);
+/// - softmax over a last axis: a share of its contiguous rows each (RowKernels' softmaxRows),
+///   and layer_norm likewise (a share of the rows it normalizes);
 /// - pooling and its gradient: planes; a transposed convolution: images x groups;
 /// - a weight gradient: groups, else input channels (each thread unfolds and packs only its
 ///   own), else output channels.
@@ -46,6 +47,7 @@ extension KernelPlan {
         var readBound = false
         switch op {
         case .pool2d, .transpose, .softmax, .logSoftmax: readBound = s[0].reduce(1, *) >= ThreadSplit.minimumPoolInput
+        case .layerNorm: readBound = s[0].reduce(1, *) >= ThreadSplit.minimumLayerNormInput
         default: break
         }
         guard threads > 1, c.flops >= ThreadSplit.minimumFlops || readBound else { return .single }
@@ -59,6 +61,9 @@ extension KernelPlan {
         case .unary, .binary, .fusedElementwise, .select, .cast, .batchNorm, .transpose:
             guard let rows = result.first(where: { $0 > 1 }), rows >= threads else { return .single }
             return .rows(total: rows, chunk: chunk(rows, 1))
+        case let .layerNorm(axis, _):
+            let rows = result.prefix(axis).reduce(1, *)
+            return rows >= threads ? .rows(total: rows, chunk: chunk(rows, 1)) : .single
         case let .softmax(axis), let .logSoftmax(axis):
             let rows = result.prefix(axis).reduce(1, *)
             guard result.dropFirst(axis + 1).allSatisfy({ $0 == 1 }), rows >= threads else { return .single }
