@@ -38,7 +38,7 @@ extension IRBuilder {
                 func channels(_ first: LLVMValue, count: Int) {
                     let o = iadd(imul(group, int(perGroup)), first)
                     let planeOutput = imul(iadd(imul(image, int(g.outChannels)), o), int(g.outputPlane))
-                    directRow(g, vectors: registerBlock.vectors, planes: source, oy: oy, weights: weights, firstChannel: o, count: count, bias: bias,
+                    directRow(g, block: registerBlock, planes: source, oy: oy, weights: weights, firstChannel: o, count: count, bias: bias,
                               output: output, at: iadd(planeOutput, imul(oy, int(g.outW))), epilogue: epilogue)
                 }
                 loop(from: int(0), to: int(perGroup / block * block), step: block) { first in channels(first, count: block) }
@@ -80,7 +80,7 @@ extension IRBuilder {
 
     /// Output row oy of output channels firstChannel..<firstChannel+count: two vectors of outputs
     /// at a time, then one, then the row's end as one partial vector.
-    private func directRow(_ g: ConvGeometry, vectors: Int, planes: LLVMValue, oy: LLVMValue, weights: LLVMValue, firstChannel: LLVMValue, count: Int, bias: LLVMValue?,
+    private func directRow(_ g: ConvGeometry, block: DirectBlock, planes: LLVMValue, oy: LLVMValue, weights: LLVMValue, firstChannel: LLVMValue, count: Int, bias: LLVMValue?,
                            output: LLVMValue, at rowOutput: LLVMValue, epilogue: GemmEpilogue?) {
         let a = g.attributes
         let (sy, sx, dy, dx) = (a.strides[0], a.strides[1], a.dilations[0], a.dilations[1])
@@ -96,16 +96,17 @@ extension IRBuilder {
                 return lanes == 1 ? b : splat(b, lanes: lanes)
             }
             let type = floatType(lanes: lanes)
-            let sums = (0..<count).map { r in (0..<vectors).map { _ in variable(initial[r]) } }
+            let partials = block.partials
+            // sums[r][v][p]: partial p of vector v of channel r; the bias starts partial 0.
+            let sums = (0..<count).map { r in (0..<vectors).map { _ in (0..<partials).map { p in variable(p == 0 ? initial[r] : float(0, lanes: lanes)) } } }
             // With every tap unrolled, LLVM keeps each tap's weights in a register through the
             // loop over the outputs: right for a depthwise layer's 9, but with more weights than
             // free registers it spilled the accumulators (SqueezeNet's first layer, 6 x 27, ran at
             // a third of the FMA rate). Then the window's rows (of every input channel) run in a
             // loop, their columns unrolled.
-            let registers = vectorWidth >= 16 ? 32 : 16
             let windowRows = g.groupChannels * g.kernelH
             func forEachWindowRow(_ body: (LLVMValue) -> Void) {
-                if count * windowRows * g.kernelW <= registers - (count + 1) * vectors - 1 {
+                if block.keepsWeights(count: count, vectors: vectors, taps: windowRows * g.kernelW, vectorWidth: vectorWidth) {
                     for cy in 0..<windowRows { body(int(cy)) }
                 } else {
                     loop(0, windowRows, unroll: false, body)
@@ -119,7 +120,10 @@ extension IRBuilder {
                     for r in 0..<count {
                         let w = load(weights, iadd(imul(iadd(firstChannel, int(r)), int(g.groupChannels * window)), tap))
                         let wide = lanes == 1 ? w : splat(w, lanes: lanes)
-                        for v in 0..<vectors { write(fma(wide, x[v], read(sums[r][v], type: type)), sums[r][v]) }
+                        for v in 0..<vectors {
+                            let sum = sums[r][v][kx % partials]
+                            write(fma(wide, x[v], read(sum, type: type)), sum)
+                        }
                     }
                 }
             }
@@ -173,7 +177,8 @@ extension IRBuilder {
             for r in 0..<count {
                 for v in 0..<vectors {
                     let index = iadd(iadd(rowOutput, imul(int(r), int(g.outputPlane))), iadd(ox, int(v * lanes)))
-                    var value = read(sums[r][v], type: type)
+                    var value = read(sums[r][v][0], type: type)
+                    for p in 1..<partials { value = add(value, read(sums[r][v][p], type: type)) }
                     // A convolution's epilogue operands are laid out like its result.
                     if let epilogue {
                         value = emit(epilogue.formula, [value] + epilogue.extras.map { extra in
@@ -189,6 +194,7 @@ extension IRBuilder {
             }
         }
         // Blocks of `vectors` whole vectors, then the whole vectors left as one block.
+        let vectors = block.vectors
         let blockEnd = g.outW / (vectors * width) * (vectors * width)
         let vectorEnd = g.outW / width * width
         loop(0, blockEnd, step: vectors * width, unroll: false) { ox in outputs(ox, lanes: width, vectors: vectors) }

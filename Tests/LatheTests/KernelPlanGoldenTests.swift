@@ -140,6 +140,21 @@ struct KernelPlanGoldenTests {
         """)
     }
 
+    /// Depthwise convolutions run direct, one channel by two vectors a block: too few sums for
+    /// the FMA units in one chain each, so each vector's sum is dealt among partial sums (a
+    /// 5x5 window's row among 4; a 3x3's among 2, as 3 would leave no room for its 9 weights in
+    /// the 16 registers of 8-float vectors).
+    @Test func depthwisePartialSums() throws {
+        let g = Graph(seed: 2)
+        let x = try g.input("x", shape: [1, 24, 14, 14])
+        let five = try x.apply(.conv2d(Conv2DAttributes(pads: [2, 2, 2, 2], groups: 24)), [g.constant(.random(shape: [24, 1, 5, 5], seed: 1))], SourceLocation(fileID: #fileID, line: #line))
+        let three = try five.apply(.conv2d(Conv2DAttributes(pads: [1, 1, 1, 1], groups: 24)), [g.constant(.random(shape: [24, 1, 3, 3], seed: 2))], SourceLocation(fileID: #fileID, line: #line))
+        Self.expectLines(try Self.planText(g, [("y", three.id)]), """
+        k0_conv2d  conv2d  direct 5x5 pad 2,2,2,2, 24->24 channels in 24 groups, 1x2 register block of 4 partial sums, padded planes  f32[1, 24, 14, 14], f32[24, 1, 5, 5] -> f32[1, 24, 14, 14]  1 thread  scratch 1376 B at arena+18816  in input[0], weights+0 out arena+0
+        k1_conv2d  conv2d  direct 3x3 pad 1,1,1,1, 24->24 channels in 24 groups, 1x2 register block of 2 partial sums, padded planes  f32[1, 24, 14, 14], f32[24, 1, 3, 3] -> f32[1, 24, 14, 14]  1 thread  scratch 1096 B at arena+18816  in arena+0, weights+2432 out output[0]
+        """)
+    }
+
     /// A BERT-base encoder layer: 128 tokens of 768, 12 heads of 64, a 3072-wide GELU
     /// feed-forward network, post-norm.
     @Test func bertLayer() throws {

@@ -36,7 +36,7 @@ extension KernelPlan {
                               split: split, threads: c.threads, scratchFloatsPerThread: w.scratchFloats, flops: c.flops, writesResultOnce: once)
         }
         if runsDirect(g) {
-            return KernelPlan(.direct(g, block: directBlock(g)), split: directSplit(g, c), threads: c.threads, scratchFloatsPerThread: g.directScratchFloats,
+            return KernelPlan(.direct(g, block: directBlock(g, vectorWidth: c.vectorWidth)), split: directSplit(g, c), threads: c.threads, scratchFloatsPerThread: g.directScratchFloats,
                               flops: c.flops, writesResultOnce: once)
         }
         let packs = g.packs(vectorWidth: c.vectorWidth)
@@ -87,10 +87,21 @@ extension KernelPlan {
     /// channels x 1 vector (6 x 2 spilled its sums every window row) and a strided depthwise
     /// layer 1 x 6 (six sums in flight hide the FMA's latency, where two waited on it). Stride-1
     /// depthwise layers, which read a padded copy, ran best at 1 x 2.
-    private static func directBlock(_ g: ConvGeometry) -> DirectBlock {
+    /// The block's channels and vectors (measured: benchmarks/RESULTS.md), and its partial sums:
+    /// an FMA waits 4 cycles for the sum it adds to, and two issue a cycle, so fewer than 8
+    /// independent sums leave the FMA units idle (a depthwise layer's 1 x 2 block added a 5 x 5
+    /// window's 25 taps in one chain a vector). A block of fewer sums deals each window row's
+    /// taps among up to `kernelW` partial sums, as many as still keep the window's weights in
+    /// registers where they fitted with one.
+    static func directBlock(_ g: ConvGeometry, vectorWidth: Int) -> DirectBlock {
         let perGroup = g.groupOutChannels
-        guard g.readsInPlace else { return DirectBlock(channels: min(6, perGroup), vectors: 2) }
-        return perGroup == 1 ? DirectBlock(channels: 1, vectors: 6) : DirectBlock(channels: min(8, perGroup), vectors: 1)
+        var block = !g.readsInPlace ? DirectBlock(channels: min(6, perGroup), vectors: 2)
+            : perGroup == 1 ? DirectBlock(channels: 1, vectors: 6) : DirectBlock(channels: min(8, perGroup), vectors: 1)
+        let sums = block.channels * block.vectors, taps = g.groupChannels * g.kernelH * g.kernelW
+        let kept = block.keepsWeights(count: block.channels, vectors: block.vectors, taps: taps, vectorWidth: vectorWidth)
+        block.partials = min(g.kernelW, (8 + sums - 1) / sums)
+        while kept && block.partials > 1 && !block.keepsWeights(count: block.channels, vectors: block.vectors, taps: taps, vectorWidth: vectorWidth) { block.partials -= 1 }
+        return block
     }
 
     /// Images x groups, else rows of the output image (DirectConvolution.swift).

@@ -209,10 +209,22 @@ indirect enum KernelAlgorithm: Sendable {
 }
 
 /// The register block of a direct convolution: output channels x vectors of outputs along a row
-/// whose sums stay in registers.
+/// whose sums stay in registers, each vector's sum kept as `partials` independent sums (a window
+/// row's taps dealt among them in turn) that are added once at the end.
 struct DirectBlock: Sendable, Hashable {
     let channels: Int
     let vectors: Int
+    var partials = 1
+
+    /// The vector registers of a target: 32 with 16-float vectors (AVX-512), else 16.
+    static func registers(vectorWidth: Int) -> Int { vectorWidth >= 16 ? 32 : 16 }
+
+    /// Whether `count` channels by `vectors` vectors of the block keep the weights of a whole
+    /// window of `taps` taps (every input channel's) in registers beside their sums: the emitter
+    /// then unrolls every window row; otherwise it loops over them, loading the weights again.
+    func keepsWeights(count: Int, vectors: Int, taps: Int, vectorWidth: Int) -> Bool {
+        count * taps <= DirectBlock.registers(vectorWidth: vectorWidth) - count * vectors * partials - vectors - 1
+    }
 }
 
 /// A convolution computed as a GEMM per unit (image x group x tile of output rows), and how its

@@ -58,7 +58,7 @@ extension KernelAlgorithm {
             return "\(name) \(w.conv.channels)->\(w.conv.outChannels) channels, \(w.tilesY)x\(w.tilesX) tiles an image, \(count(w.units, "unit")) of \(w.stripRows) tile rows"
         case let .direct(g, block):
             return "direct \(g.window), \(g.channels)->\(g.outChannels) channels" + (g.groups > 1 ? " in \(g.groups) groups" : "")
-                + ", \(block.channels)x\(block.vectors) register block" + (g.readsInPlace ? ", reads in place" : ", padded planes")
+                + ", \(block.channels)x\(block.vectors) register block" + (block.partials > 1 ? " of \(block.partials) partial sums" : "") + (g.readsInPlace ? ", reads in place" : ", padded planes")
         case let .unfoldedGemm(gemm):
             let g = gemm.geometry
             return "\(name) \(g.window), M=\(g.groupOutChannels) N=\(g.outputPlane) K=\(g.unfoldedRows) a unit, \(count(g.units, "unit")) (\(g.tileRows)-row tiles)"
