@@ -87,12 +87,12 @@ extension KernelPlan {
     /// channels x 1 vector (6 x 2 spilled its sums every window row) and a strided depthwise
     /// layer 1 x 6 (six sums in flight hide the FMA's latency, where two waited on it). Stride-1
     /// depthwise layers, which read a padded copy, ran best at 1 x 2.
-    /// The block's channels and vectors (measured: benchmarks/RESULTS.md), and its partial sums:
-    /// an FMA waits 4 cycles for the sum it adds to, and two issue a cycle, so fewer than 8
-    /// independent sums leave the FMA units idle (a depthwise layer's 1 x 2 block added a 5 x 5
-    /// window's 25 taps in one chain a vector). A block of fewer sums deals each window row's
-    /// taps among up to `kernelW` partial sums, as many as still keep the window's weights in
-    /// registers where they fitted with one.
+    ///
+    /// And its partial sums: an FMA waits 4 cycles for the sum it adds to, and two issue a cycle,
+    /// so fewer than 8 independent sums leave the FMA units idle (a depthwise layer's 1 x 2 block
+    /// added a 5 x 5 window's 25 taps in one chain a vector). A block of fewer sums deals each
+    /// window row's taps among up to `kernelW` partial sums, as many as still keep the window's
+    /// weights in registers where they fitted with one.
     static func directBlock(_ g: ConvGeometry, vectorWidth: Int) -> DirectBlock {
         let perGroup = g.groupOutChannels
         var block = !g.readsInPlace ? DirectBlock(channels: min(6, perGroup), vectors: 2)
