@@ -81,6 +81,12 @@ let convCases: [OpCase] = [
     ConvSetup(input: [1, 4, 12, 35], weight: [4, 1, 5, 5], strides: [1, 2], pads: [2, 2, 2, 2], groups: 4),
     ConvSetup(input: [1, 3, 40, 75], weight: [7, 3, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1]),
     ConvSetup(input: [1, 3, 20, 90], weight: [6, 1, 3, 3], strides: [2, 3], pads: [0, 1, 1, 0], groups: 3),
+    // Grouped layers of up to 16 channels a group, direct: 16 in and out (RegNet's), a block of
+    // 6 channels and a rest of 4; 8 in and 12 out with a stride of 2 read in place; 5 x 7 output
+    // rows shorter than a vector; 2 images.
+    ConvSetup(input: [1, 32, 13, 21], weight: [32, 16, 3, 3], pads: [1, 1, 1, 1], groups: 2),
+    ConvSetup(input: [2, 24, 15, 19], weight: [36, 8, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 3),
+    ConvSetup(input: [1, 48, 7, 5], weight: [48, 16, 3, 3], pads: [1, 1, 1, 1], groups: 3, bias: false),
     // Strided windows read in place: unmasked blocks inside the row, masked ones at its ends,
     // a row shorter than a vector, dilated taps from further loads.
     ConvSetup(input: [1, 3, 9, 70], weight: [6, 1, 3, 3], strides: [2, 2], pads: [1, 1, 1, 1], groups: 3),

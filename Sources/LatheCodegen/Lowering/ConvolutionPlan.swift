@@ -74,11 +74,14 @@ extension KernelPlan {
     }
 
     /// The direct kernel runs it: one input channel a group (depthwise, any channel multiplier)
-    /// and a window of at most 7 x 7, or one group of at most 4 channels and a window of at most 9
-    /// (a first layer: RGB or gray). Its taps are unrolled, so the windows are bounded.
+    /// and a window of at most 7 x 7; one group of at most 4 channels and a window of at most 9
+    /// (a first layer: RGB or gray); or groups of at most 16 channels in and out and a window of
+    /// 2 to 9 taps (RegNet's and ResNeXt-style 3x3 grouped layers, whose GEMM per group of 16
+    /// rows ran at a fifth of the FMA rate). Its taps are unrolled, so the windows are bounded.
     static func runsDirect(_ g: ConvGeometry) -> Bool {
         (g.groups == g.channels && g.groups > 1 && g.outChannels % g.channels == 0 && g.kernelH * g.kernelW <= 49)
             || (g.groups == 1 && g.channels <= 4 && g.kernelH * g.kernelW <= 9)
+            || (g.groups > 1 && g.groupChannels <= 16 && g.groupOutChannels <= 16 && (2...9).contains(g.kernelH * g.kernelW))
     }
 
     /// Output channels and vectors of outputs along a row whose sums stay in registers (measured
