@@ -28,6 +28,21 @@ public struct Timings: Sendable {
         }
         return Timings(times)
     }
+
+    /// Runs each of `bodies` once a round, in turn, for `rounds` rounds, and times each run: one
+    /// Timings a body. Interleaved, a slow phase of the host falls on all of them alike, where
+    /// timing one body's runs after another's compares different phases.
+    public static func interleaved(_ rounds: Int, _ bodies: [() throws -> Void]) throws -> [Timings] {
+        var times = [[Double]](repeating: [], count: bodies.count)
+        for _ in 0..<Swift.max(rounds, 1) {
+            for (k, body) in bodies.enumerated() {
+                let start = ContinuousClock.now
+                try body()
+                times[k].append((ContinuousClock.now - start).totalSeconds)
+            }
+        }
+        return times.map(Timings.init)
+    }
 }
 
 /// Each kernel's times over profiled runs (`CompiledModel.profile`), and their medians.

@@ -77,15 +77,18 @@ public enum TransferMNIST {
         // What a step costs: the frozen model's, against the base's forward pass plus the head's
         // own training step on features of the base's width.
         let input = try lowTrain.prefix(batchSize).inputs, target = try highTrain.prefix(batchSize).targets
-        let frozenStep = try median { _ = try transfer.step.run(input: input, target: target) }
         let forward = try compiledForward(base, batch: batchSize, threads: threads)
-        let baseForward = try median { _ = try forward.run(["image": input]) }
         let width = before.shape[1]
         let headAlone = try TrainingStep(model: Sequential { Dense(128, activation: .relu); Dropout(0.5); Dense(5, activation: .softmax) },
                                          inputShape: [batchSize, width], targetShape: [batchSize, 5], loss: .softmaxCrossEntropy,
                                          optimizer: .adam(learningRate: 1e-3), seed: seed, threads: threads)
         let headFeatures = HostTensor.random(shape: [batchSize, width], seed: seed, in: 0...1)
-        let headStep = try median { _ = try headAlone.run(input: headFeatures, target: target) }
+        // The three in interleaved rounds (3 untimed, then 40), each figure the median of its runs.
+        let runs: [() throws -> Void] = [{ _ = try transfer.step.run(input: input, target: target) }, { _ = try forward.run(["image": input]) },
+                                         { _ = try headAlone.run(input: headFeatures, target: target) }]
+        _ = try Timings.interleaved(3, runs)
+        let medians = try Timings.interleaved(40, runs).map { $0.median * 1000 }
+        let (frozenStep, baseForward, headStep) = (medians[0], medians[1], medians[2])
         log(String(format: "a step of batch %d: frozen model %.3f ms; base forward %.3f ms + head step %.3f ms = %.3f ms", batchSize,
                    frozenStep, baseForward, headStep, baseForward + headStep))
         return Report(baseAccuracy: baseAccuracy, transferAccuracy: transferAccuracy, exported: exported, frozenStepMs: frozenStep,
@@ -126,9 +129,4 @@ public enum TransferMNIST {
         return out
     }
 
-    /// The median milliseconds of 20 runs of `body`, after 3 untimed.
-    static func median(_ body: () throws -> Void) throws -> Double {
-        for _ in 0..<3 { try body() }
-        return try Timings.measure(20, body).median * 1000
-    }
 }
