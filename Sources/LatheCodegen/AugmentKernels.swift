@@ -90,11 +90,12 @@ extension IRBuilder {
             let (flipRows, flipColumns) = (flips(a.flipsRows, .flipRows), flips(a.flipsColumns, .flipColumns))
             let (rowOffset, columnOffset) = (offset(a.rowOffsets, .rowOffset), offset(a.columnOffsets, .columnOffset))
             loop(0, planes, unroll: false) { p in
-                let plane = imul(iadd(imul(n, int(planes)), p), int(inHeight * inWidth))
+                let planeIndex = iadd(imul(n, int(planes)), p)
+                let plane = imul(planeIndex, int(inHeight * inWidth))
                 loop(0, a.height, unroll: false) { i in
                     let row = resolve(iadd(LLVMBuildSelect(builder, flipRows, isub(int(a.height - 1), i), i, "")!, rowOffset), size: inHeight, a.fill)
                     let rowStart = iadd(plane, imul(row.index, int(inWidth)))
-                    let resultRow = imul(iadd(imul(iadd(imul(n, int(planes)), p), int(a.height)), i), int(a.width))
+                    let resultRow = imul(iadd(imul(planeIndex, int(a.height)), i), int(a.width))
                     loop(0, a.width, unroll: false) { j in
                         let column = resolve(iadd(LLVMBuildSelect(builder, flipColumns, isub(int(a.width - 1), j), j, "")!, columnOffset),
                                              size: inWidth, a.fill)

@@ -3,17 +3,21 @@ import LatheIR
 
 /// M, N and K of one product of a NumPy matmul (a vector operand is a one-row or one-column matrix).
 func matmulSizes(_ aShape: [Int], _ bShape: [Int]) -> (m: Int, n: Int, k: Int) {
-    let a2 = aShape.count == 1 ? [1] + aShape : aShape
-    let b2 = bShape.count == 1 ? bShape + [1] : bShape
+    let (a2, b2) = matrixShapes(aShape, bShape)
     return (a2[a2.count - 2], b2[b2.count - 1], a2[a2.count - 1])
 }
 
 /// The batch axes of a NumPy matmul of these operand shapes, broadcast, and each operand's own.
 func matmulBatch(_ aShape: [Int], _ bShape: [Int]) -> (batch: [Int], a: [Int], b: [Int]) {
-    let a2 = aShape.count == 1 ? [1] + aShape : aShape
-    let b2 = bShape.count == 1 ? bShape + [1] : bShape
+    let (a2, b2) = matrixShapes(aShape, bShape)
     let aBatch = Array(a2.dropLast(2)), bBatch = Array(b2.dropLast(2))
     return ((try? broadcastShapes(aBatch, bBatch)) ?? [], aBatch, bBatch)
+}
+
+/// The operands of a NumPy matmul as matrices: a vector A a one-row matrix, a vector B a
+/// one-column one.
+private func matrixShapes(_ aShape: [Int], _ bShape: [Int]) -> (a: [Int], b: [Int]) {
+    (aShape.count == 1 ? [1] + aShape : aShape, bShape.count == 1 ? bShape + [1] : bShape)
 }
 
 /// A matrix operand: element (i, j) at base[offset + i * rowStride + j * columnStride]

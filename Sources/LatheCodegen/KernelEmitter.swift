@@ -112,28 +112,18 @@ extension IRBuilder {
                 var log = false
                 if case .logSoftmax = op { log = true }
                 if shape.dropFirst(axis + 1).allSatisfy({ $0 == 1 }) {
-                    let (rows, length) = (shape.prefix(axis).reduce(1, *), shape[axis])
-                    if case let .rows(total, chunk) = kernel.split {
-                        forThreadChunk(total: total, chunk: chunk, thread: thread) { start, count in
-                            let at = imul(start, int(length))
-                            softmaxRows(log: log, output: pointer(out, at), input: pointer(x[0], at), rows: count, length: length)
-                        }
-                    } else {
-                        onThreadZero(thread) { softmaxRows(log: log, output: out, input: x[0], rows: rows, length: length) }
+                    let length = shape[axis]
+                    forRowShare(kernel.split, rows: shape.prefix(axis).reduce(1, *), thread: thread) { start, count in
+                        let at = imul(start, int(length))
+                        softmaxRows(log: log, output: pointer(out, at), input: pointer(x[0], at), rows: count, length: length)
                     }
                 } else {
                     onThreadZero(thread) { softmax(axis: axis, log: log, output: out, input: x[0], shape: shape) }
                 }
             case let .layerNorm(axis, epsilon):
                 let counts = kernel.operands.map(\.type.count)
-                if case let .rows(total, chunk) = kernel.split {
-                    forThreadChunk(total: total, chunk: chunk, thread: thread) { start, count in
-                        layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: counts, shape: shape, firstRow: start, rows: count)
-                    }
-                } else {
-                    onThreadZero(thread) {
-                        layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: counts, shape: shape, firstRow: int(0), rows: shape.prefix(axis).reduce(1, *))
-                    }
+                forRowShare(kernel.split, rows: shape.prefix(axis).reduce(1, *), thread: thread) { start, count in
+                    layerNorm(axis: axis, epsilon: epsilon, output: out, x: x, counts: counts, shape: shape, firstRow: start, rows: count)
                 }
             case .convTranspose2d:
                 guard case let .transposedConvolution(g) = kernel.plan.algorithm, let scratch else {

@@ -177,6 +177,16 @@ extension IRBuilder {
         ifElse(LLVMBuildICmp(builder, LLVMIntEQ, thread, int(0), "")!, then: body, else: {})
     }
 
+    /// body(first row, rows) for this thread's chunk of `rows` under a `.rows` split; under any
+    /// other split, all of them on thread 0 (row kernels: softmax's, layer_norm's).
+    func forRowShare(_ split: ThreadSplit, rows: Int, thread: LLVMValue, _ body: (LLVMValue, Int) -> Void) {
+        if case let .rows(total, chunk) = split {
+            forThreadChunk(total: total, chunk: chunk, thread: thread, body)
+        } else {
+            onThreadZero(thread) { body(int(0), rows) }
+        }
+    }
+
     /// This thread's share of `count` units under a `.units` split; under any other split, all of
     /// them on thread 0 and none on the others, so that no work is done twice.
     func unitShare(_ split: ThreadSplit, count: Int, thread: LLVMValue, threads: Int) -> (start: LLVMValue, end: LLVMValue) {

@@ -77,7 +77,7 @@ public struct ImageAugment: Hashable, Sendable {
 
     /// The result type for an input of `input`, or why it does not fit.
     func resultType(_ input: TensorType, step: TensorType) throws(OpRuleFailure) -> TensorType {
-        guard step.count == 1 else { throw .shape("the step counter must have one element, got \(step.shape)") }
+        try Op.checkStepCounter(step)
         guard input.shape.count >= 3 else { throw .shape("augment takes images [N, ..., H, W], got \(input.shape)") }
         guard height > 0, width > 0 else { throw .attribute("the result's size \(height)x\(width) is not positive") }
         guard abs(rowOffsets.lowerBound) < 1 << 24, abs(rowOffsets.upperBound) < 1 << 24,

@@ -45,7 +45,7 @@ extension Op {
             return operands[0]
         case let .dropoutMask(shape, rate, _):
             guard (0..<1).contains(rate) else { throw .attribute("rate \(rate) is not in [0, 1)") }
-            guard shapes[0].reduce(1, *) == 1 else { throw .shape("the step counter must have one element, got \(shapes[0])") }
+            try Op.checkStepCounter(operands[0])
             guard elementCount(shape) != nil else { throw .attribute("shape \(shape) has a negative dimension or too many elements") }
             return TensorType(.float32, shape)
         case let .augment(a):
@@ -271,6 +271,11 @@ extension Op {
     /// formulas check their own (ScalarExpr.elementType), cumsum and top_k take any number
     /// type they compute on, the reductions but the mean integers too, a max pool 8-bit
     /// integers too (a quantized model's); every other op computes on f32.
+    /// A training step's counter (dropout_mask's and augment's operand): one element.
+    static func checkStepCounter(_ counter: TensorType) throws(OpRuleFailure) {
+        guard counter.count == 1 else { throw .shape("the step counter must have one element, got \(counter.shape)") }
+    }
+
     private func checkElementTypes(_ operands: [TensorType]) throws(OpRuleFailure) {
         let types = operands.map(\.dtype)
         let indexTypes: [DType] = [.int32, .int64, .float32]

@@ -21,11 +21,7 @@ public struct Timings: Sendable {
     /// Runs `body` `count` times (at least once), timing each run on the monotonic clock.
     public static func measure(_ count: Int, _ body: () throws -> Void) rethrows -> Timings {
         var times: [Double] = []
-        for _ in 0..<Swift.max(count, 1) {
-            let start = ContinuousClock.now
-            try body()
-            times.append((ContinuousClock.now - start).totalSeconds)
-        }
+        for _ in 0..<Swift.max(count, 1) { times.append(try seconds(body)) }
         return Timings(times)
     }
 
@@ -35,13 +31,16 @@ public struct Timings: Sendable {
     public static func interleaved(_ rounds: Int, _ bodies: [() throws -> Void]) throws -> [Timings] {
         var times = [[Double]](repeating: [], count: bodies.count)
         for _ in 0..<Swift.max(rounds, 1) {
-            for (k, body) in bodies.enumerated() {
-                let start = ContinuousClock.now
-                try body()
-                times[k].append((ContinuousClock.now - start).totalSeconds)
-            }
+            for (k, body) in bodies.enumerated() { times[k].append(try seconds(body)) }
         }
         return times.map(Timings.init)
+    }
+
+    /// The seconds one run of `body` takes, on the monotonic clock.
+    private static func seconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = ContinuousClock.now
+        try body()
+        return (ContinuousClock.now - start).totalSeconds
     }
 }
 

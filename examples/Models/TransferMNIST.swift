@@ -128,5 +128,4 @@ public enum TransferMNIST {
         guard let out = try compiled.run(["image": images])["features"] else { throw LatheError.missingInput(name: "features") }
         return out
     }
-
 }

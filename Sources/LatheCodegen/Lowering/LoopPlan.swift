@@ -5,8 +5,9 @@ import LatheIR
 ///
 /// Only the split is chosen here (the algorithm is the op's own loops). A kernel is split when
 /// it is large enough to pay for handing work to another thread: at least
-/// ThreadSplit.minimumFlops, or, for kernels that read more than they compute (pooling,
-/// transpose, softmax, layer_norm), an input of at least ThreadSplit.minimumPoolInput elements:
+/// ThreadSplit.minimumFlops, or, for kernels that read more than they compute, an input of at
+/// least ThreadSplit.minimumPoolInput elements (pooling, transpose, softmax) or
+/// ThreadSplit.minimumLayerNormInput (layer_norm):
 /// - elementwise ops and transposes: both cores' bandwidth, a share of the outermost axis each
 ///   (after leading axes of 1: forOuterRows);
 /// - softmax over a last axis: a share of its contiguous rows each (RowKernels' softmaxRows),
